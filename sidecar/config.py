@@ -1,0 +1,192 @@
+"""The sidecar's configuration contract: the env names the webhook writes.
+
+These names are defined here once. The webhook imports them to build the
+sidecar's container spec, so the pod spec shows every setting the sidecar
+uses and the sidecar has no hidden defaults of its own.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+# --- env names (the contract) ------------------------------------------------
+ENV_ROLE_ARN = "SIDECRED_ROLE_ARN"
+ENV_CREDENTIAL_SOURCE = "SIDECRED_CREDENTIAL_SOURCE"  # web-identity | assume-role
+ENV_SESSION_DURATION = "SIDECRED_SESSION_DURATION"  # seconds
+ENV_EXTERNAL_ID = "SIDECRED_EXTERNAL_ID"  # optional, assume-role only
+ENV_SESSION_NAME = "SIDECRED_SESSION_NAME"  # optional override of <ns>.<pod>
+ENV_REGION = "SIDECRED_REGION"  # optional; selects the regional STS endpoint
+ENV_PORT = "SIDECRED_PORT"  # credential endpoint, bound to 127.0.0.1
+ENV_HEALTH_PORT = "SIDECRED_HEALTH_PORT"  # /healthz and /readyz, for the kubelet
+ENV_TOKEN_MODE = "SIDECRED_TOKEN_MODE"  # file | env
+ENV_TOKEN_FILE = "SIDECRED_TOKEN_FILE"  # token mode file: where the sidecar writes it
+ENV_AUTH_TOKEN = "SIDECRED_AUTH_TOKEN"  # token mode env: the value the webhook generated
+ENV_WEB_IDENTITY_TOKEN_FILE = "SIDECRED_WEB_IDENTITY_TOKEN_FILE"  # web-identity only
+ENV_SIDECAR_MODE = "SIDECRED_SIDECAR_MODE"  # native | container
+ENV_DRAIN_SECONDS = "SIDECRED_DRAIN_SECONDS"  # container mode: serve this long after SIGTERM
+ENV_POD_NAME = "SIDECRED_POD_NAME"  # downward API: metadata.name
+ENV_POD_NAMESPACE = "SIDECRED_POD_NAMESPACE"  # downward API: metadata.namespace
+ENV_POD_UID = "SIDECRED_POD_UID"  # downward API: metadata.uid
+ENV_SERVICE_ACCOUNT = "SIDECRED_SERVICE_ACCOUNT"  # downward API: spec.serviceAccountName
+
+CREDENTIAL_SOURCES = ("web-identity", "assume-role")
+TOKEN_MODES = ("file", "env")
+SIDECAR_MODES = ("native", "container")
+
+# STS limits: 900 s is the API minimum, 43200 s the maximum a role may allow.
+# sidecred refuses anything under 3600 s at admission (SDKs refresh below 15 min).
+MIN_SESSION_DURATION = 3600
+MAX_SESSION_DURATION = 43200
+
+# The path the credential endpoint serves; the webhook builds the full URI from it.
+CREDENTIALS_PATH = "/v1/credentials"
+LOOPBACK_HOST = "127.0.0.1"
+
+
+class ConfigError(ValueError):
+    """A missing or invalid setting. The message names the variable and the fix."""
+
+
+@dataclass(frozen=True)
+class SidecarConfig:
+    role_arn: str
+    credential_source: str
+    session_duration: int
+    port: int
+    health_port: int
+    token_mode: str
+    sidecar_mode: str
+    pod_name: str
+    pod_namespace: str
+    pod_uid: str
+    service_account: str
+    token_file: str | None = None
+    auth_token: str | None = None
+    web_identity_token_file: str | None = None
+    external_id: str | None = None
+    session_name: str | None = None
+    region: str | None = None
+    drain_seconds: float = 0.0
+
+
+def credentials_uri(port: int) -> str:
+    """The AWS_CONTAINER_CREDENTIALS_FULL_URI value for a sidecar on `port`.
+
+    The literal 127.0.0.1 is used because old SDKs accept only it and localhost.
+    """
+    return f"http://{LOOPBACK_HOST}:{port}{CREDENTIALS_PATH}"
+
+
+def _required(env: Mapping[str, str], name: str, problems: list[str]) -> str:
+    value = env.get(name, "").strip()
+    if not value:
+        problems.append(f"{name} is not set")
+    return value
+
+
+def _choice(
+    env: Mapping[str, str], name: str, choices: tuple[str, ...], problems: list[str]
+) -> str:
+    value = _required(env, name, problems)
+    if value and value not in choices:
+        problems.append(f"{name}={value!r} is not one of {', '.join(choices)}")
+    return value
+
+
+def _port(env: Mapping[str, str], name: str, problems: list[str]) -> int:
+    raw = _required(env, name, problems)
+    if not raw:
+        return 0
+    try:
+        port = int(raw)
+    except ValueError:
+        problems.append(f"{name}={raw!r} is not a port number")
+        return 0
+    if not 1 <= port <= 65535:
+        problems.append(f"{name}={raw!r} is outside 1-65535")
+    return port
+
+
+def load_config(env: Mapping[str, str] | None = None) -> SidecarConfig:
+    """Read and validate the sidecar's settings; raise ConfigError listing every problem."""
+    env = os.environ if env is None else env
+    problems: list[str] = []
+
+    role_arn = _required(env, ENV_ROLE_ARN, problems)
+    if role_arn and not role_arn.startswith("arn:"):
+        problems.append(f"{ENV_ROLE_ARN}={role_arn!r} is not an ARN")
+    source = _choice(env, ENV_CREDENTIAL_SOURCE, CREDENTIAL_SOURCES, problems)
+    token_mode = _choice(env, ENV_TOKEN_MODE, TOKEN_MODES, problems)
+    sidecar_mode = _choice(env, ENV_SIDECAR_MODE, SIDECAR_MODES, problems)
+    port = _port(env, ENV_PORT, problems)
+    health_port = _port(env, ENV_HEALTH_PORT, problems)
+    if port and port == health_port:
+        problems.append(f"{ENV_PORT} and {ENV_HEALTH_PORT} are both {port}; they must differ")
+
+    raw_duration = _required(env, ENV_SESSION_DURATION, problems)
+    duration = 0
+    if raw_duration:
+        try:
+            duration = int(raw_duration)
+        except ValueError:
+            problems.append(
+                f"{ENV_SESSION_DURATION}={raw_duration!r} is not a whole number of seconds"
+            )
+        else:
+            if not 900 <= duration <= MAX_SESSION_DURATION:
+                problems.append(
+                    f"{ENV_SESSION_DURATION}={duration} is outside 900-{MAX_SESSION_DURATION} seconds"
+                )
+
+    pod_name = _required(env, ENV_POD_NAME, problems)
+    pod_namespace = _required(env, ENV_POD_NAMESPACE, problems)
+    pod_uid = _required(env, ENV_POD_UID, problems)
+    service_account = _required(env, ENV_SERVICE_ACCOUNT, problems)
+
+    token_file = env.get(ENV_TOKEN_FILE) or None
+    auth_token = env.get(ENV_AUTH_TOKEN) or None
+    if token_mode == "file" and not token_file:
+        problems.append(f"{ENV_TOKEN_FILE} is not set (required in token mode file)")
+    if token_mode == "env" and not auth_token:
+        problems.append(f"{ENV_AUTH_TOKEN} is not set (required in token mode env)")
+
+    web_identity_token_file = env.get(ENV_WEB_IDENTITY_TOKEN_FILE) or None
+    if source == "web-identity" and not web_identity_token_file:
+        problems.append(
+            f"{ENV_WEB_IDENTITY_TOKEN_FILE} is not set (required for source web-identity)"
+        )
+
+    raw_drain = env.get(ENV_DRAIN_SECONDS, "0") or "0"
+    drain = 0.0
+    try:
+        drain = float(raw_drain)
+        if drain < 0:
+            raise ValueError
+    except ValueError:
+        problems.append(f"{ENV_DRAIN_SECONDS}={raw_drain!r} is not a non-negative number")
+
+    if problems:
+        raise ConfigError("sidecred sidecar: invalid configuration: " + "; ".join(problems))
+
+    return SidecarConfig(
+        role_arn=role_arn,
+        credential_source=source,
+        session_duration=duration,
+        port=port,
+        health_port=health_port,
+        token_mode=token_mode,
+        sidecar_mode=sidecar_mode,
+        pod_name=pod_name,
+        pod_namespace=pod_namespace,
+        pod_uid=pod_uid,
+        service_account=service_account,
+        token_file=token_file,
+        auth_token=auth_token,
+        web_identity_token_file=web_identity_token_file,
+        external_id=env.get(ENV_EXTERNAL_ID) or None,
+        session_name=env.get(ENV_SESSION_NAME) or None,
+        region=env.get(ENV_REGION) or None,
+        drain_seconds=drain,
+    )

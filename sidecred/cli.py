@@ -1,0 +1,50 @@
+"""The `sidecred` console script: dispatch to one subcommand, importing only it.
+
+The sidecar runs in every pod, so `sidecred sidecar` must not pay for the
+webhook's imports (FastAPI, the kubernetes client). Each subcommand lives in
+its own module exposing `main(argv: list[str]) -> int`; only the chosen one is
+imported.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+# subcommand -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "certs": ("certs.cli", "write a CA and the webhook's serving certificate"),
+    "webhook": ("webhook.serve_cli", "run the admission webhook over TLS"),
+    "sidecar": ("sidecar.main", "run the credential server (settings from env)"),
+    "check": ("webhook.check_cli", "offline: print the admission decision and patched pod"),
+    "demo": ("sidecred.demo", "run the whole flow locally on an embedded STS emulator"),
+}
+
+
+def usage() -> str:
+    lines = ["usage: sidecred COMMAND [options]", "", "commands:"]
+    lines += [f"  {name:<8} {help_}" for name, (_, help_) in COMMANDS.items()]
+    lines += ["", "Run `sidecred COMMAND --help` for a command's options."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage())
+        return 0 if argv else 2
+    if argv[0] in ("-V", "--version"):
+        from sidecred import __version__
+
+        print(__version__)
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"sidecred: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[name][0])
+    return int(module.main(rest) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
