@@ -1,0 +1,85 @@
+"""`sidecred sidecar`: the per-pod credential server, and its `--wait-ready` probe helper.
+
+Only the standard library and the config contract are imported at module
+level, so `--wait-ready` (the container-mode postStart hook) starts fast; the
+server's modules, botocore among them, are imported when the server runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import urllib.error
+import urllib.request
+
+from sidecar.config import ENV_HEALTH_PORT, ConfigError, SidecarConfig, load_config
+
+EXIT_CONFIG = 2
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="sidecred sidecar",
+        description="Serve this pod's AWS credentials on 127.0.0.1 (all settings from SIDECRED_* env).",
+    )
+    parser.add_argument(
+        "--wait-ready",
+        action="store_true",
+        help=f"poll http://127.0.0.1:${ENV_HEALTH_PORT}/readyz until ready (exit 0) or timeout (exit 1)",
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=120.0, help="seconds --wait-ready waits (default 120)"
+    )
+    return parser.parse_args(argv)
+
+
+def _fetch_readyz(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 (fixed loopback http URL)
+            return resp.status, resp.read().decode("utf-8", "replace")
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode("utf-8", "replace")
+    except OSError as exc:
+        return 0, f"health port not answering: {exc}"
+
+
+def wait_ready(timeout: float, env: dict[str, str] | None = None) -> int:
+    """Poll /readyz until 200 (0) or `timeout` seconds pass (1, printing the last body)."""
+    env = dict(os.environ) if env is None else env
+    port = env.get(ENV_HEALTH_PORT, "").strip()
+    if not port.isdigit():
+        print(
+            f"sidecred sidecar --wait-ready: {ENV_HEALTH_PORT}={port!r} is not a port",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    url = f"http://127.0.0.1:{port}/readyz"
+    deadline = time.monotonic() + timeout
+    while True:
+        status, body = _fetch_readyz(url)
+        if status == 200:
+            return 0
+        if time.monotonic() >= deadline:
+            print(
+                f"sidecred sidecar: not ready after {timeout:g} s: {body.strip()}", file=sys.stderr
+            )
+            return 1
+        time.sleep(0.2)  # poll interval of a probe loop
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    if args.wait_ready:
+        return wait_ready(args.timeout)
+    from sidecar import log
+
+    try:
+        config: SidecarConfig = load_config()
+    except ConfigError as exc:
+        log.error("config_invalid", error=str(exc))
+        return EXIT_CONFIG
+    from sidecar.runtime import run
+
+    return run(config)

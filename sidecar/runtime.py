@@ -1,0 +1,96 @@
+"""Running the sidecar: token, listeners, the refresh task, signals and drain."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+from sidecar import log
+from sidecar.cache import CredentialCache
+from sidecar.config import LOOPBACK_HOST, SidecarConfig
+from sidecar.endpoint import CredentialEndpoint, HealthEndpoint
+from sidecar.server import HttpServer
+from sidecar.sources import build_source
+from sidecar.token_file import generate_token, write_token_file
+
+HEALTH_HOST = "0.0.0.0"  # the kubelet probes the pod IP
+
+
+def auth_token(config: SidecarConfig) -> str:
+    """Token mode env: the webhook's value. Token mode file: a fresh one, written atomically."""
+    if config.token_mode == "env":
+        return config.auth_token or ""
+    token = generate_token()
+    write_token_file(config.token_file or "", token)
+    return token
+
+
+async def serve(config: SidecarConfig) -> int:
+    try:
+        token = auth_token(config)
+    except OSError as exc:
+        log.error("token_file_failed", path=config.token_file, error=str(exc))
+        return 1
+    source = build_source(config)
+    cache = CredentialCache(source)
+    credentials = CredentialEndpoint(cache, token)
+    health = HealthEndpoint(cache, credentials)
+    cred_server = HttpServer(credentials, LOOPBACK_HOST, config.port)
+    health_server = HttpServer(health, HEALTH_HOST, config.health_port)
+    try:
+        await cred_server.start()
+        await health_server.start()
+    except OSError as exc:
+        log.error("listen_failed", error=str(exc))
+        await cred_server.close()
+        return 1
+
+    stop_refresh = asyncio.Event()
+    terminate = asyncio.Event()
+    signals_seen: list[str] = []
+
+    def on_signal(name: str) -> None:
+        signals_seen.append(name)
+        terminate.set()
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal, sig.name)
+
+    log.info(
+        "started",
+        role_arn=config.role_arn,
+        source=config.credential_source,
+        session_name=source.session_name,
+        session_duration=config.session_duration,
+        region=config.region,
+        port=cred_server.port,
+        health_port=health_server.port,
+        token_mode=config.token_mode,
+        token_file=config.token_file,
+        sidecar_mode=config.sidecar_mode,
+    )
+    refresher = asyncio.create_task(cache.run(stop_refresh))
+    await terminate.wait()
+
+    if config.sidecar_mode == "container" and config.drain_seconds > 0:
+        # Apps in other containers get SIGTERM at the same time and may still need
+        # credentials while they shut down; a second signal ends the drain early.
+        log.info("draining", signal=signals_seen[0], seconds=config.drain_seconds)
+        terminate.clear()
+        try:
+            await asyncio.wait_for(terminate.wait(), timeout=config.drain_seconds)
+        except TimeoutError:
+            pass
+
+    stop_refresh.set()
+    refresher.cancel()
+    await asyncio.gather(refresher, return_exceptions=True)
+    await cred_server.close()
+    await health_server.close()
+    log.info("stopped", signal=signals_seen[0] if signals_seen else None)
+    return 0
+
+
+def run(config: SidecarConfig) -> int:
+    return asyncio.run(serve(config))

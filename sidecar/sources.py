@@ -1,0 +1,245 @@
+"""Credential sources: STS calls through botocore (not boto3, to stay lean).
+
+Each source's `fetch()` blocks on the network; the cache runs it in a worker
+thread so the event loop never waits on STS.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import botocore
+import botocore.session
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from sidecar.config import SidecarConfig
+from sidecar.session_name import build_session_name
+
+# STS caps sessions reached by role chaining at one hour.
+ROLE_CHAINING_MAX_DURATION = 3600
+# Base credentials that are themselves a role session: assuming a role with
+# them is role chaining. These are botocore's `Credentials.method` values.
+_ROLE_SESSION_METHODS = frozenset(
+    {"assume-role", "assume-role-with-web-identity", "iam-role", "container-role", "sso"}
+)
+# One attempt per call: the refresh loop owns retries (backoff with jitter),
+# so there is one retry policy and every failure is logged.
+_CLIENT_CONFIG = Config(
+    retries={"mode": "standard", "max_attempts": 1},
+    connect_timeout=3,
+    read_timeout=10,
+)
+
+
+class StsError(Exception):
+    """An STS call failed; `code` and `message` are what an operator needs to see."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Credentials:
+    access_key_id: str
+    secret_access_key: str
+    session_token: str
+    expiration: datetime  # timezone-aware, UTC
+    account_id: str
+    role_arn: str
+
+    def __repr__(self) -> str:
+        # Never let a secret reach a log line or traceback through repr().
+        return f"Credentials(role_arn={self.role_arn!r}, expiration={self.expiration.isoformat()})"
+
+
+class CredentialSource(Protocol):
+    role_arn: str
+    session_name: str
+
+    def fetch(self) -> Credentials: ...
+
+
+def account_from_arn(arn: str) -> str:
+    """The account id field of an ARN (`arn:partition:service:region:account:...`)."""
+    parts = arn.split(":", 5)
+    return parts[4] if len(parts) > 4 else ""
+
+
+def chained_duration(requested: int, base_method: str | None) -> int:
+    """The DurationSeconds to ask for, clamped when the base credentials are a role session."""
+    if base_method in _ROLE_SESSION_METHODS:
+        return min(requested, ROLE_CHAINING_MAX_DURATION)
+    return requested
+
+
+def is_role_chaining_refusal(error: StsError) -> bool:
+    """STS refused DurationSeconds above the role-chaining limit."""
+    return error.code == "ValidationError" and "chaining" in error.message.lower()
+
+
+def session_tags(config: SidecarConfig) -> list[dict[str, str]]:
+    """The tags EKS Pod Identity sets, so ABAC policies carry over."""
+    return [
+        {"Key": "kubernetes-namespace", "Value": config.pod_namespace},
+        {"Key": "kubernetes-pod-name", "Value": config.pod_name},
+        {"Key": "kubernetes-pod-uid", "Value": config.pod_uid},
+        {"Key": "kubernetes-service-account", "Value": config.service_account},
+    ]
+
+
+def _to_sts_error(exc: Exception) -> StsError:
+    if isinstance(exc, StsError):
+        return exc
+    if isinstance(exc, ClientError):
+        err = exc.response.get("Error", {})
+        return StsError(str(err.get("Code") or "Unknown"), str(err.get("Message") or exc))
+    if isinstance(exc, BotoCoreError):
+        return StsError(type(exc).__name__, str(exc))
+    return StsError(type(exc).__name__, str(exc) or type(exc).__name__)
+
+
+def _credentials_from_response(response: dict[str, Any], role_arn: str) -> Credentials:
+    creds = response["Credentials"]
+    expiration = creds["Expiration"]
+    if isinstance(expiration, str):
+        expiration = datetime.fromisoformat(expiration.replace("Z", "+00:00"))
+    if expiration.tzinfo is None:
+        expiration = expiration.replace(tzinfo=UTC)
+    assumed_arn = response.get("AssumedRoleUser", {}).get("Arn", "")
+    return Credentials(
+        access_key_id=creds["AccessKeyId"],
+        secret_access_key=creds["SecretAccessKey"],
+        session_token=creds["SessionToken"],
+        expiration=expiration.astimezone(UTC),
+        account_id=account_from_arn(assumed_arn) or account_from_arn(role_arn),
+        role_arn=role_arn,
+    )
+
+
+class _StsSource:
+    """Shared parts: the lazily created botocore STS client."""
+
+    def __init__(self, config: SidecarConfig) -> None:
+        self.config = config
+        self.role_arn = config.role_arn
+        self.session_name = build_session_name(
+            config.pod_namespace, config.pod_name, config.session_name
+        )
+        self._session: Any = None
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    def _botocore_session(self) -> Any:
+        if self._session is None:
+            session = botocore.session.get_session()
+            # Regional endpoint when a region is known; AWS_ENDPOINT_URL_STS still
+            # wins, through botocore's own endpoint resolution.
+            session.set_config_variable("sts_regional_endpoints", "regional")
+            self._session = session
+        return self._session
+
+    def _client_config(self) -> Config:
+        return _CLIENT_CONFIG
+
+    def client(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                session = self._botocore_session()
+                self._client = session.create_client(
+                    "sts",
+                    region_name=self.config.region or session.get_config_variable("region"),
+                    config=self._client_config(),
+                )
+            return self._client
+
+    def fetch(self) -> Credentials:
+        try:
+            return self._fetch()
+        except Exception as exc:
+            raise _to_sts_error(exc) from None
+
+    def _fetch(self) -> Credentials:
+        raise NotImplementedError
+
+
+class WebIdentitySource(_StsSource):
+    """`sts:AssumeRoleWithWebIdentity` with the projected service-account token, unsigned."""
+
+    def _client_config(self) -> Config:
+        # Unsigned: no base credentials exist anywhere in the pod.
+        return _CLIENT_CONFIG.merge(Config(signature_version=botocore.UNSIGNED))
+
+    def read_token(self) -> str:
+        path = self.config.web_identity_token_file or ""
+        try:
+            with open(path, encoding="utf-8") as handle:
+                token = handle.read().strip()
+        except OSError as exc:
+            raise StsError(
+                "WebIdentityTokenUnreadable", f"cannot read {path}: {exc.strerror or exc}"
+            ) from None
+        if not token:
+            raise StsError("WebIdentityTokenUnreadable", f"{path} is empty")
+        return token
+
+    def _fetch(self) -> Credentials:
+        # Re-read every time: the kubelet rotates the projected token.
+        token = self.read_token()
+        response = self.client().assume_role_with_web_identity(
+            RoleArn=self.role_arn,
+            RoleSessionName=self.session_name,
+            WebIdentityToken=token,
+            DurationSeconds=self.config.session_duration,
+        )
+        return _credentials_from_response(response, self.role_arn)
+
+
+class AssumeRoleSource(_StsSource):
+    """`sts:AssumeRole` with the botocore default credential chain as base credentials."""
+
+    def __init__(self, config: SidecarConfig) -> None:
+        super().__init__(config)
+        self._duration_cap: int | None = None
+
+    def duration(self) -> int:
+        requested = self.config.session_duration
+        if self._duration_cap is not None:
+            return min(requested, self._duration_cap)
+        base = self._botocore_session().get_credentials()
+        return chained_duration(requested, getattr(base, "method", None))
+
+    def _assume(self, duration: int) -> Credentials:
+        params: dict[str, Any] = {
+            "RoleArn": self.role_arn,
+            "RoleSessionName": self.session_name,
+            "DurationSeconds": duration,
+            "SourceIdentity": self.session_name,
+            "Tags": session_tags(self.config),
+        }
+        if self.config.external_id:
+            params["ExternalId"] = self.config.external_id
+        return _credentials_from_response(self.client().assume_role(**params), self.role_arn)
+
+    def _fetch(self) -> Credentials:
+        duration = self.duration()
+        try:
+            return self._assume(duration)
+        except ClientError as exc:
+            error = _to_sts_error(exc)
+            if duration > ROLE_CHAINING_MAX_DURATION and is_role_chaining_refusal(error):
+                # Role chaining: clamp to an hour from now on instead of failing.
+                self._duration_cap = ROLE_CHAINING_MAX_DURATION
+                return self._assume(ROLE_CHAINING_MAX_DURATION)
+            raise
+
+
+def build_source(config: SidecarConfig) -> CredentialSource:
+    if config.credential_source == "assume-role":
+        return AssumeRoleSource(config)
+    return WebIdentitySource(config)

@@ -1,0 +1,44 @@
+"""The auth token that app containers send as `Authorization`, and its shared file."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tempfile
+
+# 32 random bytes, URL-safe base64 (43 characters): no CR/LF, which SDKs reject.
+TOKEN_BYTES = 32
+
+# 0644: the token file lives in a memory emptyDir that only this pod mounts,
+# and app containers may run as any UID (with no fsGroup), so the file must be
+# readable by all of them. The token is not a secret from the pod's own
+# containers (they all get the credentials); it stops requests forged through
+# an app (SSRF) that cannot add the header, and nobody outside the pod can
+# reach the loopback endpoint or the emptyDir.
+TOKEN_FILE_MODE = 0o644
+
+
+def generate_token() -> str:
+    return secrets.token_urlsafe(TOKEN_BYTES)
+
+
+def write_token_file(path: str, token: str) -> None:
+    """Write `token` to `path` atomically: a temp file in the same dir, then rename.
+
+    A reader sees either no file or the whole token, never a partial one.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".token-")
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as handle:
+            handle.write(token)
+            handle.flush()
+            os.fchmod(handle.fileno(), TOKEN_FILE_MODE)
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
