@@ -1,0 +1,260 @@
+"""The admission decision: request dict, namespace and config in, Decision out. Pure.
+
+The HTTP edge looks the namespace up (namespace_to_lookup says which, if any)
+and passes it in; randomness (the per-pod token of token mode env) is
+injected, so the same inputs always give the same decision and patch.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from webhook.config import WebhookConfig
+from webhook.mutate import build_patch, plan_injection
+from webhook.pod import (
+    INJECTED_KEY,
+    Refusal,
+    annotations_of,
+    check_pod_shape,
+    find_sidecar,
+    is_pod_request,
+    pod_label,
+    pod_namespace,
+    q,
+    read_pod_options,
+    reserved_names_present,
+)
+from webhook.policy import evaluate_policy
+from webhook.roles import RoleError, resolve_role
+from webhook.validate import (
+    check_app_containers,
+    check_ephemeral,
+    check_sidecars_match,
+    check_update,
+)
+
+# Not a policy verdict: the same request can succeed once the namespace can be
+# read, so it is answered "service unavailable" (still a denial: fail closed).
+NAMESPACE_UNAVAILABLE_CODE = 503
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The answer to one admission request.
+
+    reason is a short stable label for metrics: injected, env-added, unchanged,
+    skipped, no-role, allowed (validation passed) or a denial: bad-request,
+    bad-annotation, host-network, forged-sidecar, namespace-unavailable,
+    no-policy, not-permitted, bad-policy, share-process, foreign-endpoint,
+    mount-conflict, token-exposed, not-injected, role-changed, image-changed,
+    debug-target.
+    """
+
+    allowed: bool
+    code: int = 200
+    message: str = ""
+    patch: list[dict] | None = None  # JSON Patch ops
+    warnings: tuple[str, ...] = ()
+    reason: str = "allowed"
+
+
+def default_token() -> str:
+    """A per-pod endpoint token: 32 random bytes, URL-safe, no newline (SDKs reject CR/LF)."""
+    return secrets.token_urlsafe(32)
+
+
+def deny(refusal: Refusal, warnings: list[str] | tuple[str, ...] = ()) -> Decision:
+    return Decision(
+        allowed=False,
+        code=refusal.code,
+        message=refusal.message,
+        warnings=tuple(warnings),
+        reason=refusal.reason,
+    )
+
+
+def namespace_to_lookup(request: Mapping[str, Any], config: WebhookConfig) -> str | None:
+    """The namespace whose policy this request needs, or None if it needs none.
+
+    Only a pod CREATE that carries the role annotation is checked against policy.
+    """
+    if config.namespace_policy == "off" or not is_pod_request(request):
+        return None
+    if request.get("operation") != "CREATE" or request.get("subResource"):
+        return None
+    obj = request.get("object")
+    if not isinstance(obj, dict):
+        return None
+    annotations = (obj.get("metadata") or {}).get("annotations")
+    if not isinstance(annotations, dict) or config.annotation_key not in annotations:
+        return None
+    return pod_namespace(request) or None
+
+
+def _check_policy(
+    role_arn: str,
+    request: Mapping[str, Any],
+    namespace: Mapping[str, Any] | None,
+    config: WebhookConfig,
+    namespace_error: str,
+) -> None:
+    if config.namespace_policy == "off":
+        return
+    name = pod_namespace(request)
+    if namespace is None:
+        cause = namespace_error or "it could not be looked up"
+        raise Refusal(
+            "namespace-unavailable",
+            f"sidecred: cannot check role {q(role_arn)}: the policy of namespace {q(name)} is "
+            f"unavailable ({cause}); pods with a role are refused until it can be read",
+            NAMESPACE_UNAVAILABLE_CODE,
+        )
+    annotations = (namespace.get("metadata") or {}).get("annotations") or {}
+    result = evaluate_policy(role_arn, name, annotations, config.base_role_arn)
+    if not result.permitted:
+        raise Refusal(result.reason, result.message)
+
+
+def _resolve(annotations: Mapping[str, str], config: WebhookConfig) -> str:
+    try:
+        return resolve_role(
+            annotations[config.annotation_key], config.base_role_arn, config.annotation_key
+        )
+    except RoleError as exc:
+        raise Refusal("bad-annotation", f"sidecred: {exc}") from None
+
+
+def _check_isolation(
+    pod: Mapping[str, Any], request: Mapping[str, Any], config: WebhookConfig, warnings: list[str]
+) -> None:
+    spec = pod.get("spec") or {}
+    if spec.get("hostNetwork"):
+        raise Refusal(
+            "host-network",
+            f"sidecred: {pod_label(request)} uses hostNetwork, so its loopback is the node's and "
+            "other pods could read its credentials; remove hostNetwork or the role annotation",
+        )
+    if spec.get("shareProcessNamespace"):
+        if config.credential_source == "assume-role":
+            raise Refusal(
+                "share-process",
+                f"sidecred: {pod_label(request)} sets shareProcessNamespace, so its containers could "
+                "read the sidecar's base credentials (source assume-role); remove shareProcessNamespace",
+            )
+        warnings.append(
+            "sidecred: shareProcessNamespace lets every container see the sidecar's process "
+            "and its web identity token"
+        )
+
+
+def decide_mutation(
+    request: Mapping[str, Any],
+    namespace: Mapping[str, Any] | None,
+    config: WebhookConfig,
+    *,
+    new_token: Callable[[], str] = default_token,
+    namespace_error: str = "",
+) -> Decision:
+    """Decide a /mutate request: inject the sidecar, or refuse the pod."""
+    if (
+        not is_pod_request(request)
+        or request.get("operation") != "CREATE"
+        or request.get("subResource")
+    ):
+        return Decision(allowed=True, reason="skipped")
+    warnings: list[str] = []
+    try:
+        pod = request.get("object")
+        check_pod_shape(pod)
+        annotations = annotations_of(pod)
+        reserved = reserved_names_present(pod)
+        if config.annotation_key not in annotations:
+            if reserved:
+                raise Refusal(
+                    "forged-sidecar",
+                    f"sidecred: {pod_label(request)} has sidecred's reserved {', '.join(reserved)} "
+                    f"but no {config.annotation_key} annotation; remove them or annotate the pod",
+                )
+            return Decision(allowed=True, reason="no-role")
+        _check_isolation(pod, request, config, warnings)
+        role_arn = _resolve(annotations, config)
+        options = read_pod_options(annotations, config.session_duration, config.token_mode)
+        injected = annotations.get(INJECTED_KEY)
+        if reserved and injected is None:
+            raise Refusal(
+                "forged-sidecar",
+                f"sidecred: {pod_label(request)} already has sidecred's reserved "
+                f"{', '.join(reserved)} without being injected; remove them and let the webhook "
+                "add the sidecar",
+            )
+        if injected is not None and injected != role_arn:
+            raise Refusal(
+                "forged-sidecar",
+                f"sidecred: annotation {INJECTED_KEY}={q(injected[:200])} does not match the "
+                f"pod's role {q(role_arn)}; remove {INJECTED_KEY}",
+            )
+        check_sidecars_match(pod, role_arn)
+        _check_policy(role_arn, request, namespace, config, namespace_error)
+        injection = plan_injection(pod, role_arn, options, config, new_token)
+        ops, patch_warnings, added = build_patch(pod, injection)
+    except Refusal as refusal:
+        return deny(refusal, warnings)
+    warnings += patch_warnings
+    reason = "injected" if added else "env-added" if ops else "unchanged"
+    return Decision(allowed=True, patch=ops or None, warnings=tuple(warnings), reason=reason)
+
+
+def decide_validation(
+    request: Mapping[str, Any],
+    namespace: Mapping[str, Any] | None,
+    config: WebhookConfig,
+    *,
+    namespace_error: str = "",
+) -> Decision:
+    """Decide a /validate request, after all mutations; never patches."""
+    if not is_pod_request(request):
+        return Decision(allowed=True, reason="skipped")
+    operation, subresource = request.get("operation"), request.get("subResource") or ""
+    warnings: list[str] = []
+    try:
+        if operation == "UPDATE" and subresource in ("", "ephemeralcontainers"):
+            old, new = request.get("oldObject"), request.get("object")
+            check_pod_shape(old, "request.oldObject")
+            check_pod_shape(new)
+            if subresource == "ephemeralcontainers":
+                check_ephemeral(old, new)
+            else:
+                check_update(old, new, config.annotation_key)
+            return Decision(allowed=True)
+        if operation != "CREATE" or subresource:
+            return Decision(allowed=True, reason="skipped")
+        pod = request.get("object")
+        check_pod_shape(pod)
+        annotations = annotations_of(pod)
+        reserved = reserved_names_present(pod)
+        if config.annotation_key not in annotations:
+            if reserved:
+                raise Refusal(
+                    "forged-sidecar",
+                    f"sidecred: {pod_label(request)} has sidecred's reserved {', '.join(reserved)} "
+                    f"but no {config.annotation_key} annotation; remove them or annotate the pod",
+                )
+            return Decision(allowed=True, reason="no-role")
+        _check_isolation(pod, request, config, warnings)
+        role_arn = _resolve(annotations, config)
+        options = read_pod_options(annotations, config.session_duration, config.token_mode)
+        if find_sidecar(pod) is None:
+            raise Refusal(
+                "not-injected",
+                f"sidecred: {pod_label(request)} has role {q(role_arn)} but no {q('sidecred')} "
+                "sidecar: the sidecred mutating webhook did not run; check its registration",
+            )
+        check_sidecars_match(pod, role_arn)
+        _check_policy(role_arn, request, namespace, config, namespace_error)
+        check_app_containers(pod, options)
+    except Refusal as refusal:
+        return deny(refusal, warnings)
+    return Decision(allowed=True, warnings=tuple(warnings))

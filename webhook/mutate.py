@@ -1,0 +1,379 @@
+"""The injection patch (DESIGN.md 3.2): explicit JSON Patch ops on the pod as received.
+
+Ops are explicit rather than diffed (`jsonpatch.make_patch` turns one insert
+into a cascade of `replace` ops on every shifted container), and ordered so
+each op's index is still valid when it applies: per-container env and mounts
+first, at their original indices, then the sidecar insertion that shifts them.
+
+Every step checks what is already there, so running on an injected pod adds
+nothing twice and only gives the env to containers a later webhook added.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import jsonpatch
+
+from sidecar import config as sc
+from webhook.config import WebhookConfig
+from webhook.pod import (
+    INJECTED_KEY,
+    SA_TOKEN_DIR,
+    SA_TOKEN_FILE,
+    SA_TOKEN_VOLUME,
+    SIDECAR_COMMAND,
+    SIDECAR_NAME,
+    TOKEN_DIR,
+    TOKEN_FILE,
+    TOKEN_VOLUME,
+    PodOptions,
+    Refusal,
+    env_value,
+    find_sidecar,
+    has_env,
+    is_sidecar_like,
+    iter_containers,
+    q,
+)
+
+FULL_URI = "AWS_CONTAINER_CREDENTIALS_FULL_URI"
+RELATIVE_URI = "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"
+AUTH_TOKEN_FILE = "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"
+AUTH_TOKEN = "AWS_CONTAINER_AUTHORIZATION_TOKEN"
+REGION_VARS = ("AWS_REGION", "AWS_DEFAULT_REGION")
+SIDECAR_UID = 65532  # the distroless "nonroot" user; the image runs as it too
+HEALTH_PORT_NAME = "sidecred-health"  # at most 15 characters, a Kubernetes port name limit
+WAIT_READY_COMMAND = [*SIDECAR_COMMAND, "--wait-ready"]
+
+
+@dataclass(frozen=True)
+class Injection:
+    """Everything the patch needs for one pod."""
+
+    role_arn: str
+    options: PodOptions
+    config: WebhookConfig
+    port: int
+    token_mode: str
+    auth_token: str | None  # token mode env only
+
+
+def escape(part: str) -> str:
+    """One JSON Pointer reference token (RFC 6901)."""
+    return part.replace("~", "~0").replace("/", "~1")
+
+
+def pointer(*parts: str | int) -> str:
+    return "".join("/" + escape(str(p)) for p in parts)
+
+
+def plan_injection(
+    pod: Mapping[str, Any],
+    role_arn: str,
+    options: PodOptions,
+    config: WebhookConfig,
+    new_token: Callable[[], str],
+) -> Injection:
+    """Settle port, token mode and token, reusing the existing sidecar's on reinvocation."""
+    existing = find_sidecar(pod)
+    port, token_mode, token = config.sidecar_port, options.token_mode, None
+    if existing is not None:
+        sidecar = existing[2]
+        raw_port = env_value(sidecar, sc.ENV_PORT)
+        if raw_port and raw_port.isdigit():
+            port = int(raw_port)
+        token_mode = env_value(sidecar, sc.ENV_TOKEN_MODE) or token_mode
+        token = env_value(sidecar, sc.ENV_AUTH_TOKEN) or None
+    if token_mode == "env" and token is None:
+        token = new_token()
+    return Injection(role_arn, options, config, port, token_mode, token)
+
+
+def _field_env(name: str, field_path: str) -> dict[str, Any]:
+    return {"name": name, "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": field_path}}}
+
+
+def build_sidecar(inj: Injection) -> dict[str, Any]:
+    """The `sidecred` container spec; its env shows every setting the sidecar uses."""
+    cfg, opts = inj.config, inj.options
+    native = cfg.sidecar_mode == "native"
+    env: list[dict[str, Any]] = [
+        {"name": sc.ENV_ROLE_ARN, "value": inj.role_arn},
+        {"name": sc.ENV_CREDENTIAL_SOURCE, "value": cfg.credential_source},
+        {"name": sc.ENV_SESSION_DURATION, "value": str(opts.session_duration)},
+        {"name": sc.ENV_PORT, "value": str(inj.port)},
+        {"name": sc.ENV_HEALTH_PORT, "value": str(cfg.health_port)},
+        {"name": sc.ENV_TOKEN_MODE, "value": inj.token_mode},
+    ]
+    if inj.token_mode == "file":
+        env.append({"name": sc.ENV_TOKEN_FILE, "value": TOKEN_FILE})
+    else:
+        env.append({"name": sc.ENV_AUTH_TOKEN, "value": inj.auth_token})
+    if cfg.credential_source == "web-identity":
+        env.append({"name": sc.ENV_WEB_IDENTITY_TOKEN_FILE, "value": SA_TOKEN_FILE})
+    if opts.external_id:
+        env.append({"name": sc.ENV_EXTERNAL_ID, "value": opts.external_id})
+    if opts.session_name:
+        env.append({"name": sc.ENV_SESSION_NAME, "value": opts.session_name})
+    if cfg.region:
+        env.append({"name": sc.ENV_REGION, "value": cfg.region})
+    env += [
+        {"name": sc.ENV_SIDECAR_MODE, "value": cfg.sidecar_mode},
+        # Native sidecars are stopped after the apps exit, so they need no drain.
+        {"name": sc.ENV_DRAIN_SECONDS, "value": "0" if native else str(cfg.drain_seconds)},
+        _field_env(sc.ENV_POD_NAME, "metadata.name"),
+        _field_env(sc.ENV_POD_NAMESPACE, "metadata.namespace"),
+        _field_env(sc.ENV_POD_UID, "metadata.uid"),
+        _field_env(sc.ENV_SERVICE_ACCOUNT, "spec.serviceAccountName"),
+    ]
+    mounts = []
+    if inj.token_mode == "file":
+        mounts.append({"name": TOKEN_VOLUME, "mountPath": TOKEN_DIR})
+    if cfg.credential_source == "web-identity":
+        mounts.append({"name": SA_TOKEN_VOLUME, "mountPath": SA_TOKEN_DIR, "readOnly": True})
+    sidecar: dict[str, Any] = {
+        "name": SIDECAR_NAME,
+        "image": cfg.sidecar_image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": list(SIDECAR_COMMAND),
+        "env": env,
+        "ports": [{"name": HEALTH_PORT_NAME, "containerPort": cfg.health_port, "protocol": "TCP"}],
+        # Ready only once credentials are cached, so later containers start with them.
+        # Generous threshold: while STS refuses, the sidecar stays up and says why.
+        "startupProbe": {
+            "httpGet": {"path": "/readyz", "port": cfg.health_port},
+            "periodSeconds": 1,
+            "failureThreshold": 300,
+            "timeoutSeconds": 2,
+        },
+        "livenessProbe": {
+            "httpGet": {"path": "/healthz", "port": cfg.health_port},
+            "periodSeconds": 10,
+            "failureThreshold": 3,
+            "timeoutSeconds": 2,
+        },
+        "resources": {
+            "requests": {"cpu": cfg.sidecar_cpu_request, "memory": cfg.sidecar_memory_request},
+            "limits": {"cpu": cfg.sidecar_cpu_limit, "memory": cfg.sidecar_memory_limit},
+        },
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": SIDECAR_UID,
+            "runAsGroup": SIDECAR_UID,
+            "readOnlyRootFilesystem": True,
+            "allowPrivilegeEscalation": False,
+            "privileged": False,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    if mounts:
+        sidecar["volumeMounts"] = mounts
+    if native:
+        sidecar["restartPolicy"] = "Always"
+    else:
+        # Container mode: the kubelet starts the next container only after this hook returns.
+        sidecar["lifecycle"] = {"postStart": {"exec": {"command": list(WAIT_READY_COMMAND)}}}
+    return sidecar
+
+
+def build_volumes(inj: Injection) -> list[dict[str, Any]]:
+    volumes: list[dict[str, Any]] = []
+    if inj.token_mode == "file":
+        volumes.append({"name": TOKEN_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}})
+    if inj.config.credential_source == "web-identity":
+        volumes.append(
+            {
+                "name": SA_TOKEN_VOLUME,
+                "projected": {
+                    "sources": [
+                        {
+                            "serviceAccountToken": {
+                                "audience": inj.config.token_audience,
+                                "expirationSeconds": inj.config.token_expiration,
+                                "path": "token",
+                            }
+                        }
+                    ]
+                },
+            }
+        )
+    return volumes
+
+
+def app_env(inj: Injection) -> list[dict[str, str]]:
+    """The env every application container gets (before skipping what it already sets)."""
+    env = [{"name": FULL_URI, "value": sc.credentials_uri(inj.port)}]
+    if inj.token_mode == "file":
+        env.append({"name": AUTH_TOKEN_FILE, "value": TOKEN_FILE})
+    else:
+        env.append({"name": AUTH_TOKEN, "value": str(inj.auth_token)})
+    return env
+
+
+def outranking_env_warning(name: str, container: Mapping[str, Any], role_arn: str) -> str | None:
+    """A warning when the container's env makes SDKs pick other credentials first."""
+    found = [v for v in ("AWS_ACCESS_KEY_ID", "AWS_PROFILE", RELATIVE_URI) if has_env(container, v)]
+    if has_env(container, "AWS_ROLE_ARN") and has_env(container, "AWS_WEB_IDENTITY_TOKEN_FILE"):
+        found.append("AWS_ROLE_ARN+AWS_WEB_IDENTITY_TOKEN_FILE")
+    if not found:
+        return None
+    return (
+        f"sidecred: container {q(name)} sets {', '.join(found)}, which AWS SDKs use before "
+        f"container credentials; it may not get role {q(role_arn)}"
+    )
+
+
+def _container_ops(
+    list_name: str, index: int, container: Mapping[str, Any], inj: Injection, warnings: list[str]
+) -> list[dict[str, Any]]:
+    """Env and mount ops for one application container; user env is never overwritten."""
+    name = container.get("name", "")
+    base = pointer("spec", list_name, index)
+    ops: list[dict[str, Any]] = []
+    uri = sc.credentials_uri(inj.port)
+    current = env_value(container, FULL_URI)
+    if current is not None and current != uri:
+        raise Refusal(
+            "foreign-endpoint",
+            f"sidecred: container {q(name)} sets {FULL_URI}={q(current[:200])}, not this pod's "
+            f"sidecar {q(uri)}; remove it, or list the container in sidecred.dev/skip-containers",
+        )
+    if warning := outranking_env_warning(name, container, inj.role_arn):
+        warnings.append(warning)
+
+    wanted = app_env(inj)
+    if inj.config.region and not any(has_env(container, v) for v in REGION_VARS):
+        wanted += [{"name": v, "value": inj.config.region} for v in REGION_VARS]
+    for entry in wanted:
+        value = env_value(container, entry["name"])
+        if (
+            value is not None
+            and value != entry["value"]
+            and entry["name"] in (AUTH_TOKEN, AUTH_TOKEN_FILE)
+        ):
+            warnings.append(
+                f"sidecred: container {q(name)} sets its own {entry['name']}; kept, but the "
+                "sidecar will refuse it unless it matches"
+            )
+    additions = [e for e in wanted if not has_env(container, e["name"])]
+    if additions:
+        if container.get("env") is None:
+            ops.append({"op": "add", "path": base + "/env", "value": additions})
+        else:
+            ops += [{"op": "add", "path": base + "/env/-", "value": e} for e in additions]
+
+    if inj.token_mode == "file":
+        mounts = container.get("volumeMounts")
+        if not any(m.get("name") == TOKEN_VOLUME for m in mounts or []):
+            clash = [m for m in mounts or [] if m.get("mountPath", "").rstrip("/") == TOKEN_DIR]
+            if clash:
+                raise Refusal(
+                    "mount-conflict",
+                    f"sidecred: container {q(name)} mounts volume {q(clash[0].get('name', ''))} at "
+                    f"{TOKEN_DIR}, which sidecred reserves for its token",
+                )
+            mount = {"name": TOKEN_VOLUME, "mountPath": TOKEN_DIR, "readOnly": True}
+            if mounts is None:
+                ops.append({"op": "add", "path": base + "/volumeMounts", "value": [mount]})
+            else:
+                ops.append({"op": "add", "path": base + "/volumeMounts/-", "value": mount})
+    return ops
+
+
+def sidecar_position(pod: Mapping[str, Any]) -> int:
+    """Native mode: right after the last native sidecar (e.g. istio-proxy), else first.
+
+    A mesh proxy must be running before sidecred calls STS: with Istio CNI the
+    pod's traffic is redirected before any container starts.
+    """
+    position = 0
+    for index, container in enumerate((pod.get("spec") or {}).get("initContainers") or []):
+        if container.get("restartPolicy") == "Always":
+            position = index + 1
+    return position
+
+
+def build_patch(
+    pod: Mapping[str, Any], inj: Injection
+) -> tuple[list[dict[str, Any]], list[str], bool]:
+    """(JSON Patch ops, warnings, whether the sidecar is added) for injecting `inj` into `pod`."""
+    ops: list[dict[str, Any]] = []
+    warnings: list[str] = []
+    spec = pod.get("spec") or {}
+    skip = inj.options.skip_containers
+
+    names = {c.get("name") for _, _, c in iter_containers(pod)}
+    for missing in sorted(skip - names):
+        warnings.append(
+            f"sidecred: sidecred.dev/skip-containers names {q(missing)}, which the pod does not have"
+        )
+
+    for list_name, index, container in iter_containers(pod):
+        if is_sidecar_like(container) or container.get("name") in skip:
+            continue
+        ops += _container_ops(list_name, index, container, inj, warnings)
+
+    present = {v.get("name") for v in spec.get("volumes") or []}
+    new_volumes = [v for v in build_volumes(inj) if v["name"] not in present]
+    if new_volumes:
+        if spec.get("volumes") is None:
+            ops.append({"op": "add", "path": "/spec/volumes", "value": new_volumes})
+        else:
+            ops += [{"op": "add", "path": "/spec/volumes/-", "value": v} for v in new_volumes]
+
+    adding_sidecar = find_sidecar(pod) is None
+    if adding_sidecar:
+        sidecar = build_sidecar(inj)
+        if inj.config.sidecar_mode == "native":
+            if spec.get("initContainers") is None:
+                ops.append({"op": "add", "path": "/spec/initContainers", "value": [sidecar]})
+            else:
+                ops.append(
+                    {
+                        "op": "add",
+                        "path": pointer("spec", "initContainers", sidecar_position(pod)),
+                        "value": sidecar,
+                    }
+                )
+        else:
+            ops.append({"op": "add", "path": "/spec/containers/0", "value": sidecar})
+            if spec.get("initContainers"):
+                warnings.append(
+                    "sidecred: in container mode init containers run before the sidecar starts, "
+                    "so they cannot get credentials; use native sidecar mode"
+                )
+            owners = (pod.get("metadata") or {}).get("ownerReferences") or []
+            if any(o.get("kind") == "Job" for o in owners if isinstance(o, dict)):
+                warnings.append(
+                    "sidecred: in container mode the sidecar keeps running after a Job's "
+                    "containers finish, so the Job never completes; use native sidecar mode"
+                )
+
+    metadata = pod.get("metadata") or {}
+    annotations = metadata.get("annotations")
+    if annotations is None:
+        if "metadata" not in pod:
+            ops.append({"op": "add", "path": "/metadata", "value": {}})
+        ops.append(
+            {"op": "add", "path": "/metadata/annotations", "value": {INJECTED_KEY: inj.role_arn}}
+        )
+    elif annotations.get(INJECTED_KEY) != inj.role_arn:
+        ops.append(
+            {
+                "op": "add",
+                "path": pointer("metadata", "annotations", INJECTED_KEY),
+                "value": inj.role_arn,
+            }
+        )
+    return ops, warnings, adding_sidecar
+
+
+def apply_patch(pod: Mapping[str, Any], ops: list[dict[str, Any]]) -> dict[str, Any]:
+    """The pod after `ops`, as the API server would apply them."""
+    return jsonpatch.apply_patch(copy.deepcopy(dict(pod)), ops)

@@ -1,0 +1,176 @@
+"""AdmissionReview wire shapes (admission.k8s.io/v1) and their parsing and serialising.
+
+Two error channels (as kopf separates them): a malformed *webhook request*
+raises ReviewError, which the HTTP edge answers with a 4xx JSON error; a
+rejected *operation* is a Decision with allowed=False inside a well-formed
+AdmissionReview response.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import TYPE_CHECKING, Any, Literal, NotRequired, TypedDict
+
+if TYPE_CHECKING:
+    from webhook.decide import Decision
+
+API_VERSION = "admission.k8s.io/v1"
+KIND = "AdmissionReview"
+# etcd stores objects up to 1.5 MiB and a review carries object and oldObject,
+# so 3 MiB admits every real request and bounds what a hostile caller can send.
+MAX_REVIEW_BYTES = 3 * 1024 * 1024
+OPERATIONS = ("CREATE", "UPDATE", "DELETE", "CONNECT")
+
+
+class GroupVersionKind(TypedDict):
+    group: str
+    version: str
+    kind: str
+
+
+class GroupVersionResource(TypedDict):
+    group: str
+    version: str
+    resource: str
+
+
+class AdmissionRequest(TypedDict):
+    uid: str
+    kind: GroupVersionKind
+    resource: GroupVersionResource
+    operation: Literal["CREATE", "UPDATE", "DELETE", "CONNECT"]
+    namespace: NotRequired[str]
+    name: NotRequired[str]
+    subResource: NotRequired[str]
+    object: NotRequired[dict[str, Any] | None]
+    oldObject: NotRequired[dict[str, Any] | None]
+    dryRun: NotRequired[bool]
+    userInfo: NotRequired[dict[str, Any]]
+
+
+class Status(TypedDict):
+    code: int
+    message: str
+
+
+class AdmissionResponse(TypedDict):
+    uid: str
+    allowed: bool
+    status: NotRequired[Status]
+    patchType: NotRequired[Literal["JSONPatch"]]
+    patch: NotRequired[str]  # base64 of the JSON Patch document
+    warnings: NotRequired[list[str]]
+
+
+class AdmissionReview(TypedDict):
+    apiVersion: str
+    kind: str
+    request: NotRequired[AdmissionRequest]
+    response: NotRequired[AdmissionResponse]
+
+
+class ReviewError(Exception):
+    """A webhook request that is not a usable AdmissionReview.
+
+    status_code: 400 malformed JSON or shape, 413 too large, 422 well-formed but
+    not an admission.k8s.io/v1 AdmissionReview. `uid` is set when the request's
+    uid could be read, so the edge may answer with an AdmissionReview denial.
+    """
+
+    def __init__(self, status_code: int, message: str, uid: str | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.message = message
+        self.uid = uid
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _shape(value: Any) -> str:
+    """A short description of what arrived, for error messages."""
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "an array"
+    if value is None:
+        return "null"
+    return f"{type(value).__name__} {str(value)[:40]!r}"
+
+
+def parse_review(body: bytes) -> AdmissionRequest:
+    """Return the validated `request` of an AdmissionReview, or raise ReviewError.
+
+    Messages say what was expected and what arrived.
+    """
+    if len(body) > MAX_REVIEW_BYTES:
+        raise ReviewError(
+            413, f"AdmissionReview is {len(body)} bytes; the limit is {MAX_REVIEW_BYTES}"
+        )
+    if not body.strip():
+        raise ReviewError(400, "expected an AdmissionReview JSON object, got an empty body")
+    try:
+        review = json.loads(body, parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise ReviewError(400, f"expected an AdmissionReview JSON object: {exc}") from None
+    if not isinstance(review, dict):
+        raise ReviewError(400, f"expected an AdmissionReview JSON object, got {_shape(review)}")
+    request = review.get("request")
+    uid = request.get("uid") if isinstance(request, dict) else None
+    uid = uid if isinstance(uid, str) and uid else None
+
+    api_version, kind = review.get("apiVersion"), review.get("kind")
+    if api_version != API_VERSION or kind != KIND:
+        raise ReviewError(
+            422,
+            f"expected apiVersion {API_VERSION!r} kind {KIND!r}, "
+            f"got apiVersion {api_version!r} kind {kind!r}",
+            uid,
+        )
+    if not isinstance(request, dict):
+        raise ReviewError(400, f"expected AdmissionReview.request object, got {_shape(request)}")
+    if uid is None:
+        raise ReviewError(
+            400, f"expected request.uid non-empty string, got {_shape(request.get('uid'))}"
+        )
+    problems = []
+    operation = request.get("operation")
+    if operation not in OPERATIONS:
+        problems.append(f"request.operation one of {', '.join(OPERATIONS)}, got {operation!r}")
+    for name, keys in (
+        ("kind", ("group", "version", "kind")),
+        ("resource", ("group", "version", "resource")),
+    ):
+        value = request.get(name)
+        if not isinstance(value, dict) or not all(isinstance(value.get(k), str) for k in keys):
+            problems.append(
+                f"request.{name} object with string {'/'.join(keys)}, got {_shape(value)}"
+            )
+    for name in ("namespace", "name", "subResource"):
+        if name in request and not isinstance(request[name], str):
+            problems.append(f"request.{name} string, got {_shape(request[name])}")
+    needs_object = operation in ("CREATE", "UPDATE")
+    if needs_object and not isinstance(request.get("object"), dict):
+        problems.append(f"request.object for {operation}, got {_shape(request.get('object'))}")
+    if operation == "UPDATE" and not isinstance(request.get("oldObject"), dict):
+        problems.append(f"request.oldObject for UPDATE, got {_shape(request.get('oldObject'))}")
+    if problems:
+        raise ReviewError(400, "expected " + "; ".join(problems), uid)
+    return request  # type: ignore[return-value]
+
+
+def build_review(uid: str, decision: Decision) -> AdmissionReview:
+    """The AdmissionReview response for `decision`, carrying the request's uid."""
+    response: AdmissionResponse = {"uid": uid, "allowed": decision.allowed}
+    if not decision.allowed:
+        response["status"] = {"code": decision.code, "message": decision.message}
+    if decision.allowed and decision.patch:
+        response["patchType"] = "JSONPatch"
+        response["patch"] = base64.b64encode(
+            json.dumps(decision.patch, separators=(",", ":")).encode()
+        ).decode()
+    if decision.warnings:
+        response["warnings"] = list(decision.warnings)
+    return {"apiVersion": API_VERSION, "kind": KIND, "response": response}

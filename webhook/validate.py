@@ -1,0 +1,120 @@
+"""Checks for the validating webhook (DESIGN.md 3.3), run after every mutation.
+
+Pure functions over plain pod dicts; each raises Refusal with a stable reason
+and a message that says what to do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sidecar import config as sc
+from webhook.mutate import FULL_URI
+from webhook.pod import (
+    INJECTED_KEY,
+    SA_TOKEN_VOLUME,
+    SIDECAR_NAME,
+    PodOptions,
+    Refusal,
+    annotations_of,
+    env_value,
+    find_sidecar,
+    is_sidecar_like,
+    iter_containers,
+    mounted_volumes,
+    q,
+)
+
+
+def check_update(old: Mapping[str, Any], new: Mapping[str, Any], annotation_key: str) -> None:
+    """On UPDATE the role is fixed: its annotation, the injection record and the sidecar image."""
+    old_ann, new_ann = annotations_of(old), annotations_of(new)
+    for key in (annotation_key, INJECTED_KEY):
+        before, after = old_ann.get(key), new_ann.get(key)
+        if before != after:
+            shown_before = "unset" if before is None else q(before[:200])
+            shown_after = "unset" if after is None else q(after[:200])
+            raise Refusal(
+                "role-changed",
+                f"sidecred: annotation {key} cannot change on an existing pod (was {shown_before}, "
+                f"now {shown_after}); change the pod template and let the controller recreate the pod",
+            )
+    old_sidecar, new_sidecar = find_sidecar(old), find_sidecar(new)
+    if old_sidecar is not None:
+        before = old_sidecar[2].get("image")
+        after = new_sidecar[2].get("image") if new_sidecar is not None else None
+        if before != after:
+            raise Refusal(
+                "image-changed",
+                f"sidecred: the {SIDECAR_NAME} container's image cannot change on an existing pod "
+                f"(was {q(str(before))}, now {q(str(after))}); recreate the pod instead",
+            )
+
+
+def check_ephemeral(old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
+    """Refuse new ephemeral containers that would share the sidecar's processes or files."""
+    protected = {c.get("name") for _, _, c in iter_containers(new) if is_sidecar_like(c)}
+    protected.add(SIDECAR_NAME)
+    existing = {c.get("name") for c in (old.get("spec") or {}).get("ephemeralContainers") or []}
+    for container in (new.get("spec") or {}).get("ephemeralContainers") or []:
+        name = container.get("name", "")
+        if name in existing:
+            continue  # admitted before; judging it again would block every later debug container
+        target = container.get("targetContainerName")
+        if target in protected:
+            raise Refusal(
+                "debug-target",
+                f"sidecred: ephemeral container {q(name)} targets {q(target)}, the credential "
+                "sidecar; it would share the sidecar's processes and files. Debug an application "
+                "container instead (kubectl debug --target=<app container>)",
+            )
+        if SA_TOKEN_VOLUME in mounted_volumes(container):
+            raise Refusal(
+                "debug-target",
+                f"sidecred: ephemeral container {q(name)} mounts {q(SA_TOKEN_VOLUME)}, which only "
+                "the sidecar may read",
+            )
+
+
+def check_sidecars_match(pod: Mapping[str, Any], role_arn: str) -> None:
+    """Every container that runs the sidecar must be for the annotated role."""
+    for _, _, container in iter_containers(pod):
+        if not is_sidecar_like(container):
+            continue
+        name = container.get("name", "")
+        value = env_value(container, sc.ENV_ROLE_ARN)
+        if value != role_arn:
+            shown = "unset" if value is None else q(value[:200]) if value else "not a literal value"
+            raise Refusal(
+                "forged-sidecar",
+                f"sidecred: container {q(name)} runs the credential sidecar with "
+                f"{sc.ENV_ROLE_ARN} {shown}, but the pod's role is {q(role_arn)}",
+            )
+
+
+def check_app_containers(pod: Mapping[str, Any], options: PodOptions) -> None:
+    """Application containers use only this pod's sidecar and never see its identity token."""
+    sidecar = find_sidecar(pod)
+    port = env_value(sidecar[2], sc.ENV_PORT) if sidecar is not None else None
+    expected = sc.credentials_uri(int(port)) if port and port.isdigit() else None
+    for _, _, container in iter_containers(pod):
+        if is_sidecar_like(container):
+            continue
+        name = container.get("name", "")
+        if SA_TOKEN_VOLUME in mounted_volumes(container):
+            raise Refusal(
+                "token-exposed",
+                f"sidecred: container {q(name)} mounts {q(SA_TOKEN_VOLUME)}, the service-account "
+                "token only the sidecar may read",
+            )
+        if name in options.skip_containers:
+            continue
+        uri = env_value(container, FULL_URI)
+        if uri is not None and uri != expected:
+            raise Refusal(
+                "foreign-endpoint",
+                f"sidecred: container {q(name)} sets {FULL_URI}={q(uri[:200])}, not this pod's "
+                f"sidecar {q(expected or 'none')}; remove it, or list the container in "
+                "sidecred.dev/skip-containers",
+            )
