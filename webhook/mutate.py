@@ -376,4 +376,4 @@ def build_patch(
 
 def apply_patch(pod: Mapping[str, Any], ops: list[dict[str, Any]]) -> dict[str, Any]:
     """The pod after `ops`, as the API server would apply them."""
-    return jsonpatch.apply_patch(copy.deepcopy(dict(pod)), ops)
+    return jsonpatch.apply_patch(copy.deepcopy(dict(pod)), copy.deepcopy(ops))
