@@ -30,6 +30,7 @@ ENV_POD_NAME = "SIDECRED_POD_NAME"  # downward API: metadata.name
 ENV_POD_NAMESPACE = "SIDECRED_POD_NAMESPACE"  # downward API: metadata.namespace
 ENV_POD_UID = "SIDECRED_POD_UID"  # downward API: metadata.uid
 ENV_SERVICE_ACCOUNT = "SIDECRED_SERVICE_ACCOUNT"  # downward API: spec.serviceAccountName
+ENV_RETRY_CAP_SECONDS = "SIDECRED_RETRY_CAP_SECONDS"  # optional: longest wait between STS retries
 
 CREDENTIAL_SOURCES = ("web-identity", "assume-role")
 TOKEN_MODES = ("file", "env")
@@ -39,6 +40,9 @@ SIDECAR_MODES = ("native", "container")
 # sidecred refuses anything under 3600 s at admission (SDKs refresh below 15 min).
 MIN_SESSION_DURATION = 3600
 MAX_SESSION_DURATION = 43200
+
+# Failed STS calls are retried with jittered exponential backoff up to this cap.
+DEFAULT_RETRY_CAP_SECONDS = 60.0
 
 # The path the credential endpoint serves; the webhook builds the full URI from it.
 CREDENTIALS_PATH = "/v1/credentials"
@@ -69,6 +73,7 @@ class SidecarConfig:
     session_name: str | None = None
     region: str | None = None
     drain_seconds: float = 0.0
+    retry_cap_seconds: float = DEFAULT_RETRY_CAP_SECONDS
 
 
 def credentials_uri(port: int) -> str:
@@ -162,10 +167,21 @@ def load_config(env: Mapping[str, str] | None = None) -> SidecarConfig:
     drain = 0.0
     try:
         drain = float(raw_drain)
-        if drain < 0:
+        if not 0 <= drain < float("inf"):
             raise ValueError
     except ValueError:
         problems.append(f"{ENV_DRAIN_SECONDS}={raw_drain!r} is not a non-negative number")
+
+    raw_cap = env.get(ENV_RETRY_CAP_SECONDS, "") or str(DEFAULT_RETRY_CAP_SECONDS)
+    retry_cap = DEFAULT_RETRY_CAP_SECONDS
+    try:
+        retry_cap = float(raw_cap)
+        if not 0 < retry_cap <= 3600:  # also rejects nan
+            raise ValueError
+    except ValueError:
+        problems.append(
+            f"{ENV_RETRY_CAP_SECONDS}={raw_cap!r} is not a number of seconds in (0, 3600]"
+        )
 
     if problems:
         raise ConfigError("sidecred sidecar: invalid configuration: " + "; ".join(problems))
@@ -189,4 +205,5 @@ def load_config(env: Mapping[str, str] | None = None) -> SidecarConfig:
         session_name=env.get(ENV_SESSION_NAME) or None,
         region=env.get(ENV_REGION) or None,
         drain_seconds=drain,
+        retry_cap_seconds=retry_cap,
     )

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from dataclasses import replace
 
 from sidecar import log
 from sidecar.cache import CredentialCache
 from sidecar.config import LOOPBACK_HOST, SidecarConfig
 from sidecar.endpoint import CredentialEndpoint, HealthEndpoint
+from sidecar.refresh import DEFAULT_POLICY
 from sidecar.server import HttpServer
 from sidecar.sources import build_source
 from sidecar.token_file import generate_token, write_token_file
@@ -32,7 +34,8 @@ async def serve(config: SidecarConfig) -> int:
         log.error("token_file_failed", path=config.token_file, error=str(exc))
         return 1
     source = build_source(config)
-    cache = CredentialCache(source)
+    policy = replace(DEFAULT_POLICY, backoff_cap_seconds=config.retry_cap_seconds)
+    cache = CredentialCache(source, policy=policy)
     credentials = CredentialEndpoint(cache, token)
     health = HealthEndpoint(cache, credentials)
     cred_server = HttpServer(credentials, LOOPBACK_HOST, config.port)

@@ -1,0 +1,213 @@
+"""Run `sidecred sidecar` as a real process with the env the webhook would give it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.support.sts import FAKE_ACCESS_KEY_ID, FAKE_SECRET_ACCESS_KEY, MOTO_REGION, free_port
+
+ROLE_ARN = "arn:aws:iam::123456789012:role/reader"
+REPO = Path(__file__).resolve().parents[2]
+
+
+def sidecar_env(
+    tmp: Path,
+    sts_url: str,
+    *,
+    source: str = "web-identity",
+    token_mode: str = "file",  # noqa: S107 (a mode name, not a password)
+    **extra: str,
+) -> dict[str, str]:
+    """The sidecar's env as the patched pod spec carries it, downward-API values filled in."""
+    sa_token = tmp / "sa-token"
+    sa_token.write_text("eyJhbGciOiJSUzI1NiJ9.projected-service-account-token.signature")
+    (tmp / "shared").mkdir(exist_ok=True)
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(tmp),
+        "PYTHONPATH": str(REPO),
+        "SIDECRED_ROLE_ARN": ROLE_ARN,
+        "SIDECRED_CREDENTIAL_SOURCE": source,
+        "SIDECRED_SESSION_DURATION": "3600",
+        "SIDECRED_REGION": MOTO_REGION,
+        "SIDECRED_PORT": str(free_port()),
+        "SIDECRED_HEALTH_PORT": str(free_port()),
+        "SIDECRED_TOKEN_MODE": token_mode,
+        "SIDECRED_SIDECAR_MODE": "native",
+        "SIDECRED_POD_NAME": "web-7d4b9c-x2x9q",
+        "SIDECRED_POD_NAMESPACE": "shop",
+        "SIDECRED_POD_UID": "6f1c1f0e-3b8a-4d6e-9a57-0c2f4e1b7a10",
+        "SIDECRED_SERVICE_ACCOUNT": "web",
+        "SIDECRED_RETRY_CAP_SECONDS": "1",
+        "AWS_ENDPOINT_URL_STS": sts_url,
+        # No shared config files from the machine running the tests.
+        "AWS_CONFIG_FILE": str(tmp / "no-aws-config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp / "no-aws-credentials"),
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+    if token_mode == "file":
+        env["SIDECRED_TOKEN_FILE"] = str(tmp / "shared" / "token")
+    else:
+        env["SIDECRED_AUTH_TOKEN"] = "webhook-generated-token-Zm9vYmFyYmF6cXV4"
+    if source == "web-identity":
+        env["SIDECRED_WEB_IDENTITY_TOKEN_FILE"] = str(sa_token)
+    else:
+        env["AWS_ACCESS_KEY_ID"] = FAKE_ACCESS_KEY_ID
+        env["AWS_SECRET_ACCESS_KEY"] = FAKE_SECRET_ACCESS_KEY
+    env.update(extra)
+    return env
+
+
+def poll(condition: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
+    """Wait until `condition()` holds, checking every 50 ms, failing after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def http_get(url: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+    except OSError:
+        return 0, b""
+
+
+@dataclass
+class SidecarProcess:
+    process: subprocess.Popen[bytes]
+    env: dict[str, str]
+    log_path: Path
+
+    @property
+    def port(self) -> int:
+        return int(self.env["SIDECRED_PORT"])
+
+    @property
+    def health_url(self) -> str:
+        return f"http://127.0.0.1:{self.env['SIDECRED_HEALTH_PORT']}"
+
+    @property
+    def credentials_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1/credentials"
+
+    def token(self) -> str:
+        if self.env["SIDECRED_TOKEN_MODE"] == "env":
+            return self.env["SIDECRED_AUTH_TOKEN"]
+        return Path(self.env["SIDECRED_TOKEN_FILE"]).read_text()
+
+    def readyz(self) -> tuple[int, str]:
+        status, body = http_get(self.health_url + "/readyz")
+        return status, body.decode()
+
+    def credentials(self, token: str | None = None) -> tuple[int, dict[str, str]]:
+        headers = {"Authorization": token} if token is not None else {}
+        status, body = http_get(self.credentials_url, headers)
+        return status, (json.loads(body) if body else {})
+
+    def metric(self, line_prefix: str) -> float:
+        _, body = http_get(self.health_url + "/metrics")
+        for line in body.decode().splitlines():
+            if line.startswith(line_prefix + " "):
+                return float(line.split()[-1])
+        return 0.0
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def log_records(self) -> list[dict[str, object]]:
+        return [json.loads(line) for line in self.log().splitlines() if line.strip()]
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        poll(lambda: self.readyz()[0] == 200, timeout, f"readyz 200; log:\n{self.log()}")
+
+    def signal(self, sig: int = signal.SIGTERM) -> None:
+        self.process.send_signal(sig)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+
+def start_sidecar(env: dict[str, str], log_path: Path) -> SidecarProcess:
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "sidecred.cli", "sidecar"],
+            env=env,
+            stdout=log,
+            stderr=log,
+            cwd=REPO,
+        )
+    return SidecarProcess(process, env, log_path)
+
+
+def app_environment(sidecar: SidecarProcess, tmp: Path) -> dict[str, str]:
+    """ONLY what the webhook gives an app container (plus PATH/HOME to run Python)."""
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(tmp),
+        "AWS_CONFIG_FILE": str(tmp / "no-aws-config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp / "no-aws-credentials"),
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI": sidecar.credentials_url,
+        "AWS_ENDPOINT_URL_STS": sidecar.env["AWS_ENDPOINT_URL_STS"],
+        "AWS_REGION": MOTO_REGION,
+        "AWS_DEFAULT_REGION": MOTO_REGION,
+    }
+    if sidecar.env["SIDECRED_TOKEN_MODE"] == "file":
+        env["AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"] = sidecar.env["SIDECRED_TOKEN_FILE"]
+    else:
+        env["AWS_CONTAINER_AUTHORIZATION_TOKEN"] = sidecar.env["SIDECRED_AUTH_TOKEN"]
+    return env
+
+
+APP_SCRIPT = """
+import sys, boto3
+sts = boto3.client("sts")
+arns = {sts.get_caller_identity()["Arn"] for _ in range(int(sys.argv[1]))}
+print("\\n".join(sorted(arns)))
+"""
+
+
+def run_app(sidecar: SidecarProcess, tmp: Path, calls: int = 1) -> subprocess.CompletedProcess[str]:
+    """A separate boto3 process using the container credential provider, as an app would."""
+    return subprocess.run(
+        [sys.executable, "-c", APP_SCRIPT, str(calls)],
+        env=app_environment(sidecar, tmp),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.fixture
+def sidecar_factory(tmp_path: Path) -> Iterator[Callable[..., SidecarProcess]]:
+    """Start sidecars (`factory(env)`); every one is killed at teardown."""
+    started: list[SidecarProcess] = []
+
+    def factory(env: dict[str, str]) -> SidecarProcess:
+        proc = start_sidecar(env, tmp_path / f"sidecar-{len(started)}.log")
+        started.append(proc)
+        return proc
+
+    yield factory
+    for proc in started:
+        proc.stop()
