@@ -1,0 +1,183 @@
+"""The webhook's HTTP app: parse, look the namespace up, call the pure core, serialise.
+
+Two error channels: a request that is not a usable AdmissionReview gets a 4xx
+JSON error (the API server then applies the webhook's failurePolicy); an
+unexpected failure while deciding a well-formed review gets an AdmissionReview
+denial for its uid (fail closed). Neither ever carries a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from webhook.config import WebhookConfig
+from webhook.decide import Decision, decide_mutation, decide_validation, namespace_to_lookup
+from webhook.kube import NamespaceLookup
+from webhook.metrics import WebhookMetrics
+from webhook.review import MAX_REVIEW_BYTES, ReviewError, build_review, parse_review
+
+log = logging.getLogger("sidecred.webhook")
+
+JSON_MEDIA_TYPE = "application/json"
+INTERNAL_ERROR_MESSAGE = (
+    "sidecred: internal error while deciding this request; it is refused (fail closed). "
+    "See the webhook's log for details."
+)
+
+
+class NamespaceSource(Protocol):
+    """What the app needs from the namespace cache (webhook.kube.NamespaceCache)."""
+
+    @property
+    def synced(self) -> bool: ...
+
+    last_error: str
+
+    def get(self, name: str) -> NamespaceLookup: ...
+
+
+Decide = Callable[..., Decision]
+
+
+async def read_capped_body(request: Request, limit: int) -> bytes:
+    """The body, refusing (413) anything over `limit` without reading it all."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise ReviewError(400, f"Content-Length {declared[:20]!r} is not a number")
+        if int(declared) > limit:
+            raise ReviewError(413, f"AdmissionReview is {declared} bytes; the limit is {limit}")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ReviewError(413, f"AdmissionReview is over the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def check_content_type(request: Request) -> None:
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type != JSON_MEDIA_TYPE:
+        raise ReviewError(
+            415, f"expected Content-Type {JSON_MEDIA_TYPE}, got {media_type or 'none'!r}"
+        )
+
+
+def error_response(status_code: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status_code)
+
+
+def create_app(
+    config: WebhookConfig,
+    namespaces: NamespaceSource,
+    metrics: WebhookMetrics,
+    *,
+    clock: Callable[[], float] = time.perf_counter,
+) -> FastAPI:
+    app = FastAPI(title="sidecred webhook", docs_url=None, redoc_url=None, openapi_url=None)
+
+    def decide(webhook: str, decide_fn: Decide, request: dict[str, Any]) -> Decision:
+        """Blocking part (a cache miss reads the API server): runs in the thread pool."""
+        name = namespace_to_lookup(request, config)
+        namespace: dict | None = None
+        namespace_error = ""
+        if name is not None:
+            lookup = namespaces.get(name)
+            metrics.record_namespace_lookup(lookup.source)
+            namespace, namespace_error = lookup.namespace, lookup.error
+        return decide_fn(request, namespace, config, namespace_error=namespace_error)
+
+    async def admit(webhook: str, decide_fn: Decide, http_request: Request) -> Response:
+        started = clock()
+        try:
+            check_content_type(http_request)
+            body = await read_capped_body(http_request, MAX_REVIEW_BYTES)
+            request = parse_review(body)
+        except ReviewError as exc:
+            metrics.bad_requests.labels(webhook, str(exc.status_code)).inc()
+            log.warning(
+                "rejected webhook request",
+                extra={
+                    "fields": {"webhook": webhook, "status": exc.status_code, "error": exc.message}
+                },
+            )
+            return error_response(exc.status_code, exc.message)
+        except Exception as exc:  # a parser bug must not become a 500 with a traceback
+            metrics.bad_requests.labels(webhook, "400").inc()
+            log.exception("could not read webhook request", extra={"fields": {"webhook": webhook}})
+            return error_response(400, f"could not read the AdmissionReview ({type(exc).__name__})")
+
+        uid = request["uid"]
+        try:
+            decision = await run_in_threadpool(decide, webhook, decide_fn, request)
+        except Exception:
+            log.exception(
+                "admission failed unexpectedly; denying",
+                extra={"fields": {"webhook": webhook, "uid": uid}},
+            )
+            decision = Decision(
+                allowed=False, code=500, message=INTERNAL_ERROR_MESSAGE, reason="internal-error"
+            )
+        elapsed = clock() - started
+        operation = str(request.get("operation", ""))
+        metrics.record_admission(webhook, operation, decision.allowed, decision.reason, elapsed)
+        log.info(
+            "admission",
+            extra={
+                "fields": {
+                    "webhook": webhook,
+                    "uid": uid,
+                    "operation": operation,
+                    "namespace": request.get("namespace", ""),
+                    "name": request.get("name", ""),
+                    "allowed": decision.allowed,
+                    "reason": decision.reason,
+                    "message": decision.message,
+                    "warnings": list(decision.warnings),
+                    "duration_ms": round(elapsed * 1000, 3),
+                }
+            },
+        )
+        return JSONResponse(build_review(uid, decision))
+
+    @app.post("/mutate")
+    async def mutate(http_request: Request) -> Response:
+        return await admit("mutate", decide_mutation, http_request)
+
+    @app.post("/validate")
+    async def validate(http_request: Request) -> Response:
+        return await admit("validate", decide_validation, http_request)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz() -> Response:
+        if namespaces.synced:
+            return JSONResponse({"status": "ready"})
+        cause = namespaces.last_error or "waiting for the first namespace list"
+        return JSONResponse(
+            {"status": "not ready", "reason": f"namespace cache has not synced: {cause}"},
+            status_code=503,
+        )
+
+    @app.get("/metrics")
+    async def prometheus_metrics() -> Response:
+        return Response(metrics.render(), media_type=metrics.content_type)
+
+    @app.exception_handler(Exception)
+    async def unexpected_error(_: Request, exc: Exception) -> Response:
+        log.error("unhandled error: %s", type(exc).__name__, exc_info=exc)
+        return error_response(500, "internal error; see the webhook's log")
+
+    return app

@@ -1,0 +1,159 @@
+"""`sidecred webhook`: the admission webhook over TLS (FastAPI on uvicorn, one process)."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import ssl
+import sys
+from pathlib import Path
+
+import uvicorn
+from kubernetes import client
+from kubernetes import config as kube_config
+
+from webhook.app import create_app
+from webhook.config import add_config_arguments, config_from_args
+from webhook.kube import NamespaceCache
+from webhook.metrics import WebhookMetrics
+from webhook.tls import DEFAULT_CHECK_INTERVAL, ReloadingServerContext
+
+log = logging.getLogger("sidecred.webhook")
+
+
+class KubeConfigUnavailable(RuntimeError):
+    """Neither in-cluster credentials nor a kubeconfig could be loaded."""
+
+
+class JsonLineFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, and any `extra={"fields": ...}`."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {
+            "time": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(
+                timespec="milliseconds"
+            ),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            entry.update(fields)
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonLineFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logging.getLogger(name).handlers[:] = []
+        logging.getLogger(name).propagate = True
+    # urllib3 logs every retry of an unreachable API server; the cache logs the outcome.
+    logging.getLogger("urllib3").setLevel(logging.ERROR)
+
+
+def load_core_api(kubeconfig: str | None) -> client.CoreV1Api:
+    """The API client: --kubeconfig if given, else in-cluster, else the default kubeconfig."""
+    configuration = client.Configuration()
+    if kubeconfig:
+        try:
+            kube_config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+        except (kube_config.ConfigException, OSError, ValueError) as exc:
+            raise KubeConfigUnavailable(f"cannot load --kubeconfig {kubeconfig}: {exc}") from None
+    else:
+        try:
+            kube_config.load_incluster_config(client_configuration=configuration)
+        except kube_config.ConfigException as in_cluster_error:
+            try:
+                kube_config.load_kube_config(client_configuration=configuration)
+            except (kube_config.ConfigException, OSError, ValueError) as exc:
+                raise KubeConfigUnavailable(
+                    "no Kubernetes API configuration: not running in a cluster "
+                    f"({in_cluster_error}) and no usable default kubeconfig ({exc}); "
+                    "pass --kubeconfig"
+                ) from None
+    return client.CoreV1Api(client.ApiClient(configuration))
+
+
+def _port(value: str) -> int:
+    try:
+        port = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a port number") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is outside 1-65535")
+    return port
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sidecred webhook",
+        description="Serve the sidecred admission webhook (/mutate, /validate) over TLS.",
+    )
+    parser.add_argument("--tls-cert", required=True, type=Path, help="serving certificate (PEM)")
+    parser.add_argument("--tls-key", required=True, type=Path, help="its private key (PEM)")
+    parser.add_argument("--port", type=_port, default=8443, help="listen port (default 8443)")
+    parser.add_argument("--host", default="0.0.0.0", help="listen address (default 0.0.0.0)")
+    parser.add_argument(
+        "--kubeconfig",
+        help="kubeconfig file (default: in-cluster service account, then ~/.kube/config)",
+    )
+    add_config_arguments(parser)
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging()
+    try:
+        config = config_from_args(args)
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    try:
+        tls = ReloadingServerContext(
+            args.tls_cert, args.tls_key, check_interval=DEFAULT_CHECK_INTERVAL
+        )
+    except (OSError, ssl.SSLError) as exc:
+        print(
+            f"sidecred webhook: cannot load --tls-cert {args.tls_cert} / --tls-key {args.tls_key}: {exc}",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        api = load_core_api(args.kubeconfig)
+    except KubeConfigUnavailable as exc:
+        print(f"sidecred webhook: {exc}", file=sys.stderr)
+        return 2
+
+    metrics = WebhookMetrics()
+    namespaces = NamespaceCache(api, record_api_call=metrics.record_api_call)
+    app = create_app(config, namespaces, metrics)
+    server_config = uvicorn.Config(
+        app,
+        host=args.host,
+        port=args.port,
+        ssl_context_factory=lambda _config, _default: tls.server_context,
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        timeout_graceful_shutdown=10,
+    )
+    namespaces.start()
+    log.info(
+        "webhook starting",
+        extra={"fields": {"host": args.host, "port": args.port, "config": vars(config)}},
+    )
+    try:
+        uvicorn.Server(server_config).run()
+    finally:
+        namespaces.stop()
+    return 0
