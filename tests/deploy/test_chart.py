@@ -4,6 +4,8 @@ and check the fields the design depends on (RBAC, webhook registration, pod secu
 from __future__ import annotations
 
 import base64
+import subprocess
+import sys
 
 import helm_python
 import pytest
@@ -340,3 +342,30 @@ def test_bad_values_fail_to_render_with_a_message_naming_the_value(
     with pytest.raises(helm_python.HelmError) as caught:
         render.render_documents(values)
     assert expected in str(caught.value)
+
+
+def test_documented_sidecred_certs_output_is_a_ca_bundle_the_chart_accepts(tmp_path) -> None:
+    """The README's path without cert-manager: `sidecred certs` prints the caBundle."""
+    result = subprocess.run(
+        [
+            *(sys.executable, "-m", "sidecred.cli", "certs"),
+            *("--service", "sidecred", "--namespace", "sidecred", "--out", str(tmp_path / "tls")),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    bundle = result.stdout.strip()
+    ca = (tmp_path / "tls" / "ca.crt").read_bytes()
+    assert base64.b64decode(bundle, validate=True) == ca
+    values = {
+        "tls": {
+            "certManager": {"enabled": False},
+            "existingSecret": "sidecred-tls",
+            "caBundle": bundle,
+        }
+    }
+    for obj in render.render_objects(values):
+        if obj["kind"].endswith("WebhookConfiguration"):
+            assert obj["webhooks"][0]["clientConfig"]["caBundle"] == bundle
+            validate_strict(obj)
