@@ -135,6 +135,14 @@ def build_clients(go_binary: Path) -> list[Client]:
             needs=[node, COMPAT_DIR / "js" / "node_modules" / "@aws-sdk" / "client-sts"],
         ),
         Client(
+            id="js-v3-3.458.0",
+            label="AWS SDK for JavaScript v3 3.458.0 (npm, first with fromHttp)",
+            command=lambda url: [str(node), str(whoami_js), "--min", "--endpoint-url", url],
+            version_command=[str(node), str(whoami_js), "--min", "--version"],
+            token_file_since=(3, 503, 1),
+            needs=[node, COMPAT_DIR / "js" / "node_modules" / "client-sts-min"],
+        ),
+        Client(
             id="awscli-v2-debian",
             label="AWS CLI v2 (Debian awscli)",
             # CLI v2 before 2.13 ignores AWS_ENDPOINT_URL_STS.

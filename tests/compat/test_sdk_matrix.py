@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.compat.clients import TOKEN_MODES, Client, build_clients, format_version
-from tests.compat.conftest import ROLE_NAME, Sidecar
+from tests.compat.sidecar_process import ROLE_NAME, Sidecar
 from tests.support.sts import MOTO_ACCOUNT_ID, MotoServer
 
 CLIENT_IDS = [
@@ -25,6 +25,7 @@ CLIENT_IDS = [
     "boto3-1.34.41",
     "awscli-v1",
     "js-v3",
+    "js-v3-3.458.0",
     "awscli-v2-debian",
     "go-v1-debian",
     "ruby-core-debian",
