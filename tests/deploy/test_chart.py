@@ -369,3 +369,20 @@ def test_documented_sidecred_certs_output_is_a_ca_bundle_the_chart_accepts(tmp_p
         if obj["kind"].endswith("WebhookConfiguration"):
             assert obj["webhooks"][0]["clientConfig"]["caBundle"] == bundle
             validate_strict(obj)
+
+
+@pytest.mark.parametrize("name", ALL_SETS)
+def test_chart_env_is_read_by_the_webhook_config(name: str) -> None:
+    """Every SIDECRED_* variable the chart sets is one the webhook reads, with the value intended."""
+    import argparse
+
+    from webhook import config as webhook_config
+
+    env = _env(rendered(name))
+    parser = argparse.ArgumentParser()
+    webhook_config.add_config_arguments(parser)
+    config = webhook_config.config_from_args(parser.parse_args([]), env)
+    by_env = {webhook_config.env_name(f): f for f in config.__dataclass_fields__}
+    assert set(env) <= set(by_env), set(env) - set(by_env)
+    for variable, value in env.items():
+        assert str(getattr(config, by_env[variable])) == value, variable
