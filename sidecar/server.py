@@ -210,19 +210,29 @@ class HttpServer:
         if not first:
             return None
         try:
-            rest = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), limits.header_timeout)
+            async with asyncio.timeout(limits.header_timeout):
+                return await self._read_lines(reader, bytearray(first))
         except asyncio.LimitOverrunError:
             raise BadRequest(431, "request header fields too large") from None
-        except asyncio.IncompleteReadError as exc:
-            if len(exc.partial) + 1 > limits.max_header_bytes:
-                raise BadRequest(431, "request header fields too large") from None
-            return None
+        except asyncio.IncompleteReadError:
+            return None  # the client went away mid-request
         except TimeoutError:
             raise BadRequest(408, "request head not received in time") from None
-        head = first + rest
-        if len(head) > limits.max_header_bytes:
-            raise BadRequest(431, "request header fields too large")
-        return head
+
+    async def _read_lines(self, reader: asyncio.StreamReader, head: bytearray) -> bytes:
+        """Read lines up to the blank one; CRLF or bare LF line ends."""
+        first_line = True
+        while True:
+            line = await reader.readuntil(b"\n")
+            if first_line:
+                head += line
+                first_line = False
+            else:
+                if line in (b"\r\n", b"\n"):
+                    return bytes(head)
+                head += line
+            if len(head) > self.limits.max_header_bytes:
+                raise BadRequest(431, "request header fields too large")
 
     async def _write(self, writer: asyncio.StreamWriter, data: bytes) -> None:
         writer.write(data)

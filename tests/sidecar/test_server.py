@@ -1,0 +1,238 @@
+"""HTTP edge cases against the real asyncio server, in-process on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from sidecar.server import BadRequest, HttpServer, Limits, Request, Response, parse_head
+
+
+def echo(request: Request) -> Response:
+    if request.method != "GET":
+        return Response(405, b'{"Code":"MethodNotAllowed"}')
+    return Response(
+        200, f"{request.target} {request.headers.get('x-odd', '')}".encode(), "text/plain"
+    )
+
+
+class RunningServer:
+    def __init__(self, limits: Limits) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.server = HttpServer(echo, "127.0.0.1", 0, limits)
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        asyncio.run_coroutine_threadsafe(self.server.start(), self.loop).result(10)
+        self.port = self.server.port
+
+    def connect(self) -> Client:
+        return Client(socket.create_connection(("127.0.0.1", self.port), timeout=10))
+
+    def close(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.server.close(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+
+@pytest.fixture
+def server_factory() -> Iterator:
+    servers: list[RunningServer] = []
+
+    def factory(**limits) -> RunningServer:
+        srv = RunningServer(Limits(**limits))
+        servers.append(srv)
+        return srv
+
+    yield factory
+    for srv in servers:
+        srv.close()
+
+
+class Client:
+    """A raw socket with a buffered reader, so pipelined responses are not lost."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.file = sock.makefile("rb")
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def sendall(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def close(self) -> None:
+        self.file.close()
+        self.sock.close()
+
+
+def read_response(client: Client) -> tuple[int, dict[str, str], bytes]:
+    status_line = client.file.readline()
+    if not status_line:
+        raise ConnectionError("closed before a response")
+    headers: dict[str, str] = {}
+    while (line := client.file.readline()) not in (b"\r\n", b""):
+        name, _, value = line.decode("latin-1").partition(":")
+        headers[name.lower()] = value.strip()
+    body = client.file.read(int(headers["content-length"]))
+    return int(status_line.split()[1]), headers, body
+
+
+def closed_by_server(client: Client) -> bool:
+    try:
+        return client.file.read(1) == b""
+    except ConnectionResetError:
+        return True
+
+
+def test_keep_alive_serves_several_requests_on_one_connection(server_factory):
+    srv = server_factory()
+    with srv.connect() as sock:
+        for path in ("/a", "/b", "/c"):
+            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            status, headers, body = read_response(sock)
+            assert status == 200 and body.startswith(path.encode())
+            assert "connection" not in headers
+
+
+def test_pipelined_requests_are_answered_in_order(server_factory):
+    srv = server_factory()
+    with srv.connect() as sock:
+        sock.sendall(b"GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\n")
+        assert read_response(sock)[2].startswith(b"/1")
+        assert read_response(sock)[2].startswith(b"/2")
+
+
+def test_connection_close_and_http10(server_factory):
+    srv = server_factory()
+    with srv.connect() as sock:
+        sock.sendall(b"GET /x HTTP/1.1\r\nConnection: close\r\n\r\n")
+        status, headers, _ = read_response(sock)
+        assert status == 200 and headers["connection"] == "close"
+        assert closed_by_server(sock)
+    with srv.connect() as sock:
+        sock.sendall(b"GET /x HTTP/1.0\r\n\r\n")
+        assert read_response(sock)[0] == 200
+        assert closed_by_server(sock)
+
+
+def test_oversized_headers_get_431(server_factory):
+    srv = server_factory(max_header_bytes=1024)
+    with srv.connect() as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nX-Big: " + b"a" * 4000 + b"\r\n\r\n")
+        status, headers, _ = read_response(sock)
+        assert status == 431 and headers["connection"] == "close"
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"GARBAGE\r\n\r\n",
+        b"GET /\r\n\r\n",
+        b"GET / HTTP/1.1 extra\r\n\r\n",
+        b"G(T / HTTP/1.1\r\n\r\n",
+        b"GET / FTP/1.1\r\n\r\n",
+        b"GET / HTTP/1.1\r\nno colon here\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost : x\r\n\r\n",
+        b"GET / HTTP/1.1\r\nContent-Length: -5\r\n\r\n",
+    ],
+)
+def test_malformed_requests_get_400_and_close(server_factory, request_bytes):
+    srv = server_factory()
+    with srv.connect() as sock:
+        sock.sendall(request_bytes)
+        status, headers, body = read_response(sock)
+        assert status == 400 and headers["connection"] == "close"
+        assert b'"Code"' in body
+        assert closed_by_server(sock)
+
+
+def test_http2_preface_gets_505(server_factory):
+    srv = server_factory()
+    with srv.connect() as sock:
+        sock.sendall(b"GET / HTTP/2.0\r\n\r\n")
+        assert read_response(sock)[0] == 505
+
+
+def test_wrong_method_reaches_the_handler(server_factory):
+    srv = server_factory()
+    with srv.connect() as sock:
+        sock.sendall(b"DELETE / HTTP/1.1\r\n\r\nGET /after HTTP/1.1\r\n\r\n")
+        assert read_response(sock)[0] == 405
+        assert read_response(sock)[0] == 200
+
+
+def test_small_body_is_drained_and_large_body_refused(server_factory):
+    srv = server_factory(max_drained_body=16)
+    with srv.connect() as sock:
+        sock.sendall(b"GET /a HTTP/1.1\r\nContent-Length: 5\r\n\r\nhelloGET /b HTTP/1.1\r\n\r\n")
+        assert read_response(sock)[2].startswith(b"/a")
+        assert read_response(sock)[2].startswith(b"/b")
+    with srv.connect() as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nContent-Length: 100000\r\n\r\n")
+        assert read_response(sock)[0] == 413
+    with srv.connect() as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n")
+        assert read_response(sock)[0] == 413
+
+
+def test_odd_headers_are_tolerated(server_factory):
+    srv = server_factory()
+    with srv.connect() as sock:
+        sock.sendall(
+            b"GET /odd HTTP/1.1\nX-ODD:\tvalue\xff \nx-odd: second\nX-Empty:\n\n"  # bare LF, latin-1
+        )
+        status, _, body = read_response(sock)
+        assert status == 200
+        assert body == "/odd value\xff, second".encode()
+
+
+def test_slow_header_is_cut_off(server_factory):
+    srv = server_factory(header_timeout=0.2)
+    with srv.connect() as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nX-Slow: ")  # never finishes the head
+        status, headers, _ = read_response(sock)
+        assert status == 408 and headers["connection"] == "close"
+        assert closed_by_server(sock)
+
+
+def test_idle_keep_alive_connection_is_closed(server_factory):
+    srv = server_factory(idle_timeout=0.2)
+    with srv.connect() as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\n\r\n")
+        read_response(sock)
+        assert closed_by_server(sock)  # blocks until the idle timeout closes it
+
+
+def test_connection_cap_refuses_extra_connections(server_factory):
+    srv = server_factory(max_connections=2)
+    held = [srv.connect(), srv.connect()]
+    try:
+        # Make sure both are being served (a request answered on each).
+        for sock in held:
+            sock.sendall(b"GET / HTTP/1.1\r\n\r\n")
+            read_response(sock)
+        with srv.connect() as extra:
+            status, headers, _ = read_response(extra)
+            assert status == 503 and headers["connection"] == "close"
+    finally:
+        for sock in held:
+            sock.close()
+
+
+def test_parse_head_joins_repeated_headers():
+    req = parse_head(b"GET /p?q=1 HTTP/1.1\r\nA: 1\r\na: 2\r\n\r\n")
+    assert req.target == "/p?q=1" and req.headers == {"a": "1, 2"}
+
+
+def test_parse_head_rejects_empty():
+    with pytest.raises(BadRequest):
+        parse_head(b"\r\n")
