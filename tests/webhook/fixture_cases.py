@@ -1,0 +1,108 @@
+"""Loading admission fixtures and running them through the pure decision functions.
+
+Each `fixtures/<scenario>.yaml` holds:
+
+    description: what the case shows
+    webhook: mutate | validate          (default mutate)
+    config: {WebhookConfig overrides}   (base_role_arn defaults to BASE_ROLE_ARN)
+    request: {operation, subResource, namespace}   (defaults: CREATE, none, the pod's namespace)
+    namespace: Namespace object, or null with namespace_error
+    pod: the request's object
+    old_pod: the request's oldObject (UPDATE)
+    expect: allowed, code, reason, message (substrings), warnings (substrings; [] = none),
+            patch (exact ops, order-insensitive), and properties of the patched pod
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from webhook.config import WebhookConfig
+from webhook.decide import Decision, decide_mutation, decide_validation
+
+FIXTURES = Path(__file__).parent / "fixtures"
+BASE_ROLE_ARN = "arn:aws:iam::111122223333:role/"
+FIXED_TOKEN = "fixed-test-token-0123456789abcdefghijklmnopq"
+
+
+def fixture_paths() -> list[Path]:
+    return sorted(FIXTURES.glob("*.yaml"))
+
+
+def load_case(path: Path) -> dict[str, Any]:
+    with path.open(encoding="utf-8") as handle:
+        case = yaml.safe_load(handle)
+    unknown = set(case) - {
+        "description", "webhook", "config", "request", "namespace", "namespace_error",
+        "pod", "old_pod", "expect",
+    }  # fmt: skip
+    assert not unknown, f"{path.name}: unknown keys {unknown}"
+    return case
+
+
+def config_of(case: dict[str, Any]) -> WebhookConfig:
+    overrides = {"base_role_arn": BASE_ROLE_ARN, **(case.get("config") or {})}
+    known = {f.name for f in fields(WebhookConfig)}
+    assert set(overrides) <= known, f"unknown config keys {set(overrides) - known}"
+    return WebhookConfig(**overrides)
+
+
+def pod_request(
+    pod: dict[str, Any],
+    *,
+    operation: str = "CREATE",
+    namespace: str | None = None,
+    sub_resource: str | None = None,
+    old_pod: dict[str, Any] | None = None,
+    kind: str = "Pod",
+    resource: str = "pods",
+    group: str = "",
+) -> dict[str, Any]:
+    """An AdmissionRequest shaped as the API server sends it."""
+    metadata = pod.get("metadata") or {}
+    request: dict[str, Any] = {
+        "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
+        "kind": {"group": group, "version": "v1", "kind": kind},
+        "resource": {"group": group, "version": "v1", "resource": resource},
+        "requestKind": {"group": group, "version": "v1", "kind": kind},
+        "operation": operation,
+        "namespace": namespace or metadata.get("namespace") or "default",
+        "userInfo": {"username": "system:serviceaccount:kube-system:replicaset-controller"},
+        "object": pod,
+        "oldObject": old_pod,
+        "dryRun": False,
+    }
+    if metadata.get("name"):
+        request["name"] = metadata["name"]
+    if sub_resource:
+        request["subResource"] = sub_resource
+    return request
+
+
+def request_of(case: dict[str, Any]) -> dict[str, Any]:
+    fields_ = case.get("request") or {}
+    return pod_request(
+        case["pod"],
+        operation=fields_.get("operation", "CREATE"),
+        namespace=fields_.get("namespace"),
+        sub_resource=fields_.get("subResource"),
+        old_pod=case.get("old_pod"),
+        kind=fields_.get("kind", "Pod"),
+        resource=fields_.get("resource", "pods"),
+        group=fields_.get("group", ""),
+    )
+
+
+def run_case(case: dict[str, Any]) -> Decision:
+    request, config = request_of(case), config_of(case)
+    namespace = case.get("namespace")
+    error = case.get("namespace_error", "")
+    if case.get("webhook", "mutate") == "validate":
+        return decide_validation(request, namespace, config, namespace_error=error)
+    return decide_mutation(
+        request, namespace, config, new_token=lambda: FIXED_TOKEN, namespace_error=error
+    )

@@ -1,0 +1,175 @@
+"""Admission fixtures: every file in fixtures/ through the pure decision, plus the
+properties every injected pod must have (schema-valid, idempotent, restricted-safe)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+
+from tests.webhook.fixture_cases import (
+    FIXED_TOKEN,
+    config_of,
+    fixture_paths,
+    load_case,
+    request_of,
+    run_case,
+)
+from webhook.decide import decide_mutation, decide_validation
+from webhook.mutate import FULL_URI, apply_patch
+from webhook.pod import SA_TOKEN_VOLUME, SIDECAR_NAME, iter_containers
+
+SCHEMA_VERSION = kubernetes_validate.latest_version()
+PATHS = fixture_paths()
+
+
+def test_enough_fixtures_cover_every_deny_path() -> None:
+    reasons = {load_case(p)["expect"].get("reason") for p in PATHS}
+    assert len(PATHS) >= 25
+    deny_paths = {
+        "no-policy", "not-permitted", "bad-policy", "host-network", "forged-sidecar",
+        "role-changed", "image-changed", "debug-target", "share-process", "bad-annotation",
+        "namespace-unavailable", "foreign-endpoint", "token-exposed", "not-injected",
+    }  # fmt: skip
+    assert deny_paths <= reasons, deny_paths - reasons
+
+
+def env_map(container: dict[str, Any]) -> dict[str, Any]:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container.get("env") or []}
+
+
+def containers_by_name(pod: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["name"]: c for _, _, c in iter_containers(pod)}
+
+
+def assert_subset(expected: Any, actual: Any, where: str = "") -> None:
+    if isinstance(expected, dict):
+        assert isinstance(actual, dict), f"{where}: expected an object, got {actual!r}"
+        for key, value in expected.items():
+            assert key in actual, f"{where}/{key} missing"
+            assert_subset(value, actual[key], f"{where}/{key}")
+    else:
+        assert expected == actual, f"{where}: expected {expected!r}, got {actual!r}"
+
+
+def sort_ops(ops: list[dict[str, Any]]) -> list[str]:
+    return sorted(json.dumps(op, sort_keys=True) for op in ops)
+
+
+def check_restricted_sidecar(pod: dict[str, Any]) -> None:
+    """The sidecar satisfies Pod Security "restricted" by itself, whatever the pod sets."""
+    sidecar = containers_by_name(pod)[SIDECAR_NAME]
+    ctx = sidecar["securityContext"]
+    assert ctx["runAsNonRoot"] is True and ctx["runAsUser"] != 0
+    assert ctx["allowPrivilegeEscalation"] is False
+    assert ctx["capabilities"] == {"drop": ["ALL"]}
+    assert ctx["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert ctx["readOnlyRootFilesystem"] is True
+    assert "hostPort" not in json.dumps(sidecar.get("ports"))
+    for volume in pod["spec"].get("volumes") or []:
+        if volume["name"].startswith("sidecred"):
+            assert set(volume) - {"name"} <= {"emptyDir", "projected"}
+
+
+def check_injected_pod(case: dict[str, Any], patched: dict[str, Any]) -> None:
+    """Properties every injected pod has, whatever the fixture."""
+    assert kubernetes_validate.validate(patched, SCHEMA_VERSION, strict=True)
+    check_restricted_sidecar(patched)
+    config = config_of(case)
+    skip = {
+        s.strip()
+        for s in case["pod"]["metadata"]
+        .get("annotations", {})
+        .get("sidecred.dev/skip-containers", "")
+        .split(",")
+    }
+    original = containers_by_name(case["pod"])
+    for name, container in containers_by_name(patched).items():
+        mounts = {m["name"] for m in container.get("volumeMounts") or []}
+        if name == SIDECAR_NAME:
+            assert container["command"] == ["sidecred", "sidecar"]
+            assert (SA_TOKEN_VOLUME in mounts) == (config.credential_source == "web-identity")
+            continue
+        assert SA_TOKEN_VOLUME not in mounts, f"{name} must not see the service-account token"
+        # User env is kept exactly, in order, ahead of anything added.
+        before = original[name].get("env") or []
+        assert (container.get("env") or [])[: len(before)] == before
+        if name not in skip:
+            assert FULL_URI in env_map(container), f"{name} lacks {FULL_URI}"
+    # Run again (reinvocationPolicy IfNeeded): nothing is added twice.
+    again = decide_mutation(
+        dict(request_of(case), object=patched),
+        case.get("namespace"),
+        config,
+        new_token=lambda: "a-different-token",
+    )
+    assert again.allowed and again.patch is None, again
+    # The validating webhook, after all mutations, accepts the result.
+    validated = decide_validation(
+        dict(request_of(case), object=patched), case.get("namespace"), config
+    )
+    assert validated.allowed, validated.message
+
+
+def check_properties(expect: dict[str, Any], patched: dict[str, Any]) -> None:
+    by_name = containers_by_name(patched)
+    spec = patched["spec"]
+    if "init_order" in expect:
+        assert [c["name"] for c in spec.get("initContainers") or []] == expect["init_order"]
+    if "container_order" in expect:
+        assert [c["name"] for c in spec["containers"]] == expect["container_order"]
+    for name, wanted in (expect.get("env") or {}).items():
+        actual = env_map(by_name[name])
+        for var, value in wanted.items():
+            if value is None:
+                assert var not in actual, f"{name} should not have {var}"
+            else:
+                assert actual.get(var) == value, f"{name} {var}: {actual.get(var)!r}"
+    for name, wanted in (expect.get("mounts") or {}).items():
+        mounts = {m["name"]: m for m in by_name[name].get("volumeMounts") or []}
+        assert sorted(n for n in mounts if n.startswith("sidecred")) == sorted(wanted)
+    if "sidecred_volumes" in expect:
+        names = [v["name"] for v in spec.get("volumes") or [] if v["name"].startswith("sidecred")]
+        assert sorted(names) == sorted(expect["sidecred_volumes"])
+    if "sidecar" in expect:
+        assert_subset(expect["sidecar"], by_name[SIDECAR_NAME], "sidecar")
+    if "annotations" in expect:
+        assert_subset(expect["annotations"], patched["metadata"]["annotations"], "annotations")
+
+
+@pytest.mark.parametrize("path", PATHS, ids=[p.stem for p in PATHS])
+def test_fixture(path: Path) -> None:
+    case = load_case(path)
+    expect = case["expect"]
+    decision = run_case(case)
+
+    assert decision.allowed is expect["allowed"], decision.message
+    assert decision.reason == expect["reason"]
+    assert decision.code == expect.get("code", 200 if expect["allowed"] else 403)
+    messages = expect.get("message") or []
+    for fragment in [messages] if isinstance(messages, str) else messages:
+        assert fragment in decision.message
+    if not expect["allowed"]:
+        assert decision.message.startswith("sidecred: ") and "Traceback" not in decision.message
+        assert decision.patch is None
+    if "warnings" in expect:
+        if not expect["warnings"]:
+            assert decision.warnings == ()
+        for fragment in expect["warnings"]:
+            assert any(fragment in w for w in decision.warnings), (fragment, decision.warnings)
+    if "patch" in expect:
+        if expect["patch"] is None:
+            assert decision.patch is None
+        else:
+            assert decision.patch is not None
+            assert sort_ops(decision.patch) == sort_ops(expect["patch"])
+
+    if decision.allowed and decision.patch:
+        patched = apply_patch(case["pod"], decision.patch)
+        check_injected_pod(case, patched)
+        check_properties(expect, patched)
+        for fragment in expect.get("token_in", []):
+            assert FIXED_TOKEN in json.dumps(containers_by_name(patched)[fragment]["env"])
