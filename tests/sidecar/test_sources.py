@@ -1,0 +1,132 @@
+"""STS sources against STS emulators: parameters, role chaining, token file errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from sidecar.config import load_config
+from sidecar.sources import (
+    ROLE_CHAINING_MAX_DURATION,
+    AssumeRoleSource,
+    StsError,
+    WebIdentitySource,
+    build_source,
+    chained_duration,
+)
+from tests.sidecar.fault_sts import role_chaining_limit, success_xml
+from tests.sidecar.sidecar_process import ROLE_ARN, sidecar_env
+
+
+@pytest.fixture
+def use_env(monkeypatch):
+    def apply(env: dict[str, str]):
+        for name in (
+            "AWS_ENDPOINT_URL_STS",
+            "AWS_CONFIG_FILE",
+            "AWS_SHARED_CREDENTIALS_FILE",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_EC2_METADATA_DISABLED",
+        ):
+            if name in env:
+                monkeypatch.setenv(name, env[name])
+            else:
+                monkeypatch.delenv(name, raising=False)
+        return load_config(env)
+
+    return apply
+
+
+def test_assume_role_sends_tags_external_id_and_source_identity(
+    fault_sts_factory, tmp_path, use_env
+):
+    sts = fault_sts_factory(lambda p: (200, success_xml(p)))
+    cfg = use_env(
+        sidecar_env(tmp_path, sts.url, source="assume-role", SIDECRED_EXTERNAL_ID="ext-42")
+    )
+    source = build_source(cfg)
+    assert isinstance(source, AssumeRoleSource)
+    creds = source.fetch()
+    assert creds.role_arn == ROLE_ARN and creds.account_id == "123456789012"
+    call = sts.calls[0]
+    assert call["Action"] == "AssumeRole"
+    assert call["ExternalId"] == "ext-42"
+    assert call["SourceIdentity"] == call["RoleSessionName"] == "shop.web-7d4b9c-x2x9q"
+    tags = {call[f"Tags.member.{i}.Key"]: call[f"Tags.member.{i}.Value"] for i in range(1, 5)}
+    assert tags == {
+        "kubernetes-namespace": "shop",
+        "kubernetes-pod-name": "web-7d4b9c-x2x9q",
+        "kubernetes-pod-uid": "6f1c1f0e-3b8a-4d6e-9a57-0c2f4e1b7a10",
+        "kubernetes-service-account": "web",
+    }
+    assert "ASIA" not in repr(creds) and creds.secret_access_key not in repr(creds)
+
+
+def test_role_chaining_refusal_clamps_to_one_hour(fault_sts_factory, tmp_path, use_env):
+    sts = fault_sts_factory(role_chaining_limit)
+    cfg = use_env(
+        sidecar_env(tmp_path, sts.url, source="assume-role", SIDECRED_SESSION_DURATION="43200")
+    )
+    source = build_source(cfg)
+    source.fetch()
+    source.fetch()
+    durations = [c["DurationSeconds"] for c in sts.calls]
+    # refused once at 12 h, then an hour, and an hour from then on without asking again
+    assert durations == ["43200", "3600", "3600"]
+
+
+@pytest.mark.parametrize(
+    ("method", "expected"),
+    [
+        ("env", 43200),
+        ("assume-role", 3600),
+        ("iam-role", 3600),
+        ("container-role", 3600),
+        (None, 43200),
+    ],
+)
+def test_chained_duration(method, expected):
+    assert chained_duration(43200, method) == expected
+    assert chained_duration(1800, method) == 1800
+    assert ROLE_CHAINING_MAX_DURATION == 3600
+
+
+def test_assume_role_without_base_credentials_is_a_clear_error(
+    fault_sts_factory, tmp_path, use_env
+):
+    sts = fault_sts_factory(lambda p: (200, success_xml(p)))
+    env = sidecar_env(tmp_path, sts.url, source="assume-role")
+    del env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"]
+    source = build_source(use_env(env))
+    with pytest.raises(StsError) as err:
+        source.fetch()
+    assert err.value.code == "NoCredentialsError"
+    assert "Unable to locate credentials" in err.value.message
+    assert sts.calls == []
+
+
+def test_web_identity_rereads_the_token_and_is_unsigned(fault_sts_factory, tmp_path, use_env):
+    sts = fault_sts_factory(lambda p: (200, success_xml(p)))
+    cfg = use_env(sidecar_env(tmp_path, sts.url))
+    source = build_source(cfg)
+    assert isinstance(source, WebIdentitySource)
+    source.fetch()
+    (tmp_path / "sa-token").write_text("rotated-token-value\n")
+    source.fetch()
+    assert sts.calls[0]["WebIdentityToken"].startswith("eyJ")
+    assert sts.calls[1]["WebIdentityToken"] == "rotated-token-value"
+
+
+@pytest.mark.parametrize("content", [None, ""])
+def test_web_identity_token_missing_or_empty(fault_sts_factory, tmp_path, use_env, content):
+    sts = fault_sts_factory(lambda p: (200, success_xml(p)))
+    cfg = use_env(sidecar_env(tmp_path, sts.url))
+    if content is None:
+        (tmp_path / "sa-token").unlink()
+    else:
+        (tmp_path / "sa-token").write_text(content)
+    with pytest.raises(StsError) as err:
+        build_source(cfg).fetch()
+    assert err.value.code == "WebIdentityTokenUnreadable"
+    assert str(tmp_path / "sa-token") in err.value.message
+    assert sts.calls == []
