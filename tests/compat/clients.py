@@ -165,10 +165,11 @@ def build_clients(go_binary: Path) -> list[Client]:
             command=lambda url: [str(ruby), str(whoami_rb), url],
             version_command=[str(ruby), str(whoami_rb), "--version"],
             token_file_since=(3, 188, 0),
-            # Before this the default chain reads only AWS_CONTAINER_CREDENTIALS_RELATIVE_URI
-            # (fixed host 169.254.170.2, no Authorization header): it cannot reach a sidecar.
+            # 3.168.1's default chain reads only AWS_CONTAINER_CREDENTIALS_RELATIVE_URI (fixed
+            # host 169.254.170.2, no Authorization header), so it cannot reach a sidecar. When
+            # FULL_URI support arrived is not pinned down here; 3.188.0 (token file) has it.
             full_uri_since=(3, 188, 0),
             needs=[ruby],
-            note="default chain reads only AWS_CONTAINER_CREDENTIALS_RELATIVE_URI before 3.188.0",
+            note="default chain ignores AWS_CONTAINER_CREDENTIALS_FULL_URI; needs >= 3.188.0",
         ),
     ]
