@@ -88,7 +88,8 @@ def namespace_to_lookup(request: Mapping[str, Any], config: WebhookConfig) -> st
     obj = request.get("object")
     if not isinstance(obj, dict):
         return None
-    annotations = (obj.get("metadata") or {}).get("annotations")
+    metadata = obj.get("metadata")
+    annotations = metadata.get("annotations") if isinstance(metadata, dict) else None
     if not isinstance(annotations, dict) or config.annotation_key not in annotations:
         return None
     return pod_namespace(request) or None

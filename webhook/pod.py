@@ -81,13 +81,20 @@ def annotations_of(obj: Mapping[str, Any]) -> dict[str, str]:
 
 def pod_namespace(request: Mapping[str, Any]) -> str:
     """The pod's namespace: object.metadata.namespace, else request.namespace."""
-    obj = request.get("object") or {}
-    return (obj.get("metadata") or {}).get("namespace") or request.get("namespace") or ""
+    obj = request.get("object")
+    metadata = obj.get("metadata") if isinstance(obj, dict) else None
+    namespace = metadata.get("namespace") if isinstance(metadata, dict) else None
+    if isinstance(namespace, str) and namespace:
+        return namespace
+    fallback = request.get("namespace")
+    return fallback if isinstance(fallback, str) else ""
 
 
 def pod_label(request: Mapping[str, Any]) -> str:
     """How messages name the pod; a generateName pod has no name at admission."""
-    metadata = (request.get("object") or {}).get("metadata") or {}
+    obj = request.get("object")
+    metadata = obj.get("metadata") if isinstance(obj, dict) else None
+    metadata = metadata if isinstance(metadata, dict) else {}
     name = metadata.get("name") or request.get("name")
     if name:
         return f"pod {q(name)}"
@@ -231,7 +238,8 @@ def check_pod_shape(pod: Any, where: str = "request.object") -> None:
     problems = []
     if not isinstance(pod, dict):
         raise Refusal("bad-request", f"sidecred: {where} is not a JSON object", 400)
-    metadata = pod.get("metadata") or {}
+    metadata = pod.get("metadata")
+    metadata = {} if metadata is None else metadata
     if not isinstance(metadata, dict):
         problems.append("metadata is not an object")
     else:
@@ -241,7 +249,8 @@ def check_pod_shape(pod: Any, where: str = "request.object") -> None:
         for key in ("name", "namespace", "generateName"):
             if metadata.get(key) is not None and not isinstance(metadata[key], str):
                 problems.append(f"metadata.{key} is not a string")
-    spec = pod.get("spec") or {}
+    spec = pod.get("spec")
+    spec = {} if spec is None else spec
     if not isinstance(spec, dict):
         problems.append("spec is not an object")
         spec = {}

@@ -63,7 +63,7 @@ def pod_request(
     group: str = "",
 ) -> dict[str, Any]:
     """An AdmissionRequest shaped as the API server sends it."""
-    metadata = pod.get("metadata") or {}
+    metadata = pod.get("metadata") if isinstance(pod.get("metadata"), dict) else {}
     request: dict[str, Any] = {
         "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
         "kind": {"group": group, "version": "v1", "kind": kind},
