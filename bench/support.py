@@ -1,0 +1,338 @@
+"""Shared benchmark plumbing: machine facts, RESULTS.md sections, wrk, processes, sidecars.
+
+Benchmarks report numbers; they are not pass/fail tests. Every server under
+test runs in its own process, every load generator in another, on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import secrets
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from sidecar import config as contract
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "RESULTS.md"
+MOTO_REGION = "us-east-1"
+MOTO_ACCOUNT_ID = "123456789012"
+ROLE_ARN = f"arn:aws:iam::{MOTO_ACCOUNT_ID}:role/bench-reader"
+
+# Two cores: pin the server under test to one and the load generator to the
+# other, so neither steals the other's CPU and runs are comparable.
+SERVER_CPU = "0"
+LOADGEN_CPU = "1"
+
+
+# --- machine and report ----------------------------------------------------------
+def machine() -> dict[str, str]:
+    model = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "nproc": str(os.cpu_count() or 0),
+        "cpu": model,
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+    }
+
+
+def machine_line() -> str:
+    m = machine()
+    return (
+        f"Machine: nproc={m['nproc']}, CPU {m['cpu']}, Python {m['python']}, Linux {m['kernel']}."
+    )
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write_section(name: str, title: str, command: str, body: str) -> None:
+    """Replace (or append) this benchmark's section of bench/RESULTS.md."""
+    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    section = (
+        f"<!-- bench:{name} -->\n## {title}\n\n"
+        f"Command: `{command}` ({stamp}).\n{machine_line()}\n\n{body.strip()}\n"
+        f"<!-- /bench:{name} -->"
+    )
+    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
+    pattern = re.compile(
+        rf"<!-- bench:{re.escape(name)} -->.*?<!-- /bench:{re.escape(name)} -->", re.S
+    )
+    if pattern.search(text):
+        text = pattern.sub(lambda _: section, text)
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    RESULTS.write_text(text if text.endswith("\n") else text + "\n")
+    print(f"\nwrote the {name!r} section of {RESULTS.relative_to(REPO)}")
+
+
+def verdict(met: bool) -> str:
+    return "met" if met else "MISSED"
+
+
+def fmt(value: float, digits: int = 2) -> str:
+    return f"{value:,.{digits}f}"
+
+
+def percentile(values: Sequence[float], pct: float) -> float:
+    """Nearest-rank percentile (pct in 0-100)."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), round(pct / 100 * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values)
+
+
+# --- processes ---------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def pinned(cmd: list[str], cpu: str) -> list[str]:
+    """`cmd` under taskset when there are at least two CPUs to separate."""
+    if shutil.which("taskset") and (os.cpu_count() or 1) >= 2:
+        return ["taskset", "-c", cpu, *cmd]
+    return cmd
+
+
+def poll(condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.01) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+def rss_kib(pid: int) -> int:
+    """Resident set size of `pid` in KiB (VmRSS)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def http_get(
+    url: str, headers: dict[str, str] | None = None, timeout: float = 2.0
+) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+    except OSError:
+        return 0, b""
+
+
+# --- STS emulator ----------------------------------------------------------------------
+def start_moto():  # type: ignore[no-untyped-def]
+    """moto_server on a free loopback port, plus the role the sidecars assume."""
+    from tests.support.sts import create_role
+    from tests.support.sts import start_moto as start
+
+    server = start()
+    create_role(server.url, ROLE_ARN.rsplit("/", 1)[1])
+    return server
+
+
+# --- sidecar -----------------------------------------------------------------------------
+@dataclass
+class Sidecar:
+    process: subprocess.Popen[bytes]
+    env: dict[str, str]
+    workdir: Path
+
+    @property
+    def port(self) -> int:
+        return int(self.env[contract.ENV_PORT])
+
+    @property
+    def health_port(self) -> int:
+        return int(self.env[contract.ENV_HEALTH_PORT])
+
+    @property
+    def credentials_url(self) -> str:
+        return contract.credentials_uri(self.port)
+
+    def readyz(self) -> int:
+        return http_get(f"http://127.0.0.1:{self.health_port}/readyz", timeout=1.0)[0]
+
+    def token(self) -> str:
+        if self.env[contract.ENV_TOKEN_MODE] == "env":
+            return self.env[contract.ENV_AUTH_TOKEN]
+        return Path(self.env[contract.ENV_TOKEN_FILE]).read_text()
+
+    def wait_ready(self, timeout: float = 30.0, interval: float = 0.01) -> None:
+        def ready() -> bool:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"sidecar exited with {self.process.returncode}")
+            return self.readyz() == 200
+
+        poll(ready, timeout, "sidecar readyz 200", interval)
+
+    def stop(self) -> None:
+        stop_process(self.process)
+
+
+def sidecar_env(workdir: Path, sts_url: str, *, session_duration: int = 3600) -> dict[str, str]:
+    """The env the webhook writes for a web-identity sidecar in token mode env."""
+    sa_token = workdir / "sa-token"
+    sa_token.write_text("eyJhbGciOiJSUzI1NiJ9.bench-projected-token.signature")
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(workdir),
+        "PYTHONPATH": str(REPO),
+        contract.ENV_ROLE_ARN: ROLE_ARN,
+        contract.ENV_CREDENTIAL_SOURCE: "web-identity",
+        contract.ENV_SESSION_DURATION: str(session_duration),
+        contract.ENV_REGION: MOTO_REGION,
+        contract.ENV_PORT: str(free_port()),
+        contract.ENV_HEALTH_PORT: str(free_port()),
+        contract.ENV_TOKEN_MODE: "env",
+        contract.ENV_AUTH_TOKEN: secrets.token_urlsafe(32),
+        contract.ENV_WEB_IDENTITY_TOKEN_FILE: str(sa_token),
+        contract.ENV_SIDECAR_MODE: "native",
+        contract.ENV_POD_NAME: "bench-5c9d7f-abcde",
+        contract.ENV_POD_NAMESPACE: "shop",
+        contract.ENV_POD_UID: "0b1e2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d",
+        contract.ENV_SERVICE_ACCOUNT: "bench",
+        "AWS_ENDPOINT_URL_STS": sts_url,
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_CONFIG_FILE": str(workdir / "no-aws-config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(workdir / "no-aws-credentials"),
+    }
+
+
+def start_sidecar(env: dict[str, str], workdir: Path, cpu: str | None = None) -> Sidecar:
+    cmd = [sys.executable, "-m", "sidecred.cli", "sidecar"]
+    log = open(workdir / "sidecar.log", "ab")
+    try:
+        process = subprocess.Popen(
+            pinned(cmd, cpu) if cpu else cmd,
+            env=env,
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    finally:
+        log.close()
+    return Sidecar(process, env, workdir)
+
+
+def workdir(prefix: str) -> Path:
+    return Path(tempfile.mkdtemp(prefix=f"sidecred-bench-{prefix}-"))
+
+
+# --- wrk -------------------------------------------------------------------------------------
+_WRK_DONE = """
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    "WRKJSON {\\"requests\\":%d,\\"duration_us\\":%d,\\"socket_errors\\":%d,\\"non2xx\\":%d," ..
+    "\\"p50_us\\":%.1f,\\"p90_us\\":%.1f,\\"p99_us\\":%.1f,\\"max_us\\":%.1f}\\n",
+    summary.requests, summary.duration, e.connect + e.read + e.write + e.timeout, e.status,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max))
+end
+"""
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    connections: int
+    requests: int
+    seconds: float
+    socket_errors: int
+    non2xx: int
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    max_ms: float
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+
+def wrk_script(
+    path: Path, *, method: str = "GET", headers: dict[str, str] | None = None, body: str = ""
+) -> Path:
+    """A wrk Lua script sending one fixed request and printing a JSON summary."""
+    lines = [f"wrk.method = {json.dumps(method)}"]
+    for name, value in (headers or {}).items():
+        lines.append(f"wrk.headers[{json.dumps(name)}] = {json.dumps(value)}")
+    if body:
+        lines.append(f"wrk.body = {json.dumps(body)}")
+    path.write_text("\n".join(lines) + "\n" + _WRK_DONE)
+    return path
+
+
+def run_wrk(url: str, script: Path, connections: int, seconds: float) -> LoadResult:
+    """Closed-loop load with wrk (one thread, pinned to the load generator's CPU)."""
+    cmd = [
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{seconds:g}s",
+        "--timeout",
+        "5s",
+        "-s",
+        str(script),
+        url,
+    ]
+    out = subprocess.run(
+        pinned(cmd, LOADGEN_CPU), capture_output=True, text=True, timeout=seconds + 60, check=True
+    )
+    for line in out.stdout.splitlines():
+        if line.startswith("WRKJSON "):
+            data = json.loads(line[len("WRKJSON ") :])
+            return LoadResult(
+                connections=connections,
+                requests=data["requests"],
+                seconds=data["duration_us"] / 1e6,
+                socket_errors=data["socket_errors"],
+                non2xx=data["non2xx"],
+                p50_ms=data["p50_us"] / 1000,
+                p90_ms=data["p90_us"] / 1000,
+                p99_ms=data["p99_us"] / 1000,
+                max_ms=data["max_us"] / 1000,
+            )
+    raise RuntimeError(f"wrk printed no summary:\n{out.stdout}\n{out.stderr}")
