@@ -141,7 +141,7 @@ def create_app(
                     "name": request.get("name", ""),
                     "allowed": decision.allowed,
                     "reason": decision.reason,
-                    "message": decision.message,
+                    "detail": decision.message,
                     "warnings": list(decision.warnings),
                     "duration_ms": round(elapsed * 1000, 3),
                 }

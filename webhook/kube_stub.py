@@ -51,6 +51,9 @@ class _Server(ThreadingHTTPServer):
     block_on_close = False
     allow_reuse_address = True
 
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass  # clients dropping connections (or stop() cutting them) is expected here
+
 
 class KubeApiStub:
     """Namespaces behind a real HTTP server on 127.0.0.1."""

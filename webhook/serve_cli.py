@@ -41,7 +41,8 @@ class JsonLineFormatter(logging.Formatter):
         }
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):
-            entry.update(fields)
+            for key, value in fields.items():
+                entry.setdefault(key, value)  # never overwrite time, level or message
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)
@@ -56,8 +57,6 @@ def configure_logging(level: int = logging.INFO) -> None:
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
-    # urllib3 logs every retry of an unreachable API server; the cache logs the outcome.
-    logging.getLogger("urllib3").setLevel(logging.ERROR)
 
 
 def load_core_api(kubeconfig: str | None) -> client.CoreV1Api:
@@ -134,6 +133,9 @@ def main(argv: list[str]) -> int:
         print(f"sidecred webhook: {exc}", file=sys.stderr)
         return 2
 
+    # urllib3 logs every retry of an unreachable API server; the cache logs the outcome.
+    # (Set after the client's Configuration, which resets this logger's level.)
+    logging.getLogger("urllib3").setLevel(logging.ERROR)
     metrics = WebhookMetrics()
     namespaces = NamespaceCache(api, record_api_call=metrics.record_api_call)
     app = create_app(config, namespaces, metrics)

@@ -1,0 +1,364 @@
+"""`sidecred webhook` as a real process over TLS, against the API server stub."""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import jsonpatch
+import pytest
+from cryptography import x509
+
+from webhook.kube_stub import KubeApiStub
+
+from .conftest import POLICY, wait_until
+from .webhook_process import (
+    SERVER_NAME,
+    SNI,
+    WebhookProcess,
+    decode_patch,
+    issue_certificates,
+    pod,
+    post_review,
+    review,
+    start_webhook,
+)
+
+PERMITTED_ROLE = "shop-reader"
+FORBIDDEN_ROLE = "reader"
+
+
+@pytest.fixture(scope="module")
+def module_stub() -> Iterator[KubeApiStub]:
+    api = KubeApiStub()
+    api.add_namespace("shop", POLICY)
+    api.add_namespace("default")
+    api.start()
+    yield api
+    api.stop()
+
+
+@pytest.fixture(scope="module")
+def webhook(
+    module_stub: KubeApiStub, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[WebhookProcess]:
+    process = start_webhook(tmp_path_factory.mktemp("webhook"), module_stub.url)
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="module")
+def http(webhook: WebhookProcess) -> Iterator[httpx.Client]:
+    with webhook.client() as client:
+        wait_until(lambda: client.get("/readyz", extensions=SNI).status_code == 200, what="/readyz")
+        yield client
+
+
+def metric_value(text: str, name: str, **labels: str) -> float:
+    """The value of one sample in Prometheus text format, 0 if absent."""
+    for line in text.splitlines():
+        if not line.startswith(name + "{") and not line.startswith(name + " "):
+            continue
+        head, _, value = line.rpartition(" ")
+        if all(f'{k}="{v}"' in head for k, v in labels.items()):
+            return float(value)
+    return 0.0
+
+
+def test_health_and_readiness(http: httpx.Client) -> None:
+    assert http.get("/healthz", extensions=SNI).json() == {"status": "ok"}
+    assert http.get("/readyz", extensions=SNI).json() == {"status": "ready"}
+
+
+def test_annotated_pod_is_patched(http: httpx.Client) -> None:
+    obj = pod(PERMITTED_ROLE)
+    response = post_review(http, "/mutate", review(obj))
+    assert response["allowed"] is True
+    patched = jsonpatch.apply_patch(obj, decode_patch(response))
+    assert patched["metadata"]["annotations"]["sidecred.dev/injected"] == (
+        "arn:aws:iam::111122223333:role/shop-reader"
+    )
+    sidecars = [c for c in patched["spec"]["initContainers"] if c["name"] == "sidecred"]
+    assert len(sidecars) == 1 and sidecars[0]["restartPolicy"] == "Always"
+    app_env = {e["name"]: e.get("value") for e in patched["spec"]["containers"][0]["env"]}
+    assert app_env["AWS_CONTAINER_CREDENTIALS_FULL_URI"].startswith("http://127.0.0.1:")
+
+
+def test_forbidden_role_is_denied_with_a_readable_message(http: httpx.Client) -> None:
+    response = post_review(http, "/mutate", review(pod(FORBIDDEN_ROLE)))
+    assert response["allowed"] is False
+    assert response["status"]["code"] == 403
+    message = response["status"]["message"]
+    assert '"arn:aws:iam::111122223333:role/reader"' in message
+    assert '"shop"' in message and "iam.amazonaws.com/permitted" in message
+    assert "patch" not in response
+
+
+def test_validate_route_answers(http: httpx.Client) -> None:
+    response = post_review(http, "/validate", review(pod(None)))
+    assert response["allowed"] is True
+
+
+def test_unknown_namespace_is_denied(http: httpx.Client) -> None:
+    obj = pod(PERMITTED_ROLE, namespace="nowhere")
+    response = post_review(http, "/mutate", review(obj, namespace="nowhere"))
+    assert response["allowed"] is False
+    assert 'namespace "nowhere" not found' in response["status"]["message"]
+
+
+def test_namespace_created_after_sync_is_admitted(
+    http: httpx.Client, module_stub: KubeApiStub
+) -> None:
+    module_stub.add_namespace("brand-new", POLICY)
+    obj = pod(PERMITTED_ROLE, namespace="brand-new")
+    response = post_review(http, "/mutate", review(obj, namespace="brand-new"))
+    assert response["allowed"] is True, response
+
+
+def test_warm_cache_makes_no_api_call(http: httpx.Client, module_stub: KubeApiStub) -> None:
+    post_review(http, "/mutate", review(pod(PERMITTED_ROLE)))  # warm
+    before = dict(module_stub.requests)
+    hits_before = metric_value(
+        http.get("/metrics", extensions=SNI).text,
+        "sidecred_namespace_cache_lookups_total",
+        result="hit",
+    )
+    for _ in range(25):
+        assert post_review(http, "/mutate", review(pod(PERMITTED_ROLE)))["allowed"] is True
+        assert post_review(http, "/mutate", review(pod(FORBIDDEN_ROLE)))["allowed"] is False
+    after = dict(module_stub.requests)
+    assert after.get("get", 0) == before.get("get", 0)
+    assert after.get("list", 0) == before.get("list", 0)
+    text = http.get("/metrics", extensions=SNI).text
+    hits = metric_value(text, "sidecred_namespace_cache_lookups_total", result="hit")
+    assert hits - hits_before == 50
+
+
+def test_metrics_carry_the_counters(http: httpx.Client) -> None:
+    post_review(http, "/mutate", review(pod(PERMITTED_ROLE)))
+    post_review(http, "/mutate", review(pod(FORBIDDEN_ROLE)))
+    http.post(
+        "/mutate", content=b"[]", headers={"Content-Type": "application/json"}, extensions=SNI
+    )
+    response = http.get("/metrics", extensions=SNI)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    text = response.text
+    allowed = metric_value(
+        text, "sidecred_admissions_total", webhook="mutate", operation="CREATE", result="allowed"
+    )
+    assert allowed >= 1
+    assert metric_value(text, "sidecred_policy_denials_total", reason="not-permitted") >= 1
+    assert metric_value(text, "sidecred_kubernetes_api_calls_total", verb="list") >= 1
+    assert metric_value(text, "sidecred_kubernetes_api_calls_total", verb="watch") >= 1
+    assert metric_value(text, "sidecred_admission_duration_seconds_count", webhook="mutate") >= 2
+    assert metric_value(text, "sidecred_bad_requests_total", status="400") >= 1
+
+
+def test_api_server_outage_fails_closed_then_recovers(
+    http: httpx.Client, module_stub: KubeApiStub
+) -> None:
+    module_stub.stop()
+    try:
+        obj = pod(PERMITTED_ROLE, namespace="uncached")
+        response = post_review(http, "/mutate", review(obj, namespace="uncached"))
+        assert response["allowed"] is False
+        message = response["status"]["message"]
+        assert '"uncached"' in message and "unreachable" in message
+        # A cached namespace is still decided by its policy, both ways.
+        assert post_review(http, "/mutate", review(pod(PERMITTED_ROLE)))["allowed"] is True
+        assert post_review(http, "/mutate", review(pod(FORBIDDEN_ROLE)))["allowed"] is False
+        assert http.get("/readyz", extensions=SNI).status_code == 200
+    finally:
+        module_stub.start()
+    # The watch resumes: a policy change to the cached namespace reaches the
+    # webhook through the stream alone (a cached namespace is never fetched).
+    gets = module_stub.requests["get"]
+    module_stub.set_annotations(
+        "shop", {"iam.amazonaws.com/permitted": "arn:aws:iam::111122223333:role/reader"}
+    )
+    try:
+        wait_until(
+            lambda: post_review(http, "/mutate", review(pod(FORBIDDEN_ROLE)))["allowed"],
+            timeout=60,
+            what="the watch to resume and deliver the new policy",
+        )
+    finally:
+        module_stub.set_annotations("shop", POLICY)
+    wait_until(
+        lambda: post_review(http, "/mutate", review(pod(PERMITTED_ROLE)))["allowed"],
+        what="the policy to be restored",
+    )
+    assert module_stub.requests["get"] == gets
+
+
+MALFORMED = {
+    "not-json": (b"{not json", "application/json", 400),
+    "json-array": (b"[]", "application/json", 400),
+    "json-string": (b'"AdmissionReview"', "application/json", 400),
+    "empty-body": (b"", "application/json", 400),
+    "wrong-api-version": (
+        json.dumps(
+            {"apiVersion": "admission.k8s.io/v1beta1", "kind": "AdmissionReview", "request": {}}
+        ).encode(),
+        "application/json",
+        422,
+    ),
+    "wrong-kind": (
+        json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "Pod"}).encode(),
+        "application/json",
+        422,
+    ),
+    "missing-request": (
+        json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}).encode(),
+        "application/json",
+        400,
+    ),
+    "wrong-content-type": (b"{}", "text/plain", 415),
+    "no-content-type": (b"{}", "", 415),
+    "nan-constant": (b'{"apiVersion": NaN}', "application/json", 400),
+    "deeply-nested": (b"[" * 100_000 + b"]" * 100_000, "application/json", 400),
+}
+
+
+def _without(field: str) -> bytes:
+    body = review(pod(PERMITTED_ROLE))
+    request = body["request"]
+    del request[field]
+    return json.dumps(body).encode()
+
+
+MALFORMED |= {
+    "missing-uid": (_without("uid"), "application/json", 400),
+    "missing-object": (_without("object"), "application/json", 400),
+}
+
+
+@pytest.mark.parametrize("path", ["/mutate", "/validate"])
+@pytest.mark.parametrize("case", sorted(MALFORMED), ids=str)
+def test_malformed_requests_get_a_clear_4xx(http: httpx.Client, path: str, case: str) -> None:
+    body, content_type, status = MALFORMED[case]
+    headers = {"Content-Type": content_type} if content_type else {}
+    response = http.post(path, content=body, headers=headers, extensions=SNI)
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert isinstance(error, str) and error
+    assert "Traceback" not in response.text
+
+
+def test_huge_body_is_refused_before_it_is_read(http: httpx.Client) -> None:
+    body = b'{"pad": "' + b"x" * (10 * 1024 * 1024) + b'"}'
+    response = http.post(
+        "/mutate", content=body, headers={"Content-Type": "application/json"}, extensions=SNI
+    )
+    assert response.status_code == 413
+    assert "limit" in response.json()["error"]
+
+
+def test_huge_chunked_body_is_capped(http: httpx.Client) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b'{"pad": "'
+        for _ in range(10):
+            yield b"x" * (1024 * 1024)
+        yield b'"}'
+
+    response = http.post(
+        "/mutate", content=chunks(), headers={"Content-Type": "application/json"}, extensions=SNI
+    )
+    assert response.status_code == 413
+    assert "limit" in response.json()["error"]
+
+
+def test_unknown_route_is_a_json_404(http: httpx.Client) -> None:
+    response = http.get("/nothing", extensions=SNI)
+    assert response.status_code == 404
+    assert response.json()
+
+
+def test_webhook_logs_json_lines(http: httpx.Client, webhook: WebhookProcess) -> None:
+    post_review(http, "/mutate", review(pod(FORBIDDEN_ROLE)))
+
+    def admission_logged() -> bool:
+        return any('"message": "admission"' in line for line in webhook.log().splitlines())
+
+    wait_until(admission_logged, what="an admission log line")
+    for line in webhook.log().splitlines():
+        entry = json.loads(line)
+        assert {"time", "level", "message"} <= entry.keys()
+    assert "AWS_CONTAINER_AUTHORIZATION_TOKEN" not in webhook.log()
+
+
+def test_readyz_is_503_until_the_cache_syncs(tmp_path: Path) -> None:
+    api = KubeApiStub()
+    api.add_namespace("shop", POLICY)
+    api.start()
+    api.stop()  # the port is known but nothing listens yet
+    process = start_webhook(tmp_path, api.url)
+    try:
+        with process.client() as http:
+            response = http.get("/readyz", extensions=SNI)
+            assert response.status_code == 503
+            assert "namespace cache has not synced" in response.json()["reason"]
+            api.start()
+            wait_until(
+                lambda: http.get("/readyz", extensions=SNI).status_code == 200,
+                timeout=60,
+                what="/readyz after the API server came up",
+            )
+    finally:
+        process.stop()
+        api.stop()
+
+
+def _peer_serial(port: int, ca_file: Path) -> int | None:
+    context = ssl.create_default_context(cafile=str(ca_file))
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+            with context.wrap_socket(raw, server_hostname=SERVER_NAME) as tls:
+                der = tls.getpeercert(binary_form=True)
+    except ssl.SSLError:
+        return None  # still the old certificate, signed by the old CA
+    assert der is not None
+    return x509.load_der_x509_certificate(der).serial_number
+
+
+def test_rotated_certificate_is_served_without_restart(tmp_path: Path, stub: KubeApiStub) -> None:
+    process = start_webhook(tmp_path, stub.url)
+    try:
+        cert_dir = process.cert_dir
+        first = x509.load_pem_x509_certificate((cert_dir / "tls.crt").read_bytes())
+        assert _peer_serial(process.port, cert_dir / "ca.crt") == first.serial_number
+        issue_certificates(cert_dir, force=True)
+        second = x509.load_pem_x509_certificate((cert_dir / "tls.crt").read_bytes())
+        wait_until(
+            lambda: _peer_serial(process.port, cert_dir / "ca.crt") == second.serial_number,
+            what="the rotated certificate",
+        )
+        assert process.process.poll() is None
+    finally:
+        process.stop()
+
+
+def test_bad_tls_files_are_a_clear_startup_error(tmp_path: Path) -> None:
+    (tmp_path / "tls.crt").write_text("garbage")
+    (tmp_path / "tls.key").write_text("garbage")
+    result = subprocess.run(
+        [
+            *(sys.executable, "-m", "sidecred.cli", "webhook"),
+            *("--tls-cert", str(tmp_path / "tls.crt"), "--tls-key", str(tmp_path / "tls.key")),
+            *("--kubeconfig", str(tmp_path / "missing")),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "cannot load --tls-cert" in result.stderr
+    assert "Traceback" not in result.stderr
