@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import ssl
 import subprocess
@@ -362,3 +363,57 @@ def test_bad_tls_files_are_a_clear_startup_error(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "cannot load --tls-cert" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def _run_webhook(
+    tmp_path: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    issue_certificates(tmp_path / "tls")
+    return subprocess.run(
+        [
+            *(sys.executable, "-m", "sidecred.cli", "webhook"),
+            *("--tls-cert", str(tmp_path / "tls" / "tls.crt")),
+            *("--tls-key", str(tmp_path / "tls" / "tls.key")),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=env,
+    )
+
+
+def test_no_cluster_and_no_kubeconfig_is_a_clear_startup_error(tmp_path: Path) -> None:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("SIDECRED_", "KUBERNETES_")) and k != "KUBECONFIG"
+    }
+    env["HOME"] = str(tmp_path)  # no ~/.kube/config
+    result = _run_webhook(tmp_path, "--port", "1", env=env)
+    assert result.returncode == 2
+    assert "not running in a cluster" in result.stderr and "--kubeconfig" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_invalid_webhook_option_is_a_clear_startup_error(tmp_path: Path) -> None:
+    result = _run_webhook(
+        tmp_path, "--kubeconfig", str(tmp_path / "none"), "--session-duration", "60"
+    )
+    assert result.returncode == 2
+    assert "--session-duration" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_probe_without_sni_is_served(webhook: WebhookProcess) -> None:
+    """The kubelet probes https://<pod IP>:8443 and sends no server name."""
+    context = ssl.create_default_context(cafile=str(webhook.cert_dir / "ca.crt"))
+    context.check_hostname = False
+    with socket.create_connection(("127.0.0.1", webhook.port), timeout=5) as raw:
+        with context.wrap_socket(raw) as tls:
+            tls.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            reply = b""
+            while chunk := tls.recv(4096):
+                reply += chunk
+    assert reply.startswith(b"HTTP/1.1 200")
