@@ -123,3 +123,18 @@ def test_symlink_swap_is_detected(tmp_path: Path) -> None:
     clock.now += 2
     assert reloading.current_context() is not reloading.server_context
     assert reloading.reloads == 1
+
+
+def test_handshakes_without_sni_also_see_the_rotation(tls_server, tmp_path: Path) -> None:
+    """Kubelet probes connect to the pod IP and send no server name."""
+    reloading, port, clock = tls_server
+    issue(tmp_path, force=True)
+    clock.now += 11
+    context = ssl.create_default_context(cafile=str(tmp_path / "ca.crt"))
+    context.check_hostname = False
+    with socket.create_connection(("127.0.0.1", port)) as raw:
+        with context.wrap_socket(raw) as tls:
+            der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    assert x509.load_der_x509_certificate(der).serial_number == file_serial(tmp_path / "tls.crt")
+    assert reloading.reloads == 1
