@@ -85,7 +85,7 @@ def create_app(
 ) -> FastAPI:
     app = FastAPI(title="sidecred webhook", docs_url=None, redoc_url=None, openapi_url=None)
 
-    def decide(webhook: str, decide_fn: Decide, request: dict[str, Any]) -> Decision:
+    def decide(decide_fn: Decide, request: dict[str, Any]) -> Decision:
         """Blocking part (a cache miss reads the API server): runs in the thread pool."""
         name = namespace_to_lookup(request, config)
         namespace: dict | None = None
@@ -118,7 +118,7 @@ def create_app(
 
         uid = request["uid"]
         try:
-            decision = await run_in_threadpool(decide, webhook, decide_fn, request)
+            decision = await run_in_threadpool(decide, decide_fn, request)
         except Exception:
             log.exception(
                 "admission failed unexpectedly; denying",
