@@ -1,0 +1,580 @@
+"""`sidecred demo`: the whole flow on this machine, step by step, with nothing faked.
+
+1. an STS emulator (moto_server) in a subprocess, with the example pod's role;
+2. `sidecred certs`, a Kubernetes API stub holding the example namespaces, and
+   `sidecred webhook` over TLS as a real process;
+3. the allowed example pod sent to /mutate as an AdmissionReview over HTTPS
+   (CA verified), the patch summarised, the patched pod sent to /validate;
+4. the sidecar started exactly as the patched pod describes it (local_pod);
+5. an application run with only the patched app container's env, calling
+   sts:GetCallerIdentity through the SDK's default chain;
+6. the denied example pod sent to /mutate, and the denial printed;
+7. a verdict: exit 0 only if every step behaved as expected.
+
+Everything it starts is stopped on the way out, also on failure or Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import http.client
+import json
+import os
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sidecar import config as contract
+from sidecred.local_pod import LocalPod, LocalPodError, resolve_command
+from webhook.check_cli import build_request, load_yaml_object
+from webhook.kube_stub import KubeApiStub
+from webhook.mutate import AUTH_TOKEN, apply_patch
+from webhook.pod import SIDECAR_NAME
+
+STEP_COUNT = 7
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_EXAMPLES = REPO / "deploy" / "examples"
+SERVICE, SERVICE_NAMESPACE = "sidecred", "sidecred-system"
+SERVER_NAME = f"{SERVICE}.{SERVICE_NAMESPACE}.svc"  # the name the serving certificate carries
+REGION = "us-east-1"
+# moto accepts any keys; only the demo's own IAM call uses these, never the app.
+EMULATOR_ACCESS_KEY_ID = "AKIAIOSFODNN7EXAMPLE"
+EMULATOR_SECRET_ACCESS_KEY = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+START_TIMEOUT = 30.0  # seconds for a started process to answer
+SECRET_ENV = {AUTH_TOKEN, contract.ENV_AUTH_TOKEN}
+STATIC_KEY_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+POLL_SECONDS = 0.05
+
+# The "application": what `aws sts get-caller-identity` in the example's image
+# does, through the SDK's default credential chain, with no code for sidecred.
+APP_PROGRAM = f"""
+import json, os, boto3
+session = boto3.Session()
+identity = session.client("sts").get_caller_identity()
+print(json.dumps({{
+    "Arn": identity["Arn"],
+    "Account": identity["Account"],
+    "CredentialProvider": session.get_credentials().method,
+    "StaticKeysInEnv": [k for k in {STATIC_KEY_ENV!r} if k in os.environ],
+}}))
+"""
+
+
+class DemoFailure(Exception):
+    """A step did not behave as expected; the message says what and why."""
+
+
+@dataclass
+class Reporter:
+    """Prints the steps one by one with their timings."""
+
+    write: Callable[[str], None] = print
+    failures: list[str] = field(default_factory=list)
+
+    def detail(self, text: str) -> None:
+        for line in text.splitlines() or [""]:
+            self.write(f"      {line}")
+
+    @contextlib.contextmanager
+    def step(self, number: int, title: str) -> Iterator[None]:
+        self.write(f"\n[{number}/{STEP_COUNT}] {title}")
+        started = time.perf_counter()
+        try:
+            yield
+        except Exception as exc:
+            # Any error ends the demo with a message, never a bare traceback.
+            self.write(f"      FAILED after {time.perf_counter() - started:.2f} s")
+            known = isinstance(exc, (DemoFailure, LocalPodError))
+            message = str(exc) if known else f"{type(exc).__name__}: {exc}"
+            self.failures.append(f"step {number} ({title}): {message}")
+            raise DemoFailure(message) from exc
+        self.write(f"      ok ({time.perf_counter() - started:.2f} s)")
+
+
+# --- processes -----------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(
+    check: Callable[[], bool], what: str, process: subprocess.Popen[bytes], log: Path
+) -> None:
+    """Poll `check` until true; fail at once if `process` exits, or at the deadline."""
+    deadline = time.monotonic() + START_TIMEOUT
+    while not check():
+        if process.poll() is not None:
+            raise DemoFailure(
+                f"{what} exited with code {process.returncode}; log tail:\n{tail(log)}"
+            )
+        if time.monotonic() > deadline:
+            raise DemoFailure(
+                f"{what} did not answer within {START_TIMEOUT:g} s; log tail:\n{tail(log)}"
+            )
+        time.sleep(POLL_SECONDS)  # poll interval, bounded by the deadline
+
+
+def tail(path: Path, lines: int = 15) -> str:
+    if not path.is_file():
+        return "(no log)"
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def start_process(
+    stack: contextlib.ExitStack, argv: list[str], log: Path, env: dict[str, str]
+) -> subprocess.Popen[bytes]:
+    """Start a process logging to `log`; the stack stops it (SIGTERM, then SIGKILL)."""
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            argv, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+
+    def stop() -> None:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+    stack.callback(stop)
+    return process
+
+
+def clean_env() -> dict[str, str]:
+    """This process's env without SIDECRED_* and AWS_* settings, so the demo is the same anywhere."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("SIDECRED_", "AWS_"))}
+
+
+# --- HTTPS to the webhook --------------------------------------------------------
+
+
+class ServiceHTTPSConnection(http.client.HTTPSConnection):
+    """HTTPS to 127.0.0.1 that verifies the certificate for the Service's DNS name."""
+
+    def __init__(self, port: int, context: ssl.SSLContext, server_name: str) -> None:
+        super().__init__("127.0.0.1", port, timeout=10, context=context)
+        self.server_name = server_name
+
+    def connect(self) -> None:
+        sock = socket.create_connection((self.host, self.port), self.timeout)
+        self.sock = self._context.wrap_socket(sock, server_hostname=self.server_name)  # type: ignore[attr-defined]
+
+
+@dataclass
+class WebhookClient:
+    port: int
+    context: ssl.SSLContext
+
+    def request(
+        self, method: str, path: str, body: dict[str, Any] | None = None
+    ) -> tuple[int, bytes]:
+        conn = ServiceHTTPSConnection(self.port, self.context, SERVER_NAME)
+        try:
+            data = json.dumps(body).encode() if body is not None else None
+            headers = {"Content-Type": "application/json"} if data is not None else {}
+            conn.request(method, path, body=data, headers=headers)
+            response = conn.getresponse()
+            return response.status, response.read()
+        finally:
+            conn.close()
+
+    def answers_ready(self) -> bool:
+        try:
+            return self.request("GET", "/readyz")[0] == 200
+        except (OSError, http.client.HTTPException):
+            return False
+
+    def review(self, path: str, request: dict[str, Any]) -> dict[str, Any]:
+        """Send an AdmissionReview as the API server does; return its response part."""
+        review = {
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "request": request,
+        }
+        status, body = self.request("POST", path, review)
+        if status != 200:
+            raise DemoFailure(f"POST {path} answered HTTP {status}: {body[:500]!r}")
+        answer = json.loads(body)
+        response = answer.get("response") or {}
+        if response.get("uid") != request["uid"]:
+            raise DemoFailure(
+                f"POST {path} answered for uid {response.get('uid')!r}, not {request['uid']!r}"
+            )
+        return response
+
+
+# --- reading the examples and the patch ------------------------------------------
+
+
+@dataclass(frozen=True)
+class RoleRef:
+    arn: str
+    account: str
+    path: str
+    name: str
+
+    @classmethod
+    def parse(cls, arn: str) -> RoleRef:
+        parts = arn.split(":", 5)
+        if len(parts) != 6 or parts[2] != "iam" or not parts[5].startswith("role/"):
+            raise DemoFailure(f"{arn!r} is not an IAM role ARN")
+        resource = parts[5][len("role/") :]
+        path, _, name = resource.rpartition("/")
+        return cls(arn=arn, account=parts[4], path=f"/{path}/" if path else "/", name=name)
+
+
+def describe_env(entry: dict[str, Any]) -> str:
+    name = entry.get("name", "")
+    if "valueFrom" in entry:
+        ref = (entry["valueFrom"].get("fieldRef") or {}).get("fieldPath", "?")
+        return f"{name} <- downward API {ref}"
+    value = str(entry.get("value", ""))
+    if name in SECRET_ENV:
+        value = f"<per-pod token, {len(value)} characters>"
+    return f"{name}={value}"
+
+
+def summarise_pod(pod: dict[str, Any], warnings: list[str]) -> str:
+    """Where the sidecar went, each container's env, the volumes, the warnings."""
+    spec = pod.get("spec") or {}
+    lines = []
+    for list_name in ("initContainers", "containers"):
+        for index, container in enumerate(spec.get(list_name) or []):
+            name = container.get("name")
+            if name == SIDECAR_NAME:
+                kind = (
+                    "native sidecar (restartPolicy: Always)"
+                    if container.get("restartPolicy") == "Always"
+                    else "regular container with a postStart wait"
+                )
+                lines.append(f"sidecar {name!r} at {list_name}[{index}]: {kind}")
+            else:
+                lines.append(f"container {name!r} ({list_name}[{index}])")
+            lines += [f"  env {describe_env(e)}" for e in container.get("env") or []]
+            lines += [
+                f"  mount {m.get('name')} at {m.get('mountPath')}{' (read-only)' if m.get('readOnly') else ''}"
+                for m in container.get("volumeMounts") or []
+            ]
+    for volume in spec.get("volumes") or []:
+        kind = next((k for k in volume if k != "name"), "?")
+        lines.append(f"volume {volume.get('name')}: {kind}")
+    lines += [f"warning: {w}" for w in warnings] or ["warnings: none"]
+    return "\n".join(lines)
+
+
+# --- the demo --------------------------------------------------------------------
+
+
+@dataclass
+class Demo:
+    args: argparse.Namespace
+    stack: contextlib.ExitStack
+    report: Reporter
+    workdir: Path = field(default_factory=Path)
+
+    def run(self) -> None:
+        examples = Path(self.args.examples)
+        self.allowed_pod = load_yaml_object(str(examples / "pod-allowed.yaml"), "pod")
+        self.denied_pod = load_yaml_object(str(examples / "pod-denied.yaml"), "pod")
+        self.namespaces = [
+            load_yaml_object(str(path), "namespace")
+            for path in sorted(examples.glob("namespace-*.yaml"))
+        ]
+        annotations = (self.allowed_pod.get("metadata") or {}).get("annotations") or {}
+        self.role = RoleRef.parse(annotations.get("iam.amazonaws.com/role", ""))
+
+        with self.report.step(1, "Start an STS emulator and create the role"):
+            self.start_sts()
+        with self.report.step(2, "Issue certificates and start the webhook over TLS"):
+            self.start_webhook()
+        with self.report.step(
+            3, "Admit deploy/examples/pod-allowed.yaml (POST /mutate, /validate)"
+        ):
+            self.admit_allowed()
+        with self.report.step(4, "Start the sidecar as the patched pod describes it"):
+            self.start_sidecar()
+        with self.report.step(5, "Run the application with only its container's env"):
+            self.run_application()
+        with self.report.step(6, "Admit deploy/examples/pod-denied.yaml (POST /mutate)"):
+            self.admit_denied()
+
+    def start_sts(self) -> None:
+        port = free_port()
+        self.sts_url = f"http://127.0.0.1:{port}"
+        # The emulator's account is the example role's, so the role lives where its ARN says.
+        env = clean_env() | {"MOTO_ACCOUNT_ID": self.role.account}
+        log = self.workdir / "moto.log"
+        process = start_process(
+            self.stack,
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            log,
+            env,
+        )
+        wait_until(lambda: http_answers(self.sts_url + "/moto-api/"), "moto_server", process, log)
+        self.report.detail(f"moto_server on {self.sts_url} (account {self.role.account})")
+
+        import boto3  # only the demo's own IAM call; the app gets no keys
+
+        iam = boto3.client(
+            "iam",
+            endpoint_url=self.sts_url,
+            region_name=REGION,
+            aws_access_key_id=EMULATOR_ACCESS_KEY_ID,
+            aws_secret_access_key=EMULATOR_SECRET_ACCESS_KEY,
+        )
+        trust = {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Principal": {"Federated": "kubernetes"},
+                    "Action": "sts:AssumeRoleWithWebIdentity",
+                }
+            ],
+        }
+        created = iam.create_role(
+            RoleName=self.role.name, Path=self.role.path, AssumeRolePolicyDocument=json.dumps(trust)
+        )["Role"]["Arn"]
+        if created != self.role.arn:
+            raise DemoFailure(f"the emulator created {created}, not the pod's role {self.role.arn}")
+        self.report.detail(f"created role {created}")
+
+    def start_webhook(self) -> None:
+        tls = self.workdir / "tls"
+        certs = subprocess.run(
+            [
+                *resolve_command(["sidecred", "certs"]),
+                *("--service", SERVICE, "--namespace", SERVICE_NAMESPACE, "--out", str(tls)),
+            ],
+            capture_output=True,
+            env=clean_env(),
+            timeout=START_TIMEOUT,
+            check=False,
+        )
+        if certs.returncode != 0:
+            raise DemoFailure(f"sidecred certs failed: {certs.stderr.decode(errors='replace')}")
+        self.report.detail(f"sidecred certs: CA and serving certificate for {SERVER_NAME} in {tls}")
+
+        stub = KubeApiStub()
+        for namespace in self.namespaces:
+            metadata = namespace.get("metadata") or {}
+            stub.add_namespace(metadata["name"], metadata.get("annotations") or {})
+        stub.start()
+        self.stack.callback(stub.stop)
+        names = ", ".join((n.get("metadata") or {}).get("name", "?") for n in self.namespaces)
+        self.report.detail(f"Kubernetes API stub on {stub.url} with namespaces: {names}")
+        kubeconfig = self.workdir / "kubeconfig.yaml"
+        kubeconfig.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "clusters": [{"name": "demo", "cluster": {"server": stub.url}}],
+                    "users": [{"name": "demo", "user": {}}],
+                    "contexts": [{"name": "demo", "context": {"cluster": "demo", "user": "demo"}}],
+                    "current-context": "demo",
+                }
+            )
+        )
+
+        port, self.sidecar_port, self.health_port = free_port(), free_port(), free_port()
+        argv = [
+            *resolve_command(["sidecred", "webhook"]),
+            *("--tls-cert", str(tls / "tls.crt"), "--tls-key", str(tls / "tls.key")),
+            *("--host", "127.0.0.1", "--port", str(port), "--kubeconfig", str(kubeconfig)),
+            *("--sidecar-port", str(self.sidecar_port), "--health-port", str(self.health_port)),
+            *("--region", REGION),
+            *("--sidecar-mode", self.args.sidecar_mode, "--token-mode", self.args.token_mode),
+        ]
+        log = self.workdir / "webhook.log"
+        process = start_process(self.stack, argv, log, clean_env())
+        context = ssl.create_default_context(cafile=str(tls / "ca.crt"))
+        self.webhook = WebhookClient(port, context)
+        wait_until(self.webhook.answers_ready, "sidecred webhook", process, log)
+        shown = " ".join(a if "/" not in a else Path(a).name for a in argv[1:])
+        self.report.detail(f"sidecred {shown}")
+        self.report.detail(
+            f"ready on https://127.0.0.1:{port} (certificate verified as {SERVER_NAME})"
+        )
+
+    def admit_allowed(self) -> None:
+        request = build_request(self.allowed_pod, "shop") | {"dryRun": False}
+        response = self.webhook.review("/mutate", request)
+        if not response.get("allowed"):
+            raise DemoFailure(f"/mutate denied the allowed pod: {response.get('status')}")
+        if response.get("patchType") != "JSONPatch" or not response.get("patch"):
+            raise DemoFailure("/mutate allowed the pod but sent no JSON Patch")
+        patch = json.loads(base64.b64decode(response["patch"]))
+        self.patched = apply_patch(self.allowed_pod, patch)
+        warnings = list(response.get("warnings") or [])
+        self.report.detail(f"decision: allowed, {len(patch)} JSON Patch operations")
+        self.report.detail(summarise_pod(self.patched, warnings))
+        injected = (self.patched["metadata"].get("annotations") or {}).get("sidecred.dev/injected")
+        if injected != self.role.arn:
+            raise DemoFailure(f"sidecred.dev/injected is {injected!r}, not {self.role.arn!r}")
+
+        validation = self.webhook.review(
+            "/validate", build_request(self.patched, "shop") | {"dryRun": False}
+        )
+        if not validation.get("allowed"):
+            raise DemoFailure(f"/validate denied the patched pod: {validation.get('status')}")
+        self.report.detail("/validate: the patched pod is allowed")
+        if self.args.show_pod:
+            self.report.detail("patched pod:\n" + yaml.safe_dump(self.patched, sort_keys=False))
+
+    def start_sidecar(self) -> None:
+        home = self.workdir / "aws-empty"
+        home.mkdir()
+        (home / "config").touch()
+        (home / "credentials").touch()
+        # The surroundings, not the pod: STS is the emulator, no shared config from
+        # this machine, and no instance metadata to fall back on.
+        environment = {
+            "AWS_ENDPOINT_URL_STS": self.sts_url,
+            "AWS_CONFIG_FILE": str(home / "config"),
+            "AWS_SHARED_CREDENTIALS_FILE": str(home / "credentials"),
+            "AWS_EC2_METADATA_DISABLED": "true",
+        }
+        self.pod = LocalPod(self.patched, environment=environment, startup_timeout=START_TIMEOUT)
+        self.stack.enter_context(self.pod)
+        self.report.detail(
+            f"pod {self.pod.identity.namespace}/{self.pod.identity.name} "
+            f"(service account {self.pod.identity.service_account})"
+        )
+        sidecar = self.pod.sidecar
+        command = " ".join(sidecar.get("command") or [])
+        self.report.detail(f"sidecar: {command} (pid {self.pod.sidecar_process.pid})")  # type: ignore[union-attr]
+        self.report.detail(f"environment added for this machine: {', '.join(environment)}")
+        self.report.detail(
+            f"startupProbe GET :{self.health_port}/readyz passed: credentials are cached"
+        )
+        for line in self.pod.sidecar_log().splitlines():
+            if '"started"' in line:
+                self.report.detail(f"sidecar log: {line.strip()}")
+
+    def run_application(self) -> None:
+        result = self.pod.run_app("app", [sys.executable, "-c", APP_PROGRAM], timeout=START_TIMEOUT)
+        leaked = sorted(k for k in result.env if k.startswith("SIDECRED_") or k in STATIC_KEY_ENV)
+        if leaked:
+            raise DemoFailure(f"the app container's env holds {', '.join(leaked)}")
+        shown = ", ".join(sorted(result.env))
+        self.report.detail(f"app env (names only): {shown}")
+        if result.exit_code != 0:
+            raise DemoFailure(
+                f"the application exited {result.exit_code}:\n{result.stderr.strip()[-2000:]}\n"
+                f"sidecar log tail:\n{self.pod.sidecar_log_tail()}"
+            )
+        try:
+            seen = json.loads(result.stdout.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            raise DemoFailure(f"the application printed no identity: {result.stdout!r}") from None
+        session = f"{self.pod.identity.namespace}.{self.pod.identity.name}"
+        expected_arn = f"arn:aws:sts::{self.role.account}:assumed-role/{self.role.name}/{session}"
+        self.report.detail(f"credential provider: {seen['CredentialProvider']}")
+        self.report.detail(f"assumed role ARN:    {seen['Arn']}")
+        self.report.detail(f"session name:        {seen['Arn'].rsplit('/', 1)[-1]}")
+        if seen["StaticKeysInEnv"]:
+            raise DemoFailure(f"the app saw static keys: {seen['StaticKeysInEnv']}")
+        if seen["CredentialProvider"] != "container-role":
+            raise DemoFailure(
+                f"the SDK used {seen['CredentialProvider']!r} credentials, not the container endpoint"
+            )
+        if seen["Arn"] != expected_arn:
+            raise DemoFailure(f"expected {expected_arn}, the application got {seen['Arn']}")
+        self.report.detail(f"matches the annotated role {self.role.arn} and session {session}")
+
+    def admit_denied(self) -> None:
+        request = build_request(self.denied_pod, "shop") | {"dryRun": False}
+        response = self.webhook.review("/mutate", request)
+        status = response.get("status") or {}
+        if response.get("allowed"):
+            raise DemoFailure("/mutate allowed the pod the namespace policy forbids")
+        self.report.detail(f"decision: denied (HTTP-style code {status.get('code')})")
+        self.report.detail(
+            "kubectl would print: Error from server (Forbidden): error when creating "
+            f'"pod-denied.yaml": admission webhook "mutate.sidecred.dev" denied the request: '
+            f"{status.get('message')}"
+        )
+        if status.get("code") != 403 or "is not permitted in namespace" not in str(
+            status.get("message")
+        ):
+            raise DemoFailure(f"unexpected denial: {status}")
+
+
+def http_answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as resp:  # noqa: S310 (loopback http)
+            return resp.status < 500
+    except urllib.error.HTTPError as exc:
+        return exc.code < 500
+    except OSError:
+        return False
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sidecred demo",
+        description="Run admission, the sidecar and an application locally against an STS emulator.",
+    )
+    parser.add_argument(
+        "--examples",
+        default=str(DEFAULT_EXAMPLES),
+        help="directory with pod-allowed.yaml, pod-denied.yaml and namespace-*.yaml "
+        "(default: deploy/examples of this checkout)",
+    )
+    parser.add_argument(
+        "--sidecar-mode",
+        choices=contract.SIDECAR_MODES,
+        default="native",
+        help="webhook --sidecar-mode",
+    )
+    parser.add_argument(
+        "--token-mode", choices=contract.TOKEN_MODES, default="file", help="webhook --token-mode"
+    )
+    parser.add_argument("--show-pod", action="store_true", help="also print the patched pod (YAML)")
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    report = Reporter()
+    print("sidecred demo: admission, sidecar and application on this machine (STS is an emulator)")
+    started = time.perf_counter()
+    with contextlib.ExitStack() as stack:
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="sidecred-demo-")))
+        demo = Demo(args, stack, report, workdir)
+        try:
+            demo.run()
+        except DemoFailure:
+            pass
+        except KeyboardInterrupt:
+            print("\ninterrupted; stopping everything the demo started", file=sys.stderr)
+            return 130
+        finally:
+            print(f"\n[7/{STEP_COUNT}] Verdict (stopping everything started)")
+    elapsed = time.perf_counter() - started
+    if report.failures:
+        for failure in report.failures:
+            print(f"      FAILED {failure}")
+        print(f"      demo failed after {elapsed:.1f} s")
+        return 1
+    print(f"      every step behaved as expected; {elapsed:.1f} s in all")
+    return 0
