@@ -89,19 +89,19 @@ def main() -> int:
 
         script = support.wrk_script(work / "get.lua", headers={"Authorization": token})
         targets = {
-            "sidecar": sidecar.credentials_url,
-            "baseline": f"http://127.0.0.1:{baseline_port}{CREDENTIALS_PATH}",
+            "sidecar": (sidecar.credentials_url, sidecar.process.pid),
+            "baseline": (f"http://127.0.0.1:{baseline_port}{CREDENTIALS_PATH}", baseline.pid),
         }
-        for url in targets.values():  # warm up both (first connections, code paths)
+        for url, _ in targets.values():  # warm up both (first connections, code paths)
             support.run_wrk(url, script, 10, 1)
         results: dict[tuple[str, int], support.LoadResult] = {}
         for connections in CONCURRENCY:
-            for name, url in targets.items():
-                result = support.run_wrk(url, script, connections, args.seconds)
+            for name, (url, pid) in targets.items():
+                result = support.run_wrk(url, script, connections, args.seconds, pid)
                 results[name, connections] = result
                 print(
                     f"{name:8} c={connections:<3} {result.rps:9.0f} req/s  p50 {result.p50_ms:.3f} ms"
-                    f"  p99 {result.p99_ms:.3f} ms  errors {result.socket_errors + result.non2xx}"
+                    f"  p99 {result.p99_ms:.3f} ms  cpu {result.cpu_us_per_request:.0f} us/req  errors {result.socket_errors + result.non2xx}"
                 )
     finally:
         if baseline is not None:
@@ -122,12 +122,23 @@ def main() -> int:
                     f"{r.p50_ms:.3f}",
                     f"{r.p90_ms:.3f}",
                     f"{r.p99_ms:.3f}",
+                    f"{r.cpu_us_per_request:.0f}",
                     r.socket_errors + r.non2xx,
                     f"{s.rps / b.rps:.0%}" if name == "sidecar" else "100%",
                 ]
             )
     table = support.markdown_table(
-        ["server", "concurrency", "req/s", "p50 ms", "p90 ms", "p99 ms", "errors", "vs baseline"],
+        [
+            "server",
+            "concurrency",
+            "req/s",
+            "p50 ms",
+            "p90 ms",
+            "p99 ms",
+            "server CPU us/req",
+            "errors",
+            "req/s vs baseline",
+        ],
         rows,
     )
     p99_c10 = results["sidecar", 10].p99_ms

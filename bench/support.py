@@ -286,10 +286,16 @@ class LoadResult:
     p90_ms: float
     p99_ms: float
     max_ms: float
+    server_cpu_seconds: float = float("nan")  # CPU the server process used during the run
 
     @property
     def rps(self) -> float:
         return self.requests / self.seconds if self.seconds else 0.0
+
+    @property
+    def cpu_us_per_request(self) -> float:
+        """Server CPU per request: unlike req/s, barely moved by noisy neighbours."""
+        return self.server_cpu_seconds / self.requests * 1e6 if self.requests else float("nan")
 
 
 def wrk_script(
@@ -305,8 +311,17 @@ def wrk_script(
     return path
 
 
-def run_wrk(url: str, script: Path, connections: int, seconds: float) -> LoadResult:
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_wrk(
+    url: str, script: Path, connections: int, seconds: float, server_pid: int | None = None
+) -> LoadResult:
     """Closed-loop load with wrk (one thread, pinned to the load generator's CPU)."""
+    cpu_before = cpu_seconds(server_pid) if server_pid else float("nan")
     cmd = [
         "wrk",
         "-t1",
@@ -321,6 +336,7 @@ def run_wrk(url: str, script: Path, connections: int, seconds: float) -> LoadRes
     out = subprocess.run(
         pinned(cmd, LOADGEN_CPU), capture_output=True, text=True, timeout=seconds + 60, check=True
     )
+    server_cpu = cpu_seconds(server_pid) - cpu_before if server_pid else float("nan")
     for line in out.stdout.splitlines():
         if line.startswith("WRKJSON "):
             data = json.loads(line[len("WRKJSON ") :])
@@ -334,5 +350,6 @@ def run_wrk(url: str, script: Path, connections: int, seconds: float) -> LoadRes
                 p90_ms=data["p90_us"] / 1000,
                 p99_ms=data["p99_us"] / 1000,
                 max_ms=data["max_us"] / 1000,
+                server_cpu_seconds=server_cpu,
             )
     raise RuntimeError(f"wrk printed no summary:\n{out.stdout}\n{out.stderr}")
