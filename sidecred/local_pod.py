@@ -299,6 +299,21 @@ class LocalPod:
         self.sidecar: dict[str, Any] = find_container(self.pod, SIDECAR_NAME)
         self.sidecar_process: subprocess.Popen[bytes] | None = None
         self.sidecar_log_path = Path()
+        self._check_environment()
+
+    def _check_environment(self) -> None:
+        """Refuse, before starting anything, an environment that would change the pod's env."""
+        spec = self.pod.get("spec") or {}
+        for list_name in ("initContainers", "containers"):
+            for container in spec.get(list_name) or []:
+                names = {e.get("name") for e in container.get("env") or []}
+                clash = sorted(names & set(self.environment))
+                if clash:
+                    raise LocalPodError(
+                        f"the environment sets {', '.join(clash)}, which container "
+                        f"{container.get('name')!r} already sets in the pod spec; the "
+                        "environment may only add what the surroundings provide"
+                    )
 
     # --- lifecycle -----------------------------------------------------------------
     def __enter__(self) -> LocalPod:
@@ -389,13 +404,6 @@ class LocalPod:
     def env_for(self, container: Mapping[str, Any]) -> dict[str, str]:
         """The container's own env (resolved) plus the environment; nothing from this process."""
         env = container_env(self.pod, container, self.identity, self.mounts_for(container))
-        clash = sorted(set(env) & set(self.environment))
-        if clash:
-            raise LocalPodError(
-                f"the environment sets {', '.join(clash)}, which container "
-                f"{container.get('name')!r} already sets in the pod spec; the environment may "
-                "only add what the surroundings provide"
-            )
         return {**env, **self.environment}
 
     def sidecar_log(self) -> str:
