@@ -108,6 +108,7 @@ class CredentialCache:
         self.last_error: StsError | None = None
         self.next_refresh: datetime | None = None
         self.failures_in_row = 0
+        self.retry_delay_seconds = 0.0  # the last backoff chosen, for the log
         self.sts_calls = 0
         self.sts_failures = 0
 
@@ -151,6 +152,7 @@ class CredentialCache:
         self.last_error = error
         self.sts_failures += 1
         delay = retry_delay(self.failures_in_row, self.rng, self.policy)
+        self.retry_delay_seconds = delay
         self.failures_in_row += 1
         self.next_refresh = self.clock() + timedelta(seconds=delay)
         return self.next_refresh
@@ -171,6 +173,7 @@ class CredentialCache:
                 code=exc.code,
                 error=exc.message,
                 attempt=self.failures_in_row,
+                retry_in=round(self.retry_delay_seconds, 3),
                 retry_at=format_expiration(retry_at),
                 serving_until=format_expiration(held.expiration) if held else None,
             )
