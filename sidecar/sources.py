@@ -27,9 +27,11 @@ _ROLE_SESSION_METHODS = frozenset(
     {"assume-role", "assume-role-with-web-identity", "iam-role", "container-role", "sso"}
 )
 # One attempt per call: the refresh loop owns retries (backoff with jitter),
-# so there is one retry policy and every failure is logged.
+# so there is one retry policy and every failure is logged. botocore's
+# `max_attempts` counts retries after the first call; `total_max_attempts`
+# counts every call.
 _CLIENT_CONFIG = Config(
-    retries={"mode": "standard", "max_attempts": 1},
+    retries={"mode": "standard", "total_max_attempts": 1},
     connect_timeout=3,
     read_timeout=10,
 )
