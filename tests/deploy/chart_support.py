@@ -41,6 +41,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "excludedNamespaces": ["monitoring", "kube-system"],
         "replicas": 3,
     },
+    "opt-in-labels": {"namespaceLabels": {"sidecred.dev/enabled": "true"}},
 }
 
 

@@ -140,6 +140,20 @@ def test_webhooks_skip_their_own_namespace_and_kube_system(kind: str, name: str)
     assert sorted(expression["values"]) == sorted(expected)  # and no duplicates
 
 
+@pytest.mark.parametrize("kind", ["MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"])
+def test_namespace_labels_opt_namespaces_in(kind: str) -> None:
+    # Both webhooks: the validator refuses annotated pods without a sidecar, which in a
+    # namespace not yet migrated are kube2iam's or kiam's to serve.
+    hook = _webhook(rendered("opt-in-labels"), kind)
+    assert hook["namespaceSelector"]["matchLabels"] == {"sidecred.dev/enabled": "true"}
+    for name in ALL_SETS:
+        if not VALUE_SETS[name].get("namespaceLabels"):
+            assert (
+                "matchLabels"
+                not in _webhook(rendered(name), "MutatingWebhookConfiguration")["namespaceSelector"]
+            )
+
+
 @pytest.mark.parametrize("name", ALL_SETS)
 def test_webhooks_call_the_service_on_443_which_targets_the_tls_port(name: str) -> None:
     objects = rendered(name)

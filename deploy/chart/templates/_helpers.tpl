@@ -58,12 +58,17 @@ The webhooks never see their own namespace or kube-system, so a broken
 webhook can always be repaired and the control plane keeps starting.
 */}}
 {{- define "sidecred.namespaceSelector" -}}
+{{- $root := .root -}}
 namespaceSelector:
+  {{- if $root.Values.namespaceLabels }}
+  matchLabels:
+    {{- toYaml $root.Values.namespaceLabels | nindent 4 }}
+  {{- end }}
   matchExpressions:
     - key: kubernetes.io/metadata.name
       operator: NotIn
       values:
-        {{- range (concat (list .Release.Namespace "kube-system") .Values.excludedNamespaces | uniq) }}
+        {{- range (concat (list $root.Release.Namespace "kube-system") $root.Values.excludedNamespaces | uniq) }}
         - {{ . | quote }}
         {{- end }}
 {{- end -}}
