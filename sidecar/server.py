@@ -101,7 +101,8 @@ def body_length(request: Request, limits: Limits) -> int:
     raw = request.headers.get("content-length")
     if raw is None:
         return 0
-    if not raw.isdigit():
+    # ASCII digits only: str.isdigit() also accepts "²" (latin-1 0xB2), which int() rejects.
+    if not (raw.isascii() and raw.isdigit()):
         raise BadRequest(400, "invalid Content-Length")
     length = int(raw)
     if length > limits.max_drained_body:
