@@ -31,8 +31,8 @@ def exchange(port: int, payload: bytes, *, timeout: float = 10.0) -> Exchange:
         try:
             sock.sendall(payload)
             sock.shutdown(socket.SHUT_WR)
-        except (BrokenPipeError, ConnectionResetError):
-            reset = True  # the server closed early (e.g. refused an oversized head)
+        except OSError:  # EPIPE, ECONNRESET or ENOTCONN: the server closed early
+            reset = True  # (e.g. it refused an oversized head before reading it all)
         try:
             while chunk := sock.recv(65536):
                 received += chunk
