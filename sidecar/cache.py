@@ -139,11 +139,14 @@ class CredentialCache:
     # --- write side (background) ---------------------------------------------
     def store(self, creds: Credentials, issued_at: datetime) -> datetime:
         """Hold new credentials; return when to refresh them."""
+        # The first credentials, and the first after failures, may arrive at the
+        # same moment across a fleet (a rollout, an STS recovery): spread those.
+        desync = self.held is None or self.failures_in_row > 0
         self.held = Held(creds.expiration, issued_at, credentials_body(creds))
         self.last_error = None
         self.failures_in_row = 0
         self.next_refresh = next_refresh_at(
-            issued_at, creds.expiration, self.clock(), self.rng, self.policy
+            issued_at, creds.expiration, self.clock(), self.rng, self.policy, desync=desync
         )
         return self.next_refresh
 

@@ -3,7 +3,8 @@
 SDKs re-fetch container credentials when little time is left (botocore, the
 CLI, Java and .NET at 15 minutes; Go, JS v3 and Ruby at 5). kiam refreshed
 late and in lockstep, so SDKs saw short-lived credentials and a mass rollout
-hit STS all at once. sidecred refreshes early, with per-pod jitter.
+hit STS all at once. sidecred refreshes early, spreads a fleet's refreshes
+apart once, and then keeps them apart.
 """
 
 from __future__ import annotations
@@ -15,18 +16,22 @@ from datetime import datetime, timedelta
 
 @dataclass(frozen=True)
 class RefreshPolicy:
-    # Advisory: refresh in the background once this much time is left (or at half
-    # the session, whichever comes first), so served credentials always keep far
-    # more than the SDKs' 15 minute refresh threshold.
+    # Advisory: aim to refresh once this much time is left (or at half the
+    # session, whichever comes first): far above the SDKs' 15 minute threshold,
+    # and late enough that a 1 h session costs at most 2 STS calls an hour.
     advisory_remaining: timedelta = timedelta(minutes=30)
     # Mandatory: SDKs treat credentials with this much or less left as due for
     # refresh; while STS is healthy, served credentials never get this low.
     mandatory_remaining: timedelta = timedelta(minutes=15)
-    # Per-pod jitter: refresh up to this fraction of the session *earlier*, so
-    # pods started together don't refresh together.
+    # Latest: jitter never pushes a refresh past this much time left, so even
+    # the latest refresh keeps a margin over `mandatory_remaining`.
+    latest_remaining: timedelta = timedelta(minutes=20)
+    # Per-pod jitter: a steady refresh happens up to this fraction of the
+    # session *after* the advisory point, so pods drift apart instead of
+    # refreshing together, and never more often than the advisory point allows.
     jitter_fraction: float = 0.10
-    # Short sessions (under an hour) can't honour the advisory window; never
-    # refresh sooner than this fraction of the session after issue.
+    # Never refresh sooner than this fraction of the session after issue
+    # (short sessions can't honour the advisory window; desync starts here).
     min_lifetime_fraction: float = 0.25
     # Retry after a failed STS call: exponential from base, capped, full jitter.
     backoff_base_seconds: float = 1.0
@@ -42,20 +47,37 @@ def next_refresh_at(
     now: datetime,
     rng: random.Random,
     policy: RefreshPolicy = DEFAULT_POLICY,
+    *,
+    desync: bool = False,
 ) -> datetime:
     """When to fetch new credentials for a session issued at `issued_at`.
 
-    At half the session or `advisory_remaining` before expiry, whichever is
-    earlier, moved earlier by up to `jitter_fraction` of the session; never
-    before `min_lifetime_fraction` of the session, and never in the past.
+    Steady state: at half the session or `advisory_remaining` before expiry,
+    whichever is earlier, plus up to `jitter_fraction` of the session.
+
+    `desync` is for the first credentials a sidecar gets, and the first after
+    an STS outage: moments a whole fleet may share (a rollout, a recovery).
+    The refresh is then drawn uniformly from everything between the lifetime
+    floor and the latest steady time, so the fleet's refreshes spread over
+    most of a refresh period once; the steady intervals that follow are nearly
+    equal, so they stay spread.
+
+    Never before `min_lifetime_fraction` of the session, never with less than
+    `latest_remaining` left (unless the session is too short for both), and
+    never in the past.
     """
     session = expires_at - issued_at
     if session <= timedelta(0):
         return now
-    target = min(issued_at + session / 2, expires_at - policy.advisory_remaining)
-    target -= session * (policy.jitter_fraction * rng.random())
     floor = issued_at + session * policy.min_lifetime_fraction
-    return max(target, floor, now)
+    advisory = min(issued_at + session / 2, expires_at - policy.advisory_remaining)
+    latest = max(
+        min(advisory + session * policy.jitter_fraction, expires_at - policy.latest_remaining),
+        floor,
+    )
+    start = floor if desync else max(advisory, floor)
+    target = start + (latest - start) * rng.random()
+    return max(target, now)
 
 
 def retry_delay(attempt: int, rng: random.Random, policy: RefreshPolicy = DEFAULT_POLICY) -> float:

@@ -207,3 +207,45 @@ def test_health_refuses_other_paths_and_methods(setup):
 def test_account_from_arn():
     assert account_from_arn("arn:aws:sts::111122223333:assumed-role/r/s") == "111122223333"
     assert account_from_arn("nonsense") == ""
+
+
+def test_first_credentials_and_recovery_desync_later_refreshes_are_steady(setup):
+    behaviour, _, clock, cache, _, _ = setup
+    policy = cache.policy
+
+    def window(desync: bool) -> tuple[datetime, datetime]:
+        held = cache.held
+        session = held.expiration - held.issued_at
+        start = held.issued_at + (session * policy.min_lifetime_fraction if desync else session / 2)
+        return start, held.expiration - policy.latest_remaining
+
+    def scheduled_in(desync: bool) -> bool:
+        start, end = window(desync)
+        return start <= cache.next_refresh <= end
+
+    # Many first fetches: some land before the steady window (desync), none after it.
+    firsts = []
+    for seed in range(20):
+        cache.held, cache.rng = None, random.Random(seed)
+        assert asyncio.run(cache.refresh_once())
+        assert scheduled_in(desync=True)
+        firsts.append(cache.next_refresh < window(desync=False)[0])
+    assert any(firsts)
+
+    # A steady refresh stays in the steady window.
+    clock.now = cache.next_refresh
+    assert asyncio.run(cache.refresh_once())
+    assert scheduled_in(desync=False)
+
+    # After an outage, the recovery spreads again.
+    behaviour.refuse = True
+    clock.now = cache.next_refresh
+    assert not asyncio.run(cache.refresh_once())
+    behaviour.refuse = False
+    recovered = []
+    for seed in range(20):
+        cache.failures_in_row, cache.rng = 1, random.Random(seed)
+        assert asyncio.run(cache.refresh_once())
+        assert scheduled_in(desync=True)
+        recovered.append(cache.next_refresh < window(desync=False)[0])
+    assert any(recovered)

@@ -29,31 +29,58 @@ class FixedRandom(random.Random):
     [
         # 1 h: half the session and "30 min left" coincide.
         (3600, 0.0, timedelta(minutes=30)),
-        # up to 10 % of the session earlier with jitter.
-        (3600, 1.0, timedelta(minutes=24)),
-        (3600, 0.5, timedelta(minutes=27)),
+        # up to 10 % of the session later with jitter: at most 2 STS calls an hour.
+        (3600, 1.0, timedelta(minutes=36)),
+        (3600, 0.5, timedelta(minutes=33)),
         # 12 h: half the session comes first.
         (43200, 0.0, timedelta(hours=6)),
-        (43200, 1.0, timedelta(hours=6) - timedelta(minutes=72)),
+        (43200, 1.0, timedelta(hours=6) + timedelta(minutes=72)),
         # 2 h: half (60 min) comes before "30 min left" (90 min).
         (7200, 0.0, timedelta(minutes=60)),
+        (7200, 1.0, timedelta(minutes=72)),
         # 15 min (STS minimum): the advisory window can't fit; floor at a quarter.
         (900, 0.0, timedelta(seconds=225)),
+        (900, 1.0, timedelta(seconds=225)),
     ],
 )
-def test_schedule_table(session_s, jitter, expected_after_issue):
+def test_steady_schedule_table(session_s, jitter, expected_after_issue):
     expires = ISSUED + timedelta(seconds=session_s)
     at = next_refresh_at(ISSUED, expires, ISSUED, FixedRandom(jitter))
     assert at == ISSUED + expected_after_issue
 
 
+@pytest.mark.parametrize(
+    ("session_s", "jitter", "expected_after_issue"),
+    [
+        # 1 h, desync: anywhere from a quarter of the session to the latest steady time.
+        (3600, 0.0, timedelta(minutes=15)),
+        (3600, 1.0, timedelta(minutes=36)),
+        (3600, 0.5, timedelta(minutes=25, seconds=30)),
+        (43200, 0.0, timedelta(hours=3)),
+        (43200, 1.0, timedelta(hours=7, minutes=12)),
+        (900, 0.5, timedelta(seconds=225)),
+    ],
+)
+def test_desync_schedule_table(session_s, jitter, expected_after_issue):
+    expires = ISSUED + timedelta(seconds=session_s)
+    at = next_refresh_at(ISSUED, expires, ISSUED, FixedRandom(jitter), desync=True)
+    assert at == ISSUED + expected_after_issue
+
+
 @pytest.mark.parametrize("session_s", [3600, 7200, 21600, 43200])
 @pytest.mark.parametrize("jitter", [0.0, 0.3, 0.999])
-def test_served_credentials_keep_more_than_the_sdk_threshold(session_s, jitter):
+@pytest.mark.parametrize("desync", [False, True])
+def test_served_credentials_keep_a_margin_over_the_sdk_threshold(session_s, jitter, desync):
     expires = ISSUED + timedelta(seconds=session_s)
+    at = next_refresh_at(ISSUED, expires, ISSUED, FixedRandom(jitter), desync=desync)
+    assert expires - at >= DEFAULT_POLICY.latest_remaining > DEFAULT_POLICY.mandatory_remaining
+
+
+@pytest.mark.parametrize("jitter", [0.0, 0.3, 0.999])
+def test_steady_one_hour_sessions_cost_at_most_two_sts_calls_an_hour(jitter):
+    expires = ISSUED + timedelta(hours=1)
     at = next_refresh_at(ISSUED, expires, ISSUED, FixedRandom(jitter))
-    assert expires - at > DEFAULT_POLICY.mandatory_remaining
-    assert expires - at >= DEFAULT_POLICY.advisory_remaining
+    assert at - ISSUED >= timedelta(minutes=30)
 
 
 def test_never_schedules_in_the_past():
@@ -70,8 +97,24 @@ def test_jitter_spreads_pods():
     expires = ISSUED + timedelta(hours=1)
     times = {next_refresh_at(ISSUED, expires, ISSUED, random.Random(seed)) for seed in range(50)}
     assert len(times) > 40
-    assert min(times) >= ISSUED + timedelta(minutes=24)
-    assert max(times) <= ISSUED + timedelta(minutes=30)
+    assert min(times) >= ISSUED + timedelta(minutes=30)
+    assert max(times) <= ISSUED + timedelta(minutes=36)
+
+
+def test_desync_spreads_a_fleet_over_most_of_a_refresh_period():
+    # 500 pods issued at the same instant (a rollout): their first refreshes cover
+    # 15-36 min, so the 10 % steady jitter alone is not what keeps them apart.
+    expires = ISSUED + timedelta(hours=1)
+    rng = random.Random(7)
+    times = sorted(next_refresh_at(ISSUED, expires, ISSUED, rng, desync=True) for _ in range(500))
+    assert times[0] < ISSUED + timedelta(minutes=16)
+    assert times[-1] > ISSUED + timedelta(minutes=35)
+    # no minute of the 21 holds more than three times its fair share
+    per_minute: dict[int, int] = {}
+    for t in times:
+        minute = int((t - ISSUED).total_seconds() // 60)
+        per_minute[minute] = per_minute.get(minute, 0) + 1
+    assert max(per_minute.values()) < 3 * 500 / 21
 
 
 @pytest.mark.parametrize(
