@@ -41,10 +41,15 @@ Handler = Callable[[Request], Response]
 @dataclass(frozen=True)
 class Limits:
     max_header_bytes: int = 8192  # request line + headers
-    header_timeout: float = 10.0  # from a request's first byte to the end of its head
+    # A new connection's first head, from the accept; later heads, from their first byte.
+    header_timeout: float = 10.0
     idle_timeout: float = 30.0  # keep-alive: waiting for the next request's first byte
     write_timeout: float = 10.0  # a client that won't read its response
     max_connections: int = 128
+    # At the cap, the connection that has waited longest for a request head is
+    # closed to make room, once it has waited this long: slow or idle clients
+    # can't lock out one that sends its request at once.
+    evictable_after: float = 1.0
     max_drained_body: int = 1024  # small bodies are read and ignored; larger ones get 413
 
 
@@ -152,6 +157,8 @@ class HttpServer:
         self.active = 0
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        # Connections waiting for a request head -> since when (loop time), oldest first.
+        self._waiting: dict[asyncio.StreamWriter, float] = {}
 
     @property
     def port(self) -> int:
@@ -179,7 +186,7 @@ class HttpServer:
     async def _serve_connection(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
-        if self.active >= self.limits.max_connections:
+        if self.active >= self.limits.max_connections and not self._evict_longest_waiting():
             # Refuse at once rather than queue: a flood must not hold the slots.
             writer.write(
                 render_response(_error_response(503, "too many connections"), keep_alive=False)
@@ -198,24 +205,43 @@ class HttpServer:
         finally:
             self.active -= 1
             self._writers.discard(writer)
+            self._waiting.pop(writer, None)
             with contextlib.suppress(Exception):
                 writer.close()
 
-    async def _read_head(self, reader: asyncio.StreamReader) -> bytes | None:
-        """The next request head, or None when the client closed or went idle."""
+    def _evict_longest_waiting(self) -> bool:
+        """Close the connection that has waited longest for a head, if it is evictable."""
+        for writer, since in self._waiting.items():
+            if asyncio.get_running_loop().time() - since < self.limits.evictable_after:
+                return False
+            del self._waiting[writer]
+            # Its task sees end-of-stream and ends, freeing the slot.
+            writer.close()
+            return True
+        return False
+
+    async def _read_head(self, reader: asyncio.StreamReader, *, fresh: bool) -> bytes | None:
+        """The next request head, or None when the client closed or went idle.
+
+        On a `fresh` connection the header timeout runs from the accept: a client
+        that connects and sends nothing holds a slot no longer than a slow one.
+        """
         limits = self.limits
         # One asyncio.timeout per request head, not wait_for: wait_for wraps the
         # read in a new Task on every request, which profiling showed to be the
-        # hot path's main overhead. The deadline starts as the idle timeout and is
-        # moved to the header timeout once the first byte arrives.
+        # hot path's main overhead. On a kept-alive connection the deadline starts
+        # as the idle timeout and is moved to the header timeout once the first
+        # byte arrives; on a fresh one it is the header timeout from the start.
         started = False
         try:
-            async with asyncio.timeout(limits.idle_timeout) as deadline:
+            wait = limits.header_timeout if fresh else limits.idle_timeout
+            async with asyncio.timeout(wait) as deadline:
                 first = await reader.read(1)
                 if not first:
                     return None
                 started = True
-                deadline.reschedule(asyncio.get_running_loop().time() + limits.header_timeout)
+                if not fresh:
+                    deadline.reschedule(asyncio.get_running_loop().time() + limits.header_timeout)
                 return await self._read_lines(reader, bytearray(first))
         except asyncio.LimitOverrunError:
             raise BadRequest(431, "request header fields too large") from None
@@ -251,9 +277,15 @@ class HttpServer:
     async def _serve_requests(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
+        loop = asyncio.get_running_loop()
+        waiting = self._waiting
+        fresh = True
         while True:
             try:
-                head = await self._read_head(reader)
+                waiting[writer] = loop.time()
+                head = await self._read_head(reader, fresh=fresh)
+                waiting.pop(writer, None)
+                fresh = False
                 if head is None:
                     return
                 request = parse_head(head)
