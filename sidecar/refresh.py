@@ -31,8 +31,10 @@ class RefreshPolicy:
     # refreshing together, and never more often than the advisory point allows.
     jitter_fraction: float = 0.10
     # Never refresh sooner than this fraction of the session after issue
-    # (short sessions can't honour the advisory window; desync starts here).
+    # (short sessions can't honour the advisory window).
     min_lifetime_fraction: float = 0.25
+    # A desync refresh (see next_refresh_at) comes no sooner than this.
+    earliest_desync_fraction: float = 0.05
     # Retry after a failed STS call: exponential from base, capped, full jitter.
     backoff_base_seconds: float = 1.0
     backoff_cap_seconds: float = 60.0
@@ -57,14 +59,15 @@ def next_refresh_at(
 
     `desync` is for the first credentials a sidecar gets, and the first after
     an STS outage: moments a whole fleet may share (a rollout, a recovery).
-    The refresh is then drawn uniformly from everything between the lifetime
-    floor and the latest steady time, so the fleet's refreshes spread over
-    most of a refresh period once; the steady intervals that follow are nearly
-    equal, so they stay spread.
+    The refresh is then drawn uniformly from one whole steady period that ends
+    at the latest steady time, so the fleet's refresh phases spread evenly
+    over the period once; the nearly equal steady intervals that follow keep
+    them spread. That costs at most one early STS call per pod.
 
-    Never before `min_lifetime_fraction` of the session, never with less than
-    `latest_remaining` left (unless the session is too short for both), and
-    never in the past.
+    Never with less than `latest_remaining` left (unless the session is too
+    short), never in the past; a steady refresh never comes before
+    `min_lifetime_fraction` of the session, a desync one never before
+    `earliest_desync_fraction`.
     """
     session = expires_at - issued_at
     if session <= timedelta(0):
@@ -75,7 +78,12 @@ def next_refresh_at(
         min(advisory + session * policy.jitter_fraction, expires_at - policy.latest_remaining),
         floor,
     )
-    start = floor if desync else max(advisory, floor)
+    start = max(advisory, floor)
+    if desync:
+        # One whole steady period before the latest steady time: drawn uniformly
+        # from it, a fleet's refresh phases end up uniform over the period.
+        period = (start - issued_at) + (latest - start) / 2
+        start = max(latest - period, issued_at + session * policy.earliest_desync_fraction)
     target = start + (latest - start) * rng.random()
     return max(target, now)
 

@@ -216,7 +216,9 @@ def test_first_credentials_and_recovery_desync_later_refreshes_are_steady(setup)
     def window(desync: bool) -> tuple[datetime, datetime]:
         held = cache.held
         session = held.expiration - held.issued_at
-        start = held.issued_at + (session * policy.min_lifetime_fraction if desync else session / 2)
+        start = held.issued_at + (
+            session * policy.earliest_desync_fraction if desync else session / 2
+        )
         return start, held.expiration - policy.latest_remaining
 
     def scheduled_in(desync: bool) -> bool:

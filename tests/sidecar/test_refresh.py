@@ -52,13 +52,17 @@ def test_steady_schedule_table(session_s, jitter, expected_after_issue):
 @pytest.mark.parametrize(
     ("session_s", "jitter", "expected_after_issue"),
     [
-        # 1 h, desync: anywhere from a quarter of the session to the latest steady time.
-        (3600, 0.0, timedelta(minutes=15)),
+        # 1 h, desync: one whole steady period (33 min on average) ending at the
+        # latest steady time (36 min).
+        (3600, 0.0, timedelta(minutes=3)),
         (3600, 1.0, timedelta(minutes=36)),
-        (3600, 0.5, timedelta(minutes=25, seconds=30)),
-        (43200, 0.0, timedelta(hours=3)),
+        (3600, 0.5, timedelta(minutes=19, seconds=30)),
+        # 12 h: the period averages 6 h 36 min.
+        (43200, 0.0, timedelta(minutes=36)),
         (43200, 1.0, timedelta(hours=7, minutes=12)),
-        (900, 0.5, timedelta(seconds=225)),
+        # 15 min: no earlier than 5 % of the session (45 s).
+        (900, 0.0, timedelta(seconds=45)),
+        (900, 1.0, timedelta(seconds=225)),
     ],
 )
 def test_desync_schedule_table(session_s, jitter, expected_after_issue):
@@ -101,20 +105,20 @@ def test_jitter_spreads_pods():
     assert max(times) <= ISSUED + timedelta(minutes=36)
 
 
-def test_desync_spreads_a_fleet_over_most_of_a_refresh_period():
+def test_desync_spreads_a_fleet_over_a_whole_refresh_period():
     # 500 pods issued at the same instant (a rollout): their first refreshes cover
-    # 15-36 min, so the 10 % steady jitter alone is not what keeps them apart.
+    # 3-36 min, a whole steady period, not just the 6 min of steady jitter.
     expires = ISSUED + timedelta(hours=1)
     rng = random.Random(7)
     times = sorted(next_refresh_at(ISSUED, expires, ISSUED, rng, desync=True) for _ in range(500))
-    assert times[0] < ISSUED + timedelta(minutes=16)
+    assert times[0] < ISSUED + timedelta(minutes=4)
     assert times[-1] > ISSUED + timedelta(minutes=35)
-    # no minute of the 21 holds more than three times its fair share
+    # no minute of the 33 holds more than three times its fair share
     per_minute: dict[int, int] = {}
     for t in times:
         minute = int((t - ISSUED).total_seconds() // 60)
         per_minute[minute] = per_minute.get(minute, 0) + 1
-    assert max(per_minute.values()) < 3 * 500 / 21
+    assert max(per_minute.values()) < 3 * 500 / 33
 
 
 @pytest.mark.parametrize(
