@@ -66,9 +66,16 @@ def shown(value: str) -> str:
     return json.dumps(value)
 
 
-def _compile(key: str, pattern: str) -> re2._Regexp:
-    if len(pattern) > MAX_PATTERN_CHARS:
+def _compile(key: str, pattern: str, *, check_length: bool = True) -> re2._Regexp:
+    if check_length and len(pattern) > MAX_PATTERN_CHARS:
         raise PolicyError(f"{key} is {len(pattern)} characters; the limit is {MAX_PATTERN_CHARS}")
+    try:
+        pattern.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        # A lone surrogate (a \ud800 escape in JSON) has no UTF-8 form, and RE2 takes UTF-8.
+        raise PolicyError(
+            f"{key}={shown(pattern)} is not valid Unicode text: {exc.reason} at {exc.start}"
+        ) from None
     try:
         return re2.compile(pattern, options=_options())
     except re2.error as exc:
@@ -129,7 +136,9 @@ def compile_allowed_roles(raw: str, base_role_arn: str | None) -> re2._Regexp:
     if not alternatives:
         # An empty list permits nothing; "(?!)" is not RE2, so use an impossible class.
         alternatives.append("[^\\x00-\\x{10FFFF}]")
-    return _compile(ALLOWED_ROLES_KEY, "|".join(alternatives))
+    # The raw annotation was capped above; the alternation built from it is longer (each
+    # name gains the base ARN), so capping it again would refuse lists within the limits.
+    return _compile(ALLOWED_ROLES_KEY, "|".join(alternatives), check_length=False)
 
 
 def describe_policy(annotations: Mapping[str, str]) -> str:
