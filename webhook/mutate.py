@@ -143,11 +143,13 @@ def build_sidecar(inj: Injection) -> dict[str, Any]:
         "env": env,
         "ports": [{"name": HEALTH_PORT_NAME, "containerPort": cfg.health_port, "protocol": "TCP"}],
         # Ready only once credentials are cached, so later containers start with them.
-        # Generous threshold: while STS refuses, the sidecar stays up and says why.
+        # While STS refuses, the sidecar stays up, retries and says why in the probe
+        # failure; the kubelet restarts a sidecar whose startup probe keeps failing,
+        # which would only reset its backoff, so allow an hour before that.
         "startupProbe": {
             "httpGet": {"path": "/readyz", "port": cfg.health_port},
             "periodSeconds": 1,
-            "failureThreshold": 300,
+            "failureThreshold": 3600,
             "timeoutSeconds": 2,
         },
         "livenessProbe": {
