@@ -89,6 +89,21 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object, refusing repeated keys.
+
+    With `{"iam.amazonaws.com/role": "a", "iam.amazonaws.com/role": "b"}` the API
+    server and sidecred could read different values; the API server never sends
+    duplicates, so a review that has them is refused rather than guessed at.
+    """
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        duplicate = next(key for key, _ in pairs if key in seen or seen.add(key))
+        raise ValueError(f"duplicate key {json.dumps(duplicate[:100])} in a JSON object")
+    return result
+
+
 def _shape(value: Any) -> str:
     """A short description of what arrived, for error messages."""
     if isinstance(value, dict):
@@ -112,8 +127,19 @@ def parse_review(body: bytes) -> AdmissionRequest:
     if not body.strip():
         raise ReviewError(400, "expected an AdmissionReview JSON object, got an empty body")
     try:
-        review = json.loads(body, parse_constant=_reject_constant)
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        # Strict UTF-8 (json.loads on bytes would let UTF-8-encoded surrogates through).
+        text = body.decode("utf-8")
+        review = json.loads(
+            text, parse_constant=_reject_constant, object_pairs_hook=_object_without_duplicates
+        )
+        # A "\ud800" escape yields a lone surrogate, which has no UTF-8 form: the API
+        # server never sends one, and echoing it back would make the response unencodable.
+        json.dumps(review, ensure_ascii=False).encode("utf-8")
+    except UnicodeError as exc:
+        raise ReviewError(
+            400, f"expected an AdmissionReview JSON object in UTF-8: {exc.reason}"
+        ) from None
+    except (ValueError, RecursionError) as exc:
         raise ReviewError(400, f"expected an AdmissionReview JSON object: {exc}") from None
     if not isinstance(review, dict):
         raise ReviewError(400, f"expected an AdmissionReview JSON object, got {_shape(review)}")

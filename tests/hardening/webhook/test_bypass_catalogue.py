@@ -1,0 +1,441 @@
+"""The bypass catalogue: one case per attack on the webhook, each refused or made harmless.
+
+SECURITY.md ("Bypass attempts and why they are refused") has one line per case.
+Pods are built from a permitted baseline (role shop-reader in namespace shop);
+each case changes what the attacker would change and asserts the outcome.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from sidecar import config as sc
+from tests.hardening.webhook.strategies import BASE_ROLE_ARN, admission_request, review_bytes
+from webhook.app import create_app
+from webhook.config import WebhookConfig
+from webhook.decide import Decision, decide_mutation, decide_validation
+from webhook.kube import CACHE, NamespaceLookup
+from webhook.metrics import WebhookMetrics
+from webhook.mutate import FULL_URI, apply_patch
+from webhook.pod import find_sidecar, iter_containers
+from webhook.review import ReviewError, parse_review
+
+CONFIG = WebhookConfig(base_role_arn=BASE_ROLE_ARN)
+ASSUME_ROLE = WebhookConfig(base_role_arn=BASE_ROLE_ARN, credential_source="assume-role")
+ROLE = BASE_ROLE_ARN + "shop-reader"
+FORBIDDEN = BASE_ROLE_ARN + "admin"
+SHOP = {
+    "metadata": {
+        "name": "shop",
+        "annotations": {"iam.amazonaws.com/permitted": BASE_ROLE_ARN + "shop-.*"},
+    }
+}
+OUR_URI = sc.credentials_uri(CONFIG.sidecar_port)
+
+
+def app_pod(role: str = "shop-reader", **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": "web-0",
+            "namespace": "shop",
+            "annotations": {"iam.amazonaws.com/role": role},
+        },
+        "spec": {"containers": [{"name": "app", "image": "app:1"}], **spec},
+    }
+
+
+def mutate(pod: dict[str, Any], config: WebhookConfig = CONFIG, namespace=SHOP) -> Decision:
+    return decide_mutation(admission_request(pod), namespace, config, new_token=lambda: "t" * 43)
+
+
+def validate(request: dict[str, Any], config: WebhookConfig = CONFIG) -> Decision:
+    return decide_validation(request, SHOP, config)
+
+
+def injected(pod: dict[str, Any] | None = None, config: WebhookConfig = CONFIG) -> dict[str, Any]:
+    """A pod as it leaves the mutating webhook."""
+    pod = pod or app_pod()
+    decision = mutate(pod, config)
+    assert decision.allowed and decision.patch, decision.message
+    return apply_patch(pod, decision.patch)
+
+
+def refused(decision: Decision, reason: str, *fragments: str) -> None:
+    assert decision.allowed is False, "expected a refusal"
+    assert decision.reason == reason, decision.message
+    assert decision.patch is None
+    for fragment in fragments:
+        assert fragment in decision.message, decision.message
+
+
+def sidecar_of(pod: dict[str, Any]) -> dict[str, Any]:
+    found = find_sidecar(pod)
+    assert found is not None
+    return found[2]
+
+
+def handwritten_sidecar(role_arn: str, name: str = "sidecred") -> dict[str, Any]:
+    return {
+        "name": name,
+        "image": "ghcr.io/sidecred/sidecred:0.1.0",
+        "command": ["sidecred", "sidecar"],
+        "restartPolicy": "Always",
+        "env": [{"name": sc.ENV_ROLE_ARN, "value": role_arn}],
+    }
+
+
+# --- the cases the threat model names ----------------------------------------------
+
+
+def test_handwritten_sidecar_for_a_forbidden_role() -> None:
+    pod = app_pod(initContainers=[handwritten_sidecar(FORBIDDEN)])
+    refused(mutate(pod), "forged-sidecar", "without being injected")
+    pod["metadata"]["annotations"]["sidecred.dev/injected"] = ROLE  # and claim injection
+    refused(mutate(pod), "forged-sidecar", FORBIDDEN)
+    refused(validate(admission_request(pod)), "forged-sidecar", FORBIDDEN)
+
+
+def test_role_annotation_changed_after_admission() -> None:
+    old = injected()
+    new = copy.deepcopy(old)
+    new["metadata"]["annotations"]["iam.amazonaws.com/role"] = "admin"
+    request = admission_request(new, operation="UPDATE", old_pod=old)
+    refused(validate(request), "role-changed", "cannot change on an existing pod")
+
+
+def test_host_network() -> None:
+    refused(mutate(app_pod(hostNetwork=True)), "host-network", "loopback is the node's")
+
+
+def test_app_container_mounts_the_sidecars_service_account_token() -> None:
+    pod = injected()
+    pod["spec"]["containers"][0]["volumeMounts"].append(
+        {"name": "sidecred-sa-token", "mountPath": "/steal"}
+    )
+    refused(validate(admission_request(pod)), "token-exposed", "sidecred-sa-token")
+
+
+def test_credentials_uri_pointing_at_another_pod() -> None:
+    pod = app_pod()
+    pod["spec"]["containers"][0]["env"] = [
+        {"name": FULL_URI, "value": "http://10.0.0.7:61080/v1/credentials"}
+    ]
+    refused(mutate(pod), "foreign-endpoint", "10.0.0.7")
+
+
+def test_role_arn_with_a_trailing_space() -> None:
+    refused(mutate(app_pod(ROLE + " ")), "bad-annotation", "whitespace")
+
+
+def test_a_different_partition() -> None:
+    refused(
+        mutate(app_pod("arn:aws-cn:iam::111122223333:role/shop-reader")),
+        "not-permitted",
+        "arn:aws-cn:",
+    )
+
+
+@pytest.mark.parametrize(
+    "policy", ["shop-.*", BASE_ROLE_ARN + "shop-.*", ".*:role/shop-.*"], ids=str
+)
+def test_namespace_regex_without_anchors_is_matched_whole(policy: str) -> None:
+    namespace = {
+        "metadata": {"name": "shop", "annotations": {"iam.amazonaws.com/permitted": policy}}
+    }
+    refused(mutate(app_pod("evil-shop-x"), namespace=namespace), "not-permitted", "evil-shop-x")
+    refused(mutate(app_pod("x/shop-reader"), namespace=namespace), "not-permitted")
+
+
+def test_regex_written_with_a_path_safe_class_does_not_cross_a_slash() -> None:
+    # `.*` crosses "/" (so `shop-.*` also permits `shop-x/admin`, a role named "admin"
+    # with a path); SECURITY.md tells policy authors to use `[^/]*` for names.
+    namespace = {
+        "metadata": {
+            "name": "shop",
+            "annotations": {"iam.amazonaws.com/permitted": BASE_ROLE_ARN + "shop-[^/]*"},
+        }
+    }
+    assert mutate(app_pod("shop-reader"), namespace=namespace).allowed
+    refused(mutate(app_pod("shop-x/admin"), namespace=namespace), "not-permitted")
+
+
+def test_glob_does_not_cross_a_slash_in_role_paths() -> None:
+    namespace = {
+        "metadata": {
+            "name": "shop",
+            "annotations": {"iam.amazonaws.com/allowed-roles": '["shop-*", "team/*"]'},
+        }
+    }
+    assert mutate(app_pod("team/reader"), namespace=namespace).allowed
+    refused(mutate(app_pod("shop-x/admin"), namespace=namespace), "not-permitted")
+    refused(mutate(app_pod("team/ops/admin"), namespace=namespace), "not-permitted")
+
+
+@pytest.mark.parametrize(
+    ("role", "reason"),
+    [
+        ("arn:aws:iam::111122223333:Role/shop-reader", "bad-annotation"),
+        ("ARN:aws:iam::111122223333:role/shop-reader", "bad-annotation"),
+        ("arn:AWS:iam::111122223333:role/shop-reader", "bad-annotation"),
+        (BASE_ROLE_ARN + "SHOP-READER", "not-permitted"),
+        ("Shop-Reader", "not-permitted"),
+    ],
+    ids=["Role/", "ARN:", "AWS partition", "upper-case ARN name", "mixed-case name"],
+)
+def test_case_tricks(role: str, reason: str) -> None:
+    # The policy is matched case-sensitively; IAM role names are unique regardless of case,
+    # so a case variant can only name the same role, and it is refused unless the policy
+    # itself allows that spelling.
+    refused(mutate(app_pod(role)), reason)
+
+
+def test_duplicated_annotation_key_in_raw_json() -> None:
+    body = review_bytes(admission_request(app_pod())).replace(
+        b'"iam.amazonaws.com/role": "shop-reader"',
+        b'"iam.amazonaws.com/role": "shop-reader", "iam.amazonaws.com/role": "admin"',
+    )
+    assert body.count(b'"iam.amazonaws.com/role"') == 2
+    with pytest.raises(ReviewError) as caught:
+        parse_review(body)
+    assert caught.value.status_code == 400
+    assert 'duplicate key "iam.amazonaws.com/role"' in caught.value.message
+
+
+def test_update_swaps_the_sidecar_image() -> None:
+    old = injected()
+    new = copy.deepcopy(old)
+    sidecar_of(new)["image"] = "evil.example/sidecred:latest"
+    request = admission_request(new, operation="UPDATE", old_pod=old)
+    refused(validate(request), "image-changed", "evil.example")
+
+
+def test_ephemeral_debug_container_targeting_the_sidecar() -> None:
+    old = injected()
+    new = copy.deepcopy(old)
+    new["spec"]["ephemeralContainers"] = [
+        {"name": "debugger-abc", "image": "busybox", "targetContainerName": "sidecred"}
+    ]
+    request = admission_request(
+        new, operation="UPDATE", old_pod=old, sub_resource="ephemeralcontainers"
+    )
+    refused(validate(request), "debug-target", "kubectl debug --target=<app container>")
+
+
+def test_share_process_namespace_with_assume_role() -> None:
+    refused(mutate(app_pod(shareProcessNamespace=True), ASSUME_ROLE), "share-process")
+
+
+# --- further attacks ---------------------------------------------------------------
+
+
+def test_sidecar_renamed() -> None:
+    pod = app_pod(initContainers=[handwritten_sidecar(FORBIDDEN, name="creds")])
+    refused(mutate(pod), "forged-sidecar", '"creds"')
+
+
+def test_second_container_running_the_sidecar_for_another_role() -> None:
+    pod = injected()
+    pod["spec"]["containers"].append(
+        dict(handwritten_sidecar(FORBIDDEN, name="helper"), restartPolicy=None)
+    )
+    del pod["spec"]["containers"][-1]["restartPolicy"]
+    refused(validate(admission_request(pod)), "forged-sidecar", '"helper"')
+
+
+def test_injected_annotation_forged_on_create() -> None:
+    pod = app_pod()
+    pod["metadata"]["annotations"]["sidecred.dev/injected"] = FORBIDDEN
+    refused(mutate(pod), "forged-sidecar", "does not match")
+    # Forged with the pod's own role it is harmless: the real sidecar is still added.
+    pod["metadata"]["annotations"]["sidecred.dev/injected"] = ROLE
+    patched = injected(pod)
+    assert sidecar_of(patched)["command"] == ["sidecred", "sidecar"]
+
+
+def test_skip_containers_naming_the_sidecar() -> None:
+    pod = app_pod()
+    pod["metadata"]["annotations"]["sidecred.dev/skip-containers"] = "app,sidecred"
+    refused(mutate(pod), "bad-annotation", "cannot name the sidecar")
+
+
+@pytest.mark.parametrize("mode", ["none", "FILE", "env ", ""])
+def test_token_mode_annotation_with_an_invalid_value(mode: str) -> None:
+    pod = app_pod()
+    pod["metadata"]["annotations"]["sidecred.dev/token-mode"] = mode
+    refused(mutate(pod), "bad-annotation", "sidecred.dev/token-mode")
+
+
+def test_env_name_case_trick_is_harmless() -> None:
+    pod = app_pod()
+    pod["spec"]["containers"][0]["env"] = [
+        {"name": FULL_URI.lower(), "value": "http://10.0.0.7/v1/credentials"}
+    ]
+    env = injected(pod)["spec"]["containers"][0]["env"]
+    # Env names are case-sensitive and SDKs read only the upper-case name, which is ours.
+    assert {"name": FULL_URI, "value": OUR_URI} in env
+
+
+def test_envfrom_pointing_the_credentials_uri_elsewhere_is_overridden() -> None:
+    pod = app_pod()
+    pod["spec"]["containers"][0]["envFrom"] = [{"configMapRef": {"name": "points-elsewhere"}}]
+    env = injected(pod)["spec"]["containers"][0]["env"]
+    # An explicit env entry outranks envFrom in the kubelet, so ours wins.
+    assert {"name": FULL_URI, "value": OUR_URI} in env
+
+
+def test_credentials_uri_from_value_from_is_refused() -> None:
+    pod = app_pod()
+    pod["spec"]["containers"][0]["env"] = [
+        {"name": FULL_URI, "valueFrom": {"configMapKeyRef": {"name": "x", "key": "uri"}}}
+    ]
+    refused(mutate(pod), "foreign-endpoint")
+
+
+def test_duplicate_role_env_in_a_handwritten_sidecar() -> None:
+    # Fixed: the checks read the first entry, the kubelet uses the last.
+    sidecar = handwritten_sidecar(ROLE)
+    sidecar["env"].append({"name": sc.ENV_ROLE_ARN, "value": FORBIDDEN})
+    pod = app_pod(initContainers=[sidecar])
+    pod["metadata"]["annotations"]["sidecred.dev/injected"] = ROLE
+    refused(mutate(pod), "forged-sidecar", FORBIDDEN)
+    refused(validate(admission_request(pod)), "forged-sidecar", FORBIDDEN)
+
+
+def test_duplicate_credentials_uri_env_last_one_elsewhere() -> None:
+    # Fixed: as above, the kubelet's last entry is the one checked.
+    pod = app_pod()
+    pod["spec"]["containers"][0]["env"] = [
+        {"name": FULL_URI, "value": OUR_URI},
+        {"name": FULL_URI, "value": "http://10.0.0.7:61080/v1/credentials"},
+    ]
+    refused(mutate(pod), "foreign-endpoint", "10.0.0.7")
+
+
+def test_host_pid_is_treated_like_share_process_namespace() -> None:
+    # Fixed: hostPID shares the sidecar's processes too (and the node's), and was not checked.
+    refused(mutate(app_pod(hostPID=True), ASSUME_ROLE), "share-process", "hostPID")
+    decision = mutate(app_pod(hostPID=True))
+    assert decision.allowed
+    assert any("hostPID" in w for w in decision.warnings)
+
+
+def test_object_namespace_differs_from_the_request_namespace() -> None:
+    # Fixed: the policy was read for the object's namespace even when the request (the one
+    # RBAC authorised) named another. The API server never sends this; a forger might.
+    pod = app_pod()
+    pod["metadata"]["namespace"] = "platform"
+    request = admission_request(pod)
+    assert request["namespace"] == "shop"
+    refused(decide_mutation(request, SHOP, CONFIG), "bad-request", '"platform"')
+    refused(validate(request), "bad-request", '"platform"')
+
+
+def test_second_sidecar_image_swapped_on_update() -> None:
+    # Fixed: only the container named sidecred had its image pinned on UPDATE.
+    pod = app_pod(initContainers=[handwritten_sidecar(ROLE, name="creds")])
+    pod["metadata"]["annotations"]["sidecred.dev/injected"] = ROLE
+    old = injected(pod)
+    new = copy.deepcopy(old)
+    next(c for _, _, c in iter_containers(new) if c["name"] == "creds")["image"] = "evil:1"
+    request = admission_request(new, operation="UPDATE", old_pod=old)
+    refused(validate(request), "image-changed", '"creds"')
+
+
+def test_role_annotation_added_on_update() -> None:
+    old = app_pod()
+    del old["metadata"]["annotations"]["iam.amazonaws.com/role"]
+    request = admission_request(app_pod(), operation="UPDATE", old_pod=old)
+    refused(validate(request), "role-changed", "was unset")
+
+
+def test_injected_annotation_removed_on_update() -> None:
+    old = injected()
+    new = copy.deepcopy(old)
+    del new["metadata"]["annotations"]["sidecred.dev/injected"]
+    refused(
+        validate(admission_request(new, operation="UPDATE", old_pod=old)),
+        "role-changed",
+        "sidecred.dev/injected",
+    )
+
+
+def test_ephemeral_container_mounting_the_service_account_token() -> None:
+    old = injected()
+    new = copy.deepcopy(old)
+    new["spec"]["ephemeralContainers"] = [
+        {
+            "name": "debugger-abc",
+            "image": "busybox",
+            "volumeMounts": [{"name": "sidecred-sa-token", "mountPath": "/t"}],
+        }
+    ]
+    request = admission_request(
+        new, operation="UPDATE", old_pod=old, sub_resource="ephemeralcontainers"
+    )
+    refused(validate(request), "debug-target", "sidecred-sa-token")
+
+
+def test_reserved_volume_without_a_role() -> None:
+    pod = app_pod(volumes=[{"name": "sidecred-sa-token", "emptyDir": {}}])
+    del pod["metadata"]["annotations"]["iam.amazonaws.com/role"]
+    refused(mutate(pod), "forged-sidecar", "sidecred-sa-token")
+
+
+def test_other_volume_mounted_over_the_token_directory() -> None:
+    pod = app_pod(volumes=[{"name": "mine", "emptyDir": {}}])
+    pod["spec"]["containers"][0]["volumeMounts"] = [
+        {"name": "mine", "mountPath": "/var/run/sidecred/"}
+    ]
+    refused(mutate(pod), "mount-conflict", "/var/run/sidecred")
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("env", [{"name": FULL_URI, "value": 5}]), ("volumeMounts", [{"name": "x", "mountPath": 5}])],
+)
+def test_wrongly_typed_fields_are_a_clear_400(field: str, value: Any) -> None:
+    # Fixed: these crashed the decision (TypeError/AttributeError, an internal-error denial).
+    pod = app_pod()
+    pod["spec"]["containers"][0][field] = value
+    refused(mutate(pod), "bad-request", "is not a string")
+
+
+class OneNamespace:
+    synced = True
+    last_error = ""
+
+    def get(self, name: str) -> NamespaceLookup:
+        return NamespaceLookup(SHOP, CACHE)
+
+
+@pytest.fixture(scope="module")
+def http() -> TestClient:
+    return TestClient(create_app(CONFIG, OneNamespace(), WebhookMetrics()))
+
+
+def test_lone_surrogate_uid_is_a_400_not_a_500(http: TestClient) -> None:
+    # Fixed: the uid is echoed, and a lone surrogate cannot be encoded as UTF-8, so
+    # rendering the answer raised and the app answered 500.
+    body = review_bytes(admission_request(app_pod(), uid="\ud800"))
+    response = http.post("/mutate", content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 400
+    assert "surrogates not allowed" in response.json()["error"]
+
+
+def test_duplicate_keys_over_http_are_a_400(http: TestClient) -> None:
+    body = (
+        json.dumps(
+            {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {}}
+        ).encode()[:-1]
+        + b', "kind": "AdmissionReview"}'
+    )
+    response = http.post("/validate", content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 400
+    assert 'duplicate key "kind"' in response.json()["error"]
