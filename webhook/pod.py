@@ -123,8 +123,12 @@ def iter_containers(pod: Mapping[str, Any]) -> Iterator[tuple[str, int, dict[str
 
 
 def env_value(container: Mapping[str, Any], name: str) -> str | None:
-    """The literal value of an env entry; "" for a valueFrom entry; None if absent."""
-    for entry in container.get("env") or []:
+    """The literal value of an env entry; "" for a valueFrom entry; None if absent.
+
+    With repeated names the kubelet uses the last entry, so that is the one read
+    here: reading the first let `[ROLE=permitted, ROLE=forbidden]` pass the checks.
+    """
+    for entry in reversed(container.get("env") or []):
         if entry.get("name") == name:
             return entry.get("value", "") if "valueFrom" not in entry else ""
     return None
@@ -249,6 +253,11 @@ def check_pod_shape(pod: Any, where: str = "request.object") -> None:
         for key in ("name", "namespace", "generateName"):
             if metadata.get(key) is not None and not isinstance(metadata[key], str):
                 problems.append(f"metadata.{key} is not a string")
+        owners = metadata.get("ownerReferences")
+        if owners is not None and not (
+            isinstance(owners, list) and all(isinstance(o, dict) for o in owners)
+        ):
+            problems.append("metadata.ownerReferences is not a list of objects")
     spec = pod.get("spec")
     spec = {} if spec is None else spec
     if not isinstance(spec, dict):
@@ -266,15 +275,24 @@ def check_pod_shape(pod: Any, where: str = "request.object") -> None:
         if list_name == "volumes":
             continue
         for item in items:
-            for key in ("env", "volumeMounts"):
+            for key, field in (("env", "value"), ("volumeMounts", "mountPath")):
                 entries = item.get(key)
-                if entries is not None and not (
+                if entries is None:
+                    continue
+                if not (
                     isinstance(entries, list)
                     and all(isinstance(e, dict) and isinstance(e.get("name"), str) for e in entries)
                 ):
                     problems.append(
                         f"spec.{list_name}[{item['name']}].{key} is not a list of named objects"
                     )
+                    continue
+                for entry in entries:
+                    if entry.get(field) is not None and not isinstance(entry[field], str):
+                        problems.append(
+                            f"spec.{list_name}[{item['name']}].{key}[{entry['name']}].{field} "
+                            "is not a string"
+                        )
             for key in ("command", "args"):
                 value = item.get(key)
                 if value is not None and not (
@@ -283,9 +301,10 @@ def check_pod_shape(pod: Any, where: str = "request.object") -> None:
                     problems.append(
                         f"spec.{list_name}[{item['name']}].{key} is not a list of strings"
                     )
-            image = item.get("image")
-            if image is not None and not isinstance(image, str):
-                problems.append(f"spec.{list_name}[{item['name']}].image is not a string")
+            for key in ("image", "targetContainerName", "restartPolicy"):
+                value = item.get(key)
+                if value is not None and not isinstance(value, str):
+                    problems.append(f"spec.{list_name}[{item['name']}].{key} is not a string")
     if problems:
         raise Refusal(
             "bad-request", f"sidecred: {where} is not a valid pod: " + "; ".join(problems), 400
