@@ -138,16 +138,33 @@ def _check_isolation(
             f"sidecred: {pod_label(request)} uses hostNetwork, so its loopback is the node's and "
             "other pods could read its credentials; remove hostNetwork or the role annotation",
         )
-    if spec.get("shareProcessNamespace"):
+    # hostPID shares processes as shareProcessNamespace does, with the node's besides.
+    for flag in ("shareProcessNamespace", "hostPID"):
+        if not spec.get(flag):
+            continue
         if config.credential_source == "assume-role":
             raise Refusal(
                 "share-process",
-                f"sidecred: {pod_label(request)} sets shareProcessNamespace, so its containers could "
-                "read the sidecar's base credentials (source assume-role); remove shareProcessNamespace",
+                f"sidecred: {pod_label(request)} sets {flag}, so its containers could "
+                f"read the sidecar's base credentials (source assume-role); remove {flag}",
             )
         warnings.append(
-            "sidecred: shareProcessNamespace lets every container see the sidecar's process "
+            f"sidecred: {flag} lets every container see the sidecar's process "
             "and its web identity token"
+        )
+
+
+def _check_namespace(request: Mapping[str, Any]) -> None:
+    """The object's namespace, when set, is the request's (the one RBAC authorised)."""
+    obj = request.get("object") or {}
+    stated = (obj.get("metadata") or {}).get("namespace")
+    requested = request.get("namespace")
+    if stated and requested and stated != requested:
+        raise Refusal(
+            "bad-request",
+            f"sidecred: the pod's metadata.namespace {q(stated)} is not the request's "
+            f"namespace {q(requested)}",
+            400,
         )
 
 
@@ -170,6 +187,7 @@ def decide_mutation(
     try:
         pod = request.get("object")
         check_pod_shape(pod)
+        _check_namespace(request)
         annotations = annotations_of(pod)
         reserved = reserved_names_present(pod)
         if config.annotation_key not in annotations:
@@ -234,6 +252,7 @@ def decide_validation(
             return Decision(allowed=True, reason="skipped")
         pod = request.get("object")
         check_pod_shape(pod)
+        _check_namespace(request)
         annotations = annotations_of(pod)
         reserved = reserved_names_present(pod)
         if config.annotation_key not in annotations:
