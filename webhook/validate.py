@@ -40,15 +40,20 @@ def check_update(old: Mapping[str, Any], new: Mapping[str, Any], annotation_key:
                 f"sidecred: annotation {key} cannot change on an existing pod (was {shown_before}, "
                 f"now {shown_after}); change the pod template and let the controller recreate the pod",
             )
-    old_sidecar, new_sidecar = find_sidecar(old), find_sidecar(new)
-    if old_sidecar is not None:
-        before = old_sidecar[2].get("image")
-        after = new_sidecar[2].get("image") if new_sidecar is not None else None
+    # Every container that runs the sidecar, not only the one named sidecred: a second
+    # sidecar admitted at CREATE must not turn into an arbitrary image later either.
+    new_images = {c.get("name"): c.get("image") for _, _, c in iter_containers(new)}
+    for _, _, container in iter_containers(old):
+        if not is_sidecar_like(container):
+            continue
+        name = container.get("name", "")
+        before, after = container.get("image"), new_images.get(name)
         if before != after:
             raise Refusal(
                 "image-changed",
-                f"sidecred: the {SIDECAR_NAME} container's image cannot change on an existing pod "
-                f"(was {q(str(before))}, now {q(str(after))}); recreate the pod instead",
+                f"sidecred: the {q(name)} container runs the credential sidecar, so its image "
+                f"cannot change on an existing pod (was {q(str(before))}, now {q(str(after))}); "
+                "recreate the pod instead",
             )
 
 
