@@ -1,0 +1,194 @@
+"""Property fuzzing of the pure core: parse_review, decide_mutation, decide_validation.
+
+Properties: parsing junk raises only ReviewError with a 4xx; a decision never
+raises, is well formed and serialisable exactly as the HTTP edge serialises it;
+the same input and token factory give the same decision, and the input is left
+untouched; a permitted pod's patch applies cleanly, the validating webhook
+accepts the result, and mutating the patched pod again adds nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+from typing import Any
+
+import jsonpatch
+import kubernetes_validate
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.hardening.webhook.examples import count_example
+from tests.hardening.webhook.strategies import (
+    CONFIGS,
+    admission_request,
+    json_values,
+    junked,
+    namespaces,
+    requests,
+    review_bytes,
+)
+from webhook.decide import Decision, decide_mutation, decide_validation
+from webhook.review import ReviewError, build_review, parse_review
+
+
+def fuzz(examples: int) -> settings:
+    """Reproducible (derandomized), no per-example deadline: CI machines are slow."""
+    return settings(
+        max_examples=examples,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
+
+
+TOKEN = "fuzz-token-0123456789abcdefghijklmnopqrstuvw"
+DENY_CODES = {400, 403, 503}
+
+
+def serialise(uid: str, decision: Decision) -> dict[str, Any]:
+    """The response body exactly as Starlette's JSONResponse renders it (UTF-8, no ASCII escaping)."""
+    body = json.dumps(build_review(uid, decision), ensure_ascii=False, allow_nan=False)
+    return json.loads(body.encode("utf-8"))
+
+
+def check_decision(decision: Decision, uid: str) -> None:
+    assert isinstance(decision.allowed, bool)
+    if decision.allowed:
+        assert decision.code == 200
+    else:
+        assert decision.code in DENY_CODES, decision
+        assert decision.message.startswith("sidecred: "), decision.message
+        assert "Traceback" not in decision.message
+        assert decision.patch is None
+    review = serialise(uid, decision)
+    response = review["response"]
+    assert review["apiVersion"] == "admission.k8s.io/v1" and review["kind"] == "AdmissionReview"
+    assert response["uid"] == uid
+    assert response["allowed"] is decision.allowed
+    if "patch" in response:
+        ops = json.loads(base64.b64decode(response["patch"]))
+        assert ops == decision.patch and response["patchType"] == "JSONPatch"
+
+
+@fuzz(6000)
+@given(st.binary(max_size=400))
+def test_parse_review_random_bytes(body: bytes) -> None:
+    count_example("parse_review random bytes")
+    try:
+        parse_review(body)
+    except ReviewError as exc:
+        assert 400 <= exc.status_code < 500
+
+
+@fuzz(1500)
+@given(st.data())
+def test_parse_review_mutated_reviews(data: st.DataObject) -> None:
+    """A real review with nodes replaced by junk, then sometimes cut or byte-flipped."""
+    count_example("parse_review mutated reviews")
+    request = data.draw(requests(junk=False))
+    review = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request}
+    body = json.dumps(data.draw(junked(review))).encode()
+    choice = data.draw(st.integers(0, 3))
+    if choice == 1:
+        body = body[: data.draw(st.integers(0, len(body)))]
+    elif choice == 2:
+        index = data.draw(st.integers(0, len(body) - 1))
+        body = body[:index] + bytes([data.draw(st.integers(0, 255))]) + body[index + 1 :]
+    try:
+        parsed = parse_review(body)
+    except ReviewError as exc:
+        assert 400 <= exc.status_code < 500
+        return
+    # Whatever parses is a request the deciders can take without crashing.
+    for config in CONFIGS[:2]:
+        check_decision(
+            decide_mutation(parsed, None, config, new_token=lambda: TOKEN), parsed["uid"]
+        )
+        check_decision(decide_validation(parsed, None, config), parsed["uid"])
+
+
+@fuzz(3000)
+@given(requests(), namespaces(), st.sampled_from(CONFIGS))
+def test_decisions_are_total_well_formed_and_deterministic(
+    request: dict[str, Any], namespace: dict[str, Any] | None, config: Any
+) -> None:
+    count_example("decide: total, well formed, deterministic")
+    before = copy.deepcopy(request), copy.deepcopy(namespace)
+    error = "" if namespace is not None else "connection refused"
+    for decide in (decide_mutation, decide_validation):
+        kwargs: dict[str, Any] = {"namespace_error": error}
+        if decide is decide_mutation:
+            kwargs["new_token"] = lambda: TOKEN
+        first = decide(request, namespace, config, **kwargs)
+        check_decision(first, request["uid"])
+        assert decide(request, namespace, config, **kwargs) == first
+        assert (request, namespace) == before, "the decision changed its input"
+
+
+@fuzz(2000)
+@given(requests(junk=False), namespaces(), st.sampled_from(CONFIGS))
+def test_permitted_patch_applies_validates_and_is_idempotent(
+    request: dict[str, Any], namespace: dict[str, Any] | None, config: Any
+) -> None:
+    count_example("mutate: patch applies, validates, idempotent")
+    request = dict(request, operation="CREATE", oldObject=None)
+    request.pop("subResource", None)
+    decision = decide_mutation(request, namespace, config, new_token=lambda: TOKEN)
+    if not decision.allowed or not decision.patch:
+        return
+    patched = jsonpatch.apply_patch(request["object"], decision.patch)
+    again = decide_mutation(
+        dict(request, object=patched), namespace, config, new_token=lambda: "another-token"
+    )
+    assert again.allowed and again.patch is None, again
+    validated = decide_validation(dict(request, object=patched), namespace, config)
+    assert validated.allowed, validated.message
+
+
+@fuzz(2000)
+@given(json_values)
+def test_parse_review_arbitrary_json_documents(value: Any) -> None:
+    count_example("parse_review arbitrary JSON documents")
+    review = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": value}
+    for document in (value, review):
+        try:
+            parse_review(json.dumps(document).encode())
+        except ReviewError as exc:
+            assert 400 <= exc.status_code < 500
+
+
+SCHEMA_VERSION = kubernetes_validate.latest_version()
+
+
+def schema_valid(pod: dict[str, Any]) -> bool:
+    try:
+        kubernetes_validate.validate(pod, SCHEMA_VERSION, strict=True)
+    except kubernetes_validate.ValidationError:
+        return False
+    return True
+
+
+@fuzz(150)
+@given(requests(junk=False), st.sampled_from(CONFIGS[:3]))
+def test_patched_pod_of_a_schema_valid_pod_is_schema_valid(
+    request: dict[str, Any], config: Any
+) -> None:
+    """Strict OpenAPI validation is slow (tens of ms), so this property gets fewer examples."""
+    count_example("mutate: patched pod passes kubernetes_validate strict")
+    request = dict(request, operation="CREATE", oldObject=None)
+    request.pop("subResource", None)
+    namespace = {"metadata": {"name": "shop", "annotations": {"iam.amazonaws.com/permitted": ".*"}}}
+    decision = decide_mutation(request, namespace, config, new_token=lambda: TOKEN)
+    if not decision.allowed or not decision.patch or not schema_valid(request["object"]):
+        return
+    patched = jsonpatch.apply_patch(request["object"], decision.patch)
+    assert schema_valid(patched), patched
+
+
+def test_admission_request_helper_matches_parse_review() -> None:
+    """The strategies build requests parse_review accepts, so the fuzzing reaches the deciders."""
+    pod = {"metadata": {"annotations": {}}, "spec": {"containers": [{"name": "app"}]}}
+    assert parse_review(review_bytes(admission_request(pod)))["object"] == pod
