@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -147,6 +148,13 @@ def _error_response(status: int, message: str) -> Response:
 
 
 class HttpServer:
+    """Serves `handler` on one listener; one `_Connection` protocol per client.
+
+    A protocol rather than streams: bytes accumulate in a buffer and each
+    complete head is parsed and answered in one pass, without a coroutine,
+    stream reader or timeout context per request (the profile's main costs).
+    """
+
     def __init__(
         self, handler: Handler, host: str, port: int, limits: Limits | None = None
     ) -> None:
@@ -156,155 +164,277 @@ class HttpServer:
         self.limits = limits or Limits()
         self.active = 0
         self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
+        self._connections: set[_Connection] = set()
         # Connections waiting for a request head -> since when (loop time), oldest first.
-        self._waiting: dict[asyncio.StreamWriter, float] = {}
+        self._waiting: dict[_Connection, float] = {}
+        # Rendered answers by (response, keep_alive, head_only): the credentials
+        # body changes once per refresh, so the same few bytes are sent again and again.
+        self._rendered: dict[tuple[Response, bool, bool], bytes] = {}
 
     @property
     def port(self) -> int:
         assert self._server is not None
         return int(self._server.sockets[0].getsockname()[1])
 
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(
-            self._serve_connection,
-            self.host,
-            self.requested_port,
-            limit=self.limits.max_header_bytes,
-            reuse_address=True,
+    async def start(self, sock: socket.socket | None = None) -> None:
+        """Listen on (host, port), or on `sock` when the caller bound it (e.g. dual-stack)."""
+        loop = asyncio.get_running_loop()
+        if sock is not None:
+            self._server = await loop.create_server(lambda: _Connection(self), sock=sock)
+            return
+        self._server = await loop.create_server(
+            lambda: _Connection(self), self.host, self.requested_port, reuse_address=True
         )
 
     async def close(self) -> None:
         if self._server is None:
             return
         self._server.close()
-        for writer in list(self._writers):
-            writer.close()
+        for connection in list(self._connections):
+            connection.transport.close()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._server.wait_closed(), timeout=2)
 
-    async def _serve_connection(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        if self.active >= self.limits.max_connections and not self._evict_longest_waiting():
-            # Refuse at once rather than queue: a flood must not hold the slots.
-            writer.write(
-                render_response(_error_response(503, "too many connections"), keep_alive=False)
-            )
-            with contextlib.suppress(Exception):
-                writer.close()
-            return
-        self.active += 1
-        self._writers.add(writer)
-        try:
-            await self._serve_requests(reader, writer)
-        except (ConnectionError, TimeoutError, asyncio.IncompleteReadError):
-            pass
-        except Exception as exc:  # a handler bug must not kill the listener
-            log.error("http_connection_failed", error=type(exc).__name__)
-        finally:
-            self.active -= 1
-            self._writers.discard(writer)
-            self._waiting.pop(writer, None)
-            with contextlib.suppress(Exception):
-                writer.close()
+    def render(self, response: Response, keep_alive: bool, head_only: bool) -> bytes:
+        key = (response, keep_alive, head_only)
+        data = self._rendered.get(key)
+        if data is None:
+            data = render_response(response, keep_alive=keep_alive, head_only=head_only)
+            if len(self._rendered) >= _RENDERED_CAP:
+                self._rendered.clear()  # error texts vary; never let them pile up
+            self._rendered[key] = data
+        return data
 
-    def _evict_longest_waiting(self) -> bool:
+    def _evict_longest_waiting(self, now: float) -> bool:
         """Close the connection that has waited longest for a head, if it is evictable."""
-        for writer, since in self._waiting.items():
-            if asyncio.get_running_loop().time() - since < self.limits.evictable_after:
+        for connection, since in self._waiting.items():
+            if now - since < self.limits.evictable_after:
                 return False
-            del self._waiting[writer]
-            # Its task sees end-of-stream and ends, freeing the slot.
-            writer.close()
+            connection.evict()
             return True
         return False
 
-    async def _read_head(self, reader: asyncio.StreamReader, *, fresh: bool) -> bytes | None:
-        """The next request head, or None when the client closed or went idle.
 
-        On a `fresh` connection the header timeout runs from the accept: a client
-        that connects and sends nothing holds a slot no longer than a slow one.
-        """
-        limits = self.limits
-        # One asyncio.timeout per request head, not wait_for: wait_for wraps the
-        # read in a new Task on every request, which profiling showed to be the
-        # hot path's main overhead. On a kept-alive connection the deadline starts
-        # as the idle timeout and is moved to the header timeout once the first
-        # byte arrives; on a fresh one it is the header timeout from the start.
-        started = False
+_RENDERED_CAP = 256
+_TOO_MANY = render_response(_error_response(503, "too many connections"), keep_alive=False)
+
+
+def _find_head_end(buf: bytearray) -> tuple[int, int]:
+    """(end of the head, start of what follows) or (-1, -1) while incomplete.
+
+    The head ends at the first blank line after the request line; a blank line
+    is CRLF or a bare LF, so the head's last newline is followed by `\r\n` or `\n`.
+    """
+    first = buf.find(b"\n")
+    if first < 0:
+        return -1, -1
+    crlf = buf.find(b"\n\r\n", first)
+    # A bare-LF blank line counts only if it comes first.
+    lf = buf.find(b"\n\n", first, crlf + 1 if crlf >= 0 else len(buf))
+    if lf >= 0:
+        return lf + 1, lf + 2
+    if crlf >= 0:
+        return crlf + 1, crlf + 3
+    return -1, -1
+
+
+class _Connection(asyncio.Protocol):
+    """One client connection: parse heads from a buffer, answer, and keep its deadlines.
+
+    One timer per connection (`loop.call_at`), re-armed lazily: `deadline` may
+    move later without touching the timer, which on firing re-arms itself for
+    the current deadline; it is re-armed at once only when the deadline moves
+    earlier. What a passed deadline means depends on the state: a fresh
+    connection's first head (header timeout from the accept), a kept-alive
+    connection idle (idle timeout) or part-way through a head (header timeout
+    from its first byte), a body being drained, or a write the client won't read.
+    """
+
+    def __init__(self, server: HttpServer) -> None:
+        self.server = server
+        self.limits = server.limits
+        self.loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self.buffer = bytearray()
+        self.fresh = True  # no head completed yet: the header timeout runs from the accept
+        self.head_started = False  # bytes of a later head have arrived
+        self.pending: Request | None = None  # a request whose small body is being drained
+        self.to_drain = 0
+        self.write_paused = False
+        self.closing = False
+        self.counted = False  # holds one of the server's connection slots
+        self.deadline = 0.0
+        self.timer: asyncio.TimerHandle | None = None
+        self.timer_at = 0.0
+
+    # --- asyncio.Protocol ---------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        server = self.server
+        now = self.loop.time()
+        if server.active >= self.limits.max_connections and not server._evict_longest_waiting(now):
+            # Refuse at once rather than queue: a flood must not hold the slots.
+            self.closing = True
+            self.transport.write(_TOO_MANY)
+            self.transport.close()
+            return
+        server.active += 1
+        self.counted = True
+        server._connections.add(self)
+        server._waiting[self] = now
+        self._set_deadline(now + self.limits.header_timeout)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closing = True
+        self._release()
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def data_received(self, data: bytes) -> None:
+        if self.closing:
+            return
+        self.buffer += data
+        if self.write_paused:
+            return  # answered once the client reads what it has been sent
         try:
-            wait = limits.header_timeout if fresh else limits.idle_timeout
-            async with asyncio.timeout(wait) as deadline:
-                first = await reader.read(1)
-                if not first:
-                    return None
-                started = True
-                if not fresh:
-                    deadline.reschedule(asyncio.get_running_loop().time() + limits.header_timeout)
-                return await self._read_lines(reader, bytearray(first))
-        except asyncio.LimitOverrunError:
-            raise BadRequest(431, "request header fields too large") from None
-        except asyncio.IncompleteReadError:
-            return None  # the client went away mid-request
-        except TimeoutError:
-            if not started:
-                return None  # idle keep-alive connection
-            raise BadRequest(408, "request head not received in time") from None
+            self._process()
+        except Exception as exc:  # a handler bug must not kill the listener
+            log.error("http_connection_failed", error=type(exc).__name__)
+            self._close()
 
-    async def _read_lines(self, reader: asyncio.StreamReader, head: bytearray) -> bytes:
-        """Read lines up to the blank one; CRLF or bare LF line ends."""
-        first_line = True
-        while True:
-            line = await reader.readuntil(b"\n")
-            if first_line:
-                head += line
-                first_line = False
-            else:
-                if line in (b"\r\n", b"\n"):
-                    return bytes(head)
-                head += line
-            if len(head) > self.limits.max_header_bytes:
-                raise BadRequest(431, "request header fields too large")
+    def eof_received(self) -> bool:
+        # A client that half-closes has sent all it will: what is complete has
+        # been answered; an unfinished head gets no answer. Close once written.
+        self.closing = True
+        self.server._waiting.pop(self, None)
+        self._set_deadline(self.loop.time() + self.limits.write_timeout)
+        return False
 
-    async def _write(self, writer: asyncio.StreamWriter, data: bytes) -> None:
-        writer.write(data)
-        if writer.transport.get_write_buffer_size() == 0:
-            return  # all sent: nothing to wait for, no timer to arm
-        async with asyncio.timeout(self.limits.write_timeout):
-            await writer.drain()
+    def pause_writing(self) -> None:
+        # The client isn't reading its answers: stop reading its requests, and
+        # give it the write timeout to catch up.
+        self.write_paused = True
+        self.transport.pause_reading()
+        self._set_deadline(self.loop.time() + self.limits.write_timeout)
 
-    async def _serve_requests(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        loop = asyncio.get_running_loop()
-        waiting = self._waiting
-        fresh = True
-        while True:
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if self.closing:
+            return
+        self.transport.resume_reading()
+        self._set_deadline(self.loop.time() + self.limits.header_timeout)
+        try:
+            self._process()
+        except Exception as exc:
+            log.error("http_connection_failed", error=type(exc).__name__)
+            self._close()
+
+    # --- requests -------------------------------------------------------------
+    def _process(self) -> None:
+        """Answer every complete request in the buffer, in order (pipelining)."""
+        buf = self.buffer
+        limits = self.limits
+        while not self.closing and not self.write_paused:
+            if self.to_drain:
+                if len(buf) < self.to_drain:
+                    return  # the rest of the body is still on its way
+                del buf[: self.to_drain]
+                self.to_drain = 0
+                request, self.pending = self.pending, None
+                assert request is not None
+                self._respond(request)
+                continue
+            if not buf:
+                if not self.fresh:
+                    self._set_deadline(self.loop.time() + limits.idle_timeout)
+                return
+            end, rest = _find_head_end(buf)
+            if end < 0:
+                if (
+                    len(buf) > limits.max_header_bytes + 2
+                ):  # no head this long can end within the cap
+                    self._refuse(BadRequest(431, "request header fields too large"))
+                elif not self.fresh and not self.head_started:
+                    self.head_started = True
+                    self._set_deadline(self.loop.time() + limits.header_timeout)
+                return
+            if end > limits.max_header_bytes:
+                self._refuse(BadRequest(431, "request header fields too large"))
+                return
+            head = bytes(buf[:end])
+            del buf[:rest]
+            self.server._waiting.pop(self, None)
+            self.fresh = False
+            self.head_started = False
             try:
-                waiting[writer] = loop.time()
-                head = await self._read_head(reader, fresh=fresh)
-                waiting.pop(writer, None)
-                fresh = False
-                if head is None:
-                    return
                 request = parse_head(head)
-                to_drain = body_length(request, self.limits)
+                to_drain = body_length(request, limits)
             except BadRequest as exc:
-                await self._write(
-                    writer,
-                    render_response(_error_response(exc.status, exc.message), keep_alive=False),
-                )
+                self._refuse(exc)
                 return
             if to_drain:
-                await asyncio.wait_for(reader.readexactly(to_drain), self.limits.header_timeout)
-            keep_alive = wants_keep_alive(request)
-            response = self.handler(request)
-            await self._write(
-                writer,
-                render_response(
-                    response, keep_alive=keep_alive, head_only=request.method == "HEAD"
-                ),
-            )
-            if not keep_alive:
-                return
+                if len(buf) < to_drain:
+                    self.pending = request
+                    self.to_drain = to_drain
+                    self._set_deadline(self.loop.time() + limits.header_timeout)
+                    return
+                del buf[:to_drain]
+            self._respond(request)
+
+    def _respond(self, request: Request) -> None:
+        keep_alive = wants_keep_alive(request)
+        response = self.server.handler(request)
+        self.transport.write(self.server.render(response, keep_alive, request.method == "HEAD"))
+        if not keep_alive:
+            self._close()
+            return
+        self.server._waiting[self] = self.loop.time()
+
+    def _refuse(self, exc: BadRequest) -> None:
+        self.transport.write(
+            render_response(_error_response(exc.status, exc.message), keep_alive=False)
+        )
+        self._close()
+
+    # --- closing and deadlines ----------------------------------------------------
+    def _close(self) -> None:
+        """Close once what was written is sent; abort if it isn't sent within the write timeout."""
+        if self.closing:
+            return
+        self.closing = True
+        self.server._waiting.pop(self, None)
+        self.transport.close()
+        self._set_deadline(self.loop.time() + self.limits.write_timeout)
+
+    def evict(self) -> None:
+        """Make room at the connection cap: close now and free the slot at once."""
+        self._close()
+        self._release()
+
+    def _release(self) -> None:
+        if self.counted:
+            self.counted = False
+            self.server.active -= 1
+            self.server._connections.discard(self)
+            self.server._waiting.pop(self, None)
+
+    def _set_deadline(self, at: float) -> None:
+        self.deadline = at
+        if self.timer is None or at < self.timer_at:
+            if self.timer is not None:
+                self.timer.cancel()
+            self.timer = self.loop.call_at(at, self._on_deadline)
+            self.timer_at = at
+
+    def _on_deadline(self) -> None:
+        self.timer = None
+        if self.loop.time() < self.deadline:
+            self._set_deadline(self.deadline)  # the deadline moved later since arming
+            return
+        if self.closing or self.write_paused:
+            self.transport.abort()  # the client won't take what it was sent
+        elif self.to_drain or not self.buffer:
+            self._close()  # idle, or a body that never came: close without an answer
+        else:
+            self._refuse(BadRequest(408, "request head not received in time"))
