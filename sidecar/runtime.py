@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import signal
+import socket
 from dataclasses import replace
 
 from sidecar import log
@@ -15,7 +17,27 @@ from sidecar.server import HttpServer
 from sidecar.sources import build_source
 from sidecar.token_file import generate_token, write_token_file
 
-HEALTH_HOST = "0.0.0.0"  # the kubelet probes the pod IP
+# The kubelet probes the pod IP, which may be IPv4, IPv6 or either (dual-stack
+# clusters): one socket on "::" with IPV6_V6ONLY off takes both; hosts without
+# IPv6 get 0.0.0.0. The credentials listener stays on 127.0.0.1 only.
+HEALTH_HOST_DUAL_STACK = "::"
+HEALTH_HOST_IPV4 = "0.0.0.0"
+_NO_IPV6 = {errno.EAFNOSUPPORT, errno.EADDRNOTAVAIL, errno.EPROTONOSUPPORT}
+
+
+def bind_health_socket(port: int, *, dual_stack: bool | None = None) -> socket.socket:
+    """A listening socket for the health port: dual-stack `::` where the host has IPv6."""
+    if dual_stack is None:
+        dual_stack = socket.has_dualstack_ipv6()
+    if dual_stack:
+        try:
+            return socket.create_server(
+                (HEALTH_HOST_DUAL_STACK, port), family=socket.AF_INET6, dualstack_ipv6=True
+            )
+        except OSError as exc:
+            if exc.errno not in _NO_IPV6:
+                raise  # e.g. the port is taken: IPv4 would fail the same way
+    return socket.create_server((HEALTH_HOST_IPV4, port))
 
 
 def auth_token(config: SidecarConfig) -> str:
@@ -39,10 +61,10 @@ async def serve(config: SidecarConfig) -> int:
     credentials = CredentialEndpoint(cache, token)
     health = HealthEndpoint(cache, credentials)
     cred_server = HttpServer(credentials, LOOPBACK_HOST, config.port)
-    health_server = HttpServer(health, HEALTH_HOST, config.health_port)
+    health_server = HttpServer(health, HEALTH_HOST_DUAL_STACK, config.health_port)
     try:
         await cred_server.start()
-        await health_server.start()
+        await health_server.start(bind_health_socket(config.health_port))
     except OSError as exc:
         log.error("listen_failed", error=str(exc))
         await cred_server.close()

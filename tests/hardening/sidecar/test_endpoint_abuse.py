@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 
 from sidecar.cache import CredentialCache
 from sidecar.endpoint import CredentialEndpoint
+from sidecar.runtime import bind_health_socket
 from sidecar.server import Request
 from sidecar.sources import Credentials
 from tests.hardening.sidecar.raw_http import exchange, parse_responses
@@ -260,10 +261,42 @@ def listening_sockets(pid: int) -> set[tuple[str, int]]:
 
 def test_credentials_listen_on_loopback_only(sidecar):
     port, health_port = sidecar.port, int(sidecar.env["SIDECRED_HEALTH_PORT"])
+    # The kubelet probes the pod IP: IPv4 or IPv6, so dual-stack "::" where the host has IPv6.
+    health_host = "::" if socket.has_dualstack_ipv6() else "0.0.0.0"
     assert listening_sockets(sidecar.process.pid) == {
         ("127.0.0.1", port),
-        ("0.0.0.0", health_port),  # the kubelet probes the pod IP
+        (health_host, health_port),
     }
+
+
+def status_over(family: socket.AddressFamily, host: str, port: int, path: str) -> int | None:
+    """Status of `GET path` from (host, port), or None when the connection is refused."""
+    try:
+        sock = socket.create_connection((host, port), timeout=5)
+    except ConnectionRefusedError:
+        return None
+    with sock:
+        assert sock.family == family
+        sock.sendall(f"GET {path} HTTP/1.1\r\nConnection: close\r\n\r\n".encode())
+        (response,) = parse_responses(b"".join(iter(lambda: sock.recv(65536), b"")))
+        return response.status
+
+
+@pytest.mark.skipif(not socket.has_dualstack_ipv6(), reason="the host has no IPv6")
+def test_health_answers_over_ipv4_and_ipv6_and_credentials_only_on_127_0_0_1(sidecar):
+    health_port = int(sidecar.env["SIDECRED_HEALTH_PORT"])
+    assert status_over(socket.AF_INET, "127.0.0.1", health_port, "/readyz") == 200
+    assert status_over(socket.AF_INET6, "::1", health_port, "/readyz") == 200
+    assert status_over(socket.AF_INET6, "::1", sidecar.port, "/v1/credentials") is None
+
+
+def test_health_socket_is_dual_stack_or_ipv4():
+    with bind_health_socket(0, dual_stack=False) as ipv4:
+        assert ipv4.family == socket.AF_INET and ipv4.getsockname()[0] == "0.0.0.0"
+    if socket.has_dualstack_ipv6():
+        with bind_health_socket(0) as both:
+            assert both.family == socket.AF_INET6 and both.getsockname()[0] == "::"
+            assert both.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY) == 0
 
 
 def test_health_port_serves_no_secrets(sidecar):
