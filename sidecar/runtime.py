@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import gc
 import signal
 import socket
 from dataclasses import replace
@@ -96,6 +97,10 @@ async def serve(config: SidecarConfig) -> int:
         sidecar_mode=config.sidecar_mode,
     )
     refresher = asyncio.create_task(cache.run(stop_refresh))
+    # Everything imported and built so far (botocore's models above all) lives
+    # as long as the process: keep it out of the cyclic collector's full passes,
+    # which would otherwise stall the credential hot path now and then.
+    gc.freeze()
     await terminate.wait()
 
     if config.sidecar_mode == "container" and config.drain_seconds > 0:
