@@ -7,13 +7,17 @@ that records the simulated time of every call and issues 1-hour credentials.
 No processes and no waiting: the simulation jumps from one due refresh to the
 next. Each pod has its own seeded random source, as each real sidecar has its own.
 
-Reported: STS calls per 10 s window over the simulated hours, the busiest
-window against the average rate after the first background refresh, and the
-spread of the second-generation refresh times. Baselines in the same run: the
-same code with jitter switched off (lockstep, as kiam's server refreshed), and
-the same number of calls placed uniformly at random (the floor set by chance).
+Reported: STS calls per 10 s, 60 s and 10 min window over the simulated hours,
+the busiest window against the average rate after the first background
+refresh, and the spread of the second-generation refresh times. Baselines in
+the same run: the same code in lockstep (no steady jitter, no desync: every
+pod refreshes at the same point of its session, as kiam's server did), the
+same number of calls placed uniformly at random, and the Poisson expectation
+for independent random calls (the floor set by chance).
 
-Target: no 10 s window after the first refresh above 2x the average rate.
+Target: no 10 s window after the first refresh above 2x the average rate. At
+~2.5 calls per 10 s that is below the chance floor (see the Reading in
+RESULTS.md), so the larger windows are reported beside it.
 
     python3 bench/rollout.py [--pods 500] [--hours 4] [--seed 1]
 """
@@ -23,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import heapq
+import math
 import random
 import sys
 from collections import Counter
@@ -39,6 +44,7 @@ from sidecar.refresh import DEFAULT_POLICY, RefreshPolicy
 from sidecar.sources import Credentials
 
 WINDOW_S = 10
+WINDOWS_S = (10, 60, 600)  # the target's window, and larger ones where 2x is not below chance
 START_SPREAD_S = 10.0
 SESSION_S = 3600
 EPOCH = datetime(2025, 1, 1, tzinfo=UTC)
@@ -75,13 +81,36 @@ class SimulatedSts:
         )
 
 
-async def simulate(pods: int, hours: float, policy: RefreshPolicy, seed: int) -> list[list[float]]:
+class ConstantRandom(random.Random):
+    """A random source that always draws the same value: no jitter and no desync."""
+
+    def __init__(self, value: float) -> None:
+        super().__init__(0)
+        self.value = value
+
+    def random(self) -> float:
+        return self.value
+
+
+@dataclass(frozen=True)
+class Schedule:
+    name: str
+    policy: RefreshPolicy
+    lockstep: bool = False  # every pod's draws fixed at 1.0: the latest steady time
+
+
+async def simulate(pods: int, hours: float, schedule: Schedule, seed: int) -> list[list[float]]:
     """Every pod's STS call times (simulated seconds since the rollout began)."""
     clock = SimClock()
     starts = random.Random(seed)
     sources = [SimulatedSts(clock) for _ in range(pods)]
     caches = [
-        CredentialCache(src, clock=clock, rng=random.Random(seed * 100_003 + i), policy=policy)
+        CredentialCache(
+            src,
+            clock=clock,
+            rng=ConstantRandom(1.0) if schedule.lockstep else random.Random(seed * 100_003 + i),
+            policy=schedule.policy,
+        )
         for i, src in enumerate(sources)
     ]
     horizon = EPOCH + timedelta(hours=hours)
@@ -113,10 +142,14 @@ class RateStats:
         return self.peak / self.average
 
 
-def rate_stats(times: list[float], first_refresh: float, end: float) -> RateStats:
-    start_window = int(first_refresh // WINDOW_S)
-    end_window = int(end // WINDOW_S)  # the last full window ends at `end`
-    counts = Counter(int(t // WINDOW_S) for t in times)
+def rate_stats(
+    times: list[float], first_refresh: float, end: float, window: int = WINDOW_S
+) -> RateStats:
+    # Whole windows only, from the first one starting at or after the first background
+    # refresh (so a 10 min window never holds the rollout's own start) to `end`.
+    start_window = math.ceil(first_refresh / window)
+    end_window = int(end // window)
+    counts = Counter(int(t // window) for t in times)
     span = range(start_window, end_window)
     in_span = [counts.get(w, 0) for w in span]
     average = sum(in_span) / len(in_span)
@@ -127,17 +160,47 @@ def rate_stats(times: list[float], first_refresh: float, end: float) -> RateStat
         windows=len(in_span),
         average=average,
         peak=peak,
-        peak_at_s=(start_window + in_span.index(peak)) * WINDOW_S,
+        peak_at_s=(start_window + in_span.index(peak)) * window,
         windows_over_target=sum(1 for c in in_span if c > TARGET_PEAK_RATIO * average),
     )
 
 
-def analyse(per_pod: list[list[float]], hours: float) -> tuple[RateStats, list[float]]:
+def analyse(per_pod: list[list[float]], hours: float) -> tuple[dict[int, RateStats], list[float]]:
     first_refresh = min(calls[1] for calls in per_pod if len(calls) > 1)
     times = [t for calls in per_pod for t in calls]
-    stats = rate_stats(times, first_refresh, hours * 3600)
+    stats = {w: rate_stats(times, first_refresh, hours * 3600, w) for w in WINDOWS_S}
     second_generation = [calls[2] for calls in per_pod if len(calls) > 2]
     return stats, second_generation
+
+
+@dataclass(frozen=True)
+class PoissonFloor:
+    """What independent calls at a constant average rate give by chance alone."""
+
+    windows: int
+    average: float
+    expected_over_target: float  # windows above 2x the average
+    busiest_median: int  # the median of the busiest window's count
+
+    @property
+    def ratio(self) -> float:
+        return self.busiest_median / self.average
+
+
+def poisson_floor(average: float, windows: int) -> PoissonFloor:
+    """Counts per window of independent random calls are Poisson(average)."""
+    cdf, pmf, k = 0.0, math.exp(-average), 0
+    cdfs = []
+    while cdf < 1 - 1e-12:
+        cdf += pmf
+        cdfs.append(cdf)
+        k += 1
+        pmf *= average / k
+    limit = math.floor(TARGET_PEAK_RATIO * average)  # "above 2x" is more than this
+    over = 1 - cdfs[limit] if limit < len(cdfs) else 0.0
+    # P(busiest <= k) = CDF(k) ** windows; its median is the first k where that reaches 1/2.
+    busiest = next(k for k, c in enumerate(cdfs) if c**windows >= 0.5)
+    return PoissonFloor(windows, average, windows * over, busiest)
 
 
 def timeline(per_pod: list[list[float]], hours: float) -> str:
@@ -152,6 +215,10 @@ def timeline(per_pod: list[list[float]], hours: float) -> str:
     return "\n".join(lines)
 
 
+def window_name(window: int) -> str:
+    return f"{window} s" if window < 60 else f"{window // 60} min"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pods", type=int, default=500)
@@ -160,51 +227,68 @@ def main() -> int:
     args = parser.parse_args()
     log.info = log.debug = lambda *a, **k: None  # type: ignore[assignment,method-assign]  # thousands of refresh lines
 
-    runs = {
-        "sidecred (default policy)": DEFAULT_POLICY,
-        "baseline: lockstep (jitter off)": replace(DEFAULT_POLICY, jitter_fraction=0.0),
-        # What-if: jitter as wide as the floor allows (refresh between 25% and 50% of the session).
-        "what-if: jitter_fraction 0.25": replace(DEFAULT_POLICY, jitter_fraction=0.25),
-    }
+    ours_name = "sidecred (default policy)"
+    schedules = [
+        Schedule(ours_name, DEFAULT_POLICY),
+        # Lockstep: no steady jitter and every draw fixed, so the desync draw lands
+        # on the steady time too: each pod refreshes at half its session, for ever.
+        Schedule(
+            "baseline: lockstep (no jitter, no desync)",
+            replace(DEFAULT_POLICY, jitter_fraction=0.0),
+            lockstep=True,
+        ),
+        # No desync: a desync draw that may not start before half the session is
+        # a steady draw, so the first refresh is jittered like every later one.
+        Schedule(
+            "what-if: no desync (first refresh drawn like a steady one)",
+            replace(DEFAULT_POLICY, earliest_desync_fraction=0.5),
+        ),
+        # Wider steady jitter (capped by latest_remaining at 20 min left: 1800-2400 s).
+        Schedule("what-if: jitter_fraction 0.25", replace(DEFAULT_POLICY, jitter_fraction=0.25)),
+    ]
     results = {}
-    for name, policy in runs.items():
-        per_pod = asyncio.run(simulate(args.pods, args.hours, policy, args.seed))
-        results[name] = (per_pod, *analyse(per_pod, args.hours))
+    for schedule in schedules:
+        per_pod = asyncio.run(simulate(args.pods, args.hours, schedule, args.seed))
+        results[schedule.name] = (per_pod, *analyse(per_pod, args.hours))
 
-    ours_per_pod, ours, _ = results["sidecred (default policy)"]
+    ours_per_pod, ours, _ = results[ours_name]
+    first_refresh = ours[WINDOW_S].first_refresh_s
     # The floor set by chance: as many calls, over the same span, at uniformly random times.
     chance = random.Random(args.seed)
     end = args.hours * 3600
-    in_span = [t for calls in ours_per_pod for t in calls if t >= ours.first_refresh_s]
-    uniform = [chance.uniform(ours.first_refresh_s, end) for _ in in_span]
-    floor = rate_stats(uniform, ours.first_refresh_s, end)
+    in_span = [t for calls in ours_per_pod for t in calls if t >= first_refresh]
+    uniform = [chance.uniform(first_refresh, end) for _ in in_span]
+    uniform_stats = {w: rate_stats(uniform, first_refresh, end, w) for w in WINDOWS_S}
+    floors = {w: poisson_floor(ours[w].average, ours[w].windows) for w in WINDOWS_S}
 
     rows = []
     for name, (_, stats, second) in results.items():
         spread = max(second) - min(second)
+        ten = stats[WINDOW_S]
         rows.append(
             [
                 name,
-                stats.calls,
-                f"{stats.calls / args.pods / args.hours:.2f}",
-                f"{stats.first_refresh_s:.0f}",
-                f"{stats.average:.2f}",
-                f"{stats.peak} (at {stats.peak_at_s:.0f} s)",
-                f"{stats.ratio:.2f}x",
-                f"{stats.windows_over_target}/{stats.windows}",
+                ten.calls,
+                f"{ten.calls / args.pods / args.hours:.2f}",
+                f"{ten.first_refresh_s:.0f}",
+                f"{ten.average:.2f}",
+                f"{ten.peak} (at {ten.peak_at_s:.0f} s)",
+                f"{ten.ratio:.2f}x",
+                f"{ten.windows_over_target}/{ten.windows}",
                 f"{min(second):.0f}-{max(second):.0f} s (spread {spread:.0f} s, p10-p90 {support.percentile(second, 90) - support.percentile(second, 10):.0f} s)",
             ]
         )
+    ten_uniform = uniform_stats[WINDOW_S]
     rows.append(
         [
             "baseline: same calls at uniformly random times",
             len(uniform),
             "",
             "",
-            f"{floor.average:.2f}",
-            str(floor.peak),
-            f"{floor.ratio:.2f}x",
-            f"{floor.windows_over_target}/{floor.windows}",
+            f"{ten_uniform.average:.2f}",
+            str(ten_uniform.peak),
+            f"{ten_uniform.ratio:.2f}x",
+            f"{ten_uniform.windows_over_target}/{ten_uniform.windows}",
             "",
         ]
     )
@@ -222,35 +306,107 @@ def main() -> int:
         ],
         rows,
     )
-    # Where the peaks sit: the first background generation, or later.
-    gen1_end = max(calls[1] for calls in ours_per_pod if len(calls) > 1)
-    later = rate_stats([t for calls in ours_per_pod for t in calls], gen1_end, end)
+
+    def cell(stats: RateStats) -> str:
+        return f"{stats.peak} = {stats.ratio:.2f}x ({stats.windows_over_target}/{stats.windows})"
+
+    window_rows = []
+    for w in WINDOWS_S:
+        floor = floors[w]
+        window_rows.append(
+            [
+                window_name(w),
+                f"{ours[w].average:.1f}",
+                *(cell(results[sch.name][1][w]) for sch in schedules),
+                cell(uniform_stats[w]),
+                f"{floor.busiest_median} = {floor.ratio:.2f}x ({floor.expected_over_target:.2g} expected)",
+            ]
+        )
+    window_table = support.markdown_table(
+        [
+            "window",
+            "avg calls (sidecred)",
+            *(sch.name.split(" (")[0] for sch in schedules),
+            "uniformly random",
+            "Poisson expectation",
+        ],
+        window_rows,
+    )
+
+    ten, floor10 = ours[WINDOW_S], floors[WINDOW_S]
     summary = support.markdown_table(
         ["target", "measured", "result"],
         [
             [
                 f"no 10 s window after the first refresh above {TARGET_PEAK_RATIO:g}x the average rate",
-                f"busiest {ours.peak} calls vs average {ours.average:.2f} ({ours.ratio:.2f}x); "
-                f"{ours.windows_over_target} of {ours.windows} windows above 2x "
-                f"(uniformly random calls: {floor.ratio:.2f}x, {floor.windows_over_target} windows)",
-                support.verdict(ours.ratio <= TARGET_PEAK_RATIO),
-            ]
+                f"busiest {ten.peak} calls vs average {ten.average:.2f} ({ten.ratio:.2f}x); "
+                f"{ten.windows_over_target} of {ten.windows} windows above 2x. Chance floor: "
+                f"uniformly random calls {ten_uniform.peak} ({ten_uniform.ratio:.2f}x, "
+                f"{ten_uniform.windows_over_target} windows); Poisson median busiest "
+                f"{floor10.busiest_median} ({floor10.ratio:.2f}x, "
+                f"{floor10.expected_over_target:.0f} windows expected above 2x)",
+                support.verdict(ten.ratio <= TARGET_PEAK_RATIO),
+            ],
+            *(
+                [
+                    f"(reference) the same at {window_name(w)} windows",
+                    f"busiest {ours[w].peak} vs average {ours[w].average:.1f} ({ours[w].ratio:.2f}x); "
+                    f"Poisson median busiest {floors[w].ratio:.2f}x",
+                    support.verdict(ours[w].ratio <= TARGET_PEAK_RATIO),
+                ]
+                for w in WINDOWS_S[1:]
+            ),
         ],
     )
+    # Where the peaks sit: the first background generation, or later.
+    gen1_end = max(calls[1] for calls in ours_per_pod if len(calls) > 1)
+    later = rate_stats([t for calls in ours_per_pod for t in calls], gen1_end, end)
     chart = timeline(ours_per_pod, args.hours)
-    print(table + "\n\n" + summary + "\n\nsidecred, STS calls per 10 minutes:\n" + chart)
+    print(
+        table
+        + "\n\n"
+        + window_table
+        + "\n\n"
+        + summary
+        + "\n\nsidecred, STS calls per 10 minutes:\n"
+        + chart
+    )
     body = f"""
 Setup: {args.pods} pods start at uniformly random times within {START_SPREAD_S:g} s; each is a real
 `CredentialCache` (real `next_refresh_at`, real `refresh_once`) on a simulated clock, with a
 stand-in STS that answers at once with {SESSION_S} s credentials and records the simulated call time.
 {args.hours:g} simulated hours, seed {args.seed}. The average rate counts every call from the first
 background refresh to the end; "2nd generation" is each pod's third STS call (its second refresh).
+Lockstep fixes every random draw (`ConstantRandom(1.0)`) with `jitter_fraction` 0, so neither the
+steady jitter nor the desync draw moves a refresh off half the session; "no desync" sets
+`earliest_desync_fraction` to 0.5, which makes the first refresh's draw the steady one.
 
 {table}
 
+Busiest window by window size, as "calls = busiest / average (windows above 2x the average / windows)";
+the Poisson column is the median busiest window and the expected number of windows above 2x for
+independent calls at sidecred's average rate:
+
+{window_table}
+
 {summary}
 
-After the first refresh generation has passed (from {gen1_end:.0f} s on) the busiest window is
+Reading: 500 pods with 1 h sessions make about 0.5 STS calls a second, {ten.average:.2f} per 10 s window.
+Pods that refresh independently of each other (which is the point: no coordinator, no shared
+state) put a Poisson({ten.average:.2f}) number of calls into each window. For that distribution
+P(more than {math.floor(TARGET_PEAK_RATIO * ten.average)} calls) is
+{floor10.expected_over_target / floor10.windows:.1%}, so about {floor10.expected_over_target:.0f} of
+{floor10.windows} windows exceed 2x the average by chance alone, and the busiest is typically
+{floor10.busiest_median} ({floor10.ratio:.1f}x). The 10 s target can only be met by coordinating
+pods (a central scheduler, i.e. kiam's server) or by far larger fleets; sidecred's spread is at
+that chance floor (compare the uniformly random row). Over 60 s windows ({ours[60].average:.0f} calls
+on average) chance alone gives {floors[60].ratio:.2f}x and sidecred {ours[60].ratio:.2f}x; over 10 min
+windows, {floors[600].ratio:.2f}x and {ours[600].ratio:.2f}x. Lockstep piles every pod into one
+window at every window size; without the desync draw the first generation stays bunched
+({results[schedules[2].name][1][60].ratio:.1f}x at 60 s). The desync costs each pod one early call,
+which is why the first 10 minutes hold the rollout's 500 initial calls plus early refreshes.
+
+After the first refresh generation has passed (from {gen1_end:.0f} s on) the busiest 10 s window is
 {later.peak} calls against an average of {later.average:.2f} ({later.ratio:.2f}x).
 
 STS calls per 10 minutes (sidecred, default policy):
