@@ -39,6 +39,7 @@ import yaml
 
 from sidecar import config as contract
 from sidecred.local_pod import LocalPod, LocalPodError, resolve_command
+from sidecred.processes import free_port, stop_process
 from webhook.check_cli import build_request, load_yaml_object
 from webhook.kube_stub import KubeApiStub
 from webhook.mutate import AUTH_TOKEN, apply_patch
@@ -107,12 +108,6 @@ class Reporter:
 # --- processes -----------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def wait_until(
     check: Callable[[], bool], what: str, process: subprocess.Popen[bytes], log: Path
 ) -> None:
@@ -145,16 +140,7 @@ def start_process(
             argv, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
         )
 
-    def stop() -> None:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-    stack.callback(stop)
+    stack.callback(stop_process, process)
     return process
 
 

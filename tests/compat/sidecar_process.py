@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sidecar import config as contract
+from sidecred.processes import free_port, stop_process
 from tests.compat.clients import REPO
-from tests.support.sts import MOTO_REGION, MotoServer, free_port
+from tests.support.sts import MOTO_REGION, MotoServer
 
 ROLE_NAME = "compat-reader"
 NAMESPACE = "shop"
@@ -160,10 +161,4 @@ def start_sidecar(token_mode: str, sts: MotoServer, role_arn: str, workdir: Path
 
 
 def stop_sidecar(sidecar: Sidecar) -> None:
-    if sidecar.process.poll() is None:
-        sidecar.process.terminate()
-        try:
-            sidecar.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            sidecar.process.kill()
-            sidecar.process.wait(timeout=10)
+    stop_process(sidecar.process)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +25,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import pytest
+
+from sidecred.processes import free_port, stop_process
 
 MOTO_ACCOUNT_ID = "123456789012"  # moto's default account
 MOTO_REGION = "us-east-1"
@@ -51,13 +52,6 @@ class MotoServer:
 
     def stop(self) -> None:
         stop_moto(self)
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _moto_command() -> list[str]:
@@ -111,13 +105,7 @@ def start_moto(port: int | None = None, *, timeout: float = 30.0, log_path: str 
 
 def stop_moto(server: MotoServer) -> None:
     """Stop the server and wait for it to exit (idempotent)."""
-    if server.process.poll() is None:
-        server.process.terminate()
-        try:
-            server.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.process.kill()
-            server.process.wait(timeout=10)
+    stop_process(server.process)
 
 
 def create_role(

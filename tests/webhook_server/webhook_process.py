@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import socket
 import ssl
 import subprocess
 import sys
@@ -16,18 +15,11 @@ from pathlib import Path
 import httpx
 
 from certs.cli import main as certs_main
-
-from .conftest import wait_until
+from sidecred.processes import free_port, stop_process, wait_until
 
 SERVICE, NAMESPACE = "sidecred", "sidecred-system"
 SERVER_NAME = f"{SERVICE}.{NAMESPACE}.svc"
 BASE_ROLE_ARN = "arn:aws:iam::111122223333:role/"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def issue_certificates(out: Path, *, force: bool = False) -> None:
@@ -73,13 +65,7 @@ class WebhookProcess:
         return self.log_file.read_text(errors="replace")
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
+        stop_process(self.process, timeout=15)
 
 
 SNI = {"sni_hostname": SERVER_NAME}

@@ -9,12 +9,12 @@ covered by tests/webhook_server/test_tls_reload.py.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 from kubernetes import client
 
+from sidecred.processes import wait_until
 from tests.hardening.webhook.strategies import BASE_ROLE_ARN, admission_request
 from webhook.config import WebhookConfig
 from webhook.decide import decide_mutation, namespace_to_lookup
@@ -24,14 +24,6 @@ from webhook.kube_stub import KubeApiStub
 CONFIG = WebhookConfig(base_role_arn=BASE_ROLE_ARN)
 READER_ONLY = {"iam.amazonaws.com/permitted": BASE_ROLE_ARN + "reader"}
 WRITER_ONLY = {"iam.amazonaws.com/permitted": BASE_ROLE_ARN + "writer"}
-
-
-def wait_until(predicate: Callable[[], object], timeout: float = 30.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 @pytest.fixture
