@@ -16,6 +16,7 @@ from webhook.config import WebhookConfig
 from webhook.mutate import build_patch, plan_injection
 from webhook.pod import (
     INJECTED_KEY,
+    PodOptions,
     Refusal,
     annotations_of,
     check_pod_shape,
@@ -168,6 +169,45 @@ def _check_namespace(request: Mapping[str, Any]) -> None:
         )
 
 
+@dataclass(frozen=True)
+class _RolePod:
+    """A CREATEd pod that asks for a role, read and checked as both webhooks need it."""
+
+    pod: Mapping[str, Any]
+    annotations: Mapping[str, str]
+    reserved: list[str]
+    role_arn: str
+    options: PodOptions
+
+
+def _read_role_pod(
+    request: Mapping[str, Any], config: WebhookConfig, warnings: list[str]
+) -> _RolePod | None:
+    """The checks /mutate and /validate share on CREATE; None when the pod asks for no role.
+
+    Raises Refusal for a malformed pod, a namespace mismatch, sidecred's reserved
+    names without the role annotation, a pod that can't be isolated, and a bad
+    role or option annotation.
+    """
+    pod = request.get("object")
+    check_pod_shape(pod)
+    _check_namespace(request)
+    annotations = annotations_of(pod)
+    reserved = reserved_names_present(pod)
+    if config.annotation_key not in annotations:
+        if reserved:
+            raise Refusal(
+                "forged-sidecar",
+                f"sidecred: {pod_label(request)} has sidecred's reserved {', '.join(reserved)} "
+                f"but no {config.annotation_key} annotation; remove them or annotate the pod",
+            )
+        return None
+    _check_isolation(pod, request, config, warnings)
+    role_arn = _resolve(annotations, config)
+    options = read_pod_options(annotations, config.session_duration, config.token_mode)
+    return _RolePod(pod, annotations, reserved, role_arn, options)
+
+
 def decide_mutation(
     request: Mapping[str, Any],
     namespace: Mapping[str, Any] | None,
@@ -185,28 +225,16 @@ def decide_mutation(
         return Decision(allowed=True, reason="skipped")
     warnings: list[str] = []
     try:
-        pod = request.get("object")
-        check_pod_shape(pod)
-        _check_namespace(request)
-        annotations = annotations_of(pod)
-        reserved = reserved_names_present(pod)
-        if config.annotation_key not in annotations:
-            if reserved:
-                raise Refusal(
-                    "forged-sidecar",
-                    f"sidecred: {pod_label(request)} has sidecred's reserved {', '.join(reserved)} "
-                    f"but no {config.annotation_key} annotation; remove them or annotate the pod",
-                )
+        read = _read_role_pod(request, config, warnings)
+        if read is None:
             return Decision(allowed=True, reason="no-role")
-        _check_isolation(pod, request, config, warnings)
-        role_arn = _resolve(annotations, config)
-        options = read_pod_options(annotations, config.session_duration, config.token_mode)
-        injected = annotations.get(INJECTED_KEY)
-        if reserved and injected is None:
+        pod, role_arn = read.pod, read.role_arn
+        injected = read.annotations.get(INJECTED_KEY)
+        if read.reserved and injected is None:
             raise Refusal(
                 "forged-sidecar",
                 f"sidecred: {pod_label(request)} already has sidecred's reserved "
-                f"{', '.join(reserved)} without being injected; remove them and let the webhook "
+                f"{', '.join(read.reserved)} without being injected; remove them and let the webhook "
                 "add the sidecar",
             )
         if injected is not None and injected != role_arn:
@@ -217,7 +245,7 @@ def decide_mutation(
             )
         check_sidecars_match(pod, role_arn)
         _check_policy(role_arn, request, namespace, config, namespace_error)
-        injection = plan_injection(pod, role_arn, options, config, new_token)
+        injection = plan_injection(pod, role_arn, read.options, config, new_token)
         ops, patch_warnings, added = build_patch(pod, injection)
     except Refusal as refusal:
         return deny(refusal, warnings)
@@ -250,22 +278,10 @@ def decide_validation(
             return Decision(allowed=True)
         if operation != "CREATE" or subresource:
             return Decision(allowed=True, reason="skipped")
-        pod = request.get("object")
-        check_pod_shape(pod)
-        _check_namespace(request)
-        annotations = annotations_of(pod)
-        reserved = reserved_names_present(pod)
-        if config.annotation_key not in annotations:
-            if reserved:
-                raise Refusal(
-                    "forged-sidecar",
-                    f"sidecred: {pod_label(request)} has sidecred's reserved {', '.join(reserved)} "
-                    f"but no {config.annotation_key} annotation; remove them or annotate the pod",
-                )
+        read = _read_role_pod(request, config, warnings)
+        if read is None:
             return Decision(allowed=True, reason="no-role")
-        _check_isolation(pod, request, config, warnings)
-        role_arn = _resolve(annotations, config)
-        options = read_pod_options(annotations, config.session_duration, config.token_mode)
+        pod, role_arn = read.pod, read.role_arn
         if find_sidecar(pod) is None:
             raise Refusal(
                 "not-injected",
@@ -274,7 +290,7 @@ def decide_validation(
             )
         check_sidecars_match(pod, role_arn)
         _check_policy(role_arn, request, namespace, config, namespace_error)
-        check_app_containers(pod, options)
+        check_app_containers(pod, read.options)
     except Refusal as refusal:
         return deny(refusal, warnings)
     return Decision(allowed=True, warnings=tuple(warnings))
