@@ -12,7 +12,6 @@ import platform
 import re
 import secrets
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sidecar import config as contract
+from sidecred.processes import free_port, stop_process
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "RESULTS.md"
@@ -111,12 +111,6 @@ def median(values: Sequence[float]) -> float:
 
 
 # --- processes ---------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def pinned(cmd: list[str], cpu: str) -> list[str]:
     """`cmd` under taskset when there are at least two CPUs to separate."""
     if shutil.which("taskset") and (os.cpu_count() or 1) >= 2:
@@ -130,16 +124,6 @@ def poll(condition: Callable[[], bool], timeout: float, what: str, interval: flo
         if time.monotonic() > deadline:
             raise RuntimeError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(interval)
-
-
-def stop_process(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
 
 
 def rss_kib(pid: int) -> int:

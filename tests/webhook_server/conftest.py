@@ -14,12 +14,18 @@ from webhook.kube_stub import KubeApiStub
 POLICY = {"iam.amazonaws.com/permitted": "arn:aws:iam::111122223333:role/shop-.*"}
 
 
-@pytest.fixture
-def stub() -> Iterator[KubeApiStub]:
+def start_stub() -> KubeApiStub:
+    """An API server stub holding the "shop" (with POLICY) and "default" namespaces."""
     api = KubeApiStub()
     api.add_namespace("shop", POLICY)
     api.add_namespace("default")
     api.start()
+    return api
+
+
+@pytest.fixture
+def stub() -> Iterator[KubeApiStub]:
+    api = start_stub()
     yield api
     api.stop()
 

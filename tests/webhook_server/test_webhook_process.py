@@ -18,7 +18,7 @@ from cryptography import x509
 
 from webhook.kube_stub import KubeApiStub
 
-from .conftest import POLICY, wait_until
+from .conftest import POLICY, start_stub, wait_until
 from .webhook_process import (
     SERVER_NAME,
     SNI,
@@ -37,10 +37,7 @@ FORBIDDEN_ROLE = "reader"
 
 @pytest.fixture(scope="module")
 def module_stub() -> Iterator[KubeApiStub]:
-    api = KubeApiStub()
-    api.add_namespace("shop", POLICY)
-    api.add_namespace("default")
-    api.start()
+    api = start_stub()
     yield api
     api.stop()
 
