@@ -89,32 +89,23 @@ def create_app(
     # A cache that can answer without blocking (webhook.kube.NamespaceCache.cached).
     cached: Callable[[str], dict | None] | None = getattr(namespaces, "cached", None)
 
-    def decide(decide_fn: Decide, request: dict[str, Any]) -> Decision:
-        """Blocking part (a cache miss reads the API server): runs in the thread pool."""
-        name = namespace_to_lookup(request, config)
-        namespace: dict | None = None
-        namespace_error = ""
-        if name is not None:
-            lookup = namespaces.get(name)
-            metrics.record_namespace_lookup(lookup.source)
-            namespace, namespace_error = lookup.namespace, lookup.error
-        return decide_fn(request, namespace, config, namespace_error=namespace_error)
+    async def look_up_namespace(request: dict[str, Any]) -> tuple[dict | None, str]:
+        """The namespace the request needs (or None) and why it could not be read.
 
-    def decide_if_cached(decide_fn: Decide, request: dict[str, Any]) -> Decision | None:
-        """The decision when it needs no API call (the steady state), else None.
-
-        The decision itself is pure and takes tens of microseconds, less than
-        handing it to the thread pool and back; only a cache miss, which may
-        wait on the API server, has to leave the event loop.
+        A cache hit is answered on the event loop; only a miss, which may wait on
+        the API server, goes to the thread pool. The decision itself is pure and
+        takes tens of microseconds, less than a thread-pool round trip.
         """
         name = namespace_to_lookup(request, config)
         if name is None:
-            return decide_fn(request, None, config, namespace_error="")
+            return None, ""
         namespace = cached(name) if cached is not None else None
-        if namespace is None:
-            return None
-        metrics.record_namespace_lookup(CACHE)
-        return decide_fn(request, namespace, config, namespace_error="")
+        if namespace is not None:
+            metrics.record_namespace_lookup(CACHE)
+            return namespace, ""
+        lookup = await run_in_threadpool(namespaces.get, name)
+        metrics.record_namespace_lookup(lookup.source)
+        return lookup.namespace, lookup.error
 
     async def admit(webhook: str, decide_fn: Decide, http_request: Request) -> Response:
         started = clock()
@@ -138,9 +129,8 @@ def create_app(
 
         uid = request["uid"]
         try:
-            decision = decide_if_cached(decide_fn, request)
-            if decision is None:
-                decision = await run_in_threadpool(decide, decide_fn, request)
+            namespace, namespace_error = await look_up_namespace(request)
+            decision = decide_fn(request, namespace, config, namespace_error=namespace_error)
         except Exception:
             log.exception(
                 "admission failed unexpectedly; denying",
