@@ -32,8 +32,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import support
-from certs.cli import main as certs_main
-from webhook.kube_stub import KubeApiStub
+from sidecred.certs.cli import main as certs_main
+from sidecred.dev.kube_stub import KubeApiStub
 
 CONCURRENCY = (1, 16, 64)
 FIXED_RATE = 200.0

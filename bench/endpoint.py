@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import support
-from sidecar.config import CREDENTIALS_PATH
+from sidecred.sidecar.config import CREDENTIALS_PATH
 
 CONCURRENCY = (1, 10, 100)
 P99_TARGET_MS = 2.0

@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import support
-from sidecar.config import CREDENTIALS_PATH
+from sidecred.sidecar.config import CREDENTIALS_PATH
 
 RSS_TARGET_MB = 45.0
 READY_TARGET_S = 1.0

@@ -38,10 +38,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import support
-from sidecar import log
-from sidecar.cache import CredentialCache
-from sidecar.refresh import DEFAULT_POLICY, RefreshPolicy
-from sidecar.sources import Credentials
+from sidecred.sidecar import log
+from sidecred.sidecar.cache import CredentialCache
+from sidecred.sidecar.refresh import DEFAULT_POLICY, RefreshPolicy
+from sidecred.sidecar.sources import Credentials
 
 WINDOW_S = 10
 WINDOWS_S = (10, 60, 600)  # the target's window, and larger ones where 2x is not below chance

@@ -45,12 +45,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import support
-from sidecar import log
-from sidecar.cache import CredentialCache
-from sidecar.config import credentials_uri
-from sidecar.endpoint import CredentialEndpoint
-from sidecar.server import HttpServer, Request, Response
-from sidecar.sources import Credentials
+from sidecred.sidecar import log
+from sidecred.sidecar.cache import CredentialCache
+from sidecred.sidecar.config import credentials_uri
+from sidecred.sidecar.endpoint import CredentialEndpoint
+from sidecred.sidecar.server import HttpServer, Request, Response
+from sidecred.sidecar.sources import Credentials
 
 CLIENTS_DIR = Path(__file__).with_name("sdk_clients")
 COMPAT = support.REPO / ".venv-compat"

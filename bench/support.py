@@ -23,8 +23,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sidecar import config as contract
-from sidecred.processes import free_port, stop_process
+from sidecred.dev.processes import free_port, stop_process
+from sidecred.sidecar import config as contract
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "RESULTS.md"

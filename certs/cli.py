@@ -14,7 +14,7 @@ import re
 import sys
 from pathlib import Path
 
-from certs.files import (
+from sidecred.certs.files import (
     PRIVATE_FILE_MODE,
     PUBLIC_FILE_MODE,
     FileExistsRefusal,
@@ -22,7 +22,7 @@ from certs.files import (
     existing_files,
     write_file_atomically,
 )
-from certs.generate import (
+from sidecred.certs.generate import (
     DEFAULT_VALIDITY_DAYS,
     build_ca,
     build_serving_certificate,

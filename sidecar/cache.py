@@ -16,9 +16,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from sidecar import log
-from sidecar.refresh import DEFAULT_POLICY, RefreshPolicy, is_expired, next_refresh_at, retry_delay
-from sidecar.sources import Credentials, CredentialSource, StsError
+from sidecred.sidecar import log
+from sidecred.sidecar.refresh import (
+    DEFAULT_POLICY,
+    RefreshPolicy,
+    is_expired,
+    next_refresh_at,
+    retry_delay,
+)
+from sidecred.sidecar.sources import Credentials, CredentialSource, StsError
 
 T = TypeVar("T")
 

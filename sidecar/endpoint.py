@@ -12,9 +12,9 @@ from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from sidecar.cache import CredentialCache, error_body, format_expiration
-from sidecar.config import CREDENTIALS_PATH
-from sidecar.server import Request, Response
+from sidecred.sidecar.cache import CredentialCache, error_body, format_expiration
+from sidecred.sidecar.config import CREDENTIALS_PATH
+from sidecred.sidecar.server import Request, Response
 
 
 def _json_error(status: int, code: str, message: str) -> Response:

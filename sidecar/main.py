@@ -14,7 +14,7 @@ import time
 import urllib.error
 import urllib.request
 
-from sidecar.config import ENV_HEALTH_PORT, ConfigError, SidecarConfig, load_config
+from sidecred.sidecar.config import ENV_HEALTH_PORT, ConfigError, SidecarConfig, load_config
 
 EXIT_CONFIG = 2
 
@@ -73,13 +73,13 @@ def main(argv: list[str]) -> int:
     args = parse_args(argv)
     if args.wait_ready:
         return wait_ready(args.timeout)
-    from sidecar import log
+    from sidecred.sidecar import log
 
     try:
         config: SidecarConfig = load_config()
     except ConfigError as exc:
         log.error("config_invalid", error=str(exc))
         return EXIT_CONFIG
-    from sidecar.runtime import run
+    from sidecred.sidecar.runtime import run
 
     return run(config)

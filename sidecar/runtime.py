@@ -9,14 +9,14 @@ import signal
 import socket
 from dataclasses import replace
 
-from sidecar import log
-from sidecar.cache import CredentialCache
-from sidecar.config import LOOPBACK_HOST, SidecarConfig
-from sidecar.endpoint import CredentialEndpoint, HealthEndpoint
-from sidecar.refresh import DEFAULT_POLICY
-from sidecar.server import HttpServer
-from sidecar.sources import build_source
-from sidecar.token_file import generate_token, write_token_file
+from sidecred.sidecar import log
+from sidecred.sidecar.cache import CredentialCache
+from sidecred.sidecar.config import LOOPBACK_HOST, SidecarConfig
+from sidecred.sidecar.endpoint import CredentialEndpoint, HealthEndpoint
+from sidecred.sidecar.refresh import DEFAULT_POLICY
+from sidecred.sidecar.server import HttpServer
+from sidecred.sidecar.sources import build_source
+from sidecred.sidecar.token_file import generate_token, write_token_file
 
 # The kubelet probes the pod IP, which may be IPv4, IPv6 or either (dual-stack
 # clusters): one socket on "::" with IPV6_V6ONLY off takes both; hosts without

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 
-from sidecar import log
+from sidecred.sidecar import log
 
 
 @dataclass(frozen=True)

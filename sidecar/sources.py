@@ -16,8 +16,8 @@ import botocore.session
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from sidecar.config import SidecarConfig
-from sidecar.session_name import build_session_name
+from sidecred.sidecar.config import SidecarConfig
+from sidecred.sidecar.session_name import build_session_name
 
 # STS caps sessions reached by role chaining at one hour.
 ROLE_CHAINING_MAX_DURATION = 3600

@@ -13,11 +13,14 @@ import sys
 
 # subcommand -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "certs": ("certs.cli", "write a CA and the webhook's serving certificate"),
-    "webhook": ("webhook.serve_cli", "run the admission webhook over TLS"),
-    "sidecar": ("sidecar.main", "run the credential server (settings from env)"),
-    "check": ("webhook.check_cli", "offline: print the admission decision and patched pod"),
-    "demo": ("sidecred.demo", "run the whole flow locally on an embedded STS emulator"),
+    "certs": ("sidecred.certs.cli", "write a CA and the webhook's serving certificate"),
+    "webhook": ("sidecred.webhook.serve_cli", "run the admission webhook over TLS"),
+    "sidecar": ("sidecred.sidecar.main", "run the credential server (settings from env)"),
+    "check": (
+        "sidecred.webhook.check_cli",
+        "offline: print the admission decision and patched pod",
+    ),
+    "demo": ("sidecred.dev.demo", "run the whole flow locally on an embedded STS emulator"),
 }
 
 

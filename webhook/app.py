@@ -18,11 +18,16 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from webhook.config import WebhookConfig
-from webhook.decide import Decision, decide_mutation, decide_validation, namespace_to_lookup
-from webhook.kube import CACHE, NamespaceLookup
-from webhook.metrics import WebhookMetrics
-from webhook.review import MAX_REVIEW_BYTES, ReviewError, build_review, parse_review
+from sidecred.webhook.config import WebhookConfig
+from sidecred.webhook.decide import (
+    Decision,
+    decide_mutation,
+    decide_validation,
+    namespace_to_lookup,
+)
+from sidecred.webhook.kube import CACHE, NamespaceLookup
+from sidecred.webhook.metrics import WebhookMetrics
+from sidecred.webhook.review import MAX_REVIEW_BYTES, ReviewError, build_review, parse_review
 
 log = logging.getLogger("sidecred.webhook")
 

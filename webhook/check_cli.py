@@ -15,9 +15,9 @@ from typing import Any
 
 import yaml
 
-from webhook.config import add_config_arguments, config_from_args
-from webhook.decide import Decision, decide_mutation, decide_validation
-from webhook.mutate import apply_patch
+from sidecred.webhook.config import add_config_arguments, config_from_args
+from sidecred.webhook.decide import Decision, decide_mutation, decide_validation
+from sidecred.webhook.mutate import apply_patch
 
 # Workloads whose pod template `check` accepts in place of a Pod.
 TEMPLATE_PATHS = {

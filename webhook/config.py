@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
-from sidecar.config import (
+from sidecred.sidecar.config import (
     CREDENTIAL_SOURCES,
     MAX_SESSION_DURATION,
     MIN_SESSION_DURATION,

@@ -12,9 +12,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from webhook.config import WebhookConfig
-from webhook.mutate import build_patch, plan_injection
-from webhook.pod import (
+from sidecred.webhook.config import WebhookConfig
+from sidecred.webhook.mutate import build_patch, plan_injection
+from sidecred.webhook.pod import (
     INJECTED_KEY,
     PodOptions,
     Refusal,
@@ -28,9 +28,9 @@ from webhook.pod import (
     read_pod_options,
     reserved_names_present,
 )
-from webhook.policy import evaluate_policy
-from webhook.roles import RoleError, resolve_role
-from webhook.validate import (
+from sidecred.webhook.policy import evaluate_policy
+from sidecred.webhook.roles import RoleError, resolve_role
+from sidecred.webhook.validate import (
     check_app_containers,
     check_ephemeral,
     check_sidecars_match,

@@ -18,9 +18,9 @@ from typing import Any
 
 import jsonpatch
 
-from sidecar import config as sc
-from webhook.config import WebhookConfig
-from webhook.pod import (
+from sidecred.sidecar import config as sc
+from sidecred.webhook.config import WebhookConfig
+from sidecred.webhook.pod import (
     INJECTED_KEY,
     SA_TOKEN_DIR,
     SA_TOKEN_FILE,

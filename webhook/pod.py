@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sidecar.config import (
+from sidecred.sidecar.config import (
     ENV_ROLE_ARN,
     MAX_SESSION_DURATION,
     MIN_SESSION_DURATION,

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import re2
 
-from webhook.roles import RoleError, resolve_role
+from sidecred.webhook.roles import RoleError, resolve_role
 
 PERMITTED_KEY = "iam.amazonaws.com/permitted"
 ALLOWED_ROLES_KEY = "iam.amazonaws.com/allowed-roles"

@@ -13,7 +13,7 @@ import json
 from typing import TYPE_CHECKING, Any, Literal, NotRequired, TypedDict
 
 if TYPE_CHECKING:
-    from webhook.decide import Decision
+    from sidecred.webhook.decide import Decision
 
 API_VERSION = "admission.k8s.io/v1"
 KIND = "AdmissionReview"

@@ -14,11 +14,11 @@ import uvicorn
 from kubernetes import client
 from kubernetes import config as kube_config
 
-from webhook.app import create_app
-from webhook.config import add_config_arguments, config_from_args
-from webhook.kube import NamespaceCache
-from webhook.metrics import WebhookMetrics
-from webhook.tls import DEFAULT_CHECK_INTERVAL, ReloadingServerContext
+from sidecred.webhook.app import create_app
+from sidecred.webhook.config import add_config_arguments, config_from_args
+from sidecred.webhook.kube import NamespaceCache
+from sidecred.webhook.metrics import WebhookMetrics
+from sidecred.webhook.tls import DEFAULT_CHECK_INTERVAL, ReloadingServerContext
 
 log = logging.getLogger("sidecred.webhook")
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sidecar import config as sc
-from webhook.mutate import FULL_URI
-from webhook.pod import (
+from sidecred.sidecar import config as sc
+from sidecred.webhook.mutate import FULL_URI
+from sidecred.webhook.pod import (
     INJECTED_KEY,
     SA_TOKEN_VOLUME,
     SIDECAR_NAME,

@@ -16,8 +16,8 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
-from certs.cli import main
-from certs.generate import service_dns_names
+from sidecred.certs.cli import main
+from sidecred.certs.generate import service_dns_names
 
 SERVICE, NAMESPACE = "sidecred", "sidecred-system"
 

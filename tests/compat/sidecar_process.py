@@ -16,8 +16,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from sidecar import config as contract
-from sidecred.processes import free_port, stop_process
+from sidecred.dev.processes import free_port, stop_process
+from sidecred.sidecar import config as contract
 from tests.compat.clients import REPO
 from tests.support.sts import MOTO_REGION, MotoServer
 

@@ -390,7 +390,7 @@ def test_chart_env_is_read_by_the_webhook_config(name: str) -> None:
     """Every SIDECRED_* variable the chart sets is one the webhook reads, with the value intended."""
     import argparse
 
-    from webhook import config as webhook_config
+    from sidecred.webhook import config as webhook_config
 
     env = _env(rendered(name))
     parser = argparse.ArgumentParser()

@@ -105,13 +105,17 @@ def test_build_context_holds_every_package_and_nothing_else_needed() -> None:
         if line.strip() and not line.startswith("#")
     ]
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    packages = pyproject["tool"]["setuptools"]["packages"]
+    setuptools = pyproject["tool"]["setuptools"]
+    folders = {
+        setuptools["package-dir"].get(package, package.replace(".", "/")).split("/")[0]
+        for package in setuptools["packages"]
+    }
     copied = {
         item["value"].split()[0].rstrip("/")
         for item in DockerfileParser(str(DOCKERFILE)).structure
         if item["instruction"] == "COPY" and not item["value"].startswith("--from")
     }
-    assert copied == {"pyproject.toml", *packages}
+    assert copied == {"pyproject.toml", *folders}
     for source in copied:
         assert (ROOT / source).exists(), source
         assert not _ignored(source, patterns), source

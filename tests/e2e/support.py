@@ -9,10 +9,10 @@ from typing import Any
 
 import yaml
 
-from webhook.check_cli import build_request, load_yaml_object, pod_from_object
-from webhook.config import WebhookConfig
-from webhook.decide import decide_mutation
-from webhook.mutate import apply_patch
+from sidecred.webhook.check_cli import build_request, load_yaml_object, pod_from_object
+from sidecred.webhook.config import WebhookConfig
+from sidecred.webhook.decide import decide_mutation
+from sidecred.webhook.mutate import apply_patch
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "deploy" / "examples"

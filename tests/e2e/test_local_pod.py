@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sidecar import config as contract
-from sidecred.local_pod import (
+from sidecred.dev.local_pod import (
     GENERATE_NAME_ALPHABET,
     LocalPod,
     LocalPodError,
@@ -23,6 +22,8 @@ from sidecred.local_pod import (
     rewrite_mount_paths,
     service_account_token,
 )
+from sidecred.sidecar import config as contract
+from sidecred.webhook.config import WebhookConfig
 from tests.e2e.support import (
     ACCOUNT,
     EXAMPLES,
@@ -34,7 +35,6 @@ from tests.e2e.support import (
     patched_example,
 )
 from tests.support.sts import MOTO_REGION, MotoServer, free_port
-from webhook.config import WebhookConfig
 
 IDENTITY = PodIdentity("web-7d9f", "shop", "0f0e0d0c-0000-4000-8000-000000000001", "web")
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from sidecar import config as c
-from sidecar.config import ConfigError, credentials_uri, load_config
+from sidecred.sidecar import config as c
+from sidecred.sidecar.config import ConfigError, credentials_uri, load_config
 
 VALID = {
     c.ENV_ROLE_ARN: "arn:aws:iam::111122223333:role/reader",

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from sidecar.cache import CredentialCache, format_expiration
-from sidecar.config import load_config
-from sidecar.endpoint import CredentialEndpoint, HealthEndpoint, token_matches
-from sidecar.server import Request
-from sidecar.sources import WebIdentitySource, account_from_arn
+from sidecred.sidecar.cache import CredentialCache, format_expiration
+from sidecred.sidecar.config import load_config
+from sidecred.sidecar.endpoint import CredentialEndpoint, HealthEndpoint, token_matches
+from sidecred.sidecar.server import Request
+from sidecred.sidecar.sources import WebIdentitySource, account_from_arn
 from tests.sidecar.fault_sts import access_denied, success_xml
 from tests.sidecar.sidecar_process import sidecar_env
 

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from sidecar.server import BadRequest, HttpServer, Limits, Request, Response, parse_head
+from sidecred.sidecar.server import BadRequest, HttpServer, Limits, Request, Response, parse_head
 
 
 def echo(request: Request) -> Response:

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from sidecar.session_name import build_session_name
+from sidecred.sidecar.session_name import build_session_name
 
 STS_PATTERN = re.compile(r"[A-Za-z0-9_+=,.@-]{2,64}")
 

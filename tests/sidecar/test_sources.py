@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from sidecar.config import load_config
-from sidecar.sources import (
+from sidecred.sidecar.config import load_config
+from sidecred.sidecar.sources import (
     ROLE_CHAINING_MAX_DURATION,
     AssumeRoleSource,
     StsError,

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from sidecar.token_file import generate_token, write_token_file
+from sidecred.sidecar.token_file import generate_token, write_token_file
 from tests.sidecar.sidecar_process import REPO, sidecar_env
 from tests.support.sts import free_port
 

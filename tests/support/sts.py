@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from sidecred.processes import free_port, stop_process
+from sidecred.dev.processes import free_port, stop_process
 
 MOTO_ACCOUNT_ID = "123456789012"  # moto's default account
 MOTO_REGION = "us-east-1"

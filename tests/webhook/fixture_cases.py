@@ -21,8 +21,8 @@ from typing import Any
 
 import yaml
 
-from webhook.config import WebhookConfig
-from webhook.decide import Decision, decide_mutation, decide_validation
+from sidecred.webhook.config import WebhookConfig
+from sidecred.webhook.decide import Decision, decide_mutation, decide_validation
 
 FIXTURES = Path(__file__).parent / "fixtures"
 BASE_ROLE_ARN = "arn:aws:iam::111122223333:role/"

@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from webhook.config import WebhookConfig, add_config_arguments, config_from_args
+from sidecred.webhook.config import WebhookConfig, add_config_arguments, config_from_args
 
 
 def parse(argv: list[str], env: dict[str, str] | None = None) -> WebhookConfig:

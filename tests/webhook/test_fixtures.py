@@ -10,6 +10,9 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
+from sidecred.webhook.decide import decide_mutation, decide_validation
+from sidecred.webhook.mutate import FULL_URI, apply_patch
+from sidecred.webhook.pod import SA_TOKEN_VOLUME, SIDECAR_NAME, iter_containers
 from tests.webhook.fixture_cases import (
     FIXED_TOKEN,
     config_of,
@@ -18,9 +21,6 @@ from tests.webhook.fixture_cases import (
     request_of,
     run_case,
 )
-from webhook.decide import decide_mutation, decide_validation
-from webhook.mutate import FULL_URI, apply_patch
-from webhook.pod import SA_TOKEN_VOLUME, SIDECAR_NAME, iter_containers
 
 SCHEMA_VERSION = kubernetes_validate.latest_version()
 PATHS = fixture_paths()

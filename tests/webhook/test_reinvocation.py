@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
+from sidecred.webhook.config import WebhookConfig
+from sidecred.webhook.decide import decide_mutation, decide_validation, namespace_to_lookup
+from sidecred.webhook.mutate import apply_patch
 from tests.webhook.fixture_cases import BASE_ROLE_ARN, pod_request
-from webhook.config import WebhookConfig
-from webhook.decide import decide_mutation, decide_validation, namespace_to_lookup
-from webhook.mutate import apply_patch
 
 CONFIG = WebhookConfig(base_role_arn=BASE_ROLE_ARN)
 NAMESPACE = {

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from webhook.decide import Decision
-from webhook.review import MAX_REVIEW_BYTES, ReviewError, build_review, parse_review
+from sidecred.webhook.decide import Decision
+from sidecred.webhook.review import MAX_REVIEW_BYTES, ReviewError, build_review, parse_review
 
 POD = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": []}}
 REQUEST = {

@@ -7,9 +7,9 @@ from collections.abc import Iterator
 import pytest
 from kubernetes import client
 
-from sidecred.processes import wait_until
-from webhook.kube import NamespaceCache
-from webhook.kube_stub import KubeApiStub
+from sidecred.dev.kube_stub import KubeApiStub
+from sidecred.dev.processes import wait_until
+from sidecred.webhook.kube import NamespaceCache
 
 POLICY = {"iam.amazonaws.com/permitted": "arn:aws:iam::111122223333:role/shop-.*"}
 

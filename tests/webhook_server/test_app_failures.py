@@ -13,11 +13,11 @@ import anyio
 import httpx
 import pytest
 
-import webhook.app
-from webhook.app import INTERNAL_ERROR_MESSAGE, create_app
-from webhook.config import WebhookConfig
-from webhook.kube import NamespaceLookup
-from webhook.metrics import WebhookMetrics
+import sidecred.webhook.app
+from sidecred.webhook.app import INTERNAL_ERROR_MESSAGE, create_app
+from sidecred.webhook.config import WebhookConfig
+from sidecred.webhook.kube import NamespaceLookup
+from sidecred.webhook.metrics import WebhookMetrics
 
 from .webhook_process import BASE_ROLE_ARN, pod, review
 
@@ -74,7 +74,7 @@ def test_parser_bug_is_a_400_json_error(client: AppClient, monkeypatch: pytest.M
     def broken_parse(body: bytes) -> dict:
         raise KeyError("internal")
 
-    monkeypatch.setattr(webhook.app, "parse_review", broken_parse)
+    monkeypatch.setattr(sidecred.webhook.app, "parse_review", broken_parse)
     response = client.post("/validate", content=b"{}", headers=JSON)
     assert response.status_code == 400
     assert response.json() == {"error": "could not read the AdmissionReview (KeyError)"}

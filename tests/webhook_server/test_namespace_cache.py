@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from kubernetes import client
 
-from webhook.kube import (
+from sidecred.dev.kube_stub import KubeApiStub
+from sidecred.webhook.kube import (
     BACKOFF_MAX_SECONDS,
     CACHE,
     FETCHED,
@@ -14,7 +15,6 @@ from webhook.kube import (
     NamespaceCache,
     next_backoff,
 )
-from webhook.kube_stub import KubeApiStub
 
 from .conftest import POLICY, core_api, wait_until
 

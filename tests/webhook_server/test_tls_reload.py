@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from certs.cli import main as certs_main
-from webhook.tls import ReloadingServerContext
+from sidecred.certs.cli import main as certs_main
+from sidecred.webhook.tls import ReloadingServerContext
 
 SERVICE, NAMESPACE = "sidecred", "sidecred-system"
 SERVER_NAME = f"{SERVICE}.{NAMESPACE}.svc"

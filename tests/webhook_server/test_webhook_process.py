@@ -16,7 +16,7 @@ import jsonpatch
 import pytest
 from cryptography import x509
 
-from webhook.kube_stub import KubeApiStub
+from sidecred.dev.kube_stub import KubeApiStub
 
 from .conftest import POLICY, start_stub, wait_until
 from .webhook_process import (

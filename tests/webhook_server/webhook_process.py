@@ -14,8 +14,8 @@ from pathlib import Path
 
 import httpx
 
-from certs.cli import main as certs_main
-from sidecred.processes import free_port, stop_process, wait_until
+from sidecred.certs.cli import main as certs_main
+from sidecred.dev.processes import free_port, stop_process, wait_until
 
 SERVICE, NAMESPACE = "sidecred", "sidecred-system"
 SERVER_NAME = f"{SERVICE}.{NAMESPACE}.svc"

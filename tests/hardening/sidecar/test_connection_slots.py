@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from sidecar.server import HttpServer, Limits, Request, Response
+from sidecred.sidecar.server import HttpServer, Limits, Request, Response
 
 
 def ok(request: Request) -> Response:

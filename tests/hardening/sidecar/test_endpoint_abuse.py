@@ -21,11 +21,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sidecar.cache import CredentialCache
-from sidecar.endpoint import CredentialEndpoint
-from sidecar.runtime import bind_health_socket
-from sidecar.server import Request
-from sidecar.sources import Credentials
+from sidecred.sidecar.cache import CredentialCache
+from sidecred.sidecar.endpoint import CredentialEndpoint
+from sidecred.sidecar.runtime import bind_health_socket
+from sidecred.sidecar.server import Request
+from sidecred.sidecar.sources import Credentials
 from tests.hardening.sidecar.raw_http import exchange, parse_responses
 from tests.hardening.sidecar.sts_faults import create_role_once
 from tests.sidecar.sidecar_process import ROLE_ARN, SidecarProcess, sidecar_env, start_sidecar

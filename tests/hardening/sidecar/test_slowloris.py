@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from sidecar.server import Limits
+from sidecred.sidecar.server import Limits
 from tests.sidecar.sidecar_process import poll, sidecar_env
 
 LIMITS = Limits()  # what the sidecar process runs with

@@ -11,8 +11,8 @@ import sys
 import atheris
 
 with atheris.instrument_imports():
-    from webhook import decide, mutate, pod, policy, review, roles, validate  # noqa: F401
-    from webhook.config import WebhookConfig
+    from sidecred.webhook import decide, mutate, pod, policy, review, roles, validate  # noqa: F401
+    from sidecred.webhook.config import WebhookConfig
 
 CONFIG = WebhookConfig(base_role_arn="arn:aws:iam::111122223333:role/")
 NAMESPACE = {

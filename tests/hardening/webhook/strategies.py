@@ -14,10 +14,10 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from sidecar import config as sc
-from webhook.config import WebhookConfig
-from webhook.mutate import AUTH_TOKEN, AUTH_TOKEN_FILE, FULL_URI
-from webhook.pod import (
+from sidecred.sidecar import config as sc
+from sidecred.webhook.config import WebhookConfig
+from sidecred.webhook.mutate import AUTH_TOKEN, AUTH_TOKEN_FILE, FULL_URI
+from sidecred.webhook.pod import (
     EXTERNAL_ID_KEY,
     INJECTED_KEY,
     SA_TOKEN_DIR,
@@ -29,7 +29,7 @@ from webhook.pod import (
     TOKEN_MODE_KEY,
     TOKEN_VOLUME,
 )
-from webhook.policy import ALLOWED_ROLES_KEY, PERMITTED_KEY
+from sidecred.webhook.policy import ALLOWED_ROLES_KEY, PERMITTED_KEY
 
 BASE_ROLE_ARN = "arn:aws:iam::111122223333:role/"
 ROLE_KEY = "iam.amazonaws.com/role"

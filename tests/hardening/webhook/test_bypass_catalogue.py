@@ -14,16 +14,16 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from sidecar import config as sc
+from sidecred.sidecar import config as sc
+from sidecred.webhook.app import create_app
+from sidecred.webhook.config import WebhookConfig
+from sidecred.webhook.decide import Decision, decide_mutation, decide_validation
+from sidecred.webhook.kube import CACHE, NamespaceLookup
+from sidecred.webhook.metrics import WebhookMetrics
+from sidecred.webhook.mutate import FULL_URI, apply_patch
+from sidecred.webhook.pod import find_sidecar, iter_containers
+from sidecred.webhook.review import ReviewError, parse_review
 from tests.hardening.webhook.strategies import BASE_ROLE_ARN, admission_request, review_bytes
-from webhook.app import create_app
-from webhook.config import WebhookConfig
-from webhook.decide import Decision, decide_mutation, decide_validation
-from webhook.kube import CACHE, NamespaceLookup
-from webhook.metrics import WebhookMetrics
-from webhook.mutate import FULL_URI, apply_patch
-from webhook.pod import find_sidecar, iter_containers
-from webhook.review import ReviewError, parse_review
 
 CONFIG = WebhookConfig(base_role_arn=BASE_ROLE_ARN)
 ASSUME_ROLE = WebhookConfig(base_role_arn=BASE_ROLE_ARN, credential_source="assume-role")

@@ -19,6 +19,8 @@ import kubernetes_validate
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from sidecred.webhook.decide import Decision, decide_mutation, decide_validation
+from sidecred.webhook.review import ReviewError, build_review, parse_review
 from tests.hardening.webhook.examples import count_example
 from tests.hardening.webhook.strategies import (
     CONFIGS,
@@ -29,8 +31,6 @@ from tests.hardening.webhook.strategies import (
     requests,
     review_bytes,
 )
-from webhook.decide import Decision, decide_mutation, decide_validation
-from webhook.review import ReviewError, build_review, parse_review
 
 
 def fuzz(examples: int) -> settings:

@@ -18,6 +18,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
+from sidecred.webhook.app import create_app
+from sidecred.webhook.config import WebhookConfig
+from sidecred.webhook.kube import CACHE, NOT_FOUND, NamespaceLookup
+from sidecred.webhook.metrics import WebhookMetrics
 from tests.hardening.webhook.examples import count_example
 from tests.hardening.webhook.strategies import (
     BASE_ROLE_ARN,
@@ -27,10 +31,6 @@ from tests.hardening.webhook.strategies import (
     requests,
     review_bytes,
 )
-from webhook.app import create_app
-from webhook.config import WebhookConfig
-from webhook.kube import CACHE, NOT_FOUND, NamespaceLookup
-from webhook.metrics import WebhookMetrics
 
 POLICY = {"iam.amazonaws.com/permitted": BASE_ROLE_ARN + "shop-.*"}
 CONTENT_TYPES = ("application/json", "application/json; charset=utf-8", "text/plain", "")

@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
+from sidecred.webhook.config import WebhookConfig
+from sidecred.webhook.decide import decide_mutation
+from sidecred.webhook.policy import ALLOWED_ROLES_KEY, PERMITTED_KEY, evaluate_policy
+from sidecred.webhook.review import ReviewError, parse_review
 from tests.hardening.webhook.strategies import BASE_ROLE_ARN, admission_request
-from webhook.config import WebhookConfig
-from webhook.decide import decide_mutation
-from webhook.policy import ALLOWED_ROLES_KEY, PERMITTED_KEY, evaluate_policy
-from webhook.review import ReviewError, parse_review
 
 CONFIG = WebhookConfig(base_role_arn=BASE_ROLE_ARN)
 # A valid role ARN: 63 "a"s and a "-" (a role name is at most 64 characters), so

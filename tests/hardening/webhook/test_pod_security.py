@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
+from sidecred.webhook.mutate import apply_patch
 from tests.webhook.fixture_cases import fixture_paths, load_case, run_case
-from webhook.mutate import apply_patch
 
 BASELINE_CAPABILITIES = {
     "AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD",

@@ -14,12 +14,12 @@ from collections.abc import Iterator
 import pytest
 from kubernetes import client
 
-from sidecred.processes import wait_until
+from sidecred.dev.kube_stub import KubeApiStub
+from sidecred.dev.processes import wait_until
+from sidecred.webhook.config import WebhookConfig
+from sidecred.webhook.decide import decide_mutation, namespace_to_lookup
+from sidecred.webhook.kube import NamespaceCache
 from tests.hardening.webhook.strategies import BASE_ROLE_ARN, admission_request
-from webhook.config import WebhookConfig
-from webhook.decide import decide_mutation, namespace_to_lookup
-from webhook.kube import NamespaceCache
-from webhook.kube_stub import KubeApiStub
 
 CONFIG = WebhookConfig(base_role_arn=BASE_ROLE_ARN)
 READER_ONLY = {"iam.amazonaws.com/permitted": BASE_ROLE_ARN + "reader"}

@@ -37,16 +37,16 @@ from typing import Any
 
 import yaml
 
-from sidecar import config as contract
-from sidecred.local_pod import LocalPod, LocalPodError, resolve_command
-from sidecred.processes import free_port, stop_process
-from webhook.check_cli import build_request, load_yaml_object
-from webhook.kube_stub import KubeApiStub
-from webhook.mutate import AUTH_TOKEN, apply_patch
-from webhook.pod import SIDECAR_NAME
+from sidecred.dev.kube_stub import KubeApiStub
+from sidecred.dev.local_pod import LocalPod, LocalPodError, resolve_command
+from sidecred.dev.processes import free_port, stop_process
+from sidecred.sidecar import config as contract
+from sidecred.webhook.check_cli import build_request, load_yaml_object
+from sidecred.webhook.mutate import AUTH_TOKEN, apply_patch
+from sidecred.webhook.pod import SIDECAR_NAME
 
 STEP_COUNT = 7
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 DEFAULT_EXAMPLES = REPO / "deploy" / "examples"
 SERVICE, SERVICE_NAMESPACE = "sidecred", "sidecred-system"
 SERVER_NAME = f"{SERVICE}.{SERVICE_NAMESPACE}.svc"  # the name the serving certificate carries

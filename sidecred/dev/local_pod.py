@@ -59,7 +59,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from webhook.pod import SIDECAR_NAME
+from sidecred.webhook.pod import SIDECAR_NAME
 
 # Characters the API server uses for the suffix of a generateName pod (no vowels).
 GENERATE_NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
