@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 # --- env names (the contract) ------------------------------------------------
 ENV_ROLE_ARN = "SIDECRED_ROLE_ARN"
-ENV_CREDENTIAL_SOURCE = "SIDECRED_CREDENTIAL_SOURCE"  # web-identity | assume-role
+ENV_CREDENTIAL_SOURCE = "SIDECRED_CREDENTIAL_SOURCE"  # web-identity | broker | assume-role
 ENV_SESSION_DURATION = "SIDECRED_SESSION_DURATION"  # seconds
 ENV_EXTERNAL_ID = "SIDECRED_EXTERNAL_ID"  # optional, assume-role only
 ENV_SESSION_NAME = "SIDECRED_SESSION_NAME"  # optional override of <ns>.<pod>
@@ -33,9 +33,13 @@ ENV_SERVICE_ACCOUNT = "SIDECRED_SERVICE_ACCOUNT"  # downward API: spec.serviceAc
 ENV_RETRY_CAP_SECONDS = "SIDECRED_RETRY_CAP_SECONDS"  # optional: longest wait between STS retries
 ENV_BROKER_URL = "SIDECRED_BROKER_URL"  # broker only: https://... of `sidecred broker`
 ENV_BROKER_CA = "SIDECRED_BROKER_CA"  # broker only: the CA bundle (PEM text, public) to verify it
-ENV_BROKER_TOKEN_FILE = "SIDECRED_BROKER_TOKEN_FILE"  # broker only: projected token, broker audience
+ENV_BROKER_TOKEN_FILE = (
+    "SIDECRED_BROKER_TOKEN_FILE"  # broker only: projected token, broker audience
+)
 
-CREDENTIAL_SOURCES = ("web-identity", "assume-role")
+# assume-role takes base credentials from the pod's surroundings (the node's
+# instance metadata): unsafe for multi-tenant clusters, and gated by the webhook.
+CREDENTIAL_SOURCES = ("web-identity", "broker", "assume-role")
 TOKEN_MODES = ("file", "env")
 SIDECAR_MODES = ("native", "container")
 
@@ -77,6 +81,9 @@ class SidecarConfig:
     region: str | None = None
     drain_seconds: float = 0.0
     retry_cap_seconds: float = DEFAULT_RETRY_CAP_SECONDS
+    broker_url: str | None = None
+    broker_ca: str | None = None  # PEM text
+    broker_token_file: str | None = None
 
 
 def credentials_uri(port: int) -> str:
@@ -115,6 +122,18 @@ def _port(env: Mapping[str, str], name: str, problems: list[str]) -> int:
     if not 1 <= port <= 65535:
         problems.append(f"{name}={raw!r} is outside 1-65535")
     return port
+
+
+def _broker_settings(env: Mapping[str, str], problems: list[str]) -> dict[str, str]:
+    """The broker source's three settings, each required."""
+    url = _required(env, ENV_BROKER_URL, problems)
+    if url and not url.startswith("https://"):
+        problems.append(f"{ENV_BROKER_URL}={url!r} is not an https:// URL")
+    ca = _required(env, ENV_BROKER_CA, problems)
+    if ca and "-----BEGIN CERTIFICATE-----" not in ca:
+        problems.append(f"{ENV_BROKER_CA} holds no PEM certificate")
+    token_file = _required(env, ENV_BROKER_TOKEN_FILE, problems)
+    return {"broker_url": url, "broker_ca": ca, "broker_token_file": token_file}
 
 
 def load_config(env: Mapping[str, str] | None = None) -> SidecarConfig:
@@ -166,6 +185,8 @@ def load_config(env: Mapping[str, str] | None = None) -> SidecarConfig:
             f"{ENV_WEB_IDENTITY_TOKEN_FILE} is not set (required for source web-identity)"
         )
 
+    broker = _broker_settings(env, problems) if source == "broker" else {}
+
     raw_drain = env.get(ENV_DRAIN_SECONDS, "0") or "0"
     drain = 0.0
     try:
@@ -209,4 +230,5 @@ def load_config(env: Mapping[str, str] | None = None) -> SidecarConfig:
         region=env.get(ENV_REGION) or None,
         drain_seconds=drain,
         retry_cap_seconds=retry_cap,
+        **broker,
     )

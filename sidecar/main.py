@@ -2,7 +2,8 @@
 
 Only the standard library and the config contract are imported at module
 level, so `--wait-ready` (the container-mode postStart hook) starts fast; the
-server's modules, botocore among them, are imported when the server runs.
+server's modules are imported when the server runs. botocore never is: it
+lives in `sidecred fetch`, a child process at each refresh.
 """
 
 from __future__ import annotations
@@ -11,8 +12,6 @@ import argparse
 import os
 import sys
 import time
-import urllib.error
-import urllib.request
 
 from sidecred.sidecar.config import ENV_HEALTH_PORT, ConfigError, SidecarConfig, load_config
 
@@ -36,6 +35,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def _fetch_readyz(url: str) -> tuple[int, str]:
+    # Imported here: urllib pulls in http.client and email, which the server never needs.
+    import urllib.error
+    import urllib.request
+
     try:
         with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 (fixed loopback http URL)
             return resp.status, resp.read().decode("utf-8", "replace")

@@ -63,7 +63,7 @@ def sidecar_env(
         env["SIDECRED_AUTH_TOKEN"] = "webhook-generated-token-Zm9vYmFyYmF6cXV4"
     if source == "web-identity":
         env["SIDECRED_WEB_IDENTITY_TOKEN_FILE"] = str(sa_token)
-    else:
+    elif source == "assume-role":
         env["AWS_ACCESS_KEY_ID"] = FAKE_ACCESS_KEY_ID
         env["AWS_SECRET_ACCESS_KEY"] = FAKE_SECRET_ACCESS_KEY
     env.update(extra)

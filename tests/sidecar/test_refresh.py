@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from sidecred.sidecar.refresh import DEFAULT_POLICY, is_expired, next_refresh_at, retry_delay
+from sidecred.sidecar.schedule import DEFAULT_POLICY, is_expired, next_refresh_at, retry_delay
 
 ISSUED = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 

@@ -27,9 +27,9 @@ from sidecred.sidecar.runtime import bind_health_socket
 from sidecred.sidecar.server import Request
 from sidecred.sidecar.sources import Credentials
 from tests.hardening.sidecar.raw_http import exchange, parse_responses
-from tests.hardening.sidecar.sts_faults import create_role_once
 from tests.sidecar.sidecar_process import ROLE_ARN, SidecarProcess, sidecar_env, start_sidecar
 from tests.support.sts import MotoServer
+from tests.support.sts_fault_proxy import create_role_once
 
 TOKEN = "webhook-generated-token-Zm9vYmFyYmF6cXV4"  # token mode env: sidecar_env's value
 STATUSES = {200, 400, 401, 403, 404, 405, 408, 413, 431, 503, 505}

@@ -1,4 +1,4 @@
-"""A tiny STS-speaking HTTP server on loopback whose answers a test chooses.
+"""A scripted STS: a tiny STS-speaking HTTP server on loopback whose answers a test chooses.
 
 moto accepts everything; this one can refuse (AccessDenied), enforce the
 role-chaining duration limit, or answer normally, and records every call.
@@ -64,13 +64,13 @@ def role_chaining_limit(params: dict[str, str]) -> tuple[int, str]:
 
 
 @dataclass
-class FaultSts:
+class ScriptedSts:
     url: str
     behaviour: Behaviour
     calls: list[dict[str, str]] = field(default_factory=list)
 
 
-def _handler(state: FaultSts) -> type[BaseHTTPRequestHandler]:
+def _handler(state: ScriptedSts) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length", "0"))
@@ -92,11 +92,11 @@ def _handler(state: FaultSts) -> type[BaseHTTPRequestHandler]:
 
 
 @pytest.fixture
-def fault_sts_factory() -> Iterator[Callable[[Behaviour], FaultSts]]:
+def scripted_sts_factory() -> Iterator[Callable[[Behaviour], ScriptedSts]]:
     servers: list[ThreadingHTTPServer] = []
 
-    def start(behaviour: Behaviour) -> FaultSts:
-        state = FaultSts(url="", behaviour=behaviour)
+    def start(behaviour: Behaviour) -> ScriptedSts:
+        state = ScriptedSts(url="", behaviour=behaviour)
         server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
         state.url = f"http://127.0.0.1:{server.server_address[1]}"
         threading.Thread(target=server.serve_forever, daemon=True).start()
