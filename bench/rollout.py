@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench import support
 from sidecred.sidecar import log
 from sidecred.sidecar.cache import CredentialCache
-from sidecred.sidecar.refresh import DEFAULT_POLICY, RefreshPolicy
+from sidecred.sidecar.schedule import DEFAULT_POLICY, RefreshPolicy
 from sidecred.sidecar.sources import Credentials
 
 WINDOW_S = 10
