@@ -126,6 +126,78 @@ def poll(condition: Callable[[], bool], timeout: float, what: str, interval: flo
         time.sleep(interval)
 
 
+def memory_mib(pid: int) -> dict[str, float]:
+    """`Rss` and `Anonymous` (unshared, per-pod memory) of `pid` in MiB, from smaps_rollup."""
+    found: dict[str, float] = {}
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
+        name, _, value = line.partition(":")
+        if name in ("Rss", "Anonymous"):
+            found[name] = int(value.split()[0]) / 1024
+    return found
+
+
+def children(pid: int) -> list[int]:
+    """The direct children of `pid` (e.g. a sidecar's `sidecred fetch`)."""
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(p) for p in text.split()]
+
+
+def installed_python(work: Path, rev: str | None = None) -> Path:
+    """A Python with sidecred installed from a wheel (of the checkout, or of git `rev`).
+
+    The checkout's editable install loads its own finder (pathlib, urllib,
+    ipaddress...) into every process; a pod runs a regular install, so memory
+    is measured on one. Dependencies come from this venv's site-packages,
+    added as a plain path (its .pth files are not run).
+    """
+    source = REPO
+    if rev is not None:
+        source = work / "source"
+        source.mkdir()
+        archive = subprocess.run(
+            ["git", "-C", str(REPO), "archive", rev], capture_output=True, check=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(source)], input=archive, check=True)
+    wheels = work / "wheels"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "-w",
+            str(wheels),
+            str(source),
+        ],
+        check=True,
+        cwd=work,
+    )
+    venv = work / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    site = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    (wheel,) = wheels.glob("*.whl")
+    subprocess.run(["unzip", "-q", str(wheel), "-d", site], check=True)
+    deps = subprocess.run(
+        [sys.executable, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    Path(site, "sidecred-bench-deps.pth").write_text(deps + "\n")
+    return python
+
+
 def rss_kib(pid: int) -> int:
     """Resident set size of `pid` in KiB (VmRSS)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -226,14 +298,17 @@ def sidecar_env(workdir: Path, sts_url: str, *, session_duration: int = 3600) ->
     }
 
 
-def start_sidecar(env: dict[str, str], workdir: Path, cpu: str | None = None) -> Sidecar:
-    cmd = [sys.executable, "-m", "sidecred.cli", "sidecar"]
+def start_sidecar(
+    env: dict[str, str], workdir: Path, cpu: str | None = None, python: Path | None = None
+) -> Sidecar:
+    cmd = [str(python or sys.executable), "-m", "sidecred.cli", "sidecar"]
     log = open(workdir / "sidecar.log", "ab")
     try:
         process = subprocess.Popen(
             pinned(cmd, cpu) if cpu else cmd,
             env=env,
-            cwd=REPO,
+            # An installed Python must not pick up the checkout from its cwd.
+            cwd=REPO if python is None else workdir,
             stdout=log,
             stderr=subprocess.STDOUT,
         )

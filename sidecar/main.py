@@ -8,17 +8,24 @@ lives in `sidecred fetch`, a child process at each refresh.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from sidecred.sidecar.config import ENV_HEALTH_PORT, ConfigError, SidecarConfig, load_config
+
+if TYPE_CHECKING:
+    import argparse
 
 EXIT_CONFIG = 2
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
+    # Imported only when there are arguments: the server itself takes none,
+    # and argparse would cost every pod's sidecar about half a megabyte.
+    import argparse
+
     parser = argparse.ArgumentParser(
         prog="sidecred sidecar",
         description="Serve this pod's AWS credentials on 127.0.0.1 (all settings from SIDECRED_* env).",
@@ -73,9 +80,10 @@ def wait_ready(timeout: float, env: dict[str, str] | None = None) -> int:
 
 
 def main(argv: list[str]) -> int:
-    args = parse_args(argv)
-    if args.wait_ready:
-        return wait_ready(args.timeout)
+    if argv:
+        args = parse_args(argv)
+        if args.wait_ready:
+            return wait_ready(args.timeout)
     from sidecred.sidecar import log
 
     try:

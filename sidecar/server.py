@@ -15,9 +15,24 @@ import json
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http import HTTPStatus
 
 from sidecred.sidecar import log
+
+# The reason phrases of every status these listeners send (http.HTTPStatus's
+# enum would cost each pod's sidecar more memory than this whole table).
+REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    408: "Request Timeout",
+    413: "Request Entity Too Large",
+    431: "Request Header Fields Too Large",
+    503: "Service Unavailable",
+    505: "HTTP Version Not Supported",
+}
 
 
 @dataclass(frozen=True)
@@ -124,10 +139,7 @@ def wants_keep_alive(request: Request) -> bool:
 
 
 def render_response(response: Response, *, keep_alive: bool, head_only: bool = False) -> bytes:
-    try:
-        reason = HTTPStatus(response.status).phrase
-    except ValueError:
-        reason = "Unknown"
+    reason = REASONS.get(response.status, "Unknown")
     lines = [
         f"HTTP/1.1 {response.status} {reason}",
         f"Content-Type: {response.content_type}",
@@ -142,7 +154,7 @@ def render_response(response: Response, *, keep_alive: bool, head_only: bool = F
 
 
 def _error_response(status: int, message: str) -> Response:
-    code = HTTPStatus(status).phrase.replace(" ", "")
+    code = REASONS.get(status, "Unknown").replace(" ", "")
     body = {"Code": code, "Message": message, "code": code, "message": message}
     return Response(status, json.dumps(body).encode())
 
