@@ -59,11 +59,11 @@ class WebhookConfig:
     # rotates the file at 80% of this, and the sidecar re-reads it on every call.
     token_expiration: int = 86400
     sidecar_cpu_request: str = "10m"
-    sidecar_memory_request: str = "64Mi"
+    sidecar_memory_request: str = "32Mi"
     sidecar_cpu_limit: str = (
         "500m"  # start-up imports botocore; a tight limit slows every pod start
     )
-    sidecar_memory_limit: str = "128Mi"
+    sidecar_memory_limit: str = "96Mi"
 
 
 # option name -> (help, choices or None)
