@@ -81,5 +81,5 @@ values schema restricts annotationKey to annotation-key characters, so no
 quote can end it early.
 */}}
 {{- define "sidecred.hasAnnotation" -}}
-{{- printf "(has(%s.metadata.annotations) && '%s' in %s.metadata.annotations)" .obj .key .obj -}}
+{{- printf "(has(%s.metadata) && has(%s.metadata.annotations) && '%s' in %s.metadata.annotations)" .obj .obj .key .obj -}}
 {{- end -}}
