@@ -94,10 +94,10 @@ def updated(pod: dict[str, Any], new: dict[str, Any] | None = None, **kwargs: An
     return pod_request(new, operation="UPDATE", old_pod=pod, **kwargs)
 
 
-def debug(pod: dict[str, Any], target: str | None = None) -> dict[str, Any]:
+def debug(pod: dict[str, Any], target: str | None = None, **fields: Any) -> dict[str, Any]:
     """`kubectl debug` on `pod`: an UPDATE of pods/ephemeralcontainers."""
     new = copy.deepcopy(pod)
-    container: dict[str, Any] = {"name": "debugger-4hx9z", "image": "busybox:1.36"}
+    container: dict[str, Any] = {"name": "debugger-4hx9z", "image": "busybox:1.36", **fields}
     if target:
         container["targetContainerName"] = target
     new["spec"]["ephemeralContainers"] = [container]
@@ -202,4 +202,101 @@ FORGED_SIDECAR = {
     "name": "sidecred",
     "image": "evil.example/x:1",
     "command": ["sidecred", "sidecar"],
+}
+
+
+def _container(**fields: Any) -> dict[str, Any]:
+    return {"name": "worker", "image": "registry.example.com/worker:3", **fields}
+
+
+def _with_volume(volume: dict[str, Any]) -> dict[str, Any]:
+    return with_spec(BARE_POD, volumes=[volume])
+
+
+def _token_volume(name: str, audience: str) -> dict[str, Any]:
+    token = {"serviceAccountToken": {"audience": audience, "path": "token"}}
+    return {"name": name, "projected": {"sources": [token]}}
+
+
+SIDECRED_ENV_CONTAINER = _container(env=[{"name": "SIDECRED_ROLE_ARN", "value": ROLE}])
+
+# Unannotated pods with one trait of the sidecar each: all must reach the validator.
+FORGERIES: dict[str, dict[str, Any]] = {
+    "container-named-sidecred-native": with_spec(BARE_POD, initContainers=[FORGED_SIDECAR]),
+    "container-named-sidecred": with_spec(BARE_POD, containers=[_container(), FORGED_SIDECAR]),
+    "sidecar-image-args-only": with_spec(
+        BARE_POD, containers=[_container(image=SIDECAR_IMAGE, args=["sidecar"])]
+    ),
+    "sidecar-image-by-digest": with_spec(
+        BARE_POD, containers=[_container(image="ghcr.io/sidecred/sidecred@sha256:" + "a" * 64)]
+    ),
+    "sidecar-image-uppercase-registry": with_spec(
+        BARE_POD, containers=[_container(image="GHCR.IO/sidecred/sidecred:0.1.0")]
+    ),
+    "sidecar-image-registry-port": with_spec(
+        BARE_POD, containers=[_container(image="ghcr.io:443/sidecred/sidecred:0.1.0")]
+    ),
+    "shell-calls-sidecar": with_spec(
+        BARE_POD, containers=[_container(command=["sh", "-c", "exec sidecred sidecar"])]
+    ),
+    "python-module-sidecar": with_spec(
+        BARE_POD,
+        containers=[_container(command=["python", "-m", "sidecred.sidecar.main"])],
+    ),
+    "sidecred-env-literal": with_spec(BARE_POD, containers=[SIDECRED_ENV_CONTAINER]),
+    "sidecred-env-value-from": with_spec(
+        BARE_POD,
+        containers=[
+            _container(
+                env=[
+                    {
+                        "name": "SIDECRED_ROLE_ARN",
+                        "valueFrom": {"configMapKeyRef": {"name": "c", "key": "role"}},
+                    }
+                ]
+            )
+        ],
+    ),
+    "sidecred-env-in-init-container": with_spec(
+        BARE_POD, initContainers=[_container(env=[{"name": "SIDECRED_PORT", "value": "1"}])]
+    ),
+    "envfrom-prefix-sidecred": with_spec(
+        BARE_POD,
+        containers=[_container(envFrom=[{"prefix": "SIDECRED_", "configMapRef": {"name": "c"}}])],
+    ),
+    "envfrom-prefix-part-of-sidecred": with_spec(
+        BARE_POD,
+        containers=[_container(envFrom=[{"prefix": "SIDE", "secretRef": {"name": "s"}}])],
+    ),
+    "volume-named-like-sidecreds": _with_volume(
+        {"name": "sidecred-token", "emptyDir": {"medium": "Memory"}}
+    ),
+    "token-volume-sidecred-audience": _with_volume(_token_volume("aws-token", "sidecred")),
+    "token-volume-broker-audience": _with_volume(_token_volume("t", "sidecred-broker")),
+    "token-volume-audience-case": _with_volume(_token_volume("t", "SIDECRED")),
+    "mounts-sidecred-volume": with_spec(
+        BARE_POD,
+        containers=[_container(volumeMounts=[{"name": "sidecred-sa-token", "mountPath": "/t"}])],
+    ),
+}
+
+# Pods that look a little like sidecred's but are not: none may reach either webhook.
+LOOKALIKES: dict[str, dict[str, Any]] = {
+    "envfrom-without-prefix": with_spec(
+        BARE_POD, containers=[_container(envFrom=[{"configMapRef": {"name": "settings"}}])]
+    ),
+    "envfrom-other-prefix": with_spec(
+        BARE_POD, containers=[_container(envFrom=[{"prefix": "APP_", "secretRef": {"name": "s"}}])]
+    ),
+    "aws-env": with_spec(
+        BARE_POD, containers=[_container(env=[{"name": "AWS_REGION", "value": "eu-west-1"}])]
+    ),
+    "sts-audience-token": _with_volume(_token_volume("aws-iam-token", "sts.amazonaws.com")),
+    "default-audience-token": _with_volume(
+        {"name": "t", "projected": {"sources": [{"serviceAccountToken": {"path": "token"}}]}}
+    ),
+    "configmap-volume": _with_volume({"name": "creds", "configMap": {"name": "creds"}}),
+    "empty-spec-lists": with_spec(
+        BARE_POD, initContainers=[], volumes=[], containers=[_container(env=[], envFrom=[])]
+    ),
 }

@@ -9,10 +9,14 @@ the chart's render, not from a copy.
 
 from __future__ import annotations
 
+import functools
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from deploy import render
 from tests.deploy import admission_catalogue as cat
 from tests.deploy.chart_support import VALUE_SETS, find, rendered
 from tests.deploy.webhook_selection import (
@@ -22,6 +26,7 @@ from tests.deploy.webhook_selection import (
     configuration_outcome,
     evaluate,
 )
+from tests.webhook.fixture_cases import fixture_paths, load_case, request_of
 
 MUTATING, VALIDATING = "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"
 ROLE_KEY = "iam.amazonaws.com/role"
@@ -93,7 +98,7 @@ CATALOGUE: list[tuple[str, dict[str, Any], str, str]] = [
         CALLED,
     ),
     ("debug-injected-pod", cat.debug(cat.INJECTED_POD, "sidecred"), NOT_SENT, CALLED),
-    ("debug-ordinary-pod", cat.debug(cat.STATEFUL_POD, "app"), NOT_SENT, CALLED),
+    ("debug-ordinary-pod", cat.debug(cat.STATEFUL_POD, "app"), NOT_SENT, SKIPPED),
     # The webhook's own namespace and kube-system are never sent.
     (
         "annotated-pod-in-kube-system",
@@ -107,26 +112,84 @@ CATALOGUE: list[tuple[str, dict[str, Any], str, str]] = [
         NOT_SENT,
         NOT_SENT,
     ),
-    # Other reviews.
-    ("exec-sidecar", cat.connect("exec", "sidecred"), NOT_SENT, NOT_SENT),
-    ("exec-app", cat.connect("exec", "app"), NOT_SENT, NOT_SENT),
-    ("exec-no-container", cat.connect("exec", None), NOT_SENT, NOT_SENT),
-    ("attach-sidecar", cat.connect("attach", "sidecred"), NOT_SENT, NOT_SENT),
-    ("token-sidecred-by-user", cat.token_request(["sidecred"], cat.DEVELOPER), NOT_SENT, NOT_SENT),
+    # kubectl exec / attach: only into the sidecar.
+    ("exec-sidecar", cat.connect("exec", "sidecred"), NOT_SENT, CALLED),
+    ("exec-app", cat.connect("exec", "app"), NOT_SENT, SKIPPED),
+    ("exec-no-container", cat.connect("exec", None), NOT_SENT, SKIPPED),
+    ("attach-sidecar", cat.connect("attach", "sidecred"), NOT_SENT, CALLED),
+    ("attach-app", cat.connect("attach", "app"), NOT_SENT, SKIPPED),
+    # TokenRequests: only for a sidecred audience (the webhook tells the kubelet apart).
+    ("token-sidecred-by-user", cat.token_request(["sidecred"], cat.DEVELOPER), NOT_SENT, CALLED),
+    (
+        "token-sidecred-by-kubelet",
+        cat.token_request(["sidecred"], cat.KUBELET, "web-0"),
+        NOT_SENT,
+        CALLED,
+    ),
+    (
+        "token-broker-audience-among-others",
+        cat.token_request(["vault", "sidecred-broker"], cat.DEVELOPER),
+        NOT_SENT,
+        CALLED,
+    ),
+    ("token-audience-case", cat.token_request(["SideCred"], cat.DEVELOPER), NOT_SENT, CALLED),
     (
         "token-sts-by-kubelet",
         cat.token_request(["sts.amazonaws.com"], cat.KUBELET, "web-0"),
         NOT_SENT,
-        NOT_SENT,
+        SKIPPED,
     ),
-    ("token-default-audience", cat.token_request(None, cat.DEVELOPER), NOT_SENT, NOT_SENT),
+    ("token-default-audience", cat.token_request(None, cat.DEVELOPER), NOT_SENT, SKIPPED),
+    # Namespaces: only those carrying a role policy.
     (
         "namespace-create-permitted",
         cat.namespace_request("team-a", {"iam.amazonaws.com/permitted": ".*"}),
         NOT_SENT,
+        CALLED,
+    ),
+    (
+        "namespace-update-allowed-roles",
+        cat.namespace_request("team-a", {"iam.amazonaws.com/allowed-roles": "[]"}, old={}),
+        NOT_SENT,
+        CALLED,
+    ),
+    ("namespace-create-plain", cat.namespace_request("team-b", None), NOT_SENT, SKIPPED),
+    (
+        "namespace-update-drops-policy",
+        cat.namespace_request("team-a", {"team": "a"}, old={"iam.amazonaws.com/permitted": "x"}),
+        NOT_SENT,
+        SKIPPED,
+    ),
+    (
+        "namespace-kube-system-policy",
+        cat.namespace_request("kube-system", {"iam.amazonaws.com/permitted": ".*"}, old={}),
+        NOT_SENT,
         NOT_SENT,
     ),
-    ("namespace-create-plain", cat.namespace_request("team-b", None), NOT_SENT, NOT_SENT),
+    # Unannotated pods carrying something of the sidecar's (forged sidecars, own tokens).
+    *[
+        (f"unannotated-{name}", cat.pod_request(pod), SKIPPED, CALLED)
+        for name, pod in cat.FORGERIES.items()
+    ],
+    (
+        "debug-container-with-sidecred-env",
+        cat.debug(cat.STATEFUL_POD, "app", env=[{"name": "SIDECRED_ROLE_ARN", "value": "x"}]),
+        NOT_SENT,
+        CALLED,
+    ),
+    (
+        "debug-container-mounting-sidecred-volume",
+        cat.debug(
+            cat.STATEFUL_POD, volumeMounts=[{"name": "sidecred-sa-token", "mountPath": "/t"}]
+        ),
+        NOT_SENT,
+        CALLED,
+    ),
+    # Lookalikes that are not sidecred's.
+    *[
+        (f"lookalike-{name}", cat.pod_request(pod), SKIPPED, SKIPPED)
+        for name, pod in cat.LOOKALIKES.items()
+    ],
 ]
 
 
@@ -213,3 +276,50 @@ def test_opt_in_labels_send_only_labelled_namespaces() -> None:
     assert configuration_outcome(config, request) == NOT_SENT
     labelled = {"shop": {"sidecred.dev/enabled": "true"}}
     assert configuration_outcome(config, request, labelled) == CALLED
+
+
+def _values_for(case: dict[str, Any]) -> dict[str, Any]:
+    """Chart values matching a fixture's webhook configuration, where it moves a condition."""
+    names = {
+        "annotation_key": "annotationKey",
+        "token_audience": "tokenAudience",
+        "broker_audience": "brokerAudience",
+        "sidecar_image": "sidecarImage",
+    }
+    config = case.get("config") or {}
+    return {value: config[option] for option, value in names.items() if option in config}
+
+
+@functools.cache
+def _configs_json(values_json: str) -> str:
+    objects = render.render_objects(json.loads(values_json))
+    return json.dumps([find(objects, MUTATING), find(objects, VALIDATING)])
+
+
+@pytest.mark.parametrize("path", fixture_paths(), ids=lambda p: p.stem)
+def test_every_admission_fixture_reaches_the_webhook_it_needs(path: Path) -> None:
+    """Every fixture in tests/webhook/fixtures (loaded at test time, so attack fixtures
+    added later are covered): no condition errs on its request, and every request the
+    webhook must refuse is sent to it by the rendered chart."""
+    case = load_case(path)
+    request = request_of(case)
+    configs = json.loads(_configs_json(json.dumps(_values_for(case), sort_keys=True)))
+    outcomes = [configuration_outcome(config, request) for config in configs]
+    assert not [o for o in outcomes if o.startswith("error")], outcomes
+    if case["expect"].get("allowed") is False:
+        assert CALLED in outcomes, f"{path.name} is refused by sidecred but never sent: {outcomes}"
+
+
+def test_a_custom_sidecar_image_is_matched_by_repository() -> None:
+    objects = render.render_objects({"sidecarImage": "Registry.Corp/platform/credproxy:1.2"})
+    config = find(objects, VALIDATING)
+    for image in (
+        "registry.corp/platform/credproxy:9",
+        "registry.corp/platform/credproxy@sha256:0",
+    ):
+        pod = cat.with_spec(cat.BARE_POD, containers=[{"name": "x", "image": image}])
+        assert configuration_outcome(config, cat.pod_request(pod)) == CALLED, image
+    other = cat.with_spec(
+        cat.BARE_POD, containers=[{"name": "x", "image": "registry.corp/platform/credproxy-ui:1"}]
+    )
+    assert configuration_outcome(config, cat.pod_request(other)) == SKIPPED

@@ -12,7 +12,8 @@ them: `request` is the AdmissionRequest the webhook would receive (omitempty
 fields absent) with `uid` "" and null `object`/`oldObject`. A null `object` or
 `oldObject` is left undeclared here, so any use of it is an error; in the API
 server even `has(oldObject.x)` on a null oldObject is an error, while cel-python
-would answer false. `has(e.f)` follows cel-go, not cel-python: an error in `e`
+would answer false. `&&` and `||` follow the CEL spec (false && error is false,
+true || error is true, error otherwise). `has(e.f)` follows cel-go, not cel-python: an error in `e`
 (`has(object.spec.volumes)` without `spec`) or an `e` that is not a map is an
 error, where cel-python answers false. The Kubernetes string library's
 `lowerAscii` is provided.
@@ -35,6 +36,31 @@ NAME_LABEL = "kubernetes.io/metadata.name"
 
 def _lower_ascii(text: celtypes.StringType) -> celtypes.StringType:
     return celtypes.StringType("".join(c.lower() if c.isascii() else c for c in text))
+
+
+def _logical(absorbing: bool) -> Any:
+    """CEL's commutative `&&` (absorbing false) or `||` (absorbing true): the absorbing
+    value wins over an error on either side; otherwise an error stays an error.
+    (cel-python's own raises on two errors and then fails to print them.)"""
+
+    def combine(left: Any, right: Any) -> Any:
+        if any(isinstance(v, celtypes.BoolType) and bool(v) is absorbing for v in (left, right)):
+            return celtypes.BoolType(absorbing)
+        for value in (left, right):
+            if not isinstance(value, celtypes.BoolType):
+                return (
+                    value
+                    if isinstance(value, CELEvalError)
+                    else CELEvalError(
+                        f"no such overload for a logical operator on {type(value).__name__}"
+                    )
+                )
+        return celtypes.BoolType(not absorbing)
+
+    return combine
+
+
+FUNCTIONS = {"lowerAscii": _lower_ascii, "_&&_": _logical(False), "_||_": _logical(True)}
 
 
 class _GoHasEvaluator(Evaluator):
@@ -62,7 +88,7 @@ class _GoHasRunner(celpy.InterpretedRunner):
 @functools.cache
 def _program(expression: str) -> celpy.Runner:
     env = celpy.Environment(runner_class=_GoHasRunner)
-    return env.program(env.compile(expression), functions={"lowerAscii": _lower_ascii})
+    return env.program(env.compile(expression), functions=FUNCTIONS)
 
 
 def cel_request(request: dict[str, Any]) -> dict[str, Any]:
