@@ -19,7 +19,7 @@ from tests.support.scripted_broker import (
 )
 
 
-def broker_config(tmp_path: Path, broker: ScriptedBroker, **extra: str):
+def broker_env(tmp_path: Path, broker: ScriptedBroker, **extra: str) -> dict[str, str]:
     token = tmp_path / "broker-token"
     if not token.exists():
         token.write_text("eyJhbGciOiJSUzI1NiJ9.broker-audience.signature\n")
@@ -30,8 +30,11 @@ def broker_config(tmp_path: Path, broker: ScriptedBroker, **extra: str):
         **extra,
     }
     # STS is never called in broker mode: its URL is a closed port.
-    env = sidecar_env(tmp_path, "http://127.0.0.1:9", source="broker", **settings)
-    return load_config(env)
+    return sidecar_env(tmp_path, "http://127.0.0.1:9", source="broker", **settings)
+
+
+def broker_config(tmp_path: Path, broker: ScriptedBroker, **extra: str):
+    return load_config(broker_env(tmp_path, broker, **extra))
 
 
 def test_posts_the_fresh_projected_token_and_no_body(scripted_broker_factory, tmp_path: Path):
@@ -149,15 +152,7 @@ def test_sidecar_in_broker_mode_serves_then_reports_a_revocation(
     broker = scripted_broker_factory()
     # 24 s credentials: the first refresh comes within seconds.
     broker.answer = lambda: credentials_answer(expires_in=24)
-    config = broker_config(tmp_path, broker)
-    env = sidecar_env(
-        tmp_path,
-        "http://127.0.0.1:9",
-        source="broker",
-        SIDECRED_BROKER_URL=config.broker_url or "",
-        SIDECRED_BROKER_CA=config.broker_ca or "",
-        SIDECRED_BROKER_TOKEN_FILE=config.broker_token_file or "",
-    )
+    env = broker_env(tmp_path, broker)
     sidecar = sidecar_factory(env)
     sidecar.wait_ready()
     held = sidecar.credentials(sidecar.token())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from sidecred.sidecar.config import load_config
@@ -142,7 +144,7 @@ def test_web_identity_rereads_the_token_and_is_unsigned(scripted_sts_factory, tm
     source = build_source(cfg)
     assert isinstance(source, WebIdentitySource)
     source.fetch()
-    (tmp_path / "sa-token").write_text("rotated-token-value\n")
+    Path(cfg.web_identity_token_file or "").write_text("rotated-token-value\n")
     source.fetch()
     assert sts.calls[0]["WebIdentityToken"].startswith("eyJ")
     assert sts.calls[1]["WebIdentityToken"] == "rotated-token-value"
@@ -152,12 +154,13 @@ def test_web_identity_rereads_the_token_and_is_unsigned(scripted_sts_factory, tm
 def test_web_identity_token_missing_or_empty(scripted_sts_factory, tmp_path, use_env, content):
     sts = scripted_sts_factory(lambda p: (200, success_xml(p)))
     cfg = use_env(sidecar_env(tmp_path, sts.url))
+    token_file = Path(cfg.web_identity_token_file or "")
     if content is None:
-        (tmp_path / "sa-token").unlink()
+        token_file.unlink()
     else:
-        (tmp_path / "sa-token").write_text(content)
+        token_file.write_text(content)
     with pytest.raises(SourceError) as err:
         build_source(cfg).fetch()
     assert err.value.code == "WebIdentityTokenUnreadable"
-    assert str(tmp_path / "sa-token") in err.value.message
+    assert str(token_file) in err.value.message
     assert sts.calls == []
