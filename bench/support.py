@@ -10,7 +10,6 @@ import json
 import os
 import platform
 import re
-import secrets
 import shutil
 import statistics
 import subprocess
@@ -269,33 +268,28 @@ class Sidecar:
         stop_process(self.process)
 
 
-def sidecar_env(workdir: Path, sts_url: str, *, session_duration: int = 3600) -> dict[str, str]:
-    """The env the webhook writes for a web-identity sidecar in token mode env."""
-    sa_token = workdir / "sa-token"
-    sa_token.write_text("eyJhbGciOiJSUzI1NiJ9.bench-projected-token.signature")
-    return {
+def sidecar_env(workdir: Path, sts_url: str) -> dict[str, str]:
+    """The env the webhook writes for a web-identity sidecar in token mode env, resolved.
+
+    From the webhook's own patch and the local pod runner (volumes under
+    `workdir`), plus the surroundings: PATH, the checkout and the STS emulator.
+    """
+    from sidecred.webhook.config import WebhookConfig
+    from tests.support.injected_sidecar import sidecar_env as injected_env
+
+    config = WebhookConfig(
+        token_mode="env", region=MOTO_REGION, sidecar_port=free_port(), health_port=free_port()
+    )
+    environment = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(workdir),
         "PYTHONPATH": str(REPO),
-        contract.ENV_ROLE_ARN: ROLE_ARN,
-        contract.ENV_CREDENTIAL_SOURCE: "web-identity",
-        contract.ENV_SESSION_DURATION: str(session_duration),
-        contract.ENV_REGION: MOTO_REGION,
-        contract.ENV_PORT: str(free_port()),
-        contract.ENV_HEALTH_PORT: str(free_port()),
-        contract.ENV_TOKEN_MODE: "env",
-        contract.ENV_AUTH_TOKEN: secrets.token_urlsafe(32),
-        contract.ENV_WEB_IDENTITY_TOKEN_FILE: str(sa_token),
-        contract.ENV_SIDECAR_MODE: "native",
-        contract.ENV_POD_NAME: "bench-5c9d7f-abcde",
-        contract.ENV_POD_NAMESPACE: "shop",
-        contract.ENV_POD_UID: "0b1e2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d",
-        contract.ENV_SERVICE_ACCOUNT: "bench",
         "AWS_ENDPOINT_URL_STS": sts_url,
         "AWS_EC2_METADATA_DISABLED": "true",
         "AWS_CONFIG_FILE": str(workdir / "no-aws-config"),
         "AWS_SHARED_CREDENTIALS_FILE": str(workdir / "no-aws-credentials"),
     }
+    return injected_env(workdir / "pod", ROLE_ARN, config, environment)
 
 
 def start_sidecar(

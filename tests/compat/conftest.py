@@ -24,7 +24,7 @@ from tests.compat.clients import (
     GoClients,
     format_version,
 )
-from tests.compat.sidecar_process import ROLE_NAME, Sidecar, start_sidecar, stop_sidecar
+from tests.compat.compat_sidecar import ROLE_NAME, Sidecar, start_sidecar, stop_sidecar
 from tests.support.sts import MotoServer, create_role, start_moto, stop_moto
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.compat.clients import TOKEN_MODES, Client, GoClients, build_clients, format_version
-from tests.compat.sidecar_process import ROLE_NAME, Sidecar
+from tests.compat.compat_sidecar import ROLE_NAME, Sidecar
 from tests.support.sts import MOTO_ACCOUNT_ID, MotoServer
 
 CLIENT_IDS = [
