@@ -18,6 +18,7 @@ from typing import Any
 
 from sidecred.sidecar.config import CREDENTIALS_PATH, SidecarConfig
 from sidecred.sidecar.credentials import Credentials, SourceError
+from sidecred.sidecar.projected_token import read_projected_token
 from sidecred.sidecar.wire import parse_expiration
 
 BROKER_TIMEOUT_SECONDS = 15.0
@@ -34,19 +35,6 @@ def broker_endpoint(url: str) -> tuple[str, int, str]:
     if not path.endswith(CREDENTIALS_PATH):
         path += CREDENTIALS_PATH
     return parts.hostname, parts.port or 443, path
-
-
-def read_token(path: str) -> str:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            token = handle.read().strip()
-    except OSError as exc:
-        raise SourceError(
-            "BrokerTokenUnreadable", f"cannot read {path}: {exc.strerror or exc}"
-        ) from None
-    if not token:
-        raise SourceError("BrokerTokenUnreadable", f"{path} is empty")
-    return token
 
 
 def read_answer(status: int, body: bytes, role_arn: str) -> Credentials:
@@ -83,7 +71,7 @@ def read_answer(status: int, body: bytes, role_arn: str) -> Credentials:
 def fetch_from_broker(config: SidecarConfig) -> Credentials:
     """POST to the broker with the projected token; its credentials or a SourceError."""
     host, port, path = broker_endpoint(config.broker_url or "")
-    token = read_token(config.broker_token_file or "")
+    token = read_projected_token(config.broker_token_file or "", "BrokerTokenUnreadable")
     try:
         context = ssl.create_default_context(cadata=config.broker_ca or "")
     except (ssl.SSLError, ValueError) as exc:

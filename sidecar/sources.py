@@ -17,6 +17,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from sidecred.sidecar.config import SidecarConfig
 from sidecred.sidecar.credentials import Credentials, SourceError, account_from_arn
+from sidecred.sidecar.projected_token import read_projected_token
 from sidecred.sidecar.session_name import build_session_name
 
 # STS caps sessions reached by role chaining at one hour.
@@ -144,22 +145,11 @@ class WebIdentitySource(_StsSource):
         # Unsigned: no base credentials exist anywhere in the pod.
         return _CLIENT_CONFIG.merge(Config(signature_version=botocore.UNSIGNED))
 
-    def read_token(self) -> str:
-        path = self.config.web_identity_token_file or ""
-        try:
-            with open(path, encoding="utf-8") as handle:
-                token = handle.read().strip()
-        except OSError as exc:
-            raise SourceError(
-                "WebIdentityTokenUnreadable", f"cannot read {path}: {exc.strerror or exc}"
-            ) from None
-        if not token:
-            raise SourceError("WebIdentityTokenUnreadable", f"{path} is empty")
-        return token
-
     def _fetch(self) -> Credentials:
         # Re-read every time: the kubelet rotates the projected token.
-        token = self.read_token()
+        token = read_projected_token(
+            self.config.web_identity_token_file or "", "WebIdentityTokenUnreadable"
+        )
         response = self.client().assume_role_with_web_identity(
             RoleArn=self.role_arn,
             RoleSessionName=self.session_name,

@@ -12,11 +12,9 @@ import datetime as dt
 import json
 import ssl
 import tempfile
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +27,7 @@ from sidecred.certs.generate import (
     certificate_pem,
     private_key_pem,
 )
+from tests.support.loopback_http import LoopbackServers, PostAnswer
 
 BROKER_ROLE_ARN = "arn:aws:iam::123456789012:role/reader"
 Answer = Callable[[], tuple[int, dict[str, Any]]]
@@ -76,30 +75,19 @@ def issue_localhost_certificate(
     return ca, build_serving_certificate(ca, "localhost", "test", now, 1)
 
 
-def _handler(state: ScriptedBroker) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-            headers = {k.lower(): v for k, v in self.headers.items()}
-            state.received.append(Received("POST", self.path, headers, body))
-            status, payload = state.answer()
-            data = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+def _answer(state: ScriptedBroker) -> PostAnswer:
+    def answer(path: str, headers: dict[str, str], body: bytes) -> tuple[int, str, bytes]:
+        state.received.append(Received("POST", path, headers, body))
+        status, payload = state.answer()
+        return status, "application/json", json.dumps(payload).encode()
 
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    return Handler
+    return answer
 
 
 @pytest.fixture
 def scripted_broker_factory(tmp_path: Path) -> Iterator[Callable[..., ScriptedBroker]]:
-    """Start scripted brokers (`factory(server_cert=...)`); all stopped at teardown."""
-    servers: list[ThreadingHTTPServer] = []
+    """Start scripted brokers (`factory()` or `factory(certs)`); all stopped at teardown."""
+    servers = LoopbackServers()
 
     def start(certs: tuple[IssuedCertificate, IssuedCertificate] | None = None) -> ScriptedBroker:
         ca, serving = certs or issue_localhost_certificate()
@@ -109,15 +97,8 @@ def scripted_broker_factory(tmp_path: Path) -> Iterator[Callable[..., ScriptedBr
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(directory / "tls.crt", directory / "tls.key")
         state = ScriptedBroker(url="", ca_pem=certificate_pem(ca.certificate).decode())
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
-        server.daemon_threads = True
-        server.socket = context.wrap_socket(server.socket, server_side=True)
-        state.url = f"https://localhost:{server.server_address[1]}"
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        servers.append(server)
+        state.url = f"https://localhost:{servers.start(_answer(state), context)}"
         return state
 
     yield start
-    for server in servers:
-        server.shutdown()
-        server.server_close()
+    servers.stop_all()
