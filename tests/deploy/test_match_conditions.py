@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -284,10 +285,13 @@ def _values_for(case: dict[str, Any]) -> dict[str, Any]:
         "annotation_key": "annotationKey",
         "token_audience": "tokenAudience",
         "broker_audience": "brokerAudience",
-        "sidecar_image": "sidecarImage",
     }
     config = case.get("config") or {}
-    return {value: config[option] for option, value in names.items() if option in config}
+    values: dict[str, Any] = {v: config[k] for k, v in names.items() if k in config}
+    if "sidecar_image" in config:
+        repository = re.sub(r"(@.*|:[^/:]*)$", "", config["sidecar_image"])
+        values["sidecar"] = {"image": {"repository": repository}}
+    return values
 
 
 @functools.cache
@@ -311,7 +315,8 @@ def test_every_admission_fixture_reaches_the_webhook_it_needs(path: Path) -> Non
 
 
 def test_a_custom_sidecar_image_is_matched_by_repository() -> None:
-    objects = render.render_objects({"sidecarImage": "Registry.Corp/platform/credproxy:1.2"})
+    image = {"repository": "Registry.Corp/platform/credproxy", "tag": "1.2"}
+    objects = render.render_objects({"sidecar": {"image": image}})
     config = find(objects, VALIDATING)
     for image in (
         "registry.corp/platform/credproxy:9",
