@@ -64,17 +64,8 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "baseRoleArn": "arn:aws:iam::111122223333:role/",
         "sessionDuration": 7200,
     },
-    "broker": {
-        "credentialSource": "broker",
-        "region": "eu-west-1",
-        "broker": {
-            "serviceAccount": {
-                "annotations": {
-                    "eks.amazonaws.com/role-arn": "arn:aws:iam::111122223333:role/sidecred-broker"
-                }
-            }
-        },
-    },
+    # The values of the committed example deploy/examples/sidecred-broker.yaml.
+    "broker": render.BROKER_EXAMPLE_VALUES,
     "broker-existing-secrets": {
         "credentialSource": "broker",
         "tls": {
