@@ -11,20 +11,10 @@ in_venv() {
     python3 -c 'import sys; sys.exit(0 if sys.prefix != sys.base_prefix else 1)' 2>/dev/null
 }
 
-# Debian ships `python3 -m venv` separately (python3-venv); install it when missing.
+# Debian ships `python3 -m venv` separately (python3.X-venv); install it when missing.
 install_python_venv_support() {
-    local sudo=()
-    command -v apt-get >/dev/null || return 1
-    if [[ $(id -u) -ne 0 ]]; then
-        command -v sudo >/dev/null || return 1
-        sudo=(sudo)
-    fi
-    local minor
-    minor=$(python3 -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
-    echo "venv: installing python${minor}-venv (python3 -m venv needs it)" >&2
-    "${sudo[@]}" apt-get update -qq
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
-        apt-get install -y -qq --no-install-recommends "python${minor}-venv" >/dev/null
+    source scripts/lib/apt.sh
+    ensure_apt_packages "python3.$(python3 -c 'import sys; print(sys.version_info[1])')-venv"
 }
 
 use_project_venv() {
