@@ -77,7 +77,7 @@ class SmokeFailure(Exception):
 def podman(*args: str, check: bool = True) -> str:
     command = ["podman", "--runtime", "runc", "--cgroup-manager", "cgroupfs", *args]
     if args and args[0] == "run":  # explicit ulimits, as scripts/image chose them
-        command[5:5] = os.environ.get("PODMAN_ULIMITS", "").split()
+        command[6:6] = os.environ.get("PODMAN_ULIMITS", "").split()
     result = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT, check=False)
     if check and result.returncode != 0:
         raise SmokeFailure(f"{' '.join(command)} failed ({result.returncode}): {result.stderr}")
