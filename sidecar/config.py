@@ -8,7 +8,7 @@ uses and the sidecar has no hidden defaults of its own.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 # --- env names (the contract) ------------------------------------------------
@@ -124,6 +124,55 @@ def _port(env: Mapping[str, str], name: str, problems: list[str]) -> int:
     return port
 
 
+def _token_settings(
+    env: Mapping[str, str], token_mode: str, problems: list[str]
+) -> tuple[str | None, str | None]:
+    """(token file, auth token): the one the token mode needs must be set."""
+    token_file = env.get(ENV_TOKEN_FILE) or None
+    auth_token = env.get(ENV_AUTH_TOKEN) or None
+    if token_mode == "file" and not token_file:
+        problems.append(f"{ENV_TOKEN_FILE} is not set (required in token mode file)")
+    if token_mode == "env" and not auth_token:
+        problems.append(f"{ENV_AUTH_TOKEN} is not set (required in token mode env)")
+    return token_file, auth_token
+
+
+def _session_duration(env: Mapping[str, str], problems: list[str]) -> int:
+    raw = _required(env, ENV_SESSION_DURATION, problems)
+    if not raw:
+        return 0
+    try:
+        duration = int(raw)
+    except ValueError:
+        problems.append(f"{ENV_SESSION_DURATION}={raw!r} is not a whole number of seconds")
+        return 0
+    if not 900 <= duration <= MAX_SESSION_DURATION:
+        problems.append(
+            f"{ENV_SESSION_DURATION}={duration} is outside 900-{MAX_SESSION_DURATION} seconds"
+        )
+    return duration
+
+
+def _seconds(
+    env: Mapping[str, str],
+    name: str,
+    default: float,
+    valid: Callable[[float], bool],
+    expected: str,
+    problems: list[str],
+) -> float:
+    """An optional number of seconds; `valid` also rejects nan (every comparison is False)."""
+    raw = env.get(name, "") or str(default)
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not valid(value):
+        problems.append(f"{name}={raw!r} is not {expected}")
+        return default
+    return value
+
+
 def _broker_settings(env: Mapping[str, str], problems: list[str]) -> dict[str, str]:
     """The broker source's three settings, each required."""
     url = _required(env, ENV_BROKER_URL, problems)
@@ -152,32 +201,14 @@ def load_config(env: Mapping[str, str] | None = None) -> SidecarConfig:
     if port and port == health_port:
         problems.append(f"{ENV_PORT} and {ENV_HEALTH_PORT} are both {port}; they must differ")
 
-    raw_duration = _required(env, ENV_SESSION_DURATION, problems)
-    duration = 0
-    if raw_duration:
-        try:
-            duration = int(raw_duration)
-        except ValueError:
-            problems.append(
-                f"{ENV_SESSION_DURATION}={raw_duration!r} is not a whole number of seconds"
-            )
-        else:
-            if not 900 <= duration <= MAX_SESSION_DURATION:
-                problems.append(
-                    f"{ENV_SESSION_DURATION}={duration} is outside 900-{MAX_SESSION_DURATION} seconds"
-                )
+    duration = _session_duration(env, problems)
 
     pod_name = _required(env, ENV_POD_NAME, problems)
     pod_namespace = _required(env, ENV_POD_NAMESPACE, problems)
     pod_uid = _required(env, ENV_POD_UID, problems)
     service_account = _required(env, ENV_SERVICE_ACCOUNT, problems)
 
-    token_file = env.get(ENV_TOKEN_FILE) or None
-    auth_token = env.get(ENV_AUTH_TOKEN) or None
-    if token_mode == "file" and not token_file:
-        problems.append(f"{ENV_TOKEN_FILE} is not set (required in token mode file)")
-    if token_mode == "env" and not auth_token:
-        problems.append(f"{ENV_AUTH_TOKEN} is not set (required in token mode env)")
+    token_file, auth_token = _token_settings(env, token_mode, problems)
 
     web_identity_token_file = env.get(ENV_WEB_IDENTITY_TOKEN_FILE) or None
     if source == "web-identity" and not web_identity_token_file:
@@ -187,25 +218,22 @@ def load_config(env: Mapping[str, str] | None = None) -> SidecarConfig:
 
     broker = _broker_settings(env, problems) if source == "broker" else {}
 
-    raw_drain = env.get(ENV_DRAIN_SECONDS, "0") or "0"
-    drain = 0.0
-    try:
-        drain = float(raw_drain)
-        if not 0 <= drain < float("inf"):
-            raise ValueError
-    except ValueError:
-        problems.append(f"{ENV_DRAIN_SECONDS}={raw_drain!r} is not a non-negative number")
-
-    raw_cap = env.get(ENV_RETRY_CAP_SECONDS, "") or str(DEFAULT_RETRY_CAP_SECONDS)
-    retry_cap = DEFAULT_RETRY_CAP_SECONDS
-    try:
-        retry_cap = float(raw_cap)
-        if not 0 < retry_cap <= 3600:  # also rejects nan
-            raise ValueError
-    except ValueError:
-        problems.append(
-            f"{ENV_RETRY_CAP_SECONDS}={raw_cap!r} is not a number of seconds in (0, 3600]"
-        )
+    drain = _seconds(
+        env,
+        ENV_DRAIN_SECONDS,
+        0.0,
+        lambda v: 0 <= v < float("inf"),
+        "a non-negative number",
+        problems,
+    )
+    retry_cap = _seconds(
+        env,
+        ENV_RETRY_CAP_SECONDS,
+        DEFAULT_RETRY_CAP_SECONDS,
+        lambda v: 0 < v <= 3600,
+        "a number of seconds in (0, 3600]",
+        problems,
+    )
 
     if problems:
         raise ConfigError("sidecred sidecar: invalid configuration: " + "; ".join(problems))
