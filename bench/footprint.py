@@ -15,9 +15,9 @@ a bare asyncio server (bench/baseline_server.py) on the same interpreter:
 Targets: steady RSS <= 22 MB and anonymous <= 12 MB; refresh peak <= 64 MB;
 ready <= 0.8 s (median).
 
-    python3 bench/footprint.py [--runs 5] [--requests 10000] [--rev GIT_REV]
+    python3 bench/footprint.py [--runs 5] [--requests 10000] [--before GIT_REV]
 
-`--rev` measures another revision (for example the one before a change) the same way.
+`--before` also measures another revision (the one before a change) the same way, side by side.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -177,104 +178,145 @@ def fetch_alone(python: Path, sts_url: str, runs: int) -> float:
     return support.median(times)
 
 
+@dataclass(frozen=True)
+class Measured:
+    """One revision's figures (MB and seconds)."""
+
+    ready_times: list[float]
+    steady: dict[str, float]
+    peak: float
+    child_peak: float
+    server_rss: float
+    bare_server: dict[str, float]
+    bare: dict[str, float]
+    fetch_s: float
+
+    @property
+    def ready(self) -> float:
+        return support.median(self.ready_times)
+
+
+def measure(rev: str | None, moto_url: str, runs: int, requests: int) -> Measured:
+    """Every figure for the checkout (`rev` None) or a git revision, from its installed wheel."""
+    python = support.installed_python(support.workdir("footprint-install"), rev)
+    ready_times, sidecar, _ = ready_runs(python, moto_url, runs)
+    try:
+        token = sidecar.token()
+        response = credentials_response(sidecar.port, token)
+        hammer(sidecar.port, token, requests)
+        steady = support.memory_mib(sidecar.process.pid)
+    finally:
+        sidecar.stop()
+    bare_server = bare_asyncio_server(python, response, requests, support.workdir("base"))
+    peak, child_peak, server_rss = refresh_peak(python, moto_url)
+    fetch_s = fetch_alone(python, moto_url, runs) if rev is None else float("nan")
+    bare = bare_python(python)
+    return Measured(ready_times, steady, peak, child_peak, server_rss, bare_server, bare, fetch_s)
+
+
+def tables(after: Measured, before: Measured | None, requests: int) -> str:
+    bare = after.bare
+    rows = [
+        [
+            "bare `python -c` (same interpreter)",
+            f"{bare['Rss']:.1f}",
+            f"{bare['Anonymous']:.1f}",
+            "",
+        ],
+        [
+            f"bare asyncio server, after {requests:,} requests",
+            f"{after.bare_server['Rss']:.1f}",
+            f"{after.bare_server['Anonymous']:.1f}",
+            "",
+        ],
+    ]
+    for name, m in (("before", before), ("**after**", after)):
+        if m is None:
+            continue
+        rows += [
+            [
+                f"sidecred sidecar {name}: credentials held, after {requests:,} requests",
+                f"{m.steady['Rss']:.1f}",
+                f"{m.steady['Anonymous']:.1f}",
+                f"{m.ready:.3f}",
+            ],
+            [
+                f"sidecred sidecar {name}: peak during refreshes, server + fetch child "
+                f"(child alone {m.child_peak:.1f}, server {m.server_rss:.1f})",
+                f"{m.peak:.1f}",
+                "",
+                "",
+            ],
+        ]
+    table = support.markdown_table(
+        ["process", "RSS MB", "anonymous MB", "start to ready s (median)"], rows
+    )
+    checks = [
+        (
+            f"steady RSS <= {STEADY_RSS_TARGET:g} MB",
+            f"{after.steady['Rss']:.1f} MB",
+            after.steady["Rss"] <= STEADY_RSS_TARGET,
+        ),
+        (
+            f"steady anonymous <= {STEADY_ANON_TARGET:g} MB",
+            f"{after.steady['Anonymous']:.1f} MB",
+            after.steady["Anonymous"] <= STEADY_ANON_TARGET,
+        ),
+        (
+            f"peak during a refresh <= {PEAK_TARGET:g} MB",
+            f"{after.peak:.1f} MB",
+            after.peak <= PEAK_TARGET,
+        ),
+        (
+            f"start to ready <= {READY_TARGET_S:g} s (median of {len(after.ready_times)})",
+            f"{after.ready:.3f} s (min {min(after.ready_times):.3f}, max {max(after.ready_times):.3f})",
+            after.ready <= READY_TARGET_S,
+        ),
+    ]
+    summary = support.markdown_table(
+        ["target", "measured", "result"], [[t, m, support.verdict(ok)] for t, m, ok in checks]
+    )
+    return table + "\n\n" + summary
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--requests", type=int, default=10_000)
-    parser.add_argument("--rev", help="measure this git revision instead of the checkout")
+    parser.add_argument("--before", help="also measure this git revision, side by side")
     args = parser.parse_args()
 
-    python = support.installed_python(support.workdir("footprint-install"), args.rev)
     moto = support.start_moto()
     try:
-        ready_times, sidecar, _ = ready_runs(python, moto.url, args.runs)
-        try:
-            token = sidecar.token()
-            response = credentials_response(sidecar.port, token)
-            hammer(sidecar.port, token, args.requests)
-            steady = support.memory_mib(sidecar.process.pid)
-        finally:
-            sidecar.stop()
-        bare = bare_python(python)
-        bare_server = bare_asyncio_server(
-            python, response, args.requests, support.workdir("footprint-base")
-        )
-        peak, child_peak, server_rss = refresh_peak(python, moto.url)
-        fetch_s = fetch_alone(python, moto.url, args.runs) if args.rev is None else float("nan")
+        before = measure(args.before, moto.url, args.runs, args.requests) if args.before else None
+        after = measure(None, moto.url, args.runs, args.requests)
     finally:
         moto.stop()
-
-    ready = support.median(ready_times)
-    rows = [
-        ["bare `python -c` (same interpreter)", f"{bare['Rss']:.1f}", f"{bare['Anonymous']:.1f}"],
-        [
-            f"bare asyncio server, after {args.requests:,} requests",
-            f"{bare_server['Rss']:.1f}",
-            f"{bare_server['Anonymous']:.1f}",
-        ],
-        [
-            f"**sidecred sidecar**, credentials held, after {args.requests:,} requests",
-            f"{steady['Rss']:.1f}",
-            f"{steady['Anonymous']:.1f}",
-        ],
-        [
-            f"sidecred sidecar during refreshes: peak, serving process + fetch child "
-            f"(child alone {child_peak:.1f}, server {server_rss:.1f})",
-            f"{peak:.1f}",
-            "",
-        ],
-    ]
-    table = support.markdown_table(["process", "RSS MB", "anonymous MB"], rows)
-    summary = support.markdown_table(
-        ["target", "measured", "result"],
-        [
-            [
-                f"steady RSS <= {STEADY_RSS_TARGET:g} MB",
-                f"{steady['Rss']:.1f} MB",
-                support.verdict(steady["Rss"] <= STEADY_RSS_TARGET),
-            ],
-            [
-                f"steady anonymous <= {STEADY_ANON_TARGET:g} MB",
-                f"{steady['Anonymous']:.1f} MB",
-                support.verdict(steady["Anonymous"] <= STEADY_ANON_TARGET),
-            ],
-            [
-                f"peak during a refresh <= {PEAK_TARGET:g} MB",
-                f"{peak:.1f} MB",
-                support.verdict(peak <= PEAK_TARGET),
-            ],
-            [
-                f"start to ready <= {READY_TARGET_S:g} s (median of {args.runs})",
-                f"{ready:.3f} s (min {min(ready_times):.3f}, max {max(ready_times):.3f})",
-                support.verdict(ready <= READY_TARGET_S),
-            ],
-        ],
-    )
-    print("\n" + table + "\n\n" + summary)
-    if args.rev is not None:
-        print(f"\n(revision {args.rev}: not written to RESULTS.md)")
-        return 0
+    text = tables(after, before, args.requests)
+    print("\n" + text)
+    command = "python3 bench/footprint.py" + (f" --before {args.before}" if args.before else "")
     body = f"""
-Setup: `sidecred sidecar` (web-identity, token mode env) from a wheel installed in a fresh venv
-(as a pod runs it: no editable-install finder), against a local `moto_server`. Start to ready
-runs from `Popen` to the first `/readyz` 200 (polled every 5 ms): interpreter start, the
-server's imports, the listeners, and the first `sidecred fetch` child (interpreter, botocore,
-the STS call). Memory is `Rss` and `Anonymous` from `/proc/PID/smaps_rollup` after
-{args.requests:,} keep-alive `GET /v1/credentials`; the baselines run on the same interpreter
-in the same run. The refresh peak samples the serving process plus its children every
-{SAMPLE_EVERY_S * 1000:g} ms over {REFRESHES_SAMPLED} refreshes (moto behind a proxy that
-shortens sessions to 20 s).
+Setup: `sidecred sidecar` (web-identity, token mode env, its env from the webhook's own patch)
+from a wheel installed in a fresh venv (as a pod runs it: no editable-install finder), against a
+local `moto_server`. "Before" is revision `{args.before}` built and measured the same way in the
+same run. Start to ready runs from `Popen` to the first `/readyz` 200 (polled every 5 ms): interpreter
+start, the server's imports, the listeners, and (after) the first `sidecred fetch` child. Memory
+is `Rss` and `Anonymous` from `/proc/PID/smaps_rollup` after {args.requests:,} keep-alive
+`GET /v1/credentials`. The refresh peak samples the serving process plus its children every
+{SAMPLE_EVERY_S * 1000:g} ms over {REFRESHES_SAMPLED} refreshes (moto behind a proxy that shortens
+sessions to 20 s). The machine is shared (2 cores, other engineers' jobs): start-up times vary
+with its load, memory does not.
 
-{table}
+{text}
 
-{summary}
-
-What the split costs: `sidecred fetch` alone takes {fetch_s:.3f} s (median of {args.runs}), and
-start to ready is {ready:.3f} s; in exchange the serving process holds
-{steady["Rss"] - bare_server["Rss"]:+.1f} MB RSS / {steady["Anonymous"] - bare_server["Anonymous"]:+.1f} MB
-anonymous against the bare asyncio server, and botocore's memory is paid only while a fetch runs.
+What the split costs: `sidecred fetch` alone takes {after.fetch_s:.3f} s (median of {args.runs}:
+interpreter, botocore, one STS call); it runs once at start and at each refresh (twice an hour with
+1 h sessions). In exchange the serving process holds
+{after.steady["Rss"] - after.bare_server["Rss"]:+.1f} MB RSS /
+{after.steady["Anonymous"] - after.bare_server["Anonymous"]:+.1f} MB anonymous against the bare
+asyncio server, and botocore's memory is paid only while a fetch runs.
 """
-    support.write_section("footprint", "2. Footprint", "python3 bench/footprint.py", body)
+    support.write_section("footprint", "2. Footprint", command, body)
     return 0
 
 
