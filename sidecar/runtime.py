@@ -99,6 +99,14 @@ async def serve(config: SidecarConfig) -> int:
         token_file=config.token_file,
         sidecar_mode=config.sidecar_mode,
     )
+    if config.credential_source == "assume-role":
+        log.warning(
+            "unsafe_credential_source",
+            source="assume-role",
+            reason="base credentials come from the pod's surroundings (the node's instance "
+            "metadata), which every container on the node can reach: unsafe for "
+            "multi-tenant clusters; use web-identity or broker",
+        )
     refresher = asyncio.create_task(run_refresh_loop(cache, source, stop_refresh))
     # Everything imported and built so far lives as long as the process: keep
     # it out of the cyclic collector's full passes, which would otherwise

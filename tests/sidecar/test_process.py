@@ -44,6 +44,8 @@ def test_app_sees_the_annotated_role_and_session(
     for secret in (body["SecretAccessKey"], body["Token"], body["AccessKeyId"], sidecar.token()):
         assert secret not in log
     assert SESSION in log and ROLE_ARN in log
+    unsafe = [r for r in sidecar.log_records() if r["event"] == "unsafe_credential_source"]
+    assert [r["level"] for r in unsafe] == (["warning"] if source == "assume-role" else [])
 
 
 def test_token_file_is_the_whole_token_readable_by_any_uid(
