@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import http.client
 import itertools
+import signal
 import time
 from pathlib import Path
 
@@ -89,6 +90,30 @@ def test_slow_sts_at_startup_answers_not_ready_at_once(sts_proxy, sidecar_factor
 
     sts_proxy.mode = "pass"
     sidecar.wait_ready()  # the slow answer itself arrives within botocore's read timeout
+
+
+def fetch_children(pid: int) -> list[int]:
+    """The sidecar's child processes (its `sidecred fetch`)."""
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def test_sigterm_during_a_fetch_ends_the_fetch_child_too(
+    sts_proxy, sidecar_factory, tmp_path: Path
+):
+    sts_proxy.mode = "slow"
+    sidecar = sidecar_factory(sidecar_env(tmp_path, sts_proxy.url))
+    poll(lambda: sts_proxy.in_flight == 1, what="a slow STS call in flight")
+    children = fetch_children(sidecar.process.pid)
+    assert len(children) == 1  # the fetch waiting on STS
+
+    sidecar.signal(signal.SIGTERM)
+    assert sidecar.process.wait(timeout=30) == 0
+    # Killed and reaped by the sidecar, not left running (or a zombie) under init.
+    assert not Path(f"/proc/{children[0]}").exists()
+    assert any(r["event"] == "stopped" for r in sidecar.log_records())
 
 
 def test_faults_after_startup_keep_serving_the_held_credentials(
