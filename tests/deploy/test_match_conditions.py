@@ -340,3 +340,41 @@ def test_a_custom_sidecar_image_is_matched_by_repository() -> None:
         cat.BARE_POD, containers=[{"name": "x", "image": "registry.corp/platform/credproxy-ui:1"}]
     )
     assert configuration_outcome(config, cat.pod_request(other)) == SKIPPED
+
+
+def test_fixtures_for_non_pod_reviews_are_built_from_their_request_fields() -> None:
+    """The fixture format for TokenRequest and exec reviews (`request:` holding
+    AdmissionRequest fields) gives the request the API server would send."""
+    token = request_of(
+        {
+            "request": {
+                "kind": {"group": "authentication.k8s.io", "version": "v1", "kind": "TokenRequest"},
+                "resource": {"group": "", "version": "v1", "resource": "serviceaccounts"},
+                "subResource": "token",
+                "operation": "CREATE",
+                "name": "default",
+                "namespace": "shop",
+                "object": {"spec": {"audiences": ["sidecred"]}},
+                "userInfo": {"username": "alice", "groups": ["system:authenticated"]},
+            }
+        }
+    )
+    assert token["requestSubResource"] == "token" and token["requestKind"]["kind"] == "TokenRequest"
+    assert token["oldObject"] is None and token["name"] == "default"
+    exec_ = request_of(
+        {
+            "request": {
+                "kind": {"group": "", "version": "v1", "kind": "PodExecOptions"},
+                "resource": {"group": "", "version": "v1", "resource": "pods"},
+                "subResource": "exec",
+                "operation": "CONNECT",
+                "name": "web-0",
+                "namespace": "shop",
+                "object": {"kind": "PodExecOptions", "container": "sidecred"},
+            }
+        }
+    )
+    config = _config("defaults", VALIDATING)
+    assert configuration_outcome(config, token) == CALLED
+    assert configuration_outcome(config, exec_) == CALLED
+    assert configuration_outcome(_config("defaults", MUTATING), exec_) == NOT_SENT
