@@ -33,7 +33,9 @@ ENV_SERVICE_ACCOUNT = "SIDECRED_SERVICE_ACCOUNT"  # downward API: spec.serviceAc
 ENV_RETRY_CAP_SECONDS = "SIDECRED_RETRY_CAP_SECONDS"  # optional: longest wait between STS retries
 ENV_BROKER_URL = "SIDECRED_BROKER_URL"  # broker only: https://... of `sidecred broker`
 ENV_BROKER_CA = "SIDECRED_BROKER_CA"  # broker only: the CA bundle (PEM text, public) to verify it
-ENV_BROKER_TOKEN_FILE = "SIDECRED_BROKER_TOKEN_FILE"  # broker only: projected token, broker audience
+ENV_BROKER_TOKEN_FILE = (
+    "SIDECRED_BROKER_TOKEN_FILE"  # broker only: projected token, broker audience
+)
 
 CREDENTIAL_SOURCES = ("web-identity", "assume-role")
 TOKEN_MODES = ("file", "env")

@@ -245,7 +245,9 @@ def decide_mutation(
             )
         check_sidecars_match(pod, role_arn)
         _check_policy(role_arn, request, namespace, config, namespace_error)
-        injection = plan_injection(pod, role_arn, read.options, config, new_token)
+        injection = plan_injection(
+            pod, role_arn, read.options, config, new_token, pod_namespace(request)
+        )
         ops, patch_warnings, added = build_patch(pod, injection)
     except Refusal as refusal:
         return deny(refusal, warnings)

@@ -12,6 +12,7 @@ nothing twice and only gives the env to containers a later webhook added.
 from __future__ import annotations
 
 import copy
+import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,7 @@ from sidecred.webhook.pod import (
     SA_TOKEN_DIR,
     SA_TOKEN_FILE,
     SA_TOKEN_VOLUME,
+    SESSION_NAME_KEY,
     SIDECAR_COMMAND,
     SIDECAR_NAME,
     TOKEN_DIR,
@@ -48,6 +50,7 @@ REGION_VARS = ("AWS_REGION", "AWS_DEFAULT_REGION")
 SIDECAR_UID = 65532  # the distroless "nonroot" user; the image runs as it too
 HEALTH_PORT_NAME = "sidecred-health"  # at most 15 characters, a Kubernetes port name limit
 WAIT_READY_COMMAND = [*SIDECAR_COMMAND, "--wait-ready"]
+SESSION_NAME_MAX = 64  # STS RoleSessionName limit
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,7 @@ class Injection:
     port: int
     token_mode: str
     auth_token: str | None  # token mode env only
+    session_name: str | None = None  # always "<namespace>." + the annotation's value
 
 
 def escape(part: str) -> str:
@@ -71,34 +75,66 @@ def pointer(*parts: str | int) -> str:
     return "".join("/" + escape(str(p)) for p in parts)
 
 
+def namespaced_session_name(namespace: str, value: str) -> str:
+    """`<namespace>.<value>`, cut to STS's 64 characters with a short hash of the whole.
+
+    The namespace prefix always survives, so no pod can take a session name (or a
+    SourceIdentity derived from it) that starts with another namespace's name.
+    """
+    full = f"{namespace}.{value}"
+    if len(full) <= SESSION_NAME_MAX:
+        return full
+    keep = SESSION_NAME_MAX - 9  # "-" and 8 hex digits
+    if len(namespace) + 2 > keep:
+        raise Refusal(
+            "bad-annotation",
+            f"sidecred: namespace {q(namespace)} is too long to prefix the custom session name "
+            f"of {SESSION_NAME_KEY}; remove the annotation to use <namespace>.<pod name>",
+        )
+    return full[:keep] + "-" + hashlib.sha256(full.encode()).hexdigest()[:8]
+
+
 def plan_injection(
     pod: Mapping[str, Any],
     role_arn: str,
     options: PodOptions,
     config: WebhookConfig,
     new_token: Callable[[], str],
+    namespace: str,
 ) -> Injection:
-    """Settle port, token mode and token, reusing the existing sidecar's on reinvocation."""
+    """Settle the token (reused from an existing sidecar on reinvocation) and the session name."""
     existing = find_sidecar(pod)
-    port, token_mode, token = config.sidecar_port, options.token_mode, None
-    if existing is not None:
-        sidecar = existing[2]
-        raw_port = env_value(sidecar, sc.ENV_PORT)
-        if raw_port and raw_port.isdigit():
-            port = int(raw_port)
-        token_mode = env_value(sidecar, sc.ENV_TOKEN_MODE) or token_mode
-        token = env_value(sidecar, sc.ENV_AUTH_TOKEN) or None
-    if token_mode == "env" and token is None:
+    token = None
+    if existing is not None and options.token_mode == "env":
+        token = env_value(existing[2], sc.ENV_AUTH_TOKEN) or None
+    if options.token_mode == "env" and token is None:
         token = new_token()
-    return Injection(role_arn, options, config, port, token_mode, token)
+    session = options.session_name and namespaced_session_name(namespace, options.session_name)
+    return Injection(
+        role_arn, options, config, config.sidecar_port, options.token_mode, token, session or None
+    )
 
 
 def _field_env(name: str, field_path: str) -> dict[str, Any]:
     return {"name": name, "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": field_path}}}
 
 
-def build_sidecar(inj: Injection) -> dict[str, Any]:
-    """The `sidecred` container spec; its env shows every setting the sidecar uses."""
+def source_env(cfg: WebhookConfig) -> list[dict[str, Any]]:
+    """The env telling the sidecar how to reach its credential source."""
+    env: list[dict[str, Any]] = []
+    if cfg.credential_source == "web-identity":
+        env.append({"name": sc.ENV_WEB_IDENTITY_TOKEN_FILE, "value": SA_TOKEN_FILE})
+    elif cfg.credential_source == "broker":
+        env += [
+            {"name": sc.ENV_BROKER_URL, "value": str(cfg.broker_url)},
+            {"name": sc.ENV_BROKER_CA, "value": str(cfg.broker_ca)},
+            {"name": sc.ENV_BROKER_TOKEN_FILE, "value": SA_TOKEN_FILE},
+        ]
+    return env
+
+
+def sidecar_env(inj: Injection) -> list[dict[str, Any]]:
+    """Every setting the sidecar uses, in the pod spec for all to see."""
     cfg, opts = inj.config, inj.options
     native = cfg.sidecar_mode == "native"
     env: list[dict[str, Any]] = [
@@ -113,15 +149,15 @@ def build_sidecar(inj: Injection) -> dict[str, Any]:
         env.append({"name": sc.ENV_TOKEN_FILE, "value": TOKEN_FILE})
     else:
         env.append({"name": sc.ENV_AUTH_TOKEN, "value": inj.auth_token})
-    if cfg.credential_source == "web-identity":
-        env.append({"name": sc.ENV_WEB_IDENTITY_TOKEN_FILE, "value": SA_TOKEN_FILE})
+    env += source_env(cfg)
     if opts.external_id:
         env.append({"name": sc.ENV_EXTERNAL_ID, "value": opts.external_id})
-    if opts.session_name:
-        env.append({"name": sc.ENV_SESSION_NAME, "value": opts.session_name})
+    if inj.session_name:
+        env.append({"name": sc.ENV_SESSION_NAME, "value": inj.session_name})
     if cfg.region:
         env.append({"name": sc.ENV_REGION, "value": cfg.region})
-    env += [
+    return [
+        *env,
         {"name": sc.ENV_SIDECAR_MODE, "value": cfg.sidecar_mode},
         # Native sidecars are stopped after the apps exit, so they need no drain.
         {"name": sc.ENV_DRAIN_SECONDS, "value": "0" if native else str(cfg.drain_seconds)},
@@ -130,10 +166,22 @@ def build_sidecar(inj: Injection) -> dict[str, Any]:
         _field_env(sc.ENV_POD_UID, "metadata.uid"),
         _field_env(sc.ENV_SERVICE_ACCOUNT, "spec.serviceAccountName"),
     ]
+
+
+def uses_sa_token(cfg: WebhookConfig) -> bool:
+    """Whether the sidecar gets a projected service-account token (web-identity, broker)."""
+    return cfg.credential_source in ("web-identity", "broker")
+
+
+def build_sidecar(inj: Injection) -> dict[str, Any]:
+    """The `sidecred` container spec; its env shows every setting the sidecar uses."""
+    cfg = inj.config
+    native = cfg.sidecar_mode == "native"
+    env = sidecar_env(inj)
     mounts = []
     if inj.token_mode == "file":
         mounts.append({"name": TOKEN_VOLUME, "mountPath": TOKEN_DIR})
-    if cfg.credential_source == "web-identity":
+    if uses_sa_token(cfg):
         mounts.append({"name": SA_TOKEN_VOLUME, "mountPath": SA_TOKEN_DIR, "readOnly": True})
     sidecar: dict[str, Any] = {
         "name": SIDECAR_NAME,
@@ -188,7 +236,7 @@ def build_volumes(inj: Injection) -> list[dict[str, Any]]:
     volumes: list[dict[str, Any]] = []
     if inj.token_mode == "file":
         volumes.append({"name": TOKEN_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}})
-    if inj.config.credential_source == "web-identity":
+    if uses_sa_token(inj.config):
         volumes.append(
             {
                 "name": SA_TOKEN_VOLUME,
@@ -196,7 +244,7 @@ def build_volumes(inj: Injection) -> list[dict[str, Any]]:
                     "sources": [
                         {
                             "serviceAccountToken": {
-                                "audience": inj.config.token_audience,
+                                "audience": inj.config.sidecar_token_audience,
                                 "expirationSeconds": inj.config.token_expiration,
                                 "path": "token",
                             }

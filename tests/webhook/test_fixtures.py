@@ -91,7 +91,7 @@ def check_injected_pod(case: dict[str, Any], patched: dict[str, Any]) -> None:
         mounts = {m["name"] for m in container.get("volumeMounts") or []}
         if name == SIDECAR_NAME:
             assert container["command"] == ["sidecred", "sidecar"]
-            assert (SA_TOKEN_VOLUME in mounts) == (config.credential_source == "web-identity")
+            assert (SA_TOKEN_VOLUME in mounts) == (config.credential_source != "assume-role")
             continue
         assert SA_TOKEN_VOLUME not in mounts, f"{name} must not see the service-account token"
         # User env is kept exactly, in order, ahead of anything added.
@@ -134,6 +134,9 @@ def check_properties(expect: dict[str, Any], patched: dict[str, Any]) -> None:
     if "sidecred_volumes" in expect:
         names = [v["name"] for v in spec.get("volumes") or [] if v["name"].startswith("sidecred")]
         assert sorted(names) == sorted(expect["sidecred_volumes"])
+    volumes = {v["name"]: v for v in spec.get("volumes") or []}
+    for name, wanted in (expect.get("volumes") or {}).items():
+        assert_subset(wanted, volumes[name], f"volume {name}")
     if "sidecar" in expect:
         assert_subset(expect["sidecar"], by_name[SIDECAR_NAME], "sidecar")
     if "annotations" in expect:
