@@ -37,7 +37,6 @@ from sidecred.webhook.pod import (
     env_value,
     find_sidecar,
     has_env,
-    is_sidecar_like,
     iter_containers,
     q,
 )
@@ -51,6 +50,7 @@ SIDECAR_UID = 65532  # the distroless "nonroot" user; the image runs as it too
 HEALTH_PORT_NAME = "sidecred-health"  # at most 15 characters, a Kubernetes port name limit
 WAIT_READY_COMMAND = [*SIDECAR_COMMAND, "--wait-ready"]
 SESSION_NAME_MAX = 64  # STS RoleSessionName limit
+DEFAULT_CONTAINER_KEY = "kubectl.kubernetes.io/default-container"
 
 
 @dataclass(frozen=True)
@@ -349,10 +349,37 @@ def sidecar_position(pod: Mapping[str, Any]) -> int:
     return position
 
 
+def annotation_ops(pod: Mapping[str, Any], inj: Injection) -> list[dict[str, Any]]:
+    """The injection record and, in container mode, the default container for exec and logs.
+
+    Container mode puts the sidecar first in `containers`; without the annotation
+    `kubectl exec`/`logs` would pick it.
+    """
+    annotations = (pod.get("metadata") or {}).get("annotations")
+    wanted = {INJECTED_KEY: inj.role_arn}
+    apps = [c.get("name") for c in (pod.get("spec") or {}).get("containers") or []]
+    apps = [name for name in apps if name != SIDECAR_NAME]
+    if inj.config.sidecar_mode == "container" and apps:
+        current = (annotations or {}).get(DEFAULT_CONTAINER_KEY)
+        wanted[DEFAULT_CONTAINER_KEY] = current if current in apps else apps[0]
+    if annotations is None:
+        prefix = [] if "metadata" in pod else [{"op": "add", "path": "/metadata", "value": {}}]
+        return [*prefix, {"op": "add", "path": "/metadata/annotations", "value": wanted}]
+    return [
+        {"op": "add", "path": pointer("metadata", "annotations", key), "value": value}
+        for key, value in wanted.items()
+        if annotations.get(key) != value
+    ]
+
+
 def build_patch(
-    pod: Mapping[str, Any], inj: Injection
-) -> tuple[list[dict[str, Any]], list[str], bool]:
-    """(JSON Patch ops, warnings, whether the sidecar is added) for injecting `inj` into `pod`."""
+    pod: Mapping[str, Any], inj: Injection, *, add_sidecar: bool
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """(JSON Patch ops, warnings) for injecting `inj` into `pod`.
+
+    `add_sidecar` is False when the pod already runs the canonical sidecar
+    (canonical.check_sidecar), so a reinvocation only adds what is missing.
+    """
     ops: list[dict[str, Any]] = []
     warnings: list[str] = []
     spec = pod.get("spec") or {}
@@ -365,7 +392,7 @@ def build_patch(
         )
 
     for list_name, index, container in iter_containers(pod):
-        if is_sidecar_like(container) or container.get("name") in skip:
+        if container.get("name") in (SIDECAR_NAME, *skip):
             continue
         ops += _container_ops(list_name, index, container, inj, warnings)
 
@@ -377,8 +404,7 @@ def build_patch(
         else:
             ops += [{"op": "add", "path": "/spec/volumes/-", "value": v} for v in new_volumes]
 
-    adding_sidecar = find_sidecar(pod) is None
-    if adding_sidecar:
+    if add_sidecar:
         sidecar = build_sidecar(inj)
         if inj.config.sidecar_mode == "native":
             if spec.get("initContainers") is None:
@@ -405,23 +431,8 @@ def build_patch(
                     "containers finish, so the Job never completes; use native sidecar mode"
                 )
 
-    metadata = pod.get("metadata") or {}
-    annotations = metadata.get("annotations")
-    if annotations is None:
-        if "metadata" not in pod:
-            ops.append({"op": "add", "path": "/metadata", "value": {}})
-        ops.append(
-            {"op": "add", "path": "/metadata/annotations", "value": {INJECTED_KEY: inj.role_arn}}
-        )
-    elif annotations.get(INJECTED_KEY) != inj.role_arn:
-        ops.append(
-            {
-                "op": "add",
-                "path": pointer("metadata", "annotations", INJECTED_KEY),
-                "value": inj.role_arn,
-            }
-        )
-    return ops, warnings, adding_sidecar
+    ops += annotation_ops(pod, inj)
+    return ops, warnings
 
 
 def apply_patch(pod: Mapping[str, Any], ops: list[dict[str, Any]]) -> dict[str, Any]:

@@ -3,11 +3,17 @@
 Each `fixtures/<scenario>.yaml` holds:
 
     description: what the case shows
+    threat: the SECURITY.md section an attack fixture exercises (optional)
     webhook: mutate | validate          (default mutate)
     config: {WebhookConfig overrides}   (base_role_arn defaults to BASE_ROLE_ARN)
     request: {operation, subResource, namespace}   (defaults: CREATE, none, the pod's namespace)
+             or, for a review that is not about a pod (no `pod` key), the AdmissionRequest
+             fields themselves: kind, resource, subResource, operation, name, namespace,
+             object, oldObject, userInfo
     namespace: Namespace object, or null with namespace_error
     pod: the request's object
+    injected: true to validate `pod` as it leaves the mutating webhook, then changed by
+              `edit` (JSON Patch ops), as a later webhook or a hand edit would change it
     old_pod: the request's oldObject (UPDATE)
     expect: allowed, code, reason, message (substrings), warnings (substrings; [] = none),
             patch (exact ops, order-insensitive), and properties of the patched pod
@@ -23,6 +29,7 @@ import yaml
 
 from sidecred.webhook.config import WebhookConfig
 from sidecred.webhook.decide import Decision, decide_mutation, decide_validation
+from sidecred.webhook.mutate import apply_patch
 
 FIXTURES = Path(__file__).parent / "fixtures"
 BASE_ROLE_ARN = "arn:aws:iam::111122223333:role/"
@@ -37,8 +44,8 @@ def load_case(path: Path) -> dict[str, Any]:
     with path.open(encoding="utf-8") as handle:
         case = yaml.safe_load(handle)
     unknown = set(case) - {
-        "description", "webhook", "config", "request", "namespace", "namespace_error",
-        "pod", "old_pod", "expect",
+        "description", "threat", "webhook", "config", "request", "namespace", "namespace_error",
+        "pod", "injected", "edit", "old_pod", "expect",
     }  # fmt: skip
     assert not unknown, f"{path.name}: unknown keys {unknown}"
     return case
@@ -83,10 +90,32 @@ def pod_request(
     return request
 
 
+def review_request(fields_: dict[str, Any]) -> dict[str, Any]:
+    """A non-pod AdmissionRequest (TokenRequest, exec) from a fixture's `request` fields."""
+    request = {"uid": "705ab4f5-6393-11e8-b7cc-42010a800003", "dryRun": False, **fields_}
+    request.setdefault("requestKind", request.get("kind"))
+    request.setdefault("userInfo", {"username": "alice", "groups": ["system:authenticated"]})
+    return request
+
+
+def pod_of(case: dict[str, Any]) -> dict[str, Any]:
+    """The fixture's pod; with `injected: true`, as the mutating webhook leaves it, then edited."""
+    pod = case["pod"]
+    if not case.get("injected"):
+        return pod
+    decision = decide_mutation(
+        pod_request(pod), case.get("namespace"), config_of(case), new_token=lambda: FIXED_TOKEN
+    )
+    assert decision.allowed and decision.patch, decision.message
+    return apply_patch(apply_patch(pod, decision.patch), case.get("edit") or [])
+
+
 def request_of(case: dict[str, Any]) -> dict[str, Any]:
     fields_ = case.get("request") or {}
+    if "pod" not in case:
+        return review_request(fields_)
     return pod_request(
-        case["pod"],
+        pod_of(case),
         operation=fields_.get("operation", "CREATE"),
         namespace=fields_.get("namespace"),
         sub_resource=fields_.get("subResource"),

@@ -32,7 +32,8 @@ def test_enough_fixtures_cover_every_deny_path() -> None:
     deny_paths = {
         "no-policy", "not-permitted", "bad-policy", "host-network", "forged-sidecar",
         "role-changed", "image-changed", "debug-target", "share-process", "bad-annotation",
-        "namespace-unavailable", "foreign-endpoint", "token-exposed", "not-injected",
+        "namespace-unavailable", "foreign-endpoint", "not-injected", "sidecred-audience",
+        "token-request", "sidecar-exec",
     }  # fmt: skip
     assert deny_paths <= reasons, deny_paths - reasons
 
