@@ -1,15 +1,18 @@
-"""The webhook's only Kubernetes API access: a watch-backed namespace cache.
+"""Kubernetes API access for sidecred's servers: watch-backed object caches.
 
-A background thread lists namespaces, then watches from the list's
-resourceVersion, applying ADDED/MODIFIED/DELETED events and following
-BOOKMARKs. A 410 Gone relists; a broken stream reconnects from the last
-resourceVersion after a capped, jittered backoff. Objects are kept as the
+`WatchCache` lists one resource (optionally by label selector), then watches
+from the list's resourceVersion, applying ADDED/MODIFIED/DELETED events and
+following BOOKMARKs. A 410 Gone relists; a broken stream reconnects from the
+last resourceVersion after a capped, jittered backoff. Objects are kept as the
 plain JSON dicts the API server sent (never typed models, which drop fields).
 
-`get(name)` answers from the cache without an API call. On a miss it reads
-the namespace directly and caches it, because a namespace created a moment
-before its first pod may not have reached the watch yet. If that read fails
+A lookup answers from the cache without an API call. On a miss it reads the
+object directly and caches it, because an object created a moment before it
+is first asked about may not have reached the watch yet. If that read fails
 the lookup says why, and the caller fails closed.
+
+`NamespaceCache` (the webhook's and the broker's namespace policies) and
+`PodCache` (sidecred's injected pods, by label) are the two instances.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import random
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import urllib3
 from kubernetes import client, watch
@@ -46,12 +50,25 @@ UNAVAILABLE = "unavailable"
 
 
 @dataclass(frozen=True)
-class NamespaceLookup:
-    """A namespace as a plain dict, or None with `error` saying why."""
+class Lookup:
+    """An object as a plain dict, or None with `error` saying why."""
 
-    namespace: dict | None
+    object: dict | None
     source: str  # cache | api | not-found | unavailable
     error: str = ""
+
+    @property
+    def namespace(self) -> dict | None:
+        """The object of a namespace lookup (the name the webhook's callers use)."""
+        return self.object
+
+
+NamespaceLookup = Lookup
+
+# Only sidecred's own pods are watched: every pod the webhook injects carries this label.
+INJECTED_POD_SELECTOR = "sidecred.dev/injected=true"
+
+Key = tuple[str, str]  # (namespace, name); namespace "" for cluster-scoped objects
 
 
 def next_backoff(previous: float, *, rand: Callable[[], float] = random.random) -> float:
@@ -66,39 +83,48 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-class NamespaceCache:
+class WatchCache:
+    """A watch-backed cache of one resource kind, keyed by (namespace, name)."""
+
     def __init__(
         self,
-        api: client.CoreV1Api,
+        kind: str,
+        list_func: Callable,
+        read_func: Callable[..., object],
         *,
+        label_selector: str = "",
         record_api_call: Callable[[str, str], None] | None = None,
         watch_timeout_seconds: int = WATCH_TIMEOUT_SECONDS,
     ) -> None:
-        self._api = api
+        self.kind = kind  # "namespace", "pod": for messages and logs
+        self._list_func = list_func
+        self._read_func = read_func
+        self._selector = {"label_selector": label_selector} if label_selector else {}
         self._record = record_api_call or (lambda verb, result: None)
         self._watch_timeout = watch_timeout_seconds
         self._lock = threading.Lock()
-        self._store: dict[str, dict] = {}
+        self._store: dict[Key, dict] = {}
         self._synced = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._watch: watch.Watch | None = None
         self.last_error = ""
-        # Calls made, by verb (list, watch, get): the proof that warm admissions make none.
+        # Calls made, by verb (list, watch, get): the proof that warm lookups make none.
         self.api_calls: collections.Counter[str] = collections.Counter()
 
     # --- lifecycle -----------------------------------------------------------------
     @property
     def synced(self) -> bool:
         """True once the first list has loaded; stays true while the watch reconnects,
-        because the cached policies remain the best answer and misses still fail closed."""
+        because the cached objects remain the best answer and misses still fail closed."""
         return self._synced.is_set()
 
     def wait_synced(self, timeout: float) -> bool:
         return self._synced.wait(timeout)
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="namespace-cache", daemon=True)
+        name = f"{self.kind}-cache"
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -109,37 +135,34 @@ class NamespaceCache:
             self._thread.join(timeout)
 
     # --- lookups -------------------------------------------------------------------
-    def cached(self, name: str) -> dict | None:
+    def cached_key(self, key: Key) -> dict | None:
         with self._lock:
-            return self._store.get(name)
+            return self._store.get(key)
 
-    def get(self, name: str) -> NamespaceLookup:
-        found = self.cached(name)
+    def objects(self) -> list[dict]:
+        """Every cached object (a snapshot)."""
+        with self._lock:
+            return list(self._store.values())
+
+    def lookup(self, key: Key) -> Lookup:
+        found = self.cached_key(key)
         if found is not None:
-            return NamespaceLookup(found, CACHE)
+            return Lookup(found, CACHE)
+        shown = f'{self.kind} "{key[0]}/{key[1]}"' if key[0] else f'{self.kind} "{key[1]}"'
         try:
-            response = self._call(
-                "get", self._api.read_namespace, name, _request_timeout=GET_TIMEOUT
-            )
-            obj = json.loads(response.data)
+            obj = json.loads(self._call("get", self._read_func, key).data)
         except ApiException as exc:
             if exc.status == 404:
-                return NamespaceLookup(None, NOT_FOUND, f'namespace "{name}" not found')
-            return NamespaceLookup(
-                None,
-                UNAVAILABLE,
-                f'Kubernetes API error reading namespace "{name}": {_describe(exc)}',
-            )
+                return Lookup(None, NOT_FOUND, f"{shown} not found")
+            message = f"Kubernetes API error reading {shown}: {_describe(exc)}"
+            return Lookup(None, UNAVAILABLE, message)
         except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
-            return NamespaceLookup(
-                None,
-                UNAVAILABLE,
-                f'Kubernetes API unreachable reading namespace "{name}": {_describe(exc)}',
-            )
+            message = f"Kubernetes API unreachable reading {shown}: {_describe(exc)}"
+            return Lookup(None, UNAVAILABLE, message)
         with self._lock:
             # A watch event may have arrived meanwhile; it is at least as new.
-            obj = self._store.setdefault(name, obj)
-        return NamespaceLookup(obj, FETCHED)
+            obj = self._store.setdefault(key, obj)
+        return Lookup(obj, FETCHED)
 
     # --- list and watch ------------------------------------------------------------
     def _call(self, verb: str, func: Callable, *args: object, **kwargs: object):
@@ -155,14 +178,21 @@ class NamespaceCache:
         self._record(verb, "ok")
         return result
 
+    @staticmethod
+    def _key(obj: dict) -> Key:
+        metadata = obj.get("metadata") or {}
+        return (metadata.get("namespace") or "", metadata["name"])
+
     def _relist(self) -> str:
-        response = self._call("list", self._api.list_namespace, _request_timeout=LIST_TIMEOUT)
+        response = self._call(
+            "list", self._list_func, _request_timeout=LIST_TIMEOUT, **self._selector
+        )
         body = json.loads(response.data)
-        store = {item["metadata"]["name"]: item for item in body.get("items") or []}
+        store = {self._key(item): item for item in body.get("items") or []}
         with self._lock:
             self._store = store
         self._synced.set()
-        log.info("namespace cache synced: %d namespaces", len(store))
+        log.info("%s cache synced: %d objects", self.kind, len(store))
         return str(body["metadata"]["resourceVersion"])
 
     def _watch_from(self, resource_version: str) -> tuple[str, int]:
@@ -171,11 +201,12 @@ class NamespaceCache:
         self.api_calls["watch"] += 1
         self._record("watch", "ok")
         stream = self._watch.stream(
-            self._api.list_namespace,
+            self._list_func,
             resource_version=resource_version,
             timeout_seconds=self._watch_timeout,
             allow_watch_bookmarks=True,
             _request_timeout=(GET_TIMEOUT[0], self._watch_timeout + WATCH_READ_SLACK_SECONDS),
+            **self._selector,
         )
         events = 0
         for event in stream:
@@ -185,10 +216,10 @@ class NamespaceCache:
             kind = event["type"]
             if kind in ("ADDED", "MODIFIED"):
                 with self._lock:
-                    self._store[metadata["name"]] = obj
+                    self._store[self._key(obj)] = obj
             elif kind == "DELETED":
                 with self._lock:
-                    self._store.pop(metadata["name"], None)
+                    self._store.pop(self._key(obj), None)
             resource_version = str(metadata.get("resourceVersion") or resource_version)
             if self._stopping.is_set():
                 break
@@ -210,7 +241,7 @@ class NamespaceCache:
                 # proxy closing it at once) is reopened after a backoff, never in a hot loop.
             except ApiException as exc:
                 if exc.status == 410:
-                    log.info("namespace watch expired (410 Gone); relisting")
+                    log.info("%s watch expired (410 Gone); relisting", self.kind)
                     resource_version = None
                     continue
                 self.last_error = _describe(exc)
@@ -221,6 +252,36 @@ class NamespaceCache:
             delay = next_backoff(delay)
             if self.last_error:
                 log.warning(
-                    "namespace watch failed (%s); retrying in %.1fs", self.last_error, delay
+                    "%s watch failed (%s); retrying in %.1fs", self.kind, self.last_error, delay
                 )
             self._stopping.wait(delay)
+
+
+class NamespaceCache(WatchCache):
+    """Every namespace (their policy annotations decide admission and issuance)."""
+
+    def __init__(self, api: client.CoreV1Api, **kwargs: Any) -> None:
+        def read(key: Key, **kwargs: object) -> object:
+            return api.read_namespace(key[1], _request_timeout=GET_TIMEOUT, **kwargs)
+
+        super().__init__("namespace", api.list_namespace, read, **kwargs)
+
+    def cached(self, name: str) -> dict | None:
+        return self.cached_key(("", name))
+
+    def get(self, name: str) -> Lookup:
+        return self.lookup(("", name))
+
+
+class PodCache(WatchCache):
+    """sidecred's injected pods in every namespace, selected by label (never the whole cluster)."""
+
+    def __init__(self, api: client.CoreV1Api, **kwargs: Any) -> None:
+        def read(key: Key, **kwargs: object) -> object:
+            return api.read_namespaced_pod(key[1], key[0], _request_timeout=GET_TIMEOUT, **kwargs)
+
+        kwargs.setdefault("label_selector", INJECTED_POD_SELECTOR)
+        super().__init__("pod", api.list_pod_for_all_namespaces, read, **kwargs)
+
+    def get(self, namespace: str, name: str) -> Lookup:
+        return self.lookup((namespace, name))

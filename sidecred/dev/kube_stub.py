@@ -1,12 +1,19 @@
-"""A small Kubernetes API server stand-in for namespaces, for tests and the demo.
+"""A small Kubernetes API server stand-in for tests and the demo.
 
-It serves the real JSON shapes the `kubernetes` client expects: a
-NamespaceList with `metadata.resourceVersion`, a chunked watch stream of
-`{"type", "object"}` lines that stays open and pushes events as the test
-changes namespaces, single Namespace GETs with a real `Status` 404, and an
-`ERROR` event with code 410 when a watch asks for a compacted resourceVersion.
+It serves the real JSON shapes the `kubernetes` client expects for a table of
+resources (namespaces, pods, events, leases): lists with
+`metadata.resourceVersion`, label and field selectors, a chunked watch stream
+of `{"type", "object"}` lines that stays open and pushes events as the test
+changes objects, GETs with a real `Status` 404, create (201, 409 when the name
+is taken), replace (409 on a stale resourceVersion, which leader election
+relies on), delete, and an `ERROR` event with code 410 when a watch asks for a
+compacted resourceVersion. Endpoints that are not plain storage (TokenReview,
+the pod proxy) are added by the caller with `route()`.
+
 It can be stopped and restarted on the same port (the "API server went away"
-case) and counts requests per kind so tests can prove a warm cache makes none.
+case) and counts requests so tests can prove a warm cache makes none: for
+namespaces under the keys `list`, `watch` and `get`; for every other resource
+as `<plural>.<verb>` (for example `pods.get`, `events.create`).
 """
 
 from __future__ import annotations
@@ -15,15 +22,69 @@ import collections
 import copy
 import datetime as dt
 import json
+import re
 import socket
 import threading
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
 NAMESPACES_PATH = "/api/v1/namespaces"
 # How often an idle watch stream looks at the stop flag; events wake it at once.
 _WATCH_POLL_SECONDS = 0.2
+_MAX_BODY = 4 << 20
+
+
+@dataclass(frozen=True)
+class Resource:
+    plural: str
+    kind: str
+    group_version: str  # "v1" or "<group>/<version>"
+    namespaced: bool
+
+    @property
+    def prefix(self) -> str:
+        return "/api/v1" if self.group_version == "v1" else f"/apis/{self.group_version}"
+
+
+RESOURCES = {
+    r.plural: r
+    for r in (
+        Resource("namespaces", "Namespace", "v1", namespaced=False),
+        Resource("pods", "Pod", "v1", namespaced=True),
+        Resource("events", "Event", "v1", namespaced=True),
+        Resource("leases", "Lease", "coordination.k8s.io/v1", namespaced=True),
+    )
+}
+
+
+@dataclass
+class StubRequest:
+    """What a `route()` handler sees of one request."""
+
+    method: str
+    path: str
+    match: re.Match[str]
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class StubResponse:
+    code: int
+    body: bytes = b""
+    content_type: str = "application/json"
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+Handler = Callable[[StubRequest], StubResponse]
+
+
+def json_response(code: int, obj: object) -> StubResponse:
+    return StubResponse(code, json.dumps(obj).encode())
 
 
 def _is_true(value: str | None) -> bool:
@@ -31,7 +92,13 @@ def _is_true(value: str | None) -> bool:
     return (value or "").lower() in ("1", "t", "true")
 
 
-def status_object(code: int, reason: str, message: str, name: str | None = None) -> dict:
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def status_object(
+    code: int, reason: str, message: str, name: str | None = None, kind: str = "namespaces"
+) -> dict:
     status: dict = {
         "kind": "Status",
         "apiVersion": "v1",
@@ -42,8 +109,74 @@ def status_object(code: int, reason: str, message: str, name: str | None = None)
         "code": code,
     }
     if name is not None:
-        status["details"] = {"name": name, "kind": "namespaces"}
+        status["details"] = {"name": name, "kind": kind}
     return status
+
+
+def _selector_matches(selector: str, labels: dict[str, str]) -> bool:
+    """Equality-based label selectors: `k=v`, `k==v`, `k!=v`, `k`, `!k`, comma-joined."""
+    for term in filter(None, (t.strip() for t in selector.split(","))):
+        if "!=" in term:
+            key, value = term.split("!=", 1)
+            if labels.get(key.strip()) == value.strip():
+                return False
+        elif "=" in term:
+            key, value = term.replace("==", "=").split("=", 1)
+            if labels.get(key.strip()) != value.strip():
+                return False
+        elif term.startswith("!"):
+            if term[1:] in labels:
+                return False
+        elif term not in labels:
+            return False
+    return True
+
+
+def _field_matches(selector: str, obj: dict) -> bool:
+    """Field selectors on `metadata.name` and `metadata.namespace`, the ones used here."""
+    meta = obj.get("metadata", {})
+    fields = {"metadata.name": meta.get("name"), "metadata.namespace": meta.get("namespace")}
+    for term in filter(None, (t.strip() for t in selector.split(","))):
+        negate = "!=" in term
+        key, value = term.replace("!=", "=").replace("==", "=").split("=", 1)
+        if (fields.get(key.strip()) == value.strip()) == negate:
+            return False
+    return True
+
+
+@dataclass
+class _Target:
+    """A parsed storage path: which resource, namespace, name and subresource."""
+
+    resource: Resource
+    namespace: str | None
+    name: str | None
+    subresource: str | None = None
+
+
+def _parse_path(path: str) -> _Target | None:
+    parts = [unquote(p) for p in path.strip("/").split("/")]
+    if parts[:2] == ["api", "v1"]:
+        gv, rest = "v1", parts[2:]
+    elif len(parts) >= 3 and parts[0] == "apis":
+        gv, rest = f"{parts[1]}/{parts[2]}", parts[3:]
+    else:
+        return None
+    namespace = None
+    if len(rest) >= 3 and rest[0] == "namespaces":
+        namespace, rest = rest[1], rest[2:]
+    elif len(rest) == 2 and rest[0] == "namespaces":  # GET /api/v1/namespaces/NAME
+        return _Target(RESOURCES["namespaces"], None, rest[1])
+    if not rest or len(rest) > 3:
+        return None
+    resource = RESOURCES.get(rest[0])
+    if resource is None or resource.group_version != gv:
+        return None
+    if namespace is not None and not resource.namespaced:
+        return None
+    name = rest[1] if len(rest) > 1 else None
+    sub = rest[2] if len(rest) > 2 else None
+    return _Target(resource, namespace, name, sub)
 
 
 class _Server(ThreadingHTTPServer):
@@ -56,14 +189,17 @@ class _Server(ThreadingHTTPServer):
 
 
 class KubeApiStub:
-    """Namespaces behind a real HTTP server on 127.0.0.1."""
+    """Namespaced and cluster objects behind a real HTTP server on 127.0.0.1."""
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
-        self._namespaces: dict[str, dict] = {}
-        self._events: list[tuple[int, str, dict]] = []
+        self._objects: dict[str, dict[tuple[str | None, str], dict]] = {
+            plural: {} for plural in RESOURCES
+        }
+        self._history: list[tuple[int, str, str, dict]] = []  # (rv, plural, type, object)
         self._resource_version = 100
         self._oldest_watchable = 0  # a watch from a resourceVersion below this gets 410
+        self._routes: list[tuple[str, re.Pattern[str], str, Handler]] = []
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._connections: set[socket.socket] = set()
@@ -110,202 +246,327 @@ class KubeApiStub:
         self.stop()
         self.start()
 
+    def route(self, method: str, pattern: str, handler: Handler, counter: str) -> None:
+        """Serve `method` on paths fully matching `pattern` with `handler` (before storage)."""
+        self._routes.append((method.upper(), re.compile(pattern), counter, handler))
+
     # --- state the tests change ----------------------------------------------------
-    def add_namespace(self, name: str, annotations: dict[str, str] | None = None) -> dict:
+    def put(self, plural: str, obj: dict) -> dict:
+        """Create or replace an object as the test's side of the API server; returns a copy."""
         with self._cond:
-            obj = {
-                "kind": "Namespace",
-                "apiVersion": "v1",
+            obj = copy.deepcopy(obj)
+            resource = RESOURCES[plural]
+            meta = obj.setdefault("metadata", {})
+            obj.setdefault("kind", resource.kind)
+            obj.setdefault("apiVersion", resource.group_version)
+            key = (meta.get("namespace") if resource.namespaced else None, meta["name"])
+            old = self._objects[plural].get(key)
+            meta.setdefault("uid", old["metadata"]["uid"] if old else str(uuid.uuid4()))
+            meta.setdefault(
+                "creationTimestamp", old["metadata"]["creationTimestamp"] if old else _now()
+            )
+            self._record(plural, "MODIFIED" if old else "ADDED", obj)
+            return copy.deepcopy(obj)
+
+    def get(self, plural: str, name: str, namespace: str | None = None) -> dict | None:
+        with self._cond:
+            return copy.deepcopy(self._objects[plural].get((namespace, name)))
+
+    def items(self, plural: str, namespace: str | None = None) -> list[dict]:
+        with self._cond:
+            return [
+                copy.deepcopy(obj)
+                for (ns, _), obj in self._objects[plural].items()
+                if namespace is None or ns == namespace
+            ]
+
+    def delete(self, plural: str, name: str, namespace: str | None = None) -> None:
+        with self._cond:
+            obj = copy.deepcopy(self._objects[plural][(namespace, name)])
+            self._record(plural, "DELETED", obj)
+
+    def add_namespace(self, name: str, annotations: dict[str, str] | None = None) -> dict:
+        return self.put(
+            "namespaces",
+            {
                 "metadata": {
                     "name": name,
-                    "uid": str(uuid.uuid4()),
-                    "creationTimestamp": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
                     "labels": {"kubernetes.io/metadata.name": name},
                     "annotations": dict(annotations or {}),
                 },
                 "spec": {"finalizers": ["kubernetes"]},
                 "status": {"phase": "Active"},
-            }
-            self._record("ADDED", obj)
-            return copy.deepcopy(obj)
+            },
+        )
 
     def set_annotations(self, name: str, annotations: dict[str, str]) -> dict:
-        with self._cond:
-            obj = copy.deepcopy(self._namespaces[name])
-            obj["metadata"]["annotations"] = dict(annotations)
-            self._record("MODIFIED", obj)
-            return copy.deepcopy(obj)
+        obj = self.get("namespaces", name)
+        if obj is None:
+            raise KeyError(name)
+        obj["metadata"]["annotations"] = dict(annotations)
+        return self.put("namespaces", obj)
 
     def delete_namespace(self, name: str) -> None:
-        with self._cond:
-            obj = copy.deepcopy(self._namespaces[name])
-            self._record("DELETED", obj)
+        self.delete("namespaces", name)
 
     def bookmark(self) -> None:
         """Send a BOOKMARK with the current resourceVersion to open watches."""
         with self._cond:
             self._resource_version += 1
-            obj = {
-                "kind": "Namespace",
-                "apiVersion": "v1",
-                "metadata": {"resourceVersion": str(self._resource_version)},
-            }
-            self._events.append((self._resource_version, "BOOKMARK", obj))
+            for plural, resource in RESOURCES.items():
+                obj = {
+                    "kind": resource.kind,
+                    "apiVersion": resource.group_version,
+                    "metadata": {"resourceVersion": str(self._resource_version)},
+                }
+                self._history.append((self._resource_version, plural, "BOOKMARK", obj))
             self._cond.notify_all()
 
     def compact(self) -> None:
         """Forget history, as etcd compaction does: older resourceVersions get 410 Gone."""
         with self._cond:
             self._oldest_watchable = self._resource_version
-            self._events.clear()
+            self._history.clear()
 
-    def _record(self, kind: str, obj: dict) -> None:
+    def _record(self, plural: str, event: str, obj: dict) -> None:
+        """Store (or drop) `obj` under a new resourceVersion and wake watchers. Holds _cond."""
         self._resource_version += 1
-        obj["metadata"]["resourceVersion"] = str(self._resource_version)
-        name = obj["metadata"]["name"]
-        if kind == "DELETED":
-            self._namespaces.pop(name, None)
+        meta = obj["metadata"]
+        meta["resourceVersion"] = str(self._resource_version)
+        key = (meta.get("namespace") if RESOURCES[plural].namespaced else None, meta["name"])
+        if event == "DELETED":
+            self._objects[plural].pop(key, None)
         else:
-            self._namespaces[name] = obj
-        self._events.append((self._resource_version, kind, copy.deepcopy(obj)))
+            self._objects[plural][key] = obj
+        self._history.append((self._resource_version, plural, event, copy.deepcopy(obj)))
         self._cond.notify_all()
+
+    def _count(self, resource: Resource, verb: str) -> None:
+        key = verb if resource.plural == "namespaces" else f"{resource.plural}.{verb}"
+        self.requests[key] += 1
+
+    # --- storage verbs (called by the HTTP handler) --------------------------------
+    def _list_body(self, target: _Target, query: dict[str, str]) -> dict:
+        labels, fields = query.get("labelSelector", ""), query.get("fieldSelector", "")
+        with self._cond:
+            items = []
+            for (ns, _), obj in self._objects[target.resource.plural].items():
+                if target.namespace is not None and ns != target.namespace:
+                    continue
+                if not _selector_matches(labels, obj["metadata"].get("labels") or {}):
+                    continue
+                if not _field_matches(fields, obj):
+                    continue
+                item = copy.deepcopy(obj)
+                item.pop("kind", None)  # list items carry no kind/apiVersion
+                item.pop("apiVersion", None)
+                items.append(item)
+            return {
+                "kind": f"{target.resource.kind}List",
+                "apiVersion": target.resource.group_version,
+                "metadata": {"resourceVersion": str(self._resource_version)},
+                "items": items,
+            }
+
+    def _not_found(self, target: _Target) -> StubResponse:
+        plural, name = target.resource.plural, target.name
+        message = f'{plural} "{name}" not found'
+        return json_response(404, status_object(404, "NotFound", message, name, plural))
+
+    def _write(self, method: str, target: _Target, body: bytes) -> StubResponse:
+        """POST (create), PUT (replace) and DELETE on stored objects."""
+        resource = target.resource
+        if method == "DELETE":
+            with self._cond:
+                obj = self._objects[resource.plural].get((target.namespace, target.name or ""))
+                if obj is None:
+                    return self._not_found(target)
+                self._record(resource.plural, "DELETED", copy.deepcopy(obj))
+                return json_response(200, obj)
+        try:
+            obj = json.loads(body or b"{}")
+            meta = obj["metadata"]
+        except (ValueError, KeyError, TypeError):
+            return json_response(400, status_object(400, "BadRequest", "invalid object body"))
+        if resource.namespaced:
+            meta["namespace"] = target.namespace
+        if method == "POST" and not meta.get("name") and meta.get("generateName"):
+            meta["name"] = meta["generateName"] + uuid.uuid4().hex[:5]
+        name = meta.get("name") or ""
+        with self._cond:
+            current = self._objects[resource.plural].get((target.namespace, name))
+            if method == "POST":
+                if current is not None:
+                    message = f'{resource.plural} "{name}" already exists'
+                    status = status_object(409, "AlreadyExists", message, name, resource.plural)
+                    return json_response(409, status)
+                meta["uid"], meta["creationTimestamp"] = str(uuid.uuid4()), _now()
+            else:
+                if current is None:
+                    return self._not_found(_Target(resource, target.namespace, name))
+                sent = meta.get("resourceVersion")
+                if sent and sent != current["metadata"]["resourceVersion"]:
+                    message = f'Operation cannot be fulfilled on {resource.plural} "{name}": the object has been modified'
+                    status = status_object(409, "Conflict", message, name, resource.plural)
+                    return json_response(409, status)
+                meta["uid"] = current["metadata"]["uid"]
+                meta["creationTimestamp"] = current["metadata"]["creationTimestamp"]
+            obj.setdefault("kind", resource.kind)
+            obj.setdefault("apiVersion", resource.group_version)
+            self._record(resource.plural, "ADDED" if method == "POST" else "MODIFIED", obj)
+            return json_response(201 if method == "POST" else 200, obj)
 
     # --- HTTP ----------------------------------------------------------------------
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
-        stub = self
+        return type("Handler", (_RequestHandler,), {"stub": self})
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
 
-            def setup(self) -> None:
-                super().setup()
-                with stub._cond:
-                    stub._connections.add(self.connection)
+class _RequestHandler(BaseHTTPRequestHandler):
+    """One connection to the stub; `stub` is set on a per-server subclass."""
 
-            def finish(self) -> None:
-                with stub._cond:
-                    stub._connections.discard(self.connection)
-                try:
-                    super().finish()
-                except OSError:
-                    pass
+    stub: KubeApiStub
+    protocol_version = "HTTP/1.1"
 
-            def log_message(self, format: str, *args: object) -> None:
-                pass  # keep test output clean
+    def setup(self) -> None:
+        super().setup()
+        with self.stub._cond:
+            self.stub._connections.add(self.connection)
 
-            def do_GET(self) -> None:
-                url = urlsplit(self.path)
-                query = {k: v[-1] for k, v in parse_qs(url.query).items()}
-                path = url.path.rstrip("/")
-                if path == NAMESPACES_PATH:
-                    if _is_true(query.get("watch")):
-                        stub.requests["watch"] += 1
-                        self._watch(query)
-                    else:
-                        stub.requests["list"] += 1
-                        self._list()
-                elif path.startswith(NAMESPACES_PATH + "/") and path.count("/") == 4:
-                    stub.requests["get"] += 1
-                    self._get(unquote(path.rsplit("/", 1)[1]))
-                else:
-                    stub.requests["other"] += 1
-                    self._send_json(
-                        404,
-                        status_object(
-                            404, "NotFound", "the server could not find the requested resource"
-                        ),
-                    )
+    def finish(self) -> None:
+        with self.stub._cond:
+            self.stub._connections.discard(self.connection)
+        try:
+            super().finish()
+        except OSError:
+            pass
 
-            def _send_json(self, code: int, body: dict) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+    def log_message(self, format: str, *args: object) -> None:
+        pass  # keep test output clean
 
-            def _list(self) -> None:
-                with stub._cond:
-                    items = []
-                    for obj in stub._namespaces.values():
-                        item = copy.deepcopy(obj)
-                        item.pop("kind", None)  # list items carry no kind/apiVersion
-                        item.pop("apiVersion", None)
-                        items.append(item)
-                    body = {
-                        "kind": "NamespaceList",
-                        "apiVersion": "v1",
-                        "metadata": {"resourceVersion": str(stub._resource_version)},
-                        "items": items,
-                    }
-                self._send_json(200, body)
+    def do_GET(self) -> None:
+        self._dispatch("GET")
 
-            def _get(self, name: str) -> None:
-                with stub._cond:
-                    obj = copy.deepcopy(stub._namespaces.get(name))
-                if obj is None:
-                    message = f'namespaces "{name}" not found'
-                    self._send_json(404, status_object(404, "NotFound", message, name))
-                else:
-                    self._send_json(200, obj)
+    def do_POST(self) -> None:
+        self._dispatch("POST")
 
-            def _chunk(self, payload: dict) -> None:
-                data = json.dumps(payload).encode() + b"\n"
-                self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
-                self.wfile.flush()
+    def do_PUT(self) -> None:
+        self._dispatch("PUT")
 
-            def _watch(self, query: dict[str, str]) -> None:
-                try:
-                    since = int(query.get("resourceVersion") or 0)
-                except ValueError:
-                    self._send_json(
-                        400, status_object(400, "BadRequest", "invalid resourceVersion")
-                    )
-                    return
-                timeout = float(query.get("timeoutSeconds") or 1800)
-                bookmarks = _is_true(query.get("allowWatchBookmarks"))
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Transfer-Encoding", "chunked")
-                self.end_headers()
-                with stub._cond:
-                    generation = stub._generation
-                    expired = since < stub._oldest_watchable
-                try:
-                    if expired:
-                        message = f"too old resource version: {since} ({stub._oldest_watchable})"
-                        self._chunk(
-                            {"type": "ERROR", "object": status_object(410, "Expired", message)}
-                        )
-                    else:
-                        self._stream_events(since, timeout, bookmarks, generation)
-                    self.wfile.write(b"0\r\n\r\n")
-                    self.wfile.flush()
-                except OSError:
-                    self.close_connection = True
+    def do_DELETE(self) -> None:
+        self._dispatch("DELETE")
 
-            def _stream_events(
-                self, since: int, timeout: float, bookmarks: bool, generation: int
-            ) -> None:
-                deadline = threading.Event()
-                timer = threading.Timer(timeout, deadline.set)
-                timer.daemon = True
-                timer.start()
-                try:
-                    while not deadline.is_set():
-                        with stub._cond:
-                            pending = [e for e in stub._events if e[0] > since]
-                            if not pending:
-                                stub._cond.wait(_WATCH_POLL_SECONDS)
-                                pending = [e for e in stub._events if e[0] > since]
-                            if stub._generation != generation:
-                                return
-                        for rv, kind, obj in pending:
-                            since = rv
-                            if kind == "BOOKMARK" and not bookmarks:
-                                continue
-                            self._chunk({"type": kind, "object": obj})
-                finally:
-                    timer.cancel()
+    def _dispatch(self, method: str) -> None:
+        url = urlsplit(self.path)
+        query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+        path = url.path.rstrip("/") or "/"
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(min(length, _MAX_BODY)) if length else b""
+        for route_method, pattern, counter, handler in self.stub._routes:
+            match = pattern.fullmatch(path)
+            if route_method == method and match:
+                self.stub.requests[counter] += 1
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                request = StubRequest(method, path, match, query, headers, body)
+                self._send(handler(request))
+                return
+        target = _parse_path(path)
+        if target is None or target.subresource is not None:
+            self.stub.requests["other"] += 1
+            message = "the server could not find the requested resource"
+            self._send(json_response(404, status_object(404, "NotFound", message)))
+        elif method == "GET" and target.name is None:
+            watching = _is_true(query.get("watch"))
+            self.stub._count(target.resource, "watch" if watching else "list")
+            if watching:
+                self._watch(target, query)
+            else:
+                self._send(json_response(200, self.stub._list_body(target, query)))
+        elif method == "GET":
+            self.stub._count(target.resource, "get")
+            obj = self.stub.get(target.resource.plural, target.name, target.namespace)
+            self._send(json_response(200, obj) if obj else self.stub._not_found(target))
+        else:
+            verb = {"POST": "create", "PUT": "replace", "DELETE": "delete"}[method]
+            self.stub._count(target.resource, verb)
+            self._send(self.stub._write(method, target, body))
 
-        return Handler
+    def _send(self, response: StubResponse) -> None:
+        self.send_response(response.code)
+        self.send_header("Content-Type", response.content_type)
+        self.send_header("Content-Length", str(len(response.body)))
+        for key, value in response.headers.items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(response.body)
+
+    def _chunk(self, payload: dict) -> None:
+        data = json.dumps(payload).encode() + b"\n"
+        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+        self.wfile.flush()
+
+    def _watch(self, target: _Target, query: dict[str, str]) -> None:
+        try:
+            since = int(query.get("resourceVersion") or 0)
+        except ValueError:
+            message = "invalid resourceVersion"
+            self._send(json_response(400, status_object(400, "BadRequest", message)))
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        with self.stub._cond:
+            generation = self.stub._generation
+            expired = since < self.stub._oldest_watchable
+        try:
+            if expired:
+                message = f"too old resource version: {since} ({self.stub._oldest_watchable})"
+                error = status_object(410, "Expired", message)
+                self._chunk({"type": "ERROR", "object": error})
+            else:
+                self._stream_events(target, query, since, generation)
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+        except OSError:
+            self.close_connection = True
+
+    def _stream_events(
+        self, target: _Target, query: dict[str, str], since: int, generation: int
+    ) -> None:
+        timeout = float(query.get("timeoutSeconds") or 1800)
+        bookmarks = _is_true(query.get("allowWatchBookmarks"))
+        labels, fields = query.get("labelSelector", ""), query.get("fieldSelector", "")
+        plural = target.resource.plural
+        deadline = threading.Event()
+        timer = threading.Timer(timeout, deadline.set)
+        timer.daemon = True
+        timer.start()
+
+        def wanted(entry: tuple[int, str, str, dict]) -> bool:
+            _, kind_plural, event, obj = entry
+            if kind_plural != plural:
+                return False
+            if event == "BOOKMARK":
+                return bookmarks
+            meta = obj["metadata"]
+            if target.namespace is not None and meta.get("namespace") != target.namespace:
+                return False
+            return _selector_matches(labels, meta.get("labels") or {}) and _field_matches(
+                fields, obj
+            )
+
+        try:
+            while not deadline.is_set():
+                with self.stub._cond:
+                    pending = [e for e in self.stub._history if e[0] > since]
+                    if not pending:
+                        self.stub._cond.wait(_WATCH_POLL_SECONDS)
+                        pending = [e for e in self.stub._history if e[0] > since]
+                    if self.stub._generation != generation:
+                        return
+                for entry in pending:
+                    since = entry[0]
+                    if wanted(entry):
+                        self._chunk({"type": entry[2], "object": entry[3]})
+        finally:
+            timer.cancel()
