@@ -299,7 +299,15 @@ def _container_ops(
 
     wanted = app_env(inj)
     if inj.config.region and not any(has_env(container, v) for v in REGION_VARS):
-        wanted += [{"name": v, "value": inj.config.region} for v in REGION_VARS]
+        if container.get("envFrom"):
+            # An explicit env entry would silently outrank a region the envFrom source sets.
+            warnings.append(
+                f"sidecred: container {q(name)} takes env from envFrom, which may set "
+                f"AWS_REGION, so sidecred did not add AWS_REGION={q(inj.config.region)}; set it "
+                "in the container's env if the envFrom source does not"
+            )
+        else:
+            wanted += [{"name": v, "value": inj.config.region} for v in REGION_VARS]
     for entry in wanted:
         value = env_value(container, entry["name"])
         if (
@@ -372,6 +380,21 @@ def annotation_ops(pod: Mapping[str, Any], inj: Injection) -> list[dict[str, Any
     ]
 
 
+def init_before_sidecar(pod: Mapping[str, Any], config: WebhookConfig) -> list[str]:
+    """Native mode: the ordinary init containers that run before the sidecar, in order.
+
+    They run to completion before the sidecar starts, so credential env would only
+    make their SDK calls fail; native sidecars (restartPolicy Always) keep running
+    and can use it later.
+    """
+    if config.sidecar_mode != "native":
+        return []
+    inits = (pod.get("spec") or {}).get("initContainers") or []
+    names = [c.get("name") for c in inits]
+    position = names.index(SIDECAR_NAME) if SIDECAR_NAME in names else sidecar_position(pod)
+    return [str(c.get("name")) for c in inits[:position] if c.get("restartPolicy") != "Always"]
+
+
 def build_patch(
     pod: Mapping[str, Any], inj: Injection, *, add_sidecar: bool
 ) -> tuple[list[dict[str, Any]], list[str]]:
@@ -391,8 +414,15 @@ def build_patch(
             f"sidecred: sidecred.dev/skip-containers names {q(missing)}, which the pod does not have"
         )
 
+    early = init_before_sidecar(pod, inj.config)
+    if early:
+        warnings.append(
+            f"sidecred: init containers {', '.join(q(n) for n in early)} run before the sidecar "
+            "is ready, so they get no credentials; move AWS calls into a container that starts "
+            "after it"
+        )
     for list_name, index, container in iter_containers(pod):
-        if container.get("name") in (SIDECAR_NAME, *skip):
+        if container.get("name") in (SIDECAR_NAME, *skip, *early):
             continue
         ops += _container_ops(list_name, index, container, inj, warnings)
 

@@ -11,7 +11,7 @@ import kubernetes_validate
 import pytest
 
 from sidecred.webhook.decide import decide_mutation, decide_validation
-from sidecred.webhook.mutate import FULL_URI, apply_patch
+from sidecred.webhook.mutate import FULL_URI, apply_patch, init_before_sidecar
 from sidecred.webhook.pod import SA_TOKEN_VOLUME, SIDECAR_NAME, iter_containers
 from tests.webhook.fixture_cases import (
     FIXED_TOKEN,
@@ -88,6 +88,7 @@ def check_injected_pod(case: dict[str, Any], patched: dict[str, Any]) -> None:
         .split(",")
     }
     original = containers_by_name(case["pod"])
+    skip |= set(init_before_sidecar(patched, config))
     for name, container in containers_by_name(patched).items():
         mounts = {m["name"] for m in container.get("volumeMounts") or []}
         if name == SIDECAR_NAME:
