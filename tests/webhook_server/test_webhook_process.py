@@ -110,6 +110,19 @@ def test_unknown_namespace_is_denied(http: httpx.Client) -> None:
     assert 'namespace "nowhere" not found' in response["status"]["message"]
 
 
+def test_flood_naming_a_missing_namespace_costs_a_few_gets(
+    http: httpx.Client, module_stub: KubeApiStub
+) -> None:
+    """300 admissions naming a namespace that does not exist: a few API GETs, not 300."""
+    before = module_stub.requests["get"]
+    obj = pod(PERMITTED_ROLE, namespace="ghost-town")
+    for _ in range(300):
+        response = post_review(http, "/mutate", review(obj, namespace="ghost-town"))
+        assert response["allowed"] is False
+        assert 'namespace "ghost-town" not found' in response["status"]["message"]
+    assert module_stub.requests["get"] - before <= 3
+
+
 def test_namespace_created_after_sync_is_admitted(
     http: httpx.Client, module_stub: KubeApiStub
 ) -> None:
