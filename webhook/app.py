@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from sidecred.webhook.config import WebhookConfig
 from sidecred.webhook.decide import (
@@ -118,6 +119,10 @@ def create_app(
             check_content_type(http_request)
             body = await read_capped_body(http_request, MAX_REVIEW_BYTES)
             request = parse_review(body)
+        except ClientDisconnect:
+            # The client went away, or webhook.limits closed a request that was too slow.
+            metrics.bad_requests.labels(webhook, "408").inc()
+            return error_response(408, "the request was not received in time")
         except ReviewError as exc:
             metrics.bad_requests.labels(webhook, str(exc.status_code)).inc()
             log.warning(

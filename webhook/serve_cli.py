@@ -17,6 +17,12 @@ from kubernetes import config as kube_config
 from sidecred.webhook.app import create_app
 from sidecred.webhook.config import add_config_arguments, config_from_args
 from sidecred.webhook.kube import NamespaceCache
+from sidecred.webhook.limits import (
+    KEEP_ALIVE_SECONDS,
+    MAX_HEAD_BYTES,
+    DeadlineH11Protocol,
+    apply_tls_limits,
+)
 from sidecred.webhook.metrics import WebhookMetrics
 from sidecred.webhook.tls import DEFAULT_CHECK_INTERVAL, ReloadingServerContext
 
@@ -148,7 +154,13 @@ def main(argv: list[str]) -> int:
         access_log=False,
         server_header=False,
         timeout_graceful_shutdown=10,
+        # Limits against abuse (webhook.limits): any pod can reach the webhook.
+        loop="asyncio",
+        http=DeadlineH11Protocol,
+        h11_max_incomplete_event_size=MAX_HEAD_BYTES,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
     )
+    apply_tls_limits()
     namespaces.start()
     log.info(
         "webhook starting",
