@@ -178,3 +178,15 @@ def test_fixture(path: Path) -> None:
         check_properties(expect, patched)
         for fragment in expect.get("token_in", []):
             assert FIXED_TOKEN in json.dumps(containers_by_name(patched)[fragment]["env"])
+
+
+def test_threats_and_reasons_are_documented_in_security_md() -> None:
+    """Each fixture's `threat:` is a SECURITY.md section; each denial reason is in its table."""
+    security = (Path(__file__).parents[2] / "SECURITY.md").read_text(encoding="utf-8")
+    headings = {line[3:].strip() for line in security.splitlines() if line.startswith("## ")}
+    cases = [load_case(p) for p in PATHS]
+    threats = {case["threat"] for case in cases if "threat" in case}
+    assert threats and threats <= headings, threats - headings
+    reasons = {c["expect"]["reason"] for c in cases if not c["expect"]["allowed"]}
+    table = {line.split("`")[1] for line in security.splitlines() if line.startswith("| `")}
+    assert reasons <= table, reasons - table
