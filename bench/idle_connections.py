@@ -1,4 +1,4 @@
-"""Benchmark 6: the webhook under 500 idle TLS connections that send half a request head.
+"""Benchmark 7: the webhook under 500 idle TLS connections that send half a request head.
 
 Any pod can reach the webhook, so a tenant can open connections and never finish a
 request (the slowloris pattern). A real `sidecred webhook` process (TLS from
@@ -188,7 +188,7 @@ def report(rows: dict[str, float], count: int, closed: list[float | None]) -> bo
     )
     print(body)
     support.write_section(
-        "idle-connections", "6. Idle TLS connections (slowloris)", _command(count), body
+        "idle-connections", "7. Idle TLS connections (slowloris)", _command(count), body
     )
     return all(ok for _, _, ok in targets)
 

@@ -167,8 +167,11 @@ def calls_sidecar(container: Mapping[str, Any]) -> bool:
     Catches `sidecred sidecar`, another path to the binary, a shell string
     (`sh -c "exec sidecred sidecar"`), `python -m sidecred ...` and imports of
     sidecred modules, by looking for a word naming sidecred followed by `sidecar`
-    or for `-m sidecred`.
+    or for `-m sidecred`; and `args: [sidecar]` without a command, for any image
+    whose entrypoint is sidecred's CLI (the webhook's image holds the sidecar too).
     """
+    if not container.get("command") and (container.get("args") or [None])[0] == "sidecar":
+        return True  # an image whose entrypoint is sidecred's CLI, told to run the sidecar
     words = [w for part in _command(container) for w in _WORD_RE.split(part) if w]
     for index, word in enumerate(words):
         base = word.rsplit("/", 1)[-1]

@@ -83,7 +83,10 @@ class WebhookConfig:
         "allow --credential-source assume-role, whose base credentials are the node's "
         "instance metadata, reachable by every container: unsafe for multi-tenant clusters",
     )
-    sidecar_image: str = option("ghcr.io/sidecred/sidecred:0.1.0", "image of the injected sidecar")
+    # The slim image (Dockerfile target sidecar).
+    sidecar_image: str = option(
+        "ghcr.io/sidecred/sidecred-sidecar:0.1.0", "image of the injected sidecar"
+    )
     sidecar_mode: str = option(
         "native", "native sidecar init container, or a regular container", choices=SIDECAR_MODES
     )

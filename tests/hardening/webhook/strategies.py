@@ -152,7 +152,11 @@ COMMANDS = (
     ["/app/server"],
     ["sh", "-c", "exec sidecred sidecar"],
 )
-IMAGES = ("registry.example.com/app:1.0", "ghcr.io/sidecred/sidecred:0.1.0", "evil.example/x:1")
+IMAGES = (
+    "registry.example.com/app:1.0",
+    "ghcr.io/sidecred/sidecred-sidecar:0.1.0",
+    "evil.example/x:1",
+)
 
 
 _ARBITRARY = object()  # marks the pool slot that draws arbitrary text instead

@@ -86,7 +86,7 @@ def sidecar_of(pod: dict[str, Any]) -> dict[str, Any]:
 def handwritten_sidecar(role_arn: str, name: str = "sidecred") -> dict[str, Any]:
     return {
         "name": name,
-        "image": "ghcr.io/sidecred/sidecred:0.1.0",
+        "image": "ghcr.io/sidecred/sidecred-sidecar:0.1.0",
         "command": ["sidecred", "sidecar"],
         "restartPolicy": "Always",
         "env": [{"name": sc.ENV_ROLE_ARN, "value": role_arn}],
