@@ -258,6 +258,15 @@ def _check_values(values: dict[str, object], problems: list[str]) -> None:
         problems.append(
             f"--sidecar-port and --health-port are both {values['sidecar_port']}; they must differ"
         )
+    if (
+        values["credential_source"] == "assume-role"
+        and not values["allow_unsafe_assume_role_node_credentials"]
+    ):
+        problems.append(
+            "--credential-source assume-role gives the sidecar the node's instance-metadata "
+            "credentials, which every container on the node can reach; it is unsafe for "
+            f"multi-tenant clusters. Use web-identity or broker, or pass {UNSAFE_ASSUME_ROLE_FLAG}"
+        )
     _check_broker(values, problems)
 
 

@@ -122,6 +122,22 @@ def test_broker_options_are_checked_at_start(
     assert "Traceback" not in str(info.value)
 
 
+def test_assume_role_needs_the_unsafe_flag() -> None:
+    with pytest.raises(ValueError) as info:
+        parse(["--credential-source", "assume-role"])
+    message = str(info.value)
+    assert "unsafe for multi-tenant clusters" in message
+    assert "--allow-unsafe-assume-role-node-credentials" in message
+    config = parse(
+        ["--credential-source", "assume-role", "--allow-unsafe-assume-role-node-credentials"]
+    )
+    assert config.credential_source == "assume-role"
+    env = {"SIDECRED_ALLOW_UNSAFE_ASSUME_ROLE_NODE_CREDENTIALS": "true"}
+    assert parse(["--credential-source", "assume-role"], env).credential_source == "assume-role"
+    with pytest.raises(ValueError, match="is not true or false"):
+        parse([], {"SIDECRED_ALLOW_UNSAFE_ASSUME_ROLE_NODE_CREDENTIALS": "sure"})
+
+
 @pytest.mark.parametrize("value", ["²", "١٢", "6 1080", "0x10"])
 def test_non_ascii_and_odd_digits_are_refused(value: str) -> None:
     with pytest.raises(ValueError, match="is not a whole number"):

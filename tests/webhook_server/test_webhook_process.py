@@ -416,6 +416,16 @@ def test_invalid_webhook_option_is_a_clear_startup_error(tmp_path: Path) -> None
     assert "Traceback" not in result.stderr
 
 
+def test_assume_role_without_the_unsafe_flag_does_not_start(tmp_path: Path) -> None:
+    result = _run_webhook(
+        tmp_path, "--kubeconfig", str(tmp_path / "none"), "--credential-source", "assume-role"
+    )
+    assert result.returncode == 2
+    assert "unsafe for multi-tenant clusters" in result.stderr
+    assert "--allow-unsafe-assume-role-node-credentials" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_probe_without_sni_is_served(webhook: WebhookProcess) -> None:
     """The kubelet probes https://<pod IP>:8443 and sends no server name."""
     context = ssl.create_default_context(cafile=str(webhook.cert_dir / "ca.crt"))
