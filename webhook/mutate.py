@@ -51,6 +51,8 @@ HEALTH_PORT_NAME = "sidecred-health"  # at most 15 characters, a Kubernetes port
 WAIT_READY_COMMAND = [*SIDECAR_COMMAND, "--wait-ready"]
 SESSION_NAME_MAX = 64  # STS RoleSessionName limit
 DEFAULT_CONTAINER_KEY = "kubectl.kubernetes.io/default-container"
+# The label every component that watches pods selects sidecred's pods by (DESIGN 3.2).
+INJECTED_LABEL = "sidecred.dev/injected"
 
 
 @dataclass(frozen=True)
@@ -357,27 +359,37 @@ def sidecar_position(pod: Mapping[str, Any]) -> int:
     return position
 
 
-def annotation_ops(pod: Mapping[str, Any], inj: Injection) -> list[dict[str, Any]]:
-    """The injection record and, in container mode, the default container for exec and logs.
+def _map_ops(pod: Mapping[str, Any], field: str, wanted: dict[str, str]) -> list[dict[str, Any]]:
+    """Ops that make metadata.<field> (annotations or labels) hold `wanted`, keeping the rest."""
+    current = (pod.get("metadata") or {}).get(field)
+    if current is None:
+        return [{"op": "add", "path": pointer("metadata", field), "value": wanted}]
+    return [
+        {"op": "add", "path": pointer("metadata", field, key), "value": value}
+        for key, value in wanted.items()
+        if current.get(key) != value
+    ]
+
+
+def metadata_ops(pod: Mapping[str, Any], inj: Injection) -> list[dict[str, Any]]:
+    """The injection record, the label sidecred's watchers select by, and in container mode
+    the default container for exec and logs.
 
     Container mode puts the sidecar first in `containers`; without the annotation
-    `kubectl exec`/`logs` would pick it.
+    `kubectl exec`/`logs` would pick it. The label is only a hint for list/watch
+    (everything read through it is checked again); the annotation holds the role.
     """
-    annotations = (pod.get("metadata") or {}).get("annotations")
+    annotations = (pod.get("metadata") or {}).get("annotations") or {}
     wanted = {INJECTED_KEY: inj.role_arn}
     apps = [c.get("name") for c in (pod.get("spec") or {}).get("containers") or []]
     apps = [name for name in apps if name != SIDECAR_NAME]
     if inj.config.sidecar_mode == "container" and apps:
-        current = (annotations or {}).get(DEFAULT_CONTAINER_KEY)
+        current = annotations.get(DEFAULT_CONTAINER_KEY)
         wanted[DEFAULT_CONTAINER_KEY] = current if current in apps else apps[0]
-    if annotations is None:
-        prefix = [] if "metadata" in pod else [{"op": "add", "path": "/metadata", "value": {}}]
-        return [*prefix, {"op": "add", "path": "/metadata/annotations", "value": wanted}]
-    return [
-        {"op": "add", "path": pointer("metadata", "annotations", key), "value": value}
-        for key, value in wanted.items()
-        if annotations.get(key) != value
-    ]
+    ops = [] if "metadata" in pod else [{"op": "add", "path": "/metadata", "value": {}}]
+    ops += _map_ops(pod, "annotations", wanted)
+    ops += _map_ops(pod, "labels", {INJECTED_LABEL: "true"})
+    return ops
 
 
 def init_before_sidecar(pod: Mapping[str, Any], config: WebhookConfig) -> list[str]:
@@ -461,7 +473,7 @@ def build_patch(
                     "containers finish, so the Job never completes; use native sidecar mode"
                 )
 
-    ops += annotation_ops(pod, inj)
+    ops += metadata_ops(pod, inj)
     return ops, warnings
 
 

@@ -79,6 +79,8 @@ def check_injected_pod(case: dict[str, Any], patched: dict[str, Any]) -> None:
     """Properties every injected pod has, whatever the fixture."""
     assert kubernetes_validate.validate(patched, SCHEMA_VERSION, strict=True)
     check_restricted_sidecar(patched)
+    # Watchers (broker, events, audit) select sidecred's pods by this label.
+    assert patched["metadata"]["labels"]["sidecred.dev/injected"] == "true"
     config = config_of(case)
     skip = {
         s.strip()
