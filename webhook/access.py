@@ -10,8 +10,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from sidecred.webhook.annotations import q
 from sidecred.webhook.config import WebhookConfig
-from sidecred.webhook.pod import SIDECAR_NAME, Refusal, q
+from sidecred.webhook.names import SIDECAR_NAME
+from sidecred.webhook.refusal import Refusal
 
 NODES_GROUP = "system:nodes"
 CONNECT_SUBRESOURCES = ("exec", "attach")
@@ -73,8 +75,8 @@ def check_token_request(request: Mapping[str, Any], config: WebhookConfig) -> No
     who = user.get("username", "") if isinstance(user, dict) else ""
     raise Refusal(
         "token-request",
-        f"sidecred: {q(str(who)[:120])} may not request a token for audience {q(wanted[0])} "
-        f"(service account {q(str(request.get('name', ''))[:120])}): only a node minting a "
+        f"sidecred: {q(str(who), 120)} may not request a token for audience {q(wanted[0])} "
+        f"(service account {q(str(request.get('name', '')), 120)}): only a node minting a "
         "pod's projected token for sidecred's sidecar may; request another audience",
     )
 

@@ -19,20 +19,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from sidecred.sidecar import config as sc
+from sidecred.webhook.annotations import annotations_of, q, read_pod_options
 from sidecred.webhook.config import WebhookConfig
 from sidecred.webhook.mutate import Injection, build_sidecar, build_volumes, plan_injection
-from sidecred.webhook.pod import (
-    RESERVED_VOLUMES,
-    SA_TOKEN_VOLUME,
-    SIDECAR_NAME,
-    Refusal,
-    annotations_of,
-    find_sidecar,
-    iter_containers,
-    mounted_volumes,
-    q,
-    read_pod_options,
-)
+from sidecred.webhook.names import RESERVED_VOLUMES, SA_TOKEN_VOLUME, SIDECAR_NAME
+from sidecred.webhook.pod import find_sidecar, iter_containers, mounted_volumes
+from sidecred.webhook.refusal import Refusal
 from sidecred.webhook.roles import RoleError, resolve_role
 
 ENV_PREFIX = "SIDECRED_"
@@ -109,7 +101,7 @@ def _shown(path: str, value: Any) -> str:
     """A value for a message; never the endpoint's auth token."""
     if sc.ENV_AUTH_TOKEN in path:
         return "a different token"
-    return q(value if isinstance(value, str) else json.dumps(value))[:160]
+    return q(value if isinstance(value, str) else json.dumps(value), 160)
 
 
 def _item_path(path: str, index: int, want: Any, got: Any) -> str:
@@ -196,7 +188,7 @@ def forged_reason(container: Mapping[str, Any], config: WebhookConfig) -> str | 
     if isinstance(image, str) and image_repository(image) == image_repository(config.sidecar_image):
         return f"runs the sidecar image {q(image)}"
     if calls_sidecar(container):
-        return f"runs the sidecar ({q(' '.join(_command(container))[:120])})"
+        return f"runs the sidecar ({q(' '.join(_command(container)), 120)})"
     for entry in container.get("env") or []:
         if str(entry.get("name", "")).startswith(ENV_PREFIX):
             return f"sets {entry['name']}, which only the sidecar reads"

@@ -26,7 +26,9 @@ from sidecred.sidecar.config import (
     MIN_SESSION_DURATION,
     SIDECAR_MODES,
     TOKEN_MODES,
+    parse_int_in_range,
 )
+from sidecred.webhook.annotations import ROLE_KEY
 
 NAMESPACE_POLICIES = ("require", "off")
 # assume-role is accepted only with UNSAFE_ASSUME_ROLE_FLAG (SECURITY.md, "Base credentials").
@@ -67,7 +69,7 @@ class WebhookConfig:
     base_role_arn: str | None = option(
         None, "ARN prefix for bare role names, e.g. arn:aws:iam::111122223333:role/"
     )
-    annotation_key: str = option("iam.amazonaws.com/role", "pod annotation holding the role")
+    annotation_key: str = option(ROLE_KEY, "pod annotation holding the role")
     namespace_policy: str = option(
         "require",
         "require a namespace allow-list, or turn policy off",
@@ -177,14 +179,11 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _int(name: str, raw: str, low: int, high: int, problems: list[str]) -> int:
-    # int() also takes non-ASCII digits such as "²" or "١"; only ASCII is a number here.
-    if not (raw.isascii() and raw.lstrip("+-").isdigit()):
-        problems.append(f"{_flag(name)}={raw!r} is not a whole number")
+    try:
+        return parse_int_in_range(_flag(name), raw, low, high)
+    except ValueError as exc:
+        problems.append(str(exc))
         return 0
-    value = int(raw)
-    if not low <= value <= high:
-        problems.append(f"{_flag(name)}={value} is outside {low}-{high}")
-    return value
 
 
 def _convert(f: Any, value: str, problems: list[str]) -> object:

@@ -18,22 +18,14 @@ from sidecred.webhook.access import (
     is_connect,
     is_token_request,
 )
+from sidecred.webhook.annotations import PodOptions, annotations_of, q, read_pod_options
 from sidecred.webhook.canonical import SidecarVerdict, check_sidecar, pod_role
 from sidecred.webhook.config import WebhookConfig
 from sidecred.webhook.mutate import build_patch, plan_injection
-from sidecred.webhook.pod import (
-    SIDECAR_NAME,
-    PodOptions,
-    Refusal,
-    annotations_of,
-    check_pod_shape,
-    is_pod_request,
-    pod_label,
-    pod_namespace,
-    q,
-    read_pod_options,
-)
+from sidecred.webhook.names import SIDECAR_NAME
+from sidecred.webhook.pod import check_pod_shape, is_pod_request, pod_label, pod_namespace
 from sidecred.webhook.policy import evaluate_policy
+from sidecred.webhook.refusal import Refusal
 from sidecred.webhook.validate import check_app_containers, check_ephemeral, check_update
 
 # Not a policy verdict: the same request can succeed once the namespace can be

@@ -31,6 +31,8 @@ import urllib3
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
+from sidecred.webhook.annotations import INJECTED_LABEL
+
 log = logging.getLogger(__name__)
 
 # Server-side watch timeout: the stream ends this often and is reopened from the
@@ -71,7 +73,7 @@ class Lookup:
 NamespaceLookup = Lookup
 
 # Only sidecred's own pods are watched: every pod the webhook injects carries this label.
-INJECTED_POD_SELECTOR = "sidecred.dev/injected=true"
+INJECTED_POD_SELECTOR = f"{INJECTED_LABEL}=true"
 
 Key = tuple[str, str]  # (namespace, name); namespace "" for cluster-scoped objects
 

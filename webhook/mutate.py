@@ -20,26 +20,27 @@ from typing import Any
 import jsonpatch
 
 from sidecred.sidecar import config as sc
-from sidecred.webhook.config import WebhookConfig
-from sidecred.webhook.pod import (
+from sidecred.webhook.annotations import (
+    DEFAULT_CONTAINER_KEY,
     INJECTED_KEY,
+    INJECTED_LABEL,
+    SESSION_NAME_KEY,
+    PodOptions,
+    q,
+)
+from sidecred.webhook.config import WebhookConfig
+from sidecred.webhook.names import (
     SA_TOKEN_DIR,
     SA_TOKEN_FILE,
     SA_TOKEN_VOLUME,
-    SESSION_NAME_KEY,
     SIDECAR_COMMAND,
     SIDECAR_NAME,
     TOKEN_DIR,
     TOKEN_FILE,
     TOKEN_VOLUME,
-    PodOptions,
-    Refusal,
-    env_value,
-    find_sidecar,
-    has_env,
-    iter_containers,
-    q,
 )
+from sidecred.webhook.pod import env_value, find_sidecar, has_env, iter_containers
+from sidecred.webhook.refusal import Refusal
 
 FULL_URI = "AWS_CONTAINER_CREDENTIALS_FULL_URI"
 RELATIVE_URI = "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"
@@ -50,9 +51,6 @@ SIDECAR_UID = 65532  # the distroless "nonroot" user; the image runs as it too
 HEALTH_PORT_NAME = "sidecred-health"  # at most 15 characters, a Kubernetes port name limit
 WAIT_READY_COMMAND = [*SIDECAR_COMMAND, "--wait-ready"]
 SESSION_NAME_MAX = 64  # STS RoleSessionName limit
-DEFAULT_CONTAINER_KEY = "kubectl.kubernetes.io/default-container"
-# The label every component that watches pods selects sidecred's pods by (DESIGN 3.2).
-INJECTED_LABEL = "sidecred.dev/injected"
 
 
 @dataclass(frozen=True)
@@ -293,7 +291,7 @@ def _container_ops(
     if current is not None and current != uri:
         raise Refusal(
             "foreign-endpoint",
-            f"sidecred: container {q(name)} sets {FULL_URI}={q(current[:200])}, not this pod's "
+            f"sidecred: container {q(name)} sets {FULL_URI}={q(current, 200)}, not this pod's "
             f"sidecar {q(uri)}; remove it, or list the container in sidecred.dev/skip-containers",
         )
     if warning := outranking_env_warning(name, container, inj.role_arn):

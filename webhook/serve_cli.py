@@ -14,6 +14,7 @@ import uvicorn
 from kubernetes import client
 from kubernetes import config as kube_config
 
+from sidecred.sidecar.config import parse_int_in_range
 from sidecred.webhook.app import create_app
 from sidecred.webhook.config import add_config_arguments, config_from_args
 from sidecred.webhook.kube import NamespaceCache
@@ -90,12 +91,9 @@ def load_core_api(kubeconfig: str | None) -> client.CoreV1Api:
 
 def _port(value: str) -> int:
     try:
-        port = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a port number") from None
-    if not 1 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"{port} is outside 1-65535")
-    return port
+        return parse_int_in_range("--port", value, 1, 65535)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:

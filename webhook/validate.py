@@ -10,21 +10,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from sidecred.sidecar import config as sc
+from sidecred.webhook.annotations import INJECTED_KEY, PodOptions, annotations_of, q
 from sidecred.webhook.canonical import forged_reason, token_audiences
 from sidecred.webhook.config import WebhookConfig
 from sidecred.webhook.mutate import FULL_URI
-from sidecred.webhook.pod import (
-    INJECTED_KEY,
-    SA_TOKEN_VOLUME,
-    SIDECAR_NAME,
-    PodOptions,
-    Refusal,
-    annotations_of,
-    env_value,
-    iter_containers,
-    mounted_volumes,
-    q,
-)
+from sidecred.webhook.names import SA_TOKEN_VOLUME, SIDECAR_NAME
+from sidecred.webhook.pod import env_value, iter_containers, mounted_volumes
+from sidecred.webhook.refusal import Refusal
 
 
 def runs_sidecar(container: Mapping[str, Any], config: WebhookConfig) -> bool:
@@ -38,8 +30,8 @@ def check_update(old: Mapping[str, Any], new: Mapping[str, Any], config: Webhook
     for key in (config.annotation_key, INJECTED_KEY):
         before, after = old_ann.get(key), new_ann.get(key)
         if before != after:
-            shown_before = "unset" if before is None else q(before[:200])
-            shown_after = "unset" if after is None else q(after[:200])
+            shown_before = "unset" if before is None else q(before, 200)
+            shown_after = "unset" if after is None else q(after, 200)
             raise Refusal(
                 "role-changed",
                 f"sidecred: annotation {key} cannot change on an existing pod (was {shown_before}, "
@@ -114,7 +106,7 @@ def check_app_containers(pod: Mapping[str, Any], options: PodOptions, port: int)
         if uri is not None and uri != expected:
             raise Refusal(
                 "foreign-endpoint",
-                f"sidecred: container {q(name)} sets {FULL_URI}={q(uri[:200])}, not this pod's "
+                f"sidecred: container {q(name)} sets {FULL_URI}={q(uri, 200)}, not this pod's "
                 f"sidecar {q(expected)}; remove it, or list the container in "
                 "sidecred.dev/skip-containers",
             )

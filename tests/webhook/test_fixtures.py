@@ -12,7 +12,8 @@ import pytest
 
 from sidecred.webhook.decide import decide_mutation, decide_validation
 from sidecred.webhook.mutate import FULL_URI, apply_patch, init_before_sidecar
-from sidecred.webhook.pod import SA_TOKEN_VOLUME, SIDECAR_NAME, iter_containers
+from sidecred.webhook.names import SA_TOKEN_VOLUME, SIDECAR_NAME
+from sidecred.webhook.pod import iter_containers
 from tests.webhook.fixture_cases import (
     FIXED_TOKEN,
     config_of,

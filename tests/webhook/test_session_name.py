@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from sidecred.webhook.annotations import SESSION_NAME_RE
 from sidecred.webhook.mutate import namespaced_session_name
-from sidecred.webhook.pod import SESSION_NAME_RE, Refusal
+from sidecred.webhook.refusal import Refusal
 
 
 def test_short_names_are_prefixed() -> None:

@@ -15,20 +15,17 @@ from typing import Any
 from hypothesis import strategies as st
 
 from sidecred.sidecar import config as sc
-from sidecred.webhook.config import WebhookConfig
-from sidecred.webhook.mutate import AUTH_TOKEN, AUTH_TOKEN_FILE, FULL_URI
-from sidecred.webhook.pod import (
+from sidecred.webhook.annotations import (
     EXTERNAL_ID_KEY,
     INJECTED_KEY,
-    SA_TOKEN_DIR,
-    SA_TOKEN_VOLUME,
     SESSION_DURATION_KEY,
     SESSION_NAME_KEY,
     SKIP_CONTAINERS_KEY,
-    TOKEN_DIR,
     TOKEN_MODE_KEY,
-    TOKEN_VOLUME,
 )
+from sidecred.webhook.config import WebhookConfig
+from sidecred.webhook.mutate import AUTH_TOKEN, AUTH_TOKEN_FILE, FULL_URI
+from sidecred.webhook.names import SA_TOKEN_DIR, SA_TOKEN_VOLUME, TOKEN_DIR, TOKEN_VOLUME
 from sidecred.webhook.policy import ALLOWED_ROLES_KEY, PERMITTED_KEY
 from sidecred.webhook.review import admission_request as review_request
 from sidecred.webhook.review import pod_request
