@@ -41,7 +41,8 @@ class PolicyError(ValueError):
 class PolicyResult:
     """The outcome for one role in one namespace.
 
-    reason: permitted | not-permitted | no-policy | bad-policy | policy-off
+    reason: permitted | not-permitted | no-policy | bad-policy (with --namespace-policy off
+    the policy is never evaluated)
     """
 
     permitted: bool
