@@ -214,7 +214,10 @@ def all_containers(pod: Mapping[str, Any]) -> Iterator[tuple[str, int, dict[str,
 
 def token_audiences(volume: Mapping[str, Any]) -> list[str]:
     """The audiences of the service-account tokens a projected volume requests."""
-    sources = (volume.get("projected") or {}).get("sources") or []
+    projected = volume.get("projected")
+    sources = projected.get("sources") if isinstance(projected, dict) else None
+    if not isinstance(sources, list):
+        return []
     tokens = [s.get("serviceAccountToken") for s in sources if isinstance(s, dict)]
     return [str(t.get("audience", "")) for t in tokens if isinstance(t, dict)]
 

@@ -320,28 +320,35 @@ def _container_ops(
                 "sidecar will refuse it unless it matches"
             )
     additions = [e for e in wanted if not has_env(container, e["name"])]
-    if additions:
-        if container.get("env") is None:
-            ops.append({"op": "add", "path": base + "/env", "value": additions})
-        else:
-            ops += [{"op": "add", "path": base + "/env/-", "value": e} for e in additions]
-
+    ops += append_ops(base + "/env", container.get("env"), additions)
     if inj.token_mode == "file":
-        mounts = container.get("volumeMounts")
-        if not any(m.get("name") == TOKEN_VOLUME for m in mounts or []):
-            clash = [m for m in mounts or [] if m.get("mountPath", "").rstrip("/") == TOKEN_DIR]
-            if clash:
-                raise Refusal(
-                    "mount-conflict",
-                    f"sidecred: container {q(name)} mounts volume {q(clash[0].get('name', ''))} at "
-                    f"{TOKEN_DIR}, which sidecred reserves for its token",
-                )
-            mount = {"name": TOKEN_VOLUME, "mountPath": TOKEN_DIR, "readOnly": True}
-            if mounts is None:
-                ops.append({"op": "add", "path": base + "/volumeMounts", "value": [mount]})
-            else:
-                ops.append({"op": "add", "path": base + "/volumeMounts/-", "value": mount})
+        ops += _token_mount_ops(base, container)
     return ops
+
+
+def _token_mount_ops(base: str, container: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Mount the auth token's directory read-only, unless mounted or taken by another volume."""
+    mounts = container.get("volumeMounts")
+    if any(m.get("name") == TOKEN_VOLUME for m in mounts or []):
+        return []
+    clash = [m for m in mounts or [] if m.get("mountPath", "").rstrip("/") == TOKEN_DIR]
+    if clash:
+        raise Refusal(
+            "mount-conflict",
+            f"sidecred: container {q(container.get('name', ''))} mounts volume "
+            f"{q(clash[0].get('name', ''))} at {TOKEN_DIR}, which sidecred reserves for its token",
+        )
+    mount = {"name": TOKEN_VOLUME, "mountPath": TOKEN_DIR, "readOnly": True}
+    return append_ops(base + "/volumeMounts", mounts, [mount])
+
+
+def append_ops(path: str, current: list[Any] | None, items: list[Any]) -> list[dict[str, Any]]:
+    """Add `items` to the list at `path`: the whole list when there is none yet, else appended."""
+    if not items:
+        return []
+    if current is None:
+        return [{"op": "add", "path": path, "value": items}]
+    return [{"op": "add", "path": path + "/-", "value": item} for item in items]
 
 
 def sidecar_position(pod: Mapping[str, Any]) -> int:
@@ -438,41 +445,36 @@ def build_patch(
 
     present = {v.get("name") for v in spec.get("volumes") or []}
     new_volumes = [v for v in build_volumes(inj) if v["name"] not in present]
-    if new_volumes:
-        if spec.get("volumes") is None:
-            ops.append({"op": "add", "path": "/spec/volumes", "value": new_volumes})
-        else:
-            ops += [{"op": "add", "path": "/spec/volumes/-", "value": v} for v in new_volumes]
-
+    ops += append_ops("/spec/volumes", spec.get("volumes"), new_volumes)
     if add_sidecar:
-        sidecar = build_sidecar(inj)
-        if inj.config.sidecar_mode == "native":
-            if spec.get("initContainers") is None:
-                ops.append({"op": "add", "path": "/spec/initContainers", "value": [sidecar]})
-            else:
-                ops.append(
-                    {
-                        "op": "add",
-                        "path": pointer("spec", "initContainers", sidecar_position(pod)),
-                        "value": sidecar,
-                    }
-                )
-        else:
-            ops.append({"op": "add", "path": "/spec/containers/0", "value": sidecar})
-            if spec.get("initContainers"):
-                warnings.append(
-                    "sidecred: in container mode init containers run before the sidecar starts, "
-                    "so they cannot get credentials; use native sidecar mode"
-                )
-            owners = (pod.get("metadata") or {}).get("ownerReferences") or []
-            if any(o.get("kind") == "Job" for o in owners if isinstance(o, dict)):
-                warnings.append(
-                    "sidecred: in container mode the sidecar keeps running after a Job's "
-                    "containers finish, so the Job never completes; use native sidecar mode"
-                )
-
+        ops += sidecar_ops(pod, inj, warnings)
     ops += metadata_ops(pod, inj)
     return ops, warnings
+
+
+def sidecar_ops(
+    pod: Mapping[str, Any], inj: Injection, warnings: list[str]
+) -> list[dict[str, Any]]:
+    """Insert the sidecar: native mode after the last native sidecar, container mode first."""
+    spec = pod.get("spec") or {}
+    sidecar = build_sidecar(inj)
+    if inj.config.sidecar_mode == "native":
+        if spec.get("initContainers") is None:
+            return [{"op": "add", "path": "/spec/initContainers", "value": [sidecar]}]
+        path = pointer("spec", "initContainers", sidecar_position(pod))
+        return [{"op": "add", "path": path, "value": sidecar}]
+    if spec.get("initContainers"):
+        warnings.append(
+            "sidecred: in container mode init containers run before the sidecar starts, "
+            "so they cannot get credentials; use native sidecar mode"
+        )
+    owners = (pod.get("metadata") or {}).get("ownerReferences") or []
+    if any(o.get("kind") == "Job" for o in owners if isinstance(o, dict)):
+        warnings.append(
+            "sidecred: in container mode the sidecar keeps running after a Job's "
+            "containers finish, so the Job never completes; use native sidecar mode"
+        )
+    return [{"op": "add", "path": "/spec/containers/0", "value": sidecar}]
 
 
 def apply_patch(pod: Mapping[str, Any], ops: list[dict[str, Any]]) -> dict[str, Any]:

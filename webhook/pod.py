@@ -92,6 +92,36 @@ def _is_str_map(value: Any) -> bool:
     return isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
 
 
+def _container_problems(list_name: str, item: Mapping[str, Any]) -> list[str]:
+    """Wrongly typed fields of one container that sidecred reads."""
+    where = f"spec.{list_name}[{item['name']}]"
+    problems = []
+    for key, field in (("env", "value"), ("volumeMounts", "mountPath")):
+        entries = item.get(key)
+        if entries is None:
+            continue
+        if not (
+            isinstance(entries, list)
+            and all(isinstance(e, dict) and isinstance(e.get("name"), str) for e in entries)
+        ):
+            problems.append(f"{where}.{key} is not a list of named objects")
+            continue
+        for entry in entries:
+            if entry.get(field) is not None and not isinstance(entry[field], str):
+                problems.append(f"{where}.{key}[{entry['name']}].{field} is not a string")
+    for key in ("command", "args"):
+        value = item.get(key)
+        if value is not None and not (
+            isinstance(value, list) and all(isinstance(v, str) for v in value)
+        ):
+            problems.append(f"{where}.{key} is not a list of strings")
+    for key in ("image", "targetContainerName", "restartPolicy"):
+        value = item.get(key)
+        if value is not None and not isinstance(value, str):
+            problems.append(f"{where}.{key} is not a string")
+    return problems
+
+
 def check_pod_shape(pod: Any, where: str = "request.object") -> None:
     """Refuse (400) an object whose fields sidecred reads have the wrong JSON types.
 
@@ -131,39 +161,9 @@ def check_pod_shape(pod: Any, where: str = "request.object") -> None:
         ):
             problems.append(f"spec.{list_name} is not a list of named objects")
             continue
-        if list_name == "volumes":
-            continue
-        for item in items:
-            for key, field in (("env", "value"), ("volumeMounts", "mountPath")):
-                entries = item.get(key)
-                if entries is None:
-                    continue
-                if not (
-                    isinstance(entries, list)
-                    and all(isinstance(e, dict) and isinstance(e.get("name"), str) for e in entries)
-                ):
-                    problems.append(
-                        f"spec.{list_name}[{item['name']}].{key} is not a list of named objects"
-                    )
-                    continue
-                for entry in entries:
-                    if entry.get(field) is not None and not isinstance(entry[field], str):
-                        problems.append(
-                            f"spec.{list_name}[{item['name']}].{key}[{entry['name']}].{field} "
-                            "is not a string"
-                        )
-            for key in ("command", "args"):
-                value = item.get(key)
-                if value is not None and not (
-                    isinstance(value, list) and all(isinstance(v, str) for v in value)
-                ):
-                    problems.append(
-                        f"spec.{list_name}[{item['name']}].{key} is not a list of strings"
-                    )
-            for key in ("image", "targetContainerName", "restartPolicy"):
-                value = item.get(key)
-                if value is not None and not isinstance(value, str):
-                    problems.append(f"spec.{list_name}[{item['name']}].{key} is not a string")
+        if list_name != "volumes":
+            for item in items:
+                problems += _container_problems(list_name, item)
     if problems:
         raise Refusal(
             "bad-request", f"sidecred: {where} is not a valid pod: " + "; ".join(problems), 400

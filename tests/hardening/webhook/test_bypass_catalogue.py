@@ -377,3 +377,26 @@ def test_duplicate_keys_over_http_are_a_400(http: TestClient) -> None:
     response = http.post("/validate", content=body, headers={"Content-Type": "application/json"})
     assert response.status_code == 400
     assert 'duplicate key "kind"' in response.json()["error"]
+
+
+def test_malformed_projected_volumes_are_decided_without_a_crash() -> None:
+    # The API server never sends these (schema validation); anyone reaching the webhook can.
+    pod = app_pod(
+        volumes=[
+            {"name": "odd", "projected": "not an object"},
+            {"name": "odder", "projected": {"sources": 7}},
+            {
+                "name": "mine",
+                "projected": {
+                    "sources": [
+                        "x",
+                        {"serviceAccountToken": "y"},
+                        {"serviceAccountToken": {"audience": "sidecred"}},
+                    ]
+                },
+            },
+        ]
+    )
+    del pod["metadata"]["annotations"]["iam.amazonaws.com/role"]
+    refused(mutate(pod), "sidecred-audience", 'volume "mine"')
+    refused(validate(admission_request(pod)), "sidecred-audience", 'volume "mine"')
