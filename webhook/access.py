@@ -19,28 +19,27 @@ NODES_GROUP = "system:nodes"
 CONNECT_SUBRESOURCES = ("exec", "attach")
 
 
-def is_token_request(request: Mapping[str, Any]) -> bool:
-    """A `serviceaccounts/token` CREATE, as the API server sends it."""
-    resource = request.get("resource") or {}
+def _is_subresource(
+    request: Mapping[str, Any], resource: str, subresources: tuple[str, ...], operation: str
+) -> bool:
+    target = request.get("resource") or {}
     return (
-        isinstance(resource, dict)
-        and resource.get("group", "") == ""
-        and resource.get("resource") == "serviceaccounts"
-        and request.get("subResource") == "token"
-        and request.get("operation") == "CREATE"
+        isinstance(target, dict)
+        and target.get("group", "") == ""
+        and target.get("resource") == resource
+        and request.get("subResource") in subresources
+        and request.get("operation") == operation
     )
+
+
+def is_token_request(request: Mapping[str, Any]) -> bool:
+    """A `serviceaccounts/token` CREATE (TokenRequest), as the API server sends it."""
+    return _is_subresource(request, "serviceaccounts", ("token",), "CREATE")
 
 
 def is_connect(request: Mapping[str, Any]) -> bool:
     """A `pods/exec` or `pods/attach` CONNECT (object: PodExecOptions / PodAttachOptions)."""
-    resource = request.get("resource") or {}
-    return (
-        isinstance(resource, dict)
-        and resource.get("group", "") == ""
-        and resource.get("resource") == "pods"
-        and request.get("subResource") in CONNECT_SUBRESOURCES
-        and request.get("operation") == "CONNECT"
-    )
+    return _is_subresource(request, "pods", CONNECT_SUBRESOURCES, "CONNECT")
 
 
 def _object(request: Mapping[str, Any]) -> dict[str, Any]:

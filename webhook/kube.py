@@ -320,6 +320,26 @@ class WatchCache:
             self._stopping.wait(delay)
 
 
+class StaticNamespaces:
+    """An in-memory namespace source with the NamespaceCache interface, for the pure tests,
+    the check CLI and the demo: the namespaces given, everything else not found."""
+
+    synced = True
+    last_error = ""
+
+    def __init__(self, *namespaces: dict) -> None:
+        self._by_name = {ns["metadata"]["name"]: ns for ns in namespaces}
+
+    def cached(self, name: str) -> dict | None:
+        return self._by_name.get(name)
+
+    def get(self, name: str) -> Lookup:
+        found = self._by_name.get(name)
+        if found is None:
+            return Lookup(None, NOT_FOUND, f'namespace "{name}" not found')
+        return Lookup(found, CACHE)
+
+
 class NamespaceCache(WatchCache):
     """Every namespace (their policy annotations decide admission and issuance)."""
 

@@ -20,7 +20,7 @@ from sidecred.sidecar import config as sc
 from sidecred.webhook.app import create_app
 from sidecred.webhook.config import WebhookConfig
 from sidecred.webhook.decide import Decision, decide_mutation, decide_validation
-from sidecred.webhook.kube import CACHE, NamespaceLookup
+from sidecred.webhook.kube import StaticNamespaces
 from sidecred.webhook.metrics import WebhookMetrics
 from sidecred.webhook.mutate import FULL_URI, apply_patch
 from sidecred.webhook.pod import find_sidecar, iter_containers
@@ -345,17 +345,9 @@ def test_wrongly_typed_fields_are_a_clear_400(field: str, value: Any) -> None:
     refused(mutate(pod), "bad-request", "is not a string")
 
 
-class OneNamespace:
-    synced = True
-    last_error = ""
-
-    def get(self, name: str) -> NamespaceLookup:
-        return NamespaceLookup(SHOP, CACHE)
-
-
 @pytest.fixture(scope="module")
 def http() -> TestClient:
-    return TestClient(create_app(CONFIG, OneNamespace(), WebhookMetrics()))
+    return TestClient(create_app(CONFIG, StaticNamespaces(SHOP), WebhookMetrics()))
 
 
 def test_lone_surrogate_uid_is_a_400_not_a_500(http: TestClient) -> None:

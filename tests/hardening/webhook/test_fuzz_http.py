@@ -20,7 +20,7 @@ from starlette.testclient import TestClient
 
 from sidecred.webhook.app import create_app
 from sidecred.webhook.config import WebhookConfig
-from sidecred.webhook.kube import CACHE, NOT_FOUND, NamespaceLookup
+from sidecred.webhook.kube import StaticNamespaces
 from sidecred.webhook.metrics import WebhookMetrics
 from tests.hardening.webhook.examples import count_example, fuzz
 from tests.hardening.webhook.strategies import (
@@ -37,21 +37,13 @@ POLICY = {"iam.amazonaws.com/permitted": BASE_ROLE_ARN + "shop-.*"}
 CONTENT_TYPES = ("application/json", "application/json; charset=utf-8", "text/plain", "")
 
 
-class FakeNamespaces:
-    """The NamespaceSource the app needs: one cached namespace, everything else not found."""
-
-    synced = True
-    last_error = ""
-
-    def get(self, name: str) -> NamespaceLookup:
-        if name == NAMESPACE:
-            return NamespaceLookup({"metadata": {"name": NAMESPACE, "annotations": POLICY}}, CACHE)
-        return NamespaceLookup(None, NOT_FOUND, f'namespace "{name}" not found')
-
-
 @pytest.fixture(scope="module")
 def http() -> Iterator[TestClient]:
-    app = create_app(WebhookConfig(base_role_arn=BASE_ROLE_ARN), FakeNamespaces(), WebhookMetrics())
+    app = create_app(
+        WebhookConfig(base_role_arn=BASE_ROLE_ARN),
+        StaticNamespaces({"metadata": {"name": NAMESPACE, "annotations": POLICY}}),
+        WebhookMetrics(),
+    )
     with TestClient(app, raise_server_exceptions=False) as client:
         yield client
 
