@@ -126,10 +126,10 @@ class WebhookConfig:
         limits=(600, 2**31 - 1),  # the API server's minimum is 600 s
     )
     sidecar_cpu_request: str = option("10m", "sidecar CPU request")
-    sidecar_memory_request: str = option("64Mi", "sidecar memory request")
+    sidecar_memory_request: str = option("32Mi", "sidecar memory request")
     # start-up imports botocore; a tight limit slows every pod start
     sidecar_cpu_limit: str = option("500m", "sidecar CPU limit")
-    sidecar_memory_limit: str = option("128Mi", "sidecar memory limit")
+    sidecar_memory_limit: str = option("96Mi", "sidecar memory limit")
 
     @property
     def sidecred_audiences(self) -> frozenset[str]:
