@@ -1,0 +1,163 @@
+"""The event reporter end to end: a real sidecar whose STS refuses, read through the API
+stub's pod proxy by the real kubernetes client, Events posted to the stub."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from kubernetes import client
+from prometheus_client import CollectorRegistry
+
+from sidecred.dev.kube_stub import KubeApiStub
+from sidecred.dev.processes import wait_until
+from sidecred.webhook.events import (
+    AVAILABLE,
+    UNAVAILABLE,
+    EventReporter,
+    ReporterMetrics,
+)
+from sidecred.webhook.kube import PodCache
+from sidecred.webhook.leader import LeaseElector
+from tests.events.conftest import WEBHOOK_NAMESPACE, core_api, injected_pod, pod_status
+from tests.sidecar.fault_sts import FaultSts, access_denied, success_xml
+from tests.sidecar.sidecar_process import ROLE_ARN, SidecarProcess, sidecar_env
+
+STS_MESSAGE = "Not authorized to perform sts:AssumeRoleWithWebIdentity (fault-injected)"
+
+
+def answer_normally(params: dict[str, str]) -> tuple[int, str]:
+    return 200, success_xml(params)
+
+
+@pytest.fixture
+def refused_sidecar(
+    tmp_path: Path,
+    fault_sts_factory: Callable[..., FaultSts],
+    sidecar_factory: Callable[..., SidecarProcess],
+) -> tuple[SidecarProcess, FaultSts]:
+    sts = fault_sts_factory(access_denied)
+    sidecar = sidecar_factory(sidecar_env(tmp_path, sts.url, SIDECRED_RETRY_CAP_SECONDS="1"))
+    wait_until(lambda: "AccessDenied" in sidecar.readyz()[1], what="the sidecar's STS refusal")
+    return sidecar, sts
+
+
+def make_reporter(stub: KubeApiStub, identity: str, **kwargs: float) -> EventReporter:
+    api = core_api(stub.url)
+    coordination = client.CoordinationV1Api(api.api_client)
+    elector = LeaseElector(coordination, WEBHOOK_NAMESPACE, "sidecred-events", identity)
+    return EventReporter(
+        api, elector, PodCache(api), ReporterMetrics(CollectorRegistry()), **kwargs
+    )
+
+
+@pytest.fixture
+def reporters(stub: KubeApiStub) -> Iterator[Callable[..., EventReporter]]:
+    made: list[EventReporter] = []
+
+    def factory(identity: str = "webhook-0", **kwargs: float) -> EventReporter:
+        made.append(make_reporter(stub, identity, **kwargs))
+        return made[-1]
+
+    yield factory
+    for reporter in made:
+        reporter.stop()
+
+
+def events(stub: KubeApiStub, reason: str) -> list[dict]:
+    return [e for e in stub.items("events", "shop") if e["reason"] == reason]
+
+
+def scans(reporter: EventReporter) -> float:
+    return reporter.metrics.registry.get_sample_value("sidecred_event_reporter_scans_total") or 0
+
+
+def start_scanning(reporter: EventReporter) -> EventReporter:
+    wait_until(reporter.prepare_scan, what="the pod cache's sync")
+    return reporter
+
+
+def test_refusing_sts_gives_an_event_naming_role_and_sts_message(
+    stub: KubeApiStub,
+    refused_sidecar: tuple[SidecarProcess, FaultSts],
+    reporters: Callable[..., EventReporter],
+) -> None:
+    sidecar, _ = refused_sidecar
+    pod = stub.put("pods", injected_pod(sidecar))
+    reporter = start_scanning(reporters())
+    reporter.scan_once()
+    [event] = events(stub, UNAVAILABLE)
+    assert event["type"] == "Warning"
+    assert event["involvedObject"]["name"] == pod["metadata"]["name"]
+    assert event["involvedObject"]["uid"] == pod["metadata"]["uid"]
+    assert event["message"] == (
+        f'sidecar cannot get credentials for role "{ROLE_ARN}": AccessDenied: {STS_MESSAGE}'
+    )
+    assert stub.requests["pods.proxy"] == 1
+    registry = reporter.metrics.registry
+    assert registry.get_sample_value("sidecred_sidecars_not_ready", {"code": "AccessDenied"}) == 1
+    assert registry.get_sample_value("sidecred_pod_events_total", {"reason": UNAVAILABLE}) == 1
+
+
+def test_recovery_gives_credentials_available(
+    stub: KubeApiStub,
+    refused_sidecar: tuple[SidecarProcess, FaultSts],
+    reporters: Callable[..., EventReporter],
+) -> None:
+    sidecar, sts = refused_sidecar
+    pod = stub.put("pods", injected_pod(sidecar))
+    reporter = start_scanning(reporters())
+    reporter.scan_once()
+    assert len(events(stub, UNAVAILABLE)) == 1
+    sts.behaviour = answer_normally
+    sidecar.wait_ready()
+    pod["status"] = pod_status(ready=True)
+    stub.put("pods", pod)
+    wait_until(lambda: reporter.pods.get("shop", pod["metadata"]["name"]).object["status"]["phase"] == "Running")  # fmt: skip
+    reporter.scan_once()
+    [event] = events(stub, AVAILABLE)
+    assert event["type"] == "Normal" and ROLE_ARN in event["message"]
+    reporter.scan_once()  # recovered once, reported once
+    assert len(events(stub, AVAILABLE)) == 1 and len(events(stub, UNAVAILABLE)) == 1
+
+
+def test_repeated_failures_within_the_window_give_one_event(
+    stub: KubeApiStub,
+    refused_sidecar: tuple[SidecarProcess, FaultSts],
+    reporters: Callable[..., EventReporter],
+) -> None:
+    sidecar, sts = refused_sidecar
+    stub.put("pods", injected_pod(sidecar))
+    reporter = reporters(scan_interval=0.05, retry_period=0.05)
+    reporter.start()
+    wait_until(lambda: events(stub, UNAVAILABLE), what="the first event")
+    passes = scans(reporter)
+    wait_until(lambda: scans(reporter) >= passes + 5, what="five more passes")
+    assert len(sts.calls) > 1  # the sidecar kept retrying STS and failing meanwhile
+    assert len(events(stub, UNAVAILABLE)) == 1
+    assert stub.requests["pods.proxy"] >= passes + 5  # each pass read the sidecar again
+
+
+def test_two_replicas_never_double_an_event_across_a_handover(
+    stub: KubeApiStub,
+    refused_sidecar: tuple[SidecarProcess, FaultSts],
+    reporters: Callable[..., EventReporter],
+) -> None:
+    sidecar, _ = refused_sidecar
+    stub.put("pods", injected_pod(sidecar))
+    first = reporters("webhook-0", scan_interval=0.05, retry_period=0.05)
+    second = reporters("webhook-1", scan_interval=0.05, retry_period=0.05)
+    first.start()
+    wait_until(lambda: events(stub, UNAVAILABLE), what="the first event")
+    second.start()
+    wait_until(lambda: second.elector.last_error == "" and scans(first) >= 5)
+    assert first.elector.leading and not second.elector.leading
+    assert scans(second) == 0
+    first.stop()  # releases the Lease; the other replica takes over and reads the event back
+    wait_until(lambda: scans(second) >= 5, what="passes by the new leader")
+    assert (
+        stub.get("leases", "sidecred-events", WEBHOOK_NAMESPACE)["spec"]["holderIdentity"]
+        == second.elector.identity
+    )
+    assert len(events(stub, UNAVAILABLE)) == 1
