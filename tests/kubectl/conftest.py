@@ -1,0 +1,91 @@
+"""A small cluster on the API stub for `kubectl sidecred`: real sidecars behind the pod proxy.
+
+shop (permits shop-*):  web-ok (sidecar ready), web-refused (STS refuses), plain (not injected)
+cart (now permits only cart-*):  old-reader (admitted for shop-reader, revoked since),
+                                 done-job (revoked too, but Succeeded: not audited)
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from sidecred.dev.kube_stub import KubeApiStub
+from sidecred.dev.processes import wait_until
+from tests.events.conftest import injected_pod
+from tests.events.test_reporter import answer_normally
+from tests.sidecar.fault_sts import FaultSts, access_denied, fault_sts_factory
+from tests.sidecar.sidecar_process import SidecarProcess, sidecar_env, sidecar_factory
+from tests.support.pod_proxy import add_pod_proxy
+
+__all__ = ["fault_sts_factory", "sidecar_factory"]
+
+ACCOUNT_ROLES = "arn:aws:iam::123456789012:role/"
+
+
+@dataclass
+class Cluster:
+    stub: KubeApiStub
+    kubeconfig: Path
+    ok: SidecarProcess
+    refused: SidecarProcess
+
+
+def write_kubeconfig(path: Path, server: str) -> Path:
+    contexts = [
+        {"name": "shop", "context": {"cluster": "stub", "user": "stub", "namespace": "shop"}},
+        {"name": "cart", "context": {"cluster": "stub", "user": "stub", "namespace": "cart"}},
+    ]
+    path.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "stub", "cluster": {"server": server}}],
+                "users": [{"name": "stub", "user": {}}],
+                "contexts": contexts,
+                "current-context": "shop",
+            }
+        )
+    )
+    return path
+
+
+def start_sidecar(
+    tmp: Path, sts: FaultSts, factory: Callable[..., SidecarProcess]
+) -> SidecarProcess:
+    tmp.mkdir()
+    return factory(sidecar_env(tmp, sts.url, SIDECRED_RETRY_CAP_SECONDS="1"))
+
+
+@pytest.fixture
+def cluster(
+    tmp_path: Path,
+    fault_sts_factory: Callable[..., FaultSts],
+    sidecar_factory: Callable[..., SidecarProcess],
+) -> Iterator[Cluster]:
+    ok = start_sidecar(tmp_path / "ok", fault_sts_factory(answer_normally), sidecar_factory)
+    refused = start_sidecar(tmp_path / "refused", fault_sts_factory(access_denied), sidecar_factory)
+    ok.wait_ready()
+    wait_until(lambda: "AccessDenied" in refused.readyz()[1], what="the STS refusal")
+    stub = KubeApiStub()
+    stub.add_namespace("shop", {"iam.amazonaws.com/permitted": ACCOUNT_ROLES + "[^/]*"})
+    stub.add_namespace("cart", {"iam.amazonaws.com/allowed-roles": '["arn:aws:iam::123456789012:role/cart-*"]'})  # fmt: skip
+    add_pod_proxy(stub)
+    stub.put("pods", injected_pod(ok, "web-ok", ready=True))
+    stub.put("pods", injected_pod(refused, "web-refused"))
+    plain = injected_pod(ok, "plain", ready=True)
+    plain["metadata"]["labels"] = {"app": "plain"}
+    stub.put("pods", plain)
+    for name, phase in (("old-reader", "Running"), ("done-job", "Succeeded")):
+        pod = injected_pod(ok, name, ready=True)
+        pod["metadata"].update(namespace="cart", uid=f"uid-{name}")
+        pod["status"]["phase"] = phase
+        stub.put("pods", pod)
+    stub.start()
+    yield Cluster(stub, write_kubeconfig(tmp_path / "kubeconfig", stub.url), ok, refused)
+    stub.stop()
