@@ -68,6 +68,12 @@ class PodEvent:
 LastEvents = Mapping[str, PodEvent]  # reason -> the pod's latest event with that reason
 
 
+def awaits_recovery(last: LastEvents) -> bool:
+    """The pod's last event says its sidecar had no credentials."""
+    unavailable, available = last.get(UNAVAILABLE), last.get(AVAILABLE)
+    return unavailable is not None and (available is None or available.at < unavailable.at)
+
+
 def needs_reading(pod: Mapping[str, Any], last: LastEvents) -> bool:
     """Whether the sidecar's /readyz is worth a proxy call: it runs and is not ready, or it
     had a CredentialsUnavailable event and may have recovered."""
@@ -80,7 +86,7 @@ def needs_reading(pod: Mapping[str, Any], last: LastEvents) -> bool:
     sidecar = sidecar_status(pod)
     if "running" not in (sidecar.get("state") or {}):
         return False
-    return not sidecar.get("ready") or UNAVAILABLE in last
+    return not sidecar.get("ready") or awaits_recovery(last)
 
 
 def event_due(
@@ -88,9 +94,9 @@ def event_due(
 ) -> PodEvent | None:
     """The event to post for this pod now, if any."""
     role = pod_role(pod) or "(unknown role)"
-    unavailable, available = last.get(UNAVAILABLE), last.get(AVAILABLE)
+    unavailable = last.get(UNAVAILABLE)
     if health.ready:
-        if unavailable is not None and (available is None or available.at < unavailable.at):
+        if awaits_recovery(last):
             until = f" (valid until {health.expires})" if health.expires else ""
             return PodEvent(AVAILABLE, f'sidecar holds credentials for role "{role}"{until}', now)
         return None

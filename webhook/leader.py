@@ -129,7 +129,8 @@ class LeaseElector:
             body = {"metadata": {"name": self.name, "namespace": self.namespace}, "spec": spec}
             self.api.create_namespaced_lease(self.namespace, body, _request_timeout=API_TIMEOUT)
             return
-        assert lease is not None
+        if lease is None:
+            raise ValueError("no Lease was read to replace")
         # resourceVersion as read: a concurrent writer makes this a 409.
         body = {"metadata": lease["metadata"], "spec": spec}
         self.api.replace_namespaced_lease(

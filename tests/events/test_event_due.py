@@ -121,6 +121,12 @@ def _changed(**status: Any) -> dict[str, Any]:
         ("not ready", pod(), {}, True),
         ("ready, never failed", pod(ready=True), {}, False),
         ("ready after a failure", pod(ready=True), {UNAVAILABLE: unavailable(T0)}, True),
+        (
+            "ready, recovery reported",
+            pod(ready=True),
+            {UNAVAILABLE: unavailable(T0), AVAILABLE: PodEvent(AVAILABLE, "ok", T0 + 10)},
+            False,
+        ),
         ("finished", _changed(phase="Succeeded"), {}, False),
         ("no IP yet", _changed(podIP=""), {}, False),
         (

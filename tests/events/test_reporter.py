@@ -118,8 +118,10 @@ def test_recovery_gives_credentials_available(
     reporter.scan_once()
     [event] = events(stub, AVAILABLE)
     assert event["type"] == "Normal" and ROLE_ARN in event["message"]
-    reporter.scan_once()  # recovered once, reported once
+    reads = stub.requests["pods.proxy"]
+    reporter.scan_once()  # recovered once, reported once; a ready sidecar costs no proxy call
     assert len(events(stub, AVAILABLE)) == 1 and len(events(stub, UNAVAILABLE)) == 1
+    assert stub.requests["pods.proxy"] == reads
 
 
 def test_repeated_failures_within_the_window_give_one_event(
