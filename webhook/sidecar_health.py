@@ -75,8 +75,12 @@ def sidecar_status(pod: Mapping[str, Any]) -> Mapping[str, Any]:
     return {}
 
 
-def read_sidecar_health(api: client.CoreV1Api, pod: Mapping[str, Any]) -> SidecarHealth:
-    """GET the sidecar's /readyz through the pod proxy; HealthUnavailable says why not."""
+def proxy_get(api: client.CoreV1Api, pod: Mapping[str, Any], path: str) -> tuple[int, str]:
+    """GET `path` on the sidecar's health port through the pod proxy: (status, body).
+
+    The pod's answer comes back as it is, whatever its status; HealthUnavailable when
+    the pod has no sidecar or the API server cannot be reached.
+    """
     metadata = pod.get("metadata") or {}
     port = health_port(pod)
     if port is None:
@@ -85,7 +89,7 @@ def read_sidecar_health(api: client.CoreV1Api, pod: Mapping[str, Any]) -> Sideca
         response = api.connect_get_namespaced_pod_proxy_with_path(
             f"{metadata.get('name')}:{port}",
             metadata.get("namespace"),
-            "readyz",
+            path,
             _preload_content=False,
             _request_timeout=PROXY_TIMEOUT,
         )
@@ -95,4 +99,9 @@ def read_sidecar_health(api: client.CoreV1Api, pod: Mapping[str, Any]) -> Sideca
     except (urllib3.exceptions.HTTPError, OSError) as exc:
         raise HealthUnavailable(f"Kubernetes API unreachable: {type(exc).__name__}") from None
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
-    return parse_readyz(int(status or 0), text)
+    return int(status or 0), text
+
+
+def read_sidecar_health(api: client.CoreV1Api, pod: Mapping[str, Any]) -> SidecarHealth:
+    """The sidecar's /readyz answer; HealthUnavailable says why there is none."""
+    return parse_readyz(*proxy_get(api, pod, "readyz"))

@@ -12,11 +12,11 @@ from kubernetes import client
 from prometheus_client.parser import text_string_to_metric_families
 
 from sidecred.webhook.sidecar_health import (
-    PROXY_TIMEOUT,
     HealthUnavailable,
     SidecarHealth,
     health_port,
     pod_role,
+    proxy_get,
     read_sidecar_health,
     sidecar_status,
 )
@@ -27,18 +27,13 @@ EXPIRY_METRIC = "sidecred_credentials_expiry_timestamp_seconds"
 
 def read_sidecar_metrics(api: client.CoreV1Api, pod: Mapping[str, Any]) -> dict[str, float]:
     """The sidecar's unlabelled samples from /metrics ({} if they cannot be read)."""
-    metadata = pod.get("metadata") or {}
     try:
-        response = api.connect_get_namespaced_pod_proxy_with_path(
-            f"{metadata.get('name')}:{health_port(pod)}",
-            metadata.get("namespace"),
-            "metrics",
-            _preload_content=False,
-            _request_timeout=PROXY_TIMEOUT,
-        )
-        families = text_string_to_metric_families(response.data.decode("utf-8", "replace"))
+        status, text = proxy_get(api, pod, "metrics")
+        if status != 200:
+            return {}
+        families = text_string_to_metric_families(text)
         return {s.name: s.value for f in families for s in f.samples if not s.labels}
-    except (client.ApiException, OSError, ValueError):
+    except (HealthUnavailable, ValueError):
         return {}
 
 

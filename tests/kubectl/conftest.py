@@ -21,6 +21,7 @@ from tests.events.test_reporter import answer_normally
 from tests.sidecar.fault_sts import FaultSts, access_denied, fault_sts_factory
 from tests.sidecar.sidecar_process import SidecarProcess, sidecar_env, sidecar_factory
 from tests.support.pod_proxy import add_pod_proxy
+from tests.webhook_server.webhook_process import write_kubeconfig as write_stub_kubeconfig
 
 __all__ = ["fault_sts_factory", "sidecar_factory"]
 
@@ -36,22 +37,14 @@ class Cluster:
 
 
 def write_kubeconfig(path: Path, server: str) -> Path:
-    contexts = [
-        {"name": "shop", "context": {"cluster": "stub", "user": "stub", "namespace": "shop"}},
-        {"name": "cart", "context": {"cluster": "stub", "user": "stub", "namespace": "cart"}},
+    """The stub's kubeconfig with two contexts, each with its namespace (current: shop)."""
+    config = json.loads(write_stub_kubeconfig(path, server).read_text())
+    stub_context = config["contexts"][0]["context"]
+    config["contexts"] = [
+        {"name": ns, "context": {**stub_context, "namespace": ns}} for ns in ("shop", "cart")
     ]
-    path.write_text(
-        json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "stub", "cluster": {"server": server}}],
-                "users": [{"name": "stub", "user": {}}],
-                "contexts": contexts,
-                "current-context": "shop",
-            }
-        )
-    )
+    config["current-context"] = "shop"
+    path.write_text(json.dumps(config))
     return path
 
 
