@@ -1,12 +1,13 @@
 """`kubectl sidecred`: the kubectl plugin (console script `kubectl-sidecred`).
 
+    kubectl sidecred check -f FILE [-n NS]       admission decisions against the live policies
     kubectl sidecred status POD [-n NS]          the sidecar's readiness, role, last error, expiry
     kubectl sidecred audit [-n NS | -A]          revoked roles and sidecars without credentials
 
 Flags mean what they mean to kubectl: `--kubeconfig`, `--context`, `-n/--namespace`
 (default: the context's namespace), `-A/--all-namespaces`, `-o table|json|yaml`.
-Exit status 0 on success, 1 when the cluster says no (pod not found, API error),
-2 on a usage or kubeconfig error.
+Exit status 0 on success, 1 when the cluster says no (pod not found, API error)
+or `check` finds a pod denied, 2 on a usage or kubeconfig error.
 """
 
 from __future__ import annotations
@@ -21,9 +22,11 @@ from kubernetes import config as kube_config
 
 from sidecred.ops.audit import COLUMNS as AUDIT_COLUMNS
 from sidecred.ops.audit import collect_findings, finding_rows
+from sidecred.ops.check import check_live, read_pods
 from sidecred.ops.output import OUTPUT_FORMATS, render
 from sidecred.ops.status import COLUMNS as STATUS_COLUMNS
 from sidecred.ops.status import collect_status
+from sidecred.webhook.check_cli import UsageError as FileError
 from sidecred.webhook.config import add_config_arguments, config_from_args
 
 PROG = "kubectl sidecred"
@@ -61,6 +64,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="sidecred's view of a cluster.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     common = common_flags()
+    check = commands.add_parser(
+        "check", parents=[common], help="admission decisions for pods and workloads in files"
+    )
+    check.add_argument(
+        "-f", "--filename", dest="files", action="append", required=True, metavar="FILE",
+        help="YAML with Pods and workloads ('-' reads stdin); may be repeated",
+    )  # fmt: skip
+    add_config_arguments(check)
     status = commands.add_parser(
         "status", parents=[common], help="a pod's sidecar: readiness, role, last error, expiry"
     )
@@ -73,6 +84,20 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("-A", "--all-namespaces", action="store_true")
     add_config_arguments(audit)
     return parser
+
+
+def run_check(args: argparse.Namespace, api: client.CoreV1Api, namespace: str) -> int:
+    config = config_from_args(args)
+    outcomes = check_live(read_pods(args.files), api, namespace, config)
+    if args.output == "table":
+        for outcome in outcomes:
+            print(outcome.line)
+            for warning in outcome.warnings:
+                print(f"  warning: {warning}")
+    else:
+        rows = [{"allowed": o.allowed, "decision": o.line, "warnings": list(o.warnings)} for o in outcomes]  # fmt: skip
+        print(render("CheckDecision", (), rows, args.output), end="")
+    return 0 if all(outcome.allowed for outcome in outcomes) else 1
 
 
 def run_status(args: argparse.Namespace, api: client.CoreV1Api, namespace: str) -> int:
@@ -94,6 +119,7 @@ def run_audit(args: argparse.Namespace, api: client.CoreV1Api, namespace: str) -
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace, client.CoreV1Api, str], int]] = {
+    "check": run_check,
     "status": run_status,
     "audit": run_audit,
 }
@@ -108,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         api, context_namespace = load_api(args.kubeconfig, args.context)
         return COMMANDS[args.command](args, api, args.namespace or context_namespace)
-    except (UsageError, ValueError) as exc:
+    except (UsageError, FileError, ValueError) as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
     except LookupError as exc:
