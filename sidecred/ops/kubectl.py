@@ -22,7 +22,7 @@ from kubernetes import config as kube_config
 
 from sidecred.ops.audit import COLUMNS as AUDIT_COLUMNS
 from sidecred.ops.audit import collect_findings, finding_rows
-from sidecred.ops.check import check_live, read_pods
+from sidecred.ops.check import check_live, warnings_of
 from sidecred.ops.output import OUTPUT_FORMATS, render
 from sidecred.ops.status import COLUMNS as STATUS_COLUMNS
 from sidecred.ops.status import collect_status
@@ -88,14 +88,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_check(args: argparse.Namespace, api: client.CoreV1Api, namespace: str) -> int:
     config = config_from_args(args)
-    outcomes = check_live(read_pods(args.files), api, namespace, config)
+    outcomes = check_live(args.files, api, namespace, config)
     if args.output == "table":
         for outcome in outcomes:
             print(outcome.line)
-            for warning in outcome.warnings:
+            for warning in warnings_of(outcome):
                 print(f"  warning: {warning}")
     else:
-        rows = [{"allowed": o.allowed, "decision": o.line, "warnings": list(o.warnings)} for o in outcomes]  # fmt: skip
+        rows = [{"allowed": o.allowed, "decision": o.line, "warnings": warnings_of(o)} for o in outcomes]  # fmt: skip
         print(render("CheckDecision", (), rows, args.output), end="")
     return 0 if all(outcome.allowed for outcome in outcomes) else 1
 
