@@ -103,9 +103,10 @@ def test_dashboard_has_the_panels_operators_need() -> None:
         assert wanted in titles
 
 
-def test_rules_alert_on_webhook_down_and_sidecars_without_credentials() -> None:
+def test_rules_alert_on_webhook_down_certificates_and_sidecars_without_credentials() -> None:
     alerts = {rule["alert"]: rule for rule in rules()}
     assert "up" in metric_names(alerts["SidecredWebhookDown"]["expr"])
+    assert metric_names(alerts["SidecredCertificateExpiresSoon"]["expr"]) == {"sidecred_certificate_expiry_timestamp_seconds"}  # fmt: skip
     assert "sidecred_sidecars_not_ready" in metric_names(alerts["SidecredSidecarsWithoutCredentials"]["expr"])  # fmt: skip
 
 
