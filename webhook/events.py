@@ -253,7 +253,16 @@ class EventReporter:
                 _request_timeout=(2.0, 30.0),
             )
             items = json.loads(response.data).get("items") or []
-        except (ApiException, urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
+        except ApiException as exc:
+            if exc.status == 403:  # RBAC without events list: report, at worst repeating once
+                log.warning(
+                    "cannot list events (HTTP 403); after a leader change each failing pod may "
+                    "get its CredentialsUnavailable event again once"
+                )
+                return True
+            log.warning("could not read back sidecred events: HTTP %s", exc.status)
+            return False
+        except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
             log.warning("could not read back sidecred events: %s", exc)
             return False
         for item in items:

@@ -10,7 +10,7 @@ import pytest
 from kubernetes import client
 from prometheus_client import CollectorRegistry
 
-from sidecred.dev.kube_stub import KubeApiStub
+from sidecred.dev.kube_stub import KubeApiStub, json_response, status_object
 from sidecred.dev.processes import wait_until
 from sidecred.webhook.events import (
     AVAILABLE,
@@ -162,4 +162,21 @@ def test_two_replicas_never_double_an_event_across_a_handover(
         stub.get("leases", "sidecred-events", WEBHOOK_NAMESPACE)["spec"]["holderIdentity"]
         == second.elector.identity
     )
+    assert len(events(stub, UNAVAILABLE)) == 1
+
+
+def test_without_rbac_to_list_events_the_reporter_still_reports(
+    stub: KubeApiStub,
+    refused_sidecar: tuple[SidecarProcess, FaultSts],
+    reporters: Callable[..., EventReporter],
+) -> None:
+    forbidden = status_object(
+        403, "Forbidden", 'events is forbidden: cannot list resource "events"'
+    )
+    stub.route("GET", "/api/v1/events", lambda _: json_response(403, forbidden), counter="events.forbidden")  # fmt: skip
+    sidecar, _ = refused_sidecar
+    stub.put("pods", injected_pod(sidecar))
+    reporter = start_scanning(reporters())
+    reporter.scan_once()
+    assert stub.requests["events.forbidden"] == 1
     assert len(events(stub, UNAVAILABLE)) == 1
