@@ -276,6 +276,12 @@ class EventReporter:
         if event.reason not in known or known[event.reason].at <= event.at:
             known[event.reason] = event
 
+    def still_leading(self) -> bool:
+        """Renew the Lease when due, so a long pass (slow sidecars) never outlives it."""
+        if self.clock() - self.elector.renewed_at >= self.retry_period:
+            self.elector.step()
+        return self.elector.leading
+
     def scan_once(self) -> None:
         """One pass: read the sidecars that need it, post the events that are due."""
         not_ready: dict[str, int] = {}
@@ -286,6 +292,9 @@ class EventReporter:
             last = self.last.get(uid, {})
             if not needs_reading(pod, last):
                 continue
+            if not self.still_leading():
+                log.info("lost the event reporter's lease during a pass; stopping it")
+                break
             try:
                 health = read_sidecar_health(self.api, pod)
             except HealthUnavailable as exc:

@@ -99,7 +99,7 @@ class LeaseElector:
         self.last_error = ""
         self._observed: LeaseRecord | None = None
         self._observed_at = 0.0
-        self._renewed_at = 0.0
+        self.renewed_at = 0.0  # when the Lease was last written by this candidate (its clock)
 
     def _read(self) -> tuple[LeaseRecord | None, dict | None]:
         try:
@@ -147,13 +147,13 @@ class LeaseElector:
             action = lease_action(record, self.identity, self._observed_at, now)
             if action != FOLLOW:
                 self._write(action, record, lease, now)
-                self._renewed_at = now
+                self.renewed_at = now
             self.last_error = ""
             self._set_leading(action != FOLLOW)
         except (ApiException, urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
             lost = isinstance(exc, ApiException) and exc.status == 409
             self.last_error = f"HTTP {exc.status}" if isinstance(exc, ApiException) else str(exc)
-            if lost or now - self._renewed_at > self.renew_deadline:
+            if lost or now - self.renewed_at > self.renew_deadline:
                 self._set_leading(False)
         return self.leading
 

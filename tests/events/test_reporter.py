@@ -180,3 +180,17 @@ def test_without_rbac_to_list_events_the_reporter_still_reports(
     reporter.scan_once()
     assert stub.requests["events.forbidden"] == 1
     assert len(events(stub, UNAVAILABLE)) == 1
+
+
+def test_a_replica_without_the_lease_posts_nothing(
+    stub: KubeApiStub,
+    refused_sidecar: tuple[SidecarProcess, FaultSts],
+    reporters: Callable[..., EventReporter],
+) -> None:
+    sidecar, _ = refused_sidecar
+    stub.put("pods", injected_pod(sidecar))
+    holder, other = reporters("webhook-0"), start_scanning(reporters("webhook-1"))
+    assert holder.elector.step()
+    other.scan_once()  # renews (tries to) before reading: the Lease is held, so it stops
+    assert not other.elector.leading
+    assert events(stub, UNAVAILABLE) == [] and stub.requests["pods.proxy"] == 0
