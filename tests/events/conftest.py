@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes import client
 
 from sidecred.dev.kube_stub import KubeApiStub
+from sidecred.dev.processes import wait_until
 from sidecred.webhook.config import WebhookConfig
 from sidecred.webhook.decide import decide_mutation
 from sidecred.webhook.mutate import apply_patch
-from tests.sidecar.fault_sts import fault_sts_factory
-from tests.sidecar.sidecar_process import ROLE_ARN, SidecarProcess, sidecar_factory
+from tests.sidecar.fault_sts import (
+    FaultSts,
+    access_denied,
+    fault_sts_factory,
+    success_xml,
+)
+from tests.sidecar.sidecar_process import ROLE_ARN, SidecarProcess, sidecar_env, sidecar_factory
 from tests.support.pod_proxy import add_pod_proxy
 from tests.webhook.fixture_cases import pod_request
 
@@ -83,3 +91,34 @@ def pod_status(ready: bool) -> dict[str, Any]:
             }
         ],
     }
+
+
+def answer_normally(params: dict[str, str]) -> tuple[int, str]:
+    return 200, success_xml(params)
+
+
+@dataclass
+class Failing:
+    """A real sidecar whose STS refuses, and its pod in the API stub."""
+
+    stub: KubeApiStub
+    sidecar: SidecarProcess
+    sts: FaultSts
+    pod: dict
+
+
+@pytest.fixture
+def failing(
+    tmp_path: Path,
+    stub: KubeApiStub,
+    fault_sts_factory: Callable[..., FaultSts],
+    sidecar_factory: Callable[..., SidecarProcess],
+) -> Failing:
+    sts = fault_sts_factory(access_denied)
+    sidecar = sidecar_factory(sidecar_env(tmp_path, sts.url, SIDECRED_RETRY_CAP_SECONDS="1"))
+    wait_until(lambda: "AccessDenied" in sidecar.readyz()[1], what="the sidecar's STS refusal")
+    return Failing(stub, sidecar, sts, stub.put("pods", injected_pod(sidecar)))
+
+
+def events(stub: KubeApiStub, reason: str) -> list[dict]:
+    return [e for e in stub.items("events", "shop") if e["reason"] == reason]

@@ -4,7 +4,6 @@ stub's pod proxy by the real kubernetes client, Events posted to the stub."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 from kubernetes import client
@@ -20,27 +19,17 @@ from sidecred.webhook.events import (
 )
 from sidecred.webhook.kube import PodCache
 from sidecred.webhook.leader import LeaseElector
-from tests.events.conftest import WEBHOOK_NAMESPACE, core_api, injected_pod, pod_status
-from tests.sidecar.fault_sts import FaultSts, access_denied, success_xml
-from tests.sidecar.sidecar_process import ROLE_ARN, SidecarProcess, sidecar_env
+from tests.events.conftest import (
+    WEBHOOK_NAMESPACE,
+    Failing,
+    answer_normally,
+    core_api,
+    events,
+    pod_status,
+)
+from tests.sidecar.sidecar_process import ROLE_ARN
 
 STS_MESSAGE = "Not authorized to perform sts:AssumeRoleWithWebIdentity (fault-injected)"
-
-
-def answer_normally(params: dict[str, str]) -> tuple[int, str]:
-    return 200, success_xml(params)
-
-
-@pytest.fixture
-def refused_sidecar(
-    tmp_path: Path,
-    fault_sts_factory: Callable[..., FaultSts],
-    sidecar_factory: Callable[..., SidecarProcess],
-) -> tuple[SidecarProcess, FaultSts]:
-    sts = fault_sts_factory(access_denied)
-    sidecar = sidecar_factory(sidecar_env(tmp_path, sts.url, SIDECRED_RETRY_CAP_SECONDS="1"))
-    wait_until(lambda: "AccessDenied" in sidecar.readyz()[1], what="the sidecar's STS refusal")
-    return sidecar, sts
 
 
 def make_reporter(stub: KubeApiStub, identity: str, **kwargs: float) -> EventReporter:
@@ -65,10 +54,6 @@ def reporters(stub: KubeApiStub) -> Iterator[Callable[..., EventReporter]]:
         reporter.stop()
 
 
-def events(stub: KubeApiStub, reason: str) -> list[dict]:
-    return [e for e in stub.items("events", "shop") if e["reason"] == reason]
-
-
 def scans(reporter: EventReporter) -> float:
     return reporter.metrics.registry.get_sample_value("sidecred_event_reporter_scans_total") or 0
 
@@ -79,12 +64,10 @@ def start_scanning(reporter: EventReporter) -> EventReporter:
 
 
 def test_refusing_sts_gives_an_event_naming_role_and_sts_message(
-    stub: KubeApiStub,
-    refused_sidecar: tuple[SidecarProcess, FaultSts],
-    reporters: Callable[..., EventReporter],
+    failing: Failing, reporters: Callable[..., EventReporter]
 ) -> None:
-    sidecar, _ = refused_sidecar
-    pod = stub.put("pods", injected_pod(sidecar))
+    stub = failing.stub
+    pod = failing.pod
     reporter = start_scanning(reporters())
     reporter.scan_once()
     [event] = events(stub, UNAVAILABLE)
@@ -101,12 +84,10 @@ def test_refusing_sts_gives_an_event_naming_role_and_sts_message(
 
 
 def test_recovery_gives_credentials_available(
-    stub: KubeApiStub,
-    refused_sidecar: tuple[SidecarProcess, FaultSts],
-    reporters: Callable[..., EventReporter],
+    failing: Failing, reporters: Callable[..., EventReporter]
 ) -> None:
-    sidecar, sts = refused_sidecar
-    pod = stub.put("pods", injected_pod(sidecar))
+    stub = failing.stub
+    sidecar, sts, pod = failing.sidecar, failing.sts, failing.pod
     reporter = start_scanning(reporters())
     reporter.scan_once()
     assert len(events(stub, UNAVAILABLE)) == 1
@@ -125,12 +106,10 @@ def test_recovery_gives_credentials_available(
 
 
 def test_repeated_failures_within_the_window_give_one_event(
-    stub: KubeApiStub,
-    refused_sidecar: tuple[SidecarProcess, FaultSts],
-    reporters: Callable[..., EventReporter],
+    failing: Failing, reporters: Callable[..., EventReporter]
 ) -> None:
-    sidecar, sts = refused_sidecar
-    stub.put("pods", injected_pod(sidecar))
+    stub = failing.stub
+    sts = failing.sts
     reporter = reporters(scan_interval=0.05, retry_period=0.05)
     reporter.start()
     wait_until(lambda: events(stub, UNAVAILABLE), what="the first event")
@@ -142,12 +121,9 @@ def test_repeated_failures_within_the_window_give_one_event(
 
 
 def test_two_replicas_never_double_an_event_across_a_handover(
-    stub: KubeApiStub,
-    refused_sidecar: tuple[SidecarProcess, FaultSts],
-    reporters: Callable[..., EventReporter],
+    failing: Failing, reporters: Callable[..., EventReporter]
 ) -> None:
-    sidecar, _ = refused_sidecar
-    stub.put("pods", injected_pod(sidecar))
+    stub = failing.stub
     first = reporters("webhook-0", scan_interval=0.05, retry_period=0.05)
     second = reporters("webhook-1", scan_interval=0.05, retry_period=0.05)
     first.start()
@@ -166,16 +142,13 @@ def test_two_replicas_never_double_an_event_across_a_handover(
 
 
 def test_without_rbac_to_list_events_the_reporter_still_reports(
-    stub: KubeApiStub,
-    refused_sidecar: tuple[SidecarProcess, FaultSts],
-    reporters: Callable[..., EventReporter],
+    failing: Failing, reporters: Callable[..., EventReporter]
 ) -> None:
+    stub = failing.stub
     forbidden = status_object(
         403, "Forbidden", 'events is forbidden: cannot list resource "events"'
     )
     stub.route("GET", "/api/v1/events", lambda _: json_response(403, forbidden), counter="events.forbidden")  # fmt: skip
-    sidecar, _ = refused_sidecar
-    stub.put("pods", injected_pod(sidecar))
     reporter = start_scanning(reporters())
     reporter.scan_once()
     assert stub.requests["events.forbidden"] == 1
@@ -183,12 +156,9 @@ def test_without_rbac_to_list_events_the_reporter_still_reports(
 
 
 def test_a_replica_without_the_lease_posts_nothing(
-    stub: KubeApiStub,
-    refused_sidecar: tuple[SidecarProcess, FaultSts],
-    reporters: Callable[..., EventReporter],
+    failing: Failing, reporters: Callable[..., EventReporter]
 ) -> None:
-    sidecar, _ = refused_sidecar
-    stub.put("pods", injected_pod(sidecar))
+    stub = failing.stub
     holder, other = reporters("webhook-0"), start_scanning(reporters("webhook-1"))
     assert holder.elector.step()
     other.scan_once()  # renews (tries to) before reading: the Lease is held, so it stops

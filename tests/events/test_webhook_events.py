@@ -13,10 +13,7 @@ import pytest
 
 from sidecred.dev.kube_stub import KubeApiStub
 from sidecred.dev.processes import free_port, stop_process, wait_until
-from tests.events.conftest import WEBHOOK_NAMESPACE, injected_pod
-from tests.events.test_reporter import events
-from tests.sidecar.fault_sts import FaultSts, access_denied
-from tests.sidecar.sidecar_process import SidecarProcess, sidecar_env
+from tests.events.conftest import WEBHOOK_NAMESPACE, Failing, events
 from tests.webhook_server.webhook_process import (
     SNI,
     WebhookProcess,
@@ -77,16 +74,9 @@ def metrics_text(webhook: WebhookProcess) -> str:
 
 
 def test_webhook_posts_the_event_and_holds_the_lease(
-    tmp_path: Path,
-    stub: KubeApiStub,
-    fault_sts_factory: Callable[..., FaultSts],
-    sidecar_factory: Callable[..., SidecarProcess],
-    webhooks: Callable[..., WebhookProcess],
+    tmp_path: Path, failing: Failing, webhooks: Callable[..., WebhookProcess]
 ) -> None:
-    sts = fault_sts_factory(access_denied)
-    sidecar = sidecar_factory(sidecar_env(tmp_path, sts.url, SIDECRED_RETRY_CAP_SECONDS="1"))
-    wait_until(lambda: "AccessDenied" in sidecar.readyz()[1], what="the STS refusal")
-    stub.put("pods", injected_pod(sidecar))
+    stub = failing.stub
     webhook = webhooks(tmp_path, stub, "--events-interval", "0.2")
     wait_until(lambda: events(stub, "CredentialsUnavailable"), timeout=30, what="the event")
     [event] = events(stub, "CredentialsUnavailable")

@@ -16,8 +16,7 @@ import pytest
 
 from sidecred.dev.kube_stub import KubeApiStub
 from sidecred.dev.processes import wait_until
-from tests.events.conftest import injected_pod
-from tests.events.test_reporter import answer_normally
+from tests.events.conftest import answer_normally, injected_pod
 from tests.sidecar.fault_sts import FaultSts, access_denied, fault_sts_factory
 from tests.sidecar.sidecar_process import SidecarProcess, sidecar_env, sidecar_factory
 from tests.support.pod_proxy import add_pod_proxy
