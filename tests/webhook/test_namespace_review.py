@@ -17,14 +17,11 @@ from sidecred.webhook.config import WebhookConfig
 from sidecred.webhook.decide import Decision, decide_validation
 from sidecred.webhook.namespace_review import (
     decide_namespace,
-    policy_annotations,
     risky_pattern_warnings,
     with_namespace_review,
 )
 from sidecred.webhook.policy import compile_permitted, evaluate_policy
 from sidecred.webhook.review import parse_review
-from tests.deploy.chart_support import find, rendered
-from tests.deploy.webhook_selection import CALLED, SKIPPED, configuration_outcome
 from tests.webhook.fixture_cases import BASE_ROLE_ARN, FIXTURES
 from tests.webhook_server.conftest import start_stub
 from tests.webhook_server.webhook_process import SNI, WebhookProcess, start_webhook
@@ -165,13 +162,3 @@ def test_over_tls(webhook: WebhookProcess, stem: str) -> None:
             assert fragment in response["status"]["message"]
     for fragment in expect.get("warnings", []):
         assert any(fragment in w for w in response.get("warnings", [])), response
-
-
-@pytest.mark.parametrize("path", PATHS, ids=[p.stem for p in PATHS])
-def test_the_chart_sends_exactly_the_namespaces_with_a_policy(path: Path) -> None:
-    """The default render's matchConditions (cel-python, as the API server evaluates them)
-    send /validate every fixture whose Namespace carries a policy annotation, and no other."""
-    request = load(path)["request"]
-    config = find(rendered("defaults"), "ValidatingWebhookConfiguration")
-    carries_policy = bool(policy_annotations(request["object"]))
-    assert configuration_outcome(config, request) == (CALLED if carries_policy else SKIPPED)
