@@ -1,4 +1,4 @@
-"""Benchmark 7: the pod-event reporter's cost per pass over sidecred's pods.
+"""Benchmark 8: the pod-event reporter's cost per pass over sidecred's pods.
 
 Every SCAN_INTERVAL_SECONDS the leader replica walks its watch cache of injected
 pods and reads /readyz (one pod-proxy call) only for sidecars the kubelet reports
@@ -113,7 +113,7 @@ def main() -> None:
         + table
     )
     write_section(
-        "event_reporter", "7. Event reporter pass", "python3 bench/event_reporter.py", body
+        "event_reporter", "8. Event reporter pass", "python3 bench/event_reporter.py", body
     )
 
 

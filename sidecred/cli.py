@@ -16,6 +16,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "certs": ("sidecred.certs.cli", "write a CA and the webhook's serving certificate"),
     "webhook": ("sidecred.webhook.serve_cli", "run the admission webhook over TLS"),
     "sidecar": ("sidecred.sidecar.main", "run the credential server (settings from env)"),
+    "fetch": (
+        "sidecred.sidecar.fetch",
+        "get the pod's credentials once, as credential_process JSON (sidecar env)",
+    ),
     "check": (
         "sidecred.webhook.check_cli",
         "offline: print the admission decision and patched pod",

@@ -34,7 +34,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from sidecred.webhook.kube import PodCache
 from sidecred.webhook.leader import RETRY_PERIOD_SECONDS, LeaseElector, micro_time
-from sidecred.webhook.pod import SIDECAR_NAME, find_sidecar
+from sidecred.webhook.names import SIDECAR_NAME
+from sidecred.webhook.pod import find_sidecar
 from sidecred.webhook.sidecar_health import (
     NOT_READY_STARTING,
     HealthUnavailable,

@@ -19,7 +19,9 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from sidecred.sidecar import config as sc
-from sidecred.webhook.pod import INJECTED_KEY, SIDECAR_NAME, env_value, find_sidecar
+from sidecred.webhook.annotations import INJECTED_KEY
+from sidecred.webhook.names import SIDECAR_NAME
+from sidecred.webhook.pod import env_value, find_sidecar
 
 PROXY_TIMEOUT = (2.0, 5.0)  # (connect, read) seconds; the sidecar answers from memory
 NOT_READY_STARTING = "CredentialsNotReady"  # the sidecar's code while its first fetch runs

@@ -15,17 +15,17 @@ from sidecred.dev.processes import wait_until
 from sidecred.webhook.config import WebhookConfig
 from sidecred.webhook.decide import decide_mutation
 from sidecred.webhook.mutate import apply_patch
-from tests.sidecar.fault_sts import (
-    FaultSts,
-    access_denied,
-    fault_sts_factory,
-    success_xml,
-)
 from tests.sidecar.sidecar_process import ROLE_ARN, SidecarProcess, sidecar_env, sidecar_factory
 from tests.support.pod_proxy import add_pod_proxy
+from tests.support.scripted_sts import (
+    ScriptedSts,
+    access_denied,
+    scripted_sts_factory,
+    success_xml,
+)
 from tests.webhook.fixture_cases import pod_request
 
-__all__ = ["fault_sts_factory", "sidecar_factory"]
+__all__ = ["scripted_sts_factory", "sidecar_factory"]
 
 WEBHOOK_NAMESPACE = "sidecred-system"
 
@@ -103,7 +103,7 @@ class Failing:
 
     stub: KubeApiStub
     sidecar: SidecarProcess
-    sts: FaultSts
+    sts: ScriptedSts
     pod: dict
 
 
@@ -111,10 +111,10 @@ class Failing:
 def failing(
     tmp_path: Path,
     stub: KubeApiStub,
-    fault_sts_factory: Callable[..., FaultSts],
+    scripted_sts_factory: Callable[..., ScriptedSts],
     sidecar_factory: Callable[..., SidecarProcess],
 ) -> Failing:
-    sts = fault_sts_factory(access_denied)
+    sts = scripted_sts_factory(access_denied)
     sidecar = sidecar_factory(sidecar_env(tmp_path, sts.url, SIDECRED_RETRY_CAP_SECONDS="1"))
     wait_until(lambda: "AccessDenied" in sidecar.readyz()[1], what="the sidecar's STS refusal")
     return Failing(stub, sidecar, sts, stub.put("pods", injected_pod(sidecar)))

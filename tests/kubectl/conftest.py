@@ -17,12 +17,12 @@ import pytest
 from sidecred.dev.kube_stub import KubeApiStub
 from sidecred.dev.processes import wait_until
 from tests.events.conftest import answer_normally, injected_pod
-from tests.sidecar.fault_sts import FaultSts, access_denied, fault_sts_factory
 from tests.sidecar.sidecar_process import SidecarProcess, sidecar_env, sidecar_factory
 from tests.support.pod_proxy import add_pod_proxy
+from tests.support.scripted_sts import ScriptedSts, access_denied, scripted_sts_factory
 from tests.webhook_server.webhook_process import write_kubeconfig as write_stub_kubeconfig
 
-__all__ = ["fault_sts_factory", "sidecar_factory"]
+__all__ = ["scripted_sts_factory", "sidecar_factory"]
 
 ACCOUNT_ROLES = "arn:aws:iam::123456789012:role/"
 
@@ -48,7 +48,7 @@ def write_kubeconfig(path: Path, server: str) -> Path:
 
 
 def start_sidecar(
-    tmp: Path, sts: FaultSts, factory: Callable[..., SidecarProcess]
+    tmp: Path, sts: ScriptedSts, factory: Callable[..., SidecarProcess]
 ) -> SidecarProcess:
     tmp.mkdir()
     return factory(sidecar_env(tmp, sts.url, SIDECRED_RETRY_CAP_SECONDS="1"))
@@ -57,11 +57,13 @@ def start_sidecar(
 @pytest.fixture
 def cluster(
     tmp_path: Path,
-    fault_sts_factory: Callable[..., FaultSts],
+    scripted_sts_factory: Callable[..., ScriptedSts],
     sidecar_factory: Callable[..., SidecarProcess],
 ) -> Iterator[Cluster]:
-    ok = start_sidecar(tmp_path / "ok", fault_sts_factory(answer_normally), sidecar_factory)
-    refused = start_sidecar(tmp_path / "refused", fault_sts_factory(access_denied), sidecar_factory)
+    ok = start_sidecar(tmp_path / "ok", scripted_sts_factory(answer_normally), sidecar_factory)
+    refused = start_sidecar(
+        tmp_path / "refused", scripted_sts_factory(access_denied), sidecar_factory
+    )
     ok.wait_ready()
     wait_until(lambda: "AccessDenied" in refused.readyz()[1], what="the STS refusal")
     stub = KubeApiStub()

@@ -39,7 +39,8 @@ def test_status_of_a_sidecar_whose_sts_refuses(
     assert header == ["NAME", "READY", "ROLE", "EXPIRES", "LAST ERROR", "STS CALLS", "STS FAILURES"]
     assert row[:3] == ["web-refused", "false", ROLE_ARN]
     assert row[3] == "<none>" and row[4] == STS_ERROR
-    assert int(row[6]) >= 1 and row[5] == row[6]  # every call so far failed
+    calls, failures = int(row[5]), int(row[6])  # every call failed (one may be in flight)
+    assert failures >= 1 and calls - failures in (0, 1)
 
 
 def test_status_of_a_ready_sidecar_as_json(
