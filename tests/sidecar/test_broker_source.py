@@ -138,6 +138,7 @@ def test_plain_http_broker_is_refused_by_the_config(tmp_path: Path):
         SIDECRED_BROKER_CA="not pem",
         SIDECRED_BROKER_TOKEN_FILE="",  # the webhook writes it; blanked to test its absence
     )
+    env.pop("SIDECRED_BROKER_TOKEN_FILE", None)  # every problem is reported at once
     with pytest.raises(ValueError) as err:
         load_config(env)
     text = str(err.value)
