@@ -136,7 +136,6 @@ def test_plain_http_broker_is_refused_by_the_config(tmp_path: Path):
         source="broker",
         SIDECRED_BROKER_URL="http://broker:8444",
         SIDECRED_BROKER_CA="not pem",
-        SIDECRED_BROKER_TOKEN_FILE="",  # the webhook writes it; blanked to test its absence
     )
     env.pop("SIDECRED_BROKER_TOKEN_FILE", None)  # every problem is reported at once
     with pytest.raises(ValueError) as err:
