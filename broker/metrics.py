@@ -1,0 +1,60 @@
+"""Prometheus metrics for the broker, in a registry of its own."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+from sidecred.webhook.metrics import LATENCY_BUCKETS, WebhookMetrics
+
+
+class BrokerMetrics:
+    content_type = WebhookMetrics.content_type
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.issuances = Counter(
+            "sidecred_broker_issuances",
+            "Credential requests answered, by result: issued, or the refusal's code.",
+            ["result"],
+            registry=self.registry,
+        )
+        self.issuance_latency = Histogram(
+            "sidecred_broker_issuance_duration_seconds",
+            "Time to answer a credential request.",
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.sts_calls = Counter(
+            "sidecred_broker_sts_calls",
+            "sts:AssumeRole calls, by result: ok, or STS's error code.",
+            ["result"],
+            registry=self.registry,
+        )
+        self.credential_cache = Counter(
+            "sidecred_broker_credential_cache",
+            "Issuances by whether the pod's current credential generation was reused (hit) "
+            "or fetched (miss).",
+            ["result"],
+            registry=self.registry,
+        )
+        self.token_reviews = Counter(
+            "sidecred_broker_token_reviews",
+            "Token checks, by result: hit (cached answer), authenticated, refused, error.",
+            ["result"],
+            registry=self.registry,
+        )
+        self.kube_api_calls = Counter(
+            "sidecred_kubernetes_api_calls",
+            "Calls to the Kubernetes API, by verb (list, watch, get) and result.",
+            ["verb", "result"],
+            registry=self.registry,
+        )
+
+    def record_api_call(self, verb: str, result: str) -> None:
+        self.kube_api_calls.labels(verb=verb, result=result).inc()
+
+    def record_token_review(self, result: str) -> None:
+        self.token_reviews.labels(result=result).inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

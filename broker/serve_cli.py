@@ -1,0 +1,124 @@
+"""`sidecred broker`: the credential broker over TLS.
+
+It takes the webhook's options (same flags, same `SIDECRED_*` env), so one
+ConfigMap defines the policy and the canonical sidecar for admission and for
+issuance alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import ssl
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+import uvicorn
+
+from sidecred.broker.app import create_app
+from sidecred.broker.issuer import Issuer
+from sidecred.broker.metrics import BrokerMetrics
+from sidecred.broker.serving import server_config
+from sidecred.broker.sidecar_check import broker_sidecar_problem
+from sidecred.broker.sts import RoleAssumer
+from sidecred.broker.token_review import TokenReviewer
+from sidecred.webhook.config import WebhookConfig, add_config_arguments, config_from_args
+from sidecred.webhook.kube import NamespaceCache, PodCache
+from sidecred.webhook.serve_cli import (
+    KubeConfigUnavailable,
+    _port,
+    configure_logging,
+    load_core_api,
+)
+from sidecred.webhook.tls import DEFAULT_CHECK_INTERVAL, ReloadingServerContext
+
+log = logging.getLogger("sidecred.broker")
+
+DEFAULT_AUDIENCE = "sidecred-broker"
+# WebhookConfig defines --broker-audience once the webhook injects broker-mode sidecars.
+_CONFIG_HAS_AUDIENCE = "broker_audience" in {f.name for f in fields(WebhookConfig)}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sidecred broker",
+        description="Serve the sidecred credential broker (POST /v1/credentials) over TLS.",
+    )
+    parser.add_argument("--tls-cert", required=True, type=Path, help="serving certificate (PEM)")
+    parser.add_argument("--tls-key", required=True, type=Path, help="its private key (PEM)")
+    parser.add_argument("--port", type=_port, default=8444, help="listen port (default 8444)")
+    parser.add_argument("--host", default="0.0.0.0", help="listen address (default 0.0.0.0)")
+    parser.add_argument(
+        "--kubeconfig",
+        help="kubeconfig file (default: in-cluster service account, then ~/.kube/config)",
+    )
+    if not _CONFIG_HAS_AUDIENCE:
+        parser.add_argument(
+            "--broker-audience",
+            default=None,
+            help="audience the callers' tokens must carry [env SIDECRED_BROKER_AUDIENCE]",
+        )
+    add_config_arguments(parser)
+    return parser
+
+
+def broker_audience(args: argparse.Namespace, config: WebhookConfig) -> str:
+    if _CONFIG_HAS_AUDIENCE:
+        return str(config.broker_audience)  # type: ignore[attr-defined]
+    return args.broker_audience or os.environ.get("SIDECRED_BROKER_AUDIENCE") or DEFAULT_AUDIENCE
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging()
+    try:
+        config = config_from_args(args)
+    except ValueError as exc:
+        print(str(exc).replace("sidecred webhook:", "sidecred broker:"), file=sys.stderr)
+        return 2
+    try:
+        tls = ReloadingServerContext(
+            args.tls_cert, args.tls_key, check_interval=DEFAULT_CHECK_INTERVAL
+        )
+    except (OSError, ssl.SSLError) as exc:
+        print(
+            f"sidecred broker: cannot load --tls-cert {args.tls_cert} / --tls-key {args.tls_key}: {exc}",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        api = load_core_api(args.kubeconfig)
+    except KubeConfigUnavailable as exc:
+        print(f"sidecred broker: {exc}", file=sys.stderr)
+        return 2
+    logging.getLogger("urllib3").setLevel(logging.ERROR)
+
+    metrics = BrokerMetrics()
+    audience = broker_audience(args, config)
+    namespaces = NamespaceCache(api, record_api_call=metrics.record_api_call)
+    pods = PodCache(api, record_api_call=metrics.record_api_call)
+    reviewer = TokenReviewer(api.api_client, audience, record=metrics.record_token_review)
+    issuer = Issuer(
+        config,
+        reviewer,
+        pods,
+        namespaces,
+        RoleAssumer(config.region),
+        broker_sidecar_problem,
+        metrics,
+    )
+    app = create_app(issuer, [namespaces, pods], metrics)
+    namespaces.start()
+    pods.start()
+    log.info(
+        "broker starting",
+        extra={"fields": {"host": args.host, "port": args.port, "audience": audience}},
+    )
+    try:
+        uvicorn.Server(server_config(app, args.host, args.port, tls.server_context)).run()
+    finally:
+        pods.stop()
+        namespaces.stop()
+    return 0
