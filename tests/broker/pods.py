@@ -8,7 +8,7 @@ from typing import Any
 from sidecred.sidecar.config import ENV_CREDENTIAL_SOURCE, ENV_ROLE_ARN
 from sidecred.webhook.config import WebhookConfig
 
-ACCOUNT = "111122223333"
+ACCOUNT = "123456789012"  # moto's default account, so moto answers for these roles
 BASE = f"arn:aws:iam::{ACCOUNT}:role/"
 READER = BASE + "shop-reader"
 POLICY = {"iam.amazonaws.com/permitted": BASE + "shop-.*"}

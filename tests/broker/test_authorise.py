@@ -162,7 +162,7 @@ ROWS = [
         403,
         "RoleNotPermitted",
         [
-            'role "arn:aws:iam::111122223333:role/admin" is not permitted in namespace "shop"',
+            'role "arn:aws:iam::123456789012:role/admin" is not permitted in namespace "shop"',
             "iam.amazonaws.com/permitted=",
         ],
     ),
