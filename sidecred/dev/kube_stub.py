@@ -418,153 +418,155 @@ class KubeApiStub:
 
     # --- HTTP ----------------------------------------------------------------------
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
-        stub = self
+        return type("Handler", (_RequestHandler,), {"stub": self})
 
-        class HTTPHandler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
 
-            def setup(self) -> None:
-                super().setup()
-                with stub._cond:
-                    stub._connections.add(self.connection)
+class _RequestHandler(BaseHTTPRequestHandler):
+    """One connection to the stub; `stub` is set on a per-server subclass."""
 
-            def finish(self) -> None:
-                with stub._cond:
-                    stub._connections.discard(self.connection)
-                try:
-                    super().finish()
-                except OSError:
-                    pass
+    stub: KubeApiStub
+    protocol_version = "HTTP/1.1"
 
-            def log_message(self, format: str, *args: object) -> None:
-                pass  # keep test output clean
+    def setup(self) -> None:
+        super().setup()
+        with self.stub._cond:
+            self.stub._connections.add(self.connection)
 
-            def do_GET(self) -> None:
-                self._dispatch("GET")
+    def finish(self) -> None:
+        with self.stub._cond:
+            self.stub._connections.discard(self.connection)
+        try:
+            super().finish()
+        except OSError:
+            pass
 
-            def do_POST(self) -> None:
-                self._dispatch("POST")
+    def log_message(self, format: str, *args: object) -> None:
+        pass  # keep test output clean
 
-            def do_PUT(self) -> None:
-                self._dispatch("PUT")
+    def do_GET(self) -> None:
+        self._dispatch("GET")
 
-            def do_DELETE(self) -> None:
-                self._dispatch("DELETE")
+    def do_POST(self) -> None:
+        self._dispatch("POST")
 
-            def _dispatch(self, method: str) -> None:
-                url = urlsplit(self.path)
-                query = {k: v[-1] for k, v in parse_qs(url.query).items()}
-                path = url.path.rstrip("/") or "/"
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(min(length, _MAX_BODY)) if length else b""
-                for route_method, pattern, counter, handler in stub._routes:
-                    match = pattern.fullmatch(path)
-                    if route_method == method and match:
-                        stub.requests[counter] += 1
-                        headers = {k.lower(): v for k, v in self.headers.items()}
-                        request = StubRequest(method, path, match, query, headers, body)
-                        self._send(handler(request))
+    def do_PUT(self) -> None:
+        self._dispatch("PUT")
+
+    def do_DELETE(self) -> None:
+        self._dispatch("DELETE")
+
+    def _dispatch(self, method: str) -> None:
+        url = urlsplit(self.path)
+        query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+        path = url.path.rstrip("/") or "/"
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(min(length, _MAX_BODY)) if length else b""
+        for route_method, pattern, counter, handler in self.stub._routes:
+            match = pattern.fullmatch(path)
+            if route_method == method and match:
+                self.stub.requests[counter] += 1
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                request = StubRequest(method, path, match, query, headers, body)
+                self._send(handler(request))
+                return
+        target = _parse_path(path)
+        if target is None or target.subresource is not None:
+            self.stub.requests["other"] += 1
+            message = "the server could not find the requested resource"
+            self._send(json_response(404, status_object(404, "NotFound", message)))
+        elif method == "GET" and target.name is None:
+            watching = _is_true(query.get("watch"))
+            self.stub._count(target.resource, "watch" if watching else "list")
+            if watching:
+                self._watch(target, query)
+            else:
+                self._send(json_response(200, self.stub._list_body(target, query)))
+        elif method == "GET":
+            self.stub._count(target.resource, "get")
+            obj = self.stub.get(target.resource.plural, target.name, target.namespace)
+            self._send(json_response(200, obj) if obj else self.stub._not_found(target))
+        else:
+            verb = {"POST": "create", "PUT": "replace", "DELETE": "delete"}[method]
+            self.stub._count(target.resource, verb)
+            self._send(self.stub._write(method, target, body))
+
+    def _send(self, response: StubResponse) -> None:
+        self.send_response(response.code)
+        self.send_header("Content-Type", response.content_type)
+        self.send_header("Content-Length", str(len(response.body)))
+        for key, value in response.headers.items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(response.body)
+
+    def _chunk(self, payload: dict) -> None:
+        data = json.dumps(payload).encode() + b"\n"
+        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+        self.wfile.flush()
+
+    def _watch(self, target: _Target, query: dict[str, str]) -> None:
+        try:
+            since = int(query.get("resourceVersion") or 0)
+        except ValueError:
+            message = "invalid resourceVersion"
+            self._send(json_response(400, status_object(400, "BadRequest", message)))
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        with self.stub._cond:
+            generation = self.stub._generation
+            expired = since < self.stub._oldest_watchable
+        try:
+            if expired:
+                message = f"too old resource version: {since} ({self.stub._oldest_watchable})"
+                error = status_object(410, "Expired", message)
+                self._chunk({"type": "ERROR", "object": error})
+            else:
+                self._stream_events(target, query, since, generation)
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+        except OSError:
+            self.close_connection = True
+
+    def _stream_events(
+        self, target: _Target, query: dict[str, str], since: int, generation: int
+    ) -> None:
+        timeout = float(query.get("timeoutSeconds") or 1800)
+        bookmarks = _is_true(query.get("allowWatchBookmarks"))
+        labels, fields = query.get("labelSelector", ""), query.get("fieldSelector", "")
+        plural = target.resource.plural
+        deadline = threading.Event()
+        timer = threading.Timer(timeout, deadline.set)
+        timer.daemon = True
+        timer.start()
+
+        def wanted(entry: tuple[int, str, str, dict]) -> bool:
+            _, kind_plural, event, obj = entry
+            if kind_plural != plural:
+                return False
+            if event == "BOOKMARK":
+                return bookmarks
+            meta = obj["metadata"]
+            if target.namespace is not None and meta.get("namespace") != target.namespace:
+                return False
+            return _selector_matches(labels, meta.get("labels") or {}) and _field_matches(
+                fields, obj
+            )
+
+        try:
+            while not deadline.is_set():
+                with self.stub._cond:
+                    pending = [e for e in self.stub._history if e[0] > since]
+                    if not pending:
+                        self.stub._cond.wait(_WATCH_POLL_SECONDS)
+                        pending = [e for e in self.stub._history if e[0] > since]
+                    if self.stub._generation != generation:
                         return
-                target = _parse_path(path)
-                if target is None or target.subresource is not None:
-                    stub.requests["other"] += 1
-                    message = "the server could not find the requested resource"
-                    self._send(json_response(404, status_object(404, "NotFound", message)))
-                elif method == "GET" and target.name is None:
-                    watching = _is_true(query.get("watch"))
-                    stub._count(target.resource, "watch" if watching else "list")
-                    if watching:
-                        self._watch(target, query)
-                    else:
-                        self._send(json_response(200, stub._list_body(target, query)))
-                elif method == "GET":
-                    stub._count(target.resource, "get")
-                    obj = stub.get(target.resource.plural, target.name, target.namespace)
-                    self._send(json_response(200, obj) if obj else stub._not_found(target))
-                else:
-                    verb = {"POST": "create", "PUT": "replace", "DELETE": "delete"}[method]
-                    stub._count(target.resource, verb)
-                    self._send(stub._write(method, target, body))
-
-            def _send(self, response: StubResponse) -> None:
-                self.send_response(response.code)
-                self.send_header("Content-Type", response.content_type)
-                self.send_header("Content-Length", str(len(response.body)))
-                for key, value in response.headers.items():
-                    self.send_header(key, value)
-                self.end_headers()
-                self.wfile.write(response.body)
-
-            def _chunk(self, payload: dict) -> None:
-                data = json.dumps(payload).encode() + b"\n"
-                self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
-                self.wfile.flush()
-
-            def _watch(self, target: _Target, query: dict[str, str]) -> None:
-                try:
-                    since = int(query.get("resourceVersion") or 0)
-                except ValueError:
-                    message = "invalid resourceVersion"
-                    self._send(json_response(400, status_object(400, "BadRequest", message)))
-                    return
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Transfer-Encoding", "chunked")
-                self.end_headers()
-                with stub._cond:
-                    generation = stub._generation
-                    expired = since < stub._oldest_watchable
-                try:
-                    if expired:
-                        message = f"too old resource version: {since} ({stub._oldest_watchable})"
-                        error = status_object(410, "Expired", message)
-                        self._chunk({"type": "ERROR", "object": error})
-                    else:
-                        self._stream_events(target, query, since, generation)
-                    self.wfile.write(b"0\r\n\r\n")
-                    self.wfile.flush()
-                except OSError:
-                    self.close_connection = True
-
-            def _stream_events(
-                self, target: _Target, query: dict[str, str], since: int, generation: int
-            ) -> None:
-                timeout = float(query.get("timeoutSeconds") or 1800)
-                bookmarks = _is_true(query.get("allowWatchBookmarks"))
-                labels, fields = query.get("labelSelector", ""), query.get("fieldSelector", "")
-                plural = target.resource.plural
-                deadline = threading.Event()
-                timer = threading.Timer(timeout, deadline.set)
-                timer.daemon = True
-                timer.start()
-
-                def wanted(entry: tuple[int, str, str, dict]) -> bool:
-                    _, kind_plural, event, obj = entry
-                    if kind_plural != plural:
-                        return False
-                    if event == "BOOKMARK":
-                        return bookmarks
-                    meta = obj["metadata"]
-                    if target.namespace is not None and meta.get("namespace") != target.namespace:
-                        return False
-                    return _selector_matches(labels, meta.get("labels") or {}) and _field_matches(
-                        fields, obj
-                    )
-
-                try:
-                    while not deadline.is_set():
-                        with stub._cond:
-                            pending = [e for e in stub._history if e[0] > since]
-                            if not pending:
-                                stub._cond.wait(_WATCH_POLL_SECONDS)
-                                pending = [e for e in stub._history if e[0] > since]
-                            if stub._generation != generation:
-                                return
-                        for entry in pending:
-                            since = entry[0]
-                            if wanted(entry):
-                                self._chunk({"type": entry[2], "object": entry[3]})
-                finally:
-                    timer.cancel()
-
-        return HTTPHandler
+                for entry in pending:
+                    since = entry[0]
+                    if wanted(entry):
+                        self._chunk({"type": entry[2], "object": entry[3]})
+        finally:
+            timer.cancel()
