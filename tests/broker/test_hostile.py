@@ -79,18 +79,16 @@ def test_odd_requests_get_4xx(cluster: Cluster) -> None:
 
 
 def test_a_huge_header_is_refused_with_400(cluster: Cluster) -> None:
+    """A head still growing past the 16 KiB cap is answered 400 and the connection closed."""
     with tls_socket(cluster) as sock:
+        # 20 KiB: over the cap, and small enough to be buffered before the answer comes.
         sock.sendall(
             b"POST /v1/credentials HTTP/1.1\r\nHost: broker\r\nAuthorization: Bearer "
-            + b"a" * (256 * 1024)
-            + b"\r\n\r\n"
+            + b"a" * (20 * 1024)
         )
         answer = b""
-        try:
-            while chunk := sock.recv(65536):
-                answer += chunk
-        except (ConnectionResetError, ssl.SSLError):
-            pass
+        while chunk := sock.recv(65536):
+            answer += chunk
     assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
     assert cluster.broker.ready()
 
