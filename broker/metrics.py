@@ -1,17 +1,17 @@
-"""Prometheus metrics for the broker, in a registry of its own."""
+"""Prometheus metrics for the broker: the webhook's registry and API call counter, plus issuance."""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import Counter, Histogram
 
 from sidecred.webhook.metrics import LATENCY_BUCKETS, WebhookMetrics
 
 
-class BrokerMetrics:
-    content_type = WebhookMetrics.content_type
+class BrokerMetrics(WebhookMetrics):
+    """The webhook's metrics object (registry, `render`, Kubernetes API calls) with the broker's own."""
 
     def __init__(self) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
+        super().__init__()
         self.issuances = Counter(
             "sidecred_broker_issuances",
             "Credential requests answered, by result: issued, or the refusal's code.",
@@ -43,18 +43,6 @@ class BrokerMetrics:
             ["result"],
             registry=self.registry,
         )
-        self.kube_api_calls = Counter(
-            "sidecred_kubernetes_api_calls",
-            "Calls to the Kubernetes API, by verb (list, watch, get) and result.",
-            ["verb", "result"],
-            registry=self.registry,
-        )
-
-    def record_api_call(self, verb: str, result: str) -> None:
-        self.kube_api_calls.labels(verb=verb, result=result).inc()
 
     def record_token_review(self, result: str) -> None:
         self.token_reviews.labels(result=result).inc()
-
-    def render(self) -> bytes:
-        return generate_latest(self.registry)

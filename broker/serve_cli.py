@@ -16,6 +16,7 @@ from dataclasses import fields
 from pathlib import Path
 
 import uvicorn
+from kubernetes import client
 
 from sidecred.broker.app import create_app
 from sidecred.broker.issuer import Issuer
@@ -32,7 +33,7 @@ from sidecred.webhook.serve_cli import (
     configure_logging,
     load_core_api,
 )
-from sidecred.webhook.tls import DEFAULT_CHECK_INTERVAL, ReloadingServerContext
+from sidecred.webhook.tls import ReloadingServerContext
 
 log = logging.getLogger("sidecred.broker")
 
@@ -70,29 +71,33 @@ def broker_audience(args: argparse.Namespace, config: WebhookConfig) -> str:
     return args.broker_audience or os.environ.get("SIDECRED_BROKER_AUDIENCE") or DEFAULT_AUDIENCE
 
 
+def load_settings(
+    args: argparse.Namespace,
+) -> tuple[WebhookConfig, ReloadingServerContext, client.CoreV1Api]:
+    """The options, the serving certificate and the API client; ValueError saying what is wrong."""
+    try:
+        config = config_from_args(args)
+        tls = ReloadingServerContext(args.tls_cert, args.tls_key)
+        api = load_core_api(args.kubeconfig)
+    except (OSError, ssl.SSLError) as exc:
+        raise ValueError(
+            f"cannot load --tls-cert {args.tls_cert} / --tls-key {args.tls_key}: {exc}"
+        ) from None
+    except KubeConfigUnavailable as exc:
+        raise ValueError(str(exc)) from None
+    return config, tls, api
+
+
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     configure_logging()
     try:
-        config = config_from_args(args)
+        config, tls, api = load_settings(args)
     except ValueError as exc:
-        print(str(exc).replace("sidecred webhook:", "sidecred broker:"), file=sys.stderr)
+        message = str(exc).removeprefix("sidecred webhook: ")
+        print(f"sidecred broker: {message}", file=sys.stderr)
         return 2
-    try:
-        tls = ReloadingServerContext(
-            args.tls_cert, args.tls_key, check_interval=DEFAULT_CHECK_INTERVAL
-        )
-    except (OSError, ssl.SSLError) as exc:
-        print(
-            f"sidecred broker: cannot load --tls-cert {args.tls_cert} / --tls-key {args.tls_key}: {exc}",
-            file=sys.stderr,
-        )
-        return 2
-    try:
-        api = load_core_api(args.kubeconfig)
-    except KubeConfigUnavailable as exc:
-        print(f"sidecred broker: {exc}", file=sys.stderr)
-        return 2
+    # urllib3 logs every retry of an unreachable API server; the caches log the outcome.
     logging.getLogger("urllib3").setLevel(logging.ERROR)
 
     metrics = BrokerMetrics()

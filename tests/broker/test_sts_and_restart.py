@@ -3,52 +3,64 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from sidecred.dev.kube_stub import KubeApiStub
+from sidecred.dev.processes import wait_until
 from sidecred.dev.token_review import TokenAuthority
 from tests.sidecar.fault_sts import Behaviour, FaultSts, error_xml, success_xml
 from tests.sidecar.fault_sts import fault_sts_factory as fault_sts_factory  # the fixture
 
-from .broker_process import restart, start_broker
+from .broker_process import BrokerProcess, restart, start_broker
 from .conftest import start_stub
 from .pods import READER, broker_pod
 
 
+@dataclass
+class Setup:
+    """The API stub, a chosen STS, and a broker started against them on demand."""
+
+    tmp: Path
+    stub: KubeApiStub
+    authority: TokenAuthority
+    sts_factory: Callable[[Behaviour], FaultSts]
+    brokers: list[BrokerProcess]
+
+    def start(self, behaviour: Behaviour, **pod: Any) -> tuple[FaultSts, BrokerProcess, str]:
+        """An STS with `behaviour`, a broker using it, and a token of a new pod."""
+        sts = self.sts_factory(behaviour)
+        made = self.stub.put("pods", broker_pod(**pod))
+        self.brokers.append(start_broker(self.tmp, self.stub.url, sts.url))
+        return sts, self.brokers[-1], self.authority.pod_token(made)
+
+
 @pytest.fixture
-def cluster_stub() -> Iterator[tuple[KubeApiStub, TokenAuthority]]:
+def setup(tmp_path: Path, fault_sts_factory: Callable[[Behaviour], FaultSts]) -> Iterator[Setup]:
     stub, authority = start_stub()
-    yield stub, authority
+    world = Setup(tmp_path, stub, authority, fault_sts_factory, [])
+    yield world
+    for broker in world.brokers:
+        broker.stop()
     stub.stop()
 
 
+def answer(params: dict[str, str]) -> tuple[int, str]:
+    return 200, success_xml(params)
+
+
 def test_assume_role_carries_session_name_source_identity_external_id_and_tags(
-    tmp_path: Path,
-    cluster_stub: tuple[KubeApiStub, TokenAuthority],
-    fault_sts_factory: Callable[[Behaviour], FaultSts],
+    setup: Setup,
 ) -> None:
-    stub, authority = cluster_stub
-    sts = fault_sts_factory(lambda params: (200, success_xml(params)))
-    pod = stub.put(
-        "pods",
-        broker_pod(
-            "api-0",
-            annotations={
-                "iam.amazonaws.com/external-id": "shop-ext-1",
-                "sidecred.dev/session-duration": "7200",
-            },
-        ),
-    )
-    broker = start_broker(tmp_path, stub.url, sts.url)
-    try:
-        response = broker.issue(authority.pod_token(pod))
-    finally:
-        broker.stop()
+    notes = {"iam.amazonaws.com/external-id": "shop-ext-1", "sidecred.dev/session-duration": "7200"}
+    sts, broker, token = setup.start(answer, name="api-0", annotations=notes)
+    response = broker.issue(token)
     assert response.status_code == 200, response.text
     [call] = sts.calls
-    uid = pod["metadata"]["uid"]
+    uid = setup.stub.get("pods", "api-0", "shop")["metadata"]["uid"]
     assert {k: v for k, v in call.items() if not k.startswith("Tags.")} == {
         "Action": "AssumeRole",
         "Version": "2011-06-15",
@@ -67,44 +79,33 @@ def test_assume_role_carries_session_name_source_identity_external_id_and_tags(
     }
 
 
-def test_an_sts_refusal_is_503_with_its_code_and_message(
-    tmp_path: Path,
-    cluster_stub: tuple[KubeApiStub, TokenAuthority],
-    fault_sts_factory: Callable[[Behaviour], FaultSts],
-) -> None:
-    stub, authority = cluster_stub
+def test_an_sts_refusal_is_503_with_its_code_and_message(setup: Setup) -> None:
     denied = error_xml("AccessDenied", "User is not authorized to perform: sts:AssumeRole")
-    sts = fault_sts_factory(lambda params: (403, denied))
-    pod = stub.put("pods", broker_pod("api-1"))
-    broker = start_broker(tmp_path, stub.url, sts.url)
-    try:
-        response = broker.issue(authority.pod_token(pod))
-        failed = broker.metric("sidecred_broker_sts_calls_total", result="AccessDenied")
-    finally:
-        broker.stop()
+    _, broker, token = setup.start(lambda params: (403, denied), name="api-1")
+    response = broker.issue(token)
     assert response.status_code == 503
     body = response.json()
     assert body["Code"] == body["code"] == "AccessDenied"
     assert "not authorized to perform: sts:AssumeRole" in body["message"]
-    assert failed == 1
+    assert broker.metric("sidecred_broker_sts_calls_total", result="AccessDenied") == 1
 
 
-def test_a_restarted_broker_serves_the_same_pods(
-    tmp_path: Path,
-    cluster_stub: tuple[KubeApiStub, TokenAuthority],
-    fault_sts_factory: Callable[[Behaviour], FaultSts],
-) -> None:
-    stub, authority = cluster_stub
-    sts = fault_sts_factory(lambda params: (200, success_xml(params)))
-    pod = stub.put("pods", broker_pod("api-2"))
-    token = authority.pod_token(pod)
-    broker = start_broker(tmp_path, stub.url, sts.url)
-    try:
-        assert broker.issue(token).status_code == 200
-        broker = restart(broker, tmp_path)
-        # Nothing survives a restart but the pods' tokens: a new review, list and STS call.
-        assert broker.issue(token).status_code == 200
-    finally:
-        broker.stop()
-    assert stub.requests["tokenreviews.create"] == 2
+def test_a_restarted_broker_serves_the_same_pods(setup: Setup) -> None:
+    sts, broker, token = setup.start(answer, name="api-2")
+    assert broker.issue(token).status_code == 200
+    setup.brokers[-1] = broker = restart(broker, setup.tmp)
+    # Nothing survives a restart but the pods' tokens: a new review, list and STS call.
+    assert broker.issue(token).status_code == 200
+    assert setup.stub.requests["tokenreviews.create"] == 2
     assert len(sts.calls) == 2
+
+
+def test_not_ready_until_the_caches_have_synced(setup: Setup) -> None:
+    setup.stub.stop()
+    broker = start_broker(setup.tmp, setup.stub.url, "http://127.0.0.1:9", wait=False)
+    setup.brokers.append(broker)
+    response = broker.readyz()
+    assert response is not None and response.status_code == 503
+    assert "cache has not synced" in response.json()["reason"]
+    setup.stub.start()
+    wait_until(broker.ready, timeout=60, what="ready once the API server answers")
