@@ -26,7 +26,6 @@ import ssl
 import subprocess
 import sys
 import urllib.request
-import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -34,6 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench import support
 from sidecred.certs.cli import main as certs_main
 from sidecred.dev.kube_stub import KubeApiStub
+from sidecred.webhook.review import admission_review as review_envelope
+from sidecred.webhook.review import pod_request
 
 CONCURRENCY = (1, 16, 64)
 FIXED_RATE = 200.0
@@ -79,24 +80,7 @@ def admission_review() -> dict[str, object]:
             ],
         },
     }
-    return {
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": str(uuid.uuid4()),
-            "kind": {"group": "", "version": "v1", "kind": "Pod"},
-            "resource": {"group": "", "version": "v1", "resource": "pods"},
-            "requestKind": {"group": "", "version": "v1", "kind": "Pod"},
-            "requestResource": {"group": "", "version": "v1", "resource": "pods"},
-            "namespace": "shop",
-            "operation": "CREATE",
-            "userInfo": {"username": "system:serviceaccount:kube-system:replicaset-controller"},
-            "object": pod,
-            "oldObject": None,
-            "dryRun": False,
-            "options": {"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions"},
-        },
-    }
+    return dict(review_envelope(pod_request(pod, namespace="shop")))
 
 
 def tls_context(ca_file: Path) -> ssl.SSLContext:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import uuid
 from typing import Any
 
 import yaml
@@ -18,6 +17,7 @@ import yaml
 from sidecred.webhook.config import add_config_arguments, config_from_args
 from sidecred.webhook.decide import Decision, decide_mutation, decide_validation
 from sidecred.webhook.mutate import apply_patch
+from sidecred.webhook.review import pod_request
 
 # Workloads whose pod template `check` accepts in place of a Pod.
 TEMPLATE_PATHS = {
@@ -86,22 +86,8 @@ def pod_from_object(obj: dict[str, Any], path: str) -> dict[str, Any]:
 
 
 def build_request(pod: dict[str, Any], namespace: str) -> dict[str, Any]:
-    """The CREATE AdmissionRequest the API server would send for `pod`."""
-    metadata = pod.get("metadata") or {}
-    request: dict[str, Any] = {
-        "uid": str(uuid.uuid4()),
-        "kind": {"group": "", "version": "v1", "kind": "Pod"},
-        "resource": {"group": "", "version": "v1", "resource": "pods"},
-        "requestKind": {"group": "", "version": "v1", "kind": "Pod"},
-        "operation": "CREATE",
-        "namespace": namespace,
-        "object": pod,
-        "oldObject": None,
-        "dryRun": True,
-    }
-    if isinstance(metadata, dict) and metadata.get("name"):
-        request["name"] = metadata["name"]
-    return request
+    """The CREATE AdmissionRequest the API server would send for `pod` (as a dry run)."""
+    return dict(pod_request(pod, namespace=namespace, dry_run=True))
 
 
 def summarise_patch(patch: list[dict[str, Any]]) -> list[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import uuid
 from typing import TYPE_CHECKING, Any, Literal, NotRequired, TypedDict
 
 if TYPE_CHECKING:
@@ -21,6 +22,19 @@ KIND = "AdmissionReview"
 # so 3 MiB admits every real request and bounds what a hostile caller can send.
 MAX_REVIEW_BYTES = 3 * 1024 * 1024
 OPERATIONS = ("CREATE", "UPDATE", "DELETE", "CONNECT")
+# The options object the API server passes per operation (CONNECT passes none).
+_OPTIONS_KIND = {"CREATE": "CreateOptions", "UPDATE": "UpdateOptions", "DELETE": "DeleteOptions"}
+POD_KIND = {"group": "", "version": "v1", "kind": "Pod"}
+POD_RESOURCE = {"group": "", "version": "v1", "resource": "pods"}
+# Who creates most pods: the ReplicaSet controller, as the API server reports it.
+CONTROLLER_USER = {
+    "username": "system:serviceaccount:kube-system:replicaset-controller",
+    "groups": [
+        "system:serviceaccounts",
+        "system:serviceaccounts:kube-system",
+        "system:authenticated",
+    ],
+}
 
 
 class GroupVersionKind(TypedDict):
@@ -47,6 +61,10 @@ class AdmissionRequest(TypedDict):
     oldObject: NotRequired[dict[str, Any] | None]
     dryRun: NotRequired[bool]
     userInfo: NotRequired[dict[str, Any]]
+    requestKind: NotRequired[GroupVersionKind]
+    requestResource: NotRequired[GroupVersionResource]
+    requestSubResource: NotRequired[str]
+    options: NotRequired[dict[str, Any] | None]
 
 
 class Status(TypedDict):
@@ -68,6 +86,95 @@ class AdmissionReview(TypedDict):
     kind: str
     request: NotRequired[AdmissionRequest]
     response: NotRequired[AdmissionResponse]
+
+
+def admission_request(
+    *,
+    kind: GroupVersionKind,
+    resource: GroupVersionResource,
+    operation: str,
+    obj: Any,
+    old_obj: Any = None,
+    namespace: str = "",
+    name: str = "",
+    sub_resource: str = "",
+    user_info: dict[str, Any] | None = None,
+    dry_run: bool = False,
+    uid: str | None = None,
+) -> AdmissionRequest:
+    """An AdmissionRequest exactly as the API server sends it (CreateV1AdmissionReview).
+
+    Fields tagged `omitempty` are absent when empty (`subResource`, `requestSubResource`,
+    `name` of a generateName pod, `namespace` of a cluster object, `userInfo.uid`,
+    `groups`, `extra`); `object`/`oldObject` are null where the API server has none
+    (oldObject on CREATE and CONNECT); `dryRun` is always a bool. The CEL `request`
+    variable of matchConditions is this with `uid` "" and null `object`/`oldObject`.
+    """
+    request: dict[str, Any] = {
+        "uid": uid or str(uuid.uuid4()),
+        "kind": dict(kind),
+        "resource": dict(resource),
+        "requestKind": dict(kind),
+        "requestResource": dict(resource),
+        "operation": operation,
+        "userInfo": {k: v for k, v in (user_info or {}).items() if v},
+        "object": obj,
+        "oldObject": old_obj,
+        "dryRun": dry_run,
+        "options": (
+            {"apiVersion": "meta.k8s.io/v1", "kind": _OPTIONS_KIND[operation]}
+            if operation in _OPTIONS_KIND
+            else None
+        ),
+    }
+    for key, value in (
+        ("subResource", sub_resource),
+        ("requestSubResource", sub_resource),
+        ("name", name),
+        ("namespace", namespace),
+    ):
+        if value:
+            request[key] = value
+    return request  # type: ignore[return-value]
+
+
+def pod_request(
+    pod: Any,
+    *,
+    operation: str = "CREATE",
+    old_pod: Any = None,
+    namespace: str | None = None,
+    sub_resource: str = "",
+    user_info: dict[str, Any] | None = None,
+    dry_run: bool = False,
+    uid: str | None = None,
+) -> AdmissionRequest:
+    """The AdmissionRequest for a pod (or a pod subresource such as ephemeralcontainers).
+
+    `name` is the pod's metadata.name (absent for a generateName pod); the namespace
+    is the argument, else the pod's metadata.namespace. `pod` need not be well formed.
+    """
+    metadata = pod.get("metadata") if isinstance(pod, dict) else None
+    metadata = metadata if isinstance(metadata, dict) else {}
+    name, pod_namespace = metadata.get("name"), metadata.get("namespace")
+    return admission_request(
+        kind=POD_KIND,
+        resource=POD_RESOURCE,
+        operation=operation,
+        obj=pod,
+        old_obj=old_pod,
+        namespace=namespace or (pod_namespace if isinstance(pod_namespace, str) else ""),
+        name=name if isinstance(name, str) else "",
+        sub_resource=sub_resource,
+        user_info=CONTROLLER_USER if user_info is None else user_info,
+        dry_run=dry_run,
+        uid=uid,
+    )
+
+
+def admission_review(request: AdmissionRequest) -> AdmissionReview:
+    """The AdmissionReview envelope the API server posts around `request`."""
+    return {"apiVersion": API_VERSION, "kind": KIND, "request": request}
 
 
 class ReviewError(Exception):

@@ -88,6 +88,14 @@ def _webhook(objects: list[dict], kind: str) -> dict:
     return config["webhooks"][0]
 
 
+def _webhooks(objects: list[dict]) -> list[dict]:
+    return [
+        hook
+        for kind in ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration")
+        for hook in find(objects, kind)["webhooks"]
+    ]
+
+
 @pytest.mark.parametrize("name", ALL_SETS)
 def test_mutating_webhook_registration(name: str) -> None:
     objects = rendered(name)
@@ -110,47 +118,72 @@ def test_mutating_webhook_registration(name: str) -> None:
     assert len(hook["matchConditions"]) == 1
 
 
-@pytest.mark.parametrize("name", ALL_SETS)
-def test_validating_webhook_registration(name: str) -> None:
-    objects = rendered(name)
-    hook = _webhook(objects, "ValidatingWebhookConfiguration")
-    assert hook["admissionReviewVersions"] == ["v1"]
-    assert hook["failurePolicy"] == "Fail"
-    assert hook["sideEffects"] == "None"
-    assert hook["timeoutSeconds"] == 5
-    (rule,) = hook["rules"]
-    assert set(rule["operations"]) == {"CREATE", "UPDATE"}
-    assert set(rule["resources"]) == {"pods", "pods/ephemeralcontainers"}
-    assert hook["clientConfig"]["service"]["path"] == "/validate"
-    assert len(hook["matchConditions"]) == 1
-
-
-@pytest.mark.parametrize("kind", ["MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"])
-@pytest.mark.parametrize("name", ALL_SETS)
-def test_webhooks_skip_their_own_namespace_and_kube_system(kind: str, name: str) -> None:
-    hook = _webhook(rendered(name), kind)
-    (expression,) = hook["namespaceSelector"]["matchExpressions"]
-    assert expression["key"] == "kubernetes.io/metadata.name"
-    assert expression["operator"] == "NotIn"
-    expected = {
-        render.RELEASE_NAMESPACE,
-        "kube-system",
-        *VALUE_SETS[name].get("excludedNamespaces", []),
+def _rule(operations: list[str], resources: list[str], scope: str = "Namespaced") -> dict:
+    return {
+        "apiGroups": [""],
+        "apiVersions": ["v1"],
+        "operations": operations,
+        "resources": resources,
+        "scope": scope,
     }
-    assert sorted(expression["values"]) == sorted(expected)  # and no duplicates
 
 
-@pytest.mark.parametrize("kind", ["MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"])
-def test_namespace_labels_opt_namespaces_in(kind: str) -> None:
-    # Both webhooks: the validator refuses annotated pods without a sidecar, which in a
-    # namespace not yet migrated are kube2iam's or kiam's to serve.
-    hook = _webhook(rendered("opt-in-labels"), kind)
-    assert hook["namespaceSelector"]["matchLabels"] == {"sidecred.dev/enabled": "true"}
+POD_RULES = [
+    _rule(["CREATE", "UPDATE"], ["pods"]),
+    _rule(["UPDATE"], ["pods/ephemeralcontainers"]),
+]
+VALIDATING_RULES = {
+    "pods.validate.sidecred.dev": POD_RULES,
+    "sidecar.validate.sidecred.dev": POD_RULES,
+    "connect.validate.sidecred.dev": [_rule(["CONNECT"], ["pods/exec", "pods/attach"])],
+    "tokenrequest.validate.sidecred.dev": [_rule(["CREATE"], ["serviceaccounts/token"])],
+    "namespaces.validate.sidecred.dev": [_rule(["CREATE", "UPDATE"], ["namespaces"], "Cluster")],
+}
+
+
+@pytest.mark.parametrize("name", ALL_SETS)
+def test_validating_webhooks_registration(name: str) -> None:
+    """Each path of DESIGN 3.3/3.4 has its rules, all at /validate with failurePolicy Fail;
+    what each condition selects is test_match_conditions' business."""
+    hooks = find(rendered(name), "ValidatingWebhookConfiguration")["webhooks"]
+    assert {hook["name"]: hook["rules"] for hook in hooks} == VALIDATING_RULES
+    for hook in hooks:
+        assert hook["admissionReviewVersions"] == ["v1"]
+        assert hook["failurePolicy"] == "Fail"
+        assert hook["sideEffects"] == "None"
+        assert hook["timeoutSeconds"] == 5
+        assert hook["clientConfig"]["service"]["path"] == "/validate"
+        assert hook["matchConditions"], hook["name"]
+
+
+@pytest.mark.parametrize("name", ALL_SETS)
+def test_webhooks_skip_their_own_namespace_and_kube_system(name: str) -> None:
+    for hook in _webhooks(rendered(name)):
+        (expression,) = hook["namespaceSelector"]["matchExpressions"]
+        assert expression["key"] == "kubernetes.io/metadata.name"
+        assert expression["operator"] == "NotIn"
+        expected = {
+            render.RELEASE_NAMESPACE,
+            "kube-system",
+            *VALUE_SETS[name].get("excludedNamespaces", []),
+        }
+        assert sorted(expression["values"]) == sorted(expected)  # and no duplicates
+
+
+def test_namespace_labels_opt_in_injection_but_not_the_boundary() -> None:
+    """The opt-in scopes injection and annotated pods (in a namespace not yet migrated
+    they are kube2iam's or kiam's); forged sidecars, exec, tokens and namespace
+    policies are judged in every namespace."""
+    selectors = {
+        hook["name"]: hook["namespaceSelector"] for hook in _webhooks(rendered("opt-in-labels"))
+    }
+    opted = {name for name, selector in selectors.items() if "matchLabels" in selector}
+    assert opted == {"mutate.sidecred.dev", "pods.validate.sidecred.dev"}
+    assert selectors["mutate.sidecred.dev"]["matchLabels"] == {"sidecred.dev/enabled": "true"}
     for name in ALL_SETS:
         if not VALUE_SETS[name].get("namespaceLabels"):
-            assert (
-                "matchLabels"
-                not in _webhook(rendered(name), "MutatingWebhookConfiguration")["namespaceSelector"]
+            assert all(
+                "matchLabels" not in h["namespaceSelector"] for h in _webhooks(rendered(name))
             )
 
 
@@ -168,8 +201,8 @@ def test_webhooks_call_the_service_on_443_which_targets_the_tls_port(name: str) 
         service["spec"]["selector"].items()
         <= deployment["spec"]["template"]["metadata"]["labels"].items()
     )
-    for kind in ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"):
-        target = _webhook(objects, kind)["clientConfig"]["service"]
+    for hook in _webhooks(objects):
+        target = hook["clientConfig"]["service"]
         assert target["name"] == service["metadata"]["name"]
         assert target["namespace"] == service["metadata"]["namespace"]
         assert target["port"] == 443
@@ -249,7 +282,7 @@ def test_default_settings_reach_the_webhook_as_env() -> None:
         "SIDECRED_SIDECAR_MODE": "native",
         "SIDECRED_TOKEN_MODE": "file",
         "SIDECRED_SESSION_DURATION": "3600",
-        "SIDECRED_TOKEN_AUDIENCE": "sts.amazonaws.com",
+        "SIDECRED_TOKEN_AUDIENCE": "sidecred",
         "SIDECRED_SIDECAR_PORT": "61080",
         "SIDECRED_HEALTH_PORT": "61081",
     }
@@ -297,7 +330,7 @@ def test_cert_manager_chain_issues_the_serving_certificate_and_injects_its_ca() 
         assert config["metadata"]["annotations"] == {
             "cert-manager.io/inject-ca-from": "sidecred/sidecred"
         }
-        assert "caBundle" not in config["webhooks"][0]["clientConfig"]
+        assert all("caBundle" not in hook["clientConfig"] for hook in config["webhooks"])
 
 
 def test_existing_secret_mode_uses_the_given_secret_and_ca_bundle() -> None:
@@ -308,9 +341,9 @@ def test_existing_secret_mode_uses_the_given_secret_and_ca_bundle() -> None:
     for kind in ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"):
         config = find(objects, kind)
         assert "annotations" not in config["metadata"]
-        bundle = config["webhooks"][0]["clientConfig"]["caBundle"]
-        assert bundle == CA_BUNDLE
-        base64.b64decode(bundle, validate=True)
+        for hook in config["webhooks"]:
+            assert hook["clientConfig"]["caBundle"] == CA_BUNDLE
+        base64.b64decode(CA_BUNDLE, validate=True)
 
 
 def test_namespace_object_is_optional_and_labelled_restricted() -> None:
@@ -334,6 +367,8 @@ def test_namespace_object_is_optional_and_labelled_restricted() -> None:
             "tls.caBundle is required",
         ),
         ({"annotationKey": "iam.amazonaws.com/role' || true || '"}, "annotationKey"),
+        ({"tokenAudience": "sidecred'] || true || ['"}, "tokenAudience"),
+        ({"image": {"repository": "ghcr.io/x' + '", "pullPolicy": "Always"}}, "repository"),
         ({"credentialSource": "instance-profile"}, "credentialSource"),
         ({"sessionDuration": 900}, "sessionDuration"),
         ({"tokenMode": "header"}, "tokenMode"),
@@ -344,6 +379,8 @@ def test_namespace_object_is_optional_and_labelled_restricted() -> None:
         "tls-no-secret",
         "tls-no-ca",
         "cel-injection",
+        "cel-injection-audience",
+        "cel-injection-repository",
         "bad-source",
         "short-session",
         "bad-token-mode",
@@ -381,7 +418,7 @@ def test_documented_sidecred_certs_output_is_a_ca_bundle_the_chart_accepts(tmp_p
     }
     for obj in render.render_objects(values):
         if obj["kind"].endswith("WebhookConfiguration"):
-            assert obj["webhooks"][0]["clientConfig"]["caBundle"] == bundle
+            assert {h["clientConfig"]["caBundle"] for h in obj["webhooks"]} == {bundle}
             validate_strict(obj)
 
 

@@ -80,7 +80,12 @@ def test_allowed_and_denied_pods_ask_for_roles_on_either_side_of_the_shop_policy
     assert _one(EXAMPLES / "pod-allowed.yaml")["kind"] == "Pod"  # the demo reads a bare pod
 
 
-def test_web_identity_trust_policy_binds_one_service_account_and_the_sts_audience() -> None:
+def render_values_audience() -> str:
+    """The chart's default token audience: the trust policy must require exactly it."""
+    return yaml.safe_load((render.CHART_DIR / "values.yaml").read_text())["tokenAudience"]
+
+
+def test_web_identity_trust_policy_binds_one_service_account_and_the_sidecred_audience() -> None:
     policy = json.loads((EXAMPLES / "trust-policy-web-identity.json").read_text())
     (statement,) = policy["Statement"]
     assert statement["Effect"] == "Allow"
@@ -91,7 +96,7 @@ def test_web_identity_trust_policy_binds_one_service_account_and_the_sts_audienc
     conditions = statement["Condition"]["StringEquals"]
     assert conditions == {
         f"{issuer}:sub": "system:serviceaccount:shop:shop-reader",
-        f"{issuer}:aud": "sts.amazonaws.com",
+        f"{issuer}:aud": render_values_audience(),
     }
     # The service account the policy names is the one the example Deployment runs as.
     reader = next(

@@ -1,210 +1,325 @@
-"""The webhook configurations' CEL matchConditions, evaluated with cel-python.
+"""Which requests the rendered chart sends to sidecred, decided as the API server decides.
 
-The API server evaluates these before calling sidecred; with failurePolicy Fail
-they decide which pods an outage can block, and which requests the validator
-sees at all. The expressions come from the rendered chart, not from a copy.
+With failurePolicy Fail a matchCondition that errors refuses the request, so
+every condition must be total: no error on any request. The requests are built
+as the API server builds them (omitempty fields absent: a pod CREATE has no
+`subResource` key, a generateName pod no `name`), and the conditions come from
+the chart's render, not from a copy.
 """
 
 from __future__ import annotations
 
+import functools
+import json
+from pathlib import Path
 from typing import Any
 
-import celpy
 import pytest
 
-from tests.deploy.chart_support import find, rendered
+from deploy import render
+from tests.deploy import admission_catalogue as cat
+from tests.deploy.chart_support import VALUE_SETS, find, rendered
+from tests.deploy.webhook_selection import (
+    CALLED,
+    NOT_SENT,
+    SKIPPED,
+    configuration_outcome,
+    evaluate,
+)
+from tests.webhook.fixture_cases import fixture_paths, load_case, request_of
 
-ROLE = "arn:aws:iam::111122223333:role/shop-reader"
+MUTATING, VALIDATING = "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"
+ROLE_KEY = "iam.amazonaws.com/role"
+INJECTED_KEY = "sidecred.dev/injected"
 
-
-def _expression(value_set: str, kind: str) -> str:
-    (hook,) = find(rendered(value_set), kind)["webhooks"]
-    (condition,) = hook["matchConditions"]
-    return condition["expression"]
-
-
-def _pod(annotations: dict[str, str] | None = None, **spec: Any) -> dict[str, Any]:
-    metadata: dict[str, Any] = {"name": "app", "namespace": "shop"}
-    if annotations is not None:
-        metadata["annotations"] = annotations
-    containers = spec.pop("containers", [{"name": "app", "image": "app:1"}])
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": metadata,
-        "spec": {"containers": containers, **spec},
-    }
-
-
-def _matches(
-    expression: str,
-    obj: dict[str, Any],
-    old: dict[str, Any] | None = None,
-    *,
-    operation: str = "CREATE",
-    sub_resource: str = "",
-) -> bool:
-    """Evaluate as the API server does: `object`, `oldObject` (null on CREATE) and
-    `request`, whose subResource is the empty string for the pod itself."""
-    env = celpy.Environment()
-    program = env.program(env.compile(expression))
-    activation = {
-        "object": celpy.json_to_cel(obj),
-        "oldObject": celpy.json_to_cel(old),
-        "request": celpy.json_to_cel(
-            {
-                "operation": operation,
-                "subResource": sub_resource,
-                "namespace": "shop",
-                "resource": {"group": "", "version": "v1", "resource": "pods"},
-            }
-        ),
-    }
-    result = program.evaluate(activation)
-    # An evaluation error would make the API server apply failurePolicy (Fail).
-    assert isinstance(result, celpy.celtypes.BoolType), f"not a bool: {result!r}"
-    return bool(result)
-
-
-MUTATE_CASES = [
-    ("no-annotations", _pod(None), False),
-    ("empty-annotations", _pod({}), False),
+# (id, request, mutating outcome, validating outcome) with the default values.
+CATALOGUE: list[tuple[str, dict[str, Any], str, str]] = [
+    # Ordinary pods: neither webhook is called, so an outage blocks none of them.
+    ("deployment-pod", cat.pod_request(cat.DEPLOYMENT_POD), SKIPPED, SKIPPED),
+    ("statefulset-pod", cat.pod_request(cat.STATEFUL_POD), SKIPPED, SKIPPED),
+    ("daemonset-pod", cat.pod_request(cat.DAEMON_POD), SKIPPED, SKIPPED),
+    ("job-pod", cat.pod_request(cat.JOB_POD), SKIPPED, SKIPPED),
+    ("bare-pod", cat.pod_request(cat.BARE_POD, user_info=cat.DEVELOPER), SKIPPED, SKIPPED),
     (
-        "other-annotations",
-        _pod({"prometheus.io/scrape": "true", "iam.amazonaws.com/x": "y"}),
-        False,
+        "pod-other-annotations",
+        cat.pod_request(cat.annotated(cat.DEPLOYMENT_POD, team="shop")),
+        SKIPPED,
+        SKIPPED,
     ),
-    ("role-annotation", _pod({"iam.amazonaws.com/role": ROLE}), True),
-    ("role-annotation-among-others", _pod({"a": "b", "iam.amazonaws.com/role": "reader"}), True),
-    ("injected-only", _pod({"sidecred.dev/injected": ROLE}), False),
+    ("pod-dry-run", cat.pod_request(cat.DEPLOYMENT_POD, dry_run=True), SKIPPED, SKIPPED),
+    ("pod-update", cat.updated(cat.STATEFUL_POD), NOT_SENT, SKIPPED),
+    (
+        "pod-status-by-kubelet",
+        cat.updated(cat.INJECTED_POD, sub_resource="status", user_info=cat.KUBELET),
+        NOT_SENT,
+        NOT_SENT,
+    ),
+    (
+        "pod-delete",
+        cat.pod_request(None, operation="DELETE", old_pod=cat.BARE_POD),
+        NOT_SENT,
+        NOT_SENT,
+    ),
+    # sidecred's pods.
+    ("annotated-pod", cat.pod_request(cat.ANNOTATED_POD), CALLED, CALLED),
+    (
+        "injected-only-annotation",
+        cat.pod_request(cat.annotated(cat.DEPLOYMENT_POD, **{INJECTED_KEY: cat.ROLE})),
+        SKIPPED,
+        CALLED,
+    ),
+    ("injected-pod-update", cat.updated(cat.INJECTED_POD), NOT_SENT, CALLED),
+    (
+        "update-removes-annotations",
+        cat.updated(cat.INJECTED_POD, cat.annotated(cat.INJECTED_POD)),
+        NOT_SENT,
+        CALLED,
+    ),
+    (
+        "update-adds-role",
+        cat.updated(cat.STATEFUL_POD, cat.annotated(cat.STATEFUL_POD, **{ROLE_KEY: cat.ROLE})),
+        NOT_SENT,
+        CALLED,
+    ),
+    (
+        "forged-native-sidecar",
+        cat.pod_request(cat.with_spec(cat.BARE_POD, initContainers=[cat.FORGED_SIDECAR])),
+        SKIPPED,
+        CALLED,
+    ),
+    (
+        "forged-sidecar-container",
+        cat.pod_request(
+            cat.with_spec(
+                cat.BARE_POD, containers=[{"name": "app", "image": "a"}, cat.FORGED_SIDECAR]
+            )
+        ),
+        SKIPPED,
+        CALLED,
+    ),
+    ("debug-injected-pod", cat.debug(cat.INJECTED_POD, "sidecred"), NOT_SENT, CALLED),
+    ("debug-ordinary-pod", cat.debug(cat.STATEFUL_POD, "app"), NOT_SENT, SKIPPED),
+    # The webhook's own namespace and kube-system are never sent.
+    (
+        "annotated-pod-in-kube-system",
+        cat.pod_request(cat.ANNOTATED_POD, namespace="kube-system"),
+        NOT_SENT,
+        NOT_SENT,
+    ),
+    (
+        "annotated-pod-in-release-namespace",
+        cat.pod_request(cat.ANNOTATED_POD, namespace="sidecred"),
+        NOT_SENT,
+        NOT_SENT,
+    ),
+    # kubectl exec / attach: only into the sidecar.
+    ("exec-sidecar", cat.connect("exec", "sidecred"), NOT_SENT, CALLED),
+    ("exec-app", cat.connect("exec", "app"), NOT_SENT, SKIPPED),
+    ("exec-no-container", cat.connect("exec", None), NOT_SENT, SKIPPED),
+    ("attach-sidecar", cat.connect("attach", "sidecred"), NOT_SENT, CALLED),
+    ("attach-app", cat.connect("attach", "app"), NOT_SENT, SKIPPED),
+    # TokenRequests: only for a sidecred audience (the webhook tells the kubelet apart).
+    ("token-sidecred-by-user", cat.token_request(["sidecred"], cat.DEVELOPER), NOT_SENT, CALLED),
+    (
+        "token-sidecred-by-kubelet",
+        cat.token_request(["sidecred"], cat.KUBELET, "web-0"),
+        NOT_SENT,
+        CALLED,
+    ),
+    (
+        "token-broker-audience-among-others",
+        cat.token_request(["vault", "sidecred-broker"], cat.DEVELOPER),
+        NOT_SENT,
+        CALLED,
+    ),
+    ("token-audience-case", cat.token_request(["SideCred"], cat.DEVELOPER), NOT_SENT, CALLED),
+    (
+        "token-sts-by-kubelet",
+        cat.token_request(["sts.amazonaws.com"], cat.KUBELET, "web-0"),
+        NOT_SENT,
+        SKIPPED,
+    ),
+    ("token-default-audience", cat.token_request(None, cat.DEVELOPER), NOT_SENT, SKIPPED),
+    # Namespaces: only those carrying a role policy.
+    (
+        "namespace-create-permitted",
+        cat.namespace_request("team-a", {"iam.amazonaws.com/permitted": ".*"}),
+        NOT_SENT,
+        CALLED,
+    ),
+    (
+        "namespace-update-allowed-roles",
+        cat.namespace_request("team-a", {"iam.amazonaws.com/allowed-roles": "[]"}, old={}),
+        NOT_SENT,
+        CALLED,
+    ),
+    ("namespace-create-plain", cat.namespace_request("team-b", None), NOT_SENT, SKIPPED),
+    (
+        "namespace-update-drops-policy",
+        cat.namespace_request("team-a", {"team": "a"}, old={"iam.amazonaws.com/permitted": "x"}),
+        NOT_SENT,
+        SKIPPED,
+    ),
+    (
+        "namespace-kube-system-policy",
+        cat.namespace_request("kube-system", {"iam.amazonaws.com/permitted": ".*"}, old={}),
+        NOT_SENT,
+        NOT_SENT,
+    ),
+    # Unannotated pods carrying something of the sidecar's (forged sidecars, own tokens).
+    *[
+        (f"unannotated-{name}", cat.pod_request(pod), SKIPPED, CALLED)
+        for name, pod in cat.FORGERIES.items()
+    ],
+    (
+        "debug-container-with-sidecred-env",
+        cat.debug(cat.STATEFUL_POD, "app", env=[{"name": "SIDECRED_ROLE_ARN", "value": "x"}]),
+        NOT_SENT,
+        CALLED,
+    ),
+    (
+        "debug-container-mounting-sidecred-volume",
+        cat.debug(
+            cat.STATEFUL_POD, volumeMounts=[{"name": "sidecred-sa-token", "mountPath": "/t"}]
+        ),
+        NOT_SENT,
+        CALLED,
+    ),
+    # Lookalikes that are not sidecred's.
+    *[
+        (f"lookalike-{name}", cat.pod_request(pod), SKIPPED, SKIPPED)
+        for name, pod in cat.LOOKALIKES.items()
+    ],
 ]
 
 
-@pytest.mark.parametrize(
-    ("pod", "expected"), [c[1:] for c in MUTATE_CASES], ids=[c[0] for c in MUTATE_CASES]
-)
-def test_mutating_webhook_sees_only_pods_with_the_role_annotation(
-    pod: dict, expected: bool
-) -> None:
-    expression = _expression("defaults", "MutatingWebhookConfiguration")
-    assert _matches(expression, pod) is expected
-
-
-def test_custom_annotation_key_moves_the_mutating_match() -> None:
-    expression = _expression("custom-annotation-key", "MutatingWebhookConfiguration")
-    assert _matches(expression, _pod({"example.com/aws-role": ROLE})) is True
-    assert _matches(expression, _pod({"iam.amazonaws.com/role": ROLE})) is False
-    assert _matches(expression, _pod(None)) is False
-
-
-FORGED_CONTAINER = [{"name": "sidecred", "image": "evil:1", "command": ["sidecred", "sidecar"]}]
-
-VALIDATE_CASES = [
-    # (id, object, oldObject, operation, subResource, expected)
-    ("create-unannotated", _pod(None), None, "CREATE", "", False),
-    ("create-other-annotations", _pod({"team": "shop"}), None, "CREATE", "", False),
-    ("create-annotated", _pod({"iam.amazonaws.com/role": ROLE}), None, "CREATE", "", True),
-    ("create-injected-only", _pod({"sidecred.dev/injected": ROLE}), None, "CREATE", "", True),
-    (
-        "create-forged-native-sidecar",
-        _pod(None, initContainers=FORGED_CONTAINER),
-        None,
-        "CREATE",
-        "",
-        True,
-    ),
-    ("create-forged-sidecar", _pod(None, containers=FORGED_CONTAINER), None, "CREATE", "", True),
-    (
-        "update-unannotated",
-        _pod({"team": "shop"}),
-        _pod({"team": "shop"}),
-        "UPDATE",
-        "",
-        False,
-    ),
-    (
-        "update-annotated",
-        _pod({"iam.amazonaws.com/role": ROLE}),
-        _pod({"iam.amazonaws.com/role": ROLE}),
-        "UPDATE",
-        "",
-        True,
-    ),
-    (
-        "update-removes-role-annotation",
-        _pod({"team": "shop"}),
-        _pod({"iam.amazonaws.com/role": ROLE}),
-        "UPDATE",
-        "",
-        True,
-    ),
-    (
-        "update-removes-all-annotations",
-        _pod(None),
-        _pod({"iam.amazonaws.com/role": ROLE, "sidecred.dev/injected": ROLE}),
-        "UPDATE",
-        "",
-        True,
-    ),
-    (
-        "update-removes-injected-annotation",
-        _pod({}),
-        _pod({"sidecred.dev/injected": ROLE}),
-        "UPDATE",
-        "",
-        True,
-    ),
-    (
-        "update-adds-role-annotation",
-        _pod({"iam.amazonaws.com/role": ROLE}),
-        _pod(None),
-        "UPDATE",
-        "",
-        True,
-    ),
-    (
-        "ephemeral-container-unannotated-pod",
-        _pod(None, ephemeralContainers=[{"name": "debug", "image": "busybox"}]),
-        _pod(None),
-        "UPDATE",
-        "ephemeralcontainers",
-        True,
-    ),
-    (
-        "ephemeral-container-injected-pod",
-        _pod(
-            {"sidecred.dev/injected": ROLE},
-            ephemeralContainers=[
-                {"name": "debug", "image": "busybox", "targetContainerName": "sidecred"}
-            ],
-        ),
-        _pod({"sidecred.dev/injected": ROLE}),
-        "UPDATE",
-        "ephemeralcontainers",
-        True,
-    ),
-]
+def _config(value_set: str, kind: str) -> dict[str, Any]:
+    return find(rendered(value_set), kind)
 
 
 @pytest.mark.parametrize(
-    ("obj", "old", "operation", "sub_resource", "expected"),
-    [c[1:] for c in VALIDATE_CASES],
-    ids=[c[0] for c in VALIDATE_CASES],
+    ("request_", "mutating", "validating"),
+    [c[1:] for c in CATALOGUE],
+    ids=[c[0] for c in CATALOGUE],
 )
-def test_validating_webhook_sees_every_request_that_touches_sidecred(
-    obj: dict, old: dict | None, operation: str, sub_resource: str, expected: bool
+def test_default_chart_sends_exactly_sidecreds_requests(
+    request_: dict[str, Any], mutating: str, validating: str
 ) -> None:
-    expression = _expression("defaults", "ValidatingWebhookConfiguration")
-    assert (
-        _matches(expression, obj, old, operation=operation, sub_resource=sub_resource) is expected
+    assert configuration_outcome(_config("defaults", MUTATING), request_) == mutating
+    assert configuration_outcome(_config("defaults", VALIDATING), request_) == validating
+
+
+def test_requests_are_shaped_as_the_api_server_sends_them() -> None:
+    """The case issue 9 is about: a pod CREATE has no subResource key at all."""
+    create = cat.pod_request(cat.DEPLOYMENT_POD)
+    assert "subResource" not in create and "requestSubResource" not in create
+    assert "name" not in create  # generateName: the pod has no name yet
+    assert create["oldObject"] is None and create["dryRun"] is False
+    assert "uid" not in create["userInfo"] and "extra" not in create["userInfo"]
+    assert cat.connect("exec", None)["subResource"] == "exec"
+    assert "container" not in cat.connect("exec", None)["object"]
+    assert cat.namespace_request("team-a", None)["namespace"] == "team-a"
+
+
+def _conditions(value_set: str) -> list[tuple[str, str]]:
+    return [
+        (f"{kind}/{hook['name']}/{condition['name']}", condition["expression"])
+        for kind in (MUTATING, VALIDATING)
+        for hook in _config(value_set, kind)["webhooks"]
+        for condition in hook.get("matchConditions") or []
+    ]
+
+
+@pytest.mark.parametrize("value_set", sorted(VALUE_SETS))
+def test_no_condition_errors_on_any_request(value_set: str) -> None:
+    """Total: every condition of the render evaluates to a bool on every request in
+    the catalogue, including requests its rules would never send it."""
+    errors = [
+        (where, request_id, value)
+        for where, expression in _conditions(value_set)
+        for request_id, request, *_ in CATALOGUE
+        if request.get("object") is not None
+        for value in [evaluate(expression, request)]
+        if not isinstance(value, bool)
+    ]
+    assert errors == []
+
+
+def test_an_absent_key_is_an_error_the_harness_reports() -> None:
+    """The harness sees what the API server sees: an unguarded optional field errs."""
+    create = cat.pod_request(cat.DEPLOYMENT_POD)
+    assert evaluate("request.subResource == 'ephemeralcontainers' || false", create).startswith(
+        "error"
     )
+    assert evaluate("has(oldObject.metadata)", create).startswith("error")
+    assert evaluate("has(request.subResource)", create) is False
 
 
-def test_custom_annotation_key_moves_the_validating_match() -> None:
-    expression = _expression("custom-annotation-key", "ValidatingWebhookConfiguration")
-    custom = {"example.com/aws-role": ROLE}
-    assert _matches(expression, _pod(custom)) is True
-    assert _matches(expression, _pod({}), _pod(custom), operation="UPDATE") is True
-    assert _matches(expression, _pod({"iam.amazonaws.com/role": ROLE})) is False
-    # The injected bookkeeping annotation does not depend on the role key.
-    assert _matches(expression, _pod({"sidecred.dev/injected": ROLE})) is True
+def test_custom_annotation_key_moves_both_matches() -> None:
+    custom = cat.pod_request(
+        cat.annotated(cat.DEPLOYMENT_POD, **{"example.com/aws-role": cat.ROLE})
+    )
+    default = cat.pod_request(cat.ANNOTATED_POD)
+    for kind in (MUTATING, VALIDATING):
+        config = _config("custom-annotation-key", kind)
+        assert configuration_outcome(config, custom) == CALLED
+        assert configuration_outcome(config, default) == SKIPPED
+    removed = cat.updated(
+        cat.annotated(cat.STATEFUL_POD, **{"example.com/aws-role": cat.ROLE}), cat.STATEFUL_POD
+    )
+    assert configuration_outcome(_config("custom-annotation-key", VALIDATING), removed) == CALLED
+
+
+def test_opt_in_labels_send_only_labelled_namespaces() -> None:
+    request = cat.pod_request(cat.ANNOTATED_POD)
+    config = _config("opt-in-labels", MUTATING)
+    assert configuration_outcome(config, request) == NOT_SENT
+    labelled = {"shop": {"sidecred.dev/enabled": "true"}}
+    assert configuration_outcome(config, request, labelled) == CALLED
+
+
+def _values_for(case: dict[str, Any]) -> dict[str, Any]:
+    """Chart values matching a fixture's webhook configuration, where it moves a condition."""
+    names = {
+        "annotation_key": "annotationKey",
+        "token_audience": "tokenAudience",
+        "broker_audience": "brokerAudience",
+        "sidecar_image": "sidecarImage",
+    }
+    config = case.get("config") or {}
+    return {value: config[option] for option, value in names.items() if option in config}
+
+
+@functools.cache
+def _configs_json(values_json: str) -> str:
+    objects = render.render_objects(json.loads(values_json))
+    return json.dumps([find(objects, MUTATING), find(objects, VALIDATING)])
+
+
+@pytest.mark.parametrize("path", fixture_paths(), ids=lambda p: p.stem)
+def test_every_admission_fixture_reaches_the_webhook_it_needs(path: Path) -> None:
+    """Every fixture in tests/webhook/fixtures (loaded at test time, so attack fixtures
+    added later are covered): no condition errs on its request, and every request the
+    webhook must refuse is sent to it by the rendered chart."""
+    case = load_case(path)
+    request = request_of(case)
+    configs = json.loads(_configs_json(json.dumps(_values_for(case), sort_keys=True)))
+    outcomes = [configuration_outcome(config, request) for config in configs]
+    assert not [o for o in outcomes if o.startswith("error")], outcomes
+    if case["expect"].get("allowed") is False:
+        assert CALLED in outcomes, f"{path.name} is refused by sidecred but never sent: {outcomes}"
+
+
+def test_a_custom_sidecar_image_is_matched_by_repository() -> None:
+    objects = render.render_objects({"sidecarImage": "Registry.Corp/platform/credproxy:1.2"})
+    config = find(objects, VALIDATING)
+    for image in (
+        "registry.corp/platform/credproxy:9",
+        "registry.corp/platform/credproxy@sha256:0",
+    ):
+        pod = cat.with_spec(cat.BARE_POD, containers=[{"name": "x", "image": image}])
+        assert configuration_outcome(config, cat.pod_request(pod)) == CALLED, image
+    other = cat.with_spec(
+        cat.BARE_POD, containers=[{"name": "x", "image": "registry.corp/platform/credproxy-ui:1"}]
+    )
+    assert configuration_outcome(config, cat.pod_request(other)) == SKIPPED

@@ -6,6 +6,8 @@ Each `fixtures/<scenario>.yaml` holds:
     webhook: mutate | validate          (default mutate)
     config: {WebhookConfig overrides}   (base_role_arn defaults to BASE_ROLE_ARN)
     request: {operation, subResource, namespace}   (defaults: CREATE, none, the pod's namespace)
+             or AdmissionRequest fields for other reviews: kind, resource, name, object,
+             oldObject, userInfo (see request_of)
     namespace: Namespace object, or null with namespace_error
     pod: the request's object
     old_pod: the request's oldObject (UPDATE)
@@ -23,6 +25,7 @@ import yaml
 
 from sidecred.webhook.config import WebhookConfig
 from sidecred.webhook.decide import Decision, decide_mutation, decide_validation
+from sidecred.webhook.review import CONTROLLER_USER, admission_request
 
 FIXTURES = Path(__file__).parent / "fixtures"
 BASE_ROLE_ARN = "arn:aws:iam::111122223333:role/"
@@ -38,7 +41,7 @@ def load_case(path: Path) -> dict[str, Any]:
         case = yaml.safe_load(handle)
     unknown = set(case) - {
         "description", "webhook", "config", "request", "namespace", "namespace_error",
-        "pod", "old_pod", "expect",
+        "pod", "old_pod", "expect", "threat",
     }  # fmt: skip
     assert not unknown, f"{path.name}: unknown keys {unknown}"
     return case
@@ -64,37 +67,47 @@ def pod_request(
 ) -> dict[str, Any]:
     """An AdmissionRequest shaped as the API server sends it."""
     metadata = pod.get("metadata") if isinstance(pod.get("metadata"), dict) else {}
-    request: dict[str, Any] = {
-        "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
-        "kind": {"group": group, "version": "v1", "kind": kind},
-        "resource": {"group": group, "version": "v1", "resource": resource},
-        "requestKind": {"group": group, "version": "v1", "kind": kind},
-        "operation": operation,
-        "namespace": namespace or metadata.get("namespace") or "default",
-        "userInfo": {"username": "system:serviceaccount:kube-system:replicaset-controller"},
-        "object": pod,
-        "oldObject": old_pod,
-        "dryRun": False,
-    }
-    if metadata.get("name"):
-        request["name"] = metadata["name"]
-    if sub_resource:
-        request["subResource"] = sub_resource
-    return request
+    return dict(
+        admission_request(
+            kind={"group": group, "version": "v1", "kind": kind},
+            resource={"group": group, "version": "v1", "resource": resource},
+            operation=operation,
+            obj=pod,
+            old_obj=old_pod,
+            namespace=namespace or metadata.get("namespace") or "default",
+            name=metadata.get("name") or "",
+            sub_resource=sub_resource or "",
+            user_info=CONTROLLER_USER,
+            uid="705ab4f5-6393-11e8-b7cc-42010a800002",
+        )
+    )
 
 
 def request_of(case: dict[str, Any]) -> dict[str, Any]:
+    """The case's AdmissionRequest. `request:` holds either the short form (kind, resource
+    and group as names) or AdmissionRequest fields (kind/resource as group-version
+    objects, name, object, oldObject, userInfo), which override the pod-derived ones."""
     fields_ = case.get("request") or {}
-    return pod_request(
-        case["pod"],
+    short = {
+        k: fields_[k] for k in ("kind", "resource", "group") if isinstance(fields_.get(k), str)
+    }
+    request = pod_request(
+        case["pod"] if "pod" in case else fields_.get("object") or {},
         operation=fields_.get("operation", "CREATE"),
         namespace=fields_.get("namespace"),
         sub_resource=fields_.get("subResource"),
         old_pod=case.get("old_pod"),
-        kind=fields_.get("kind", "Pod"),
-        resource=fields_.get("resource", "pods"),
-        group=fields_.get("group", ""),
+        **short,
     )
+    full = {k: v for k, v in fields_.items() if k not in short and k != "group"}
+    request.update(full)
+    if isinstance(full.get("kind"), dict):
+        request["requestKind"] = full["kind"]
+    if isinstance(full.get("resource"), dict):
+        request["requestResource"] = full["resource"]
+    if "subResource" in full:
+        request["requestSubResource"] = full["subResource"]
+    return request
 
 
 def run_case(case: dict[str, Any]) -> Decision:

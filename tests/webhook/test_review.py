@@ -8,17 +8,16 @@ import json
 import pytest
 
 from sidecred.webhook.decide import Decision
-from sidecred.webhook.review import MAX_REVIEW_BYTES, ReviewError, build_review, parse_review
+from sidecred.webhook.review import (
+    MAX_REVIEW_BYTES,
+    ReviewError,
+    build_review,
+    parse_review,
+    pod_request,
+)
 
 POD = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": []}}
-REQUEST = {
-    "uid": "u-1",
-    "kind": {"group": "", "version": "v1", "kind": "Pod"},
-    "resource": {"group": "", "version": "v1", "resource": "pods"},
-    "operation": "CREATE",
-    "namespace": "shop",
-    "object": POD,
-}
+REQUEST = pod_request(POD, namespace="shop", uid="u-1")
 
 
 def review(**changes: object) -> bytes:

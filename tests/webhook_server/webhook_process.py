@@ -8,7 +8,6 @@ import os
 import ssl
 import subprocess
 import sys
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import httpx
 
 from sidecred.certs.cli import main as certs_main
 from sidecred.dev.processes import free_port, stop_process, wait_until
+from sidecred.webhook.review import admission_review, pod_request
 
 SERVICE, NAMESPACE = "sidecred", "sidecred-system"
 SERVER_NAME = f"{SERVICE}.{NAMESPACE}.svc"
@@ -148,24 +148,7 @@ def pod(role: str | None, *, name: str = "web-7d4b9c-x2k4q", namespace: str = "s
 
 
 def review(obj: dict, *, operation: str = "CREATE", namespace: str = "shop") -> dict:
-    return {
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": str(uuid.uuid4()),
-            "kind": {"group": "", "version": "v1", "kind": "Pod"},
-            "resource": {"group": "", "version": "v1", "resource": "pods"},
-            "requestKind": {"group": "", "version": "v1", "kind": "Pod"},
-            "requestResource": {"group": "", "version": "v1", "resource": "pods"},
-            "namespace": namespace,
-            "operation": operation,
-            "userInfo": {"username": "system:serviceaccount:kube-system:replicaset-controller"},
-            "object": obj,
-            "oldObject": None,
-            "dryRun": False,
-            "options": {"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions"},
-        },
-    }
+    return dict(admission_review(pod_request(obj, operation=operation, namespace=namespace)))
 
 
 def post_review(http: httpx.Client, path: str, body: dict) -> dict:

@@ -30,6 +30,7 @@ from sidecred.webhook.pod import (
     TOKEN_VOLUME,
 )
 from sidecred.webhook.policy import ALLOWED_ROLES_KEY, PERMITTED_KEY
+from sidecred.webhook.review import pod_request
 
 BASE_ROLE_ARN = "arn:aws:iam::111122223333:role/"
 ROLE_KEY = "iam.amazonaws.com/role"
@@ -306,18 +307,16 @@ def admission_request(
     sub_resource: str = "",
     uid: str = "705ab4f5-6393-11e8-b7cc-42010a800002",
 ) -> dict[str, Any]:
-    request: dict[str, Any] = {
-        "uid": uid,
-        "kind": {"group": "", "version": "v1", "kind": "Pod"},
-        "resource": {"group": "", "version": "v1", "resource": "pods"},
-        "operation": operation,
-        "namespace": NAMESPACE,
-        "object": pod,
-        "oldObject": old_pod,
-    }
-    if sub_resource:
-        request["subResource"] = sub_resource
-    return request
+    return dict(
+        pod_request(
+            pod,
+            operation=operation,
+            old_pod=old_pod,
+            namespace=NAMESPACE,
+            sub_resource=sub_resource,
+            uid=uid,
+        )
+    )
 
 
 @st.composite
