@@ -1,7 +1,9 @@
-"""What the broker sends STS, what an STS failure looks like to the caller, and restarts."""
+"""What the broker sends STS, how an STS failure reaches the caller; restart, readiness, TLS rotation."""
 
 from __future__ import annotations
 
+import socket
+import ssl
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +16,7 @@ from sidecred.dev.processes import wait_until
 from sidecred.dev.token_review import TokenAuthority
 from tests.sidecar.fault_sts import Behaviour, FaultSts, error_xml, success_xml
 from tests.sidecar.fault_sts import fault_sts_factory as fault_sts_factory  # the fixture
+from tests.webhook_server.webhook_process import SERVER_NAME, issue_certificates
 
 from .broker_process import BrokerProcess, restart, start_broker
 from .conftest import start_stub
@@ -109,3 +112,27 @@ def test_not_ready_until_the_caches_have_synced(setup: Setup) -> None:
     assert "cache has not synced" in response.json()["reason"]
     setup.stub.start()
     wait_until(broker.ready, timeout=60, what="ready once the API server answers")
+
+
+def serving_certificate(broker: BrokerProcess) -> bytes:
+    """The certificate a new handshake gets (DER), verified against the CA on disk now."""
+    context = ssl.create_default_context(cafile=str(broker.cert_dir / "ca.crt"))
+    with socket.create_connection(("127.0.0.1", broker.port), timeout=10) as raw:
+        with context.wrap_socket(raw, server_hostname=SERVER_NAME) as tls:
+            return tls.getpeercert(binary_form=True) or b""
+
+
+def test_a_rotated_certificate_is_served_without_a_restart(setup: Setup) -> None:
+    _, broker, token = setup.start(answer, name="api-3")
+    before = serving_certificate(broker)
+    issue_certificates(broker.cert_dir, force=True)  # a new CA and serving certificate
+
+    def rotated() -> bool:
+        try:
+            return serving_certificate(broker) != before
+        except ssl.SSLCertVerificationError:
+            return False  # the old certificate, which the new CA does not sign
+
+    wait_until(rotated, timeout=30, what="the rotated certificate")
+    assert broker.issue(token).status_code == 200  # verified against the new CA
+    assert broker.process.poll() is None
