@@ -1,50 +1,106 @@
-# sidecred: one image, both entry points.
+# sidecred images: two targets from one file.
 #
-# Image layout
-#   /opt/sidecred/               a virtualenv: sidecred and its runtime dependencies, nothing else
-#                                (no compilers, no build tools, no test extras, no pip)
+#   webhook (the default, last stage)  ghcr.io/sidecred/sidecred:<version>
+#       sidecred with every runtime dependency: `webhook`, `broker`, `certs`, `check`
+#   sidecar                           ghcr.io/sidecred/sidecred-sidecar:<version>
+#       only what the injected sidecar runs: sidecred's CLI and sidecar package and
+#       botocore (its whole import closure beyond the standard library); no FastAPI,
+#       uvicorn, kubernetes client, cryptography, re2, prometheus-client, no sidecred.dev
+#
+# Image layout (both)
+#   /opt/sidecred/               a virtualenv: sidecred and its runtime dependencies, nothing
+#                                else (no compilers, no build tools, no test extras, no pip)
 #   /opt/sidecred/bin/sidecred   the console script; ENTRYPOINT, and first on PATH
 #   user 65532:65532             fixed non-root UID/GID; the chart's runAsUser and the injected
 #                                sidecar's securityContext use the same numbers
-#   no HEALTHCHECK               Kubernetes probes do that: /readyz and /healthz on the webhook,
-#                                the sidecar's startupProbe on its health port
+#   no HEALTHCHECK               Kubernetes probes do that
 #   read-only root filesystem    bytecode is compiled at build time; nothing writes to /opt
 #
-# Entry points
-#   IMAGE webhook --tls-cert F --tls-key F [--port 8443] ...   admission webhook (the chart's Deployment)
-#   IMAGE sidecar                                              credential sidecar (the webhook injects it
-#                                                              with command ["sidecred", "sidecar"])
+# Dependencies come from hash-locked files (requirements/, written by scripts/lock) and are
+# installed with `pip install --require-hashes`. The base defaults to the public image
+# pinned by digest; scripts/image passes a Debian base bootstrapped from Debian packages.
 #
 # Build: docker build -t ghcr.io/sidecred/sidecred:0.1.0 .
+#        docker build --target sidecar -t ghcr.io/sidecred/sidecred-sidecar:0.1.0 .
+# (scripts/image builds and smoke-tests both with podman.)
 
-ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
+ARG BASE_IMAGE=docker.io/library/python:3.11.11-slim-bookworm@sha256:081075da77b2b55c23c088251026fb69a7b2bf92471e491ff5fd75c192fd38e5
 
-FROM ${PYTHON_IMAGE} AS builder
+# --- the sidecred wheel, built with a hash-locked setuptools ------------------------
+FROM ${BASE_IMAGE} AS wheel
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
-COPY pyproject.toml ./
+COPY requirements/ requirements/
+RUN python3 -m venv /build \
+    && /build/bin/pip install --require-hashes --only-binary :all: -r requirements/build.txt
+COPY pyproject.toml README.md LICENSE ./
 COPY sidecred/ sidecred/
 COPY webhook/ webhook/
 COPY sidecar/ sidecar/
 COPY certs/ certs/
-# Build a wheel, then install it with its runtime dependencies into a fresh
-# venv; the build tools stay behind in this stage. pip itself is removed from
-# the venv: the running image never installs anything.
-RUN python -m pip wheel --no-cache-dir --no-deps --wheel-dir /dist . \
-    && python -m venv /opt/sidecred \
-    && /opt/sidecred/bin/python -m pip install --no-cache-dir --compile /dist/sidecred-*.whl \
-    && /opt/sidecred/bin/python -m pip uninstall --yes pip \
-    && /opt/sidecred/bin/sidecred --help
+COPY deploy/examples/ deploy/examples/
+RUN /build/bin/pip wheel --no-deps --no-build-isolation --wheel-dir /dist .
 
-FROM ${PYTHON_IMAGE}
-LABEL org.opencontainers.image.title="sidecred" \
-      org.opencontainers.image.description="Per-pod AWS IAM credentials for Kubernetes: admission webhook and credential sidecar" \
-      org.opencontainers.image.licenses="Apache-2.0"
+# --- /opt/sidecred for the webhook/broker image -------------------------------------
+FROM ${BASE_IMAGE} AS webhook-venv
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+COPY requirements/image.txt /tmp/requirements.txt
+COPY --from=wheel /dist/ /dist/
+# pip itself is removed from the venv: the running image never installs anything.
+RUN python3 -m venv /opt/sidecred \
+    && /opt/sidecred/bin/pip install --require-hashes --only-binary :all: --compile -r /tmp/requirements.txt \
+    && /opt/sidecred/bin/pip install --no-deps --compile /dist/sidecred-*.whl \
+    && /opt/sidecred/bin/pip uninstall --yes pip \
+    && /opt/sidecred/bin/sidecred webhook --help >/dev/null
+
+# --- /opt/sidecred for the sidecar image: the sidecar's import closure only ----------
+FROM ${BASE_IMAGE} AS sidecar-venv
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+COPY requirements/sidecar-image.txt /tmp/requirements.txt
+COPY --from=wheel /dist/ /dist/
+# The wheel is installed without its dependencies, then the packages the sidecar
+# never imports (webhook, certs, dev) are removed: importing them fails loudly.
+RUN python3 -m venv /opt/sidecred \
+    && /opt/sidecred/bin/pip install --require-hashes --only-binary :all: --compile -r /tmp/requirements.txt \
+    && /opt/sidecred/bin/pip install --no-deps --compile /dist/sidecred-*.whl \
+    && /opt/sidecred/bin/pip uninstall --yes pip \
+    && site=$(/opt/sidecred/bin/python -c 'import sidecred, os; print(os.path.dirname(sidecred.__file__))') \
+    && rm -r "${site:?}/webhook" "${site:?}/certs" "${site:?}/dev" \
+    && /opt/sidecred/bin/python -c 'import sidecred.sidecar.main, botocore.session'
+
+FROM ${BASE_IMAGE} AS sidecar
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+LABEL org.opencontainers.image.title="sidecred-sidecar" \
+      org.opencontainers.image.description="sidecred's credential sidecar: per-pod AWS IAM credentials on the pod's loopback" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.source="https://github.com/sidecred/sidecred" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}"
 ENV PATH=/opt/sidecred/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
-COPY --from=builder /opt/sidecred /opt/sidecred
+COPY --from=sidecar-venv /opt/sidecred /opt/sidecred
+USER 65532:65532
+ENTRYPOINT ["sidecred"]
+CMD ["sidecar"]
+
+FROM ${BASE_IMAGE} AS webhook
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+LABEL org.opencontainers.image.title="sidecred" \
+      org.opencontainers.image.description="Per-pod AWS IAM credentials for Kubernetes: admission webhook and credential broker" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.source="https://github.com/sidecred/sidecred" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}"
+ENV PATH=/opt/sidecred/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1
+COPY --from=webhook-venv /opt/sidecred /opt/sidecred
 USER 65532:65532
 ENTRYPOINT ["sidecred"]
 CMD ["--help"]

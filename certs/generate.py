@@ -1,9 +1,9 @@
 """Build the webhook's CA and serving certificate (EC P-256, SHA-256).
 
 Pure apart from key generation and random serials: the clock is an argument.
-The CA's private key is returned to the caller but `sidecred certs` does not
-write it: rotation issues a fresh CA and caBundle (or cert-manager rotates the
-mounted Secret), so no long-lived signing key sits on disk.
+`sidecred certs` keeps the CA (its key 0600 beside ca.crt) so that renewing the
+serving certificate never changes the caBundle, and rotates the CA in steps with
+both CAs in the bundle in between (certs/README.md).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -20,7 +21,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 # Certificates are valid from slightly in the past so that a node whose clock
 # lags a little behind still accepts a certificate issued a moment ago.
 CLOCK_SKEW_ALLOWANCE = dt.timedelta(minutes=5)
-DEFAULT_VALIDITY_DAYS = 365
+DEFAULT_VALIDITY_DAYS = 365  # the serving certificate
+DEFAULT_CA_VALIDITY_DAYS = 3650  # the kept CA outlives many serving certificates
 
 
 @dataclass(frozen=True)
@@ -129,6 +131,44 @@ def private_key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     )
 
 
-def ca_bundle(ca_certificate: x509.Certificate) -> str:
-    """The `caBundle` value for webhook configurations: base64 of the CA's PEM, one line."""
-    return base64.b64encode(certificate_pem(ca_certificate)).decode("ascii")
+def bundle_pem(certificates: list[x509.Certificate]) -> bytes:
+    return b"".join(certificate_pem(certificate) for certificate in certificates)
+
+
+def ca_bundle(certificates: list[x509.Certificate]) -> str:
+    """The `caBundle` value for webhook configurations: base64 of the CAs' PEM, one line."""
+    return base64.b64encode(bundle_pem(certificates)).decode("ascii")
+
+
+def load_ca(key_pem: bytes, bundle: bytes) -> tuple[IssuedCertificate, list[x509.Certificate]]:
+    """The CA whose key is `key_pem` (found in `bundle`), and the bundle's other CAs.
+
+    Raises ValueError when the key is not an EC key or no certificate in the bundle is its.
+    """
+    key = serialization.load_pem_private_key(key_pem, password=None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise ValueError("the CA key is not an EC private key")
+    certificates = x509.load_pem_x509_certificates(bundle)
+    public = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    for certificate in certificates:
+        theirs = certificate.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        if theirs == public:
+            others = [c for c in certificates if c is not certificate]
+            return IssuedCertificate(key=key, certificate=certificate), others
+    raise ValueError("no certificate in the CA bundle belongs to the CA key")
+
+
+def still_valid(certificates: list[x509.Certificate], now: dt.datetime) -> list[x509.Certificate]:
+    return [c for c in certificates if c.not_valid_after_utc > now]
+
+
+def issued_by(certificate: x509.Certificate, ca: x509.Certificate) -> bool:
+    try:
+        certificate.verify_directly_issued_by(ca)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True

@@ -44,7 +44,9 @@ class WebhookConfig:
     annotation_key: str = "iam.amazonaws.com/role"
     namespace_policy: str = "require"  # require | off
     credential_source: str = "web-identity"  # web-identity | assume-role
-    sidecar_image: str = "ghcr.io/sidecred/sidecred:0.1.0"
+    sidecar_image: str = (
+        "ghcr.io/sidecred/sidecred-sidecar:0.1.0"  # the slim image (Dockerfile target sidecar)
+    )
     sidecar_mode: str = "native"  # native | container
     token_mode: str = "file"  # file | env
     region: str | None = None

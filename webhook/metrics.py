@@ -6,10 +6,13 @@ lets tests build as many apps as they like in one process.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
 )
@@ -61,6 +64,16 @@ class WebhookMetrics:
             ["verb", "result"],
             registry=self.registry,
         )
+
+        self.certificate_expiry = Gauge(
+            "sidecred_certificate_expiry_timestamp_seconds",
+            "Expiry (Unix time) of the TLS serving certificate in use; alert well before it.",
+            registry=self.registry,
+        )
+
+    def watch_certificate(self, not_after: Callable[[], float]) -> None:
+        """Report the serving certificate's expiry as `not_after()` gives it at scrape time."""
+        self.certificate_expiry.set_function(not_after)
 
     def record_api_call(self, verb: str, result: str) -> None:
         self.kube_api_calls.labels(verb=verb, result=result).inc()

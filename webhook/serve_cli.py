@@ -137,6 +137,7 @@ def main(argv: list[str]) -> int:
     # (Set after the client's Configuration, which resets this logger's level.)
     logging.getLogger("urllib3").setLevel(logging.ERROR)
     metrics = WebhookMetrics()
+    metrics.watch_certificate(lambda: tls.not_after)
     namespaces = NamespaceCache(api, record_api_call=metrics.record_api_call)
     app = create_app(config, namespaces, metrics)
     server_config = uvicorn.Config(

@@ -7,6 +7,10 @@ once per `check_interval` seconds) and, when it changed, loads the new pair
 into a fresh context and hands the handshake to it. A pair that fails to load
 (caught half-way through a rotation) is skipped: the previous certificate keeps
 serving and the next handshake tries again.
+
+The loaded certificate's expiry is kept (`not_after`, for the
+`sidecred_certificate_expiry_timestamp_seconds` metric) and a warning is logged,
+at most once a day, from 30 days before it.
 """
 
 from __future__ import annotations
@@ -19,11 +23,16 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from cryptography import x509
+
 log = logging.getLogger(__name__)
 
 DEFAULT_CHECK_INTERVAL = (
     1.0  # seconds between stat checks; handshakes in between reuse the last answer
 )
+
+EXPIRY_WARNING_SECONDS = 30 * 86400  # warn this long before the serving certificate expires
+EXPIRY_WARNING_EVERY = 86400.0  # and repeat the warning at most this often
 
 FileIdentity = tuple[tuple[int, int, int, int], ...]
 
@@ -44,6 +53,25 @@ def build_server_context(cert_file: Path, key_file: Path) -> ssl.SSLContext:
     return context
 
 
+def certificate_not_after(cert_file: Path) -> float:
+    """The expiry (Unix time) of the first certificate in `cert_file`, the one served."""
+    certificate = x509.load_pem_x509_certificate(Path(cert_file).read_bytes())
+    return certificate.not_valid_after_utc.timestamp()
+
+
+def expiry_warning(not_after: float, now: float) -> str | None:
+    """The warning to log when the certificate is within the warning window, else None."""
+    left = not_after - now
+    if left > EXPIRY_WARNING_SECONDS:
+        return None
+    if left <= 0:
+        return "the TLS serving certificate has expired; renew it (sidecred certs or cert-manager)"
+    return (
+        f"the TLS serving certificate expires in {left / 86400:.1f} days; "
+        "renew it (sidecred certs or cert-manager)"
+    )
+
+
 class ReloadingServerContext:
     """Owns the context given to the server and swaps certificates into handshakes."""
 
@@ -54,14 +82,18 @@ class ReloadingServerContext:
         *,
         check_interval: float = DEFAULT_CHECK_INTERVAL,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._paths = (Path(cert_file), Path(key_file))
         self._check_interval = check_interval
         self._clock = clock
+        self._wall_clock = wall_clock
+        self._next_warning = 0.0
         self._lock = threading.Lock()
         # Raises (ssl.SSLError, OSError) at start-up: a webhook without a certificate must not start.
         identity = _file_identity(self._paths)
         self.server_context = build_server_context(*self._paths)
+        self.not_after = certificate_not_after(self._paths[0])
         self.server_context.sni_callback = self._on_client_hello
         self._current = self.server_context
         self._identity = identity
@@ -75,18 +107,31 @@ class ReloadingServerContext:
             if now < self._next_check:
                 return self._current
             self._next_check = now + self._check_interval
-            try:
-                identity = _file_identity(self._paths)
-                if identity == self._identity:
-                    return self._current
-                context = build_server_context(*self._paths)
-            except (OSError, ssl.SSLError) as exc:
-                log.warning("TLS certificate reload failed, keeping the previous one: %s", exc)
-                return self._current
-            self._current, self._identity = context, identity
-            self.reloads += 1
-            log.info("TLS certificate reloaded from %s", self._paths[0])
-            return context
+            self._reload_if_changed()
+            self._warn_if_expiring()
+            return self._current
+
+    def _reload_if_changed(self) -> None:
+        try:
+            identity = _file_identity(self._paths)
+            if identity == self._identity:
+                return
+            context = build_server_context(*self._paths)
+            not_after = certificate_not_after(self._paths[0])
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            log.warning("TLS certificate reload failed, keeping the previous one: %s", exc)
+            return
+        self._current, self._identity, self.not_after = context, identity, not_after
+        self._next_warning = 0.0
+        self.reloads += 1
+        log.info("TLS certificate reloaded from %s", self._paths[0])
+
+    def _warn_if_expiring(self) -> None:
+        now = self._wall_clock()
+        warning = expiry_warning(self.not_after, now) if now >= self._next_warning else None
+        if warning:
+            log.warning(warning)
+            self._next_warning = now + EXPIRY_WARNING_EVERY
 
     def _on_client_hello(
         self, connection: ssl.SSLObject | ssl.SSLSocket, server_name: str | None, _: ssl.SSLContext

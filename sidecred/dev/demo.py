@@ -20,6 +20,7 @@ import argparse
 import base64
 import contextlib
 import http.client
+import importlib.util
 import json
 import os
 import socket
@@ -46,8 +47,10 @@ from sidecred.webhook.mutate import AUTH_TOKEN, apply_patch
 from sidecred.webhook.pod import SIDECAR_NAME
 
 STEP_COUNT = 7
-REPO = Path(__file__).resolve().parents[2]
-DEFAULT_EXAMPLES = REPO / "deploy" / "examples"
+# Package data in a wheel; in a checkout a symlink to deploy/examples.
+DEFAULT_EXAMPLES = Path(__file__).resolve().parent / "examples"
+# What the `demo` extra brings: the STS emulator (moto[server]) and boto3 for the application.
+DEMO_EXTRA_MODULES = ("moto", "flask", "boto3")
 SERVICE, SERVICE_NAMESPACE = "sidecred", "sidecred-system"
 SERVER_NAME = f"{SERVICE}.{SERVICE_NAMESPACE}.svc"  # the name the serving certificate carries
 REGION = "us-east-1"
@@ -524,7 +527,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--examples",
         default=str(DEFAULT_EXAMPLES),
         help="directory with pod-allowed.yaml, pod-denied.yaml and namespace-*.yaml "
-        "(default: deploy/examples of this checkout)",
+        "(default: the examples shipped with sidecred, deploy/examples in the source)",
     )
     parser.add_argument(
         "--sidecar-mode",
@@ -539,8 +542,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def missing_demo_extra() -> list[str]:
+    """The modules of the `demo` extra that are not installed."""
+    return [name for name in DEMO_EXTRA_MODULES if importlib.util.find_spec(name) is None]
+
+
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
+    missing = missing_demo_extra()
+    if missing:
+        print(
+            f"sidecred demo: needs the demo extra (missing {', '.join(missing)}): "
+            "pip install 'sidecred[demo]'",
+            file=sys.stderr,
+        )
+        return 2
     report = Reporter()
     print("sidecred demo: admission, sidecar and application on this machine (STS is an emulator)")
     started = time.perf_counter()

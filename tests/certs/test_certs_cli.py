@@ -43,11 +43,12 @@ def load(out: Path) -> tuple[x509.Certificate, x509.Certificate]:
     return ca, leaf
 
 
-def test_writes_three_files_with_private_modes(tmp_path: Path) -> None:
+def test_writes_four_files_with_private_modes(tmp_path: Path) -> None:
     out = tmp_path / "new" / "certs"
     code, output = run_certs(out)
     assert code == 0, output
-    assert sorted(p.name for p in out.iterdir()) == ["ca.crt", "tls.crt", "tls.key"]
+    assert sorted(p.name for p in out.iterdir()) == ["ca.crt", "ca.key", "tls.crt", "tls.key"]
+    assert stat.S_IMODE((out / "ca.key").stat().st_mode) == 0o600
     assert stat.S_IMODE(out.stat().st_mode) == 0o700
     assert stat.S_IMODE((out / "tls.key").stat().st_mode) == 0o600
     assert stat.S_IMODE((out / "ca.crt").stat().st_mode) == 0o644
@@ -66,14 +67,83 @@ def test_ca_bundle_on_stdout_decodes_to_ca_crt(tmp_path: Path) -> None:
     assert base64.b64decode(lines[0], validate=True) == (tmp_path / "ca.crt").read_bytes()
 
 
-def test_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
+def test_a_second_run_renews_the_serving_certificate_from_the_kept_ca(tmp_path: Path) -> None:
+    code, first_bundle = run_certs(tmp_path)
+    assert code == 0
+    ca, leaf = load(tmp_path)
+    ca_key = (tmp_path / "ca.key").read_bytes()
+    code, second_bundle = run_certs(tmp_path)
+    assert code == 0
+    renewed_ca, renewed = load(tmp_path)
+    assert renewed.serial_number != leaf.serial_number
+    assert renewed_ca == ca and (tmp_path / "ca.key").read_bytes() == ca_key
+    assert second_bundle == first_bundle  # the webhook configurations need no update
+    renewed.verify_directly_issued_by(ca)
+
+
+def test_refuses_to_overwrite_files_without_a_ca_key(tmp_path: Path) -> None:
     assert run_certs(tmp_path)[0] == 0
+    (tmp_path / "ca.key").unlink()  # as an older sidecred certs left them
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     code, output = run_certs(tmp_path)
     assert code == 1
     assert "refusing to overwrite" in output and "--force" in output
     assert "Traceback" not in output
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def _bundle(out: Path) -> list[x509.Certificate]:
+    return x509.load_pem_x509_certificates((out / "ca.crt").read_bytes())
+
+
+def _verifies(leaf: x509.Certificate, bundle: list[x509.Certificate]) -> bool:
+    verifier = (
+        PolicyBuilder()
+        .store(Store(bundle))
+        .build_server_verifier(x509.DNSName(f"{SERVICE}.{NAMESPACE}.svc"))
+    )
+    try:
+        verifier.verify(leaf, [])
+    except VerificationError:
+        return False
+    return True
+
+
+def test_ca_rotation_never_serves_a_certificate_the_published_bundle_rejects(
+    tmp_path: Path,
+) -> None:
+    # The API server holds the bundle published at each step while the webhook may
+    # still serve the previous step's certificate (or already the new one): every
+    # pairing that can meet must verify.
+    assert run_certs(tmp_path)[0] == 0
+    old_ca, old_leaf = load(tmp_path)
+    old_bundle = _bundle(tmp_path)
+
+    assert run_certs(tmp_path, "--rotate-ca")[0] == 0  # step 1: publish both CAs
+    both = _bundle(tmp_path)
+    assert len(both) == 2 and both[1] == old_ca
+    assert load(tmp_path)[1] == old_leaf  # the served certificate does not change yet
+    assert _verifies(old_leaf, old_bundle) and _verifies(old_leaf, both)
+
+    assert run_certs(tmp_path, "--drop-old-cas")[0] == 1  # too early: tls.crt is the old CA's
+    assert _bundle(tmp_path) == both
+
+    assert run_certs(tmp_path)[0] == 0  # step 2: serve a certificate from the new CA
+    new_leaf = load(tmp_path)[1]
+    new_leaf.verify_directly_issued_by(both[0])
+    assert _bundle(tmp_path) == both
+    assert _verifies(new_leaf, both) and _verifies(old_leaf, both)
+
+    code, output = run_certs(tmp_path, "--drop-old-cas")  # step 3: only the new CA
+    assert code == 0, output
+    assert _bundle(tmp_path) == [both[0]]
+    assert _verifies(new_leaf, [both[0]]) and not _verifies(new_leaf, old_bundle)
+    assert base64.b64decode(output.strip()) == (tmp_path / "ca.crt").read_bytes()
+
+
+def test_rotation_needs_a_kept_ca(tmp_path: Path) -> None:
+    code, output = run_certs(tmp_path, "--rotate-ca")
+    assert code == 1 and "no CA" in output and "Traceback" not in output
 
 
 def test_refuses_when_only_one_file_exists(tmp_path: Path) -> None:

@@ -10,11 +10,14 @@ import kubernetes_validate
 
 from deploy import render
 
-# cert-manager's kinds have no schema in kubernetes-validate; tests check the
-# fields the chart relies on instead.
+# cert-manager's and the Prometheus Operator's kinds have no schema in
+# kubernetes-validate; tests check the fields the chart relies on instead.
 CERT_MANAGER_KINDS = frozenset({"Issuer", "Certificate"})
+CUSTOM_KINDS = CERT_MANAGER_KINDS | {"ServiceMonitor"}
 
 CA_BUNDLE = "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1JSUJJakFOQmdrcWhraUc5dzBCQVFFRkFBT0NBUThBTUlJQkNnS0NBUUVB"
+
+DIGEST = "sha256:" + "5e" * 32
 
 # Named value sets the tests render with; "defaults" is deploy/sidecred.yaml.
 VALUE_SETS: dict[str, dict[str, Any]] = {
@@ -26,18 +29,63 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
             "caBundle": CA_BUNDLE,
         }
     },
-    "assume-role-env-token": {
-        "credentialSource": "assume-role",
-        "tokenMode": "env",
-        "sidecarMode": "container",
+    "replicas-1": {"replicas": 1},
+    "digests": {
+        "image": {"repository": "registry.corp/sidecred", "digest": DIGEST, "pullPolicy": "Always"},
+        "sidecar": {"image": {"repository": "registry.corp/platform/credproxy", "digest": DIGEST}},
+    },
+    "pull-secrets-and-scheduling": {
+        "imagePullSecrets": [{"name": "registry-credentials"}],
+        "priorityClassName": "",
+        "nodeSelector": {"kubernetes.io/os": "linux"},
+        "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "ops"}],
+        "topologySpreadConstraints": [
+            {
+                "maxSkew": 1,
+                "topologyKey": "topology.kubernetes.io/zone",
+                "whenUnsatisfiable": "ScheduleAnyway",
+                "labelSelector": {"matchLabels": {"app.kubernetes.io/component": "webhook"}},
+            }
+        ],
+        "podAnnotations": {"example.com/team": "platform"},
+        "podLabels": {"example.com/tier": "system"},
+        "extraArgs": ["--log-level", "debug"],
+        "extraEnv": [{"name": "TZ", "value": "UTC"}],
+        "global": {"imageRegistry": "ignored.example"},
+    },
+    "env-token-container-mode": {
+        "sidecar": {
+            "mode": "container",
+            "tokenMode": "env",
+            "drainSeconds": 30,
+            "image": {"repository": "registry.example.com/sidecred", "tag": "pinned"},
+        },
         "region": "eu-west-1",
         "baseRoleArn": "arn:aws:iam::111122223333:role/",
         "sessionDuration": 7200,
-        "sidecarImage": "registry.example.com/sidecred:pinned",
+    },
+    # The values of the committed example deploy/examples/sidecred-broker.yaml.
+    "broker": render.BROKER_EXAMPLE_VALUES,
+    "broker-existing-secrets": {
+        "credentialSource": "broker",
+        "tls": {
+            "certManager": {"enabled": False},
+            "existingSecret": "sidecred-serving",
+            "caBundle": CA_BUNDLE,
+        },
+        "broker": {
+            "replicas": 3,
+            "awsCredentialsSecret": "broker-aws",
+            "tls": {"existingSecret": "broker-serving"},
+        },
+    },
+    "monitoring-networkpolicy": {
+        "credentialSource": "broker",
+        "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}}},
+        "networkPolicy": {"enabled": True},
     },
     "custom-annotation-key": {
         "annotationKey": "example.com/aws-role",
-        "namespace": {"create": False},
         "excludedNamespaces": ["monitoring", "kube-system"],
         "replicas": 3,
     },
@@ -54,6 +102,16 @@ def _rendered_json(name: str) -> str:
 def rendered(name: str) -> list[dict[str, Any]]:
     """The chart's objects rendered with the named value set."""
     return json.loads(_rendered_json(name))
+
+
+@functools.cache
+def _hooks_json(name: str) -> str:
+    return json.dumps(render.render_objects(VALUE_SETS[name], hooks=True))
+
+
+def rendered_hooks(name: str) -> list[dict[str, Any]]:
+    """The chart's Helm hooks (the `helm test` pod) rendered with the named value set."""
+    return json.loads(_hooks_json(name))
 
 
 def find(objects: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:
@@ -75,3 +133,14 @@ def validate_strict(obj: dict[str, Any]) -> None:
     """Validate against the newest Kubernetes schema kubernetes-validate ships, strictly
     (unknown fields are errors)."""
     kubernetes_validate.validate(obj, kubernetes_validate.latest_version(), strict=True)
+
+
+def assert_restricted(container: dict[str, Any]) -> None:
+    """Pod Security "restricted" for a container, with requests and limits."""
+    context = container["securityContext"]
+    assert context["runAsNonRoot"] is True and context["runAsUser"] == 65532
+    assert context["readOnlyRootFilesystem"] is True
+    assert context["allowPrivilegeEscalation"] is False
+    assert context["capabilities"] == {"drop": ["ALL"]}
+    assert context["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert "limits" in container["resources"] and "requests" in container["resources"]

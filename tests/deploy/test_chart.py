@@ -14,10 +14,14 @@ from deploy import render
 from tests.deploy.chart_support import (
     CA_BUNDLE,
     CERT_MANAGER_KINDS,
+    CUSTOM_KINDS,
+    DIGEST,
     VALUE_SETS,
+    assert_restricted,
     find,
     kinds,
     rendered,
+    rendered_hooks,
     validate_strict,
 )
 
@@ -36,41 +40,57 @@ def test_chart_lints_clean_in_strict_mode(name: str) -> None:
 
 @pytest.mark.parametrize("name", ALL_SETS)
 def test_every_rendered_object_is_valid_kubernetes(name: str) -> None:
-    objects = rendered(name)
+    objects = rendered(name) + rendered_hooks(name)
     assert objects, "the chart rendered nothing"
     for obj in objects:
-        if obj["kind"] in CERT_MANAGER_KINDS:
-            continue  # no schema shipped; see test_cert_manager_chain
+        if obj["kind"] in CUSTOM_KINDS:
+            continue  # no schema shipped; see the cert-manager and ServiceMonitor tests
         validate_strict(obj)
 
 
-def test_committed_manifest_is_the_default_render() -> None:
-    assert render.MANIFEST_PATH.read_text() == render.render_manifest(), (
-        "deploy/sidecred.yaml is stale: run scripts/render-manifest"
+def test_committed_manifests_are_the_renders() -> None:
+    """deploy/sidecred.yaml is the default render; the broker example is the broker's."""
+    for path, text in render.manifests().items():
+        assert path.read_text() == text, f"{path} is stale: run scripts/render-manifest"
+    assert (
+        "kind: Deployment\nmetadata:\n  name: sidecred-broker"
+        in render.manifests()[render.BROKER_EXAMPLE_PATH]
     )
 
 
-def test_manifest_is_in_apply_order() -> None:
-    order = kinds(rendered("defaults"))
-    assert order[0] == "Namespace"
+@pytest.mark.parametrize("name", ALL_SETS)
+def test_manifest_is_in_apply_order_without_a_namespace_or_hooks(name: str) -> None:
+    """helm --create-namespace (or kubectl create namespace) makes the namespace: a
+    Namespace in the chart would be deleted with everything in it on uninstall."""
+    order = kinds(rendered(name))
+    assert "Namespace" not in order and "Pod" not in order
+    assert order.index("ConfigMap") < order.index("Deployment")
     assert order.index("Deployment") < order.index("MutatingWebhookConfiguration")
     assert order[-2:] == ["MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"]
 
 
-@pytest.mark.parametrize("name", ALL_SETS)
-def test_rbac_is_read_only_on_namespaces_and_nothing_else(name: str) -> None:
-    objects = rendered(name)
-    assert kinds(objects).count("ClusterRole") == 1
-    assert "Role" not in kinds(objects) and "RoleBinding" not in kinds(objects)
-    role = find(objects, "ClusterRole")
-    assert role["rules"] == [
-        {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]}
+WEBHOOK_RULES = [
+    {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": [""], "resources": ["pods/proxy"], "verbs": ["get"]},
+    {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
+]
+BROKER_RULES = [
+    {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]},
+    {"apiGroups": [""], "resources": ["pods", "namespaces"], "verbs": ["get", "list", "watch"]},
+]
+
+
+def _bound(objects: list[dict], binding_kind: str, role: dict, account: dict) -> None:
+    """`role` is bound to `account` and to nothing else."""
+    (binding,) = [
+        o
+        for o in objects
+        if o["kind"] == binding_kind and o["roleRef"]["name"] == role["metadata"]["name"]
     ]
-    binding = find(objects, "ClusterRoleBinding")
-    account = find(objects, "ServiceAccount")
     assert binding["roleRef"] == {
         "apiGroup": "rbac.authorization.k8s.io",
-        "kind": "ClusterRole",
+        "kind": role["kind"],
         "name": role["metadata"]["name"],
     }
     assert binding["subjects"] == [
@@ -80,6 +100,40 @@ def test_rbac_is_read_only_on_namespaces_and_nothing_else(name: str) -> None:
             "namespace": render.RELEASE_NAMESPACE,
         }
     ]
+
+
+@pytest.mark.parametrize("name", ALL_SETS)
+def test_rbac_is_exactly_what_each_component_needs(name: str) -> None:
+    """Webhook: namespace policies, injected pods, their sidecars' /readyz through the
+    pod proxy, events; a Lease in its own namespace only. Broker: TokenReview, pods,
+    namespaces (DESIGN 5, 7)."""
+    objects = rendered(name)
+    broker = VALUE_SETS[name].get("credentialSource") == "broker"
+    assert kinds(objects).count("ClusterRole") == (2 if broker else 1)
+    assert kinds(objects).count("Role") == 1
+    webhook_account = find(objects, "ServiceAccount", "sidecred")
+    cluster_role = find(objects, "ClusterRole", "sidecred")
+    assert cluster_role["rules"] == WEBHOOK_RULES
+    _bound(objects, "ClusterRoleBinding", cluster_role, webhook_account)
+    role = find(objects, "Role", "sidecred")
+    assert role["metadata"]["namespace"] == render.RELEASE_NAMESPACE
+    assert role["rules"] == [
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "verbs": ["get", "create", "update"],
+        }
+    ]
+    _bound(objects, "RoleBinding", role, webhook_account)
+    if broker:
+        broker_role = find(objects, "ClusterRole", "sidecred-broker")
+        assert broker_role["rules"] == BROKER_RULES
+        _bound(
+            objects,
+            "ClusterRoleBinding",
+            broker_role,
+            find(objects, "ServiceAccount", "sidecred-broker"),
+        )
 
 
 def _webhook(objects: list[dict], kind: str) -> dict:
@@ -190,8 +244,8 @@ def test_namespace_labels_opt_in_injection_but_not_the_boundary() -> None:
 @pytest.mark.parametrize("name", ALL_SETS)
 def test_webhooks_call_the_service_on_443_which_targets_the_tls_port(name: str) -> None:
     objects = rendered(name)
-    service = find(objects, "Service")
-    deployment = find(objects, "Deployment")
+    service = find(objects, "Service", "sidecred")
+    deployment = find(objects, "Deployment", "sidecred")
     (port,) = service["spec"]["ports"]
     assert port["port"] == 443 and port["targetPort"] == "https"
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
@@ -208,29 +262,31 @@ def test_webhooks_call_the_service_on_443_which_targets_the_tls_port(name: str) 
         assert target["port"] == 443
 
 
+def _pod_spec(objects: list[dict], name: str = "sidecred") -> dict:
+    return find(objects, "Deployment", name)["spec"]["template"]["spec"]
+
+
+def _container(objects: list[dict], name: str = "sidecred") -> dict:
+    (container,) = _pod_spec(objects, name)["containers"]
+    return container
+
+
 def test_deployment_is_highly_available_and_restricted() -> None:
     objects = rendered("defaults")
     deployment = find(objects, "Deployment")
     spec = deployment["spec"]
     pod = spec["template"]["spec"]
     assert spec["replicas"] == 2
+    assert pod["priorityClassName"] == "system-cluster-critical"
     term = pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][0]
     assert term["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
     assert (
         term["podAffinityTerm"]["labelSelector"]["matchLabels"] == spec["selector"]["matchLabels"]
     )
     pdb = find(objects, "PodDisruptionBudget")
-    assert pdb["spec"]["minAvailable"] == 1
-    assert pdb["spec"]["selector"]["matchLabels"] == spec["selector"]["matchLabels"]
-
-    (container,) = pod["containers"]
-    context = container["securityContext"]
-    assert context["runAsNonRoot"] is True and context["runAsUser"] == 65532
-    assert context["readOnlyRootFilesystem"] is True
-    assert context["allowPrivilegeEscalation"] is False
-    assert context["capabilities"] == {"drop": ["ALL"]}
-    assert context["seccompProfile"] == {"type": "RuntimeDefault"}
-    assert "limits" in container["resources"] and "requests" in container["resources"]
+    assert pdb["spec"] == {"maxUnavailable": 1, "selector": spec["selector"]}
+    container = _container(objects)
+    assert_restricted(container)
     assert container["readinessProbe"]["httpGet"] == {
         "path": "/readyz",
         "port": "https",
@@ -244,13 +300,21 @@ def test_deployment_is_highly_available_and_restricted() -> None:
     assert pod["serviceAccountName"] == find(objects, "ServiceAccount")["metadata"]["name"]
 
 
-def _container(objects: list[dict]) -> dict:
-    (container,) = find(objects, "Deployment")["spec"]["template"]["spec"]["containers"]
-    return container
+def test_no_disruption_budget_that_could_block_a_drain() -> None:
+    """With one replica any budget blocks every node drain; none is rendered."""
+    assert "PodDisruptionBudget" not in kinds(rendered("replicas-1"))
+    assert find(rendered("replicas-1"), "Deployment")["spec"]["replicas"] == 1
+    for name in ALL_SETS:
+        for pdb in [o for o in rendered(name) if o["kind"] == "PodDisruptionBudget"]:
+            owner = find(rendered(name), "Deployment", pdb["metadata"]["name"])
+            assert owner["spec"]["replicas"] >= 2 and pdb["spec"]["maxUnavailable"] == 1
+            assert pdb["spec"]["selector"] == owner["spec"]["selector"]
 
 
-def _env(objects: list[dict]) -> dict[str, str]:
-    return {item["name"]: item["value"] for item in _container(objects)["env"]}
+def settings(objects: list[dict]) -> dict[str, str]:
+    """The SIDECRED_* settings the webhook reads: its ConfigMap through envFrom."""
+    (source,) = _container(objects)["envFrom"]
+    return find(objects, "ConfigMap", source["configMapRef"]["name"])["data"]
 
 
 def test_webhook_command_and_tls_files_come_from_the_mounted_secret() -> None:
@@ -265,42 +329,98 @@ def test_webhook_command_and_tls_files_come_from_the_mounted_secret() -> None:
     (mount,) = [m for m in container["volumeMounts"] if m["name"] == "tls"]
     assert mount["readOnly"] is True and "subPath" not in mount  # subPath would block rotation
     assert cert == f"{mount['mountPath']}/tls.crt" and key == f"{mount['mountPath']}/tls.key"
-    volumes = {
-        v["name"]: v for v in find(objects, "Deployment")["spec"]["template"]["spec"]["volumes"]
-    }
+    volumes = {v["name"]: v for v in _pod_spec(objects)["volumes"]}
     serving = find(objects, "Certificate", "sidecred")
     assert volumes["tls"]["secret"]["secretName"] == serving["spec"]["secretName"]
 
 
-def test_default_settings_reach_the_webhook_as_env() -> None:
-    env = _env(rendered("defaults"))
-    assert env == {
+def test_default_settings_reach_the_webhook() -> None:
+    assert settings(rendered("defaults")) == {
         "SIDECRED_ANNOTATION_KEY": "iam.amazonaws.com/role",
         "SIDECRED_NAMESPACE_POLICY": "require",
         "SIDECRED_CREDENTIAL_SOURCE": "web-identity",
-        "SIDECRED_SIDECAR_IMAGE": "ghcr.io/sidecred/sidecred:0.1.0",
+        "SIDECRED_SIDECAR_IMAGE": "ghcr.io/sidecred/sidecred-sidecar:0.1.0",
         "SIDECRED_SIDECAR_MODE": "native",
         "SIDECRED_TOKEN_MODE": "file",
         "SIDECRED_SESSION_DURATION": "3600",
         "SIDECRED_TOKEN_AUDIENCE": "sidecred",
+        "SIDECRED_BROKER_AUDIENCE": "sidecred-broker",
         "SIDECRED_SIDECAR_PORT": "61080",
         "SIDECRED_HEALTH_PORT": "61081",
+        "SIDECRED_DRAIN_SECONDS": "20",
+        "SIDECRED_TOKEN_EXPIRATION": "86400",
+        "SIDECRED_SIDECAR_CPU_REQUEST": "10m",
+        "SIDECRED_SIDECAR_MEMORY_REQUEST": "64Mi",
+        "SIDECRED_SIDECAR_CPU_LIMIT": "500m",
+        "SIDECRED_SIDECAR_MEMORY_LIMIT": "128Mi",
     }
-    assert _container(rendered("defaults"))["image"] == env["SIDECRED_SIDECAR_IMAGE"]
+    assert _container(rendered("defaults"))["image"] == "ghcr.io/sidecred/sidecred:0.1.0"
 
 
-def test_non_default_settings_reach_the_webhook_as_env() -> None:
-    env = _env(rendered("assume-role-env-token"))
-    assert env["SIDECRED_CREDENTIAL_SOURCE"] == "assume-role"
-    assert env["SIDECRED_TOKEN_MODE"] == "env"
-    assert env["SIDECRED_SIDECAR_MODE"] == "container"
-    assert env["SIDECRED_REGION"] == "eu-west-1"
-    assert env["SIDECRED_BASE_ROLE_ARN"] == "arn:aws:iam::111122223333:role/"
-    assert env["SIDECRED_SESSION_DURATION"] == "7200"
-    assert env["SIDECRED_SIDECAR_IMAGE"] == "registry.example.com/sidecred:pinned"
-    assert _env(rendered("custom-annotation-key"))["SIDECRED_ANNOTATION_KEY"] == (
+def test_non_default_settings_reach_the_webhook() -> None:
+    values = settings(rendered("env-token-container-mode"))
+    assert values["SIDECRED_TOKEN_MODE"] == "env"
+    assert values["SIDECRED_SIDECAR_MODE"] == "container"
+    assert values["SIDECRED_DRAIN_SECONDS"] == "30"
+    assert values["SIDECRED_REGION"] == "eu-west-1"
+    assert values["SIDECRED_BASE_ROLE_ARN"] == "arn:aws:iam::111122223333:role/"
+    assert values["SIDECRED_SESSION_DURATION"] == "7200"
+    assert values["SIDECRED_SIDECAR_IMAGE"] == "registry.example.com/sidecred:pinned"
+    assert settings(rendered("custom-annotation-key"))["SIDECRED_ANNOTATION_KEY"] == (
         "example.com/aws-role"
     )
+
+
+def test_image_digests_pin_the_webhook_and_the_injected_sidecar() -> None:
+    objects = rendered("digests")
+    assert _container(objects)["image"] == f"registry.corp/sidecred@{DIGEST}"
+    assert _container(objects)["imagePullPolicy"] == "Always"
+    sidecar = settings(objects)["SIDECRED_SIDECAR_IMAGE"]
+    assert sidecar == f"registry.corp/platform/credproxy@{DIGEST}"
+    (hook,) = rendered_hooks("digests")
+    assert hook["spec"]["containers"][0]["image"] == f"registry.corp/sidecred@{DIGEST}"
+
+
+def test_settings_changes_roll_the_webhook() -> None:
+    def checksum(name: str) -> str:
+        return find(rendered(name), "Deployment")["spec"]["template"]["metadata"]["annotations"][
+            "checksum/settings"
+        ]
+
+    assert checksum("defaults") != checksum("env-token-container-mode")
+    assert checksum("defaults") == checksum("replicas-1")
+
+
+def test_pod_placement_values_reach_the_webhook_pods() -> None:
+    values = VALUE_SETS["pull-secrets-and-scheduling"]
+    objects = rendered("pull-secrets-and-scheduling")
+    deployment = find(objects, "Deployment")
+    pod = deployment["spec"]["template"]
+    spec = pod["spec"]
+    assert spec["imagePullSecrets"] == values["imagePullSecrets"]
+    assert "priorityClassName" not in spec
+    assert spec["nodeSelector"] == values["nodeSelector"]
+    assert spec["tolerations"] == values["tolerations"]
+    assert spec["topologySpreadConstraints"] == values["topologySpreadConstraints"]
+    assert pod["metadata"]["annotations"]["example.com/team"] == "platform"
+    assert pod["metadata"]["labels"]["example.com/tier"] == "system"
+    # The selector still selects the pods whatever labels are added.
+    assert (
+        deployment["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    )
+    container = spec["containers"][0]
+    assert container["args"][-2:] == ["--log-level", "debug"]
+    assert {"name": "TZ", "value": "UTC"} in container["env"]
+    (hook,) = rendered_hooks("pull-secrets-and-scheduling")
+    assert hook["spec"]["imagePullSecrets"] == values["imagePullSecrets"]
+
+
+def test_webhook_knows_its_namespace_and_name_for_the_event_lease() -> None:
+    env = {e["name"]: e for e in _container(rendered("defaults"))["env"]}
+    assert env["SIDECRED_POD_NAMESPACE"]["valueFrom"] == {
+        "fieldRef": {"fieldPath": "metadata.namespace"}
+    }
+    assert env["SIDECRED_POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
 
 
 def test_cert_manager_chain_issues_the_serving_certificate_and_injects_its_ca() -> None:
@@ -346,14 +466,6 @@ def test_existing_secret_mode_uses_the_given_secret_and_ca_bundle() -> None:
         base64.b64decode(CA_BUNDLE, validate=True)
 
 
-def test_namespace_object_is_optional_and_labelled_restricted() -> None:
-    namespace = find(rendered("defaults"), "Namespace")
-    assert namespace["metadata"]["name"] == render.RELEASE_NAMESPACE
-    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
-    assert "Namespace" not in kinds(rendered("custom-annotation-key"))
-    assert find(rendered("custom-annotation-key"), "Deployment")["spec"]["replicas"] == 3
-
-
 @pytest.mark.parametrize(
     ("values", "expected"),
     [
@@ -370,9 +482,25 @@ def test_namespace_object_is_optional_and_labelled_restricted() -> None:
         ({"tokenAudience": "sidecred'] || true || ['"}, "tokenAudience"),
         ({"image": {"repository": "ghcr.io/x' + '", "pullPolicy": "Always"}}, "repository"),
         ({"credentialSource": "instance-profile"}, "credentialSource"),
+        ({"credentialSource": "assume-role"}, "credentialSource"),
         ({"sessionDuration": 900}, "sessionDuration"),
-        ({"tokenMode": "header"}, "tokenMode"),
+        ({"sidecar": {"tokenMode": "header"}}, "tokenMode"),
         ({"replica": 2}, "replica"),
+        ({"sidecarMode": "native"}, "sidecarMode"),
+        ({"image": {"tag": "sha256:" + "0" * 64}}, "tag"),
+        ({"image": {"digest": "latest"}}, "digest"),
+        ({"namespace": {"create": True}}, "namespace"),
+        (
+            {
+                "credentialSource": "broker",
+                "tls": {
+                    "certManager": {"enabled": False},
+                    "existingSecret": "s",
+                    "caBundle": CA_BUNDLE,
+                },
+            },
+            "broker.tls.existingSecret is required",
+        ),
     ],
     ids=[
         "tls-nothing",
@@ -382,9 +510,15 @@ def test_namespace_object_is_optional_and_labelled_restricted() -> None:
         "cel-injection-audience",
         "cel-injection-repository",
         "bad-source",
+        "assume-role-is-gone",
         "short-session",
         "bad-token-mode",
         "misspelt-value",
+        "old-flat-sidecar-value",
+        "digest-as-tag",
+        "malformed-digest",
+        "namespace-object-is-gone",
+        "broker-tls-without-cert-manager",
     ],
 )
 def test_bad_values_fail_to_render_with_a_message_naming_the_value(
@@ -422,18 +556,43 @@ def test_documented_sidecred_certs_output_is_a_ca_bundle_the_chart_accepts(tmp_p
             validate_strict(obj)
 
 
+# DESIGN section 2 options the chart passes that the webhook on this branch does
+# not read yet (they arrive with the broker). The test below fails once one
+# lands, so this set only shrinks.
+PENDING_OPTIONS = {"SIDECRED_BROKER_AUDIENCE", "SIDECRED_BROKER_URL", "SIDECRED_BROKER_CA_FILE"}
+PENDING_CHOICES = {("SIDECRED_CREDENTIAL_SOURCE", "broker")}
+
+
 @pytest.mark.parametrize("name", ALL_SETS)
-def test_chart_env_is_read_by_the_webhook_config(name: str) -> None:
-    """Every SIDECRED_* variable the chart sets is one the webhook reads, with the value intended."""
+def test_chart_settings_are_read_by_the_webhook_config(name: str) -> None:
+    """Every SIDECRED_* setting the chart gives the webhook is an option it reads, and
+    parses to the value intended."""
     import argparse
 
+    from sidecred.sidecar.config import CREDENTIAL_SOURCES
     from sidecred.webhook import config as webhook_config
 
-    env = _env(rendered(name))
+    values = settings(rendered(name))
+    literal_env = {e["name"]: e["value"] for e in _container(rendered(name))["env"] if "value" in e}
     parser = argparse.ArgumentParser()
     webhook_config.add_config_arguments(parser)
-    config = webhook_config.config_from_args(parser.parse_args([]), env)
-    by_env = {webhook_config.env_name(f): f for f in config.__dataclass_fields__}
-    assert set(env) <= set(by_env), set(env) - set(by_env)
-    for variable, value in env.items():
-        assert str(getattr(config, by_env[variable])) == value, variable
+    by_env = {
+        webhook_config.env_name(f): f for f in webhook_config.WebhookConfig.__dataclass_fields__
+    }
+    assert not PENDING_OPTIONS & set(by_env), (
+        "a pending option landed: drop it from PENDING_OPTIONS"
+    )
+    assert "broker" not in CREDENTIAL_SOURCES, "credential source broker landed: drop it"
+    assert set(values) - PENDING_OPTIONS <= set(by_env), set(values) - set(by_env)
+    assert not {k for k in literal_env if k.startswith("SIDECRED_")}, (
+        "settings belong in the ConfigMap"
+    )
+    readable = {
+        k: v
+        for k, v in values.items()
+        if k not in PENDING_OPTIONS and (k, v) not in PENDING_CHOICES
+    }
+    config = webhook_config.config_from_args(parser.parse_args([]), readable)
+    for key, value in readable.items():
+        parsed = getattr(config, by_env[key])
+        assert str(parsed).rstrip("/") == value.rstrip("/"), (key, parsed, value)

@@ -1,19 +1,22 @@
-"""The Dockerfile: hadolint, and the rules the design sets for the image.
+"""The Dockerfile and its hash locks: hadolint, and the rules the design sets for the images.
 
-There is no container engine on the test machines, so the image is not built
-here; these tests check the file and its build context instead.
+scripts/image builds and runs both images with podman; these tests check the
+file, its locks and its build context, and run everywhere in seconds.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import json
+import re
 import shutil
 import subprocess
 import tomllib
+from pathlib import Path
 
 import pytest
 from dockerfile_parse import DockerfileParser
+from packaging.requirements import Requirement
 
 from deploy import render
 from tests.deploy.chart_support import find, rendered
@@ -21,7 +24,13 @@ from tests.deploy.chart_support import find, rendered
 ROOT = render.DEPLOY_DIR.parent
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
+LOCKS = ROOT / "requirements"
 IMAGE_UID = 65532
+FINAL_STAGES = {"sidecar": "sidecar-venv", "webhook": "webhook-venv"}  # target -> its venv stage
+OCI_LABELS = ("source", "version", "revision")
+# The webhook's dependencies, none of which the sidecar imports.
+NOT_IN_SIDECAR = {"fastapi", "uvicorn", "starlette", "kubernetes", "cryptography", "google-re2",
+                  "prometheus-client", "pyyaml", "jsonpatch", "pydantic"}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -29,15 +38,31 @@ def parsed() -> DockerfileParser:
     return DockerfileParser(str(DOCKERFILE))
 
 
-def _stages(parsed: DockerfileParser) -> list[list[dict]]:
-    """Instructions grouped by stage (each list starts with its FROM)."""
-    stages: list[list[dict]] = []
+def _stages(parsed: DockerfileParser) -> dict[str, list[dict]]:
+    """Instructions by stage name (each list starts with its FROM)."""
+    stages: dict[str, list[dict]] = {}
+    current: list[dict] | None = None
     for item in parsed.structure:
         if item["instruction"] == "FROM":
-            stages.append([])
-        if stages and item["instruction"] != "COMMENT":
-            stages[-1].append(item)
+            name = item["value"].split(" AS ")[-1].strip()
+            current = stages.setdefault(name, [])
+        if current is not None and item["instruction"] != "COMMENT":
+            current.append(item)
     return stages
+
+
+def _pins(lock: Path) -> dict[str, tuple[str, int]]:
+    """name -> (pinned version, number of hashes) for a `pip-compile --generate-hashes` file."""
+    pins: dict[str, tuple[str, int]] = {}
+    name = ""
+    for line in lock.read_text().splitlines():
+        match = re.match(r"^([A-Za-z0-9_.-]+)==([^ ;\\]+)", line)
+        if match:
+            name = match.group(1).lower().replace("_", "-")
+            pins[name] = (match.group(2), 0)
+        elif "--hash=sha256:" in line and name:
+            pins[name] = (pins[name][0], pins[name][1] + 1)
+    return pins
 
 
 def test_hadolint_finds_nothing() -> None:
@@ -51,40 +76,80 @@ def test_hadolint_finds_nothing() -> None:
     assert result.returncode == 0, result.stderr
 
 
-def test_multi_stage_on_a_pinned_slim_python(parsed: DockerfileParser) -> None:
-    stages = _stages(parsed)
-    assert len(stages) == 2
-    assert stages[0][0]["value"].endswith(" AS builder")
-    for image in parsed.parent_images:
-        name, _, tag = image.partition(":")
-        assert name == "python", image
-        # Pinned to a patch release, never a moving tag like 3.11-slim or latest.
-        assert tag.startswith("3.11.") and tag.count(".") >= 2 and "slim" in tag, image
+def test_every_stage_starts_from_the_base_pinned_by_digest(parsed: DockerfileParser) -> None:
+    (base_arg,) = [
+        i["value"]
+        for i in parsed.structure
+        if i["instruction"] == "ARG" and i["value"].startswith("BASE_IMAGE=")
+    ]
+    default = base_arg.partition("=")[2]
+    assert re.fullmatch(
+        r"docker\.io/library/python:3\.11\.\d+-slim-bookworm@sha256:[0-9a-f]{64}", default
+    ), default
+    froms = [i["value"] for i in parsed.structure if i["instruction"] == "FROM"]
+    assert all(value.startswith("${BASE_IMAGE} AS ") for value in froms), froms
+    assert list(_stages(parsed))[-1] == "webhook"  # the default target
 
 
-def test_final_stage_copies_the_venv_only_and_runs_non_root(parsed: DockerfileParser) -> None:
-    final = _stages(parsed)[-1]
+@pytest.mark.parametrize("target", FINAL_STAGES)
+def test_final_stages_copy_their_venv_only_and_run_non_root(
+    parsed: DockerfileParser, target: str
+) -> None:
+    final = _stages(parsed)[target]
     instructions = [item["instruction"] for item in final]
-    assert "RUN" not in instructions  # nothing is installed or built in the runtime stage
+    assert "RUN" not in instructions  # nothing is installed or built in a runtime stage
     copies = [item["value"] for item in final if item["instruction"] in ("COPY", "ADD")]
-    assert copies == ["--from=builder /opt/sidecred /opt/sidecred"]
+    assert copies == [f"--from={FINAL_STAGES[target]} /opt/sidecred /opt/sidecred"]
     (user,) = [item["value"] for item in final if item["instruction"] == "USER"]
-    uid, _, gid = user.partition(":")
-    assert uid == str(IMAGE_UID) and gid in ("", str(IMAGE_UID))
+    assert user == f"{IMAGE_UID}:{IMAGE_UID}"
     assert instructions.index("USER") > instructions.index("COPY")
     (entrypoint,) = [item["value"] for item in final if item["instruction"] == "ENTRYPOINT"]
     assert json.loads(entrypoint) == ["sidecred"]
-    assert parsed.envs["PATH"].startswith("/opt/sidecred/bin:")
+    env = " ".join(item["value"] for item in final if item["instruction"] == "ENV")
+    assert "PATH=/opt/sidecred/bin:$PATH" in env and "PYTHONDONTWRITEBYTECODE=1" in env
+    labels = " ".join(item["value"] for item in final if item["instruction"] == "LABEL")
+    for label in OCI_LABELS:
+        assert f"org.opencontainers.image.{label}=" in labels, label
+
+
+def test_installs_come_from_hash_locks_only(parsed: DockerfileParser) -> None:
+    stages = _stages(parsed)
+    locks = {"wheel": "requirements/build.txt", "webhook-venv": "/tmp/requirements.txt",
+             "sidecar-venv": "/tmp/requirements.txt"}  # fmt: skip
+    for stage, lock in locks.items():
+        runs = " ".join(item["value"] for item in stages[stage] if item["instruction"] == "RUN")
+        assert "--require-hashes --only-binary :all: " in runs and f"-r {lock}" in runs, stage
+        assert "[test]" not in runs and "[demo]" not in runs and "-e " not in runs
+    copies = {
+        stage: [i["value"] for i in stages[stage] if i["instruction"] == "COPY"]
+        for stage in FINAL_STAGES.values()
+    }
+    assert "requirements/image.txt /tmp/requirements.txt" in copies["webhook-venv"]
+    assert "requirements/sidecar-image.txt /tmp/requirements.txt" in copies["sidecar-venv"]
+    sidecar_runs = " ".join(i["value"] for i in stages["sidecar-venv"] if i["instruction"] == "RUN")
+    assert 'rm -r "${site:?}/webhook" "${site:?}/certs" "${site:?}/dev"' in sidecar_runs
+
+
+def test_locks_pin_every_dependency_of_pyproject_with_hashes() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    image, sidecar = _pins(LOCKS / "image.txt"), _pins(LOCKS / "sidecar-image.txt")
+    build = _pins(LOCKS / "build.txt")
+    for lock in (image, sidecar, build):
+        assert lock and all(hashes for _, hashes in lock.values()), lock
+    for requirement in map(Requirement, project["project"]["dependencies"]):
+        name = requirement.name.lower()
+        assert name in image, f"{name} is not in requirements/image.txt: run scripts/lock"
+        assert requirement.specifier.contains(image[name][0]), (name, image[name])
+    assert Requirement(project["build-system"]["requires"][0]).specifier.contains(
+        build["setuptools"][0]
+    )
+    # The sidecar image: botocore at the webhook image's version, none of the webhook's dependencies.
+    assert sidecar["botocore"] == image["botocore"]
+    assert not NOT_IN_SIDECAR & set(sidecar), sidecar
 
 
 def test_no_healthcheck_kubernetes_probes_do_that(parsed: DockerfileParser) -> None:
     assert all(item["instruction"] != "HEALTHCHECK" for item in parsed.structure)
-
-
-def test_builder_installs_the_wheel_without_test_extras(parsed: DockerfileParser) -> None:
-    (run,) = [item["value"] for item in _stages(parsed)[0] if item["instruction"] == "RUN"]
-    assert "pip wheel" in run and "python -m venv /opt/sidecred" in run
-    assert "[test]" not in run and "[demo]" not in run and "-e " not in run
 
 
 def _ignored(path: str, patterns: list[str]) -> bool:
@@ -111,15 +176,19 @@ def test_build_context_holds_every_package_and_nothing_else_needed() -> None:
         for package in setuptools["packages"]
     }
     copied = {
-        item["value"].split()[0].rstrip("/")
+        source.rstrip("/")
         for item in DockerfileParser(str(DOCKERFILE)).structure
         if item["instruction"] == "COPY" and not item["value"].startswith("--from")
+        for source in item["value"].split()[:-1]
     }
-    assert copied == {"pyproject.toml", *folders}
+    locks = {"requirements", "requirements/image.txt", "requirements/sidecar-image.txt"}
+    metadata_files = {"pyproject.toml", "README.md", "LICENSE", *locks}
+    # deploy/examples: the target of the sidecred/dev/examples symlink (the demo's package data).
+    assert copied == {*metadata_files, *folders, "deploy/examples"}
     for source in copied:
         assert (ROOT / source).exists(), source
         assert not _ignored(source, patterns), source
-        assert not _ignored(f"{source}/__init__.py", patterns) or source == "pyproject.toml"
+        assert not _ignored(f"{source}/__init__.py", patterns) or source not in folders
     for excluded in (".git", "tests/deploy/test_dockerfile.py", "bench", "deploy/sidecred.yaml"):
         assert _ignored(excluded, patterns), excluded
     assert _ignored("webhook/__pycache__", patterns)

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,7 +43,9 @@ def test_denied_pod_prints_the_one_message(tmp_path: Path) -> None:
         '"shop": iam.amazonaws.com/permitted="arn:aws:iam::111122223333:role/shop-.*"'
     )
     assert result.stdout.count(message) == 1
-    assert "decision: denied" in result.stdout
+    assert result.stdout.startswith(
+        "Pod/web- in shop: denied by mutation (code 403, not-permitted): "
+    )
     assert "Traceback" not in result.stdout + result.stderr
 
 
@@ -51,8 +54,8 @@ def test_allowed_pod_prints_patch_and_patched_pod(tmp_path: Path) -> None:
     result = run_check("--pod", str(pod_file), "--namespace", str(ns_file), *BASE)
     assert result.returncode == 0, result.stdout + result.stderr
     head, _, body = result.stdout.partition("\n---\n")
-    assert "decision: allowed (injected)" in head
-    assert "add /spec/initContainers/2 (sidecred)" in head
+    assert head.startswith("Pod/cart-5f7b8c9d4- in shop: allowed (injected)\n")
+    assert "  patch: add /spec/initContainers/2 (sidecred)" in head
     patched = yaml.safe_load(body)
     assert [c["name"] for c in patched["spec"]["initContainers"]] == [
         "istio-init",
@@ -117,3 +120,162 @@ def test_no_namespace_file_fails_closed(tmp_path: Path) -> None:
     assert "no --namespace file was given" in result.stdout
     result = run_check("--pod", str(pod_file), *BASE, "--namespace-policy", "off")
     assert result.returncode == 0, result.stdout
+
+
+EXAMPLES = ROOT / "deploy" / "examples"
+POLICY = {"iam.amazonaws.com/allowed-roles": '["shop-*"]'}
+
+
+def workload(kind: str, name: str, role: str) -> dict:
+    """A `kind` object in namespace shop whose pod template carries `role`."""
+    template = {
+        "metadata": {"labels": {"app": name}, "annotations": {"iam.amazonaws.com/role": role}},
+        "spec": {"containers": [{"name": "app", "image": "app:1"}]},
+    }
+    meta = {"name": name, "namespace": "shop"}
+    if kind == "Pod":
+        return {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {**meta, **template["metadata"]},
+            "spec": template["spec"],
+        }
+    spec: dict = {"template": template}
+    if kind == "CronJob":
+        spec = {"schedule": "@hourly", "jobTemplate": {"spec": {"template": template}}}
+    return {"apiVersion": "apps/v1", "kind": kind, "metadata": meta, "spec": spec}
+
+
+def test_readme_step_four_file_is_checked(tmp_path: Path) -> None:
+    result = run_check(
+        "-f",
+        str(EXAMPLES / "pod-shop-reader.yaml"),
+        "--namespace",
+        str(EXAMPLES / "namespace-shop.yaml"),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    head, _, body = result.stdout.partition("\n---\n")
+    # One decision line; the ServiceAccount in the same file is not a pod and is skipped.
+    assert [line for line in head.splitlines() if not line.startswith("  ")] == [
+        "Deployment/shop-reader in shop: allowed (injected)"
+    ]
+    assert yaml.safe_load(body)["metadata"]["generateName"] == "shop-reader-"
+
+
+def test_every_workload_kind_gets_one_decision_line_and_any_denial_exits_1(
+    tmp_path: Path,
+) -> None:
+    kinds = ["Pod", "Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob"]
+    documents = [
+        {
+            "kind": "Namespace",
+            "apiVersion": "v1",
+            "metadata": {"name": "shop", "annotations": POLICY},
+        }
+    ]
+    documents += [workload(kind, kind.lower(), "shop-web") for kind in kinds]
+    documents.append(workload("Deployment", "admin", "admin"))
+    path = tmp_path / "all.yaml"
+    path.write_text(yaml.safe_dump_all(documents))
+    result = run_check("-f", str(path), "--quiet", *BASE)
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[:-1] == [f"{kind}/{kind.lower()} in shop: allowed (injected)" for kind in kinds]
+    assert lines[-1].startswith(
+        "Deployment/admin in shop: denied by mutation (code 403, not-permitted): "
+    )
+    assert 'role "arn:aws:iam::111122223333:role/admin" is not permitted' in lines[-1]
+    assert "Traceback" not in result.stderr
+
+
+def test_a_list_read_from_stdin_is_checked(tmp_path: Path) -> None:
+    items = [workload("Job", "nightly", "shop-batch"), workload("Pod", "web", "shop-web")]
+    listing = yaml.safe_dump({"apiVersion": "v1", "kind": "List", "items": items})
+    namespace = tmp_path / "ns.yaml"
+    namespace.write_text(yaml.safe_dump({"metadata": {"name": "shop", "annotations": POLICY}}))
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sidecred.cli",
+            "check",
+            "-f",
+            "-",
+            "--namespace",
+            str(namespace),
+            *BASE,
+        ],
+        input=listing,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    head, _, body = result.stdout.partition("\n---\n")
+    assert "Job/nightly in shop: allowed (injected)" in head
+    assert "Pod/web in shop: allowed (injected)" in head
+    patched = list(yaml.safe_load_all("---\n" + body))
+    assert [
+        pod["metadata"].get("generateName", pod["metadata"].get("name")) for pod in patched
+    ] == ["nightly-", "web"]
+
+
+def test_a_pod_outside_the_given_namespaces_is_denied_naming_them(tmp_path: Path) -> None:
+    pod = workload("Pod", "web", "shop-web")
+    pod["metadata"]["namespace"] = "other"
+    (tmp_path / "pod.yaml").write_text(yaml.safe_dump(pod))
+    result = run_check(
+        "-f",
+        str(tmp_path / "pod.yaml"),
+        "--namespace",
+        str(EXAMPLES / "namespace-shop.yaml"),
+        *BASE,
+    )
+    assert result.returncode == 1
+    assert "no Namespace 'other' in the given files" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("content", "error"),
+    [
+        ("apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: x}\n", "no Pod or workload"),
+        ("- just\n- a list\n", "not a YAML object"),
+        ("kind: Deployment\nmetadata: {name: d}\nspec: {}\n", "Deployment in"),
+    ],
+)
+def test_files_without_a_checkable_pod_are_usage_errors(
+    tmp_path: Path, content: str, error: str
+) -> None:
+    (tmp_path / "x.yaml").write_text(content)
+    result = run_check("-f", str(tmp_path / "x.yaml"), *BASE)
+    assert result.returncode == 2, result.stdout
+    assert error in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
+    # Far more output than a pipe buffers, so the writer meets the closed pipe.
+    source = (EXAMPLES / "pod-shop-reader.yaml").read_text()
+    (tmp_path / "many.yaml").write_text("\n---\n".join([source] * 200))
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "sidecred.cli",
+            "check",
+            "-f",
+            str(tmp_path / "many.yaml"),
+            "--namespace",
+            str(EXAMPLES / "namespace-shop.yaml"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    first = process.stdout.readline()
+    process.stdout.close()  # what `| head -1` does after its line
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=60) == 0
+    assert first == b"Deployment/shop-reader in shop: allowed (injected)\n"
+    assert stderr == ""

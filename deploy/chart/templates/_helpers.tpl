@@ -15,19 +15,188 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end -}}
 
-{{- define "sidecred.selectorLabels" -}}
-app.kubernetes.io/name: {{ .Chart.Name }}
-app.kubernetes.io/instance: {{ .Release.Name }}
-app.kubernetes.io/component: webhook
+{{/* Selector labels of a component. Arguments: dict "root" $ "component" "webhook". */}}
+{{- define "sidecred.componentSelector" -}}
+app.kubernetes.io/name: {{ .root.Chart.Name }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 
+{{- define "sidecred.selectorLabels" -}}
+{{- include "sidecred.componentSelector" (dict "root" . "component" "webhook") -}}
+{{- end -}}
+
+{{/* An image reference: repository@digest, else repository:tag (tag defaults to appVersion).
+Arguments: dict "image" .Values.image "root" $. */}}
+{{- define "sidecred.imageRef" -}}
+{{- if .image.digest -}}
+{{- printf "%s@%s" .image.repository .image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" .image.repository (default .root.Chart.AppVersion .image.tag) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The webhook's (and broker's) image. */}}
 {{- define "sidecred.image" -}}
-{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- include "sidecred.imageRef" (dict "image" .Values.image "root" .) -}}
 {{- end -}}
 
 {{/* The image injected as the sidecar. */}}
 {{- define "sidecred.sidecarImage" -}}
-{{- default (include "sidecred.image" .) .Values.sidecarImage -}}
+{{- include "sidecred.imageRef" (dict "image" .Values.sidecar.image "root" .) -}}
+{{- end -}}
+
+{{- define "sidecred.brokerName" -}}
+{{- printf "%s-broker" (include "sidecred.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Where the webhook and the broker read the broker's CA (the sidecars get its PEM). */}}
+{{- define "sidecred.brokerCaDir" -}}/etc/sidecred/broker-ca{{- end -}}
+
+{{/* The Secret holding the broker's serving certificate (tls.crt, tls.key, ca.crt). */}}
+{{- define "sidecred.brokerTlsSecret" -}}
+{{- if .Values.tls.certManager.enabled -}}
+{{- printf "%s-tls" (include "sidecred.brokerName" .) -}}
+{{- else -}}
+{{- required "broker.tls.existingSecret is required when credentialSource is broker and tls.certManager.enabled is false (see deploy/README.md)" .Values.broker.tls.existingSecret -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+Every setting the webhook uses to build the sidecar, as SIDECRED_* env. One
+ConfigMap holds them for the webhook and the broker, so both build the same
+canonical sidecar.
+*/}}
+{{- define "sidecred.settings" -}}
+{{- with .Values.baseRoleArn }}
+SIDECRED_BASE_ROLE_ARN: {{ . | quote }}
+{{- end }}
+SIDECRED_ANNOTATION_KEY: {{ .Values.annotationKey | quote }}
+SIDECRED_NAMESPACE_POLICY: {{ .Values.namespacePolicy | quote }}
+SIDECRED_CREDENTIAL_SOURCE: {{ .Values.credentialSource | quote }}
+SIDECRED_SIDECAR_IMAGE: {{ include "sidecred.sidecarImage" . | quote }}
+SIDECRED_SIDECAR_MODE: {{ .Values.sidecar.mode | quote }}
+SIDECRED_TOKEN_MODE: {{ .Values.sidecar.tokenMode | quote }}
+{{- with .Values.region }}
+SIDECRED_REGION: {{ . | quote }}
+{{- end }}
+SIDECRED_SESSION_DURATION: {{ .Values.sessionDuration | quote }}
+SIDECRED_TOKEN_AUDIENCE: {{ .Values.tokenAudience | quote }}
+SIDECRED_BROKER_AUDIENCE: {{ .Values.brokerAudience | quote }}
+SIDECRED_SIDECAR_PORT: {{ .Values.sidecar.port | quote }}
+SIDECRED_HEALTH_PORT: {{ .Values.sidecar.healthPort | quote }}
+SIDECRED_DRAIN_SECONDS: {{ .Values.sidecar.drainSeconds | quote }}
+SIDECRED_TOKEN_EXPIRATION: {{ .Values.sidecar.tokenExpiration | quote }}
+SIDECRED_SIDECAR_CPU_REQUEST: {{ .Values.sidecar.resources.requests.cpu | quote }}
+SIDECRED_SIDECAR_MEMORY_REQUEST: {{ .Values.sidecar.resources.requests.memory | quote }}
+SIDECRED_SIDECAR_CPU_LIMIT: {{ .Values.sidecar.resources.limits.cpu | quote }}
+SIDECRED_SIDECAR_MEMORY_LIMIT: {{ .Values.sidecar.resources.limits.memory | quote }}
+{{- if eq .Values.credentialSource "broker" }}
+SIDECRED_BROKER_URL: {{ printf "https://%s.%s.svc:443" (include "sidecred.brokerName" .) .Release.Namespace | quote }}
+SIDECRED_BROKER_CA_FILE: {{ printf "%s/ca.crt" (include "sidecred.brokerCaDir" .) | quote }}
+{{- end }}
+{{- end -}}
+
+{{/*
+The pod-level scheduling and security fields both Deployments share.
+Arguments: dict "root" $ "values" .Values(.broker) "component" "webhook".
+*/}}
+{{- define "sidecred.podScheduling" -}}
+{{- $values := .values -}}
+{{- with .root.Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $values.priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
+securityContext:
+  runAsNonRoot: true
+  runAsUser: 65532
+  runAsGroup: 65532
+  fsGroup: 65532
+  seccompProfile:
+    type: RuntimeDefault
+affinity:
+  {{- if $values.affinity }}
+  {{- toYaml $values.affinity | nindent 2 }}
+  {{- else }}
+  # Preferred, not required: a one-node cluster still runs every replica.
+  podAntiAffinity:
+    preferredDuringSchedulingIgnoredDuringExecution:
+      - weight: 100
+        podAffinityTerm:
+          topologyKey: kubernetes.io/hostname
+          labelSelector:
+            matchLabels:
+              {{- include "sidecred.componentSelector" (dict "root" .root "component" .component) | nindent 14 }}
+  {{- end }}
+{{- with $values.topologySpreadConstraints }}
+topologySpreadConstraints:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{/* The container security context of every sidecred container (Pod Security "restricted"). */}}
+{{- define "sidecred.containerSecurity" -}}
+runAsNonRoot: true
+runAsUser: 65532
+runAsGroup: 65532
+readOnlyRootFilesystem: true
+allowPrivilegeEscalation: false
+capabilities:
+  drop: ["ALL"]
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{/* HTTPS readiness and liveness probes on the port named https. */}}
+{{- define "sidecred.probes" -}}
+readinessProbe:
+  httpGet:
+    path: /readyz
+    port: https
+    scheme: HTTPS
+  periodSeconds: 5
+  failureThreshold: 3
+livenessProbe:
+  httpGet:
+    path: /healthz
+    port: https
+    scheme: HTTPS
+  initialDelaySeconds: 5
+  periodSeconds: 10
+  failureThreshold: 3
+{{- end -}}
+
+{{/* A PodDisruptionBudget, only when it cannot block a node drain (2+ replicas).
+Arguments: dict "root" $ "values" .Values(.broker) "name" NAME "component" "webhook". */}}
+{{- define "sidecred.pdb" -}}
+{{- if ge (int .values.replicas) 2 }}
+# failurePolicy is Fail: keep a replica up through voluntary disruptions. With
+# one replica a budget would block every drain, so none is rendered.
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata:
+  name: {{ .name }}
+  namespace: {{ .root.Release.Namespace }}
+  labels:
+    {{- include "sidecred.labels" .root | nindent 4 }}
+    app.kubernetes.io/component: {{ .component }}
+spec:
+  maxUnavailable: {{ .values.podDisruptionBudget.maxUnavailable }}
+  selector:
+    matchLabels:
+      {{- include "sidecred.componentSelector" (dict "root" .root "component" .component) | nindent 6 }}
+{{- end }}
 {{- end -}}
 
 {{/* The Secret holding the serving certificate (tls.crt, tls.key). */}}
@@ -137,8 +306,7 @@ Arguments: dict "obj" "object" "root" $. */}}
 {{/* Repositories that hold the sidecar (the injected image and the webhook's,
 which carries the same entry point), lowercased, without tag or digest. */}}
 {{- define "sidecred.imageRepositories" -}}
-{{- $sidecar := regexReplaceAll "(@.*$)|(:[^/:]*$)" (include "sidecred.sidecarImage" .) "" -}}
-{{- $repos := list (lower .Values.image.repository) (lower $sidecar) | uniq -}}
+{{- $repos := list (lower .Values.image.repository) (lower .Values.sidecar.image.repository) | uniq -}}
 ['{{ join "', '" $repos }}']
 {{- end -}}
 
