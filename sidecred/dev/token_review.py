@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from sidecred.dev.kube_stub import KubeApiStub, StubRequest, StubResponse, json_response
+from sidecred.dev.local_pod import PodIdentity
 
 TOKENREVIEWS_PATH = r"/apis/authentication\.k8s\.io/v1/tokenreviews"
 ISSUER = "https://kubernetes.default.svc.cluster.local"
@@ -96,6 +97,20 @@ class TokenAuthority:
         meta = pod["metadata"]
         account = (pod.get("spec") or {}).get("serviceAccountName") or "default"
         return self.issue(meta["namespace"], account, meta["name"], meta["uid"], **kwargs)
+
+    def local_pod_token(
+        self, identity: PodIdentity, audience: str, expiration: int, now: float
+    ) -> str:
+        """A token for `sidecred.dev.local_pod.LocalPod(token_issuer=...)` (expiry from this clock)."""
+        del now  # the authority's own clock sets iat and exp
+        return self.issue(
+            identity.namespace,
+            identity.service_account,
+            identity.name,
+            identity.uid,
+            audiences=[audience],
+            expires_in=expiration,
+        )
 
     @staticmethod
     def _sa_uid(namespace: str, account: str) -> str:
