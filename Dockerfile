@@ -73,36 +73,29 @@ RUN python3 -m venv /opt/sidecred \
     && rm -r "${site:?}/webhook" "${site:?}/certs" "${site:?}/dev" "${site:?}/broker" \
     && /opt/sidecred/bin/python -c 'import sidecred.sidecar.main, botocore.session'
 
-FROM ${BASE_IMAGE} AS sidecar
+# --- what both images share: labels, env, the non-root user, the entry point --------------
+FROM ${BASE_IMAGE} AS runtime
 ARG VERSION=0.1.0
 ARG REVISION=unknown
-LABEL org.opencontainers.image.title="sidecred-sidecar" \
-      org.opencontainers.image.description="sidecred's credential sidecar: per-pod AWS IAM credentials on the pod's loopback" \
-      org.opencontainers.image.licenses="Apache-2.0" \
+LABEL org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.source="https://github.com/sidecred/sidecred" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${REVISION}"
 ENV PATH=/opt/sidecred/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
-COPY --from=sidecar-venv /opt/sidecred /opt/sidecred
 USER 65532:65532
 ENTRYPOINT ["sidecred"]
+
+# The venv is root-owned and read-only to the user: nothing in the image writes to it.
+FROM runtime AS sidecar
+LABEL org.opencontainers.image.title="sidecred-sidecar" \
+      org.opencontainers.image.description="sidecred's credential sidecar: per-pod AWS IAM credentials on the pod's loopback"
+COPY --from=sidecar-venv /opt/sidecred /opt/sidecred
 CMD ["sidecar"]
 
-FROM ${BASE_IMAGE} AS webhook
-ARG VERSION=0.1.0
-ARG REVISION=unknown
+FROM runtime AS webhook
 LABEL org.opencontainers.image.title="sidecred" \
-      org.opencontainers.image.description="Per-pod AWS IAM credentials for Kubernetes: admission webhook and credential broker" \
-      org.opencontainers.image.licenses="Apache-2.0" \
-      org.opencontainers.image.source="https://github.com/sidecred/sidecred" \
-      org.opencontainers.image.version="${VERSION}" \
-      org.opencontainers.image.revision="${REVISION}"
-ENV PATH=/opt/sidecred/bin:$PATH \
-    PYTHONDONTWRITEBYTECODE=1 \
-    PYTHONUNBUFFERED=1
+      org.opencontainers.image.description="Per-pod AWS IAM credentials for Kubernetes: admission webhook and credential broker"
 COPY --from=webhook-venv /opt/sidecred /opt/sidecred
-USER 65532:65532
-ENTRYPOINT ["sidecred"]
 CMD ["--help"]

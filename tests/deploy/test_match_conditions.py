@@ -340,3 +340,50 @@ def test_a_custom_sidecar_image_is_matched_by_repository() -> None:
         cat.BARE_POD, containers=[{"name": "x", "image": "registry.corp/platform/credproxy-ui:1"}]
     )
     assert configuration_outcome(config, cat.pod_request(other)) == SKIPPED
+
+
+def _review_fixture(group: str, kind: str, resource: str, sub: str, **fields: Any) -> dict:
+    """A fixture in the format for non-pod reviews: AdmissionRequest fields under `request:`."""
+    return {
+        "request": {
+            "kind": {"group": group, "version": "v1", "kind": kind},
+            "resource": {"group": "", "version": "v1", "resource": resource},
+            "subResource": sub,
+            "namespace": "shop",
+            **fields,
+        }
+    }
+
+
+def test_fixtures_for_non_pod_reviews_are_built_from_their_request_fields() -> None:
+    """The fixture format for TokenRequest and exec reviews gives the request the API
+    server would send, and the chart sends it to the webhook."""
+    token = request_of(
+        _review_fixture(
+            "authentication.k8s.io",
+            "TokenRequest",
+            "serviceaccounts",
+            "token",
+            operation="CREATE",
+            name="default",
+            object={"spec": {"audiences": ["sidecred"]}},
+            userInfo={"username": "alice", "groups": ["system:authenticated"]},
+        )
+    )
+    assert token["requestSubResource"] == "token" and token["requestKind"]["kind"] == "TokenRequest"
+    assert token["oldObject"] is None and token["name"] == "default"
+    exec_ = request_of(
+        _review_fixture(
+            "",
+            "PodExecOptions",
+            "pods",
+            "exec",
+            operation="CONNECT",
+            name="web-0",
+            object={"kind": "PodExecOptions", "container": "sidecred"},
+        )
+    )
+    config = _config("defaults", VALIDATING)
+    assert configuration_outcome(config, token) == CALLED
+    assert configuration_outcome(config, exec_) == CALLED
+    assert configuration_outcome(_config("defaults", MUTATING), exec_) == NOT_SENT
