@@ -40,8 +40,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench import support
 from sidecred.sidecar import log
 from sidecred.sidecar.cache import CredentialCache
-from sidecred.sidecar.refresh import DEFAULT_POLICY, RefreshPolicy
-from sidecred.sidecar.sources import Credentials
+from sidecred.sidecar.credentials import Credentials
+from sidecred.sidecar.refresh_loop import refresh_once
+from sidecred.sidecar.schedule import DEFAULT_POLICY, RefreshPolicy
 
 WINDOW_S = 10
 WINDOWS_S = (10, 60, 600)  # the target's window, and larger ones where 2x is not below chance
@@ -68,7 +69,7 @@ class SimulatedSts:
     session_name: str = "shop.bench"
     calls: list[float] = field(default_factory=list)
 
-    def fetch(self) -> Credentials:
+    async def fetch(self) -> Credentials:
         now = self.clock()
         self.calls.append((now - EPOCH).total_seconds())
         return Credentials(
@@ -106,7 +107,7 @@ async def simulate(pods: int, hours: float, schedule: Schedule, seed: int) -> li
     sources = [SimulatedSts(clock) for _ in range(pods)]
     caches = [
         CredentialCache(
-            src,
+            src.role_arn,
             clock=clock,
             rng=ConstantRandom(1.0) if schedule.lockstep else random.Random(seed * 100_003 + i),
             policy=schedule.policy,
@@ -119,7 +120,7 @@ async def simulate(pods: int, hours: float, schedule: Schedule, seed: int) -> li
     while due:
         when, i = heapq.heappop(due)
         clock.now = when
-        if not await caches[i].refresh_once():
+        if not await refresh_once(caches[i], sources[i]):
             raise RuntimeError("the simulated STS never fails")
         next_at = caches[i].next_refresh
         if next_at is not None and next_at < horizon:

@@ -48,9 +48,10 @@ from bench import support
 from sidecred.sidecar import log
 from sidecred.sidecar.cache import CredentialCache
 from sidecred.sidecar.config import credentials_uri
+from sidecred.sidecar.credentials import Credentials
 from sidecred.sidecar.endpoint import CredentialEndpoint
+from sidecred.sidecar.refresh_loop import refresh_once
 from sidecred.sidecar.server import HttpServer, Request, Response
-from sidecred.sidecar.sources import Credentials
 
 CLIENTS_DIR = Path(__file__).with_name("sdk_clients")
 COMPAT = support.REPO / ".venv-compat"
@@ -75,7 +76,7 @@ class SimulatedSts:
     session_name: str = "shop.bench"
     calls: int = 0
 
-    def fetch(self) -> Credentials:
+    async def fetch(self) -> Credentials:
         self.calls += 1
         return Credentials(
             access_key_id=f"ASIABENCH{self.calls:011d}",
@@ -203,7 +204,7 @@ async def simulate_day(
     start = datetime.fromtimestamp(round(time.time()), UTC)
     clock = SimClock(start)
     sts = SimulatedSts(clock, session_seconds)
-    cache = CredentialCache(sts, clock=clock, rng=random.Random(args.seed))
+    cache = CredentialCache(sts.role_arn, clock=clock, rng=random.Random(args.seed))
     token = secrets.token_urlsafe(32)
     roster = clients(moto_url)
     servers, endpoints, procs = [], [], []
@@ -215,7 +216,7 @@ async def simulate_day(
         endpoints.append(endpoint)
     results = [ClientResult(c.name) for c in roster]
     try:
-        await cache.refresh_once()  # the sidecar is ready before the app starts
+        await refresh_once(cache, sts)  # the sidecar is ready before the app starts
         for client, server in zip(roster, servers, strict=True):
             if client.kind == "long":
                 env = client_env(work, credentials_uri(server.port), token, start.timestamp())
@@ -236,7 +237,7 @@ async def simulate_day(
             # The sidecar's background refreshes fall due between the app's calls.
             while cache.next_refresh is not None and cache.next_refresh <= t:
                 clock.now = cache.next_refresh
-                await cache.refresh_once()
+                await refresh_once(cache, sts)
             clock.now = t
             elapsed = (t - start).total_seconds()
             for i, (client, proc) in enumerate(zip(roster, procs, strict=True)):

@@ -10,7 +10,6 @@ import json
 import os
 import platform
 import re
-import secrets
 import shutil
 import statistics
 import subprocess
@@ -126,6 +125,78 @@ def poll(condition: Callable[[], bool], timeout: float, what: str, interval: flo
         time.sleep(interval)
 
 
+def memory_mib(pid: int) -> dict[str, float]:
+    """`Rss` and `Anonymous` (unshared, per-pod memory) of `pid` in MiB, from smaps_rollup."""
+    found: dict[str, float] = {}
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
+        name, _, value = line.partition(":")
+        if name in ("Rss", "Anonymous"):
+            found[name] = int(value.split()[0]) / 1024
+    return found
+
+
+def children(pid: int) -> list[int]:
+    """The direct children of `pid` (e.g. a sidecar's `sidecred fetch`)."""
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(p) for p in text.split()]
+
+
+def installed_python(work: Path, rev: str | None = None) -> Path:
+    """A Python with sidecred installed from a wheel (of the checkout, or of git `rev`).
+
+    The checkout's editable install loads its own finder (pathlib, urllib,
+    ipaddress...) into every process; a pod runs a regular install, so memory
+    is measured on one. Dependencies come from this venv's site-packages,
+    added as a plain path (its .pth files are not run).
+    """
+    source = REPO
+    if rev is not None:
+        source = work / "source"
+        source.mkdir()
+        archive = subprocess.run(
+            ["git", "-C", str(REPO), "archive", rev], capture_output=True, check=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(source)], input=archive, check=True)
+    wheels = work / "wheels"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "-w",
+            str(wheels),
+            str(source),
+        ],
+        check=True,
+        cwd=work,
+    )
+    venv = work / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    site = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    (wheel,) = wheels.glob("*.whl")
+    subprocess.run(["unzip", "-q", str(wheel), "-d", site], check=True)
+    deps = subprocess.run(
+        [sys.executable, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    Path(site, "sidecred-bench-deps.pth").write_text(deps + "\n")
+    return python
+
+
 def rss_kib(pid: int) -> int:
     """Resident set size of `pid` in KiB (VmRSS)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -197,43 +268,41 @@ class Sidecar:
         stop_process(self.process)
 
 
-def sidecar_env(workdir: Path, sts_url: str, *, session_duration: int = 3600) -> dict[str, str]:
-    """The env the webhook writes for a web-identity sidecar in token mode env."""
-    sa_token = workdir / "sa-token"
-    sa_token.write_text("eyJhbGciOiJSUzI1NiJ9.bench-projected-token.signature")
-    return {
+def sidecar_env(workdir: Path, sts_url: str) -> dict[str, str]:
+    """The env the webhook writes for a web-identity sidecar in token mode env, resolved.
+
+    From the webhook's own patch and the local pod runner (volumes under
+    `workdir`), plus the surroundings: PATH, the checkout and the STS emulator.
+    """
+    from sidecred.webhook.config import WebhookConfig
+    from tests.support.injected_sidecar import sidecar_env as injected_env
+
+    config = WebhookConfig(
+        token_mode="env", region=MOTO_REGION, sidecar_port=free_port(), health_port=free_port()
+    )
+    environment = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(workdir),
         "PYTHONPATH": str(REPO),
-        contract.ENV_ROLE_ARN: ROLE_ARN,
-        contract.ENV_CREDENTIAL_SOURCE: "web-identity",
-        contract.ENV_SESSION_DURATION: str(session_duration),
-        contract.ENV_REGION: MOTO_REGION,
-        contract.ENV_PORT: str(free_port()),
-        contract.ENV_HEALTH_PORT: str(free_port()),
-        contract.ENV_TOKEN_MODE: "env",
-        contract.ENV_AUTH_TOKEN: secrets.token_urlsafe(32),
-        contract.ENV_WEB_IDENTITY_TOKEN_FILE: str(sa_token),
-        contract.ENV_SIDECAR_MODE: "native",
-        contract.ENV_POD_NAME: "bench-5c9d7f-abcde",
-        contract.ENV_POD_NAMESPACE: "shop",
-        contract.ENV_POD_UID: "0b1e2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d",
-        contract.ENV_SERVICE_ACCOUNT: "bench",
         "AWS_ENDPOINT_URL_STS": sts_url,
         "AWS_EC2_METADATA_DISABLED": "true",
         "AWS_CONFIG_FILE": str(workdir / "no-aws-config"),
         "AWS_SHARED_CREDENTIALS_FILE": str(workdir / "no-aws-credentials"),
     }
+    return injected_env(workdir / "pod", ROLE_ARN, config, environment)
 
 
-def start_sidecar(env: dict[str, str], workdir: Path, cpu: str | None = None) -> Sidecar:
-    cmd = [sys.executable, "-m", "sidecred.cli", "sidecar"]
+def start_sidecar(
+    env: dict[str, str], workdir: Path, cpu: str | None = None, python: Path | None = None
+) -> Sidecar:
+    cmd = [str(python or sys.executable), "-m", "sidecred.cli", "sidecar"]
     log = open(workdir / "sidecar.log", "ab")
     try:
         process = subprocess.Popen(
             pinned(cmd, cpu) if cpu else cmd,
             env=env,
-            cwd=REPO,
+            # An installed Python must not pick up the checkout from its cwd.
+            cwd=REPO if python is None else workdir,
             stdout=log,
             stderr=subprocess.STDOUT,
         )

@@ -1,121 +1,62 @@
-"""The refreshing credential cache: decide (pure schedule), then act (STS in a thread).
+"""The credentials the sidecar serves, and why it has none: state and pure decisions.
 
 The request path only reads `CredentialCache.lookup`, a couple of attribute
-reads on pre-serialised bytes; it never waits on STS. One background task
-fetches, schedules the next refresh and retries failures with backoff.
+reads on pre-serialised bytes. The refresh loop (`refresh_loop.py`) is the
+only writer: it stores what the source returned, or the failure.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
 import random
-import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
 
-from sidecred.sidecar import log
-from sidecred.sidecar.refresh import (
+from sidecred.sidecar.credentials import Credentials, SourceError
+from sidecred.sidecar.schedule import (
     DEFAULT_POLICY,
     RefreshPolicy,
     is_expired,
     next_refresh_at,
     retry_delay,
 )
-from sidecred.sidecar.sources import Credentials, CredentialSource, StsError
-
-T = TypeVar("T")
-
-# Wake at least this often while waiting, so a wall-clock jump (suspend,
-# NTP step) is noticed instead of sleeping past the refresh time.
-_MAX_WAIT_SECONDS = 60.0
+from sidecred.sidecar.wire import credentials_body, error_body, format_expiration
 
 
-def format_expiration(moment: datetime) -> str:
-    """RFC 3339 in UTC with a `Z` suffix (JS v3 and Rust reject offsets)."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def credentials_body(creds: Credentials) -> bytes:
-    """The /v1/credentials 200 body, serialised once per refresh."""
-    return json.dumps(
-        {
-            "AccessKeyId": creds.access_key_id,
-            "SecretAccessKey": creds.secret_access_key,
-            "Token": creds.session_token,
-            "Expiration": format_expiration(creds.expiration),
-            "AccountId": creds.account_id,
-            "RoleArn": creds.role_arn,
-        },
-        separators=(",", ":"),
-    ).encode()
-
-
-def error_body(code: str, message: str) -> bytes:
-    """A JSON error both SDK families parse: JS v3 reads Code/Message, Go and Java code/message."""
-    return json.dumps({"Code": code, "Message": message, "code": code, "message": message}).encode()
-
-
-@dataclass(frozen=True)
 class Held:
     """Credentials currently served, with their pre-serialised body."""
 
-    expiration: datetime
-    issued_at: datetime
-    body: bytes
+    __slots__ = ("body", "expiration", "issued_at")
+
+    def __init__(self, expiration: datetime, issued_at: datetime, body: bytes) -> None:
+        self.expiration = expiration
+        self.issued_at = issued_at
+        self.body = body
 
 
-async def run_in_daemon_thread(fn: Callable[[], T]) -> T:
-    """Run a blocking call in a daemon thread and await its result.
-
-    Like asyncio.to_thread, except that an STS call in flight never delays
-    process exit: the default executor's threads are joined at shutdown.
-    """
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[T] = loop.create_future()
-
-    def deliver(setter: Callable[[Any], None], value: Any) -> None:
-        if not future.done():
-            setter(value)
-
-    def work() -> None:
-        try:
-            result = fn()
-        except BaseException as exc:
-            outcome: tuple[Callable[[Any], None], Any] = (future.set_exception, exc)
-        else:
-            outcome = (future.set_result, result)
-        try:
-            loop.call_soon_threadsafe(deliver, *outcome)
-        except RuntimeError:
-            pass  # the loop has closed: the process is exiting
-
-    threading.Thread(target=work, name="sidecred-sts", daemon=True).start()
-    return await future
+def utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 class CredentialCache:
     def __init__(
         self,
-        source: CredentialSource,
+        role_arn: str,
         *,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Callable[[], datetime] = utc_now,
         rng: random.Random | None = None,
         policy: RefreshPolicy = DEFAULT_POLICY,
     ) -> None:
-        self.source = source
+        self.role_arn = role_arn
         self.clock = clock
         # Jitter only spreads load; it needs no cryptographic strength.
         self.rng = rng if rng is not None else random.Random()  # noqa: S311
         self.policy = policy
         self.held: Held | None = None
-        self.last_error: StsError | None = None
+        self.last_error: SourceError | None = None
         self.next_refresh: datetime | None = None
         self.failures_in_row = 0
         self.retry_delay_seconds = 0.0  # the last backoff chosen, for the log
-        self.sts_calls = 0
+        self.sts_calls = 0  # calls to the source (STS through `sidecred fetch`, or the broker)
         self.sts_failures = 0
 
     # --- read side (request path) -------------------------------------------
@@ -130,17 +71,25 @@ class CredentialCache:
     def unavailable_reason(self, now: datetime) -> tuple[str, str]:
         held, err = self.held, self.last_error
         if held is not None and is_expired(held.expiration, now):
-            expired = f"credentials for {self.source.role_arn} expired at {format_expiration(held.expiration)}"
+            expired = (
+                f"credentials for {self.role_arn} expired at {format_expiration(held.expiration)}"
+            )
             if err is not None:
                 return err.code, f"{expired}; last STS error: {err.message}"
             return "ExpiredToken", expired
         if err is not None:
             return err.code, err.message
-        return "CredentialsNotReady", f"credentials for {self.source.role_arn} are being fetched"
+        return "CredentialsNotReady", f"credentials for {self.role_arn} are being fetched"
 
     def ready(self, now: datetime) -> bool:
+        """Valid credentials are held and the source's last answer was not a refusal."""
         held = self.held
-        return held is not None and not is_expired(held.expiration, now)
+        return held is not None and not is_expired(held.expiration, now) and not self.refused()
+
+    def refused(self) -> bool:
+        """The source's last answer was a refusal (STS AccessDenied, the broker's 403)."""
+        err = self.last_error
+        return err is not None and err.refused
 
     # --- write side (background) ---------------------------------------------
     def store(self, creds: Credentials, issued_at: datetime) -> datetime:
@@ -156,7 +105,7 @@ class CredentialCache:
         )
         return self.next_refresh
 
-    def record_failure(self, error: StsError) -> datetime:
+    def record_failure(self, error: SourceError) -> datetime:
         """Keep serving what is held; return when to retry (capped, jittered backoff)."""
         self.last_error = error
         self.sts_failures += 1
@@ -165,49 +114,3 @@ class CredentialCache:
         self.failures_in_row += 1
         self.next_refresh = self.clock() + timedelta(seconds=delay)
         return self.next_refresh
-
-    async def refresh_once(self) -> bool:
-        """One STS call; True on success. Never raises for STS failures."""
-        issued_at = self.clock()
-        self.sts_calls += 1
-        try:
-            creds = await run_in_daemon_thread(self.source.fetch)
-        except StsError as exc:
-            retry_at = self.record_failure(exc)
-            held = self.held
-            log.error(
-                "sts_failed",
-                role_arn=self.source.role_arn,
-                session_name=self.source.session_name,
-                code=exc.code,
-                error=exc.message,
-                attempt=self.failures_in_row,
-                retry_in=round(self.retry_delay_seconds, 3),
-                retry_at=format_expiration(retry_at),
-                serving_until=format_expiration(held.expiration) if held else None,
-            )
-            return False
-        next_at = self.store(creds, issued_at)
-        log.info(
-            "credentials_refreshed",
-            role_arn=creds.role_arn,
-            session_name=self.source.session_name,
-            account_id=creds.account_id,
-            expiration=format_expiration(creds.expiration),
-            next_refresh=format_expiration(next_at),
-        )
-        return True
-
-    async def run(self, stop: asyncio.Event) -> None:
-        """Fetch now, then refresh on schedule until `stop` is set."""
-        while not stop.is_set():
-            due = self.next_refresh
-            now = self.clock()
-            if due is None or now >= due:
-                await self.refresh_once()
-                continue
-            wait = min((due - now).total_seconds(), _MAX_WAIT_SECONDS)
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=max(wait, 0.0))
-            except TimeoutError:
-                pass

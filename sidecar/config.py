@@ -8,12 +8,12 @@ uses and the sidecar has no hidden defaults of its own.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 # --- env names (the contract) ------------------------------------------------
 ENV_ROLE_ARN = "SIDECRED_ROLE_ARN"
-ENV_CREDENTIAL_SOURCE = "SIDECRED_CREDENTIAL_SOURCE"  # web-identity | assume-role
+ENV_CREDENTIAL_SOURCE = "SIDECRED_CREDENTIAL_SOURCE"  # web-identity | broker | assume-role
 ENV_SESSION_DURATION = "SIDECRED_SESSION_DURATION"  # seconds
 ENV_EXTERNAL_ID = "SIDECRED_EXTERNAL_ID"  # optional, assume-role only
 ENV_SESSION_NAME = "SIDECRED_SESSION_NAME"  # optional override of <ns>.<pod>
@@ -37,7 +37,13 @@ ENV_BROKER_TOKEN_FILE = (
     "SIDECRED_BROKER_TOKEN_FILE"  # broker only: projected token, broker audience
 )
 
+# The sources the webhook offers. assume-role takes base credentials from the
+# pod's surroundings (the node's instance metadata): unsafe for multi-tenant
+# clusters, and gated by the webhook.
 CREDENTIAL_SOURCES = ("web-identity", "assume-role")
+# The sources the sidecar runs: also `broker`, which joins CREDENTIAL_SOURCES
+# once the webhook builds broker-mode sidecars.
+SIDECAR_SOURCES = ("web-identity", "broker", "assume-role")
 TOKEN_MODES = ("file", "env")
 SIDECAR_MODES = ("native", "container")
 
@@ -79,6 +85,9 @@ class SidecarConfig:
     region: str | None = None
     drain_seconds: float = 0.0
     retry_cap_seconds: float = DEFAULT_RETRY_CAP_SECONDS
+    broker_url: str | None = None
+    broker_ca: str | None = None  # PEM text
+    broker_token_file: str | None = None
 
 
 def credentials_uri(port: int) -> str:
@@ -119,6 +128,67 @@ def _port(env: Mapping[str, str], name: str, problems: list[str]) -> int:
     return port
 
 
+def _token_settings(
+    env: Mapping[str, str], token_mode: str, problems: list[str]
+) -> tuple[str | None, str | None]:
+    """(token file, auth token): the one the token mode needs must be set."""
+    token_file = env.get(ENV_TOKEN_FILE) or None
+    auth_token = env.get(ENV_AUTH_TOKEN) or None
+    if token_mode == "file" and not token_file:
+        problems.append(f"{ENV_TOKEN_FILE} is not set (required in token mode file)")
+    if token_mode == "env" and not auth_token:
+        problems.append(f"{ENV_AUTH_TOKEN} is not set (required in token mode env)")
+    return token_file, auth_token
+
+
+def _session_duration(env: Mapping[str, str], problems: list[str]) -> int:
+    raw = _required(env, ENV_SESSION_DURATION, problems)
+    if not raw:
+        return 0
+    try:
+        duration = int(raw)
+    except ValueError:
+        problems.append(f"{ENV_SESSION_DURATION}={raw!r} is not a whole number of seconds")
+        return 0
+    if not 900 <= duration <= MAX_SESSION_DURATION:
+        problems.append(
+            f"{ENV_SESSION_DURATION}={duration} is outside 900-{MAX_SESSION_DURATION} seconds"
+        )
+    return duration
+
+
+def _seconds(
+    env: Mapping[str, str],
+    name: str,
+    default: float,
+    valid: Callable[[float], bool],
+    expected: str,
+    problems: list[str],
+) -> float:
+    """An optional number of seconds; `valid` also rejects nan (every comparison is False)."""
+    raw = env.get(name, "") or str(default)
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not valid(value):
+        problems.append(f"{name}={raw!r} is not {expected}")
+        return default
+    return value
+
+
+def _broker_settings(env: Mapping[str, str], problems: list[str]) -> dict[str, str]:
+    """The broker source's three settings, each required."""
+    url = _required(env, ENV_BROKER_URL, problems)
+    if url and not url.startswith("https://"):
+        problems.append(f"{ENV_BROKER_URL}={url!r} is not an https:// URL")
+    ca = _required(env, ENV_BROKER_CA, problems)
+    if ca and "-----BEGIN CERTIFICATE-----" not in ca:
+        problems.append(f"{ENV_BROKER_CA} holds no PEM certificate")
+    token_file = _required(env, ENV_BROKER_TOKEN_FILE, problems)
+    return {"broker_url": url, "broker_ca": ca, "broker_token_file": token_file}
+
+
 def load_config(env: Mapping[str, str] | None = None) -> SidecarConfig:
     """Read and validate the sidecar's settings; raise ConfigError listing every problem."""
     env = os.environ if env is None else env
@@ -127,7 +197,7 @@ def load_config(env: Mapping[str, str] | None = None) -> SidecarConfig:
     role_arn = _required(env, ENV_ROLE_ARN, problems)
     if role_arn and not role_arn.startswith("arn:"):
         problems.append(f"{ENV_ROLE_ARN}={role_arn!r} is not an ARN")
-    source = _choice(env, ENV_CREDENTIAL_SOURCE, CREDENTIAL_SOURCES, problems)
+    source = _choice(env, ENV_CREDENTIAL_SOURCE, SIDECAR_SOURCES, problems)
     token_mode = _choice(env, ENV_TOKEN_MODE, TOKEN_MODES, problems)
     sidecar_mode = _choice(env, ENV_SIDECAR_MODE, SIDECAR_MODES, problems)
     port = _port(env, ENV_PORT, problems)
@@ -135,32 +205,14 @@ def load_config(env: Mapping[str, str] | None = None) -> SidecarConfig:
     if port and port == health_port:
         problems.append(f"{ENV_PORT} and {ENV_HEALTH_PORT} are both {port}; they must differ")
 
-    raw_duration = _required(env, ENV_SESSION_DURATION, problems)
-    duration = 0
-    if raw_duration:
-        try:
-            duration = int(raw_duration)
-        except ValueError:
-            problems.append(
-                f"{ENV_SESSION_DURATION}={raw_duration!r} is not a whole number of seconds"
-            )
-        else:
-            if not 900 <= duration <= MAX_SESSION_DURATION:
-                problems.append(
-                    f"{ENV_SESSION_DURATION}={duration} is outside 900-{MAX_SESSION_DURATION} seconds"
-                )
+    duration = _session_duration(env, problems)
 
     pod_name = _required(env, ENV_POD_NAME, problems)
     pod_namespace = _required(env, ENV_POD_NAMESPACE, problems)
     pod_uid = _required(env, ENV_POD_UID, problems)
     service_account = _required(env, ENV_SERVICE_ACCOUNT, problems)
 
-    token_file = env.get(ENV_TOKEN_FILE) or None
-    auth_token = env.get(ENV_AUTH_TOKEN) or None
-    if token_mode == "file" and not token_file:
-        problems.append(f"{ENV_TOKEN_FILE} is not set (required in token mode file)")
-    if token_mode == "env" and not auth_token:
-        problems.append(f"{ENV_AUTH_TOKEN} is not set (required in token mode env)")
+    token_file, auth_token = _token_settings(env, token_mode, problems)
 
     web_identity_token_file = env.get(ENV_WEB_IDENTITY_TOKEN_FILE) or None
     if source == "web-identity" and not web_identity_token_file:
@@ -168,25 +220,24 @@ def load_config(env: Mapping[str, str] | None = None) -> SidecarConfig:
             f"{ENV_WEB_IDENTITY_TOKEN_FILE} is not set (required for source web-identity)"
         )
 
-    raw_drain = env.get(ENV_DRAIN_SECONDS, "0") or "0"
-    drain = 0.0
-    try:
-        drain = float(raw_drain)
-        if not 0 <= drain < float("inf"):
-            raise ValueError
-    except ValueError:
-        problems.append(f"{ENV_DRAIN_SECONDS}={raw_drain!r} is not a non-negative number")
+    broker = _broker_settings(env, problems) if source == "broker" else {}
 
-    raw_cap = env.get(ENV_RETRY_CAP_SECONDS, "") or str(DEFAULT_RETRY_CAP_SECONDS)
-    retry_cap = DEFAULT_RETRY_CAP_SECONDS
-    try:
-        retry_cap = float(raw_cap)
-        if not 0 < retry_cap <= 3600:  # also rejects nan
-            raise ValueError
-    except ValueError:
-        problems.append(
-            f"{ENV_RETRY_CAP_SECONDS}={raw_cap!r} is not a number of seconds in (0, 3600]"
-        )
+    drain = _seconds(
+        env,
+        ENV_DRAIN_SECONDS,
+        0.0,
+        lambda v: 0 <= v < float("inf"),
+        "a non-negative number",
+        problems,
+    )
+    retry_cap = _seconds(
+        env,
+        ENV_RETRY_CAP_SECONDS,
+        DEFAULT_RETRY_CAP_SECONDS,
+        lambda v: 0 < v <= 3600,
+        "a number of seconds in (0, 3600]",
+        problems,
+    )
 
     if problems:
         raise ConfigError("sidecred sidecar: invalid configuration: " + "; ".join(problems))
@@ -211,4 +262,21 @@ def load_config(env: Mapping[str, str] | None = None) -> SidecarConfig:
         region=env.get(ENV_REGION) or None,
         drain_seconds=drain,
         retry_cap_seconds=retry_cap,
+        **broker,
     )
+
+
+def parse_int_in_range(name: str, value: str, low: int, high: int, *, unit: str = "") -> int:
+    """`value` as a whole number of ASCII digits in [low, high]; ValueError naming `name` if not.
+
+    `int()` alone also takes other scripts' digits ("١٢") and surrounding space; a
+    setting such as "²" passes `str.isdigit()` and then crashes `int()`.
+    """
+    text = value.strip()
+    suffix = f" {unit}" if unit else ""
+    if not (text.isascii() and text.lstrip("+-").isdigit() and len(text) <= 20):
+        raise ValueError(f"{name}={value[:40]!r} is not a whole number{suffix}")
+    number = int(text)
+    if not low <= number <= high:
+        raise ValueError(f"{name}={number} is outside {low}-{high}{suffix}")
+    return number

@@ -12,9 +12,10 @@ from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from sidecred.sidecar.cache import CredentialCache, error_body, format_expiration
+from sidecred.sidecar.cache import CredentialCache
 from sidecred.sidecar.config import CREDENTIALS_PATH
 from sidecred.sidecar.server import Request, Response
+from sidecred.sidecar.wire import error_body, format_expiration
 
 
 def _json_error(status: int, code: str, message: str) -> Response:
@@ -107,13 +108,15 @@ class HealthEndpoint:
     def readyz(self) -> Response:
         now = self.clock()
         held = self.cache.held
-        if self.cache.ready(now) and held is not None:
-            text = f"ready: credentials for {self.cache.source.role_arn} valid until {format_expiration(held.expiration)}\n"
+        valid_until = f"valid until {format_expiration(held.expiration)}" if held else ""
+        if self.cache.ready(now):
+            text = f"ready: credentials for {self.cache.role_arn} {valid_until}\n"
             return Response(200, text.encode(), "text/plain; charset=utf-8")
         code, message = self.cache.unavailable_reason(now)
-        return Response(
-            503, f"not ready: {code}: {message}\n".encode(), "text/plain; charset=utf-8"
-        )
+        text = f"not ready: {code}: {message}"
+        if self.cache.refused() and self.cache.lookup(now)[0] == 200:
+            text += f" (still serving the credentials held, {valid_until})"
+        return Response(503, (text + "\n").encode(), "text/plain; charset=utf-8")
 
     def metrics(self) -> str:
         """Counters in the Prometheus text format, written by hand to keep the sidecar lean."""

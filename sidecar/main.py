@@ -2,24 +2,30 @@
 
 Only the standard library and the config contract are imported at module
 level, so `--wait-ready` (the container-mode postStart hook) starts fast; the
-server's modules, botocore among them, are imported when the server runs.
+server's modules are imported when the server runs. botocore never is: it
+lives in `sidecred fetch`, a child process at each refresh.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
-import urllib.error
-import urllib.request
+from typing import TYPE_CHECKING
 
 from sidecred.sidecar.config import ENV_HEALTH_PORT, ConfigError, SidecarConfig, load_config
+
+if TYPE_CHECKING:
+    import argparse
 
 EXIT_CONFIG = 2
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
+    # Imported only when there are arguments: the server itself takes none,
+    # and argparse would cost every pod's sidecar about half a megabyte.
+    import argparse
+
     parser = argparse.ArgumentParser(
         prog="sidecred sidecar",
         description="Serve this pod's AWS credentials on 127.0.0.1 (all settings from SIDECRED_* env).",
@@ -36,6 +42,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def _fetch_readyz(url: str) -> tuple[int, str]:
+    # Imported here: urllib pulls in http.client and email, which the server never needs.
+    import urllib.error
+    import urllib.request
+
     try:
         with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 (fixed loopback http URL)
             return resp.status, resp.read().decode("utf-8", "replace")
@@ -70,9 +80,10 @@ def wait_ready(timeout: float, env: dict[str, str] | None = None) -> int:
 
 
 def main(argv: list[str]) -> int:
-    args = parse_args(argv)
-    if args.wait_ready:
-        return wait_ready(args.timeout)
+    if argv:
+        args = parse_args(argv)
+        if args.wait_ready:
+            return wait_ready(args.timeout)
     from sidecred.sidecar import log
 
     try:

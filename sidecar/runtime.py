@@ -13,9 +13,11 @@ from sidecred.sidecar import log
 from sidecred.sidecar.cache import CredentialCache
 from sidecred.sidecar.config import LOOPBACK_HOST, SidecarConfig
 from sidecred.sidecar.endpoint import CredentialEndpoint, HealthEndpoint
-from sidecred.sidecar.refresh import DEFAULT_POLICY
+from sidecred.sidecar.fetch_process import FetchProcess
+from sidecred.sidecar.refresh_loop import run_refresh_loop
+from sidecred.sidecar.schedule import DEFAULT_POLICY
 from sidecred.sidecar.server import HttpServer
-from sidecred.sidecar.sources import build_source
+from sidecred.sidecar.session_name import build_session_name
 from sidecred.sidecar.token_file import generate_token, write_token_file
 
 # The kubelet probes the pod IP, which may be IPv4, IPv6 or either (dual-stack
@@ -56,9 +58,10 @@ async def serve(config: SidecarConfig) -> int:
     except OSError as exc:
         log.error("token_file_failed", path=config.token_file, error=str(exc))
         return 1
-    source = build_source(config)
+    session_name = build_session_name(config.pod_namespace, config.pod_name, config.session_name)
+    source = FetchProcess(config.role_arn, session_name)
     policy = replace(DEFAULT_POLICY, backoff_cap_seconds=config.retry_cap_seconds)
-    cache = CredentialCache(source, policy=policy)
+    cache = CredentialCache(config.role_arn, policy=policy)
     credentials = CredentialEndpoint(cache, token)
     health = HealthEndpoint(cache, credentials)
     cred_server = HttpServer(credentials, LOOPBACK_HOST, config.port)
@@ -96,10 +99,18 @@ async def serve(config: SidecarConfig) -> int:
         token_file=config.token_file,
         sidecar_mode=config.sidecar_mode,
     )
-    refresher = asyncio.create_task(cache.run(stop_refresh))
-    # Everything imported and built so far (botocore's models above all) lives
-    # as long as the process: keep it out of the cyclic collector's full passes,
-    # which would otherwise stall the credential hot path now and then.
+    if config.credential_source == "assume-role":
+        log.warning(
+            "unsafe_credential_source",
+            source="assume-role",
+            reason="base credentials come from the pod's surroundings (the node's instance "
+            "metadata), which every container on the node can reach: unsafe for "
+            "multi-tenant clusters; use web-identity or broker",
+        )
+    refresher = asyncio.create_task(run_refresh_loop(cache, source, stop_refresh))
+    # Everything imported and built so far lives as long as the process: keep
+    # it out of the cyclic collector's full passes, which would otherwise
+    # stall the credential hot path now and then.
     gc.freeze()
     await terminate.wait()
 

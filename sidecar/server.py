@@ -11,13 +11,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import json
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http import HTTPStatus
 
 from sidecred.sidecar import log
+
+# The reason phrases of every status these listeners send (http.HTTPStatus's
+# enum would cost each pod's sidecar more memory than this whole table).
+REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    408: "Request Timeout",
+    413: "Request Entity Too Large",
+    431: "Request Header Fields Too Large",
+    503: "Service Unavailable",
+    505: "HTTP Version Not Supported",
+}
 
 
 @dataclass(frozen=True)
@@ -124,10 +140,7 @@ def wants_keep_alive(request: Request) -> bool:
 
 
 def render_response(response: Response, *, keep_alive: bool, head_only: bool = False) -> bytes:
-    try:
-        reason = HTTPStatus(response.status).phrase
-    except ValueError:
-        reason = "Unknown"
+    reason = REASONS.get(response.status, "Unknown")
     lines = [
         f"HTTP/1.1 {response.status} {reason}",
         f"Content-Type: {response.content_type}",
@@ -142,7 +155,7 @@ def render_response(response: Response, *, keep_alive: bool, head_only: bool = F
 
 
 def _error_response(status: int, message: str) -> Response:
-    code = HTTPStatus(status).phrase.replace(" ", "")
+    code = REASONS.get(status, "Unknown").replace(" ", "")
     body = {"Code": code, "Message": message, "code": code, "message": message}
     return Response(status, json.dumps(body).encode())
 
@@ -162,14 +175,16 @@ class HttpServer:
         self.host = host
         self.requested_port = port
         self.limits = limits or Limits()
-        self.active = 0
+        self.slots = ConnectionSlots(self.limits.max_connections, self.limits.evictable_after)
         self._server: asyncio.Server | None = None
-        self._connections: set[_Connection] = set()
-        # Connections waiting for a request head -> since when (loop time), oldest first.
-        self._waiting: dict[_Connection, float] = {}
         # Rendered answers by (response, keep_alive, head_only): the credentials
         # body changes once per refresh, so the same few bytes are sent again and again.
         self._rendered: dict[tuple[Response, bool, bool], bytes] = {}
+
+    @property
+    def active(self) -> int:
+        """Connections holding a slot."""
+        return self.slots.active
 
     @property
     def port(self) -> int:
@@ -190,8 +205,7 @@ class HttpServer:
         if self._server is None:
             return
         self._server.close()
-        for connection in list(self._connections):
-            connection.transport.close()
+        self.slots.close_all()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._server.wait_closed(), timeout=2)
 
@@ -205,12 +219,57 @@ class HttpServer:
             self._rendered[key] = data
         return data
 
+
+class ConnectionSlots:
+    """The listener's connection slots: who holds one, and who is waiting for a request head.
+
+    At the cap, the connection that has waited longest for a head (idle, or
+    trickling one in) is evicted once it has waited `evictable_after` seconds,
+    so slow or idle clients can't lock out one that sends its request at once.
+    """
+
+    def __init__(self, limit: int, evictable_after: float) -> None:
+        self.limit = limit
+        self.evictable_after = evictable_after
+        self._holders: set[_Connection] = set()
+        # Holders waiting for a request head -> since when (loop time), oldest first.
+        self._waiting: dict[_Connection, float] = {}
+
+    @property
+    def active(self) -> int:
+        return len(self._holders)
+
+    def admit(self, connection: _Connection, now: float) -> bool:
+        """Give `connection` a slot (evicting if need be); False when none can be had."""
+        if len(self._holders) >= self.limit and not self._evict_longest_waiting(now):
+            return False
+        self._holders.add(connection)
+        self._waiting[connection] = now
+        return True
+
+    def waiting(self, connection: _Connection, now: float) -> None:
+        """`connection` answered a request and now waits for the next head."""
+        if connection in self._holders:
+            self._waiting.pop(connection, None)
+            self._waiting[connection] = now  # to the end: the newest waiter
+
+    def busy(self, connection: _Connection) -> None:
+        """`connection` has a whole head (or is closing): no longer evictable."""
+        self._waiting.pop(connection, None)
+
+    def release(self, connection: _Connection) -> None:
+        self._holders.discard(connection)
+        self._waiting.pop(connection, None)
+
+    def close_all(self) -> None:
+        for connection in list(self._holders):
+            connection.transport.close()
+
     def _evict_longest_waiting(self, now: float) -> bool:
-        """Close the connection that has waited longest for a head, if it is evictable."""
         for connection, since in self._waiting.items():
-            if now - since < self.limits.evictable_after:
+            if now - since < self.evictable_after:
                 return False
-            connection.evict()
+            connection.evict()  # releases its slot; the loop ends here
             return True
         return False
 
@@ -238,31 +297,36 @@ def _find_head_end(buf: bytearray) -> tuple[int, int]:
     return -1, -1
 
 
+class Phase(enum.Enum):
+    """Where a connection is, which decides what its deadline means when it passes."""
+
+    FIRST_HEAD = "first-head"  # no head yet: header timeout from the accept
+    IDLE = "idle"  # kept alive between requests: idle timeout
+    HEAD = "head"  # part of a later head arrived: header timeout from its first byte
+    BODY = "body"  # draining a small body: header timeout
+    WRITE_BLOCKED = "write-blocked"  # the client isn't reading its answers: write timeout
+    CLOSING = "closing"  # what was written is being sent: write timeout, then abort
+
+
 class _Connection(asyncio.Protocol):
     """One client connection: parse heads from a buffer, answer, and keep its deadlines.
 
     One timer per connection (`loop.call_at`), re-armed lazily: `deadline` may
     move later without touching the timer, which on firing re-arms itself for
     the current deadline; it is re-armed at once only when the deadline moves
-    earlier. What a passed deadline means depends on the state: a fresh
-    connection's first head (header timeout from the accept), a kept-alive
-    connection idle (idle timeout) or part-way through a head (header timeout
-    from its first byte), a body being drained, or a write the client won't read.
+    earlier. What a passed deadline means depends on the `phase`.
     """
 
     def __init__(self, server: HttpServer) -> None:
         self.server = server
+        self.slots = server.slots
         self.limits = server.limits
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.buffer = bytearray()
-        self.fresh = True  # no head completed yet: the header timeout runs from the accept
-        self.head_started = False  # bytes of a later head have arrived
-        self.pending: Request | None = None  # a request whose small body is being drained
+        self.phase = Phase.FIRST_HEAD
+        self.pending: Request | None = None  # the request whose small body is being drained
         self.to_drain = 0
-        self.write_paused = False
-        self.closing = False
-        self.counted = False  # holds one of the server's connection slots
         self.deadline = 0.0
         self.timer: asyncio.TimerHandle | None = None
         self.timer_at = 0.0
@@ -270,126 +334,120 @@ class _Connection(asyncio.Protocol):
     # --- asyncio.Protocol ---------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        server = self.server
         now = self.loop.time()
-        if server.active >= self.limits.max_connections and not server._evict_longest_waiting(now):
+        if not self.slots.admit(self, now):
             # Refuse at once rather than queue: a flood must not hold the slots.
-            self.closing = True
+            self.phase = Phase.CLOSING
             self.transport.write(_TOO_MANY)
             self.transport.close()
             return
-        server.active += 1
-        self.counted = True
-        server._connections.add(self)
-        server._waiting[self] = now
         self._set_deadline(now + self.limits.header_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.closing = True
-        self._release()
+        self.phase = Phase.CLOSING
+        self.slots.release(self)
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
 
     def data_received(self, data: bytes) -> None:
-        if self.closing:
+        if self.phase is Phase.CLOSING:
             return
         self.buffer += data
-        if self.write_paused:
-            return  # answered once the client reads what it has been sent
-        try:
-            self._process()
-        except Exception as exc:  # a handler bug must not kill the listener
-            log.error("http_connection_failed", error=type(exc).__name__)
-            self._close()
+        if self.phase is not Phase.WRITE_BLOCKED:  # else answered once the client reads
+            self._process_safely()
 
     def eof_received(self) -> bool:
         # A client that half-closes has sent all it will: what is complete has
         # been answered; an unfinished head gets no answer. Close once written.
-        self.closing = True
-        self.server._waiting.pop(self, None)
+        self.phase = Phase.CLOSING
+        self.slots.busy(self)
         self._set_deadline(self.loop.time() + self.limits.write_timeout)
         return False
 
     def pause_writing(self) -> None:
         # The client isn't reading its answers: stop reading its requests, and
         # give it the write timeout to catch up.
-        self.write_paused = True
+        if self.phase is Phase.CLOSING:
+            return
+        self.phase = Phase.WRITE_BLOCKED
         self.transport.pause_reading()
         self._set_deadline(self.loop.time() + self.limits.write_timeout)
 
     def resume_writing(self) -> None:
-        self.write_paused = False
-        if self.closing:
+        if self.phase is not Phase.WRITE_BLOCKED:
             return
+        self.phase = Phase.IDLE  # writes block only right after an answer
         self.transport.resume_reading()
         self._set_deadline(self.loop.time() + self.limits.header_timeout)
+        self._process_safely()
+
+    # --- requests -------------------------------------------------------------
+    def _process_safely(self) -> None:
         try:
             self._process()
-        except Exception as exc:
+        except Exception as exc:  # a handler bug must not kill the listener
             log.error("http_connection_failed", error=type(exc).__name__)
             self._close()
 
-    # --- requests -------------------------------------------------------------
     def _process(self) -> None:
         """Answer every complete request in the buffer, in order (pipelining)."""
-        buf = self.buffer
-        limits = self.limits
-        while not self.closing and not self.write_paused:
-            if self.to_drain:
-                if len(buf) < self.to_drain:
+        while self.phase not in (Phase.CLOSING, Phase.WRITE_BLOCKED):
+            if self.phase is Phase.BODY:
+                if len(self.buffer) < self.to_drain:
                     return  # the rest of the body is still on its way
-                del buf[: self.to_drain]
-                self.to_drain = 0
-                request, self.pending = self.pending, None
+                del self.buffer[: self.to_drain]
+                request, self.pending, self.to_drain = self.pending, None, 0
                 assert request is not None
                 self._respond(request)
-                continue
-            if not buf:
-                if not self.fresh:
-                    self._set_deadline(self.loop.time() + limits.idle_timeout)
+            elif not self._take_head():
                 return
-            end, rest = _find_head_end(buf)
-            if end < 0:
-                if (
-                    len(buf) > limits.max_header_bytes + 2
-                ):  # no head this long can end within the cap
-                    self._refuse(BadRequest(431, "request header fields too large"))
-                elif not self.fresh and not self.head_started:
-                    self.head_started = True
-                    self._set_deadline(self.loop.time() + limits.header_timeout)
-                return
-            if end > limits.max_header_bytes:
+
+    def _take_head(self) -> bool:
+        """Parse and answer the next head in the buffer; False while none is complete."""
+        buf, limits = self.buffer, self.limits
+        if not buf:
+            if self.phase is Phase.IDLE:
+                self._set_deadline(self.loop.time() + limits.idle_timeout)
+            return False
+        end, rest = _find_head_end(buf)
+        if end < 0:
+            if len(buf) > limits.max_header_bytes + 2:  # no head this long ends within the cap
                 self._refuse(BadRequest(431, "request header fields too large"))
-                return
-            head = bytes(buf[:end])
-            del buf[:rest]
-            self.server._waiting.pop(self, None)
-            self.fresh = False
-            self.head_started = False
-            try:
-                request = parse_head(head)
-                to_drain = body_length(request, limits)
-            except BadRequest as exc:
-                self._refuse(exc)
-                return
-            if to_drain:
-                if len(buf) < to_drain:
-                    self.pending = request
-                    self.to_drain = to_drain
-                    self._set_deadline(self.loop.time() + limits.header_timeout)
-                    return
-                del buf[:to_drain]
-            self._respond(request)
+            elif self.phase is Phase.IDLE:
+                self.phase = Phase.HEAD
+                self._set_deadline(self.loop.time() + limits.header_timeout)
+            return False
+        if end > limits.max_header_bytes:
+            self._refuse(BadRequest(431, "request header fields too large"))
+            return False
+        head = bytes(buf[:end])
+        del buf[:rest]
+        self.slots.busy(self)
+        try:
+            request = parse_head(head)
+            to_drain = body_length(request, limits)
+        except BadRequest as exc:
+            self._refuse(exc)
+            return False
+        if to_drain > len(buf):
+            self.pending, self.to_drain, self.phase = request, to_drain, Phase.BODY
+            self._set_deadline(self.loop.time() + limits.header_timeout)
+            return False
+        del buf[:to_drain]
+        self._respond(request)
+        return True
 
     def _respond(self, request: Request) -> None:
         keep_alive = wants_keep_alive(request)
         response = self.server.handler(request)
+        # Before the write, which may block it (pause_writing) or be the last.
+        self.phase = Phase.IDLE
         self.transport.write(self.server.render(response, keep_alive, request.method == "HEAD"))
         if not keep_alive:
             self._close()
             return
-        self.server._waiting[self] = self.loop.time()
+        self.slots.waiting(self, self.loop.time())
 
     def _refuse(self, exc: BadRequest) -> None:
         self.transport.write(
@@ -400,24 +458,17 @@ class _Connection(asyncio.Protocol):
     # --- closing and deadlines ----------------------------------------------------
     def _close(self) -> None:
         """Close once what was written is sent; abort if it isn't sent within the write timeout."""
-        if self.closing:
+        if self.phase is Phase.CLOSING:
             return
-        self.closing = True
-        self.server._waiting.pop(self, None)
+        self.phase = Phase.CLOSING
+        self.slots.busy(self)
         self.transport.close()
         self._set_deadline(self.loop.time() + self.limits.write_timeout)
 
     def evict(self) -> None:
         """Make room at the connection cap: close now and free the slot at once."""
         self._close()
-        self._release()
-
-    def _release(self) -> None:
-        if self.counted:
-            self.counted = False
-            self.server.active -= 1
-            self.server._connections.discard(self)
-            self.server._waiting.pop(self, None)
+        self.slots.release(self)
 
     def _set_deadline(self, at: float) -> None:
         self.deadline = at
@@ -432,9 +483,10 @@ class _Connection(asyncio.Protocol):
         if self.loop.time() < self.deadline:
             self._set_deadline(self.deadline)  # the deadline moved later since arming
             return
-        if self.closing or self.write_paused:
+        phase = self.phase
+        if phase in (Phase.CLOSING, Phase.WRITE_BLOCKED):
             self.transport.abort()  # the client won't take what it was sent
-        elif self.to_drain or not self.buffer:
+        elif phase is Phase.BODY or not self.buffer:
             self._close()  # idle, or a body that never came: close without an answer
         else:
             self._refuse(BadRequest(408, "request head not received in time"))

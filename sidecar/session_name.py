@@ -14,13 +14,20 @@ _HASH_CHARS = 8
 
 
 def build_session_name(namespace: str, pod_name: str, override: str | None = None) -> str:
-    """`override` or `<namespace>.<pod_name>`, made acceptable to STS.
+    """`<namespace>.<pod_name>`, or `<namespace>.<override>`, made acceptable to STS.
+
+    The namespace always comes first (an override that already starts with it
+    is kept), so no pod takes a session name that passes for another namespace's.
 
     Disallowed characters become `-`. A name over 64 characters is cut and ends
     with `-` plus a short hash of the full original, so two long pod names
     that share a prefix still get distinct session names.
     """
-    raw = override if override else f"{namespace}.{pod_name}"
+    prefix = f"{namespace}."
+    if override:
+        raw = override if override.startswith(prefix) else prefix + override
+    else:
+        raw = prefix + pod_name
     name = _DISALLOWED.sub("-", raw)
     if len(name) > MAX_SESSION_NAME:
         digest = hashlib.sha256(raw.encode()).hexdigest()[:_HASH_CHARS]

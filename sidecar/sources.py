@@ -1,15 +1,14 @@
-"""Credential sources: STS calls through botocore (not boto3, to stay lean).
+"""STS credential sources through botocore (not boto3, to stay lean).
 
-Each source's `fetch()` blocks on the network; the cache runs it in a worker
-thread so the event loop never waits on STS.
+Only `sidecred fetch` imports this module: a short-lived process per refresh,
+so botocore never lives in the serving process. `fetch()` blocks on STS.
 """
 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 import botocore
 import botocore.session
@@ -17,6 +16,8 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from sidecred.sidecar.config import SidecarConfig
+from sidecred.sidecar.credentials import Credentials, SourceError, account_from_arn
+from sidecred.sidecar.projected_token import read_projected_token
 from sidecred.sidecar.session_name import build_session_name
 
 # STS caps sessions reached by role chaining at one hour.
@@ -37,42 +38,6 @@ _CLIENT_CONFIG = Config(
 )
 
 
-class StsError(Exception):
-    """An STS call failed; `code` and `message` are what an operator needs to see."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
-
-
-@dataclass(frozen=True)
-class Credentials:
-    access_key_id: str
-    secret_access_key: str
-    session_token: str
-    expiration: datetime  # timezone-aware, UTC
-    account_id: str
-    role_arn: str
-
-    def __repr__(self) -> str:
-        # Never let a secret reach a log line or traceback through repr().
-        return f"Credentials(role_arn={self.role_arn!r}, expiration={self.expiration.isoformat()})"
-
-
-class CredentialSource(Protocol):
-    role_arn: str
-    session_name: str
-
-    def fetch(self) -> Credentials: ...
-
-
-def account_from_arn(arn: str) -> str:
-    """The account id field of an ARN (`arn:partition:service:region:account:...`)."""
-    parts = arn.split(":", 5)
-    return parts[4] if len(parts) > 4 else ""
-
-
 def chained_duration(requested: int, base_method: str | None) -> int:
     """The DurationSeconds to ask for, clamped when the base credentials are a role session."""
     if base_method in _ROLE_SESSION_METHODS:
@@ -80,7 +45,7 @@ def chained_duration(requested: int, base_method: str | None) -> int:
     return requested
 
 
-def is_role_chaining_refusal(error: StsError) -> bool:
+def is_role_chaining_refusal(error: SourceError) -> bool:
     """STS refused DurationSeconds above the role-chaining limit."""
     return error.code == "ValidationError" and "chaining" in error.message.lower()
 
@@ -95,15 +60,18 @@ def session_tags(config: SidecarConfig) -> list[dict[str, str]]:
     ]
 
 
-def _to_sts_error(exc: Exception) -> StsError:
-    if isinstance(exc, StsError):
+def _to_sts_error(exc: Exception) -> SourceError:
+    if isinstance(exc, SourceError):
         return exc
     if isinstance(exc, ClientError):
         err = exc.response.get("Error", {})
-        return StsError(str(err.get("Code") or "Unknown"), str(err.get("Message") or exc))
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        return SourceError(
+            str(err.get("Code") or "Unknown"), str(err.get("Message") or exc), refused=status == 403
+        )
     if isinstance(exc, BotoCoreError):
-        return StsError(type(exc).__name__, str(exc))
-    return StsError(type(exc).__name__, str(exc) or type(exc).__name__)
+        return SourceError(type(exc).__name__, str(exc))
+    return SourceError(type(exc).__name__, str(exc) or type(exc).__name__)
 
 
 def _credentials_from_response(response: dict[str, Any], role_arn: str) -> Credentials:
@@ -177,22 +145,11 @@ class WebIdentitySource(_StsSource):
         # Unsigned: no base credentials exist anywhere in the pod.
         return _CLIENT_CONFIG.merge(Config(signature_version=botocore.UNSIGNED))
 
-    def read_token(self) -> str:
-        path = self.config.web_identity_token_file or ""
-        try:
-            with open(path, encoding="utf-8") as handle:
-                token = handle.read().strip()
-        except OSError as exc:
-            raise StsError(
-                "WebIdentityTokenUnreadable", f"cannot read {path}: {exc.strerror or exc}"
-            ) from None
-        if not token:
-            raise StsError("WebIdentityTokenUnreadable", f"{path} is empty")
-        return token
-
     def _fetch(self) -> Credentials:
         # Re-read every time: the kubelet rotates the projected token.
-        token = self.read_token()
+        token = read_projected_token(
+            self.config.web_identity_token_file or "", "WebIdentityTokenUnreadable"
+        )
         response = self.client().assume_role_with_web_identity(
             RoleArn=self.role_arn,
             RoleSessionName=self.session_name,
@@ -221,7 +178,9 @@ class AssumeRoleSource(_StsSource):
             "RoleArn": self.role_arn,
             "RoleSessionName": self.session_name,
             "DurationSeconds": duration,
-            "SourceIdentity": self.session_name,
+            # Set once per session and trusted by policies and CloudTrail: always
+            # `<namespace>.<pod>` from the downward API, never an annotation.
+            "SourceIdentity": build_session_name(self.config.pod_namespace, self.config.pod_name),
             "Tags": session_tags(self.config),
         }
         if self.config.external_id:
@@ -241,7 +200,7 @@ class AssumeRoleSource(_StsSource):
             raise
 
 
-def build_source(config: SidecarConfig) -> CredentialSource:
+def build_source(config: SidecarConfig) -> WebIdentitySource | AssumeRoleSource:
     if config.credential_source == "assume-role":
         return AssumeRoleSource(config)
     return WebIdentitySource(config)

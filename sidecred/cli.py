@@ -17,6 +17,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "webhook": ("sidecred.webhook.serve_cli", "run the admission webhook over TLS"),
     "broker": ("sidecred.broker.serve_cli", "run the credential broker over TLS"),
     "sidecar": ("sidecred.sidecar.main", "run the credential server (settings from env)"),
+    "fetch": (
+        "sidecred.sidecar.fetch",
+        "get the pod's credentials once, as credential_process JSON (sidecar env)",
+    ),
     "check": (
         "sidecred.webhook.check_cli",
         "offline: print the admission decision and patched pod",

@@ -12,11 +12,13 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from sidecred.webhook.config import WebhookConfig
 from sidecred.webhook.decide import (
@@ -82,6 +84,97 @@ def error_response(status_code: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status_code)
 
 
+@dataclass
+class Admission:
+    """One admission request at the HTTP edge: read it, look its namespace up, decide, answer."""
+
+    config: WebhookConfig
+    namespaces: NamespaceSource
+    metrics: WebhookMetrics
+    clock: Callable[[], float] = time.perf_counter
+
+    async def look_up_namespace(self, request: dict[str, Any]) -> tuple[dict | None, str]:
+        """The namespace the request needs (or None) and why it could not be read.
+
+        A cache hit is answered on the event loop; only a miss, which may wait on
+        the API server, goes to the thread pool. The decision itself is pure and
+        takes tens of microseconds, less than a thread-pool round trip.
+        """
+        name = namespace_to_lookup(request, self.config)
+        if name is None:
+            return None, ""
+        # A cache that can answer without blocking (webhook.kube.NamespaceCache.cached).
+        cached: Callable[[str], dict | None] | None = getattr(self.namespaces, "cached", None)
+        namespace = cached(name) if cached is not None else None
+        if namespace is not None:
+            self.metrics.record_namespace_lookup(CACHE)
+            return namespace, ""
+        lookup = await run_in_threadpool(self.namespaces.get, name)
+        self.metrics.record_namespace_lookup(lookup.source)
+        return lookup.namespace, lookup.error
+
+    async def read(self, webhook: str, http_request: Request) -> dict[str, Any] | Response:
+        """The AdmissionRequest, or the 4xx answer for a request that is not a usable review."""
+        try:
+            check_content_type(http_request)
+            body = await read_capped_body(http_request, MAX_REVIEW_BYTES)
+            return dict(parse_review(body))
+        except ClientDisconnect:
+            # The client went away, or webhook.limits closed a request that was too slow.
+            self.metrics.bad_requests.labels(webhook, "408").inc()
+            return error_response(408, "the request was not received in time")
+        except ReviewError as exc:
+            self.metrics.bad_requests.labels(webhook, str(exc.status_code)).inc()
+            fields = {"webhook": webhook, "status": exc.status_code, "error": exc.message}
+            log.warning("rejected webhook request", extra={"fields": fields})
+            return error_response(exc.status_code, exc.message)
+        except Exception as exc:  # a parser bug must not become a 500 with a traceback
+            self.metrics.bad_requests.labels(webhook, "400").inc()
+            log.exception("could not read webhook request", extra={"fields": {"webhook": webhook}})
+            return error_response(400, f"could not read the AdmissionReview ({type(exc).__name__})")
+
+    async def decide(self, webhook: str, decide_fn: Decide, request: dict[str, Any]) -> Decision:
+        """The decision; an unexpected failure is a denial (fail closed), logged with its cause."""
+        try:
+            namespace, namespace_error = await self.look_up_namespace(request)
+            return decide_fn(request, namespace, self.config, namespace_error=namespace_error)
+        except Exception:
+            fields = {"webhook": webhook, "uid": request["uid"]}
+            log.exception("admission failed unexpectedly; denying", extra={"fields": fields})
+            return Decision(
+                allowed=False, code=500, message=INTERNAL_ERROR_MESSAGE, reason="internal-error"
+            )
+
+    async def admit(self, webhook: str, decide_fn: Decide, http_request: Request) -> Response:
+        started = self.clock()
+        request = await self.read(webhook, http_request)
+        if isinstance(request, Response):
+            return request
+        decision = await self.decide(webhook, decide_fn, request)
+        elapsed = self.clock() - started
+        operation = str(request.get("operation", ""))
+        self.metrics.record_admission(
+            webhook, operation, decision.allowed, decision.reason, elapsed
+        )
+        fields = {
+            "webhook": webhook,
+            "uid": request["uid"],
+            "operation": operation,
+            "namespace": request.get("namespace", ""),
+            "name": request.get("name", ""),
+            "allowed": decision.allowed,
+            "reason": decision.reason,
+            "detail": decision.message,
+            "warnings": list(decision.warnings),
+            "duration_ms": round(elapsed * 1000, 3),
+        }
+        log.info("admission", extra={"fields": fields})
+        return Response(
+            json.dumps(build_review(request["uid"], decision), separators=(",", ":")).encode(),
+            media_type=JSON_MEDIA_TYPE,
+        )
+
+
 def create_app(
     config: WebhookConfig,
     namespaces: NamespaceSource,
@@ -89,93 +182,17 @@ def create_app(
     *,
     clock: Callable[[], float] = time.perf_counter,
 ) -> FastAPI:
+    """The webhook's routes wired to an Admission."""
     app = FastAPI(title="sidecred webhook", docs_url=None, redoc_url=None, openapi_url=None)
-
-    # A cache that can answer without blocking (webhook.kube.NamespaceCache.cached).
-    cached: Callable[[str], dict | None] | None = getattr(namespaces, "cached", None)
-
-    async def look_up_namespace(request: dict[str, Any]) -> tuple[dict | None, str]:
-        """The namespace the request needs (or None) and why it could not be read.
-
-        A cache hit is answered on the event loop; only a miss, which may wait on
-        the API server, goes to the thread pool. The decision itself is pure and
-        takes tens of microseconds, less than a thread-pool round trip.
-        """
-        name = namespace_to_lookup(request, config)
-        if name is None:
-            return None, ""
-        namespace = cached(name) if cached is not None else None
-        if namespace is not None:
-            metrics.record_namespace_lookup(CACHE)
-            return namespace, ""
-        lookup = await run_in_threadpool(namespaces.get, name)
-        metrics.record_namespace_lookup(lookup.source)
-        return lookup.namespace, lookup.error
-
-    async def admit(webhook: str, decide_fn: Decide, http_request: Request) -> Response:
-        started = clock()
-        try:
-            check_content_type(http_request)
-            body = await read_capped_body(http_request, MAX_REVIEW_BYTES)
-            request = parse_review(body)
-        except ReviewError as exc:
-            metrics.bad_requests.labels(webhook, str(exc.status_code)).inc()
-            log.warning(
-                "rejected webhook request",
-                extra={
-                    "fields": {"webhook": webhook, "status": exc.status_code, "error": exc.message}
-                },
-            )
-            return error_response(exc.status_code, exc.message)
-        except Exception as exc:  # a parser bug must not become a 500 with a traceback
-            metrics.bad_requests.labels(webhook, "400").inc()
-            log.exception("could not read webhook request", extra={"fields": {"webhook": webhook}})
-            return error_response(400, f"could not read the AdmissionReview ({type(exc).__name__})")
-
-        uid = request["uid"]
-        try:
-            namespace, namespace_error = await look_up_namespace(request)
-            decision = decide_fn(request, namespace, config, namespace_error=namespace_error)
-        except Exception:
-            log.exception(
-                "admission failed unexpectedly; denying",
-                extra={"fields": {"webhook": webhook, "uid": uid}},
-            )
-            decision = Decision(
-                allowed=False, code=500, message=INTERNAL_ERROR_MESSAGE, reason="internal-error"
-            )
-        elapsed = clock() - started
-        operation = str(request.get("operation", ""))
-        metrics.record_admission(webhook, operation, decision.allowed, decision.reason, elapsed)
-        log.info(
-            "admission",
-            extra={
-                "fields": {
-                    "webhook": webhook,
-                    "uid": uid,
-                    "operation": operation,
-                    "namespace": request.get("namespace", ""),
-                    "name": request.get("name", ""),
-                    "allowed": decision.allowed,
-                    "reason": decision.reason,
-                    "detail": decision.message,
-                    "warnings": list(decision.warnings),
-                    "duration_ms": round(elapsed * 1000, 3),
-                }
-            },
-        )
-        return Response(
-            json.dumps(build_review(uid, decision), separators=(",", ":")).encode(),
-            media_type=JSON_MEDIA_TYPE,
-        )
+    admission = Admission(config, namespaces, metrics, clock)
 
     # Plain Starlette routes: the handlers read the raw body and return bytes, so
     # FastAPI's parameter analysis and response validation would be pure overhead.
     async def mutate(http_request: Request) -> Response:
-        return await admit("mutate", decide_mutation, http_request)
+        return await admission.admit("mutate", decide_mutation, http_request)
 
     async def validate(http_request: Request) -> Response:
-        return await admit("validate", decide_validation, http_request)
+        return await admission.admit("validate", decide_validation, http_request)
 
     app.add_route("/mutate", mutate, methods=["POST"])
     app.add_route("/validate", validate, methods=["POST"])

@@ -2,8 +2,10 @@
 
 Every option is a flag (`--base-role-arn`) that falls back to an env variable
 (`SIDECRED_BASE_ROLE_ARN`) when the flag is absent, so the Helm chart can pass
-either. `config_from_args` validates everything at start-up and raises
-ValueError naming each bad option, so a misconfigured webhook never starts.
+either. Each option's facts (help, choices, integer range) live once, in its
+dataclass field's metadata. `config_from_args` validates everything at start-up
+and raises ValueError naming each bad option, so a misconfigured webhook never
+starts.
 """
 
 from __future__ import annotations
@@ -12,17 +14,27 @@ import argparse
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from cryptography import x509
 
 from sidecred.sidecar.config import (
-    CREDENTIAL_SOURCES,
     MAX_SESSION_DURATION,
     MIN_SESSION_DURATION,
     SIDECAR_MODES,
     TOKEN_MODES,
+    parse_int_in_range,
 )
+from sidecred.webhook.annotations import ROLE_KEY
 
 NAMESPACE_POLICIES = ("require", "off")
+# assume-role is accepted only with UNSAFE_ASSUME_ROLE_FLAG (SECURITY.md, "Base credentials").
+CREDENTIAL_SOURCES = ("web-identity", "broker", "assume-role")
+UNSAFE_ASSUME_ROLE_FLAG = "--allow-unsafe-assume-role-node-credentials"
+TRUE_WORDS, FALSE_WORDS = ("true", "1", "yes"), ("false", "0", "no", "")
 
 # arn:<partition>:iam::<account>:role/<optional path/> -- the prefix bare role names are appended to.
 BASE_ROLE_ARN_RE = re.compile(
@@ -34,141 +46,191 @@ ANNOTATION_KEY_RE = re.compile(
 )
 # Kubernetes resource quantities such as 10m, 64Mi, 0.5.
 QUANTITY_RE = re.compile(r"[0-9]+(?:\.[0-9]+)?(?:m|k|M|G|Ki|Mi|Gi)?")
+PORTS = (1, 65535)
+
+
+def option(
+    default: Any,
+    help: str,
+    *,
+    choices: tuple[str, ...] | None = None,
+    limits: tuple[int, int] | None = None,
+    cli: bool = True,
+) -> Any:
+    """A WebhookConfig field carrying its flag's help, choices and integer range."""
+    meta = {"help": help, "choices": choices, "limits": limits, "cli": cli}
+    return field(default=default, metadata=meta)
 
 
 @dataclass(frozen=True)
 class WebhookConfig:
     """Every webhook option from DESIGN.md section 2, with the defaults the chart uses."""
 
-    base_role_arn: str | None = None
-    annotation_key: str = "iam.amazonaws.com/role"
-    namespace_policy: str = "require"  # require | off
-    credential_source: str = "web-identity"  # web-identity | assume-role
-    sidecar_image: str = (
-        "ghcr.io/sidecred/sidecred-sidecar:0.1.0"  # the slim image (Dockerfile target sidecar)
+    base_role_arn: str | None = option(
+        None, "ARN prefix for bare role names, e.g. arn:aws:iam::111122223333:role/"
     )
-    sidecar_mode: str = "native"  # native | container
-    token_mode: str = "file"  # file | env
-    region: str | None = None
-    session_duration: int = 3600
-    token_audience: str = "sts.amazonaws.com"
-    sidecar_port: int = 61080  # credential endpoint on 127.0.0.1
-    health_port: int = 61081  # /healthz and /readyz for the kubelet's probes
+    annotation_key: str = option(ROLE_KEY, "pod annotation holding the role")
+    namespace_policy: str = option(
+        "require",
+        "require a namespace allow-list, or turn policy off",
+        choices=NAMESPACE_POLICIES,
+    )
+    credential_source: str = option(
+        "web-identity",
+        "where the sidecar gets credentials: STS with its web identity token, or the broker",
+        choices=CREDENTIAL_SOURCES,
+    )
+    allow_unsafe_assume_role_node_credentials: bool = option(
+        False,
+        "allow --credential-source assume-role, whose base credentials are the node's "
+        "instance metadata, reachable by every container: unsafe for multi-tenant clusters",
+    )
+    # The slim image (Dockerfile target sidecar).
+    sidecar_image: str = option(
+        "ghcr.io/sidecred/sidecred-sidecar:0.1.0", "image of the injected sidecar"
+    )
+    sidecar_mode: str = option(
+        "native", "native sidecar init container, or a regular container", choices=SIDECAR_MODES
+    )
+    token_mode: str = option("file", "how apps get the endpoint's auth token", choices=TOKEN_MODES)
+    region: str | None = option(None, "AWS region for STS and the apps' AWS_REGION")
+    session_duration: int = option(
+        3600,
+        f"session seconds ({MIN_SESSION_DURATION}-{MAX_SESSION_DURATION})",
+        limits=(MIN_SESSION_DURATION, MAX_SESSION_DURATION),
+    )
+    token_audience: str = option(
+        "sidecred", "audience of the sidecar's projected token for STS (web-identity)"
+    )
+    broker_url: str | None = option(None, "broker source: https:// URL of `sidecred broker`")
+    broker_ca_file: str | None = option(
+        None, "broker source: CA bundle (PEM) that signed the broker's certificate"
+    )
+    # The PEM text of broker_ca_file, read once at start; it goes into the sidecar's env.
+    broker_ca: str | None = option(None, "", cli=False)
+    broker_audience: str = option(
+        "sidecred-broker", "broker source: audience of the sidecar's projected token"
+    )
+    sidecar_port: int = option(61080, "credential endpoint port on 127.0.0.1", limits=PORTS)
+    health_port: int = option(61081, "sidecar health port (probes)", limits=PORTS)
     # Container mode only: how long the sidecar keeps serving after SIGTERM so
     # apps can still fetch credentials while they shut down.
-    drain_seconds: int = 20
+    drain_seconds: int = option(
+        20, "container mode: seconds the sidecar serves after SIGTERM", limits=(0, 3600)
+    )
     # Lifetime the kubelet requests for the projected service-account token; it
     # rotates the file at 80% of this, and the sidecar re-reads it on every call.
-    token_expiration: int = 86400
-    sidecar_cpu_request: str = "10m"
-    sidecar_memory_request: str = "64Mi"
-    sidecar_cpu_limit: str = (
-        "500m"  # start-up imports botocore; a tight limit slows every pod start
+    token_expiration: int = option(
+        86400,
+        "expirationSeconds of the projected service-account token",
+        limits=(600, 2**31 - 1),  # the API server's minimum is 600 s
     )
-    sidecar_memory_limit: str = "128Mi"
+    sidecar_cpu_request: str = option("10m", "sidecar CPU request")
+    sidecar_memory_request: str = option("32Mi", "sidecar memory request")
+    # start-up imports botocore; a tight limit slows every pod start
+    sidecar_cpu_limit: str = option("500m", "sidecar CPU limit")
+    sidecar_memory_limit: str = option("96Mi", "sidecar memory limit")
+
+    @property
+    def sidecred_audiences(self) -> frozenset[str]:
+        """The audiences only the canonical sidecar may hold a token for."""
+        return frozenset((self.token_audience, self.broker_audience))
+
+    @property
+    def sidecar_token_audience(self) -> str:
+        """The audience of the token the sidecar itself is given."""
+        return self.broker_audience if self.credential_source == "broker" else self.token_audience
 
 
-# option name -> (help, choices or None)
-_HELP: dict[str, tuple[str, tuple[str, ...] | None]] = {
-    "base_role_arn": ("ARN prefix for bare role names, e.g. arn:aws:iam::111122223333:role/", None),
-    "annotation_key": ("pod annotation holding the role", None),
-    "namespace_policy": ("require a namespace allow-list, or turn policy off", NAMESPACE_POLICIES),
-    "credential_source": ("how the sidecar gets credentials from STS", CREDENTIAL_SOURCES),
-    "sidecar_image": ("image of the injected sidecar", None),
-    "sidecar_mode": ("native sidecar init container, or a regular container", SIDECAR_MODES),
-    "token_mode": ("how apps get the endpoint's auth token", TOKEN_MODES),
-    "region": ("AWS region for STS and the apps' AWS_REGION", None),
-    "session_duration": (
-        f"session seconds ({MIN_SESSION_DURATION}-{MAX_SESSION_DURATION})",
-        None,
-    ),
-    "token_audience": ("audience of the projected service-account token", None),
-    "sidecar_port": ("credential endpoint port on 127.0.0.1", None),
-    "health_port": ("sidecar health port (probes)", None),
-    "drain_seconds": ("container mode: seconds the sidecar serves after SIGTERM", None),
-    "token_expiration": ("expirationSeconds of the projected service-account token", None),
-    "sidecar_cpu_request": ("sidecar CPU request", None),
-    "sidecar_memory_request": ("sidecar memory request", None),
-    "sidecar_cpu_limit": ("sidecar CPU limit", None),
-    "sidecar_memory_limit": ("sidecar memory limit", None),
-}
-
-
-def env_name(option: str) -> str:
+def env_name(option_name: str) -> str:
     """The env variable read for an option when its flag is absent."""
-    return "SIDECRED_" + option.upper()
+    return "SIDECRED_" + option_name.upper()
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add one flag per WebhookConfig field (--base-role-arn, ...).
+    """Add one flag per WebhookConfig option (--base-role-arn, ...).
 
     Defaults are None so config_from_args can tell "flag absent" (use the
     SIDECRED_* env, then the dataclass default) from "flag given".
     """
     group = parser.add_argument_group("webhook options (each also read from SIDECRED_<NAME> env)")
-    for field in fields(WebhookConfig):
-        help_, choices = _HELP[field.name]
+    for f in fields(WebhookConfig):
+        if not f.metadata["cli"]:
+            continue
+        help_ = f"{f.metadata['help']} [env {env_name(f.name)}]"
+        if isinstance(f.default, bool):
+            group.add_argument(
+                _flag(f.name), dest=f.name, action="store_const", const="true", help=help_
+            )
+            continue
+        choices = f.metadata["choices"]
         group.add_argument(
-            "--" + field.name.replace("_", "-"),
-            dest=field.name,
+            _flag(f.name),
+            dest=f.name,
             default=None,
             choices=choices,
             metavar=None if choices else "VALUE",
-            help=f"{help_} [env {env_name(field.name)}]",
+            help=help_,
         )
 
 
 def _int(name: str, raw: str, low: int, high: int, problems: list[str]) -> int:
     try:
-        value = int(raw)
-    except ValueError:
-        problems.append(f"--{name.replace('_', '-')}={raw!r} is not a whole number")
+        return parse_int_in_range(_flag(name), raw, low, high)
+    except ValueError as exc:
+        problems.append(str(exc))
         return 0
-    if not low <= value <= high:
-        problems.append(f"--{name.replace('_', '-')}={value} is outside {low}-{high}")
+
+
+def _convert(f: Any, value: str, problems: list[str]) -> object:
+    choices = f.metadata["choices"]
+    if choices and value not in choices:
+        problems.append(f"{_flag(f.name)}={value!r} is not one of {', '.join(choices)}")
+    if isinstance(f.default, bool):
+        if value.lower() not in TRUE_WORDS + FALSE_WORDS:
+            problems.append(f"{_flag(f.name)}={value!r} is not true or false")
+        return value.lower() in TRUE_WORDS
+    if f.metadata["limits"]:
+        return _int(f.name, value, *f.metadata["limits"], problems)
     return value
 
 
-def config_from_args(
-    args: argparse.Namespace, env: Mapping[str, str] | None = None
-) -> WebhookConfig:
-    """Build a validated WebhookConfig from parsed flags, falling back to env then defaults.
+def _read_broker_ca(path: str, problems: list[str]) -> str | None:
+    """The PEM text of --broker-ca-file, checked to hold at least one certificate."""
+    try:
+        text = Path(path).read_text(encoding="ascii")
+        if not x509.load_pem_x509_certificates(text.encode()):
+            raise ValueError("no certificate")
+    except (OSError, UnicodeError, ValueError) as exc:
+        problems.append(f"--broker-ca-file={path!r} is not a readable PEM CA bundle ({exc})")
+        return None
+    return text
 
-    Raises ValueError listing every invalid option, so the webhook refuses to start.
-    """
-    env = os.environ if env is None else env
-    defaults = WebhookConfig()
-    raw: dict[str, str | None] = {}
-    for field in fields(WebhookConfig):
-        value = getattr(args, field.name, None)
-        if value is None:
-            value = env.get(env_name(field.name)) or None
-        raw[field.name] = value
 
-    problems: list[str] = []
-    values: dict[str, object] = {}
-    for field in fields(WebhookConfig):
-        value = raw[field.name]
-        flag = "--" + field.name.replace("_", "-")
-        if value is None:
-            values[field.name] = getattr(defaults, field.name)
-            continue
-        value = value.strip()
-        _, choices = _HELP[field.name]
-        if choices and value not in choices:
-            problems.append(f"{flag}={value!r} is not one of {', '.join(choices)}")
-        if isinstance(getattr(defaults, field.name), int):
-            limits = {
-                "session_duration": (MIN_SESSION_DURATION, MAX_SESSION_DURATION),
-                "sidecar_port": (1, 65535),
-                "health_port": (1, 65535),
-                "drain_seconds": (0, 3600),
-                "token_expiration": (600, 2**31 - 1),  # the API server's minimum is 600 s
-            }[field.name]
-            values[field.name] = _int(field.name, value, *limits, problems)
-        else:
-            values[field.name] = value
+def _check_broker(values: dict[str, object], problems: list[str]) -> None:
+    if values["credential_source"] != "broker":
+        return
+    url = values["broker_url"]
+    if not isinstance(url, str):
+        problems.append("--credential-source broker needs --broker-url https://...")
+    else:
+        parts = urlsplit(url)
+        if parts.scheme != "https" or not parts.hostname or parts.username or parts.query:
+            problems.append(
+                f"--broker-url={url!r} must be an https:// URL with a host (no user or query)"
+            )
+    path = values["broker_ca_file"]
+    if not isinstance(path, str):
+        problems.append("--credential-source broker needs --broker-ca-file (the broker's CA, PEM)")
+    else:
+        values["broker_ca"] = _read_broker_ca(path, problems)
 
+
+def _check_values(values: dict[str, object], problems: list[str]) -> None:
     base = values["base_role_arn"]
     if isinstance(base, str):
         if not base.endswith("/"):
@@ -181,24 +243,48 @@ def config_from_args(
         values["base_role_arn"] = base
     if not ANNOTATION_KEY_RE.fullmatch(str(values["annotation_key"])):
         problems.append(f"--annotation-key={values['annotation_key']!r} is not an annotation key")
-    for name in ("sidecar_image", "token_audience", "region"):
+    for name in ("sidecar_image", "token_audience", "broker_audience", "region"):
         value = values[name]
         if isinstance(value, str) and (not value or any(c.isspace() for c in value)):
-            problems.append(
-                f"--{name.replace('_', '-')}={value!r} must be non-empty without spaces"
-            )
-    for name in (
-        "sidecar_cpu_request",
-        "sidecar_memory_request",
-        "sidecar_cpu_limit",
-        "sidecar_memory_limit",
-    ):
-        if not QUANTITY_RE.fullmatch(str(values[name])):
-            problems.append(f"--{name.replace('_', '-')}={values[name]!r} is not a quantity")
+            problems.append(f"{_flag(name)}={value!r} must be non-empty without spaces")
+    if values["token_audience"] == values["broker_audience"]:
+        problems.append("--token-audience and --broker-audience must differ")
+    for name in ("sidecar_cpu_request", "sidecar_memory_request"):
+        for kind in (name, name.replace("request", "limit")):
+            if not QUANTITY_RE.fullmatch(str(values[kind])):
+                problems.append(f"{_flag(kind)}={values[kind]!r} is not a quantity")
     if values["sidecar_port"] == values["health_port"]:
         problems.append(
             f"--sidecar-port and --health-port are both {values['sidecar_port']}; they must differ"
         )
+    if (
+        values["credential_source"] == "assume-role"
+        and not values["allow_unsafe_assume_role_node_credentials"]
+    ):
+        problems.append(
+            "--credential-source assume-role gives the sidecar the node's instance-metadata "
+            "credentials, which every container on the node can reach; it is unsafe for "
+            f"multi-tenant clusters. Use web-identity or broker, or pass {UNSAFE_ASSUME_ROLE_FLAG}"
+        )
+    _check_broker(values, problems)
+
+
+def config_from_args(
+    args: argparse.Namespace, env: Mapping[str, str] | None = None
+) -> WebhookConfig:
+    """Build a validated WebhookConfig from parsed flags, falling back to env then defaults.
+
+    Raises ValueError listing every invalid option, so the webhook refuses to start.
+    """
+    env = os.environ if env is None else env
+    problems: list[str] = []
+    values: dict[str, object] = {}
+    for f in fields(WebhookConfig):
+        value = getattr(args, f.name, None) if f.metadata["cli"] else None
+        if value is None and f.metadata["cli"]:
+            value = env.get(env_name(f.name)) or None
+        values[f.name] = f.default if value is None else _convert(f, value.strip(), problems)
+    _check_values(values, problems)
     if problems:
         raise ValueError("sidecred webhook: invalid options: " + "; ".join(problems))
     return WebhookConfig(**values)  # type: ignore[arg-type]

@@ -12,30 +12,21 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from sidecred.webhook.access import (
+    check_connect,
+    check_token_request,
+    is_connect,
+    is_token_request,
+)
+from sidecred.webhook.annotations import PodOptions, annotations_of, q, read_pod_options
+from sidecred.webhook.canonical import SidecarVerdict, check_sidecar, pod_role
 from sidecred.webhook.config import WebhookConfig
 from sidecred.webhook.mutate import build_patch, plan_injection
-from sidecred.webhook.pod import (
-    INJECTED_KEY,
-    PodOptions,
-    Refusal,
-    annotations_of,
-    check_pod_shape,
-    find_sidecar,
-    is_pod_request,
-    pod_label,
-    pod_namespace,
-    q,
-    read_pod_options,
-    reserved_names_present,
-)
+from sidecred.webhook.names import SIDECAR_NAME
+from sidecred.webhook.pod import check_pod_shape, is_pod_request, pod_label, pod_namespace
 from sidecred.webhook.policy import evaluate_policy
-from sidecred.webhook.roles import RoleError, resolve_role
-from sidecred.webhook.validate import (
-    check_app_containers,
-    check_ephemeral,
-    check_sidecars_match,
-    check_update,
-)
+from sidecred.webhook.refusal import Refusal
+from sidecred.webhook.validate import check_app_containers, check_ephemeral, check_update
 
 # Not a policy verdict: the same request can succeed once the namespace can be
 # read, so it is answered "service unavailable" (still a denial: fail closed).
@@ -50,8 +41,8 @@ class Decision:
     skipped, no-role, allowed (validation passed) or a denial: bad-request,
     bad-annotation, host-network, forged-sidecar, namespace-unavailable,
     no-policy, not-permitted, bad-policy, share-process, foreign-endpoint,
-    mount-conflict, token-exposed, not-injected, role-changed, image-changed,
-    debug-target.
+    mount-conflict, not-injected, role-changed, image-changed,
+    debug-target, sidecred-audience, token-request, sidecar-exec.
     """
 
     allowed: bool
@@ -120,15 +111,6 @@ def _check_policy(
         raise Refusal(result.reason, result.message)
 
 
-def _resolve(annotations: Mapping[str, str], config: WebhookConfig) -> str:
-    try:
-        return resolve_role(
-            annotations[config.annotation_key], config.base_role_arn, config.annotation_key
-        )
-    except RoleError as exc:
-        raise Refusal("bad-annotation", f"sidecred: {exc}") from None
-
-
 def _check_isolation(
     pod: Mapping[str, Any], request: Mapping[str, Any], config: WebhookConfig, warnings: list[str]
 ) -> None:
@@ -174,10 +156,9 @@ class _RolePod:
     """A CREATEd pod that asks for a role, read and checked as both webhooks need it."""
 
     pod: Mapping[str, Any]
-    annotations: Mapping[str, str]
-    reserved: list[str]
     role_arn: str
     options: PodOptions
+    verdict: SidecarVerdict
 
 
 def _read_role_pod(
@@ -185,27 +166,32 @@ def _read_role_pod(
 ) -> _RolePod | None:
     """The checks /mutate and /validate share on CREATE; None when the pod asks for no role.
 
-    Raises Refusal for a malformed pod, a namespace mismatch, sidecred's reserved
-    names without the role annotation, a pod that can't be isolated, and a bad
-    role or option annotation.
+    Every pod, annotated or not, is checked for a forged sidecar and for tokens
+    with a sidecred audience (DESIGN 3.3). Raises Refusal for those, a malformed
+    pod, a namespace mismatch, a pod that can't be isolated, and a bad role or
+    option annotation.
     """
     pod = request.get("object")
     check_pod_shape(pod)
     _check_namespace(request)
-    annotations = annotations_of(pod)
-    reserved = reserved_names_present(pod)
-    if config.annotation_key not in annotations:
-        if reserved:
-            raise Refusal(
-                "forged-sidecar",
-                f"sidecred: {pod_label(request)} has sidecred's reserved {', '.join(reserved)} "
-                f"but no {config.annotation_key} annotation; remove them or annotate the pod",
-            )
+    role_arn = pod_role(pod, config)
+    if role_arn is not None:
+        _check_isolation(pod, request, config, warnings)
+    verdict = check_sidecar(pod, config, pod_namespace(request))
+    if verdict.problem is not None:
+        raise verdict.problem
+    if role_arn is None:
         return None
-    _check_isolation(pod, request, config, warnings)
-    role_arn = _resolve(annotations, config)
-    options = read_pod_options(annotations, config.session_duration, config.token_mode)
-    return _RolePod(pod, annotations, reserved, role_arn, options)
+    options = read_pod_options(annotations_of(pod), config.session_duration, config.token_mode)
+    return _RolePod(pod, role_arn, options, verdict)
+
+
+def _is_pod_create(request: Mapping[str, Any]) -> bool:
+    return (
+        is_pod_request(request)
+        and request.get("operation") == "CREATE"
+        and not request.get("subResource")
+    )
 
 
 def decide_mutation(
@@ -217,41 +203,58 @@ def decide_mutation(
     namespace_error: str = "",
 ) -> Decision:
     """Decide a /mutate request: inject the sidecar, or refuse the pod."""
-    if (
-        not is_pod_request(request)
-        or request.get("operation") != "CREATE"
-        or request.get("subResource")
-    ):
+    if not _is_pod_create(request):
         return Decision(allowed=True, reason="skipped")
     warnings: list[str] = []
     try:
         read = _read_role_pod(request, config, warnings)
         if read is None:
             return Decision(allowed=True, reason="no-role")
-        pod, role_arn = read.pod, read.role_arn
-        injected = read.annotations.get(INJECTED_KEY)
-        if read.reserved and injected is None:
-            raise Refusal(
-                "forged-sidecar",
-                f"sidecred: {pod_label(request)} already has sidecred's reserved "
-                f"{', '.join(read.reserved)} without being injected; remove them and let the webhook "
-                "add the sidecar",
-            )
-        if injected is not None and injected != role_arn:
-            raise Refusal(
-                "forged-sidecar",
-                f"sidecred: annotation {INJECTED_KEY}={q(injected[:200])} does not match the "
-                f"pod's role {q(role_arn)}; remove {INJECTED_KEY}",
-            )
-        check_sidecars_match(pod, role_arn)
-        _check_policy(role_arn, request, namespace, config, namespace_error)
-        injection = plan_injection(pod, role_arn, read.options, config, new_token)
-        ops, patch_warnings, added = build_patch(pod, injection)
+        _check_policy(read.role_arn, request, namespace, config, namespace_error)
+        injection = plan_injection(
+            read.pod, read.role_arn, read.options, config, new_token, pod_namespace(request)
+        )
+        ops, patch_warnings = build_patch(
+            read.pod, injection, add_sidecar=not read.verdict.canonical
+        )
     except Refusal as refusal:
         return deny(refusal, warnings)
     warnings += patch_warnings
+    added = not read.verdict.canonical
     reason = "injected" if added else "env-added" if ops else "unchanged"
     return Decision(allowed=True, patch=ops or None, warnings=tuple(warnings), reason=reason)
+
+
+def _decide_pod_update(request: Mapping[str, Any], config: WebhookConfig) -> Decision:
+    old, new = request.get("oldObject"), request.get("object")
+    check_pod_shape(old, "request.oldObject")
+    check_pod_shape(new)
+    if request.get("subResource") == "ephemeralcontainers":
+        check_ephemeral(old, new, config)
+    else:
+        check_update(old, new, config)
+    return Decision(allowed=True)
+
+
+def _decide_pod_create(
+    request: Mapping[str, Any],
+    namespace: Mapping[str, Any] | None,
+    config: WebhookConfig,
+    namespace_error: str,
+    warnings: list[str],
+) -> Decision:
+    read = _read_role_pod(request, config, warnings)
+    if read is None:
+        return Decision(allowed=True, reason="no-role", warnings=tuple(warnings))
+    if not read.verdict.canonical:
+        raise Refusal(
+            "not-injected",
+            f"sidecred: {pod_label(request)} has role {q(read.role_arn)} but no {q(SIDECAR_NAME)} "
+            "sidecar: the sidecred mutating webhook did not run; check its registration",
+        )
+    _check_policy(read.role_arn, request, namespace, config, namespace_error)
+    check_app_containers(read.pod, read.options, config.sidecar_port)
+    return Decision(allowed=True, warnings=tuple(warnings))
 
 
 def decide_validation(
@@ -261,36 +264,26 @@ def decide_validation(
     *,
     namespace_error: str = "",
 ) -> Decision:
-    """Decide a /validate request, after all mutations; never patches."""
-    if not is_pod_request(request):
-        return Decision(allowed=True, reason="skipped")
+    """Decide a /validate request, after all mutations; never patches.
+
+    Pods (CREATE, UPDATE, ephemeral containers), exec/attach into a pod, and
+    TokenRequests for a sidecred audience (DESIGN 3.3); anything else is skipped.
+    """
     operation, subresource = request.get("operation"), request.get("subResource") or ""
     warnings: list[str] = []
     try:
-        if operation == "UPDATE" and subresource in ("", "ephemeralcontainers"):
-            old, new = request.get("oldObject"), request.get("object")
-            check_pod_shape(old, "request.oldObject")
-            check_pod_shape(new)
-            if subresource == "ephemeralcontainers":
-                check_ephemeral(old, new)
-            else:
-                check_update(old, new, config.annotation_key)
+        if is_token_request(request):
+            check_token_request(request, config)
             return Decision(allowed=True)
+        if is_connect(request):
+            check_connect(request)
+            return Decision(allowed=True)
+        if not is_pod_request(request):
+            return Decision(allowed=True, reason="skipped")
+        if operation == "UPDATE" and subresource in ("", "ephemeralcontainers"):
+            return _decide_pod_update(request, config)
         if operation != "CREATE" or subresource:
             return Decision(allowed=True, reason="skipped")
-        read = _read_role_pod(request, config, warnings)
-        if read is None:
-            return Decision(allowed=True, reason="no-role")
-        pod, role_arn = read.pod, read.role_arn
-        if find_sidecar(pod) is None:
-            raise Refusal(
-                "not-injected",
-                f"sidecred: {pod_label(request)} has role {q(role_arn)} but no {q('sidecred')} "
-                "sidecar: the sidecred mutating webhook did not run; check its registration",
-            )
-        check_sidecars_match(pod, role_arn)
-        _check_policy(role_arn, request, namespace, config, namespace_error)
-        check_app_containers(pod, read.options)
+        return _decide_pod_create(request, namespace, config, namespace_error, warnings)
     except Refusal as refusal:
         return deny(refusal, warnings)
-    return Decision(allowed=True, warnings=tuple(warnings))

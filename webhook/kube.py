@@ -22,13 +22,16 @@ import json
 import logging
 import random
 import threading
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import urllib3
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
+
+from sidecred.webhook.annotations import INJECTED_LABEL
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +43,10 @@ WATCH_READ_SLACK_SECONDS = 30
 # A direct GET runs inside an admission request with a short webhook timeout.
 GET_TIMEOUT = (2.0, 3.0)  # (connect, read) seconds
 LIST_TIMEOUT = (5.0, 30.0)
+# A name the API server says does not exist is remembered this long, in at most
+# this many entries (oldest dropped first), so a flood naming it costs one GET.
+NOT_FOUND_TTL_SECONDS = 10.0
+NOT_FOUND_MAX_ENTRIES = 4096
 BACKOFF_INITIAL_SECONDS = 0.5
 BACKOFF_MAX_SECONDS = 30.0
 
@@ -66,7 +73,7 @@ class Lookup:
 NamespaceLookup = Lookup
 
 # Only sidecred's own pods are watched: every pod the webhook injects carries this label.
-INJECTED_POD_SELECTOR = "sidecred.dev/injected=true"
+INJECTED_POD_SELECTOR = f"{INJECTED_LABEL}=true"
 
 Key = tuple[str, str]  # (namespace, name); namespace "" for cluster-scoped objects
 
@@ -83,6 +90,14 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+@dataclass
+class _Flight:
+    """One GET in progress; callers asking for the same key meanwhile wait for its result."""
+
+    done: threading.Event = field(default_factory=threading.Event)
+    result: Lookup | None = None
+
+
 class WatchCache:
     """A watch-backed cache of one resource kind, keyed by (namespace, name)."""
 
@@ -95,6 +110,8 @@ class WatchCache:
         label_selector: str = "",
         record_api_call: Callable[[str, str], None] | None = None,
         watch_timeout_seconds: int = WATCH_TIMEOUT_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+        remember_missing: bool = False,
     ) -> None:
         self.kind = kind  # "namespace", "pod": for messages and logs
         self._list_func = list_func
@@ -104,6 +121,11 @@ class WatchCache:
         self._watch_timeout = watch_timeout_seconds
         self._lock = threading.Lock()
         self._store: dict[Key, dict] = {}
+        self._clock = clock
+        self._remember = remember_missing
+        # Recent 404s (key -> when), and the GET in flight per key that others wait on.
+        self._missing: collections.OrderedDict[Key, float] = collections.OrderedDict()
+        self._inflight: dict[Key, _Flight] = {}
         self._synced = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -144,15 +166,55 @@ class WatchCache:
         with self._lock:
             return list(self._store.values())
 
+    def _recently_missing(self, key: Key) -> bool:
+        """Whether a GET found no such object within NOT_FOUND_TTL_SECONDS. Holds the lock."""
+        when = self._missing.get(key)
+        if when is None:
+            return False
+        if self._clock() - when < NOT_FOUND_TTL_SECONDS:
+            return True
+        del self._missing[key]
+        return False
+
+    def _remember_missing(self, key: Key) -> None:
+        if not self._remember:
+            return
+        with self._lock:
+            self._missing[key] = self._clock()
+            self._missing.move_to_end(key)
+            while len(self._missing) > NOT_FOUND_MAX_ENTRIES:
+                self._missing.popitem(last=False)
+
     def lookup(self, key: Key) -> Lookup:
-        found = self.cached_key(key)
-        if found is not None:
-            return Lookup(found, CACHE)
+        """From the cache; else from one GET per key at a time, shared by concurrent callers."""
         shown = f'{self.kind} "{key[0]}/{key[1]}"' if key[0] else f'{self.kind} "{key[1]}"'
+        with self._lock:
+            found = self._store.get(key)
+            if found is not None:
+                return Lookup(found, CACHE)
+            if self._recently_missing(key):
+                return Lookup(None, NOT_FOUND, f"{shown} not found")
+            flight = self._inflight.get(key)
+            leader = flight is None
+            if flight is None:
+                flight = self._inflight[key] = _Flight()
+        if not leader:
+            flight.done.wait(GET_TIMEOUT[0] + GET_TIMEOUT[1] + 1.0)
+            return flight.result or Lookup(None, UNAVAILABLE, f"{shown}: lookup timed out")
+        try:
+            flight.result = self._get(key, shown)
+        finally:
+            with self._lock:
+                self._inflight.pop(key, None)
+            flight.done.set()
+        return flight.result
+
+    def _get(self, key: Key, shown: str) -> Lookup:
         try:
             obj = json.loads(self._call("get", self._read_func, key).data)
         except ApiException as exc:
             if exc.status == 404:
+                self._remember_missing(key)
                 return Lookup(None, NOT_FOUND, f"{shown} not found")
             message = f"Kubernetes API error reading {shown}: {_describe(exc)}"
             return Lookup(None, UNAVAILABLE, message)
@@ -217,6 +279,7 @@ class WatchCache:
             if kind in ("ADDED", "MODIFIED"):
                 with self._lock:
                     self._store[self._key(obj)] = obj
+                    self._missing.pop(self._key(obj), None)
             elif kind == "DELETED":
                 with self._lock:
                     self._store.pop(self._key(obj), None)
@@ -257,6 +320,26 @@ class WatchCache:
             self._stopping.wait(delay)
 
 
+class StaticNamespaces:
+    """An in-memory namespace source with the NamespaceCache interface, for the pure tests,
+    the check CLI and the demo: the namespaces given, everything else not found."""
+
+    synced = True
+    last_error = ""
+
+    def __init__(self, *namespaces: dict) -> None:
+        self._by_name = {ns["metadata"]["name"]: ns for ns in namespaces}
+
+    def cached(self, name: str) -> dict | None:
+        return self._by_name.get(name)
+
+    def get(self, name: str) -> Lookup:
+        found = self._by_name.get(name)
+        if found is None:
+            return Lookup(None, NOT_FOUND, f'namespace "{name}" not found')
+        return Lookup(found, CACHE)
+
+
 class NamespaceCache(WatchCache):
     """Every namespace (their policy annotations decide admission and issuance)."""
 
@@ -264,6 +347,7 @@ class NamespaceCache(WatchCache):
         def read(key: Key, **kwargs: object) -> object:
             return api.read_namespace(key[1], _request_timeout=GET_TIMEOUT, **kwargs)
 
+        kwargs.setdefault("remember_missing", True)
         super().__init__("namespace", api.list_namespace, read, **kwargs)
 
     def cached(self, name: str) -> dict | None:

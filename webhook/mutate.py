@@ -12,6 +12,7 @@ nothing twice and only gives the env to containers a later webhook added.
 from __future__ import annotations
 
 import copy
+import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -19,9 +20,16 @@ from typing import Any
 import jsonpatch
 
 from sidecred.sidecar import config as sc
-from sidecred.webhook.config import WebhookConfig
-from sidecred.webhook.pod import (
+from sidecred.webhook.annotations import (
+    DEFAULT_CONTAINER_KEY,
     INJECTED_KEY,
+    INJECTED_LABEL,
+    SESSION_NAME_KEY,
+    PodOptions,
+    q,
+)
+from sidecred.webhook.config import WebhookConfig
+from sidecred.webhook.names import (
     SA_TOKEN_DIR,
     SA_TOKEN_FILE,
     SA_TOKEN_VOLUME,
@@ -30,15 +38,9 @@ from sidecred.webhook.pod import (
     TOKEN_DIR,
     TOKEN_FILE,
     TOKEN_VOLUME,
-    PodOptions,
-    Refusal,
-    env_value,
-    find_sidecar,
-    has_env,
-    is_sidecar_like,
-    iter_containers,
-    q,
 )
+from sidecred.webhook.pod import env_value, find_sidecar, has_env, iter_containers
+from sidecred.webhook.refusal import Refusal
 
 FULL_URI = "AWS_CONTAINER_CREDENTIALS_FULL_URI"
 RELATIVE_URI = "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"
@@ -48,6 +50,7 @@ REGION_VARS = ("AWS_REGION", "AWS_DEFAULT_REGION")
 SIDECAR_UID = 65532  # the distroless "nonroot" user; the image runs as it too
 HEALTH_PORT_NAME = "sidecred-health"  # at most 15 characters, a Kubernetes port name limit
 WAIT_READY_COMMAND = [*SIDECAR_COMMAND, "--wait-ready"]
+SESSION_NAME_MAX = 64  # STS RoleSessionName limit
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,7 @@ class Injection:
     port: int
     token_mode: str
     auth_token: str | None  # token mode env only
+    session_name: str | None = None  # always "<namespace>." + the annotation's value
 
 
 def escape(part: str) -> str:
@@ -71,34 +75,66 @@ def pointer(*parts: str | int) -> str:
     return "".join("/" + escape(str(p)) for p in parts)
 
 
+def namespaced_session_name(namespace: str, value: str) -> str:
+    """`<namespace>.<value>`, cut to STS's 64 characters with a short hash of the whole.
+
+    The namespace prefix always survives, so no pod can take a session name (or a
+    SourceIdentity derived from it) that starts with another namespace's name.
+    """
+    full = f"{namespace}.{value}"
+    if len(full) <= SESSION_NAME_MAX:
+        return full
+    keep = SESSION_NAME_MAX - 9  # "-" and 8 hex digits
+    if len(namespace) + 2 > keep:
+        raise Refusal(
+            "bad-annotation",
+            f"sidecred: namespace {q(namespace)} is too long to prefix the custom session name "
+            f"of {SESSION_NAME_KEY}; remove the annotation to use <namespace>.<pod name>",
+        )
+    return full[:keep] + "-" + hashlib.sha256(full.encode()).hexdigest()[:8]
+
+
 def plan_injection(
     pod: Mapping[str, Any],
     role_arn: str,
     options: PodOptions,
     config: WebhookConfig,
     new_token: Callable[[], str],
+    namespace: str,
 ) -> Injection:
-    """Settle port, token mode and token, reusing the existing sidecar's on reinvocation."""
+    """Settle the token (reused from an existing sidecar on reinvocation) and the session name."""
     existing = find_sidecar(pod)
-    port, token_mode, token = config.sidecar_port, options.token_mode, None
-    if existing is not None:
-        sidecar = existing[2]
-        raw_port = env_value(sidecar, sc.ENV_PORT)
-        if raw_port and raw_port.isdigit():
-            port = int(raw_port)
-        token_mode = env_value(sidecar, sc.ENV_TOKEN_MODE) or token_mode
-        token = env_value(sidecar, sc.ENV_AUTH_TOKEN) or None
-    if token_mode == "env" and token is None:
+    token = None
+    if existing is not None and options.token_mode == "env":
+        token = env_value(existing[2], sc.ENV_AUTH_TOKEN) or None
+    if options.token_mode == "env" and token is None:
         token = new_token()
-    return Injection(role_arn, options, config, port, token_mode, token)
+    session = options.session_name and namespaced_session_name(namespace, options.session_name)
+    return Injection(
+        role_arn, options, config, config.sidecar_port, options.token_mode, token, session or None
+    )
 
 
 def _field_env(name: str, field_path: str) -> dict[str, Any]:
     return {"name": name, "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": field_path}}}
 
 
-def build_sidecar(inj: Injection) -> dict[str, Any]:
-    """The `sidecred` container spec; its env shows every setting the sidecar uses."""
+def source_env(cfg: WebhookConfig) -> list[dict[str, Any]]:
+    """The env telling the sidecar how to reach its credential source."""
+    env: list[dict[str, Any]] = []
+    if cfg.credential_source == "web-identity":
+        env.append({"name": sc.ENV_WEB_IDENTITY_TOKEN_FILE, "value": SA_TOKEN_FILE})
+    elif cfg.credential_source == "broker":
+        env += [
+            {"name": sc.ENV_BROKER_URL, "value": str(cfg.broker_url)},
+            {"name": sc.ENV_BROKER_CA, "value": str(cfg.broker_ca)},
+            {"name": sc.ENV_BROKER_TOKEN_FILE, "value": SA_TOKEN_FILE},
+        ]
+    return env
+
+
+def sidecar_env(inj: Injection) -> list[dict[str, Any]]:
+    """Every setting the sidecar uses, in the pod spec for all to see."""
     cfg, opts = inj.config, inj.options
     native = cfg.sidecar_mode == "native"
     env: list[dict[str, Any]] = [
@@ -113,15 +149,15 @@ def build_sidecar(inj: Injection) -> dict[str, Any]:
         env.append({"name": sc.ENV_TOKEN_FILE, "value": TOKEN_FILE})
     else:
         env.append({"name": sc.ENV_AUTH_TOKEN, "value": inj.auth_token})
-    if cfg.credential_source == "web-identity":
-        env.append({"name": sc.ENV_WEB_IDENTITY_TOKEN_FILE, "value": SA_TOKEN_FILE})
+    env += source_env(cfg)
     if opts.external_id:
         env.append({"name": sc.ENV_EXTERNAL_ID, "value": opts.external_id})
-    if opts.session_name:
-        env.append({"name": sc.ENV_SESSION_NAME, "value": opts.session_name})
+    if inj.session_name:
+        env.append({"name": sc.ENV_SESSION_NAME, "value": inj.session_name})
     if cfg.region:
         env.append({"name": sc.ENV_REGION, "value": cfg.region})
-    env += [
+    return [
+        *env,
         {"name": sc.ENV_SIDECAR_MODE, "value": cfg.sidecar_mode},
         # Native sidecars are stopped after the apps exit, so they need no drain.
         {"name": sc.ENV_DRAIN_SECONDS, "value": "0" if native else str(cfg.drain_seconds)},
@@ -130,10 +166,22 @@ def build_sidecar(inj: Injection) -> dict[str, Any]:
         _field_env(sc.ENV_POD_UID, "metadata.uid"),
         _field_env(sc.ENV_SERVICE_ACCOUNT, "spec.serviceAccountName"),
     ]
+
+
+def uses_sa_token(cfg: WebhookConfig) -> bool:
+    """Whether the sidecar gets a projected service-account token (web-identity, broker)."""
+    return cfg.credential_source in ("web-identity", "broker")
+
+
+def build_sidecar(inj: Injection) -> dict[str, Any]:
+    """The `sidecred` container spec; its env shows every setting the sidecar uses."""
+    cfg = inj.config
+    native = cfg.sidecar_mode == "native"
+    env = sidecar_env(inj)
     mounts = []
     if inj.token_mode == "file":
         mounts.append({"name": TOKEN_VOLUME, "mountPath": TOKEN_DIR})
-    if cfg.credential_source == "web-identity":
+    if uses_sa_token(cfg):
         mounts.append({"name": SA_TOKEN_VOLUME, "mountPath": SA_TOKEN_DIR, "readOnly": True})
     sidecar: dict[str, Any] = {
         "name": SIDECAR_NAME,
@@ -188,7 +236,7 @@ def build_volumes(inj: Injection) -> list[dict[str, Any]]:
     volumes: list[dict[str, Any]] = []
     if inj.token_mode == "file":
         volumes.append({"name": TOKEN_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}})
-    if inj.config.credential_source == "web-identity":
+    if uses_sa_token(inj.config):
         volumes.append(
             {
                 "name": SA_TOKEN_VOLUME,
@@ -196,7 +244,7 @@ def build_volumes(inj: Injection) -> list[dict[str, Any]]:
                     "sources": [
                         {
                             "serviceAccountToken": {
-                                "audience": inj.config.token_audience,
+                                "audience": inj.config.sidecar_token_audience,
                                 "expirationSeconds": inj.config.token_expiration,
                                 "path": "token",
                             }
@@ -243,7 +291,7 @@ def _container_ops(
     if current is not None and current != uri:
         raise Refusal(
             "foreign-endpoint",
-            f"sidecred: container {q(name)} sets {FULL_URI}={q(current[:200])}, not this pod's "
+            f"sidecred: container {q(name)} sets {FULL_URI}={q(current, 200)}, not this pod's "
             f"sidecar {q(uri)}; remove it, or list the container in sidecred.dev/skip-containers",
         )
     if warning := outranking_env_warning(name, container, inj.role_arn):
@@ -251,7 +299,15 @@ def _container_ops(
 
     wanted = app_env(inj)
     if inj.config.region and not any(has_env(container, v) for v in REGION_VARS):
-        wanted += [{"name": v, "value": inj.config.region} for v in REGION_VARS]
+        if container.get("envFrom"):
+            # An explicit env entry would silently outrank a region the envFrom source sets.
+            warnings.append(
+                f"sidecred: container {q(name)} takes env from envFrom, which may set "
+                f"AWS_REGION, so sidecred did not add AWS_REGION={q(inj.config.region)}; set it "
+                "in the container's env if the envFrom source does not"
+            )
+        else:
+            wanted += [{"name": v, "value": inj.config.region} for v in REGION_VARS]
     for entry in wanted:
         value = env_value(container, entry["name"])
         if (
@@ -264,28 +320,35 @@ def _container_ops(
                 "sidecar will refuse it unless it matches"
             )
     additions = [e for e in wanted if not has_env(container, e["name"])]
-    if additions:
-        if container.get("env") is None:
-            ops.append({"op": "add", "path": base + "/env", "value": additions})
-        else:
-            ops += [{"op": "add", "path": base + "/env/-", "value": e} for e in additions]
-
+    ops += append_ops(base + "/env", container.get("env"), additions)
     if inj.token_mode == "file":
-        mounts = container.get("volumeMounts")
-        if not any(m.get("name") == TOKEN_VOLUME for m in mounts or []):
-            clash = [m for m in mounts or [] if m.get("mountPath", "").rstrip("/") == TOKEN_DIR]
-            if clash:
-                raise Refusal(
-                    "mount-conflict",
-                    f"sidecred: container {q(name)} mounts volume {q(clash[0].get('name', ''))} at "
-                    f"{TOKEN_DIR}, which sidecred reserves for its token",
-                )
-            mount = {"name": TOKEN_VOLUME, "mountPath": TOKEN_DIR, "readOnly": True}
-            if mounts is None:
-                ops.append({"op": "add", "path": base + "/volumeMounts", "value": [mount]})
-            else:
-                ops.append({"op": "add", "path": base + "/volumeMounts/-", "value": mount})
+        ops += _token_mount_ops(base, container)
     return ops
+
+
+def _token_mount_ops(base: str, container: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Mount the auth token's directory read-only, unless mounted or taken by another volume."""
+    mounts = container.get("volumeMounts")
+    if any(m.get("name") == TOKEN_VOLUME for m in mounts or []):
+        return []
+    clash = [m for m in mounts or [] if m.get("mountPath", "").rstrip("/") == TOKEN_DIR]
+    if clash:
+        raise Refusal(
+            "mount-conflict",
+            f"sidecred: container {q(container.get('name', ''))} mounts volume "
+            f"{q(clash[0].get('name', ''))} at {TOKEN_DIR}, which sidecred reserves for its token",
+        )
+    mount = {"name": TOKEN_VOLUME, "mountPath": TOKEN_DIR, "readOnly": True}
+    return append_ops(base + "/volumeMounts", mounts, [mount])
+
+
+def append_ops(path: str, current: list[Any] | None, items: list[Any]) -> list[dict[str, Any]]:
+    """Add `items` to the list at `path`: the whole list when there is none yet, else appended."""
+    if not items:
+        return []
+    if current is None:
+        return [{"op": "add", "path": path, "value": items}]
+    return [{"op": "add", "path": path + "/-", "value": item} for item in items]
 
 
 def sidecar_position(pod: Mapping[str, Any]) -> int:
@@ -301,10 +364,62 @@ def sidecar_position(pod: Mapping[str, Any]) -> int:
     return position
 
 
+def _map_ops(pod: Mapping[str, Any], field: str, wanted: dict[str, str]) -> list[dict[str, Any]]:
+    """Ops that make metadata.<field> (annotations or labels) hold `wanted`, keeping the rest."""
+    current = (pod.get("metadata") or {}).get(field)
+    if current is None:
+        return [{"op": "add", "path": pointer("metadata", field), "value": wanted}]
+    return [
+        {"op": "add", "path": pointer("metadata", field, key), "value": value}
+        for key, value in wanted.items()
+        if current.get(key) != value
+    ]
+
+
+def metadata_ops(pod: Mapping[str, Any], inj: Injection) -> list[dict[str, Any]]:
+    """The injection record, the label sidecred's watchers select by, and in container mode
+    the default container for exec and logs.
+
+    Container mode puts the sidecar first in `containers`; without the annotation
+    `kubectl exec`/`logs` would pick it. The label is only a hint for list/watch
+    (everything read through it is checked again); the annotation holds the role.
+    """
+    annotations = (pod.get("metadata") or {}).get("annotations") or {}
+    wanted = {INJECTED_KEY: inj.role_arn}
+    apps = [c.get("name") for c in (pod.get("spec") or {}).get("containers") or []]
+    apps = [name for name in apps if name != SIDECAR_NAME]
+    if inj.config.sidecar_mode == "container" and apps:
+        current = annotations.get(DEFAULT_CONTAINER_KEY)
+        wanted[DEFAULT_CONTAINER_KEY] = current if current in apps else apps[0]
+    ops = [] if "metadata" in pod else [{"op": "add", "path": "/metadata", "value": {}}]
+    ops += _map_ops(pod, "annotations", wanted)
+    ops += _map_ops(pod, "labels", {INJECTED_LABEL: "true"})
+    return ops
+
+
+def init_before_sidecar(pod: Mapping[str, Any], config: WebhookConfig) -> list[str]:
+    """Native mode: the ordinary init containers that run before the sidecar, in order.
+
+    They run to completion before the sidecar starts, so credential env would only
+    make their SDK calls fail; native sidecars (restartPolicy Always) keep running
+    and can use it later.
+    """
+    if config.sidecar_mode != "native":
+        return []
+    inits = (pod.get("spec") or {}).get("initContainers") or []
+    names = [c.get("name") for c in inits]
+    position = names.index(SIDECAR_NAME) if SIDECAR_NAME in names else sidecar_position(pod)
+    return [str(c.get("name")) for c in inits[:position] if c.get("restartPolicy") != "Always"]
+
+
 def build_patch(
-    pod: Mapping[str, Any], inj: Injection
-) -> tuple[list[dict[str, Any]], list[str], bool]:
-    """(JSON Patch ops, warnings, whether the sidecar is added) for injecting `inj` into `pod`."""
+    pod: Mapping[str, Any], inj: Injection, *, add_sidecar: bool
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """(JSON Patch ops, warnings) for injecting `inj` into `pod`.
+
+    `add_sidecar` is False when the pod already runs the canonical sidecar
+    (canonical.check_sidecar), so a reinvocation only adds what is missing.
+    """
     ops: list[dict[str, Any]] = []
     warnings: list[str] = []
     spec = pod.get("spec") or {}
@@ -316,64 +431,50 @@ def build_patch(
             f"sidecred: sidecred.dev/skip-containers names {q(missing)}, which the pod does not have"
         )
 
+    early = init_before_sidecar(pod, inj.config)
+    if early:
+        warnings.append(
+            f"sidecred: init containers {', '.join(q(n) for n in early)} run before the sidecar "
+            "is ready, so they get no credentials; move AWS calls into a container that starts "
+            "after it"
+        )
     for list_name, index, container in iter_containers(pod):
-        if is_sidecar_like(container) or container.get("name") in skip:
+        if container.get("name") in (SIDECAR_NAME, *skip, *early):
             continue
         ops += _container_ops(list_name, index, container, inj, warnings)
 
     present = {v.get("name") for v in spec.get("volumes") or []}
     new_volumes = [v for v in build_volumes(inj) if v["name"] not in present]
-    if new_volumes:
-        if spec.get("volumes") is None:
-            ops.append({"op": "add", "path": "/spec/volumes", "value": new_volumes})
-        else:
-            ops += [{"op": "add", "path": "/spec/volumes/-", "value": v} for v in new_volumes]
+    ops += append_ops("/spec/volumes", spec.get("volumes"), new_volumes)
+    if add_sidecar:
+        ops += sidecar_ops(pod, inj, warnings)
+    ops += metadata_ops(pod, inj)
+    return ops, warnings
 
-    adding_sidecar = find_sidecar(pod) is None
-    if adding_sidecar:
-        sidecar = build_sidecar(inj)
-        if inj.config.sidecar_mode == "native":
-            if spec.get("initContainers") is None:
-                ops.append({"op": "add", "path": "/spec/initContainers", "value": [sidecar]})
-            else:
-                ops.append(
-                    {
-                        "op": "add",
-                        "path": pointer("spec", "initContainers", sidecar_position(pod)),
-                        "value": sidecar,
-                    }
-                )
-        else:
-            ops.append({"op": "add", "path": "/spec/containers/0", "value": sidecar})
-            if spec.get("initContainers"):
-                warnings.append(
-                    "sidecred: in container mode init containers run before the sidecar starts, "
-                    "so they cannot get credentials; use native sidecar mode"
-                )
-            owners = (pod.get("metadata") or {}).get("ownerReferences") or []
-            if any(o.get("kind") == "Job" for o in owners if isinstance(o, dict)):
-                warnings.append(
-                    "sidecred: in container mode the sidecar keeps running after a Job's "
-                    "containers finish, so the Job never completes; use native sidecar mode"
-                )
 
-    metadata = pod.get("metadata") or {}
-    annotations = metadata.get("annotations")
-    if annotations is None:
-        if "metadata" not in pod:
-            ops.append({"op": "add", "path": "/metadata", "value": {}})
-        ops.append(
-            {"op": "add", "path": "/metadata/annotations", "value": {INJECTED_KEY: inj.role_arn}}
+def sidecar_ops(
+    pod: Mapping[str, Any], inj: Injection, warnings: list[str]
+) -> list[dict[str, Any]]:
+    """Insert the sidecar: native mode after the last native sidecar, container mode first."""
+    spec = pod.get("spec") or {}
+    sidecar = build_sidecar(inj)
+    if inj.config.sidecar_mode == "native":
+        if spec.get("initContainers") is None:
+            return [{"op": "add", "path": "/spec/initContainers", "value": [sidecar]}]
+        path = pointer("spec", "initContainers", sidecar_position(pod))
+        return [{"op": "add", "path": path, "value": sidecar}]
+    if spec.get("initContainers"):
+        warnings.append(
+            "sidecred: in container mode init containers run before the sidecar starts, "
+            "so they cannot get credentials; use native sidecar mode"
         )
-    elif annotations.get(INJECTED_KEY) != inj.role_arn:
-        ops.append(
-            {
-                "op": "add",
-                "path": pointer("metadata", "annotations", INJECTED_KEY),
-                "value": inj.role_arn,
-            }
+    owners = (pod.get("metadata") or {}).get("ownerReferences") or []
+    if any(o.get("kind") == "Job" for o in owners if isinstance(o, dict)):
+        warnings.append(
+            "sidecred: in container mode the sidecar keeps running after a Job's "
+            "containers finish, so the Job never completes; use native sidecar mode"
         )
-    return ops, warnings, adding_sidecar
+    return [{"op": "add", "path": "/spec/containers/0", "value": sidecar}]
 
 
 def apply_patch(pod: Mapping[str, Any], ops: list[dict[str, Any]]) -> dict[str, Any]:

@@ -23,17 +23,14 @@ from dataclasses import dataclass
 
 import re2
 
+from sidecred.webhook.annotations import ALLOWED_ROLES_KEY, PERMITTED_KEY, QUOTED_CHARS, q
 from sidecred.webhook.roles import RoleError, resolve_role
-
-PERMITTED_KEY = "iam.amazonaws.com/permitted"
-ALLOWED_ROLES_KEY = "iam.amazonaws.com/allowed-roles"
 
 # Caps that keep evaluation cheap whatever a namespace owner writes. Real
 # policies are a few hundred characters; these leave room for long lists.
 MAX_PATTERN_CHARS = 16 * 1024
 MAX_ALLOWED_ROLES = 1000
 RE2_MAX_MEM = 8 * 1024 * 1024  # bytes RE2 may use for one compiled program
-SHOWN_VALUE_CHARS = 200  # annotation values quoted in messages are cut to this
 
 
 class PolicyError(ValueError):
@@ -44,7 +41,8 @@ class PolicyError(ValueError):
 class PolicyResult:
     """The outcome for one role in one namespace.
 
-    reason: permitted | not-permitted | no-policy | bad-policy | policy-off
+    reason: permitted | not-permitted | no-policy | bad-policy (with --namespace-policy off
+    the policy is never evaluated)
     """
 
     permitted: bool
@@ -59,13 +57,6 @@ def _options() -> re2.Options:
     return options
 
 
-def shown(value: str) -> str:
-    """A value quoted for a message, cut so a huge annotation keeps messages short."""
-    if len(value) > SHOWN_VALUE_CHARS:
-        value = value[:SHOWN_VALUE_CHARS] + "..."
-    return json.dumps(value)
-
-
 def _compile(key: str, pattern: str, *, check_length: bool = True) -> re2._Regexp:
     if check_length and len(pattern) > MAX_PATTERN_CHARS:
         raise PolicyError(f"{key} is {len(pattern)} characters; the limit is {MAX_PATTERN_CHARS}")
@@ -74,7 +65,7 @@ def _compile(key: str, pattern: str, *, check_length: bool = True) -> re2._Regex
     except UnicodeEncodeError as exc:
         # A lone surrogate (a \ud800 escape in JSON) has no UTF-8 form, and RE2 takes UTF-8.
         raise PolicyError(
-            f"{key}={shown(pattern)} is not valid Unicode text: {exc.reason} at {exc.start}"
+            f"{key}={q(pattern)} is not valid Unicode text: {exc.reason} at {exc.start}"
         ) from None
     try:
         return re2.compile(pattern, options=_options())
@@ -82,9 +73,7 @@ def _compile(key: str, pattern: str, *, check_length: bool = True) -> re2._Regex
         detail = exc.args[0] if exc.args else exc
         if isinstance(detail, bytes):
             detail = detail.decode("utf-8", "replace")
-        raise PolicyError(
-            f"{key}={shown(pattern)} is not a valid RE2 expression: {detail}"
-        ) from None
+        raise PolicyError(f"{key}={q(pattern)} is not a valid RE2 expression: {detail}") from None
 
 
 @functools.lru_cache(maxsize=512)
@@ -109,11 +98,11 @@ def compile_allowed_roles(raw: str, base_role_arn: str | None) -> re2._Regexp:
         entries = json.loads(raw)
     except (ValueError, RecursionError) as exc:
         raise PolicyError(
-            f"{ALLOWED_ROLES_KEY}={shown(raw)} is not a JSON array of role names or ARNs: {exc}"
+            f"{ALLOWED_ROLES_KEY}={q(raw)} is not a JSON array of role names or ARNs: {exc}"
         ) from None
     if not isinstance(entries, list) or not all(isinstance(e, str) for e in entries):
         raise PolicyError(
-            f"{ALLOWED_ROLES_KEY}={shown(raw)} is not a JSON array of role names or ARNs (strings)"
+            f"{ALLOWED_ROLES_KEY}={q(raw)} is not a JSON array of role names or ARNs (strings)"
         )
     if len(entries) > MAX_ALLOWED_ROLES:
         raise PolicyError(
@@ -123,12 +112,12 @@ def compile_allowed_roles(raw: str, base_role_arn: str | None) -> re2._Regexp:
     for entry in entries:
         if not entry or any(c.isspace() or not c.isprintable() for c in entry):
             raise PolicyError(
-                f"{ALLOWED_ROLES_KEY} entry {shown(entry)} is empty or contains whitespace"
+                f"{ALLOWED_ROLES_KEY} entry {q(entry)} is empty or contains whitespace"
             )
         if not entry.startswith("arn:"):
             if base_role_arn is None:
                 raise PolicyError(
-                    f"{ALLOWED_ROLES_KEY} entry {shown(entry)} is a role name, but the webhook "
+                    f"{ALLOWED_ROLES_KEY} entry {q(entry)} is a role name, but the webhook "
                     "has no --base-role-arn to resolve it; use full role ARNs"
                 )
             entry = base_role_arn + entry
@@ -145,11 +134,11 @@ def describe_policy(annotations: Mapping[str, str]) -> str:
     """The policy annotations as `key="value"` pairs, for denial messages."""
     parts = []
     if PERMITTED_KEY in annotations:
-        parts.append(f"{PERMITTED_KEY}={shown(annotations[PERMITTED_KEY])}")
+        parts.append(f"{PERMITTED_KEY}={q(annotations[PERMITTED_KEY])}")
     if ALLOWED_ROLES_KEY in annotations:
         # Already JSON: shown as written, so quotes inside it stay readable.
         value = annotations[ALLOWED_ROLES_KEY]
-        cut = value[:SHOWN_VALUE_CHARS] + ("..." if len(value) > SHOWN_VALUE_CHARS else "")
+        cut = value[:QUOTED_CHARS] + ("..." if len(value) > QUOTED_CHARS else "")
         parts.append(f"{ALLOWED_ROLES_KEY}={cut}")
     return "; ".join(parts)
 
@@ -163,12 +152,12 @@ def evaluate_policy(
     """Decide whether `role_arn` is permitted in the namespace by its annotations."""
     permitted_raw = namespace_annotations.get(PERMITTED_KEY)
     allowed_raw = namespace_annotations.get(ALLOWED_ROLES_KEY)
-    ns = json.dumps(namespace_name)
+    ns = q(namespace_name)
     if permitted_raw is None and allowed_raw is None:
         return PolicyResult(
             False,
             "no-policy",
-            f"sidecred: namespace {ns} has no role policy, so role {json.dumps(role_arn)} is not "
+            f"sidecred: namespace {ns} has no role policy, so role {q(role_arn)} is not "
             f"permitted; annotate the namespace with {PERMITTED_KEY} (a regular expression) or "
             f"{ALLOWED_ROLES_KEY} (a JSON array)",
         )
@@ -187,7 +176,7 @@ def evaluate_policy(
     return PolicyResult(
         False,
         "not-permitted",
-        f"sidecred: role {json.dumps(role_arn)} is not permitted in namespace {ns}: "
+        f"sidecred: role {q(role_arn)} is not permitted in namespace {ns}: "
         + describe_policy(namespace_annotations),
     )
 

@@ -181,15 +181,13 @@ class ReviewError(Exception):
     """A webhook request that is not a usable AdmissionReview.
 
     status_code: 400 malformed JSON or shape, 413 too large, 422 well-formed but
-    not an admission.k8s.io/v1 AdmissionReview. `uid` is set when the request's
-    uid could be read, so the edge may answer with an AdmissionReview denial.
+    not an admission.k8s.io/v1 AdmissionReview.
     """
 
-    def __init__(self, status_code: int, message: str, uid: str | None = None) -> None:
+    def __init__(self, status_code: int, message: str) -> None:
         super().__init__(message)
         self.status_code = status_code
         self.message = message
-        self.uid = uid
 
 
 def _reject_constant(name: str) -> Any:
@@ -260,7 +258,6 @@ def parse_review(body: bytes) -> AdmissionRequest:
             422,
             f"expected apiVersion {API_VERSION!r} kind {KIND!r}, "
             f"got apiVersion {api_version!r} kind {kind!r}",
-            uid,
         )
     if not isinstance(request, dict):
         raise ReviewError(400, f"expected AdmissionReview.request object, got {_shape(request)}")
@@ -290,7 +287,7 @@ def parse_review(body: bytes) -> AdmissionRequest:
     if operation == "UPDATE" and not isinstance(request.get("oldObject"), dict):
         problems.append(f"request.oldObject for UPDATE, got {_shape(request.get('oldObject'))}")
     if problems:
-        raise ReviewError(400, "expected " + "; ".join(problems), uid)
+        raise ReviewError(400, "expected " + "; ".join(problems))
     return request  # type: ignore[return-value]
 
 

@@ -8,8 +8,9 @@ says what a valid value looks like.
 
 from __future__ import annotations
 
-import json
 import re
+
+from sidecred.webhook.annotations import q
 
 # IAM role names: 1-64 of [\w+=,.@-]; path segments use the same characters
 # (stricter than IAM's printable-ASCII paths, so no glob or regex metacharacter
@@ -36,7 +37,7 @@ def resolve_role(value: str, base_role_arn: str | None, key: str = "iam.amazonaw
 
     `base_role_arn` is the validated prefix from WebhookConfig (ends with "/").
     """
-    shown = json.dumps(value[:200])
+    shown = q(value)
     if not value:
         raise RoleError(f"annotation {key} is empty; set a role name or a role ARN")
     if value != value.strip() or any(c.isspace() or not c.isprintable() for c in value):

@@ -14,9 +14,16 @@ import uvicorn
 from kubernetes import client
 from kubernetes import config as kube_config
 
+from sidecred.sidecar.config import parse_int_in_range
 from sidecred.webhook.app import create_app
 from sidecred.webhook.config import add_config_arguments, config_from_args
 from sidecred.webhook.kube import NamespaceCache
+from sidecred.webhook.limits import (
+    KEEP_ALIVE_SECONDS,
+    MAX_HEAD_BYTES,
+    DeadlineH11Protocol,
+    apply_tls_limits,
+)
 from sidecred.webhook.metrics import WebhookMetrics
 from sidecred.webhook.tls import DEFAULT_CHECK_INTERVAL, ReloadingServerContext
 
@@ -84,12 +91,9 @@ def load_core_api(kubeconfig: str | None) -> client.CoreV1Api:
 
 def _port(value: str) -> int:
     try:
-        port = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a port number") from None
-    if not 1 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"{port} is outside 1-65535")
-    return port
+        return parse_int_in_range("--port", value, 1, 65535)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -149,7 +153,13 @@ def main(argv: list[str]) -> int:
         access_log=False,
         server_header=False,
         timeout_graceful_shutdown=10,
+        # Limits against abuse (webhook.limits): any pod can reach the webhook.
+        loop="asyncio",
+        http=DeadlineH11Protocol,
+        h11_max_incomplete_event_size=MAX_HEAD_BYTES,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
     )
+    apply_tls_limits()
     namespaces.start()
     log.info(
         "webhook starting",

@@ -10,31 +10,28 @@ from collections.abc import Mapping
 from typing import Any
 
 from sidecred.sidecar import config as sc
+from sidecred.webhook.annotations import INJECTED_KEY, PodOptions, annotations_of, q
+from sidecred.webhook.canonical import forged_reason, token_audiences
+from sidecred.webhook.config import WebhookConfig
 from sidecred.webhook.mutate import FULL_URI
-from sidecred.webhook.pod import (
-    INJECTED_KEY,
-    SA_TOKEN_VOLUME,
-    SIDECAR_NAME,
-    PodOptions,
-    Refusal,
-    annotations_of,
-    env_value,
-    find_sidecar,
-    is_sidecar_like,
-    iter_containers,
-    mounted_volumes,
-    q,
-)
+from sidecred.webhook.names import SA_TOKEN_VOLUME, SIDECAR_NAME
+from sidecred.webhook.pod import env_value, iter_containers, mounted_volumes
+from sidecred.webhook.refusal import Refusal
 
 
-def check_update(old: Mapping[str, Any], new: Mapping[str, Any], annotation_key: str) -> None:
+def runs_sidecar(container: Mapping[str, Any], config: WebhookConfig) -> bool:
+    """The sidecar itself, or a container that could act as one."""
+    return container.get("name") == SIDECAR_NAME or forged_reason(container, config) is not None
+
+
+def check_update(old: Mapping[str, Any], new: Mapping[str, Any], config: WebhookConfig) -> None:
     """On UPDATE the role is fixed: its annotation, the injection record and the sidecar image."""
     old_ann, new_ann = annotations_of(old), annotations_of(new)
-    for key in (annotation_key, INJECTED_KEY):
+    for key in (config.annotation_key, INJECTED_KEY):
         before, after = old_ann.get(key), new_ann.get(key)
         if before != after:
-            shown_before = "unset" if before is None else q(before[:200])
-            shown_after = "unset" if after is None else q(after[:200])
+            shown_before = "unset" if before is None else q(before, 200)
+            shown_after = "unset" if after is None else q(after, 200)
             raise Refusal(
                 "role-changed",
                 f"sidecred: annotation {key} cannot change on an existing pod (was {shown_before}, "
@@ -44,7 +41,7 @@ def check_update(old: Mapping[str, Any], new: Mapping[str, Any], annotation_key:
     # sidecar admitted at CREATE must not turn into an arbitrary image later either.
     new_images = {c.get("name"): c.get("image") for _, _, c in iter_containers(new)}
     for _, _, container in iter_containers(old):
-        if not is_sidecar_like(container):
+        if not runs_sidecar(container, config):
             continue
         name = container.get("name", "")
         before, after = container.get("image"), new_images.get(name)
@@ -57,10 +54,15 @@ def check_update(old: Mapping[str, Any], new: Mapping[str, Any], annotation_key:
             )
 
 
-def check_ephemeral(old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
-    """Refuse new ephemeral containers that would share the sidecar's processes or files."""
-    protected = {c.get("name") for _, _, c in iter_containers(new) if is_sidecar_like(c)}
+def check_ephemeral(old: Mapping[str, Any], new: Mapping[str, Any], config: WebhookConfig) -> None:
+    """Refuse new ephemeral containers that would share the sidecar's processes, files or token."""
+    protected = {c.get("name") for _, _, c in iter_containers(new) if runs_sidecar(c, config)}
     protected.add(SIDECAR_NAME)
+    sidecred_volumes = {SA_TOKEN_VOLUME} | {
+        v.get("name")
+        for v in (new.get("spec") or {}).get("volumes") or []
+        if set(token_audiences(v)) & config.sidecred_audiences
+    }
     existing = {c.get("name") for c in (old.get("spec") or {}).get("ephemeralContainers") or []}
     for container in (new.get("spec") or {}).get("ephemeralContainers") or []:
         name = container.get("name", "")
@@ -74,52 +76,37 @@ def check_ephemeral(old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
                 "sidecar; it would share the sidecar's processes and files. Debug an application "
                 "container instead (kubectl debug --target=<app container>)",
             )
-        if SA_TOKEN_VOLUME in mounted_volumes(container):
+        if mounted := sorted(sidecred_volumes & mounted_volumes(container)):
             raise Refusal(
                 "debug-target",
-                f"sidecred: ephemeral container {q(name)} mounts {q(SA_TOKEN_VOLUME)}, which only "
+                f"sidecred: ephemeral container {q(name)} mounts {q(mounted[0])}, which only "
                 "the sidecar may read",
             )
-
-
-def check_sidecars_match(pod: Mapping[str, Any], role_arn: str) -> None:
-    """Every container that runs the sidecar must be for the annotated role."""
-    for _, _, container in iter_containers(pod):
-        if not is_sidecar_like(container):
-            continue
-        name = container.get("name", "")
-        value = env_value(container, sc.ENV_ROLE_ARN)
-        if value != role_arn:
-            shown = "unset" if value is None else q(value[:200]) if value else "not a literal value"
+        if why := forged_reason(container, config):
             raise Refusal(
                 "forged-sidecar",
-                f"sidecred: container {q(name)} runs the credential sidecar with "
-                f"{sc.ENV_ROLE_ARN} {shown}, but the pod's role is {q(role_arn)}",
+                f"sidecred: ephemeral container {q(name)} {why}; only the sidecar the webhook "
+                "adds may do that",
             )
 
 
-def check_app_containers(pod: Mapping[str, Any], options: PodOptions) -> None:
-    """Application containers use only this pod's sidecar and never see its identity token."""
-    sidecar = find_sidecar(pod)
-    port = env_value(sidecar[2], sc.ENV_PORT) if sidecar is not None else None
-    expected = sc.credentials_uri(int(port)) if port and port.isdigit() else None
+def check_app_containers(pod: Mapping[str, Any], options: PodOptions, port: int) -> None:
+    """Application containers use only this pod's sidecar (on `port`).
+
+    That no container but the sidecar mounts its token is canonical.check_sidecar's job.
+    """
+    expected = sc.credentials_uri(port)
     for _, _, container in iter_containers(pod):
-        if is_sidecar_like(container):
+        if container.get("name") == SIDECAR_NAME:
             continue
         name = container.get("name", "")
-        if SA_TOKEN_VOLUME in mounted_volumes(container):
-            raise Refusal(
-                "token-exposed",
-                f"sidecred: container {q(name)} mounts {q(SA_TOKEN_VOLUME)}, the service-account "
-                "token only the sidecar may read",
-            )
         if name in options.skip_containers:
             continue
         uri = env_value(container, FULL_URI)
         if uri is not None and uri != expected:
             raise Refusal(
                 "foreign-endpoint",
-                f"sidecred: container {q(name)} sets {FULL_URI}={q(uri[:200])}, not this pod's "
-                f"sidecar {q(expected or 'none')}; remove it, or list the container in "
+                f"sidecred: container {q(name)} sets {FULL_URI}={q(uri, 200)}, not this pod's "
+                f"sidecar {q(expected)}; remove it, or list the container in "
                 "sidecred.dev/skip-containers",
             )

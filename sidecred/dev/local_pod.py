@@ -336,8 +336,12 @@ class LocalPod:
     ) -> None:
         self.stop()
 
-    def start(self) -> None:
-        """Create the volumes, start the sidecar, run its postStart hook, wait for its probe."""
+    def prepare(self) -> dict[str, str]:
+        """Create the volumes and return the sidecar's env, as the kubelet would set it.
+
+        `start` runs the sidecar with it; a caller that runs the sidecar itself
+        (a test or a benchmark) calls only this.
+        """
         if self.workdir is None:
             self._tempdir = tempfile.TemporaryDirectory(prefix="sidecred-pod-")
             self._root = Path(self._tempdir.name)
@@ -345,7 +349,11 @@ class LocalPod:
             self._root = Path(self.workdir)
             self._root.mkdir(parents=True, exist_ok=True)
         self._make_volumes()
-        env = self.env_for(self.sidecar)
+        return self.env_for(self.sidecar)
+
+    def start(self) -> None:
+        """Create the volumes, start the sidecar, run its postStart hook, wait for its probe."""
+        env = self.prepare()
         command = resolve_command(
             list(self.sidecar.get("command") or []) + list(self.sidecar.get("args") or [])
         )

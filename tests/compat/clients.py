@@ -23,6 +23,9 @@ OLD_BOTOCORE_VENV = VENVS / "botocore-1.34.41"
 AWSCLI_V1_VENV = VENVS / "awscli-v1"
 DEBIAN_AWSCLI = Path("/usr/bin/aws")  # Debian's CLI v2; `aws` on PATH may be a pip CLI v1
 GO_SDK_SRC = Path("/usr/share/gocode/src/github.com/aws/aws-sdk-go")
+GO_SDK_V2_SRC = Path("/usr/share/gocode/src/github.com/aws/aws-sdk-go-v2")
+# The Go SDK v2's default chain lives in its `config` module, versioned on its own.
+GO_SDK_V2_CONFIG_VERSION = GO_SDK_V2_SRC / "config" / "go_module_metadata.go"
 
 TOKEN_MODES = ("file", "env")
 
@@ -92,13 +95,30 @@ def _which(name: str) -> Path:
     return Path(found) if found else Path(f"<{name} not on PATH>")
 
 
-def build_clients(go_binary: Path) -> list[Client]:
-    """The matrix's clients; `go_binary` is the session's build of tests/compat/go."""
+@dataclass(frozen=True)
+class GoClients:
+    """The session's builds of tests/compat/go (SDK v1) and tests/compat/go-v2 (SDK v2)."""
+
+    v1: Path
+    v2: Path
+
+
+def build_clients(go: GoClients) -> list[Client]:
+    """The matrix's clients."""
     whoami_py = str(COMPAT_DIR / "python" / "whoami.py")
     old_python = OLD_BOTOCORE_VENV / "bin" / "python"
     cli_v1 = AWSCLI_V1_VENV / "bin" / "aws"
     node, ruby = _which("node"), _which("ruby")
     whoami_js = COMPAT_DIR / "js" / "whoami.mjs"
+    whoami_js_v2 = COMPAT_DIR / "js" / "whoami-v2.mjs"
+    # go_module_metadata.go holds `const goModuleVersion = "1.17.10"`.
+    go_v2_version = [
+        sys.executable,
+        "-c",
+        'import re, sys; print(re.search(r\'goModuleVersion = "([^"]+)"\', '
+        "open(sys.argv[1]).read())[1])",
+        str(GO_SDK_V2_CONFIG_VERSION),
+    ]
     whoami_rb = COMPAT_DIR / "ruby" / "whoami.rb"
     cli_call = ["sts", "get-caller-identity", "--query", "Arn", "--output", "text"]
     return [
@@ -154,10 +174,30 @@ def build_clients(go_binary: Path) -> list[Client]:
         Client(
             id="go-v1-debian",
             label="AWS SDK for Go v1 (Debian golang-github-aws-aws-sdk-go-dev)",
-            command=lambda url: [str(go_binary), "-endpoint-url", url],
-            version_command=[str(go_binary), "-version"],
+            command=lambda url: [str(go.v1), "-endpoint-url", url],
+            version_command=[str(go.v1), "-version"],
             token_file_since=(1, 47, 11),
-            needs=[go_binary],
+            needs=[go.v1],
+        ),
+        Client(
+            id="go-v2-debian",
+            label="AWS SDK for Go v2 (Debian golang-github-aws-aws-sdk-go-v2-dev; config module)",
+            command=lambda url: [str(go.v2), "-endpoint-url", url],
+            version_command=go_v2_version,
+            # config v1.25.0 (2023-11-14): "dynamic auth token from file" in the HTTP provider.
+            token_file_since=(1, 25, 0),
+            needs=[go.v2, GO_SDK_V2_CONFIG_VERSION],
+        ),
+        Client(
+            id="js-v2",
+            label="AWS SDK for JavaScript v2 (npm aws-sdk)",
+            command=lambda url: [str(node), str(whoami_js_v2), "--endpoint-url", url],
+            version_command=[str(node), str(whoami_js_v2), "--version"],
+            # The minimum EKS Pod Identity's documentation gives for JS v2; the
+            # installed release reads the file (lib/credentials/remote_credentials.js,
+            # getECSAuthToken).
+            token_file_since=(2, 1550, 0),
+            needs=[node, COMPAT_DIR / "js" / "node_modules" / "aws-sdk"],
         ),
         Client(
             id="ruby-core-debian",

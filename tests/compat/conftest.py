@@ -1,7 +1,7 @@
 """Fixtures of the real-SDK compatibility matrix.
 
 One moto_server (the STS emulator) and one sidecar process per token mode serve
-every client of the module; the Go client is built once per session. Each
+every client of the module; the Go clients are built once per session. Each
 client then runs with only the env a patched application container gets.
 """
 
@@ -16,8 +16,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.compat.clients import GO_SDK_SRC, REPO, VENVS, format_version
-from tests.compat.sidecar_process import ROLE_NAME, Sidecar, start_sidecar, stop_sidecar
+from tests.compat.clients import (
+    GO_SDK_SRC,
+    GO_SDK_V2_SRC,
+    REPO,
+    VENVS,
+    GoClients,
+    format_version,
+)
+from tests.compat.compat_sidecar import ROLE_NAME, Sidecar, start_sidecar, stop_sidecar
 from tests.support.sts import MotoServer, create_role, start_moto, stop_moto
 
 
@@ -51,16 +58,14 @@ def sidecars(
         stop_sidecar(sidecar)
 
 
-@pytest.fixture(scope="session")
-def go_client(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The Go client built once, offline, from Debian's SDK sources (GOPATH mode).
+def build_go_client(package: str, out: Path, sdk_src: Path) -> Path:
+    """Build `package` (a tests/compat directory) offline from Debian's SDK sources (GOPATH mode).
 
-    Returns a path that does not exist when Go or the SDK sources are absent, so
-    the test reports the tool as missing; a compiler error fails loudly.
+    Returns `out`, which does not exist when Go or the SDK sources are absent,
+    so the test reports the tool as missing; a compiler error fails loudly.
     """
-    out = tmp_path_factory.mktemp("go") / "whoami-go"
     go = shutil.which("go")
-    if go is None or not GO_SDK_SRC.is_dir():
+    if go is None or not sdk_src.is_dir():
         return out
     # Reuse the cache install-sdks warmed, so the build takes a second.
     cache = VENVS / "go-cache" if VENVS.is_dir() else Path(tempfile.mkdtemp(prefix="go-cache-"))
@@ -72,16 +77,26 @@ def go_client(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "GOCACHE": str(cache),
     }
     build = subprocess.run(
-        [go, "build", "-o", str(out), "./tests/compat/go"],
+        [go, "build", "-o", str(out), f"./tests/compat/{package}"],
         cwd=REPO,
         env=env,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,
     )
     if build.returncode != 0:
-        pytest.fail(f"building the Go client failed:\n{build.stderr}")
+        pytest.fail(f"building the Go client tests/compat/{package} failed:\n{build.stderr}")
     return out
+
+
+@pytest.fixture(scope="session")
+def go_clients(tmp_path_factory: pytest.TempPathFactory) -> GoClients:
+    """The Go SDK v1 and v2 clients, built once per session."""
+    out = tmp_path_factory.mktemp("go")
+    return GoClients(
+        v1=build_go_client("go", out / "whoami-go", GO_SDK_SRC),
+        v2=build_go_client("go-v2", out / "whoami-go-v2", GO_SDK_V2_SRC),
+    )
 
 
 # --- results summary -------------------------------------------------------------

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.compat.clients import TOKEN_MODES, Client, build_clients, format_version
-from tests.compat.sidecar_process import ROLE_NAME, Sidecar
+from tests.compat.clients import TOKEN_MODES, Client, GoClients, build_clients, format_version
+from tests.compat.compat_sidecar import ROLE_NAME, Sidecar
 from tests.support.sts import MOTO_ACCOUNT_ID, MotoServer
 
 CLIENT_IDS = [
@@ -28,6 +28,8 @@ CLIENT_IDS = [
     "js-v3-3.458.0",
     "awscli-v2-debian",
     "go-v1-debian",
+    "go-v2-debian",
+    "js-v2",
     "ruby-core-debian",
 ]
 CLIENT_TIMEOUT = 120  # seconds; a bound for a hung client, not a timing assertion
@@ -35,8 +37,8 @@ CLIENT_TIMEOUT = 120  # seconds; a bound for a hung client, not a timing asserti
 Recorder = Callable[[str, tuple[int, ...] | None, str, str], None]
 
 
-def _client(client_id: str, go_client: Path) -> Client:
-    return {client.id: client for client in build_clients(go_client)}[client_id]
+def _client(client_id: str, go_clients: GoClients) -> Client:
+    return {client.id: client for client in build_clients(go_clients)}[client_id]
 
 
 def _unsupported_reason(client: Client, token_mode: str, version: tuple[int, ...]) -> str:
@@ -45,8 +47,8 @@ def _unsupported_reason(client: Client, token_mode: str, version: tuple[int, ...
     return f"no: token file needs >= {format_version(client.token_file_since)}; use token mode env"
 
 
-def test_clients_cover_the_matrix(go_client: Path) -> None:
-    assert [client.id for client in build_clients(go_client)] == CLIENT_IDS
+def test_clients_cover_the_matrix(go_clients: GoClients) -> None:
+    assert [client.id for client in build_clients(go_clients)] == CLIENT_IDS
 
 
 @pytest.mark.parametrize("token_mode", TOKEN_MODES)
@@ -54,13 +56,13 @@ def test_clients_cover_the_matrix(go_client: Path) -> None:
 def test_sdk_gets_the_annotated_role(
     client_id: str,
     token_mode: str,
-    go_client: Path,
+    go_clients: GoClients,
     sts: MotoServer,
     sidecars: dict[str, Sidecar],
     tmp_path: Path,
     record_result: Recorder,
 ) -> None:
-    client = _client(client_id, go_client)
+    client = _client(client_id, go_clients)
     missing = client.missing()
     if missing:
         record_result(client.label, None, token_mode, f"MISSING: {missing}")

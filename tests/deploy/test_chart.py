@@ -4,13 +4,17 @@ and check the fields the design depends on (RBAC, webhook registration, pod secu
 from __future__ import annotations
 
 import base64
+import contextlib
+import io
 import subprocess
 import sys
+from pathlib import Path
 
 import helm_python
 import pytest
 
 from deploy import render
+from sidecred.certs import cli as certs_cli
 from tests.deploy.chart_support import (
     CA_BUNDLE,
     CERT_MANAGER_KINDS,
@@ -350,9 +354,9 @@ def test_default_settings_reach_the_webhook() -> None:
         "SIDECRED_DRAIN_SECONDS": "20",
         "SIDECRED_TOKEN_EXPIRATION": "86400",
         "SIDECRED_SIDECAR_CPU_REQUEST": "10m",
-        "SIDECRED_SIDECAR_MEMORY_REQUEST": "64Mi",
+        "SIDECRED_SIDECAR_MEMORY_REQUEST": "32Mi",
         "SIDECRED_SIDECAR_CPU_LIMIT": "500m",
-        "SIDECRED_SIDECAR_MEMORY_LIMIT": "128Mi",
+        "SIDECRED_SIDECAR_MEMORY_LIMIT": "96Mi",
     }
     assert _container(rendered("defaults"))["image"] == "ghcr.io/sidecred/sidecred:0.1.0"
 
@@ -557,16 +561,16 @@ def test_documented_sidecred_certs_output_is_a_ca_bundle_the_chart_accepts(tmp_p
 
 
 # DESIGN section 2 options the chart passes that the webhook on this branch does
-# not read yet (they arrive with the broker). The test below fails once one
-# lands, so this set only shrinks.
-PENDING_OPTIONS = {"SIDECRED_BROKER_AUDIENCE", "SIDECRED_BROKER_URL", "SIDECRED_BROKER_CA_FILE"}
-PENDING_CHOICES = {("SIDECRED_CREDENTIAL_SOURCE", "broker")}
+# not read yet. The test below fails once one lands, so this set only shrinks.
+PENDING_OPTIONS: set[str] = set()
+PENDING_CHOICES: set[tuple[str, str]] = set()
 
 
 @pytest.mark.parametrize("name", ALL_SETS)
-def test_chart_settings_are_read_by_the_webhook_config(name: str) -> None:
+def test_chart_settings_are_read_by_the_webhook_config(name: str, tmp_path: Path) -> None:
     """Every SIDECRED_* setting the chart gives the webhook is an option it reads, and
-    parses to the value intended."""
+    parses to the value intended. The broker's CA file, read at start, is a real CA
+    here in place of the path the chart mounts it at."""
     import argparse
 
     from sidecred.sidecar.config import CREDENTIAL_SOURCES
@@ -592,6 +596,11 @@ def test_chart_settings_are_read_by_the_webhook_config(name: str) -> None:
         for k, v in values.items()
         if k not in PENDING_OPTIONS and (k, v) not in PENDING_CHOICES
     }
+    if "SIDECRED_BROKER_CA_FILE" in readable:
+        issue = ["--service", "sidecred-broker", "--namespace", "sidecred", "--out", str(tmp_path)]
+        with contextlib.redirect_stdout(io.StringIO()):
+            assert certs_cli.main(issue) == 0
+        readable["SIDECRED_BROKER_CA_FILE"] = str(tmp_path / "ca.crt")
     config = webhook_config.config_from_args(parser.parse_args([]), readable)
     for key, value in readable.items():
         parsed = getattr(config, by_env[key])

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -16,9 +17,13 @@ from pathlib import Path
 
 import pytest
 
+from sidecred.webhook.config import WebhookConfig
+from tests.support import injected_sidecar
 from tests.support.sts import FAKE_ACCESS_KEY_ID, FAKE_SECRET_ACCESS_KEY, MOTO_REGION, free_port
 
 ROLE_ARN = "arn:aws:iam::123456789012:role/reader"
+# What the webhook generates for token mode env, fixed here so tests can send it.
+WEBHOOK_AUTH_TOKEN = "webhook-generated-token-Zm9vYmFyYmF6cXV4"
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -28,28 +33,22 @@ def sidecar_env(
     *,
     source: str = "web-identity",
     token_mode: str = "file",  # noqa: S107 (a mode name, not a password)
-    **extra: str,
+    annotations: dict[str, str] | None = None,
+    **overrides: str,
 ) -> dict[str, str]:
-    """The sidecar's env as the patched pod spec carries it, downward-API values filled in."""
-    sa_token = tmp / "sa-token"
-    sa_token.write_text("eyJhbGciOiJSUzI1NiJ9.projected-service-account-token.signature")
-    (tmp / "shared").mkdir(exist_ok=True)
-    env = {
+    """The sidecar's env from the webhook's own patch, resolved as a kubelet would.
+
+    `tests.support.injected_sidecar` runs the pod through the webhook and the
+    local pod runner (volumes in a new directory under `tmp`); the surroundings add PATH, the STS
+    emulator and a 1 s retry cap. `overrides` replace what the webhook wrote,
+    for tests of bad settings (and the broker's settings, until the webhook
+    writes them).
+    """
+    (tmp / "home").mkdir(exist_ok=True)
+    environment = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(tmp),
+        "HOME": str(tmp / "home"),
         "PYTHONPATH": str(REPO),
-        "SIDECRED_ROLE_ARN": ROLE_ARN,
-        "SIDECRED_CREDENTIAL_SOURCE": source,
-        "SIDECRED_SESSION_DURATION": "3600",
-        "SIDECRED_REGION": MOTO_REGION,
-        "SIDECRED_PORT": str(free_port()),
-        "SIDECRED_HEALTH_PORT": str(free_port()),
-        "SIDECRED_TOKEN_MODE": token_mode,
-        "SIDECRED_SIDECAR_MODE": "native",
-        "SIDECRED_POD_NAME": "web-7d4b9c-x2x9q",
-        "SIDECRED_POD_NAMESPACE": "shop",
-        "SIDECRED_POD_UID": "6f1c1f0e-3b8a-4d6e-9a57-0c2f4e1b7a10",
-        "SIDECRED_SERVICE_ACCOUNT": "web",
         "SIDECRED_RETRY_CAP_SECONDS": "1",
         "AWS_ENDPOINT_URL_STS": sts_url,
         # No shared config files from the machine running the tests.
@@ -57,16 +56,25 @@ def sidecar_env(
         "AWS_SHARED_CREDENTIALS_FILE": str(tmp / "no-aws-credentials"),
         "AWS_EC2_METADATA_DISABLED": "true",
     }
-    if token_mode == "file":
-        env["SIDECRED_TOKEN_FILE"] = str(tmp / "shared" / "token")
-    else:
-        env["SIDECRED_AUTH_TOKEN"] = "webhook-generated-token-Zm9vYmFyYmF6cXV4"
-    if source == "web-identity":
-        env["SIDECRED_WEB_IDENTITY_TOKEN_FILE"] = str(sa_token)
-    else:
-        env["AWS_ACCESS_KEY_ID"] = FAKE_ACCESS_KEY_ID
-        env["AWS_SECRET_ACCESS_KEY"] = FAKE_SECRET_ACCESS_KEY
-    env.update(extra)
+    if source == "assume-role":
+        environment["AWS_ACCESS_KEY_ID"] = FAKE_ACCESS_KEY_ID
+        environment["AWS_SECRET_ACCESS_KEY"] = FAKE_SECRET_ACCESS_KEY
+    config = WebhookConfig(
+        credential_source=source,
+        token_mode=token_mode,
+        region=MOTO_REGION,
+        sidecar_port=free_port(),
+        health_port=free_port(),
+    )
+    env = injected_sidecar.sidecar_env(
+        Path(tempfile.mkdtemp(prefix="pod-", dir=tmp)),  # one pod per call
+        ROLE_ARN,
+        config,
+        environment,
+        annotations=annotations,
+        auth_token=WEBHOOK_AUTH_TOKEN,
+    )
+    env.update(overrides)
     return env
 
 

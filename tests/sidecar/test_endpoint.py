@@ -1,6 +1,7 @@
 """Credential and health responses, the cache's failure policy, with an injected clock.
 
-The cache uses the real STS source against a fault-injecting STS on loopback.
+The refresh loop calls the real STS source (what `sidecred fetch` runs), in a
+thread of this process, against a scripted STS on loopback.
 """
 
 from __future__ import annotations
@@ -14,13 +15,16 @@ from pathlib import Path
 
 import pytest
 
-from sidecred.sidecar.cache import CredentialCache, format_expiration
-from sidecred.sidecar.config import load_config
+from sidecred.sidecar.cache import CredentialCache
+from sidecred.sidecar.config import SidecarConfig, load_config
+from sidecred.sidecar.credentials import Credentials, account_from_arn
 from sidecred.sidecar.endpoint import CredentialEndpoint, HealthEndpoint, token_matches
+from sidecred.sidecar.fetch import fetch_credentials
+from sidecred.sidecar.refresh_loop import refresh_once
 from sidecred.sidecar.server import Request
-from sidecred.sidecar.sources import WebIdentitySource, account_from_arn
-from tests.sidecar.fault_sts import access_denied, success_xml
+from sidecred.sidecar.wire import format_expiration
 from tests.sidecar.sidecar_process import sidecar_env
+from tests.support.scripted_sts import access_denied, error_xml, success_xml
 
 TOKEN = "tok-" + "a" * 40
 
@@ -38,26 +42,42 @@ class Switchable:
 
     def __init__(self, clock: Clock) -> None:
         self.refuse = False
+        self.throttle = False
         self.clock = clock
 
     def __call__(self, params):
         if self.refuse:
             return access_denied(params)
+        if self.throttle:
+            return 400, error_xml("Throttling", "Rate exceeded")
         return 200, success_xml(params, issued=self.clock())
 
 
+class InProcessSource:
+    """The source `sidecred fetch` runs, called in a thread here instead of a child process."""
+
+    def __init__(self, config: SidecarConfig) -> None:
+        self.config = config
+        self.role_arn = config.role_arn
+        self.session_name = "shop.web"
+
+    async def fetch(self) -> Credentials:
+        return await asyncio.to_thread(fetch_credentials, self.config)
+
+
 @pytest.fixture
-def setup(fault_sts_factory, tmp_path: Path, monkeypatch):
+def setup(scripted_sts_factory, tmp_path: Path, monkeypatch):
     clock = Clock()
     behaviour = Switchable(clock)
-    sts = fault_sts_factory(behaviour)
+    sts = scripted_sts_factory(behaviour)
     env = sidecar_env(tmp_path, sts.url)
     for name in ("AWS_ENDPOINT_URL_STS", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
         monkeypatch.setenv(name, env[name])
-    cache = CredentialCache(WebIdentitySource(load_config(env)), clock=clock, rng=random.Random(1))
+    config = load_config(env)
+    cache = CredentialCache(config.role_arn, clock=clock, rng=random.Random(1))
     creds = CredentialEndpoint(cache, TOKEN, clock)
     health = HealthEndpoint(cache, creds, clock)
-    return behaviour, sts, clock, cache, creds, health
+    return behaviour, sts, clock, cache, creds, health, InProcessSource(config)
 
 
 def get(path: str, token: str | None = TOKEN, method: str = "GET") -> Request:
@@ -66,8 +86,8 @@ def get(path: str, token: str | None = TOKEN, method: str = "GET") -> Request:
 
 
 def test_credentials_response_format(setup):
-    _, sts, _, cache, creds, health = setup
-    assert asyncio.run(cache.refresh_once())
+    _, sts, _, cache, creds, health, source = setup
+    assert asyncio.run(refresh_once(cache, source))
     response = creds(get("/v1/credentials"))
     assert response.status == 200 and response.content_type == "application/json"
     body = json.loads(response.body)
@@ -101,8 +121,8 @@ def test_credentials_response_format(setup):
     ],
 )
 def test_refusals_are_json_and_reveal_nothing(setup, request_, status):
-    _, _, _, cache, creds, _ = setup
-    assert asyncio.run(cache.refresh_once())
+    _, _, _, cache, creds, _, source = setup
+    assert asyncio.run(refresh_once(cache, source))
     response = creds(request_)
     assert response.status == status
     body = json.loads(response.body)
@@ -111,8 +131,8 @@ def test_refusals_are_json_and_reveal_nothing(setup, request_, status):
 
 
 def test_query_string_is_ignored(setup):
-    _, _, _, cache, creds, _ = setup
-    assert asyncio.run(cache.refresh_once())
+    _, _, _, cache, creds, _, source = setup
+    assert asyncio.run(refresh_once(cache, source))
     assert creds(get("/v1/credentials?x=1")).status == 200
 
 
@@ -124,7 +144,7 @@ def test_token_compare():
 
 
 def test_not_yet_fetched_is_503_not_404(setup):
-    _, _, _, _, creds, health = setup
+    _, _, _, _, creds, health, _ = setup
     response = creds(get("/v1/credentials"))
     assert response.status == 503
     assert json.loads(response.body)["Code"] == "CredentialsNotReady"
@@ -133,9 +153,9 @@ def test_not_yet_fetched_is_503_not_404(setup):
 
 
 def test_refusal_at_start_gives_503_with_sts_text(setup):
-    behaviour, _, _, cache, creds, health = setup
+    behaviour, _, _, cache, creds, health, source = setup
     behaviour.refuse = True
-    assert not asyncio.run(cache.refresh_once())
+    assert not asyncio.run(refresh_once(cache, source))
     body = json.loads(creds(get("/v1/credentials")).body)
     assert body["Code"] == body["code"] == "AccessDenied"
     assert "Not authorized" in body["Message"] == body["message"]
@@ -144,18 +164,25 @@ def test_refusal_at_start_gives_503_with_sts_text(setup):
 
 
 def test_failed_refresh_keeps_serving_until_truly_expired(setup):
-    behaviour, _, clock, cache, creds, health = setup
-    assert asyncio.run(cache.refresh_once())
+    behaviour, _, clock, cache, creds, health, source = setup
+    assert asyncio.run(refresh_once(cache, source))
     served = creds(get("/v1/credentials")).body
     expiration = cache.held.expiration
 
     behaviour.refuse = True
     clock.now = cache.next_refresh
-    assert not asyncio.run(cache.refresh_once())
+    assert not asyncio.run(refresh_once(cache, source))
     # the retry comes soon (backoff), and the old credentials are still served
     assert cache.next_refresh <= clock.now + timedelta(seconds=1)
     assert creds(get("/v1/credentials")).body == served
-    assert health(get("/readyz", None)).status == 200
+    # A refusal turns the pod not ready at once, saying why and what is still served.
+    readyz = health(get("/readyz", None))
+    assert readyz.status == 503
+    assert b"not ready: AccessDenied: Not authorized" in readyz.body
+    assert (
+        f"still serving the credentials held, valid until {format_expiration(expiration)}".encode()
+        in readyz.body
+    )
 
     clock.now = expiration - timedelta(seconds=1)
     assert creds(get("/v1/credentials")).body == served
@@ -170,24 +197,36 @@ def test_failed_refresh_keeps_serving_until_truly_expired(setup):
     assert health(get("/readyz", None)).status == 503
 
     behaviour.refuse = False
-    assert asyncio.run(cache.refresh_once())
+    assert asyncio.run(refresh_once(cache, source))
     assert creds(get("/v1/credentials")).status == 200
 
 
+def test_transient_failure_keeps_serving_and_ready(setup):
+    behaviour, _, clock, cache, creds, health, source = setup
+    assert asyncio.run(refresh_once(cache, source))
+    served = creds(get("/v1/credentials")).body
+    behaviour.throttle = True
+    clock.now = cache.next_refresh
+    assert not asyncio.run(refresh_once(cache, source))
+    assert cache.last_error is not None and cache.last_error.code == "Throttling"
+    assert creds(get("/v1/credentials")).body == served
+    assert health(get("/readyz", None)).status == 200
+
+
 def test_backoff_grows_while_sts_refuses(setup):
-    behaviour, _, clock, cache, _, _ = setup
+    behaviour, _, clock, cache, _, _, source = setup
     behaviour.refuse = True
     ceilings = []
     for _ in range(8):
-        asyncio.run(cache.refresh_once())
+        asyncio.run(refresh_once(cache, source))
         ceilings.append((cache.next_refresh - clock.now).total_seconds())
     assert all(0 <= d <= 60 for d in ceilings)
     assert cache.failures_in_row == 8 and cache.sts_failures == 8
 
 
 def test_metrics_count_responses(setup):
-    _, _, _, cache, creds, health = setup
-    asyncio.run(cache.refresh_once())
+    _, _, _, cache, creds, health, source = setup
+    asyncio.run(refresh_once(cache, source))
     creds(get("/v1/credentials"))
     creds(get("/v1/credentials", "bad"))
     text = health(get("/metrics", None)).body.decode()
@@ -199,7 +238,7 @@ def test_metrics_count_responses(setup):
 
 
 def test_health_refuses_other_paths_and_methods(setup):
-    *_, health = setup
+    *_, health, _ = setup
     assert health(get("/v1/credentials", None)).status == 404
     assert health(get("/readyz", None, "POST")).status == 405
 
@@ -210,7 +249,7 @@ def test_account_from_arn():
 
 
 def test_first_credentials_and_recovery_desync_later_refreshes_are_steady(setup):
-    behaviour, _, clock, cache, _, _ = setup
+    behaviour, _, clock, cache, _, _, source = setup
     policy = cache.policy
 
     def window(desync: bool) -> tuple[datetime, datetime]:
@@ -229,25 +268,25 @@ def test_first_credentials_and_recovery_desync_later_refreshes_are_steady(setup)
     firsts = []
     for seed in range(20):
         cache.held, cache.rng = None, random.Random(seed)
-        assert asyncio.run(cache.refresh_once())
+        assert asyncio.run(refresh_once(cache, source))
         assert scheduled_in(desync=True)
         firsts.append(cache.next_refresh < window(desync=False)[0])
     assert any(firsts)
 
     # A steady refresh stays in the steady window.
     clock.now = cache.next_refresh
-    assert asyncio.run(cache.refresh_once())
+    assert asyncio.run(refresh_once(cache, source))
     assert scheduled_in(desync=False)
 
     # After an outage, the recovery spreads again.
     behaviour.refuse = True
     clock.now = cache.next_refresh
-    assert not asyncio.run(cache.refresh_once())
+    assert not asyncio.run(refresh_once(cache, source))
     behaviour.refuse = False
     recovered = []
     for seed in range(20):
         cache.failures_in_row, cache.rng = 1, random.Random(seed)
-        assert asyncio.run(cache.refresh_once())
+        assert asyncio.run(refresh_once(cache, source))
         assert scheduled_in(desync=True)
         recovered.append(cache.next_refresh < window(desync=False)[0])
     assert any(recovered)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.sidecar.fault_sts import access_denied
 from tests.sidecar.sidecar_process import ROLE_ARN, poll, run_app, sidecar_env
+from tests.support.scripted_sts import access_denied
 from tests.support.sts import MOTO_ACCOUNT_ID, create_role, free_port
 
 SESSION = "shop.web-7d4b9c-x2x9q"
@@ -44,6 +44,8 @@ def test_app_sees_the_annotated_role_and_session(
     for secret in (body["SecretAccessKey"], body["Token"], body["AccessKeyId"], sidecar.token()):
         assert secret not in log
     assert SESSION in log and ROLE_ARN in log
+    unsafe = [r for r in sidecar.log_records() if r["event"] == "unsafe_credential_source"]
+    assert [r["level"] for r in unsafe] == (["warning"] if source == "assume-role" else [])
 
 
 def test_token_file_is_the_whole_token_readable_by_any_uid(
@@ -118,9 +120,9 @@ def test_sts_down_after_start_keeps_serving(moto_sts_factory, sidecar_factory, t
 
 
 def test_sts_refusal_keeps_sidecar_up_and_reports_why(
-    fault_sts_factory, sidecar_factory, tmp_path: Path
+    scripted_sts_factory, sidecar_factory, tmp_path: Path
 ):
-    sts = fault_sts_factory(access_denied)
+    sts = scripted_sts_factory(access_denied)
     sidecar = sidecar_factory(sidecar_env(tmp_path, sts.url))
     poll(lambda: len(sts.calls) >= 2, what="STS retried after a refusal")
 

@@ -6,8 +6,10 @@ import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from sidecred.sidecar.refresh import DEFAULT_POLICY, is_expired, next_refresh_at, retry_delay
+from sidecred.sidecar.schedule import DEFAULT_POLICY, is_expired, next_refresh_at, retry_delay
 
 ISSUED = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -78,6 +80,42 @@ def test_served_credentials_keep_a_margin_over_the_sdk_threshold(session_s, jitt
     expires = ISSUED + timedelta(seconds=session_s)
     at = next_refresh_at(ISSUED, expires, ISSUED, FixedRandom(jitter), desync=desync)
     assert expires - at >= DEFAULT_POLICY.latest_remaining > DEFAULT_POLICY.mandatory_remaining
+
+
+@given(
+    lifetime_s=st.integers(min_value=16 * 60, max_value=12 * 3600),
+    draw=st.floats(min_value=0.0, max_value=1.0, exclude_max=True),
+    desync=st.booleans(),
+    fetch_s=st.floats(min_value=0.0, max_value=5.0),
+)
+def test_no_response_ever_carries_fifteen_minutes_or_less(lifetime_s, draw, desync, fetch_s):
+    """For every lifetime from 16 min to 12 h and every draw: refreshed before the SDKs' line.
+
+    `fetch_s` is how long the fetch that brought the credentials took (`now`
+    is that much after issue); the next refresh then starts with the refresh
+    margin still ahead of the 15-minute line.
+    """
+    expires = ISSUED + timedelta(seconds=lifetime_s)
+    now = ISSUED + timedelta(seconds=fetch_s)
+    at = next_refresh_at(ISSUED, expires, now, FixedRandom(draw), desync=desync)
+    assert at >= now
+    left = expires - at
+    assert left >= DEFAULT_POLICY.mandatory_remaining + DEFAULT_POLICY.refresh_margin
+    assert left > timedelta(minutes=15)
+
+
+@pytest.mark.parametrize("desync", [False, True])
+def test_sixteen_minute_credentials_keep_a_fleet_spread(desync):
+    """The clamped window still spreads pods: half of what is left before the line."""
+    expires = ISSUED + timedelta(minutes=16)
+    times = {
+        next_refresh_at(ISSUED, expires, ISSUED, random.Random(seed), desync=desync)
+        for seed in range(100)
+    }
+    assert len(times) == 100
+    assert min(times) < ISSUED + timedelta(seconds=17)
+    assert max(times) > ISSUED + timedelta(seconds=28)
+    assert max(times) <= ISSUED + timedelta(seconds=30)
 
 
 @pytest.mark.parametrize("jitter", [0.0, 0.3, 0.999])

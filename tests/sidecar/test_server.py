@@ -236,3 +236,11 @@ def test_parse_head_joins_repeated_headers():
 def test_parse_head_rejects_empty():
     with pytest.raises(BadRequest):
         parse_head(b"\r\n")
+
+
+def test_reason_phrases_are_the_standard_ones():
+    from http import HTTPStatus
+
+    from sidecred.sidecar.server import REASONS
+
+    assert REASONS == {status: HTTPStatus(status).phrase for status in REASONS}

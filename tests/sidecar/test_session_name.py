@@ -15,10 +15,12 @@ STS_PATTERN = re.compile(r"[A-Za-z0-9_+=,.@-]{2,64}")
     ("namespace", "pod", "override", "expected"),
     [
         ("shop", "web-1", None, "shop.web-1"),
-        ("shop", "web-1", "custom@name", "custom@name"),
+        ("shop", "web-1", "custom@name", "shop.custom@name"),
+        ("shop", "web-1", "shop.custom", "shop.custom"),
+        ("shop", "web-1", "prod.payments-api-0", "shop.prod.payments-api-0"),
         ("shop", "wéb 1/x", None, "shop.w-b-1-x"),
         ("a", "", None, "a."),
-        ("", "", "x", "x-"),
+        ("", "", "x", ".x"),
     ],
 )
 def test_session_names(namespace, pod, override, expected):

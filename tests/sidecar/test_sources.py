@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from sidecred.sidecar.config import load_config
+from sidecred.sidecar.credentials import SourceError
 from sidecred.sidecar.sources import (
     ROLE_CHAINING_MAX_DURATION,
     AssumeRoleSource,
-    StsError,
     WebIdentitySource,
     build_source,
     chained_duration,
 )
-from tests.sidecar.fault_sts import role_chaining_limit, success_xml
 from tests.sidecar.sidecar_process import ROLE_ARN, sidecar_env
+from tests.support.scripted_sts import (
+    access_denied,
+    error_xml,
+    role_chaining_limit,
+    success_xml,
+)
 
 
 @pytest.fixture
@@ -38,9 +45,9 @@ def use_env(monkeypatch):
 
 
 def test_assume_role_sends_tags_external_id_and_source_identity(
-    fault_sts_factory, tmp_path, use_env
+    scripted_sts_factory, tmp_path, use_env
 ):
-    sts = fault_sts_factory(lambda p: (200, success_xml(p)))
+    sts = scripted_sts_factory(lambda p: (200, success_xml(p)))
     cfg = use_env(
         sidecar_env(tmp_path, sts.url, source="assume-role", SIDECRED_EXTERNAL_ID="ext-42")
     )
@@ -62,8 +69,34 @@ def test_assume_role_sends_tags_external_id_and_source_identity(
     assert "ASIA" not in repr(creds) and creds.secret_access_key not in repr(creds)
 
 
-def test_role_chaining_refusal_clamps_to_one_hour(fault_sts_factory, tmp_path, use_env):
-    sts = fault_sts_factory(role_chaining_limit)
+def test_source_identity_is_namespace_and_pod_whatever_the_session_name(
+    scripted_sts_factory, tmp_path, use_env
+):
+    sts = scripted_sts_factory(lambda p: (200, success_xml(p)))
+    env = sidecar_env(
+        tmp_path, sts.url, source="assume-role", SIDECRED_SESSION_NAME="prod.payments-api-0"
+    )
+    build_source(use_env(env)).fetch()
+    call = sts.calls[0]
+    assert call["RoleSessionName"] == "shop.prod.payments-api-0"
+    assert call["SourceIdentity"] == "shop.web-7d4b9c-x2x9q"
+
+
+def test_sts_refusal_is_marked_refused_and_throttling_is_not(
+    scripted_sts_factory, tmp_path, use_env
+):
+    sts = scripted_sts_factory(access_denied)
+    with pytest.raises(SourceError) as err:
+        build_source(use_env(sidecar_env(tmp_path, sts.url))).fetch()
+    assert err.value.code == "AccessDenied" and err.value.refused
+    sts.behaviour = lambda p: (400, error_xml("Throttling", "Rate exceeded"))
+    with pytest.raises(SourceError) as err:
+        build_source(use_env(sidecar_env(tmp_path, sts.url))).fetch()
+    assert err.value.code == "Throttling" and not err.value.refused
+
+
+def test_role_chaining_refusal_clamps_to_one_hour(scripted_sts_factory, tmp_path, use_env):
+    sts = scripted_sts_factory(role_chaining_limit)
     cfg = use_env(
         sidecar_env(tmp_path, sts.url, source="assume-role", SIDECRED_SESSION_DURATION="43200")
     )
@@ -92,41 +125,42 @@ def test_chained_duration(method, expected):
 
 
 def test_assume_role_without_base_credentials_is_a_clear_error(
-    fault_sts_factory, tmp_path, use_env
+    scripted_sts_factory, tmp_path, use_env
 ):
-    sts = fault_sts_factory(lambda p: (200, success_xml(p)))
+    sts = scripted_sts_factory(lambda p: (200, success_xml(p)))
     env = sidecar_env(tmp_path, sts.url, source="assume-role")
     del env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"]
     source = build_source(use_env(env))
-    with pytest.raises(StsError) as err:
+    with pytest.raises(SourceError) as err:
         source.fetch()
     assert err.value.code == "NoCredentialsError"
     assert "Unable to locate credentials" in err.value.message
     assert sts.calls == []
 
 
-def test_web_identity_rereads_the_token_and_is_unsigned(fault_sts_factory, tmp_path, use_env):
-    sts = fault_sts_factory(lambda p: (200, success_xml(p)))
+def test_web_identity_rereads_the_token_and_is_unsigned(scripted_sts_factory, tmp_path, use_env):
+    sts = scripted_sts_factory(lambda p: (200, success_xml(p)))
     cfg = use_env(sidecar_env(tmp_path, sts.url))
     source = build_source(cfg)
     assert isinstance(source, WebIdentitySource)
     source.fetch()
-    (tmp_path / "sa-token").write_text("rotated-token-value\n")
+    Path(cfg.web_identity_token_file or "").write_text("rotated-token-value\n")
     source.fetch()
     assert sts.calls[0]["WebIdentityToken"].startswith("eyJ")
     assert sts.calls[1]["WebIdentityToken"] == "rotated-token-value"
 
 
 @pytest.mark.parametrize("content", [None, ""])
-def test_web_identity_token_missing_or_empty(fault_sts_factory, tmp_path, use_env, content):
-    sts = fault_sts_factory(lambda p: (200, success_xml(p)))
+def test_web_identity_token_missing_or_empty(scripted_sts_factory, tmp_path, use_env, content):
+    sts = scripted_sts_factory(lambda p: (200, success_xml(p)))
     cfg = use_env(sidecar_env(tmp_path, sts.url))
+    token_file = Path(cfg.web_identity_token_file or "")
     if content is None:
-        (tmp_path / "sa-token").unlink()
+        token_file.unlink()
     else:
-        (tmp_path / "sa-token").write_text(content)
-    with pytest.raises(StsError) as err:
+        token_file.write_text(content)
+    with pytest.raises(SourceError) as err:
         build_source(cfg).fetch()
     assert err.value.code == "WebIdentityTokenUnreadable"
-    assert str(tmp_path / "sa-token") in err.value.message
+    assert str(token_file) in err.value.message
     assert sts.calls == []

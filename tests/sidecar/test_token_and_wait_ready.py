@@ -49,11 +49,11 @@ def test_wait_ready_exits_0_once_ready(moto_sts_module, sidecar_factory, tmp_pat
 
 
 def test_wait_ready_times_out_with_the_last_readyz_body(
-    fault_sts_factory, sidecar_factory, tmp_path: Path
+    scripted_sts_factory, sidecar_factory, tmp_path: Path
 ):
-    from tests.sidecar.fault_sts import access_denied
+    from tests.support.scripted_sts import access_denied
 
-    sts = fault_sts_factory(access_denied)
+    sts = scripted_sts_factory(access_denied)
     env = sidecar_env(tmp_path, sts.url)
     sidecar_factory(env)
     result = wait_ready(env, "3")

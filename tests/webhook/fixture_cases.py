@@ -10,6 +10,8 @@ Each `fixtures/<scenario>.yaml` holds:
              oldObject, userInfo (see request_of)
     namespace: Namespace object, or null with namespace_error
     pod: the request's object
+    injected: true to validate `pod` as it leaves the mutating webhook, then changed by
+              `edit` (JSON Patch ops), as a later webhook or a hand edit would change it
     old_pod: the request's oldObject (UPDATE)
     expect: allowed, code, reason, message (substrings), warnings (substrings; [] = none),
             patch (exact ops, order-insensitive), and properties of the patched pod
@@ -25,6 +27,7 @@ import yaml
 
 from sidecred.webhook.config import WebhookConfig
 from sidecred.webhook.decide import Decision, decide_mutation, decide_validation
+from sidecred.webhook.mutate import apply_patch
 from sidecred.webhook.review import CONTROLLER_USER, admission_request
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -41,7 +44,7 @@ def load_case(path: Path) -> dict[str, Any]:
         case = yaml.safe_load(handle)
     unknown = set(case) - {
         "description", "webhook", "config", "request", "namespace", "namespace_error",
-        "pod", "old_pod", "expect", "threat",
+        "pod", "old_pod", "expect", "threat", "injected", "edit",
     }  # fmt: skip
     assert not unknown, f"{path.name}: unknown keys {unknown}"
     return case
@@ -83,6 +86,18 @@ def pod_request(
     )
 
 
+def pod_of(case: dict[str, Any]) -> dict[str, Any]:
+    """The fixture's pod; with `injected: true`, as the mutating webhook leaves it, then edited."""
+    pod = case["pod"]
+    if not case.get("injected"):
+        return pod
+    decision = decide_mutation(
+        pod_request(pod), case.get("namespace"), config_of(case), new_token=lambda: FIXED_TOKEN
+    )
+    assert decision.allowed and decision.patch, decision.message
+    return apply_patch(apply_patch(pod, decision.patch), case.get("edit") or [])
+
+
 def request_of(case: dict[str, Any]) -> dict[str, Any]:
     """The case's AdmissionRequest. `request:` holds either the short form (kind, resource
     and group as names) or AdmissionRequest fields (kind/resource as group-version
@@ -92,7 +107,7 @@ def request_of(case: dict[str, Any]) -> dict[str, Any]:
         k: fields_[k] for k in ("kind", "resource", "group") if isinstance(fields_.get(k), str)
     }
     request = pod_request(
-        case["pod"] if "pod" in case else fields_.get("object") or {},
+        pod_of(case) if "pod" in case else fields_.get("object") or {},
         operation=fields_.get("operation", "CREATE"),
         namespace=fields_.get("namespace"),
         sub_resource=fields_.get("subResource"),

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import pytest
 
+from sidecred.certs.cli import main as certs_main
 from sidecred.webhook.config import WebhookConfig, add_config_arguments, config_from_args
 
 
@@ -72,3 +74,77 @@ def test_every_problem_is_listed() -> None:
     with pytest.raises(ValueError) as info:
         parse(["--session-duration", "1", "--sidecar-port", "0"])
     assert "--session-duration" in str(info.value) and "--sidecar-port" in str(info.value)
+
+
+@pytest.fixture
+def broker_ca(tmp_path: Path) -> Path:
+    issue = ["--service", "sidecred-broker", "--namespace", "sidecred-system"]
+    assert certs_main([*issue, "--out", str(tmp_path)]) == 0
+    return tmp_path / "ca.crt"
+
+
+def test_broker_source_reads_the_ca_at_start(broker_ca: Path) -> None:
+    config = parse(
+        ["--credential-source", "broker", "--broker-ca-file", str(broker_ca)],
+        {"SIDECRED_BROKER_URL": "https://sidecred-broker.sidecred-system.svc:8444"},
+    )
+    assert config.broker_ca == broker_ca.read_text()
+    assert config.broker_audience == "sidecred-broker"
+    assert config.sidecar_token_audience == "sidecred-broker"
+    assert config.sidecred_audiences == {"sidecred", "sidecred-broker"}
+
+
+@pytest.mark.parametrize(
+    ("url", "ca", "fragment"),
+    [
+        (None, "ok", "needs --broker-url"),
+        ("http://broker:8444", "ok", "must be an https:// URL"),
+        ("https://", "ok", "must be an https:// URL"),
+        ("https://user@broker", "ok", "must be an https:// URL"),
+        ("https://broker", None, "needs --broker-ca-file"),
+        ("https://broker", "missing", "is not a readable PEM CA bundle"),
+        ("https://broker", "garbage", "is not a readable PEM CA bundle"),
+    ],
+)
+def test_broker_options_are_checked_at_start(
+    broker_ca: Path, tmp_path: Path, url: str | None, ca: str | None, fragment: str
+) -> None:
+    argv = ["--credential-source", "broker"]
+    if url is not None:
+        argv += ["--broker-url", url]
+    if ca is not None:
+        path = {"ok": broker_ca, "missing": tmp_path / "nope.crt", "garbage": tmp_path / "g.crt"}
+        path["garbage"].write_text("-----BEGIN CERTIFICATE-----\nnot base64\n")
+        argv += ["--broker-ca-file", str(path[ca])]
+    with pytest.raises(ValueError) as info:
+        parse(argv)
+    assert fragment in str(info.value)
+    assert "Traceback" not in str(info.value)
+
+
+def test_assume_role_needs_the_unsafe_flag() -> None:
+    with pytest.raises(ValueError) as info:
+        parse(["--credential-source", "assume-role"])
+    message = str(info.value)
+    assert "unsafe for multi-tenant clusters" in message
+    assert "--allow-unsafe-assume-role-node-credentials" in message
+    config = parse(
+        ["--credential-source", "assume-role", "--allow-unsafe-assume-role-node-credentials"]
+    )
+    assert config.credential_source == "assume-role"
+    env = {"SIDECRED_ALLOW_UNSAFE_ASSUME_ROLE_NODE_CREDENTIALS": "true"}
+    assert parse(["--credential-source", "assume-role"], env).credential_source == "assume-role"
+    with pytest.raises(ValueError, match="is not true or false"):
+        parse([], {"SIDECRED_ALLOW_UNSAFE_ASSUME_ROLE_NODE_CREDENTIALS": "sure"})
+
+
+@pytest.mark.parametrize("value", ["²", "١٢", "6 1080", "0x10"])
+def test_non_ascii_and_odd_digits_are_refused(value: str) -> None:
+    with pytest.raises(ValueError, match="is not a whole number"):
+        parse(["--sidecar-port", value])
+
+
+def test_the_default_token_audience_is_sidecreds_own() -> None:
+    assert WebhookConfig().token_audience == "sidecred"
+    with pytest.raises(ValueError, match="must differ"):
+        parse(["--token-audience", "sidecred-broker"])

@@ -11,8 +11,9 @@ import kubernetes_validate
 import pytest
 
 from sidecred.webhook.decide import decide_mutation, decide_validation
-from sidecred.webhook.mutate import FULL_URI, apply_patch
-from sidecred.webhook.pod import SA_TOKEN_VOLUME, SIDECAR_NAME, iter_containers
+from sidecred.webhook.mutate import FULL_URI, apply_patch, init_before_sidecar
+from sidecred.webhook.names import SA_TOKEN_VOLUME, SIDECAR_NAME
+from sidecred.webhook.pod import iter_containers
 from tests.webhook.fixture_cases import (
     FIXED_TOKEN,
     config_of,
@@ -32,7 +33,8 @@ def test_enough_fixtures_cover_every_deny_path() -> None:
     deny_paths = {
         "no-policy", "not-permitted", "bad-policy", "host-network", "forged-sidecar",
         "role-changed", "image-changed", "debug-target", "share-process", "bad-annotation",
-        "namespace-unavailable", "foreign-endpoint", "token-exposed", "not-injected",
+        "namespace-unavailable", "foreign-endpoint", "not-injected", "sidecred-audience",
+        "token-request", "sidecar-exec",
     }  # fmt: skip
     assert deny_paths <= reasons, deny_paths - reasons
 
@@ -78,6 +80,8 @@ def check_injected_pod(case: dict[str, Any], patched: dict[str, Any]) -> None:
     """Properties every injected pod has, whatever the fixture."""
     assert kubernetes_validate.validate(patched, SCHEMA_VERSION, strict=True)
     check_restricted_sidecar(patched)
+    # Watchers (broker, events, audit) select sidecred's pods by this label.
+    assert patched["metadata"]["labels"]["sidecred.dev/injected"] == "true"
     config = config_of(case)
     skip = {
         s.strip()
@@ -87,11 +91,12 @@ def check_injected_pod(case: dict[str, Any], patched: dict[str, Any]) -> None:
         .split(",")
     }
     original = containers_by_name(case["pod"])
+    skip |= set(init_before_sidecar(patched, config))
     for name, container in containers_by_name(patched).items():
         mounts = {m["name"] for m in container.get("volumeMounts") or []}
         if name == SIDECAR_NAME:
             assert container["command"] == ["sidecred", "sidecar"]
-            assert (SA_TOKEN_VOLUME in mounts) == (config.credential_source == "web-identity")
+            assert (SA_TOKEN_VOLUME in mounts) == (config.credential_source != "assume-role")
             continue
         assert SA_TOKEN_VOLUME not in mounts, f"{name} must not see the service-account token"
         # User env is kept exactly, in order, ahead of anything added.
@@ -134,6 +139,9 @@ def check_properties(expect: dict[str, Any], patched: dict[str, Any]) -> None:
     if "sidecred_volumes" in expect:
         names = [v["name"] for v in spec.get("volumes") or [] if v["name"].startswith("sidecred")]
         assert sorted(names) == sorted(expect["sidecred_volumes"])
+    volumes = {v["name"]: v for v in spec.get("volumes") or []}
+    for name, wanted in (expect.get("volumes") or {}).items():
+        assert_subset(wanted, volumes[name], f"volume {name}")
     if "sidecar" in expect:
         assert_subset(expect["sidecar"], by_name[SIDECAR_NAME], "sidecar")
     if "annotations" in expect:
@@ -173,3 +181,15 @@ def test_fixture(path: Path) -> None:
         check_properties(expect, patched)
         for fragment in expect.get("token_in", []):
             assert FIXED_TOKEN in json.dumps(containers_by_name(patched)[fragment]["env"])
+
+
+def test_threats_and_reasons_are_documented_in_security_md() -> None:
+    """Each fixture's `threat:` is a SECURITY.md section; each denial reason is in its table."""
+    security = (Path(__file__).parents[2] / "SECURITY.md").read_text(encoding="utf-8")
+    headings = {line[3:].strip() for line in security.splitlines() if line.startswith("## ")}
+    cases = [load_case(p) for p in PATHS]
+    threats = {case["threat"] for case in cases if "threat" in case}
+    assert threats and threats <= headings, threats - headings
+    reasons = {c["expect"]["reason"] for c in cases if not c["expect"]["allowed"]}
+    table = {line.split("`")[1] for line in security.splitlines() if line.startswith("| `")}
+    assert reasons <= table, reasons - table

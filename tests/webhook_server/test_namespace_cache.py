@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 from kubernetes import client
 
 from sidecred.dev.kube_stub import KubeApiStub
+from sidecred.webhook import kube
 from sidecred.webhook.kube import (
     BACKOFF_MAX_SECONDS,
     CACHE,
     FETCHED,
     NOT_FOUND,
+    NOT_FOUND_TTL_SECONDS,
     UNAVAILABLE,
     NamespaceCache,
     next_backoff,
@@ -162,3 +166,45 @@ def test_stub_speaks_the_real_shapes(stub: KubeApiStub) -> None:
     with pytest.raises(client.ApiException) as exc:
         api.read_namespace("nowhere")
     assert exc.value.status == 404
+
+
+def test_missing_namespace_flood_costs_one_get(cache: NamespaceCache, stub: KubeApiStub) -> None:
+    """300 lookups of a namespace that does not exist, 100 of them at once: one API GET."""
+    with ThreadPoolExecutor(max_workers=100) as pool:
+        concurrent = list(pool.map(lambda _: cache.get("ghost"), range(100)))
+    sequential = [cache.get("ghost") for _ in range(200)]
+    assert all(lookup.source == NOT_FOUND for lookup in concurrent + sequential)
+    assert all(lookup.error == 'namespace "ghost" not found' for lookup in sequential)
+    assert stub.requests["get"] == 1
+
+
+def test_missing_namespace_is_forgotten_when_created_or_after_the_ttl(stub: KubeApiStub) -> None:
+    now = [1000.0]
+    cache = NamespaceCache(core_api(stub.url), watch_timeout_seconds=30, clock=lambda: now[0])
+    cache.start()
+    try:
+        wait_until(lambda: cache.synced, what="namespace cache sync")
+        assert cache.get("later").source == NOT_FOUND
+        stub.add_namespace("later", POLICY)
+        wait_until(lambda: cache.cached("later") is not None, what="watch ADDED")
+        assert cache.get("later").source == CACHE  # the watch event cleared the 404
+        assert cache.get("gone").source == NOT_FOUND
+        gets = stub.requests["get"]
+        assert cache.get("gone").source == NOT_FOUND
+        assert stub.requests["get"] == gets  # remembered
+        now[0] += NOT_FOUND_TTL_SECONDS
+        assert cache.get("gone").source == NOT_FOUND
+        assert stub.requests["get"] == gets + 1  # expired: asked again
+    finally:
+        cache.stop()
+
+
+def test_missing_namespaces_are_bounded(
+    cache: NamespaceCache, stub: KubeApiStub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(kube, "NOT_FOUND_MAX_ENTRIES", 3)
+    for name in ("a1", "a2", "a3", "a4"):
+        assert cache.get(name).source == NOT_FOUND
+    assert stub.requests["get"] == 4
+    assert cache.get("a4").source == NOT_FOUND and stub.requests["get"] == 4
+    assert cache.get("a1").source == NOT_FOUND and stub.requests["get"] == 5  # oldest dropped

@@ -110,6 +110,19 @@ def test_unknown_namespace_is_denied(http: httpx.Client) -> None:
     assert 'namespace "nowhere" not found' in response["status"]["message"]
 
 
+def test_flood_naming_a_missing_namespace_costs_a_few_gets(
+    http: httpx.Client, module_stub: KubeApiStub
+) -> None:
+    """300 admissions naming a namespace that does not exist: a few API GETs, not 300."""
+    before = module_stub.requests["get"]
+    obj = pod(PERMITTED_ROLE, namespace="ghost-town")
+    for _ in range(300):
+        response = post_review(http, "/mutate", review(obj, namespace="ghost-town"))
+        assert response["allowed"] is False
+        assert 'namespace "ghost-town" not found' in response["status"]["message"]
+    assert module_stub.requests["get"] - before <= 3
+
+
 def test_namespace_created_after_sync_is_admitted(
     http: httpx.Client, module_stub: KubeApiStub
 ) -> None:
@@ -400,6 +413,16 @@ def test_invalid_webhook_option_is_a_clear_startup_error(tmp_path: Path) -> None
     )
     assert result.returncode == 2
     assert "--session-duration" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_assume_role_without_the_unsafe_flag_does_not_start(tmp_path: Path) -> None:
+    result = _run_webhook(
+        tmp_path, "--kubeconfig", str(tmp_path / "none"), "--credential-source", "assume-role"
+    )
+    assert result.returncode == 2
+    assert "unsafe for multi-tenant clusters" in result.stderr
+    assert "--allow-unsafe-assume-role-node-credentials" in result.stderr
     assert "Traceback" not in result.stderr
 
 

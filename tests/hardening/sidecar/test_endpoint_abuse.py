@@ -12,6 +12,7 @@ import hmac
 import http.client
 import json
 import os
+import random
 import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -22,14 +23,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sidecred.sidecar.cache import CredentialCache
+from sidecred.sidecar.credentials import Credentials
 from sidecred.sidecar.endpoint import CredentialEndpoint
 from sidecred.sidecar.runtime import bind_health_socket
 from sidecred.sidecar.server import Request
-from sidecred.sidecar.sources import Credentials
 from tests.hardening.sidecar.raw_http import exchange, parse_responses
-from tests.hardening.sidecar.sts_faults import create_role_once
 from tests.sidecar.sidecar_process import ROLE_ARN, SidecarProcess, sidecar_env, start_sidecar
 from tests.support.sts import MotoServer
+from tests.support.sts_fault_proxy import create_role_once
 
 TOKEN = "webhook-generated-token-Zm9vYmFyYmF6cXV4"  # token mode env: sidecar_env's value
 STATUSES = {200, 400, 401, 403, 404, 405, 408, 413, 431, 503, 505}
@@ -145,9 +146,14 @@ def test_fuzzed_heads_get_a_well_formed_answer_or_a_clean_close(sidecar, request
     assert connection_failures(sidecar) == failures_before
 
 
-def test_process_survives_the_fuzzing(sidecar):
-    # Runs after the fuzz test in file order; on its own it is a plain check.
-    assert_still_serving(sidecar)
+def test_process_survives_a_burst_of_garbage(sidecar):
+    """Independent of the fuzz test above: its own burst of random bytes, then a real request."""
+    rng = random.Random(20261130)
+    failures_before = connection_failures(sidecar)
+    for _ in range(200):
+        payload = rng.randbytes(rng.randint(1, 2000))
+        exchange(sidecar.port, payload)
+    assert_still_serving(sidecar, failures_before)
 
 
 # --- the token --------------------------------------------------------------------
@@ -161,11 +167,7 @@ def test_token_is_compared_with_hmac_compare_digest(monkeypatch):
 
     monkeypatch.setattr(hmac, "compare_digest", spy)
 
-    class Source:
-        role_arn = ROLE_ARN
-        session_name = "shop.web"
-
-    cache = CredentialCache(Source())  # type: ignore[arg-type]
+    cache = CredentialCache(ROLE_ARN)
     now = datetime.now(UTC)
     cache.store(
         Credentials("AKID", "secret", "session", now + timedelta(hours=1), "1", ROLE_ARN), now

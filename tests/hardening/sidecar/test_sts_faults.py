@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import http.client
 import itertools
+import signal
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.hardening.sidecar.sts_faults import ERRORS, StsFaultProxy
 from tests.sidecar.sidecar_process import SidecarProcess, poll, sidecar_env
+from tests.support.sts_fault_proxy import ERRORS, StsFaultProxy
 
 FAILING_MODES = ("refused", *ERRORS)
 
@@ -91,6 +92,30 @@ def test_slow_sts_at_startup_answers_not_ready_at_once(sts_proxy, sidecar_factor
     sidecar.wait_ready()  # the slow answer itself arrives within botocore's read timeout
 
 
+def fetch_children(pid: int) -> list[int]:
+    """The sidecar's child processes (its `sidecred fetch`)."""
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def test_sigterm_during_a_fetch_ends_the_fetch_child_too(
+    sts_proxy, sidecar_factory, tmp_path: Path
+):
+    sts_proxy.mode = "slow"
+    sidecar = sidecar_factory(sidecar_env(tmp_path, sts_proxy.url))
+    poll(lambda: sts_proxy.in_flight == 1, what="a slow STS call in flight")
+    children = fetch_children(sidecar.process.pid)
+    assert len(children) == 1  # the fetch waiting on STS
+
+    sidecar.signal(signal.SIGTERM)
+    assert sidecar.process.wait(timeout=30) == 0
+    # Killed and reaped by the sidecar, not left running (or a zombie) under init.
+    assert not Path(f"/proc/{children[0]}").exists()
+    assert any(r["event"] == "stopped" for r in sidecar.log_records())
+
+
 def test_faults_after_startup_keep_serving_the_held_credentials(
     sts_proxy, sidecar_factory, tmp_path: Path
 ):
@@ -110,7 +135,15 @@ def test_faults_after_startup_keep_serving_the_held_credentials(
             what=f"a failed refresh in mode {mode}; log:\n{sidecar.log()}",
         )
         assert sidecar.credentials(sidecar.token()) == held, mode
-        assert sidecar.readyz()[0] == 200, mode
+        status, readyz = sidecar.readyz()
+        if mode == "access-denied":
+            # A refusal (the role is no longer allowed) turns the pod not ready at
+            # once, saying why, while what is held is still served.
+            _, text = expected_error(mode, sts_proxy)
+            assert status == 503 and f"not ready: {code}: {text}" in readyz, readyz
+            assert "still serving the credentials held" in readyz
+        else:
+            assert status == 200, mode
         failed = next(r for r in failures(sidecar) if r["code"] == code)
         assert failed["serving_until"] == held[1]["Expiration"]
 

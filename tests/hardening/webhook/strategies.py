@@ -15,21 +15,19 @@ from typing import Any
 from hypothesis import strategies as st
 
 from sidecred.sidecar import config as sc
-from sidecred.webhook.config import WebhookConfig
-from sidecred.webhook.mutate import AUTH_TOKEN, AUTH_TOKEN_FILE, FULL_URI
-from sidecred.webhook.pod import (
+from sidecred.webhook.annotations import (
     EXTERNAL_ID_KEY,
     INJECTED_KEY,
-    SA_TOKEN_DIR,
-    SA_TOKEN_VOLUME,
     SESSION_DURATION_KEY,
     SESSION_NAME_KEY,
     SKIP_CONTAINERS_KEY,
-    TOKEN_DIR,
     TOKEN_MODE_KEY,
-    TOKEN_VOLUME,
 )
+from sidecred.webhook.config import WebhookConfig
+from sidecred.webhook.mutate import AUTH_TOKEN, AUTH_TOKEN_FILE, FULL_URI
+from sidecred.webhook.names import SA_TOKEN_DIR, SA_TOKEN_VOLUME, TOKEN_DIR, TOKEN_VOLUME
 from sidecred.webhook.policy import ALLOWED_ROLES_KEY, PERMITTED_KEY
+from sidecred.webhook.review import admission_request as review_request
 from sidecred.webhook.review import pod_request
 
 BASE_ROLE_ARN = "arn:aws:iam::111122223333:role/"
@@ -43,6 +41,12 @@ CONFIGS = (
     WebhookConfig(base_role_arn=BASE_ROLE_ARN, sidecar_mode="container", region="eu-west-1"),
     WebhookConfig(namespace_policy="off"),
     WebhookConfig(base_role_arn="arn:aws-cn:iam::444455556666:role/team/"),
+    WebhookConfig(
+        base_role_arn=BASE_ROLE_ARN,
+        credential_source="broker",
+        broker_url="https://sidecred-broker.sidecred-system.svc",
+        broker_ca="-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+    ),
 )
 
 ROLES = (
@@ -145,7 +149,11 @@ COMMANDS = (
     ["/app/server"],
     ["sh", "-c", "exec sidecred sidecar"],
 )
-IMAGES = ("registry.example.com/app:1.0", "ghcr.io/sidecred/sidecred:0.1.0", "evil.example/x:1")
+IMAGES = (
+    "registry.example.com/app:1.0",
+    "ghcr.io/sidecred/sidecred-sidecar:0.1.0",
+    "evil.example/x:1",
+)
 
 
 _ARBITRARY = object()  # marks the pool slot that draws arbitrary text instead
@@ -351,6 +359,63 @@ def requests(draw: st.DrawFn, *, junk: bool = True) -> dict[str, Any]:
     return admission_request(
         pod, operation="UPDATE", old_pod=old, sub_resource="ephemeralcontainers"
     )
+
+
+AUDIENCES = ("sidecred", "sidecred-broker", "sts.amazonaws.com", "vault", "", "Sidecred")
+USERS = (
+    {"username": "system:node:ip-10-0-1-7", "groups": ["system:nodes", "system:authenticated"]},
+    {"username": "alice", "groups": ["system:authenticated"]},
+    {"username": "system:serviceaccount:shop:web", "groups": ["system:serviceaccounts"]},
+    {"username": "bob"},
+)
+
+
+@st.composite
+def token_requests(draw: st.DrawFn) -> dict[str, Any]:
+    """A `serviceaccounts/token` CREATE (TokenRequest), sometimes junked."""
+    spec: dict[str, Any] = {"audiences": draw(st.lists(st.sampled_from(AUDIENCES), max_size=3))}
+    if draw(st.booleans()):
+        kind = draw(st.sampled_from(("Pod", "Secret", "pod", "")))
+        spec["boundObjectRef"] = {"kind": kind, "apiVersion": "v1", "name": "web-0"}
+    obj: Any = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec}
+    if draw(st.integers(0, 2)) == 0:
+        obj = draw(junked(obj))
+    kind = {"group": "authentication.k8s.io", "version": "v1", "kind": "TokenRequest"}
+    resource = {"group": "", "version": "v1", "resource": "serviceaccounts"}
+    return dict(
+        review_request(
+            kind=kind, resource=resource, operation="CREATE", obj=obj, namespace=NAMESPACE,
+            name="web", sub_resource="token", user_info=draw(st.sampled_from(USERS)),
+        )
+    )  # fmt: skip
+
+
+@st.composite
+def connect_requests(draw: st.DrawFn) -> dict[str, Any]:
+    """A `pods/exec` or `pods/attach` CONNECT, sometimes junked."""
+    sub = draw(st.sampled_from(("exec", "attach")))
+    kind = "PodExecOptions" if sub == "exec" else "PodAttachOptions"
+    obj: Any = {"apiVersion": "v1", "kind": kind, "stdin": True}
+    container = draw(st.sampled_from((None, "sidecred", "app", "Sidecred", "")))
+    if container is not None:
+        obj["container"] = container
+    if sub == "exec":
+        obj["command"] = ["sh"]
+    if draw(st.integers(0, 2)) == 0:
+        obj = draw(junked(obj))
+    return dict(
+        review_request(
+            kind={"group": "", "version": "v1", "kind": kind},
+            resource={"group": "", "version": "v1", "resource": "pods"},
+            operation="CONNECT", obj=obj, namespace=NAMESPACE, name="web-0", sub_resource=sub,
+            user_info=draw(st.sampled_from(USERS)),
+        )
+    )  # fmt: skip
+
+
+def reviews() -> st.SearchStrategy[dict[str, Any]]:
+    """Every kind of review the webhook is registered for: pods, TokenRequests, exec/attach."""
+    return st.one_of(requests(), requests(), token_requests(), connect_requests())
 
 
 def review_bytes(request: dict[str, Any]) -> bytes:

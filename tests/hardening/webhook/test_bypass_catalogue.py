@@ -1,8 +1,10 @@
 """The bypass catalogue: one case per attack on the webhook, each refused or made harmless.
 
-SECURITY.md ("Bypass attempts and why they are refused") has one line per case.
-Pods are built from a permitted baseline (role shop-reader in namespace shop);
-each case changes what the attacker would change and asserts the outcome.
+SECURITY.md names the path each case attacks. Attacks on a pod CREATE that are a
+pod in, a decision out, live as fixtures (tests/webhook/fixtures, `threat:` key)
+and are also sent to the real webhook over TLS; what stays here needs code:
+UPDATE sequences, raw JSON tricks, parametrised policy spellings and the HTTP edge.
+Pods are built from a permitted baseline (role shop-reader in namespace shop).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from sidecred.sidecar import config as sc
 from sidecred.webhook.app import create_app
 from sidecred.webhook.config import WebhookConfig
 from sidecred.webhook.decide import Decision, decide_mutation, decide_validation
-from sidecred.webhook.kube import CACHE, NamespaceLookup
+from sidecred.webhook.kube import StaticNamespaces
 from sidecred.webhook.metrics import WebhookMetrics
 from sidecred.webhook.mutate import FULL_URI, apply_patch
 from sidecred.webhook.pod import find_sidecar, iter_containers
@@ -84,7 +86,7 @@ def sidecar_of(pod: dict[str, Any]) -> dict[str, Any]:
 def handwritten_sidecar(role_arn: str, name: str = "sidecred") -> dict[str, Any]:
     return {
         "name": name,
-        "image": "ghcr.io/sidecred/sidecred:0.1.0",
+        "image": "ghcr.io/sidecred/sidecred-sidecar:0.1.0",
         "command": ["sidecred", "sidecar"],
         "restartPolicy": "Always",
         "env": [{"name": sc.ENV_ROLE_ARN, "value": role_arn}],
@@ -92,14 +94,6 @@ def handwritten_sidecar(role_arn: str, name: str = "sidecred") -> dict[str, Any]
 
 
 # --- the cases the threat model names ----------------------------------------------
-
-
-def test_handwritten_sidecar_for_a_forbidden_role() -> None:
-    pod = app_pod(initContainers=[handwritten_sidecar(FORBIDDEN)])
-    refused(mutate(pod), "forged-sidecar", "without being injected")
-    pod["metadata"]["annotations"]["sidecred.dev/injected"] = ROLE  # and claim injection
-    refused(mutate(pod), "forged-sidecar", FORBIDDEN)
-    refused(validate(admission_request(pod)), "forged-sidecar", FORBIDDEN)
 
 
 def test_role_annotation_changed_after_admission() -> None:
@@ -110,28 +104,12 @@ def test_role_annotation_changed_after_admission() -> None:
     refused(validate(request), "role-changed", "cannot change on an existing pod")
 
 
-def test_host_network() -> None:
-    refused(mutate(app_pod(hostNetwork=True)), "host-network", "loopback is the node's")
-
-
-def test_app_container_mounts_the_sidecars_service_account_token() -> None:
-    pod = injected()
-    pod["spec"]["containers"][0]["volumeMounts"].append(
-        {"name": "sidecred-sa-token", "mountPath": "/steal"}
-    )
-    refused(validate(admission_request(pod)), "token-exposed", "sidecred-sa-token")
-
-
 def test_credentials_uri_pointing_at_another_pod() -> None:
     pod = app_pod()
     pod["spec"]["containers"][0]["env"] = [
         {"name": FULL_URI, "value": "http://10.0.0.7:61080/v1/credentials"}
     ]
     refused(mutate(pod), "foreign-endpoint", "10.0.0.7")
-
-
-def test_role_arn_with_a_trailing_space() -> None:
-    refused(mutate(app_pod(ROLE + " ")), "bad-annotation", "whitespace")
 
 
 def test_a_different_partition() -> None:
@@ -235,30 +213,6 @@ def test_share_process_namespace_with_assume_role() -> None:
 # --- further attacks ---------------------------------------------------------------
 
 
-def test_sidecar_renamed() -> None:
-    pod = app_pod(initContainers=[handwritten_sidecar(FORBIDDEN, name="creds")])
-    refused(mutate(pod), "forged-sidecar", '"creds"')
-
-
-def test_second_container_running_the_sidecar_for_another_role() -> None:
-    pod = injected()
-    pod["spec"]["containers"].append(
-        dict(handwritten_sidecar(FORBIDDEN, name="helper"), restartPolicy=None)
-    )
-    del pod["spec"]["containers"][-1]["restartPolicy"]
-    refused(validate(admission_request(pod)), "forged-sidecar", '"helper"')
-
-
-def test_injected_annotation_forged_on_create() -> None:
-    pod = app_pod()
-    pod["metadata"]["annotations"]["sidecred.dev/injected"] = FORBIDDEN
-    refused(mutate(pod), "forged-sidecar", "does not match")
-    # Forged with the pod's own role it is harmless: the real sidecar is still added.
-    pod["metadata"]["annotations"]["sidecred.dev/injected"] = ROLE
-    patched = injected(pod)
-    assert sidecar_of(patched)["command"] == ["sidecred", "sidecar"]
-
-
 def test_skip_containers_naming_the_sidecar() -> None:
     pod = app_pod()
     pod["metadata"]["annotations"]["sidecred.dev/skip-containers"] = "app,sidecred"
@@ -298,16 +252,6 @@ def test_credentials_uri_from_value_from_is_refused() -> None:
     refused(mutate(pod), "foreign-endpoint")
 
 
-def test_duplicate_role_env_in_a_handwritten_sidecar() -> None:
-    # Fixed: the checks read the first entry, the kubelet uses the last.
-    sidecar = handwritten_sidecar(ROLE)
-    sidecar["env"].append({"name": sc.ENV_ROLE_ARN, "value": FORBIDDEN})
-    pod = app_pod(initContainers=[sidecar])
-    pod["metadata"]["annotations"]["sidecred.dev/injected"] = ROLE
-    refused(mutate(pod), "forged-sidecar", FORBIDDEN)
-    refused(validate(admission_request(pod)), "forged-sidecar", FORBIDDEN)
-
-
 def test_duplicate_credentials_uri_env_last_one_elsewhere() -> None:
     # Fixed: as above, the kubelet's last entry is the one checked.
     pod = app_pod()
@@ -338,10 +282,10 @@ def test_object_namespace_differs_from_the_request_namespace() -> None:
 
 
 def test_second_sidecar_image_swapped_on_update() -> None:
-    # Fixed: only the container named sidecred had its image pinned on UPDATE.
-    pod = app_pod(initContainers=[handwritten_sidecar(ROLE, name="creds")])
-    pod["metadata"]["annotations"]["sidecred.dev/injected"] = ROLE
-    old = injected(pod)
+    # Fixed: only the container named sidecred had its image pinned on UPDATE. A pod
+    # admitted before CREATE refused second sidecars may still run one ("creds").
+    old = injected()
+    old["spec"]["containers"].append(handwritten_sidecar(ROLE, name="creds"))
     new = copy.deepcopy(old)
     next(c for _, _, c in iter_containers(new) if c["name"] == "creds")["image"] = "evil:1"
     request = admission_request(new, operation="UPDATE", old_pod=old)
@@ -382,12 +326,6 @@ def test_ephemeral_container_mounting_the_service_account_token() -> None:
     refused(validate(request), "debug-target", "sidecred-sa-token")
 
 
-def test_reserved_volume_without_a_role() -> None:
-    pod = app_pod(volumes=[{"name": "sidecred-sa-token", "emptyDir": {}}])
-    del pod["metadata"]["annotations"]["iam.amazonaws.com/role"]
-    refused(mutate(pod), "forged-sidecar", "sidecred-sa-token")
-
-
 def test_other_volume_mounted_over_the_token_directory() -> None:
     pod = app_pod(volumes=[{"name": "mine", "emptyDir": {}}])
     pod["spec"]["containers"][0]["volumeMounts"] = [
@@ -407,17 +345,9 @@ def test_wrongly_typed_fields_are_a_clear_400(field: str, value: Any) -> None:
     refused(mutate(pod), "bad-request", "is not a string")
 
 
-class OneNamespace:
-    synced = True
-    last_error = ""
-
-    def get(self, name: str) -> NamespaceLookup:
-        return NamespaceLookup(SHOP, CACHE)
-
-
 @pytest.fixture(scope="module")
 def http() -> TestClient:
-    return TestClient(create_app(CONFIG, OneNamespace(), WebhookMetrics()))
+    return TestClient(create_app(CONFIG, StaticNamespaces(SHOP), WebhookMetrics()))
 
 
 def test_lone_surrogate_uid_is_a_400_not_a_500(http: TestClient) -> None:
@@ -439,3 +369,26 @@ def test_duplicate_keys_over_http_are_a_400(http: TestClient) -> None:
     response = http.post("/validate", content=body, headers={"Content-Type": "application/json"})
     assert response.status_code == 400
     assert 'duplicate key "kind"' in response.json()["error"]
+
+
+def test_malformed_projected_volumes_are_decided_without_a_crash() -> None:
+    # The API server never sends these (schema validation); anyone reaching the webhook can.
+    pod = app_pod(
+        volumes=[
+            {"name": "odd", "projected": "not an object"},
+            {"name": "odder", "projected": {"sources": 7}},
+            {
+                "name": "mine",
+                "projected": {
+                    "sources": [
+                        "x",
+                        {"serviceAccountToken": "y"},
+                        {"serviceAccountToken": {"audience": "sidecred"}},
+                    ]
+                },
+            },
+        ]
+    )
+    del pod["metadata"]["annotations"]["iam.amazonaws.com/role"]
+    refused(mutate(pod), "sidecred-audience", 'volume "mine"')
+    refused(validate(admission_request(pod)), "sidecred-audience", 'volume "mine"')

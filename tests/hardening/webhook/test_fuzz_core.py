@@ -16,12 +16,12 @@ from typing import Any
 
 import jsonpatch
 import kubernetes_validate
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from sidecred.webhook.decide import Decision, decide_mutation, decide_validation
 from sidecred.webhook.review import ReviewError, build_review, parse_review
-from tests.hardening.webhook.examples import count_example
+from tests.hardening.webhook.examples import count_example, fuzz
 from tests.hardening.webhook.strategies import (
     CONFIGS,
     admission_request,
@@ -30,19 +30,8 @@ from tests.hardening.webhook.strategies import (
     namespaces,
     requests,
     review_bytes,
+    reviews,
 )
-
-
-def fuzz(examples: int) -> settings:
-    """Reproducible (derandomized), no per-example deadline: CI machines are slow."""
-    return settings(
-        max_examples=examples,
-        deadline=None,
-        derandomize=True,
-        database=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-    )
-
 
 TOKEN = "fuzz-token-0123456789abcdefghijklmnopqrstuvw"
 DENY_CODES = {400, 403, 503}
@@ -111,11 +100,12 @@ def test_parse_review_mutated_reviews(data: st.DataObject) -> None:
 
 
 @fuzz(3000)
-@given(requests(), namespaces(), st.sampled_from(CONFIGS))
+@given(reviews(), namespaces(), st.sampled_from(CONFIGS))
 def test_decisions_are_total_well_formed_and_deterministic(
     request: dict[str, Any], namespace: dict[str, Any] | None, config: Any
 ) -> None:
     count_example("decide: total, well formed, deterministic")
+    count_example(f"decide: {request['kind']['kind']} {request['operation']} reviews")
     before = copy.deepcopy(request), copy.deepcopy(namespace)
     error = "" if namespace is not None else "connection refused"
     for decide in (decide_mutation, decide_validation):

@@ -14,15 +14,15 @@ from typing import Any
 
 import jsonpatch
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 from sidecred.webhook.app import create_app
 from sidecred.webhook.config import WebhookConfig
-from sidecred.webhook.kube import CACHE, NOT_FOUND, NamespaceLookup
+from sidecred.webhook.kube import StaticNamespaces
 from sidecred.webhook.metrics import WebhookMetrics
-from tests.hardening.webhook.examples import count_example
+from tests.hardening.webhook.examples import count_example, fuzz
 from tests.hardening.webhook.strategies import (
     BASE_ROLE_ARN,
     NAMESPACE,
@@ -30,43 +30,22 @@ from tests.hardening.webhook.strategies import (
     junked,
     requests,
     review_bytes,
+    reviews,
 )
 
 POLICY = {"iam.amazonaws.com/permitted": BASE_ROLE_ARN + "shop-.*"}
 CONTENT_TYPES = ("application/json", "application/json; charset=utf-8", "text/plain", "")
 
 
-class FakeNamespaces:
-    """The NamespaceSource the app needs: one cached namespace, everything else not found."""
-
-    synced = True
-    last_error = ""
-
-    def get(self, name: str) -> NamespaceLookup:
-        if name == NAMESPACE:
-            return NamespaceLookup({"metadata": {"name": NAMESPACE, "annotations": POLICY}}, CACHE)
-        return NamespaceLookup(None, NOT_FOUND, f'namespace "{name}" not found')
-
-
 @pytest.fixture(scope="module")
 def http() -> Iterator[TestClient]:
-    app = create_app(WebhookConfig(base_role_arn=BASE_ROLE_ARN), FakeNamespaces(), WebhookMetrics())
+    app = create_app(
+        WebhookConfig(base_role_arn=BASE_ROLE_ARN),
+        StaticNamespaces({"metadata": {"name": NAMESPACE, "annotations": POLICY}}),
+        WebhookMetrics(),
+    )
     with TestClient(app, raise_server_exceptions=False) as client:
         yield client
-
-
-def fuzz(examples: int) -> settings:
-    return settings(
-        max_examples=examples,
-        deadline=None,
-        derandomize=True,
-        database=None,
-        suppress_health_check=[
-            HealthCheck.too_slow,
-            HealthCheck.data_too_large,
-            HealthCheck.function_scoped_fixture,
-        ],
-    )
 
 
 def check_answer(response: Any, sent_uid: Any = None) -> dict[str, Any] | None:
@@ -122,7 +101,7 @@ def test_mutated_reviews_never_5xx(http: TestClient, path: str, data: st.DataObj
 @fuzz(1500)
 @given(
     st.sampled_from(("/mutate", "/validate")),
-    requests(),
+    reviews(),
     st.one_of(st.just("705ab4f5-6393-11e8-b7cc-42010a800002"), st.text(min_size=1, max_size=40)),
 )
 def test_reviews_are_answered_with_their_uid(
@@ -137,7 +116,7 @@ def test_reviews_are_answered_with_their_uid(
     assert answer["uid"] == uid
     if "patch" in answer:
         ops = json.loads(base64.b64decode(answer["patch"]))
-        jsonpatch.apply_patch(request["object"], ops)
+        jsonpatch.apply_patch(request["object"], ops)  # only pod CREATEs are patched
 
 
 @fuzz(1500)

@@ -1,4 +1,4 @@
-"""A real `sidecred sidecar` process, configured as the webhook would for one pod.
+"""A real `sidecred sidecar` process, configured by the webhook's own patch for one pod.
 
 The compatibility fixtures start one per token mode; `Sidecar.app_env` is the
 env of that pod's patched application container.
@@ -7,7 +7,6 @@ env of that pod's patched application container.
 from __future__ import annotations
 
 import os
-import secrets
 import subprocess
 import sys
 import time
@@ -18,7 +17,9 @@ from pathlib import Path
 
 from sidecred.dev.processes import free_port, stop_process
 from sidecred.sidecar import config as contract
+from sidecred.webhook.config import WebhookConfig
 from tests.compat.clients import REPO
+from tests.support import injected_sidecar
 from tests.support.sts import MOTO_REGION, MotoServer
 
 ROLE_NAME = "compat-reader"
@@ -95,37 +96,20 @@ def _readyz(health_port: int) -> tuple[int, str]:
 def start_sidecar(token_mode: str, sts: MotoServer, role_arn: str, workdir: Path) -> Sidecar:
     """Start the sidecar as a real process with the env the webhook writes; wait until ready."""
     pod_name = f"cart-{token_mode}-7d9f"
-    token_dir = workdir / "sidecred-token"  # the memory emptyDir shared with the app
-    token_dir.mkdir(parents=True)
-    web_identity = workdir / "sa-token"  # the projected service-account token
-    web_identity.write_text("eyJhbGciOiJSUzI1NiJ9.compat.signature")
-    port, health_port = free_port(), free_port()
-    auth_token = secrets.token_urlsafe(32) if token_mode == "env" else None
-    token_file = token_dir / "token" if token_mode == "file" else None
-    env = {
+    config = WebhookConfig(
+        token_mode=token_mode, region=MOTO_REGION, sidecar_port=free_port(), health_port=free_port()
+    )
+    environment = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(workdir),
         "PYTHONPATH": str(REPO),
-        contract.ENV_ROLE_ARN: role_arn,
-        contract.ENV_CREDENTIAL_SOURCE: "web-identity",
-        contract.ENV_SESSION_DURATION: "3600",
-        contract.ENV_REGION: MOTO_REGION,
-        contract.ENV_PORT: str(port),
-        contract.ENV_HEALTH_PORT: str(health_port),
-        contract.ENV_TOKEN_MODE: token_mode,
-        contract.ENV_WEB_IDENTITY_TOKEN_FILE: str(web_identity),
-        contract.ENV_SIDECAR_MODE: "native",
-        contract.ENV_POD_NAME: pod_name,
-        contract.ENV_POD_NAMESPACE: NAMESPACE,
-        contract.ENV_POD_UID: "3f1c2d4e-0000-4000-8000-00000000c0de",
-        contract.ENV_SERVICE_ACCOUNT: "cart",
         "AWS_ENDPOINT_URL_STS": sts.url,  # test plumbing
         "AWS_EC2_METADATA_DISABLED": "true",
     }
-    if token_file is not None:
-        env[contract.ENV_TOKEN_FILE] = str(token_file)
-    if auth_token is not None:
-        env[contract.ENV_AUTH_TOKEN] = auth_token
+    env = injected_sidecar.sidecar_env(
+        workdir / "pod", role_arn, config, environment, pod_name=pod_name
+    )
+    token_file = env.get(contract.ENV_TOKEN_FILE)
     log_path = workdir / "sidecar.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
@@ -139,15 +123,15 @@ def start_sidecar(token_mode: str, sts: MotoServer, role_arn: str, workdir: Path
         token_mode=token_mode,
         pod_name=pod_name,
         role_arn=role_arn,
-        port=port,
-        health_port=health_port,
-        token_file=token_file,
-        auth_token=auth_token,
+        port=int(env[contract.ENV_PORT]),
+        health_port=int(env[contract.ENV_HEALTH_PORT]),
+        token_file=Path(token_file) if token_file else None,
+        auth_token=env.get(contract.ENV_AUTH_TOKEN),
         process=process,
         log_path=log_path,
     )
     deadline = time.monotonic() + READY_TIMEOUT
-    status, body = _readyz(health_port)
+    status, body = _readyz(sidecar.health_port)
     while status != 200:
         if process.poll() is not None or time.monotonic() > deadline:
             stop_sidecar(sidecar)
@@ -156,7 +140,7 @@ def start_sidecar(token_mode: str, sts: MotoServer, role_arn: str, workdir: Path
                 f"exit code {process.returncode}; log:\n{sidecar.log_text()}"
             )
         time.sleep(0.05)  # poll interval while waiting for a condition
-        status, body = _readyz(health_port)
+        status, body = _readyz(sidecar.health_port)
     return sidecar
 
 

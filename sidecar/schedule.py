@@ -21,8 +21,12 @@ class RefreshPolicy:
     # and late enough that a 1 h session costs at most 2 STS calls an hour.
     advisory_remaining: timedelta = timedelta(minutes=30)
     # Mandatory: SDKs treat credentials with this much or less left as due for
-    # refresh; while STS is healthy, served credentials never get this low.
+    # refresh (botocore, the CLI, Java, .NET); while the source is healthy,
+    # served credentials never get this low, however short they arrive.
     mandatory_remaining: timedelta = timedelta(minutes=15)
+    # A refresh starts at least this long before `mandatory_remaining` is
+    # reached, so that its answer (a `sidecred fetch` run) arrives in time.
+    refresh_margin: timedelta = timedelta(seconds=30)
     # Latest: jitter never pushes a refresh past this much time left, so even
     # the latest refresh keeps a margin over `mandatory_remaining`.
     latest_remaining: timedelta = timedelta(minutes=20)
@@ -68,6 +72,12 @@ def next_refresh_at(
     short), never in the past; a steady refresh never comes before
     `min_lifetime_fraction` of the session, a desync one never before
     `earliest_desync_fraction`.
+
+    Short credentials (role chaining, clock skew, a broker's cached ones: for
+    example 16 minutes left) would otherwise be served below the SDKs' 15
+    minute line: whenever it can, the window is clamped to end
+    `mandatory_remaining + refresh_margin` before expiry, and starts no later
+    than halfway from issue to that end, so pods still spread out.
     """
     session = expires_at - issued_at
     if session <= timedelta(0):
@@ -84,6 +94,10 @@ def next_refresh_at(
         # from it, a fleet's refresh phases end up uniform over the period.
         period = (start - issued_at) + (latest - start) / 2
         start = max(latest - period, issued_at + session * policy.earliest_desync_fraction)
+    deadline = expires_at - policy.mandatory_remaining - policy.refresh_margin
+    if issued_at < deadline < latest:
+        latest = deadline
+        start = min(start, issued_at + (deadline - issued_at) / 2)
     target = start + (latest - start) * rng.random()
     return max(target, now)
 

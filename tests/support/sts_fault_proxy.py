@@ -26,7 +26,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from tests.sidecar.fault_sts import error_xml
+from tests.support.scripted_sts import error_xml
 from tests.support.sts import MotoServer, create_role
 
 SLOW_SECONDS = 5.0  # below botocore's 10 s read timeout: a slow answer still arrives

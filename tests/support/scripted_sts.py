@@ -1,4 +1,4 @@
-"""A tiny STS-speaking HTTP server on loopback whose answers a test chooses.
+"""A scripted STS: a tiny STS-speaking HTTP server on loopback whose answers a test chooses.
 
 moto accepts everything; this one can refuse (AccessDenied), enforce the
 role-chaining duration limit, or answer normally, and records every call.
@@ -6,14 +6,14 @@ role-chaining duration limit, or answer normally, and records every call.
 
 from __future__ import annotations
 
-import threading
 import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+
+from tests.support.loopback_http import LoopbackServers, PostAnswer
 
 _NS = "https://sts.amazonaws.com/doc/2011-06-15/"
 Behaviour = Callable[[dict[str, str]], tuple[int, str]]
@@ -64,46 +64,30 @@ def role_chaining_limit(params: dict[str, str]) -> tuple[int, str]:
 
 
 @dataclass
-class FaultSts:
+class ScriptedSts:
     url: str
     behaviour: Behaviour
     calls: list[dict[str, str]] = field(default_factory=list)
 
 
-def _handler(state: FaultSts) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            length = int(self.headers.get("Content-Length", "0"))
-            body = self.rfile.read(length).decode()
-            params = dict(urllib.parse.parse_qsl(body, keep_blank_values=True))
-            state.calls.append(params)
-            status, xml = state.behaviour(params)
-            data = xml.encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "text/xml")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+def _answer(state: ScriptedSts) -> PostAnswer:
+    def answer(path: str, headers: dict[str, str], body: bytes) -> tuple[int, str, bytes]:
+        params = dict(urllib.parse.parse_qsl(body.decode(), keep_blank_values=True))
+        state.calls.append(params)
+        status, xml = state.behaviour(params)
+        return status, "text/xml", xml.encode()
 
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    return Handler
+    return answer
 
 
 @pytest.fixture
-def fault_sts_factory() -> Iterator[Callable[[Behaviour], FaultSts]]:
-    servers: list[ThreadingHTTPServer] = []
+def scripted_sts_factory() -> Iterator[Callable[[Behaviour], ScriptedSts]]:
+    servers = LoopbackServers()
 
-    def start(behaviour: Behaviour) -> FaultSts:
-        state = FaultSts(url="", behaviour=behaviour)
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
-        state.url = f"http://127.0.0.1:{server.server_address[1]}"
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        servers.append(server)
+    def start(behaviour: Behaviour) -> ScriptedSts:
+        state = ScriptedSts(url="", behaviour=behaviour)
+        state.url = f"http://127.0.0.1:{servers.start(_answer(state))}"
         return state
 
     yield start
-    for server in servers:
-        server.shutdown()
-        server.server_close()
+    servers.stop_all()

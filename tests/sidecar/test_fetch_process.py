@@ -1,0 +1,165 @@
+"""`sidecred fetch` as a process: its output, its errors, and children that hang or crash."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from sidecred.sidecar.cache import CredentialCache
+from sidecred.sidecar.credentials import SourceError
+from sidecred.sidecar.fetch_process import FetchProcess
+from sidecred.sidecar.refresh_loop import run_refresh_loop
+from sidecred.sidecar.schedule import DEFAULT_POLICY
+from tests.sidecar.sidecar_process import REPO, ROLE_ARN, sidecar_env
+from tests.support.scripted_sts import access_denied, success_xml
+
+PY = sys.executable
+
+
+def gone(pid: int) -> bool:
+    """The process is neither running nor a zombie: it has been reaped."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return True
+    return state not in "RSDZT"  # a reused pid would be another process entirely
+
+
+def run_fetch(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [PY, "-m", "sidecred.cli", "fetch"],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_fetch_prints_credential_process_json(scripted_sts_factory, tmp_path: Path):
+    sts = scripted_sts_factory(lambda p: (200, success_xml(p)))
+    result = run_fetch(sidecar_env(tmp_path, sts.url))
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert list(out) == [
+        "Version",
+        "AccessKeyId",
+        "SecretAccessKey",
+        "SessionToken",
+        "Expiration",
+        "AccountId",
+    ]
+    assert out["Version"] == 1 and out["AccessKeyId"] == "ASIAFAULTSTSKEY00001"
+    assert out["Expiration"].endswith("Z") and out["AccountId"] == "123456789012"
+    assert sts.calls[0]["Action"] == "AssumeRoleWithWebIdentity"
+    assert out["SecretAccessKey"] not in result.stderr
+
+
+def test_botocore_reads_fetch_as_a_credential_process(scripted_sts_factory, tmp_path: Path):
+    """The output is what AWS SDKs accept from `credential_process` (botocore checks it)."""
+    import botocore.session
+
+    sts = scripted_sts_factory(lambda p: (200, success_xml(p)))
+    env = sidecar_env(tmp_path, sts.url)
+    script = tmp_path / "fetch.sh"
+    exports = "".join(f"export {k}='{v}'\n" for k, v in env.items())
+    script.write_text(f"#!/bin/sh\n{exports}cd {REPO}\nexec {PY} -m sidecred.cli fetch\n")
+    script.chmod(0o755)
+    config = tmp_path / "aws-config"
+    config.write_text(f"[profile debug]\ncredential_process = {script}\n")
+    session = botocore.session.Session(profile="debug")
+    session.set_config_variable("config_file", str(config))
+    creds = session.get_credentials()
+    assert creds is not None and creds.method == "custom-process"
+    assert creds.get_frozen_credentials().access_key == "ASIAFAULTSTSKEY00001"
+
+
+def test_fetch_failure_is_one_json_line_with_the_sts_error(scripted_sts_factory, tmp_path: Path):
+    sts = scripted_sts_factory(access_denied)
+    result = run_fetch(sidecar_env(tmp_path, sts.url))
+    assert result.returncode == 1 and result.stdout == ""
+    (line,) = result.stderr.splitlines()
+    record = json.loads(line)
+    assert record["event"] == "fetch_failed" and record["level"] == "error"
+    assert record["code"] == "AccessDenied" and record["refused"] is True
+    assert "Not authorized to perform sts:AssumeRoleWithWebIdentity" in record["error"]
+
+
+def test_fetch_config_error_exits_2(tmp_path: Path):
+    env = sidecar_env(tmp_path, "http://127.0.0.1:9")
+    del env["SIDECRED_ROLE_ARN"]
+    result = run_fetch(env)
+    assert result.returncode == 2
+    assert "SIDECRED_ROLE_ARN is not set" in result.stderr
+
+
+def fetch_with(command: list[str], timeout: float = 60.0) -> tuple[FetchProcess, SourceError]:
+    source = FetchProcess(ROLE_ARN, "shop.web", tuple(command), timeout)
+    with pytest.raises(SourceError) as err:
+        asyncio.run(source.fetch())
+    return source, err.value
+
+
+def test_a_hanging_fetch_is_killed_and_reaped():
+    source, error = fetch_with([PY, "-c", "import time; time.sleep(600)"], timeout=0.5)
+    assert error.code == "FetchTimeout"
+    assert "did not finish within 0.5 s and was killed" in error.message
+    assert source.last_pid is not None and gone(source.last_pid)
+
+
+@pytest.mark.parametrize(
+    ("script", "expected"),
+    [
+        ("import os, signal; os.kill(os.getpid(), signal.SIGKILL)", "was killed by SIGKILL"),
+        (
+            "import sys; sys.stderr.write('Traceback: boom'); sys.exit(3)",
+            "exited with status 3: Traceback: boom",
+        ),
+        ("print('not json')", "printed no credential_process JSON"),
+    ],
+)
+def test_a_crashing_fetch_is_reported_and_reaped(script, expected):
+    source, error = fetch_with([PY, "-c", script])
+    assert error.code in ("FetchProcessFailed", "FetchOutputInvalid")
+    assert expected in error.message
+    assert source.last_pid is not None and gone(source.last_pid)
+
+
+def test_a_hanging_fetch_is_retried_with_backoff_and_leaves_no_zombie():
+    source = FetchProcess(ROLE_ARN, "shop.web", (PY, "-c", "import time; time.sleep(600)"), 0.2)
+    policy = replace(DEFAULT_POLICY, backoff_base_seconds=0.01, backoff_cap_seconds=0.05)
+    cache = CredentialCache(ROLE_ARN, policy=policy)
+    pids: list[int] = []
+
+    async def scenario() -> None:
+        stop = asyncio.Event()
+        loop_task = asyncio.create_task(run_refresh_loop(cache, source, stop))
+        while cache.failures_in_row < 3:
+            if source.last_pid is not None and source.last_pid not in pids:
+                pids.append(source.last_pid)
+            await asyncio.sleep(0.01)  # polling the loop's state, not synchronising on time
+        stop.set()
+        await loop_task
+
+    asyncio.run(scenario())
+    assert cache.failures_in_row >= 3 and cache.sts_calls >= 3
+    assert cache.last_error is not None and cache.last_error.code == "FetchTimeout"
+    assert all(gone(pid) for pid in pids) and len(pids) >= 2
+
+
+def test_serving_modules_do_not_import_botocore_or_http_clients():
+    # (asyncio itself imports ssl, so that one is not avoidable.)
+    code = (
+        "import sys, sidecred.sidecar.runtime, sidecred.sidecar.main;"
+        "print(sorted(m for m in ('botocore', 'http.client', 'email', 'urllib.request')"
+        " if m in sys.modules))"
+    )
+    result = subprocess.run([PY, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
+    assert result.stdout.strip() == "[]"

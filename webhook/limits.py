@@ -1,0 +1,94 @@
+"""Keeping the webhook up against abuse (DESIGN.md 3.3, path 5): any pod can reach it.
+
+Every connection must deliver a complete request (head and body) within
+REQUEST_DEADLINE_SECONDS of its TLS handshake or of its previous response, or it
+is closed; the handshake itself must finish within TLS_HANDSHAKE_SECONDS. At
+most MAX_CONNECTIONS are served at once (more are closed as they arrive), and
+each holds a bounded amount of memory: a request head of at most
+MAX_HEAD_BYTES, a body of at most MAX_REVIEW_BYTES (webhook.review), and a TLS
+read buffer of TLS_READ_BUFFER_BYTES.
+
+uvicorn has no head timeout, and asyncio's TLS layer gives every connection a
+256 KiB read buffer and a 60 s handshake limit with no option to change either
+through uvicorn; `apply_tls_limits` sets both process-wide before serving.
+bench/idle_connections.py measures the effect (figures in bench/RESULTS.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import asyncio.constants
+import asyncio.sslproto
+import logging
+
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+log = logging.getLogger("sidecred.webhook")
+
+REQUEST_DEADLINE_SECONDS = 10.0
+TLS_HANDSHAKE_SECONDS = 10.0
+MAX_CONNECTIONS = 1000
+MAX_HEAD_BYTES = 16 * 1024
+# One TLS record carries at most 16 KiB of plaintext; asyncio reads the socket into this.
+TLS_READ_BUFFER_BYTES = 32 * 1024
+KEEP_ALIVE_SECONDS = 5
+
+
+def apply_tls_limits() -> None:
+    """Bound asyncio's per-connection TLS read buffer and its handshake time, process-wide."""
+    asyncio.sslproto.SSLProtocol.max_size = TLS_READ_BUFFER_BYTES
+    asyncio.constants.SSL_HANDSHAKE_TIMEOUT = TLS_HANDSHAKE_SECONDS
+
+
+class DeadlineH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol with a deadline on reading each request and a connection cap."""
+
+    _deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        over_cap = len(self.connections) >= MAX_CONNECTIONS
+        super().connection_made(transport)
+        if over_cap:
+            log.warning(
+                "connection refused: at the cap",
+                extra={"fields": {"connections": len(self.connections)}},
+            )
+            transport.close()
+            return
+        self._arm_deadline()
+
+    def _arm_deadline(self) -> None:
+        self._cancel_deadline()
+        self._deadline = self.loop.call_later(REQUEST_DEADLINE_SECONDS, self._deadline_passed)
+
+    def _cancel_deadline(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _deadline_passed(self) -> None:
+        """Close a connection whose request did not arrive in time (none is being answered)."""
+        self._deadline = None
+        if self.transport.is_closing():
+            return
+        if self._answering():
+            return  # the whole request arrived; the app is answering it
+        self.transport.close()
+
+    def _answering(self) -> bool:
+        cycle = self.cycle
+        return cycle is not None and not cycle.more_body and not cycle.response_complete
+
+    def handle_events(self) -> None:
+        super().handle_events()
+        if self._answering():
+            self._cancel_deadline()  # read in full: the deadline is met
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing():
+            self._arm_deadline()  # the next request on this connection has its own deadline
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_deadline()
+        super().connection_lost(exc)
