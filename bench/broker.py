@@ -14,7 +14,7 @@ keep-alive TLS connection:
 Part B, the schedule on a simulated clock: the real `Issuer` and
 `TokenReviewer` (reviewing against the stub, whose token issuer shares the
 simulated clock), each pod's sidecar calling at the times the real
-`sidecar.refresh.next_refresh_at` gives for 1 h sessions, each call going to a
+`sidecar.schedule.next_refresh_at` gives for 1 h sessions, each call going to a
 random broker replica; the kubelet rotates each pod's token at 80% of its
 lifetime. STS is a counter issuing 1 h credentials on the simulated clock.
 Reported: STS calls per pod-hour and TokenReviews per issuance, by replica
@@ -51,13 +51,12 @@ from sidecred.broker.sidecar_check import broker_sidecar_problem
 from sidecred.broker.token_review import TokenReviewer
 from sidecred.dev.kube_stub import KubeApiStub
 from sidecred.dev.token_review import TokenAuthority
-from sidecred.sidecar.refresh import next_refresh_at
-from sidecred.sidecar.sources import Credentials
+from sidecred.sidecar.credentials import Credentials
+from sidecred.sidecar.schedule import next_refresh_at
 from sidecred.webhook.kube import CACHE, Lookup
-from tests.broker.broker_process import BrokerProcess, start_broker
+from tests.broker.broker_process import SNI, BrokerProcess, start_broker
 from tests.broker.pods import CONFIG, READER, broker_pod, namespace
 from tests.support.sts import FAKE_ACCESS_KEY_ID, FAKE_SECRET_ACCESS_KEY
-from tests.webhook_server.webhook_process import SNI
 
 SESSION_S = 3600
 TARGET_STS_PER_POD_HOUR = 2.0
@@ -134,7 +133,8 @@ def measure_processes(pods: int, workdir: Path) -> Measured:
             subprocess.run(cmd, check=False, capture_output=True)
         rss_start = support.rss_kib(broker.process.pid) / 1024
         tokens = [
-            authority.pod_token(stub.put("pods", broker_pod(f"web-{i}"))) for i in range(pods)
+            authority.pod_token(stub.put("pods", broker_pod(f"web-{i}", config=broker.config)))
+            for i in range(pods)
         ]
         with broker.client() as http:
             http.get("/healthz", extensions=SNI)

@@ -15,15 +15,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from sidecred.sidecar.session_name import build_session_name
+from sidecred.webhook.annotations import annotations_of, read_pod_options
 from sidecred.webhook.config import WebhookConfig
 from sidecred.webhook.kube import NOT_FOUND, Lookup
-from sidecred.webhook.pod import Refusal as PodRefusal
-from sidecred.webhook.pod import annotations_of, read_pod_options
+from sidecred.webhook.mutate import namespaced_session_name
 from sidecred.webhook.policy import evaluate_policy
+from sidecred.webhook.refusal import Refusal as PodRefusal
 from sidecred.webhook.roles import RoleError, resolve_role
 
-# (pod, resolved role ARN) -> why the pod does not run the canonical broker-mode sidecar, or None.
-SidecarProblem = Callable[[Mapping[str, Any], str], str | None]
+# (pod, config) -> why the pod does not run the canonical broker-mode sidecar, or None.
+SidecarProblem = Callable[[Mapping[str, Any], WebhookConfig], str | None]
 
 
 def q(value: str) -> str:
@@ -151,9 +152,9 @@ def _check_policy(caller: Caller, role_arn: str, namespace: Lookup, config: Webh
 
 def session_name_for(caller: Caller, override: str | None) -> str:
     """`<namespace>.<pod>`, or `<namespace>.<annotation>`: never another namespace's prefix."""
-    return build_session_name(
-        caller.namespace, caller.pod_name, f"{caller.namespace}.{override}" if override else None
-    )
+    if override:
+        return namespaced_session_name(caller.namespace, override)
+    return build_session_name(caller.namespace, caller.pod_name)
 
 
 def session_tags(caller: Caller) -> tuple[tuple[str, str], ...]:
@@ -178,11 +179,8 @@ def authorise(
         pod_object = _check_pod(caller, pod)
         role_arn = _resolve(caller, pod_object, config)
         annotations = annotations_of(pod_object)
-        try:
-            options = read_pod_options(annotations, config.session_duration, config.token_mode)
-        except PodRefusal as exc:
-            raise Refusal(403, "BadPodAnnotation", f"{exc.message} ({caller.label})") from None
-        problem = sidecar_problem(pod_object, role_arn)
+        options = read_pod_options(annotations, config.session_duration, config.token_mode)
+        problem = sidecar_problem(pod_object, config)
         if problem is not None:
             raise Refusal(
                 403,
@@ -191,11 +189,14 @@ def authorise(
                 f"for role {q(role_arn)}: {problem}",
             )
         _check_policy(caller, role_arn, namespace, config)
+        session_name = session_name_for(caller, options.session_name)
+    except PodRefusal as exc:
+        return Refusal(403, "BadPodAnnotation", f"{exc.message} ({caller.label})")
     except Refusal as refusal:
         return refusal
     return Grant(
         role_arn=role_arn,
-        session_name=session_name_for(caller, options.session_name),
+        session_name=session_name,
         duration=options.session_duration,
         external_id=options.external_id,
         tags=session_tags(caller),

@@ -23,8 +23,8 @@ from sidecred.broker.authorise import Caller, Grant, Refusal, SidecarProblem, au
 from sidecred.broker.metrics import BrokerMetrics
 from sidecred.broker.sts import RoleAssumer
 from sidecred.broker.token_review import bearer_token
-from sidecred.sidecar.cache import credentials_body
-from sidecred.sidecar.sources import StsError
+from sidecred.sidecar.credentials import SourceError
+from sidecred.sidecar.wire import credentials_body
 from sidecred.webhook.config import WebhookConfig
 from sidecred.webhook.kube import Lookup
 
@@ -109,7 +109,7 @@ class Issuer:
             return refused(grant, caller)
         try:
             body = self.credentials(grant)
-        except StsError as exc:
+        except SourceError as exc:
             return refused(Refusal(503, exc.code, f"sts:AssumeRole failed: {exc.message}"), caller)
         except TimeoutError:
             message = "sidecred broker: another request's sts:AssumeRole call did not finish"
@@ -134,7 +134,7 @@ class Issuer:
         self._metrics.credential_cache.labels("miss").inc()
         try:
             body = self._fetch(grant)
-        except StsError as exc:
+        except SourceError as exc:
             future.set_exception(exc)
             raise
         finally:
@@ -147,7 +147,7 @@ class Issuer:
         issued_at = self._clock()
         try:
             creds = self._assumer.assume(grant)
-        except StsError as exc:
+        except SourceError as exc:
             self._metrics.sts_calls.labels(exc.code).inc()
             raise
         self._metrics.sts_calls.labels("ok").inc()

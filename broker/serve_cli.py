@@ -2,17 +2,15 @@
 
 It takes the webhook's options (same flags, same `SIDECRED_*` env), so one
 ConfigMap defines the policy and the canonical sidecar for admission and for
-issuance alike.
+issuance alike; `--broker-audience` is the audience callers' tokens must carry.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import os
 import ssl
 import sys
-from dataclasses import fields
 from pathlib import Path
 
 import uvicorn
@@ -37,9 +35,7 @@ from sidecred.webhook.tls import ReloadingServerContext
 
 log = logging.getLogger("sidecred.broker")
 
-DEFAULT_AUDIENCE = "sidecred-broker"
-# WebhookConfig defines --broker-audience once the webhook injects broker-mode sidecars.
-_CONFIG_HAS_AUDIENCE = "broker_audience" in {f.name for f in fields(WebhookConfig)}
+BROKER_SOURCE = "broker"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,20 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--kubeconfig",
         help="kubeconfig file (default: in-cluster service account, then ~/.kube/config)",
     )
-    if not _CONFIG_HAS_AUDIENCE:
-        parser.add_argument(
-            "--broker-audience",
-            default=None,
-            help="audience the callers' tokens must carry [env SIDECRED_BROKER_AUDIENCE]",
-        )
     add_config_arguments(parser)
     return parser
-
-
-def broker_audience(args: argparse.Namespace, config: WebhookConfig) -> str:
-    if _CONFIG_HAS_AUDIENCE:
-        return str(config.broker_audience)  # type: ignore[attr-defined]
-    return args.broker_audience or os.environ.get("SIDECRED_BROKER_AUDIENCE") or DEFAULT_AUDIENCE
 
 
 def load_settings(
@@ -85,6 +69,12 @@ def load_settings(
         ) from None
     except KubeConfigUnavailable as exc:
         raise ValueError(str(exc)) from None
+    if config.credential_source != BROKER_SOURCE:
+        raise ValueError(
+            f"--credential-source is {config.credential_source!r}; the broker serves pods whose "
+            "sidecar the webhook built with --credential-source broker, so it takes the same "
+            "options (flags or SIDECRED_* env) as that webhook"
+        )
     return config, tls, api
 
 
@@ -101,7 +91,7 @@ def main(argv: list[str]) -> int:
     logging.getLogger("urllib3").setLevel(logging.ERROR)
 
     metrics = BrokerMetrics()
-    audience = broker_audience(args, config)
+    audience = config.broker_audience
     namespaces = NamespaceCache(api, record_api_call=metrics.record_api_call)
     pods = PodCache(api, record_api_call=metrics.record_api_call)
     reviewer = TokenReviewer(api.api_client, audience, record=metrics.record_token_review)

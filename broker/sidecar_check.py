@@ -1,35 +1,32 @@
-"""Does a pod run sidecred's broker-mode sidecar for its role? (The webhook's definitions.)"""
+"""Does a pod run the sidecar the webhook builds for it in broker mode? (The webhook's definition.)"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
-from sidecred.sidecar.config import ENV_CREDENTIAL_SOURCE, ENV_ROLE_ARN
-from sidecred.webhook.pod import Refusal, env_value, find_sidecar, q
-from sidecred.webhook.validate import check_sidecars_match
+from sidecred.webhook.canonical import check_sidecar
+from sidecred.webhook.config import WebhookConfig
+from sidecred.webhook.refusal import Refusal
 
 BROKER_SOURCE = "broker"
 
 
-def broker_sidecar_problem(pod: Mapping[str, Any], role_arn: str) -> str | None:
-    """Why `pod` does not run the broker-mode sidecar for `role_arn`, or None if it does.
+def broker_sidecar_problem(pod: Mapping[str, Any], config: WebhookConfig) -> str | None:
+    """Why `pod` does not run exactly the canonical broker-mode sidecar, or None if it does.
 
-    Every container that looks like the sidecar must be for the pod's role (the
-    webhook's forged-sidecar rule), and the `sidecred` container must use the
-    broker source.
+    The same check admission makes (`webhook.canonical.check_sidecar`): the
+    `sidecred` container equal to the one the webhook would build for this pod
+    and configuration, and no other container able to act as a sidecar.
     """
-    found = find_sidecar(pod)
-    if found is None:
-        return "it has no sidecred container"
-    _, _, container = found
-    source = env_value(container, ENV_CREDENTIAL_SOURCE)
-    if source != BROKER_SOURCE:
-        return f"its sidecar's {ENV_CREDENTIAL_SOURCE} is {q(source or '')}, not {q(BROKER_SOURCE)}"
-    if env_value(container, ENV_ROLE_ARN) != role_arn:
-        return f"its sidecar's {ENV_ROLE_ARN} is not the annotated role"
+    if config.credential_source != BROKER_SOURCE:
+        return f"the broker is configured with --credential-source {config.credential_source}"
     try:
-        check_sidecars_match(pod, role_arn)
+        verdict = check_sidecar(pod, config)
     except Refusal as refusal:
         return refusal.message
+    if verdict.problem is not None:
+        return verdict.problem.message
+    if not verdict.canonical:
+        return "it has no sidecred container"
     return None

@@ -15,11 +15,10 @@ import botocore.session
 from botocore.exceptions import ClientError
 
 from sidecred.broker.authorise import Grant
+from sidecred.sidecar.credentials import Credentials, SourceError
 from sidecred.sidecar.sources import (
     _CLIENT_CONFIG,
     ROLE_CHAINING_MAX_DURATION,
-    Credentials,
-    StsError,
     _credentials_from_response,
     _to_sts_error,
     chained_duration,
@@ -28,7 +27,7 @@ from sidecred.sidecar.sources import (
 
 
 class RoleAssumer:
-    """Calls `sts:AssumeRole` for grants; every failure becomes an StsError (code, message)."""
+    """Calls `sts:AssumeRole` for grants; every failure becomes an SourceError (code, message)."""
 
     def __init__(self, region: str | None) -> None:
         session = botocore.session.get_session()
@@ -77,7 +76,7 @@ class RoleAssumer:
                 # Role chaining the chain did not reveal: an hour from now on.
                 self._duration_cap = ROLE_CHAINING_MAX_DURATION
                 return self._call(grant, ROLE_CHAINING_MAX_DURATION)
-        except StsError:
+        except SourceError:
             raise
         except Exception as exc:
             raise _to_sts_error(exc) from None

@@ -12,11 +12,23 @@ from pathlib import Path
 
 import httpx
 
+from sidecred.certs.cli import main as certs_main
 from sidecred.dev.processes import free_port, stop_process, wait_until
-from tests.support.sts import FAKE_ACCESS_KEY_ID, FAKE_SECRET_ACCESS_KEY, MOTO_REGION
-from tests.webhook_server.webhook_process import SNI, issue_certificates, write_kubeconfig
+from sidecred.webhook.config import WebhookConfig
+from tests.support.sts import FAKE_ACCESS_KEY_ID, FAKE_SECRET_ACCESS_KEY
+from tests.webhook_server.webhook_process import write_kubeconfig
 
-from .pods import BASE
+from .pods import broker_config
+
+# The serving certificate names localhost, so a sidecar can verify https://localhost:<port>.
+BROKER_HOST = "localhost"
+SNI = {"sni_hostname": BROKER_HOST}
+
+
+def issue_certificates(out: Path, *, force: bool = False) -> None:
+    """`sidecred certs` for the broker (CA kept on later runs; serving certificate renewed)."""
+    args = ["--service", BROKER_HOST, "--namespace", "sidecred", "--out", str(out)]
+    assert certs_main(args + (["--force"] if force else [])) == 0
 
 
 @dataclass
@@ -27,6 +39,7 @@ class BrokerProcess:
     log_file: Path
     args: list[str]
     env: dict[str, str]
+    config: WebhookConfig  # the options it runs with: pods for it are admitted with these
 
     @property
     def url(self) -> str:
@@ -78,7 +91,13 @@ class BrokerProcess:
 
 
 def launch(
-    tmp: Path, args: list[str], env: dict[str, str], port: int, *, wait: bool = True
+    tmp: Path,
+    args: list[str],
+    env: dict[str, str],
+    port: int,
+    config: WebhookConfig,
+    *,
+    wait: bool = True,
 ) -> BrokerProcess:
     cert_dir = tmp / "tls"
     log_file = tmp / f"broker-{port}.log"
@@ -89,7 +108,7 @@ def launch(
             stderr=subprocess.STDOUT,
             env=env,
         )
-    broker = BrokerProcess(process, port, cert_dir, log_file, args, env)
+    broker = BrokerProcess(process, port, cert_dir, log_file, args, env, config)
     try:
         wait_until(broker.ready if wait else broker.answers, timeout=60, what="broker")
     except BaseException:
@@ -101,7 +120,11 @@ def launch(
 def start_broker(
     tmp: Path, kube_url: str, sts_url: str, *extra: str, wait: bool = True
 ) -> BrokerProcess:
-    """A broker on a free port, its base credentials fake keys, STS at `sts_url`."""
+    """A broker on a free port, its base credentials fake keys, STS at `sts_url`.
+
+    It runs with the options of a webhook injecting broker-mode sidecars that point
+    at it (`broker.config`), so pods admitted with those options are canonical.
+    """
     cert_dir = tmp / "tls"
     if not (cert_dir / "tls.crt").exists():
         issue_certificates(cert_dir)
@@ -113,16 +136,20 @@ def start_broker(
         AWS_ENDPOINT_URL_STS=sts_url,
         AWS_EC2_METADATA_DISABLED="true",
     )
+    port = free_port()
+    config = broker_config((cert_dir / "ca.crt").read_text(), f"https://{BROKER_HOST}:{port}")
     args = [
         *("--tls-cert", str(cert_dir / "tls.crt"), "--tls-key", str(cert_dir / "tls.key")),
         *("--host", "127.0.0.1", "--kubeconfig", str(kubeconfig)),
-        *("--base-role-arn", BASE, "--region", MOTO_REGION),
+        *("--base-role-arn", str(config.base_role_arn), "--region", str(config.region)),
+        *("--credential-source", "broker", "--broker-url", str(config.broker_url)),
+        *("--broker-ca-file", str(cert_dir / "ca.crt")),
         *extra,
     ]
-    return launch(tmp, args, env, free_port(), wait=wait)
+    return launch(tmp, args, env, port, config, wait=wait)
 
 
 def restart(broker: BrokerProcess, tmp: Path) -> BrokerProcess:
     """Stop the broker and start it again on the same port with the same settings."""
     broker.stop()
-    return launch(tmp, broker.args, broker.env, broker.port)
+    return launch(tmp, broker.args, broker.env, broker.port, broker.config)

@@ -31,6 +31,7 @@ class Cluster:
 
     def add_pod(self, prefix: str = "web", **kwargs: Any) -> tuple[dict[str, Any], str]:
         """A new injected broker-mode pod (unique name) and its broker-audience token."""
+        kwargs.setdefault("config", self.broker.config)
         pod = self.stub.put("pods", broker_pod(f"{prefix}-{next(_names)}", **kwargs))
         return pod, self.authority.pod_token(pod)
 

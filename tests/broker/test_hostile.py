@@ -9,8 +9,7 @@ import socket
 import ssl
 import string
 
-from tests.webhook_server.webhook_process import SERVER_NAME, SNI
-
+from .broker_process import BROKER_HOST, SNI
 from .conftest import Cluster
 
 SLOW_CLIENT_WAIT_SECONDS = 60  # bound on waiting for the broker to drop a stalled client
@@ -19,7 +18,7 @@ SLOW_CLIENT_WAIT_SECONDS = 60  # bound on waiting for the broker to drop a stall
 def tls_socket(cluster: Cluster) -> ssl.SSLSocket:
     context = ssl.create_default_context(cafile=str(cluster.broker.cert_dir / "ca.crt"))
     raw = socket.create_connection(("127.0.0.1", cluster.broker.port), timeout=10)
-    return context.wrap_socket(raw, server_hostname=SERVER_NAME)
+    return context.wrap_socket(raw, server_hostname=BROKER_HOST)
 
 
 def garbage_tokens(rng: random.Random) -> list[str]:

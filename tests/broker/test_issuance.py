@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import re
 from typing import Any
 
@@ -14,6 +15,8 @@ from tests.support.sts import MOTO_REGION
 
 from .conftest import Cluster
 from .pods import BASE, POLICY, READER
+
+PERMITTED = "iam.amazonaws.com/permitted"
 
 RFC3339_Z = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 
@@ -81,9 +84,14 @@ def test_pod_errors_are_403_naming_the_pod(cluster: Cluster) -> None:
     assert_error(
         cluster.broker.issue(unannotated), 403, "PodNotAnnotated", "iam.amazonaws.com/role"
     )
-    _, web_identity = cluster.add_pod(sidecar_env={"SIDECRED_CREDENTIAL_SOURCE": "web-identity"})
-    assert_error(cluster.broker.issue(web_identity), 403, "NoCanonicalSidecar", "broker")
-    _, admin = cluster.add_pod(role=BASE + "admin")
+    web_identity_config = dataclasses.replace(
+        cluster.broker.config, credential_source="web-identity"
+    )
+    _, web_identity = cluster.add_pod(config=web_identity_config)
+    assert_error(
+        cluster.broker.issue(web_identity), 403, "NoCanonicalSidecar", "SIDECRED_CREDENTIAL_SOURCE"
+    )
+    _, admin = cluster.add_pod(role=BASE + "admin", admitted_under={PERMITTED: ".*"})
     assert_error(
         cluster.broker.issue(admin),
         403,

@@ -14,11 +14,10 @@ import pytest
 from sidecred.dev.kube_stub import KubeApiStub
 from sidecred.dev.processes import wait_until
 from sidecred.dev.token_review import TokenAuthority
-from tests.sidecar.fault_sts import Behaviour, FaultSts, error_xml, success_xml
-from tests.sidecar.fault_sts import fault_sts_factory as fault_sts_factory  # the fixture
-from tests.webhook_server.webhook_process import SERVER_NAME, issue_certificates
+from tests.support.scripted_sts import Behaviour, ScriptedSts, error_xml, success_xml
+from tests.support.scripted_sts import scripted_sts_factory as scripted_sts_factory  # fixture
 
-from .broker_process import BrokerProcess, restart, start_broker
+from .broker_process import BROKER_HOST, BrokerProcess, issue_certificates, restart, start_broker
 from .conftest import start_stub
 from .pods import READER, broker_pod
 
@@ -30,21 +29,24 @@ class Setup:
     tmp: Path
     stub: KubeApiStub
     authority: TokenAuthority
-    sts_factory: Callable[[Behaviour], FaultSts]
+    sts_factory: Callable[[Behaviour], ScriptedSts]
     brokers: list[BrokerProcess]
 
-    def start(self, behaviour: Behaviour, **pod: Any) -> tuple[FaultSts, BrokerProcess, str]:
+    def start(self, behaviour: Behaviour, **pod: Any) -> tuple[ScriptedSts, BrokerProcess, str]:
         """An STS with `behaviour`, a broker using it, and a token of a new pod."""
         sts = self.sts_factory(behaviour)
-        made = self.stub.put("pods", broker_pod(**pod))
-        self.brokers.append(start_broker(self.tmp, self.stub.url, sts.url))
-        return sts, self.brokers[-1], self.authority.pod_token(made)
+        broker = start_broker(self.tmp, self.stub.url, sts.url)
+        self.brokers.append(broker)
+        made = self.stub.put("pods", broker_pod(config=broker.config, **pod))
+        return sts, broker, self.authority.pod_token(made)
 
 
 @pytest.fixture
-def setup(tmp_path: Path, fault_sts_factory: Callable[[Behaviour], FaultSts]) -> Iterator[Setup]:
+def setup(
+    tmp_path: Path, scripted_sts_factory: Callable[[Behaviour], ScriptedSts]
+) -> Iterator[Setup]:
     stub, authority = start_stub()
-    world = Setup(tmp_path, stub, authority, fault_sts_factory, [])
+    world = Setup(tmp_path, stub, authority, scripted_sts_factory, [])
     yield world
     for broker in world.brokers:
         broker.stop()
@@ -118,20 +120,20 @@ def serving_certificate(broker: BrokerProcess) -> bytes:
     """The certificate a new handshake gets (DER), verified against the CA on disk now."""
     context = ssl.create_default_context(cafile=str(broker.cert_dir / "ca.crt"))
     with socket.create_connection(("127.0.0.1", broker.port), timeout=10) as raw:
-        with context.wrap_socket(raw, server_hostname=SERVER_NAME) as tls:
+        with context.wrap_socket(raw, server_hostname=BROKER_HOST) as tls:
             return tls.getpeercert(binary_form=True) or b""
 
 
 def test_a_rotated_certificate_is_served_without_a_restart(setup: Setup) -> None:
     _, broker, token = setup.start(answer, name="api-3")
     before = serving_certificate(broker)
-    issue_certificates(broker.cert_dir, force=True)  # a new CA and serving certificate
+    issue_certificates(broker.cert_dir, force=True)  # a new serving certificate
 
     def rotated() -> bool:
         try:
             return serving_certificate(broker) != before
         except ssl.SSLCertVerificationError:
-            return False  # the old certificate, which the new CA does not sign
+            return False  # caught between the CA and the certificate being replaced
 
     wait_until(rotated, timeout=30, what="the rotated certificate")
     assert broker.issue(token).status_code == 200  # verified against the new CA

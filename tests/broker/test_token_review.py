@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from kubernetes import client
@@ -16,6 +17,7 @@ from sidecred.broker.token_review import (
     token_expiry,
 )
 from sidecred.dev.kube_stub import KubeApiStub
+from sidecred.dev.local_pod import LocalPod
 from sidecred.dev.token_review import TokenAuthority
 
 from .pods import broker_pod
@@ -178,3 +180,16 @@ def test_an_unreachable_api_server_is_503_but_cached_answers_still_work(
     assert isinstance(refusal, Refusal)
     assert (refusal.status, refusal.code) == (503, "KubernetesUnavailable")
     assert "unreachable" in refusal.message
+
+
+def test_a_local_pod_gets_tokens_the_stub_accepts(
+    stub: KubeApiStub, authority: TokenAuthority, tmp_path: Path
+) -> None:
+    """The local kubelet mints the projected token with the authority's key."""
+    pod = stub.put("pods", broker_pod())  # admitted in broker mode: a broker-audience volume
+    local = LocalPod(pod, token_issuer=authority.local_pod_token, workdir=tmp_path)
+    local.prepare()
+    [token_file] = [p for p in local.volumes["sidecred-sa-token"].rglob("*") if p.is_file()]
+    token = token_file.read_text()
+    caller = TokenReviewer(api_client(stub), AUDIENCE).review(token)
+    assert caller == Caller("shop", "web", "web-1", pod["metadata"]["uid"])
