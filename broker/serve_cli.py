@@ -11,7 +11,6 @@ import argparse
 import logging
 import ssl
 import sys
-from pathlib import Path
 
 import uvicorn
 from kubernetes import client
@@ -23,35 +22,30 @@ from sidecred.broker.serving import server_config
 from sidecred.broker.sidecar_check import broker_sidecar_problem
 from sidecred.broker.sts import RoleAssumer
 from sidecred.broker.token_review import TokenReviewer
-from sidecred.webhook.config import WebhookConfig, add_config_arguments, config_from_args
+from sidecred.webhook.config import WebhookConfig, config_from_args
 from sidecred.webhook.kube import NamespaceCache, PodCache
 from sidecred.webhook.serve_cli import (
     KubeConfigUnavailable,
-    _port,
     configure_logging,
     load_core_api,
 )
+from sidecred.webhook.serve_cli import build_parser as webhook_parser
 from sidecred.webhook.tls import ReloadingServerContext
 
 log = logging.getLogger("sidecred.broker")
 
 BROKER_SOURCE = "broker"
+DEFAULT_PORT = 8444
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="sidecred broker",
-        description="Serve the sidecred credential broker (POST /v1/credentials) over TLS.",
-    )
-    parser.add_argument("--tls-cert", required=True, type=Path, help="serving certificate (PEM)")
-    parser.add_argument("--tls-key", required=True, type=Path, help="its private key (PEM)")
-    parser.add_argument("--port", type=_port, default=8444, help="listen port (default 8444)")
-    parser.add_argument("--host", default="0.0.0.0", help="listen address (default 0.0.0.0)")
-    parser.add_argument(
-        "--kubeconfig",
-        help="kubeconfig file (default: in-cluster service account, then ~/.kube/config)",
-    )
-    add_config_arguments(parser)
+    """The webhook's command line (its serving flags and every option), as `sidecred broker`."""
+    parser = webhook_parser()
+    parser.prog = "sidecred broker"
+    parser.description = "Serve the sidecred credential broker (POST /v1/credentials) over TLS."
+    parser.set_defaults(port=DEFAULT_PORT)
+    # argparse keeps a flag's help on its action; only the port's default differs.
+    parser._option_string_actions["--port"].help = f"listen port (default {DEFAULT_PORT})"
     return parser
 
 
