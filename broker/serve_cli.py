@@ -85,6 +85,7 @@ def main(argv: list[str]) -> int:
     logging.getLogger("urllib3").setLevel(logging.ERROR)
 
     metrics = BrokerMetrics()
+    metrics.watch_certificate(lambda: tls.not_after)
     audience = config.broker_audience
     namespaces = NamespaceCache(api, record_api_call=metrics.record_api_call)
     pods = PodCache(api, record_api_call=metrics.record_api_call)
