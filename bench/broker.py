@@ -1,4 +1,4 @@
-"""Benchmark 8: the credential broker, side by side with a direct AssumeRole on the same moto.
+"""Benchmark 9: the credential broker, side by side with a direct AssumeRole on the same moto.
 
 Part A, real processes on 127.0.0.1: `sidecred broker` over TLS (pinned to CPU
 0) against the API server stub (TokenReview, pods, namespaces; in this
@@ -367,7 +367,7 @@ shorter tokens, because each replica reviews each token once; with the webhook's
 stay under the goal at 3 replicas, with 1 h tokens they do not (a token lives for about 1.5
 refreshes).
 """
-    support.write_section("broker", "8. Credential broker", command, body)
+    support.write_section("broker", "9. Credential broker", command, body)
     print(body)
 
 

@@ -57,8 +57,11 @@ def machine() -> dict[str, str]:
 
 def machine_line() -> str:
     m = machine()
+    one, five, _ = os.getloadavg()
     return (
-        f"Machine: nproc={m['nproc']}, CPU {m['cpu']}, Python {m['python']}, Linux {m['kernel']}."
+        f"Machine: nproc={m['nproc']}, CPU {m['cpu']}, Python {m['python']}, Linux {m['kernel']}; "
+        f"load average {one:.1f} (1 min) / {five:.1f} (5 min) when written (a shared machine: "
+        "latency percentiles move with it, CPU per request much less)."
     )
 
 

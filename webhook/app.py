@@ -29,6 +29,7 @@ from sidecred.webhook.decide import (
 )
 from sidecred.webhook.kube import CACHE, NamespaceLookup
 from sidecred.webhook.metrics import WebhookMetrics
+from sidecred.webhook.namespace_review import with_namespace_review
 from sidecred.webhook.review import MAX_REVIEW_BYTES, ReviewError, build_review, parse_review
 
 log = logging.getLogger("sidecred.webhook")
@@ -191,8 +192,10 @@ def create_app(
     async def mutate(http_request: Request) -> Response:
         return await admission.admit("mutate", decide_mutation, http_request)
 
+    validate_or_review_namespace = with_namespace_review(decide_validation)
+
     async def validate(http_request: Request) -> Response:
-        return await admission.admit("validate", decide_validation, http_request)
+        return await admission.admit("validate", validate_or_review_namespace, http_request)
 
     app.add_route("/mutate", mutate, methods=["POST"])
     app.add_route("/validate", validate, methods=["POST"])

@@ -207,13 +207,24 @@ def namespace_for(pod: dict[str, Any], namespaces: dict[str, dict[str, Any]]) ->
 
 
 def check_pod(
-    label: str, pod: dict[str, Any], namespaces: dict[str, dict[str, Any]], config: WebhookConfig
+    label: str,
+    pod: dict[str, Any],
+    namespaces: dict[str, dict[str, Any]],
+    config: WebhookConfig,
+    *,
+    missing: str | None = None,
 ) -> Outcome:
-    """Mutate, then validate the patched pod, as the API server's two webhook calls would."""
+    """Mutate, then validate the patched pod, as the API server's two webhook calls would.
+
+    `missing` says why the pod's namespace is not in `namespaces` when the caller knows
+    (`kubectl sidecred check` reads them from the cluster).
+    """
     namespace = namespace_for(pod, namespaces)
     namespace_obj = namespaces.get(namespace)
     if namespace_obj is not None:
         namespace_error = ""
+    elif missing is not None:
+        namespace_error = missing
     elif namespaces:
         namespace_error = f"no Namespace {namespace!r} in the given files"
     else:

@@ -17,6 +17,7 @@ from kubernetes import config as kube_config
 from sidecred.sidecar.config import parse_int_in_range
 from sidecred.webhook.app import create_app
 from sidecred.webhook.config import add_config_arguments, config_from_args
+from sidecred.webhook.event_options import add_event_arguments, build_event_reporter
 from sidecred.webhook.kube import NamespaceCache
 from sidecred.webhook.limits import (
     KEEP_ALIVE_SECONDS,
@@ -110,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="kubeconfig file (default: in-cluster service account, then ~/.kube/config)",
     )
     add_config_arguments(parser)
+    add_event_arguments(parser)
     return parser
 
 
@@ -143,7 +145,16 @@ def main(argv: list[str]) -> int:
     metrics = WebhookMetrics()
     metrics.watch_certificate(lambda: tls.not_after)
     namespaces = NamespaceCache(api, record_api_call=metrics.record_api_call)
+    try:
+        reporter = build_event_reporter(args, api, metrics.registry)
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     app = create_app(config, namespaces, metrics)
+    if reporter is not None:
+        # uvicorn re-raises SIGTERM once it has shut down, so `finally` would not run:
+        # release the Lease during the app's shutdown instead.
+        app.router.on_shutdown.append(reporter.stop)
     server_config = uvicorn.Config(
         app,
         host=args.host,
@@ -161,6 +172,8 @@ def main(argv: list[str]) -> int:
     )
     apply_tls_limits()
     namespaces.start()
+    if reporter is not None:
+        reporter.start()
     log.info(
         "webhook starting",
         extra={"fields": {"host": args.host, "port": args.port, "config": vars(config)}},

@@ -1,0 +1,1 @@
+"""Operator tools: the `kubectl sidecred` plugin (check, status, audit)."""

@@ -1,0 +1,114 @@
+"""`kubectl sidecred audit`: running injected pods whose role their namespace's policy no
+longer permits (revoked since admission), and pods whose sidecar has no credentials.
+
+`audit_pod` is the pure judgement; `collect_findings` reads the cluster (injected pods by
+label, their namespaces, a not-ready sidecar's /readyz through the pod proxy).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from kubernetes import client
+
+from sidecred.webhook.config import WebhookConfig
+from sidecred.webhook.kube import INJECTED_POD_SELECTOR
+from sidecred.webhook.policy import evaluate_policy
+from sidecred.webhook.sidecar_health import (
+    HealthUnavailable,
+    SidecarHealth,
+    pod_role,
+    read_sidecar_health,
+    sidecar_status,
+)
+
+ROLE_NOT_PERMITTED, SIDECAR_NOT_READY = "RoleNotPermitted", "SidecarNotReady"
+COLUMNS = ("namespace", "name", "role", "problem", "detail")
+
+
+@dataclass(frozen=True)
+class Finding:
+    namespace: str
+    name: str
+    role: str
+    problem: str  # ROLE_NOT_PERMITTED | SIDECAR_NOT_READY
+    detail: str
+
+
+def is_live(pod: Mapping[str, Any]) -> bool:
+    phase = (pod.get("status") or {}).get("phase")
+    return phase in ("Pending", "Running") and not (pod.get("metadata") or {}).get(
+        "deletionTimestamp"
+    )
+
+
+def sidecar_ready(pod: Mapping[str, Any]) -> bool:
+    return bool(sidecar_status(pod).get("ready"))
+
+
+def audit_pod(
+    pod: Mapping[str, Any],
+    namespace: Mapping[str, Any] | None,
+    config: WebhookConfig,
+    health: SidecarHealth | str | None = None,
+) -> list[Finding]:
+    """What is wrong with one injected pod now; `health` is its /readyz answer or why it
+    could not be read (only needed when the kubelet reports the sidecar not ready)."""
+    metadata = pod.get("metadata") or {}
+    ns, name, role = str(metadata.get("namespace")), str(metadata.get("name")), pod_role(pod)
+    findings = []
+    if config.namespace_policy != "off":
+        if namespace is None:
+            detail = f"sidecred: namespace {json.dumps(ns)} could not be read"
+            findings.append(Finding(ns, name, role, ROLE_NOT_PERMITTED, detail))
+        else:
+            annotations = (namespace.get("metadata") or {}).get("annotations") or {}
+            result = evaluate_policy(role, ns, annotations, config.base_role_arn)
+            if not result.permitted:
+                findings.append(Finding(ns, name, role, ROLE_NOT_PERMITTED, result.message))
+    if not sidecar_ready(pod):
+        if isinstance(health, SidecarHealth):
+            detail = f"{health.code}: {health.message}" if not health.ready else "ready now"
+        else:
+            detail = health or "the kubelet reports the sidecar not ready"
+        findings.append(Finding(ns, name, role, SIDECAR_NOT_READY, detail))
+    return findings
+
+
+def collect_findings(
+    api: client.CoreV1Api, namespace: str | None, config: WebhookConfig
+) -> list[Finding]:
+    """Audit sidecred's live pods in `namespace` (None: every namespace)."""
+    if namespace is None:
+        listed = api.list_pod_for_all_namespaces(label_selector=INJECTED_POD_SELECTOR, _preload_content=False)  # fmt: skip
+    else:
+        listed = api.list_namespaced_pod(namespace, label_selector=INJECTED_POD_SELECTOR, _preload_content=False)  # fmt: skip
+    pods = [p for p in json.loads(listed.data).get("items") or [] if is_live(p)]
+    namespaces: dict[str, dict[str, Any] | None] = {}
+    findings: list[Finding] = []
+    for pod in pods:
+        ns = pod["metadata"]["namespace"]
+        if ns not in namespaces:
+            namespaces[ns] = read_namespace(api, ns)
+        health: SidecarHealth | str | None = None
+        if not sidecar_ready(pod):
+            try:
+                health = read_sidecar_health(api, pod)
+            except HealthUnavailable as exc:
+                health = str(exc)
+        findings += audit_pod(pod, namespaces[ns], config, health)
+    return sorted(findings, key=lambda f: (f.namespace, f.name, f.problem))
+
+
+def read_namespace(api: client.CoreV1Api, name: str) -> dict[str, Any] | None:
+    try:
+        return json.loads(api.read_namespace(name, _preload_content=False).data)
+    except client.ApiException:
+        return None
+
+
+def finding_rows(findings: list[Finding]) -> list[dict[str, str]]:
+    return [asdict(f) for f in findings]
