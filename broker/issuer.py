@@ -15,9 +15,9 @@ from __future__ import annotations
 import concurrent.futures
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from sidecred.broker.authorise import Caller, Grant, Refusal, SidecarProblem, authorise
 from sidecred.broker.metrics import BrokerMetrics
@@ -37,6 +37,14 @@ REUSE_FRACTION = 0.25
 SWEEP_INTERVAL_SECONDS = 60.0
 # How long a request waits for another request's STS call for the same grant.
 FOLLOWER_WAIT_SECONDS = 30.0
+
+
+class EventSink(Protocol):
+    """Where the issuer reports refusals and issuances for pod events (broker.pod_events)."""
+
+    def refused(self, caller: Caller, pod: Mapping[str, Any] | None, refusal: Refusal) -> None: ...
+
+    def issued(self, caller: Caller, pod: Mapping[str, Any] | None) -> None: ...
 
 
 class Reviewer(Protocol):
@@ -79,6 +87,7 @@ class Issuer:
         sidecar_problem: SidecarProblem,
         metrics: BrokerMetrics,
         *,
+        events: EventSink | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
@@ -88,6 +97,7 @@ class Issuer:
         self._assumer = assumer
         self._sidecar_problem = sidecar_problem
         self._metrics = metrics
+        self._events = events
         self._clock = clock
         self._lock = threading.Lock()
         self._held: dict[Grant, Generation] = {}
@@ -106,6 +116,8 @@ class Issuer:
         namespace = self._namespaces.get(caller.namespace)
         grant = authorise(caller, pod, namespace, self.config, self._sidecar_problem)
         if isinstance(grant, Refusal):
+            if self._events is not None:
+                self._events.refused(caller, pod.object, grant)
             return refused(grant, caller)
         try:
             body = self.credentials(grant)
@@ -114,6 +126,8 @@ class Issuer:
         except TimeoutError:
             message = "sidecred broker: another request's sts:AssumeRole call did not finish"
             return refused(Refusal(503, "StsTimeout", message), caller)
+        if self._events is not None:
+            self._events.issued(caller, pod.object)
         return Answer(200, body, "issued", caller)
 
     def credentials(self, grant: Grant) -> bytes:

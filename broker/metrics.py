@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Histogram
 
+from sidecred.webhook.events import EventMetrics
 from sidecred.webhook.metrics import LATENCY_BUCKETS, WebhookMetrics
 
 
@@ -43,6 +44,8 @@ class BrokerMetrics(WebhookMetrics):
             ["result"],
             registry=self.registry,
         )
+
+        self.pod_events = EventMetrics(self.registry)
 
     def record_token_review(self, result: str) -> None:
         self.token_reviews.labels(result=result).inc()

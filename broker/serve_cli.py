@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import socket
 import ssl
 import sys
 
@@ -18,11 +20,13 @@ from kubernetes import client
 from sidecred.broker.app import create_app
 from sidecred.broker.issuer import Issuer
 from sidecred.broker.metrics import BrokerMetrics
+from sidecred.broker.pod_events import RefusalEvents
 from sidecred.broker.serving import server_config
 from sidecred.broker.sidecar_check import broker_sidecar_problem
 from sidecred.broker.sts import RoleAssumer
 from sidecred.broker.token_review import TokenReviewer
 from sidecred.webhook.config import WebhookConfig, config_from_args
+from sidecred.webhook.event_options import event_settings
 from sidecred.webhook.kube import NamespaceCache, PodCache
 from sidecred.webhook.serve_cli import (
     KubeConfigUnavailable,
@@ -53,6 +57,7 @@ def load_settings(
     args: argparse.Namespace,
 ) -> tuple[WebhookConfig, ReloadingServerContext, client.CoreV1Api]:
     """The options, the serving certificate and the API client; ValueError saying what is wrong."""
+    event_settings(args)  # --events and its neighbours, checked as the webhook checks them
     try:
         config = config_from_args(args)
         tls = ReloadingServerContext(args.tls_cert, args.tls_key)
@@ -90,6 +95,10 @@ def main(argv: list[str]) -> int:
     namespaces = NamespaceCache(api, record_api_call=metrics.record_api_call)
     pods = PodCache(api, record_api_call=metrics.record_api_call)
     reviewer = TokenReviewer(api.api_client, audience, record=metrics.record_token_review)
+    events = None
+    if event_settings(args)[0]:
+        instance = os.environ.get("SIDECRED_POD_NAME") or socket.gethostname()
+        events = RefusalEvents(api, metrics.pod_events, instance)
     issuer = Issuer(
         config,
         reviewer,
@@ -98,6 +107,7 @@ def main(argv: list[str]) -> int:
         RoleAssumer(config.region),
         broker_sidecar_problem,
         metrics,
+        events=events,
     )
     app = create_app(issuer, [namespaces, pods], metrics)
     namespaces.start()
@@ -109,6 +119,8 @@ def main(argv: list[str]) -> int:
     try:
         uvicorn.Server(server_config(app, args.host, args.port, tls.server_context)).run()
     finally:
+        if events is not None:
+            events.stop()
         pods.stop()
         namespaces.stop()
     return 0

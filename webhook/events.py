@@ -109,7 +109,14 @@ def event_due(
     return PodEvent(UNAVAILABLE, message[:MAX_MESSAGE_CHARS], now)
 
 
-def build_event(pod: Mapping[str, Any], event: PodEvent, instance: str) -> dict[str, Any]:
+def build_event(
+    pod: Mapping[str, Any],
+    event: PodEvent,
+    instance: str,
+    *,
+    reporter: str = "event-reporter",
+    action: str = "ReadSidecarReadiness",
+) -> dict[str, Any]:
     """The core/v1 Event object on the pod's sidecar container."""
     metadata = pod.get("metadata") or {}
     sidecar = find_sidecar(pod)
@@ -140,9 +147,9 @@ def build_event(pod: Mapping[str, Any], event: PodEvent, instance: str) -> dict[
         "lastTimestamp": stamp,
         "eventTime": micro_time(event.at),
         "source": {"component": COMPONENT},
-        "reportingComponent": f"{COMPONENT}.dev/event-reporter",
+        "reportingComponent": f"{COMPONENT}.dev/{reporter}",
         "reportingInstance": instance[:128],
-        "action": "ReadSidecarReadiness",
+        "action": action,
     }
 
 
@@ -160,8 +167,8 @@ def event_from_object(obj: Mapping[str, Any]) -> tuple[str, PodEvent] | None:
     return uid, PodEvent(reason, str(obj.get("message") or ""), at)
 
 
-class ReporterMetrics:
-    """The reporter's metrics, in the webhook's registry."""
+class EventMetrics:
+    """Pod events posted and refused, in the registry of the process that posts them."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
@@ -171,6 +178,40 @@ class ReporterMetrics:
         self.event_errors = Counter(
             "sidecred_pod_event_errors", "Pod events the API server refused.", registry=registry
         )
+
+
+def post_event(
+    api: client.CoreV1Api, pod: Mapping[str, Any], body: dict[str, Any], metrics: EventMetrics
+) -> bool:
+    """Create the Event `body` on `pod`; False (logged, counted) if the API server refused it."""
+    namespace = (pod.get("metadata") or {}).get("namespace")
+    name = body["involvedObject"]["name"]
+    try:
+        api.create_namespaced_event(namespace, body, _request_timeout=(2.0, 5.0))
+    except (ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
+        metrics.event_errors.inc()
+        log.warning("could not post event %s on pod %s/%s: %s", body["reason"], namespace, name, exc)  # fmt: skip
+        return False
+    metrics.events.labels(body["reason"]).inc()
+    log.info(
+        "pod event",
+        extra={
+            "fields": {
+                "reason": body["reason"],
+                "namespace": namespace,
+                "pod": name,
+                "detail": body["message"],
+            }
+        },
+    )
+    return True
+
+
+class ReporterMetrics(EventMetrics):
+    """The reporter's metrics, in the webhook's registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        super().__init__(registry)
         self.leader = Gauge(
             "sidecred_event_reporter_leader",
             "1 while this replica holds the event reporter's Lease.",
@@ -317,23 +358,5 @@ class EventReporter:
 
     def post(self, pod: Mapping[str, Any], uid: str, event: PodEvent) -> None:
         body = build_event(pod, event, self.elector.identity)
-        namespace = (pod.get("metadata") or {}).get("namespace")
-        try:
-            self.api.create_namespaced_event(namespace, body, _request_timeout=(2.0, 5.0))
-        except (ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
-            self.metrics.event_errors.inc()
-            log.warning("could not post event %s on pod %s/%s: %s", event.reason, namespace, (pod.get("metadata") or {}).get("name"), exc)  # fmt: skip
-            return
-        self._remember(uid, event)
-        self.metrics.events.labels(event.reason).inc()
-        log.info(
-            "pod event",
-            extra={
-                "fields": {
-                    "reason": event.reason,
-                    "namespace": namespace,
-                    "pod": body["involvedObject"]["name"],
-                    "detail": event.message,
-                }
-            },
-        )
+        if post_event(self.api, pod, body, self.metrics):
+            self._remember(uid, event)
