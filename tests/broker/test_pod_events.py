@@ -171,3 +171,15 @@ def test_an_api_server_refusing_the_event_leaves_the_403(cluster: Cluster) -> No
     assert reasons(cluster.stub, pod) == []
     assert "could not post event CredentialsUnavailable" in cluster.broker.log()
     assert "Traceback" not in cluster.broker.log()
+
+
+def test_a_replaced_pod_gets_no_event(cluster: Cluster) -> None:
+    namespace = fresh_namespace(cluster.stub)
+    pod, token = cluster.add_pod(namespace_name=namespace)
+    assert cluster.broker.issue(token).status_code == 200  # the review is now cached
+    metadata = {k: v for k, v in pod["metadata"].items() if k != "uid"}
+    cluster.stub.delete("pods", metadata["name"], namespace)
+    replacement = cluster.stub.put("pods", dict(pod, metadata=metadata))
+    wait_for_code(cluster.broker, token, "PodReplaced")
+    drain(cluster, cluster.broker)
+    assert reasons(cluster.stub, pod) == reasons(cluster.stub, replacement) == []

@@ -1,0 +1,74 @@
+"""The broker's event rate: one Warning per pod per window per replica, again after the window.
+
+RefusalEvents runs in-process with a clock the test moves, posting through the
+real kubernetes client to the API stub; `stop()` waits for the posts queued.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from sidecred.broker.authorise import Caller, Refusal
+from sidecred.broker.pod_events import RefusalEvents
+from sidecred.dev.kube_stub import KubeApiStub
+from sidecred.webhook.events import AVAILABLE, RATE_LIMIT_SECONDS, UNAVAILABLE, EventMetrics
+from tests.events.conftest import core_api
+
+from .pods import broker_pod
+
+POD = broker_pod("web-1", uid="uid-1")
+CALLER = Caller("shop", "web", "web-1", "uid-1")
+REVOKED = Refusal(
+    403, "RoleNotPermitted", 'sidecred: role "r" is not permitted in namespace "shop"'
+)
+
+
+@pytest.fixture
+def stub() -> Iterator[KubeApiStub]:
+    stub = KubeApiStub()
+    stub.add_namespace("shop")
+    stub.start()
+    try:
+        yield stub
+    finally:
+        stub.stop()
+
+
+def run(stub: KubeApiStub, steps: list[tuple[float, Refusal | None]]) -> list[str]:
+    """Replay (time, refusal or None for an issuance) steps; the reasons posted, in order."""
+    now = [0.0]
+    events = RefusalEvents(core_api(stub.url), EventMetrics(CollectorRegistry()), "broker-0", clock=lambda: now[0])  # fmt: skip
+    for at, refusal in steps:
+        now[0] = at
+        if refusal is None:
+            events.issued(CALLER, POD)
+        else:
+            events.refused(CALLER, POD, refusal)
+    events.stop()
+    posted = sorted(stub.items("events", "shop"), key=lambda e: e["eventTime"])
+    return [e["reason"] for e in posted]
+
+
+def test_one_warning_per_window_then_another(stub: KubeApiStub) -> None:
+    late = RATE_LIMIT_SECONDS + 1
+    steps = [(0, REVOKED), (10, REVOKED), (RATE_LIMIT_SECONDS - 1, REVOKED), (late, REVOKED)]  # fmt: skip
+    assert run(stub, steps) == [UNAVAILABLE, UNAVAILABLE]
+
+
+def test_available_only_after_a_warning_and_only_once(stub: KubeApiStub) -> None:
+    steps = [(0, None), (1, REVOKED), (2, None), (3, None)]
+    assert run(stub, steps) == [UNAVAILABLE, AVAILABLE]
+
+
+def test_401s_and_other_pods_post_nothing(stub: KubeApiStub) -> None:
+    unauthenticated = Refusal(401, "InvalidToken", "sidecred broker: the token is not valid")
+    other = Caller("shop", "web", "web-1", "uid-2")  # the token names another uid
+    events = RefusalEvents(core_api(stub.url), EventMetrics(CollectorRegistry()), "broker-0")
+    events.refused(CALLER, POD, unauthenticated)
+    events.refused(other, POD, REVOKED)
+    events.refused(CALLER, None, REVOKED)
+    events.stop()
+    assert stub.items("events", "shop") == []
