@@ -16,7 +16,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from cryptography import x509
@@ -263,7 +263,7 @@ def _check_values(values: dict[str, object], problems: list[str]) -> None:
         for kind in (name, name.replace("request", "limit")):
             if not QUANTITY_RE.fullmatch(str(values[kind])):
                 problems.append(f"{_flag(kind)}={values[kind]!r} is not a quantity")
-    for name in values["sidecar_image_pull_secrets"]:  # type: ignore[attr-defined]
+    for name in cast(tuple[str, ...], values["sidecar_image_pull_secrets"]):
         if len(name) > 253 or not DNS_SUBDOMAIN_RE.fullmatch(name):
             problems.append(
                 f"--sidecar-image-pull-secrets names {name!r}, which is not a Secret name "
