@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
 import logging
 import ssl
 import sys
@@ -14,6 +12,7 @@ import uvicorn
 from kubernetes import client
 from kubernetes import config as kube_config
 
+from sidecred.jsonlog import JsonLineFormatter
 from sidecred.sidecar.config import parse_int_in_range
 from sidecred.webhook.app import create_app
 from sidecred.webhook.config import add_config_arguments, config_from_args
@@ -33,27 +32,6 @@ log = logging.getLogger("sidecred.webhook")
 
 class KubeConfigUnavailable(RuntimeError):
     """Neither in-cluster credentials nor a kubeconfig could be loaded."""
-
-
-class JsonLineFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message, and any `extra={"fields": ...}`."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, object] = {
-            "time": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(
-                timespec="milliseconds"
-            ),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        fields = getattr(record, "fields", None)
-        if isinstance(fields, dict):
-            for key, value in fields.items():
-                entry.setdefault(key, value)  # never overwrite time, level or message
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
 
 
 def configure_logging(level: int = logging.INFO) -> None:

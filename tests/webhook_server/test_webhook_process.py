@@ -296,12 +296,12 @@ def test_webhook_logs_json_lines(http: httpx.Client, webhook: WebhookProcess) ->
     post_review(http, "/mutate", review(pod(FORBIDDEN_ROLE)))
 
     def admission_logged() -> bool:
-        return any('"message": "admission"' in line for line in webhook.log().splitlines())
+        return any('"event":"admission"' in line for line in webhook.log().splitlines())
 
     wait_until(admission_logged, what="an admission log line")
     for line in webhook.log().splitlines():
         entry = json.loads(line)
-        assert {"time", "level", "message"} <= entry.keys()
+        assert {"ts", "level", "event", "logger"} <= entry.keys()
     assert "AWS_CONTAINER_AUTHORIZATION_TOKEN" not in webhook.log()
 
 
