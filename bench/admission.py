@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench import support
 from sidecred.certs.cli import main as certs_main
 from sidecred.dev.kube_stub import KubeApiStub
+from sidecred.dev.processes import wait_until
 from sidecred.webhook.review import admission_review as review_envelope
 from sidecred.webhook.review import pod_request
 
@@ -195,8 +196,8 @@ def main() -> int:
         )
         webhook_url = f"https://127.0.0.1:{webhook_port}"
         baseline_url = f"https://127.0.0.1:{baseline_port}"
-        support.poll(lambda: answers(webhook_url + "/readyz", context), 60, "webhook /readyz")
-        support.poll(lambda: answers(baseline_url + "/healthz", context), 60, "baseline")
+        wait_until(lambda: answers(webhook_url + "/readyz", context), 60, "webhook /readyz")
+        wait_until(lambda: answers(baseline_url + "/healthz", context), 60, "baseline")
 
         decision = post(webhook_url + "/mutate", review, context)["response"]
         assert isinstance(decision, dict)

@@ -22,6 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import support
+from sidecred.dev.processes import wait_until
 from sidecred.sidecar.config import CREDENTIALS_PATH
 
 CONCURRENCY = (1, 10, 100)
@@ -61,7 +62,7 @@ def start_baseline(port: int, response_file: Path) -> subprocess.Popen[bytes]:
         str(response_file),
     ]
     process = subprocess.Popen(support.pinned(cmd, support.SERVER_CPU))
-    support.poll(
+    wait_until(
         lambda: support.http_get(f"http://127.0.0.1:{port}/")[0] == 200, 10, "baseline server"
     )
     return process

@@ -34,6 +34,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import support
+from sidecred.dev.processes import wait_until
 from sidecred.sidecar.config import CREDENTIALS_PATH
 
 STEADY_RSS_TARGET = 22.0
@@ -89,7 +90,7 @@ def bare_asyncio_server(
     server = Path(__file__).with_name("baseline_server.py")
     process = subprocess.Popen([python, str(server), str(port), str(response_file)])
     try:
-        support.poll(lambda: _listening(port), 30, "the baseline server")
+        wait_until(lambda: _listening(port), 30, "the baseline server")
         hammer(port, "unused", requests)
         return support.memory_mib(process.pid)
     finally:

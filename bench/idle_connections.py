@@ -44,7 +44,7 @@ from bench.admission import (
 )
 from sidecred.certs.cli import main as certs_main
 from sidecred.dev.kube_stub import KubeApiStub
-from sidecred.dev.processes import stop_process
+from sidecred.dev.processes import stop_process, wait_until
 
 HALF_HEAD = b"POST /mutate HTTP/1.1\r\nHost: sidecred.sidecred-system.svc\r\nContent-Ty"
 RSS_TARGET_MB = 60.0
@@ -219,7 +219,7 @@ def main() -> int:
         # connections send the service name (SNI) as the API server does.
         context.check_hostname = False
         url = f"https://127.0.0.1:{port}/mutate"
-        support.poll(lambda: answers(url.replace("/mutate", "/readyz"), context), 60, "/readyz")
+        wait_until(lambda: answers(url.replace("/mutate", "/readyz"), context), 60, "/readyz")
         body = json.dumps(admission_review()).encode()
         rest = baseline(url, body, context)
         rss0 = support.rss_kib(process.pid) / 1024

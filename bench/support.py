@@ -18,11 +18,11 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sidecred.dev.processes import free_port, stop_process
+from sidecred.dev.processes import free_port, stop_process, wait_until
 from sidecred.sidecar import config as contract
 
 REPO = Path(__file__).resolve().parents[1]
@@ -118,14 +118,6 @@ def pinned(cmd: list[str], cpu: str) -> list[str]:
     if shutil.which("taskset") and (os.cpu_count() or 1) >= 2:
         return ["taskset", "-c", cpu, *cmd]
     return cmd
-
-
-def poll(condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.01) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
 
 
 def memory_mib(pid: int) -> dict[str, float]:
@@ -260,12 +252,9 @@ class Sidecar:
         return Path(self.env[contract.ENV_TOKEN_FILE]).read_text()
 
     def wait_ready(self, timeout: float = 30.0, interval: float = 0.01) -> None:
-        def ready() -> bool:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"sidecar exited with {self.process.returncode}")
-            return self.readyz() == 200
-
-        poll(ready, timeout, "sidecar readyz 200", interval)
+        wait_until(
+            lambda: self.readyz() == 200, timeout, "sidecar readyz 200", interval, self.process
+        )
 
     def stop(self) -> None:
         stop_process(self.process)

@@ -40,7 +40,7 @@ import yaml
 
 from sidecred.dev.kube_stub import KubeApiStub
 from sidecred.dev.local_pod import LocalPod, LocalPodError, resolve_command
-from sidecred.dev.processes import free_port, stop_process
+from sidecred.dev.processes import free_port, stop_process, wait_until
 from sidecred.sidecar import config as contract
 from sidecred.webhook.check_cli import build_request, load_yaml_object
 from sidecred.webhook.mutate import AUTH_TOKEN, apply_patch
@@ -111,21 +111,14 @@ class Reporter:
 # --- processes -----------------------------------------------------------------
 
 
-def wait_until(
+def wait_for_start(
     check: Callable[[], bool], what: str, process: subprocess.Popen[bytes], log: Path
 ) -> None:
     """Poll `check` until true; fail at once if `process` exits, or at the deadline."""
-    deadline = time.monotonic() + START_TIMEOUT
-    while not check():
-        if process.poll() is not None:
-            raise DemoFailure(
-                f"{what} exited with code {process.returncode}; log tail:\n{tail(log)}"
-            )
-        if time.monotonic() > deadline:
-            raise DemoFailure(
-                f"{what} did not answer within {START_TIMEOUT:g} s; log tail:\n{tail(log)}"
-            )
-        time.sleep(POLL_SECONDS)  # poll interval, bounded by the deadline
+    try:
+        wait_until(check, START_TIMEOUT, what, POLL_SECONDS, process)
+    except AssertionError as exc:
+        raise DemoFailure(f"{exc}; log tail:\n{tail(log)}") from None
 
 
 def tail(path: Path, lines: int = 15) -> str:
@@ -317,7 +310,9 @@ class Demo:
             log,
             env,
         )
-        wait_until(lambda: http_answers(self.sts_url + "/moto-api/"), "moto_server", process, log)
+        wait_for_start(
+            lambda: http_answers(self.sts_url + "/moto-api/"), "moto_server", process, log
+        )
         self.report.detail(f"moto_server on {self.sts_url} (account {self.role.account})")
 
         import boto3  # only the demo's own IAM call; the app gets no keys
@@ -397,7 +392,7 @@ class Demo:
         process = start_process(self.stack, argv, log, clean_env())
         context = ssl.create_default_context(cafile=str(tls / "ca.crt"))
         self.webhook = WebhookClient(port, context)
-        wait_until(self.webhook.answers_ready, "sidecred webhook", process, log)
+        wait_for_start(self.webhook.answers_ready, "sidecred webhook", process, log)
         shown = " ".join(a if "/" not in a else Path(a).name for a in argv[1:])
         self.report.detail(f"sidecred {shown}")
         self.report.detail(

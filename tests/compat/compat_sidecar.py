@@ -9,13 +9,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from sidecred.dev.processes import free_port, stop_process
+from sidecred.dev.processes import free_port, stop_process, wait_until
 from sidecred.sidecar import config as contract
 from sidecred.webhook.config import WebhookConfig
 from tests.compat.clients import REPO
@@ -130,17 +129,21 @@ def start_sidecar(token_mode: str, sts: MotoServer, role_arn: str, workdir: Path
         process=process,
         log_path=log_path,
     )
-    deadline = time.monotonic() + READY_TIMEOUT
-    status, body = _readyz(sidecar.health_port)
-    while status != 200:
-        if process.poll() is not None or time.monotonic() > deadline:
-            stop_sidecar(sidecar)
-            raise RuntimeError(
-                f"sidecar (token mode {token_mode}) not ready: readyz {status} {body!r}; "
-                f"exit code {process.returncode}; log:\n{sidecar.log_text()}"
-            )
-        time.sleep(0.05)  # poll interval while waiting for a condition
+    try:
+        wait_until(
+            lambda: _readyz(sidecar.health_port)[0] == 200,
+            READY_TIMEOUT,
+            f"sidecar (token mode {token_mode}) readyz 200",
+            0.05,
+            process,
+        )
+    except AssertionError as exc:
+        stop_sidecar(sidecar)
         status, body = _readyz(sidecar.health_port)
+        raise RuntimeError(
+            f"sidecar (token mode {token_mode}) not ready: {exc}; readyz {status} {body!r}; "
+            f"exit code {process.returncode}; log:\n{sidecar.log_text()}"
+        ) from None
     return sidecar
 
 

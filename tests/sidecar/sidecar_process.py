@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from sidecred.dev.processes import wait_until
 from sidecred.webhook.config import WebhookConfig
 from tests.support import injected_sidecar
 from tests.support.sts import FAKE_ACCESS_KEY_ID, FAKE_SECRET_ACCESS_KEY, MOTO_REGION, free_port
@@ -25,6 +25,8 @@ ROLE_ARN = "arn:aws:iam::123456789012:role/reader"
 # What the webhook generates for token mode env, fixed here so tests can send it.
 WEBHOOK_AUTH_TOKEN = "webhook-generated-token-Zm9vYmFyYmF6cXV4"
 REPO = Path(__file__).resolve().parents[2]
+# How long a test waits for something the sidecar does (readiness, a retry, a drain).
+WAIT_SECONDS = 30.0
 
 
 def sidecar_env(
@@ -76,15 +78,6 @@ def sidecar_env(
     )
     env.update(overrides)
     return env
-
-
-def poll(condition: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
-    """Wait until `condition()` holds, checking every 50 ms, failing after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def http_get(url: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
@@ -143,8 +136,8 @@ class SidecarProcess:
     def log_records(self) -> list[dict[str, object]]:
         return [json.loads(line) for line in self.log().splitlines() if line.strip()]
 
-    def wait_ready(self, timeout: float = 30.0) -> None:
-        poll(lambda: self.readyz()[0] == 200, timeout, f"readyz 200; log:\n{self.log()}")
+    def wait_ready(self, timeout: float = WAIT_SECONDS) -> None:
+        wait_until(lambda: self.readyz()[0] == 200, timeout, f"readyz 200; log:\n{self.log()}")
 
     def signal(self, sig: int = signal.SIGTERM) -> None:
         self.process.send_signal(sig)
