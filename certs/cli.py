@@ -45,6 +45,7 @@ from sidecred.certs.generate import (
     private_key_pem,
     still_valid,
 )
+from sidecred.int_range import parse_int_in_range
 
 CA_CERT_FILE = "ca.crt"
 CA_KEY_FILE = "ca.key"
@@ -65,12 +66,9 @@ def _dns_label(value: str) -> str:
 
 def _days(value: str) -> int:
     try:
-        days = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number of days") from None
-    if not 1 <= days <= 3650:
-        raise argparse.ArgumentTypeError(f"{days} days is outside 1-3650")
-    return days
+        return parse_int_in_range("--days", value, 1, 3650, unit="days")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,11 +9,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from sidecred.int_range import parse_int_in_range
 from sidecred.sidecar.config import (
     MAX_SESSION_DURATION,
     MIN_SESSION_DURATION,
     TOKEN_MODES,
-    parse_int_in_range,
 )
 from sidecred.webhook.names import SIDECAR_NAME
 from sidecred.webhook.refusal import Refusal

@@ -21,12 +21,12 @@ from urllib.parse import urlsplit
 
 from cryptography import x509
 
+from sidecred.int_range import parse_int_in_range
 from sidecred.sidecar.config import (
     MAX_SESSION_DURATION,
     MIN_SESSION_DURATION,
     SIDECAR_MODES,
     TOKEN_MODES,
-    parse_int_in_range,
 )
 from sidecred.webhook.annotations import ROLE_KEY
 

@@ -12,8 +12,8 @@ import uvicorn
 from kubernetes import client
 from kubernetes import config as kube_config
 
+from sidecred.int_range import parse_int_in_range
 from sidecred.jsonlog import JsonLineFormatter
-from sidecred.sidecar.config import parse_int_in_range
 from sidecred.webhook.app import create_app
 from sidecred.webhook.config import add_config_arguments, config_from_args
 from sidecred.webhook.event_options import add_event_arguments, build_event_reporter
