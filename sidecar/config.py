@@ -11,7 +11,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from sidecred.int_range import parse_int_in_range
+from sidecred.int_range import int_in_range_or_problem
 
 # --- env names (the contract) ------------------------------------------------
 ENV_ROLE_ARN = "SIDECRED_ROLE_ARN"
@@ -122,13 +122,7 @@ def _int_setting(
 ) -> int:
     """A required whole number in [low, high]; 0 (and a problem) when missing or invalid."""
     raw = _required(env, name, problems)
-    if not raw:
-        return 0
-    try:
-        return parse_int_in_range(name, raw, low, high, unit=unit)
-    except ValueError as exc:
-        problems.append(str(exc))
-        return 0
+    return int_in_range_or_problem(name, raw, low, high, problems, unit=unit) if raw else 0
 
 
 def _token_settings(

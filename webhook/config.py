@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from cryptography import x509
 
-from sidecred.int_range import parse_int_in_range
+from sidecred.int_range import int_in_range_or_problem
 from sidecred.sidecar.config import (
     MAX_SESSION_DURATION,
     MIN_SESSION_DURATION,
@@ -178,14 +178,6 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         )
 
 
-def _int(name: str, raw: str, low: int, high: int, problems: list[str]) -> int:
-    try:
-        return parse_int_in_range(_flag(name), raw, low, high)
-    except ValueError as exc:
-        problems.append(str(exc))
-        return 0
-
-
 def _convert(f: Any, value: str, problems: list[str]) -> object:
     choices = f.metadata["choices"]
     if choices and value not in choices:
@@ -195,7 +187,7 @@ def _convert(f: Any, value: str, problems: list[str]) -> object:
             problems.append(f"{_flag(f.name)}={value!r} is not true or false")
         return value.lower() in TRUE_WORDS
     if f.metadata["limits"]:
-        return _int(f.name, value, *f.metadata["limits"], problems)
+        return int_in_range_or_problem(_flag(f.name), value, *f.metadata["limits"], problems)
     return value
 
 

@@ -12,7 +12,7 @@ import uvicorn
 from kubernetes import client
 from kubernetes import config as kube_config
 
-from sidecred.int_range import parse_int_in_range
+from sidecred.int_range import int_in_range_type
 from sidecred.jsonlog import JsonLineFormatter
 from sidecred.webhook.app import create_app
 from sidecred.webhook.config import add_config_arguments, config_from_args
@@ -68,13 +68,6 @@ def load_core_api(kubeconfig: str | None) -> client.CoreV1Api:
     return client.CoreV1Api(client.ApiClient(configuration))
 
 
-def _port(value: str) -> int:
-    try:
-        return parse_int_in_range("--port", value, 1, 65535)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sidecred webhook",
@@ -82,7 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--tls-cert", required=True, type=Path, help="serving certificate (PEM)")
     parser.add_argument("--tls-key", required=True, type=Path, help="its private key (PEM)")
-    parser.add_argument("--port", type=_port, default=8443, help="listen port (default 8443)")
+    parser.add_argument(
+        "--port",
+        type=int_in_range_type("--port", 1, 65535),
+        default=8443,
+        help="listen port (default 8443)",
+    )
     parser.add_argument("--host", default="0.0.0.0", help="listen address (default 0.0.0.0)")
     parser.add_argument(
         "--kubeconfig",
