@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import support
 from sidecred.certs.cli import main as certs_main
-from sidecred.dev.kube_stub import KubeApiStub
+from sidecred.dev.kube_stub import KubeApiStub, write_kubeconfig
 from sidecred.dev.processes import wait_until
 from sidecred.webhook.review import admission_review as review_envelope
 from sidecred.webhook.review import pod_request
@@ -154,19 +154,7 @@ def main() -> int:
     stub.add_namespace("shop", POLICY)
     stub.add_namespace("default")
     stub.start()
-    kubeconfig = work / "kubeconfig.json"
-    kubeconfig.write_text(
-        json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "stub", "cluster": {"server": stub.url}}],
-                "users": [{"name": "stub", "user": {}}],
-                "contexts": [{"name": "stub", "context": {"cluster": "stub", "user": "stub"}}],
-                "current-context": "stub",
-            }
-        )
-    )
+    kubeconfig = write_kubeconfig(work / "kubeconfig.json", stub.url)
     review = json.dumps(admission_review()).encode()
     body_file = work / "review.json"
     body_file.write_bytes(review)

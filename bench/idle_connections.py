@@ -43,7 +43,7 @@ from bench.admission import (
     start_server,
 )
 from sidecred.certs.cli import main as certs_main
-from sidecred.dev.kube_stub import KubeApiStub
+from sidecred.dev.kube_stub import KubeApiStub, write_kubeconfig
 from sidecred.dev.processes import stop_process, wait_until
 
 HALF_HEAD = b"POST /mutate HTTP/1.1\r\nHost: sidecred.sidecred-system.svc\r\nContent-Ty"
@@ -130,21 +130,7 @@ def setup(work: Path) -> tuple[KubeApiStub, Path, Path]:
     stub = KubeApiStub()
     stub.add_namespace("shop", POLICY)
     stub.start()
-    kubeconfig = work / "kubeconfig.json"
-    cluster = {"name": "stub", "cluster": {"server": stub.url}}
-    context = {"name": "stub", "context": {"cluster": "stub", "user": "stub"}}
-    kubeconfig.write_text(
-        json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [cluster],
-                "users": [{"name": "stub", "user": {}}],
-                "contexts": [context],
-                "current-context": "stub",
-            }
-        )
-    )
+    kubeconfig = write_kubeconfig(work / "kubeconfig.json", stub.url)
     return stub, cert_dir, kubeconfig
 
 

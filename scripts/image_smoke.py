@@ -39,9 +39,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from sidecred.dev.kube_stub import KubeApiStub
+from sidecred.dev.kube_stub import KubeApiStub, write_kubeconfig
 from sidecred.dev.local_pod import (
     container_env,
     find_container,
@@ -170,24 +168,13 @@ def writable_dir(path: Path) -> Path:
     return path
 
 
-def kubeconfig_for(path: Path, server: str) -> Path:
-    config = {
-        "apiVersion": "v1", "kind": "Config", "current-context": "smoke",
-        "clusters": [{"name": "smoke", "cluster": {"server": server}}],
-        "users": [{"name": "smoke", "user": {}}],
-        "contexts": [{"name": "smoke", "context": {"cluster": "smoke", "user": "smoke"}}],
-    }  # fmt: skip
-    path.write_text(yaml.safe_dump(config))
-    path.chmod(0o644)
-    return path
-
-
 def check_webhook(image: str, sidecar_image: str, work: Path, kube_url: str) -> dict[str, Any]:
     """Certificates and admission from the webhook image; returns the patched example pod."""
     certs = writable_dir(work / "certs")
     podman("run", *HARDENED, "--rm", "--volume", f"{certs}:/certs", image, "certs",
            "--service", SERVICE, "--namespace", SERVICE_NAMESPACE, "--out", "/certs")  # fmt: skip
-    kubeconfig = kubeconfig_for(work / "kubeconfig.yaml", kube_url)
+    kubeconfig = write_kubeconfig(work / "kubeconfig.yaml", kube_url, "smoke")
+    kubeconfig.chmod(0o644)  # the image runs as another UID
     webhook = Webhook(free_port(), certs / "ca.crt")
     args = ["webhook", "--tls-cert", "/certs/tls.crt", "--tls-key", "/certs/tls.key",
             "--host", "127.0.0.1", "--port", str(webhook.port), "--region", REGION,

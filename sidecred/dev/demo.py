@@ -38,7 +38,7 @@ from typing import Any
 
 import yaml
 
-from sidecred.dev.kube_stub import KubeApiStub
+from sidecred.dev.kube_stub import KubeApiStub, write_kubeconfig
 from sidecred.dev.local_pod import LocalPod, LocalPodError, resolve_command
 from sidecred.dev.processes import free_port, stop_process, wait_until
 from sidecred.sidecar import config as contract
@@ -365,19 +365,7 @@ class Demo:
         self.stack.callback(stub.stop)
         names = ", ".join((n.get("metadata") or {}).get("name", "?") for n in self.namespaces)
         self.report.detail(f"Kubernetes API stub on {stub.url} with namespaces: {names}")
-        kubeconfig = self.workdir / "kubeconfig.yaml"
-        kubeconfig.write_text(
-            yaml.safe_dump(
-                {
-                    "apiVersion": "v1",
-                    "kind": "Config",
-                    "clusters": [{"name": "demo", "cluster": {"server": stub.url}}],
-                    "users": [{"name": "demo", "user": {}}],
-                    "contexts": [{"name": "demo", "context": {"cluster": "demo", "user": "demo"}}],
-                    "current-context": "demo",
-                }
-            )
-        )
+        kubeconfig = write_kubeconfig(self.workdir / "kubeconfig.yaml", stub.url, "demo")
 
         port, self.sidecar_port, self.health_port = free_port(), free_port(), free_port()
         argv = [

@@ -29,6 +29,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 NAMESPACES_PATH = "/api/v1/namespaces"
@@ -186,6 +187,20 @@ class _Server(ThreadingHTTPServer):
 
     def handle_error(self, request: object, client_address: object) -> None:
         pass  # clients dropping connections (or stop() cutting them) is expected here
+
+
+def write_kubeconfig(path: Path, server: str, name: str = "stub") -> Path:
+    """A kubeconfig (JSON, which is also YAML) with one context for `server`, no credentials."""
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": name, "cluster": {"server": server}}],
+        "users": [{"name": name, "user": {}}],
+        "contexts": [{"name": name, "context": {"cluster": name, "user": name}}],
+        "current-context": name,
+    }
+    path.write_text(json.dumps(config))
+    return path
 
 
 class KubeApiStub:
