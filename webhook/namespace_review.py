@@ -32,6 +32,7 @@ from sidecred.webhook.policy import (
     compile_permitted,
     evaluate_policy,
 )
+from sidecred.webhook.review import is_core_request
 
 POLICY_KEYS = (PERMITTED_KEY, ALLOWED_ROLES_KEY)
 # Any role ARN serves: a bad policy is refused whatever the role.
@@ -51,14 +52,8 @@ class NamespaceVerdict:
 
 
 def is_namespace_request(request: Mapping[str, Any]) -> bool:
-    kind = request.get("kind") or {}
-    resource = request.get("resource") or {}
-    return (
-        kind.get("group", "") == ""
-        and kind.get("kind") == "Namespace"
-        and resource.get("resource") == "namespaces"
-        and not request.get("subResource")
-    )
+    """A Namespace itself (not a subresource such as `namespaces/finalize`)."""
+    return is_core_request(request, "Namespace", "namespaces") and not request.get("subResource")
 
 
 def policy_annotations(obj: Mapping[str, Any] | None) -> dict[str, str]:
