@@ -238,6 +238,13 @@ class KubeApiStub:
         self._thread.start()
         return self.port
 
+    def __enter__(self) -> KubeApiStub:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
     def stop(self) -> None:
         """Stop listening and cut every open connection, including watch streams."""
         server, self._server = self._server, None

@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 
 from sidecred.dev.processes import wait_until
-from tests.sidecar.sidecar_process import ROLE_ARN, WAIT_SECONDS, run_app, sidecar_env
+from tests.sidecar.sidecar_process import (
+    ROLE_ARN,
+    WAIT_SECONDS,
+    SidecarProcess,
+    run_app,
+    sidecar_env,
+)
 from tests.support.scripted_sts import access_denied
 from tests.support.sts import MOTO_ACCOUNT_ID, create_role, free_port
 
@@ -165,18 +171,23 @@ def test_sigterm_native_mode_exits_0(moto_sts_module, sidecar_factory, tmp_path:
     assert sidecar.log_records()[-1]["event"] == "stopped"
 
 
-def test_sigterm_container_mode_serves_during_drain(
-    moto_sts_module, sidecar_factory, tmp_path: Path
-):
+def terminated_in_container_mode(
+    sidecar_factory, tmp_path: Path, sts_url: str, drain_seconds: str
+) -> SidecarProcess:
+    """A container-mode sidecar, ready, then sent SIGTERM (its drain has begun)."""
     env = sidecar_env(
-        tmp_path,
-        moto_sts_module.url,
-        SIDECRED_SIDECAR_MODE="container",
-        SIDECRED_DRAIN_SECONDS="600",
+        tmp_path, sts_url, SIDECRED_SIDECAR_MODE="container", SIDECRED_DRAIN_SECONDS=drain_seconds
     )
     sidecar = sidecar_factory(env)
     sidecar.wait_ready()
     sidecar.signal(signal.SIGTERM)
+    return sidecar
+
+
+def test_sigterm_container_mode_serves_during_drain(
+    moto_sts_module, sidecar_factory, tmp_path: Path
+):
+    sidecar = terminated_in_container_mode(sidecar_factory, tmp_path, moto_sts_module.url, "600")
     wait_until(
         lambda: '"event":"draining"' in sidecar.log(),
         timeout=WAIT_SECONDS,
@@ -191,15 +202,7 @@ def test_sigterm_container_mode_serves_during_drain(
 
 
 def test_container_mode_drain_ends_by_itself(moto_sts_module, sidecar_factory, tmp_path: Path):
-    env = sidecar_env(
-        tmp_path,
-        moto_sts_module.url,
-        SIDECRED_SIDECAR_MODE="container",
-        SIDECRED_DRAIN_SECONDS="0.5",
-    )
-    sidecar = sidecar_factory(env)
-    sidecar.wait_ready()
-    sidecar.signal(signal.SIGTERM)
+    sidecar = terminated_in_container_mode(sidecar_factory, tmp_path, moto_sts_module.url, "0.5")
     assert sidecar.process.wait(timeout=30) == 0
     events = [r["event"] for r in sidecar.log_records()]
     assert events[-2:] == ["draining", "stopped"]
