@@ -230,22 +230,7 @@ def main() -> int:
             support.stop_process(process)
         stub.stop()
 
-    rows = []
-    for connections in CONCURRENCY:
-        w, b = results["webhook", connections], results["baseline", connections]
-        for name, r in (("webhook", w), ("baseline", b)):
-            rows.append(
-                [
-                    name,
-                    connections,
-                    f"{r.rps:,.0f}",
-                    f"{r.p50_ms:.2f}",
-                    f"{r.p99_ms:.2f}",
-                    f"{r.cpu_us_per_request:.0f}",
-                    r.socket_errors + r.non2xx,
-                    f"{w.rps / b.rps:.0%}" if name == "webhook" else "100%",
-                ]
-            )
+    rows = support.comparison_rows(results, "webhook", CONCURRENCY, ("p50_ms", "p99_ms"), 2)
     for name, f in fixed.items():
         rows.append(
             [

@@ -111,23 +111,8 @@ def main() -> int:
             sidecar.stop()
         moto.stop()
 
-    rows = []
-    for connections in CONCURRENCY:
-        s, b = results["sidecar", connections], results["baseline", connections]
-        for name, r in (("sidecar", s), ("baseline", b)):
-            rows.append(
-                [
-                    name,
-                    connections,
-                    f"{r.rps:,.0f}",
-                    f"{r.p50_ms:.3f}",
-                    f"{r.p90_ms:.3f}",
-                    f"{r.p99_ms:.3f}",
-                    f"{r.cpu_us_per_request:.0f}",
-                    r.socket_errors + r.non2xx,
-                    f"{s.rps / b.rps:.0%}" if name == "sidecar" else "100%",
-                ]
-            )
+    percentiles = ("p50_ms", "p90_ms", "p99_ms")
+    rows = support.comparison_rows(results, "sidecar", CONCURRENCY, percentiles, 3)
     table = support.markdown_table(
         [
             "server",

@@ -18,9 +18,10 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sidecred.dev.processes import free_port, stop_process, wait_until
 from sidecred.sidecar import config as contract
@@ -341,6 +342,34 @@ class LoadResult:
     def cpu_us_per_request(self) -> float:
         """Server CPU per request: unlike req/s, barely moved by noisy neighbours."""
         return self.server_cpu_seconds / self.requests * 1e6 if self.requests else float("nan")
+
+
+def comparison_rows(
+    results: Mapping[tuple[str, Any], LoadResult],
+    subject: str,
+    concurrency: Sequence[int],
+    percentiles: Sequence[str],
+    digits: int,
+) -> list[list[object]]:
+    """Rows of `subject` and the baseline at each concurrency: server, concurrency, req/s,
+    the `percentiles` (LoadResult field names) in ms, CPU us/req, errors, req/s vs baseline."""
+    rows: list[list[object]] = []
+    for connections in concurrency:
+        ours, base = results[subject, connections], results["baseline", connections]
+        for name, r in ((subject, ours), ("baseline", base)):
+            latencies = [f"{getattr(r, p):.{digits}f}" for p in percentiles]
+            rows.append(
+                [
+                    name,
+                    connections,
+                    f"{r.rps:,.0f}",
+                    *latencies,
+                    f"{r.cpu_us_per_request:.0f}",
+                    r.socket_errors + r.non2xx,
+                    f"{ours.rps / base.rps:.0%}" if name == subject else "100%",
+                ]
+            )
+    return rows
 
 
 def wrk_script(
