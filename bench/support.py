@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sidecred.dev.processes import free_port, stop_process, wait_until
+from sidecred.dev.processes import stop_process, wait_until
 from sidecred.sidecar import config as contract
 
 REPO = Path(__file__).resolve().parents[1]
@@ -267,12 +267,10 @@ def sidecar_env(workdir: Path, sts_url: str) -> dict[str, str]:
     From the webhook's own patch and the local pod runner (volumes under
     `workdir`), plus the surroundings: PATH, the checkout and the STS emulator.
     """
-    from sidecred.webhook.config import WebhookConfig
+    from tests.support.injected_sidecar import local_config
     from tests.support.injected_sidecar import sidecar_env as injected_env
 
-    config = WebhookConfig(
-        token_mode="env", region=MOTO_REGION, sidecar_port=free_port(), health_port=free_port()
-    )
+    config = local_config(token_mode="env")
     environment = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(workdir),

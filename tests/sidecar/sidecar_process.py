@@ -17,9 +17,8 @@ from pathlib import Path
 import pytest
 
 from sidecred.dev.processes import wait_until
-from sidecred.webhook.config import WebhookConfig
 from tests.support import injected_sidecar
-from tests.support.sts import FAKE_ACCESS_KEY_ID, FAKE_SECRET_ACCESS_KEY, MOTO_REGION, free_port
+from tests.support.sts import FAKE_ACCESS_KEY_ID, FAKE_SECRET_ACCESS_KEY, MOTO_REGION
 
 ROLE_ARN = "arn:aws:iam::123456789012:role/reader"
 # What the webhook generates for token mode env, fixed here so tests can send it.
@@ -61,13 +60,7 @@ def sidecar_env(
     if source == "assume-role":
         environment["AWS_ACCESS_KEY_ID"] = FAKE_ACCESS_KEY_ID
         environment["AWS_SECRET_ACCESS_KEY"] = FAKE_SECRET_ACCESS_KEY
-    config = WebhookConfig(
-        credential_source=source,
-        token_mode=token_mode,
-        region=MOTO_REGION,
-        sidecar_port=free_port(),
-        health_port=free_port(),
-    )
+    config = injected_sidecar.local_config(credential_source=source, token_mode=token_mode)
     env = injected_sidecar.sidecar_env(
         Path(tempfile.mkdtemp(prefix="pod-", dir=tmp)),  # one pod per call
         ROLE_ARN,
@@ -146,6 +139,14 @@ class SidecarProcess:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait(timeout=10)
+
+
+def run_cli(*args: str, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
+    """`sidecred ARGS` from this checkout, run to the end with its output captured."""
+    command = [sys.executable, "-m", "sidecred.cli", *args]
+    return subprocess.run(
+        command, env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout, check=False
+    )
 
 
 def start_sidecar(env: dict[str, str], log_path: Path) -> SidecarProcess:
