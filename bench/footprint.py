@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench import support
 from sidecred.dev.processes import wait_until
 from sidecred.sidecar.config import CREDENTIALS_PATH
+from tests.sidecar.sidecar_process import SidecarProcess
 
 STEADY_RSS_TARGET = 22.0
 STEADY_ANON_TARGET = 12.0
@@ -109,7 +110,7 @@ def credentials_response(port: int, token: str) -> bytes:
     return raw_response(port, token)
 
 
-def ready_runs(python: Path, sts_url: str, runs: int) -> tuple[list[float], support.Sidecar, Path]:
+def ready_runs(python: Path, sts_url: str, runs: int) -> tuple[list[float], SidecarProcess, Path]:
     """Start-to-ready times of `runs` sidecars; the last one is left running."""
     times: list[float] = []
     for run in range(runs):

@@ -16,15 +16,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sidecred.dev.processes import stop_process, wait_until
-from sidecred.sidecar import config as contract
+from tests.sidecar.sidecar_process import SidecarProcess
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "RESULTS.md"
@@ -201,19 +198,6 @@ def rss_kib(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
-def http_get(
-    url: str, headers: dict[str, str] | None = None, timeout: float = 2.0
-) -> tuple[int, bytes]:
-    request = urllib.request.Request(url, headers=headers or {})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as resp:
-            return resp.status, resp.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
-    except OSError:
-        return 0, b""
-
-
 # --- STS emulator ----------------------------------------------------------------------
 def start_moto():  # type: ignore[no-untyped-def]
     """moto_server on a free loopback port, plus the role the sidecars assume."""
@@ -226,41 +210,6 @@ def start_moto():  # type: ignore[no-untyped-def]
 
 
 # --- sidecar -----------------------------------------------------------------------------
-@dataclass
-class Sidecar:
-    process: subprocess.Popen[bytes]
-    env: dict[str, str]
-    workdir: Path
-
-    @property
-    def port(self) -> int:
-        return int(self.env[contract.ENV_PORT])
-
-    @property
-    def health_port(self) -> int:
-        return int(self.env[contract.ENV_HEALTH_PORT])
-
-    @property
-    def credentials_url(self) -> str:
-        return contract.credentials_uri(self.port)
-
-    def readyz(self) -> int:
-        return http_get(f"http://127.0.0.1:{self.health_port}/readyz", timeout=1.0)[0]
-
-    def token(self) -> str:
-        if self.env[contract.ENV_TOKEN_MODE] == "env":
-            return self.env[contract.ENV_AUTH_TOKEN]
-        return Path(self.env[contract.ENV_TOKEN_FILE]).read_text()
-
-    def wait_ready(self, timeout: float = 30.0, interval: float = 0.01) -> None:
-        wait_until(
-            lambda: self.readyz() == 200, timeout, "sidecar readyz 200", interval, self.process
-        )
-
-    def stop(self) -> None:
-        stop_process(self.process)
-
-
 def sidecar_env(workdir: Path, sts_url: str) -> dict[str, str]:
     """The env the webhook writes for a web-identity sidecar in token mode env, resolved.
 
@@ -285,9 +234,10 @@ def sidecar_env(workdir: Path, sts_url: str) -> dict[str, str]:
 
 def start_sidecar(
     env: dict[str, str], workdir: Path, cpu: str | None = None, python: Path | None = None
-) -> Sidecar:
+) -> SidecarProcess:
     cmd = [str(python or sys.executable), "-m", "sidecred.cli", "sidecar"]
-    log = open(workdir / "sidecar.log", "ab")
+    log_path = workdir / "sidecar.log"
+    log = open(log_path, "ab")
     try:
         process = subprocess.Popen(
             pinned(cmd, cpu) if cpu else cmd,
@@ -299,7 +249,7 @@ def start_sidecar(
         )
     finally:
         log.close()
-    return Sidecar(process, env, workdir)
+    return SidecarProcess(process, env, log_path)
 
 
 def workdir(prefix: str) -> Path:

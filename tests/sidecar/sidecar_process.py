@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from sidecred.dev.processes import wait_until
+from sidecred.dev.processes import POLL_SECONDS, wait_until
 from tests.support import injected_sidecar
 from tests.support.sts import FAKE_ACCESS_KEY_ID, FAKE_SECRET_ACCESS_KEY, MOTO_REGION
 
@@ -73,10 +73,13 @@ def sidecar_env(
     return env
 
 
-def http_get(url: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+def http_get(
+    url: str, headers: dict[str, str] | None = None, timeout: float = 5.0
+) -> tuple[int, bytes]:
+    """(status, body) of a GET; (0, b"") when nothing answers."""
     request = urllib.request.Request(url, headers=headers or {})
     try:
-        with urllib.request.urlopen(request, timeout=5) as resp:
+        with urllib.request.urlopen(request, timeout=timeout) as resp:
             return resp.status, resp.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
@@ -129,8 +132,10 @@ class SidecarProcess:
     def log_records(self) -> list[dict[str, object]]:
         return [json.loads(line) for line in self.log().splitlines() if line.strip()]
 
-    def wait_ready(self, timeout: float = WAIT_SECONDS) -> None:
-        wait_until(lambda: self.readyz()[0] == 200, timeout, f"readyz 200; log:\n{self.log()}")
+    def wait_ready(self, timeout: float = WAIT_SECONDS, interval: float = POLL_SECONDS) -> None:
+        """Until /readyz is 200; fails at once if the process exits."""
+        what = f"readyz 200; log:\n{self.log()}"
+        wait_until(lambda: self.readyz()[0] == 200, timeout, what, interval, self.process)
 
     def signal(self, sig: int = signal.SIGTERM) -> None:
         self.process.send_signal(sig)
