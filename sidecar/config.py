@@ -2,7 +2,10 @@
 
 These names are defined here once. The webhook imports them to build the
 sidecar's container spec, so the pod spec shows every setting the sidecar
-uses and the sidecar has no hidden defaults of its own.
+uses and the sidecar has no hidden defaults of its own. Each value here is this
+sidecar's own setting, resolved by the webhook for this pod; the same name in the
+webhook's env (for example `SIDECRED_TOKEN_MODE`) is the webhook's default for the
+pods it injects, not a setting any sidecar reads.
 """
 
 from __future__ import annotations

@@ -6,6 +6,13 @@ either. Each option's facts (help, choices, integer range) live once, in its
 dataclass field's metadata. `config_from_args` validates everything at start-up
 and raises ValueError naming each bad option, so a misconfigured webhook never
 starts.
+
+Some env names are also sidecar env names (`SIDECRED_TOKEN_MODE`, `SIDECRED_REGION`,
+`SIDECRED_SIDECAR_MODE`, ...; `sidecred.sidecar.config`). They never meet: in the
+webhook's env the value is the default for the pods it injects (a pod annotation
+such as `sidecred.dev/token-mode` may override it per pod); the webhook writes each
+pod's resolved value into that pod's sidecar container, whose env is the sidecar's
+own setting.
 """
 
 from __future__ import annotations
