@@ -10,7 +10,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from sidecred.sidecar import config as sc
-from sidecred.webhook.annotations import INJECTED_KEY, PodOptions, annotations_of, q
+from sidecred.webhook.annotations import (
+    INJECTED_KEY,
+    SKIP_CONTAINERS_KEY,
+    PodOptions,
+    annotations_of,
+    q,
+)
 from sidecred.webhook.canonical import forged_reason, token_audiences
 from sidecred.webhook.config import WebhookConfig
 from sidecred.webhook.mutate import FULL_URI
@@ -107,6 +113,5 @@ def check_app_containers(pod: Mapping[str, Any], options: PodOptions, port: int)
             raise Refusal(
                 "foreign-endpoint",
                 f"sidecred: container {q(name)} sets {FULL_URI}={q(uri, 200)}, not this pod's "
-                f"sidecar {q(expected)}; remove it, or list the container in "
-                "sidecred.dev/skip-containers",
+                f"sidecar {q(expected)}; remove it, or list the container in {SKIP_CONTAINERS_KEY}",
             )

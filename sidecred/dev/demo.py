@@ -42,6 +42,7 @@ from sidecred.dev.kube_stub import KubeApiStub, write_kubeconfig
 from sidecred.dev.local_pod import LocalPod, LocalPodError, resolve_command
 from sidecred.dev.processes import free_port, stop_process, wait_until
 from sidecred.sidecar import config as contract
+from sidecred.webhook.annotations import INJECTED_KEY, ROLE_KEY
 from sidecred.webhook.check_cli import build_request, load_yaml_object
 from sidecred.webhook.mutate import AUTH_TOKEN, apply_patch
 from sidecred.webhook.pod import SIDECAR_NAME
@@ -281,7 +282,7 @@ class Demo:
             for path in sorted(examples.glob("namespace-*.yaml"))
         ]
         annotations = (self.allowed_pod.get("metadata") or {}).get("annotations") or {}
-        self.role = RoleRef.parse(annotations.get("iam.amazonaws.com/role", ""))
+        self.role = RoleRef.parse(annotations.get(ROLE_KEY, ""))
 
         with self.report.step(1, "Start an STS emulator and create the role"):
             self.start_sts()
@@ -399,9 +400,9 @@ class Demo:
         warnings = list(response.get("warnings") or [])
         self.report.detail(f"decision: allowed, {len(patch)} JSON Patch operations")
         self.report.detail(summarise_pod(self.patched, warnings))
-        injected = (self.patched["metadata"].get("annotations") or {}).get("sidecred.dev/injected")
+        injected = (self.patched["metadata"].get("annotations") or {}).get(INJECTED_KEY)
         if injected != self.role.arn:
-            raise DemoFailure(f"sidecred.dev/injected is {injected!r}, not {self.role.arn!r}")
+            raise DemoFailure(f"{INJECTED_KEY} is {injected!r}, not {self.role.arn!r}")
 
         validation = self.webhook.review(
             "/validate", build_request(self.patched, "shop") | {"dryRun": False}
