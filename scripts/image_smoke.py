@@ -37,7 +37,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from sidecred.dev.demo import SERVER_NAME, SERVICE, SERVICE_NAMESPACE, WebhookClient
+from sidecred.dev.demo import SERVER_NAME, SERVICE, SERVICE_NAMESPACE, ServiceClient
 from sidecred.dev.kube_stub import KubeApiStub, write_kubeconfig
 from sidecred.dev.local_pod import (
     container_env,
@@ -126,7 +126,7 @@ def http_ok(url: str) -> bool:
         return False
 
 
-def review(webhook: WebhookClient, path: str, request: dict[str, Any]) -> dict[str, Any]:
+def review(webhook: ServiceClient, path: str, request: dict[str, Any]) -> dict[str, Any]:
     """POST one AdmissionReview to the webhook; its response, checked for status and uid."""
     body = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request}
     status, answer = webhook.request("POST", path, body)
@@ -153,7 +153,8 @@ def check_webhook(image: str, sidecar_image: str, work: Path, kube_url: str) -> 
     kubeconfig = write_kubeconfig(work / "kubeconfig.yaml", kube_url, "smoke")
     kubeconfig.chmod(0o644)  # the image runs as another UID
     # HTTPS verified as the Service name, as the API server does.
-    webhook = WebhookClient(free_port(), ssl.create_default_context(cafile=str(certs / "ca.crt")))
+    context = ssl.create_default_context(cafile=str(certs / "ca.crt"))
+    webhook = ServiceClient(free_port(), context, SERVER_NAME)
     args = ["webhook", "--tls-cert", "/certs/tls.crt", "--tls-key", "/certs/tls.key",
             "--host", "127.0.0.1", "--port", str(webhook.port), "--region", REGION,
             "--kubeconfig", "/etc/sidecred/kubeconfig",

@@ -15,6 +15,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "certs": ("sidecred.certs.cli", "write a CA and the webhook's serving certificate"),
     "webhook": ("sidecred.webhook.serve_cli", "run the admission webhook over TLS"),
+    "broker": ("sidecred.broker.serve_cli", "run the credential broker over TLS"),
     "sidecar": ("sidecred.sidecar.main", "run the credential server (settings from env)"),
     "fetch": (
         "sidecred.sidecar.fetch",

@@ -125,11 +125,10 @@ def source_env(cfg: WebhookConfig) -> list[dict[str, Any]]:
     if cfg.credential_source == "web-identity":
         env.append({"name": sc.ENV_WEB_IDENTITY_TOKEN_FILE, "value": SA_TOKEN_FILE})
     elif cfg.credential_source == "broker":
-        env += [
-            {"name": sc.ENV_BROKER_URL, "value": str(cfg.broker_url)},
-            {"name": sc.ENV_BROKER_CA, "value": str(cfg.broker_ca)},
-            {"name": sc.ENV_BROKER_TOKEN_FILE, "value": SA_TOKEN_FILE},
-        ]
+        # URL and CA are required options of the broker source (config_from_args).
+        settings = ((sc.ENV_BROKER_URL, cfg.broker_url), (sc.ENV_BROKER_CA, cfg.broker_ca))
+        env += [{"name": name, "value": value} for name, value in settings if value]
+        env.append({"name": sc.ENV_BROKER_TOKEN_FILE, "value": SA_TOKEN_FILE})
     return env
 
 

@@ -11,6 +11,12 @@
 6. the denied example pod sent to /mutate, and the denial printed;
 7. a verdict: exit 0 only if every step behaved as expected.
 
+With `--credential-source broker` the broker sits in the middle: step 2 also
+starts `sidecred broker` over TLS (the API stub answers TokenReview and holds
+the admitted pod), the sidecar of step 4 gets its credentials from the broker,
+and a revocation step before the verdict takes the role out of the namespace's
+policy and shows the broker's 403 and the restarted sidecar's not-ready reason.
+
 Everything it starts is stopped on the way out, also on failure or Ctrl-C.
 """
 
@@ -19,6 +25,7 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import copy
 import http.client
 import importlib.util
 import json
@@ -39,21 +46,29 @@ from typing import Any
 import yaml
 
 from sidecred.dev.kube_stub import KubeApiStub, write_kubeconfig
-from sidecred.dev.local_pod import LocalPod, LocalPodError, resolve_command
+from sidecred.dev.local_pod import (
+    LocalPod,
+    LocalPodError,
+    resolve_command,
+    service_account_token,
+)
 from sidecred.dev.processes import free_port, stop_process, wait_until
+from sidecred.dev.token_review import TokenAuthority
 from sidecred.sidecar import config as contract
-from sidecred.webhook.annotations import INJECTED_KEY, ROLE_KEY
+from sidecred.webhook.annotations import INJECTED_KEY, INJECTED_LABEL, PERMITTED_KEY, ROLE_KEY
 from sidecred.webhook.check_cli import build_request, load_yaml_object
 from sidecred.webhook.mutate import AUTH_TOKEN, apply_patch
-from sidecred.webhook.pod import SIDECAR_NAME
+from sidecred.webhook.names import SA_TOKEN_VOLUME, SIDECAR_NAME
 
-STEP_COUNT = 7
+STEP_COUNT = 7  # 8 with the broker (its revocation step)
 # Package data in a wheel; in a checkout a symlink to deploy/examples.
 DEFAULT_EXAMPLES = Path(__file__).resolve().parent / "examples"
 # What the `demo` extra brings: the STS emulator (moto[server]) and boto3 for the application.
 DEMO_EXTRA_MODULES = ("moto", "flask", "boto3")
 SERVICE, SERVICE_NAMESPACE = "sidecred", "sidecred-system"
 SERVER_NAME = f"{SERVICE}.{SERVICE_NAMESPACE}.svc"  # the name the serving certificate carries
+# The broker's certificate names localhost, so the sidecar verifies https://localhost:<port>.
+BROKER_HOST = "localhost"
 REGION = "us-east-1"
 # moto accepts any keys; only the demo's own IAM call uses these, never the app.
 EMULATOR_ACCESS_KEY_ID = "AKIAIOSFODNN7EXAMPLE"
@@ -88,6 +103,7 @@ class Reporter:
 
     write: Callable[[str], None] = print
     failures: list[str] = field(default_factory=list)
+    steps: int = STEP_COUNT
 
     def detail(self, text: str) -> None:
         for line in text.splitlines() or [""]:
@@ -95,7 +111,7 @@ class Reporter:
 
     @contextlib.contextmanager
     def step(self, number: int, title: str) -> Iterator[None]:
-        self.write(f"\n[{number}/{STEP_COUNT}] {title}")
+        self.write(f"\n[{number}/{self.steps}] {title}")
         started = time.perf_counter()
         try:
             yield
@@ -141,12 +157,17 @@ def start_process(
     return process
 
 
+def shown_argv(argv: list[str]) -> str:
+    """A command line for the report: its arguments, files by their names only."""
+    return " ".join(Path(a).name if "/" in a and "://" not in a else a for a in argv[1:])
+
+
 def clean_env() -> dict[str, str]:
     """This process's env without SIDECRED_* and AWS_* settings, so the demo is the same anywhere."""
     return {k: v for k, v in os.environ.items() if not k.startswith(("SIDECRED_", "AWS_"))}
 
 
-# --- HTTPS to the webhook --------------------------------------------------------
+# --- HTTPS to the webhook and the broker -----------------------------------------
 
 
 class ServiceHTTPSConnection(http.client.HTTPSConnection):
@@ -162,17 +183,26 @@ class ServiceHTTPSConnection(http.client.HTTPSConnection):
 
 
 @dataclass
-class WebhookClient:
+class ServiceClient:
+    """HTTPS to the webhook or the broker, verifying its certificate for `server_name`."""
+
     port: int
     context: ssl.SSLContext
+    server_name: str
 
     def request(
-        self, method: str, path: str, body: dict[str, Any] | None = None
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> tuple[int, bytes]:
-        conn = ServiceHTTPSConnection(self.port, self.context, SERVER_NAME)
+        conn = ServiceHTTPSConnection(self.port, self.context, self.server_name)
         try:
             data = json.dumps(body).encode() if body is not None else None
-            headers = {"Content-Type": "application/json"} if data is not None else {}
+            headers = dict(headers or {})
+            if data is not None:
+                headers["Content-Type"] = "application/json"
             conn.request(method, path, body=data, headers=headers)
             response = conn.getresponse()
             return response.status, response.read()
@@ -232,6 +262,8 @@ def describe_env(entry: dict[str, Any]) -> str:
     value = str(entry.get("value", ""))
     if name in SECRET_ENV:
         value = f"<per-pod token, {len(value)} characters>"
+    elif name == contract.ENV_BROKER_CA:
+        value = f"<the broker's CA bundle, {value.count('BEGIN CERTIFICATE')} PEM certificate(s)>"
     return f"{name}={value}"
 
 
@@ -286,7 +318,8 @@ class Demo:
 
         with self.report.step(1, "Start an STS emulator and create the role"):
             self.start_sts()
-        with self.report.step(2, "Issue certificates and start the webhook over TLS"):
+        servers = "the broker and the webhook" if self.broker_mode else "the webhook"
+        with self.report.step(2, f"Issue certificates and start {servers} over TLS"):
             self.start_webhook()
         with self.report.step(
             3, "Admit deploy/examples/pod-allowed.yaml (POST /mutate, /validate)"
@@ -298,6 +331,13 @@ class Demo:
             self.run_application()
         with self.report.step(6, "Admit deploy/examples/pod-denied.yaml (POST /mutate)"):
             self.admit_denied()
+        if self.broker_mode:
+            with self.report.step(7, "Revoke: take the role out of the namespace's policy"):
+                self.revoke()
+
+    @property
+    def broker_mode(self) -> bool:
+        return bool(self.args.credential_source == "broker")
 
     def start_sts(self) -> None:
         port = free_port()
@@ -342,12 +382,11 @@ class Demo:
             raise DemoFailure(f"the emulator created {created}, not the pod's role {self.role.arn}")
         self.report.detail(f"created role {created}")
 
-    def start_webhook(self) -> None:
-        tls = self.workdir / "tls"
+    def issue_certificates(self, service: str, out: Path) -> Path:
         certs = subprocess.run(
             [
                 *resolve_command(["sidecred", "certs"]),
-                *("--service", SERVICE, "--namespace", SERVICE_NAMESPACE, "--out", str(tls)),
+                *("--service", service, "--namespace", SERVICE_NAMESPACE, "--out", str(out)),
             ],
             capture_output=True,
             env=clean_env(),
@@ -356,37 +395,88 @@ class Demo:
         )
         if certs.returncode != 0:
             raise DemoFailure(f"sidecred certs failed: {certs.stderr.decode(errors='replace')}")
-        self.report.detail(f"sidecred certs: CA and serving certificate for {SERVER_NAME} in {tls}")
+        return out
 
-        stub = KubeApiStub()
+    def start_api_stub(self) -> Path:
+        """The API stub with the example namespaces (and TokenReview); its kubeconfig."""
+        self.stub = KubeApiStub()
         for namespace in self.namespaces:
             metadata = namespace.get("metadata") or {}
-            stub.add_namespace(metadata["name"], metadata.get("annotations") or {})
-        stub.start()
-        self.stack.callback(stub.stop)
+            self.stub.add_namespace(metadata["name"], metadata.get("annotations") or {})
+        self.authority = TokenAuthority(self.stub)  # POST .../tokenreviews, for the broker
+        self.stub.start()
+        self.stack.callback(self.stub.stop)
         names = ", ".join((n.get("metadata") or {}).get("name", "?") for n in self.namespaces)
-        self.report.detail(f"Kubernetes API stub on {stub.url} with namespaces: {names}")
-        kubeconfig = write_kubeconfig(self.workdir / "kubeconfig.yaml", stub.url, "demo")
+        self.report.detail(f"Kubernetes API stub on {self.stub.url} with namespaces: {names}")
+        kubeconfig = write_kubeconfig(self.workdir / "kubeconfig.yaml", self.stub.url, "demo")
+        return kubeconfig
 
+    def start_webhook(self) -> None:
+        tls = self.issue_certificates(SERVICE, self.workdir / "tls")
+        self.report.detail(f"sidecred certs: CA and serving certificate for {SERVER_NAME} in {tls}")
+        kubeconfig = self.start_api_stub()
         port, self.sidecar_port, self.health_port = free_port(), free_port(), free_port()
-        argv = [
-            *resolve_command(["sidecred", "webhook"]),
-            *("--tls-cert", str(tls / "tls.crt"), "--tls-key", str(tls / "tls.key")),
-            *("--host", "127.0.0.1", "--port", str(port), "--kubeconfig", str(kubeconfig)),
+        # The options the webhook and the broker share (one ConfigMap in a cluster).
+        options = [
+            *("--kubeconfig", str(kubeconfig)),
             *("--sidecar-port", str(self.sidecar_port), "--health-port", str(self.health_port)),
             *("--region", REGION),
             *("--sidecar-mode", self.args.sidecar_mode, "--token-mode", self.args.token_mode),
         ]
+        if self.broker_mode:
+            options += self.start_broker(options)
+        argv = [
+            *resolve_command(["sidecred", "webhook"]),
+            *("--tls-cert", str(tls / "tls.crt"), "--tls-key", str(tls / "tls.key")),
+            *("--host", "127.0.0.1", "--port", str(port)),
+            *options,
+        ]
         log = self.workdir / "webhook.log"
         process = start_process(self.stack, argv, log, clean_env())
         context = ssl.create_default_context(cafile=str(tls / "ca.crt"))
-        self.webhook = WebhookClient(port, context)
+        self.webhook = ServiceClient(port, context, SERVER_NAME)
         wait_for_start(self.webhook.answers_ready, "sidecred webhook", process, log)
-        shown = " ".join(a if "/" not in a else Path(a).name for a in argv[1:])
-        self.report.detail(f"sidecred {shown}")
+        self.report.detail(f"sidecred {shown_argv(argv)}")
         self.report.detail(
             f"ready on https://127.0.0.1:{port} (certificate verified as {SERVER_NAME})"
         )
+
+    def start_broker(self, options: list[str]) -> list[str]:
+        """`sidecred broker` over TLS with the webhook's options; the options that point at it."""
+        tls = self.issue_certificates(BROKER_HOST, self.workdir / "tls-broker")
+        port = free_port()
+        pointing = [
+            *("--credential-source", "broker", "--broker-url", f"https://{BROKER_HOST}:{port}"),
+            *("--broker-ca-file", str(tls / "ca.crt")),
+        ]
+        argv = [
+            *resolve_command(["sidecred", "broker"]),
+            *("--tls-cert", str(tls / "tls.crt"), "--tls-key", str(tls / "tls.key")),
+            *("--host", "127.0.0.1", "--port", str(port)),
+            *options,
+            *pointing,
+        ]
+        # The broker's base credentials: the emulator's keys, given to no other process.
+        env = clean_env() | {
+            "AWS_ACCESS_KEY_ID": EMULATOR_ACCESS_KEY_ID,
+            "AWS_SECRET_ACCESS_KEY": EMULATOR_SECRET_ACCESS_KEY,
+            "AWS_ENDPOINT_URL_STS": self.sts_url,
+            "AWS_EC2_METADATA_DISABLED": "true",
+        }
+        self.broker_log = self.workdir / "broker.log"
+        self.broker_process = start_process(self.stack, argv, self.broker_log, env)
+        context = ssl.create_default_context(cafile=str(tls / "ca.crt"))
+        self.broker = ServiceClient(port, context, BROKER_HOST)
+        wait_for_start(
+            self.broker.answers_ready, "sidecred broker", self.broker_process, self.broker_log
+        )
+        self.report.detail(f"sidecred certs: CA and serving certificate for {BROKER_HOST} in {tls}")
+        self.report.detail(f"sidecred {shown_argv(argv)}")
+        self.report.detail(
+            f"ready on https://{BROKER_HOST}:{port}: the only process holding base credentials "
+            "(the emulator's keys); it reviews tokens with the API stub's TokenReview"
+        )
+        return pointing
 
     def admit_allowed(self) -> None:
         request = build_request(self.allowed_pod, "shop") | {"dryRun": False}
@@ -426,7 +516,14 @@ class Demo:
             "AWS_SHARED_CREDENTIALS_FILE": str(home / "credentials"),
             "AWS_EC2_METADATA_DISABLED": "true",
         }
-        self.pod = LocalPod(self.patched, environment=environment, startup_timeout=START_TIMEOUT)
+        pod, issuer = self.patched, service_account_token
+        if self.broker_mode:
+            # The API server stores the admitted pod; the kubelet mints its broker-audience
+            # token, which the broker's TokenReview accepts.
+            pod, issuer = self.store_pod(self.patched), self.authority.local_pod_token
+        self.pod = LocalPod(
+            pod, environment=environment, startup_timeout=START_TIMEOUT, token_issuer=issuer
+        )
         self.stack.enter_context(self.pod)
         self.report.detail(
             f"pod {self.pod.identity.namespace}/{self.pod.identity.name} "
@@ -491,6 +588,96 @@ class Demo:
         ):
             raise DemoFailure(f"unexpected denial: {status}")
 
+    def store_pod(self, pod: dict[str, Any]) -> dict[str, Any]:
+        """The admitted pod as the API server stores it (a name, a uid, sidecred's label)."""
+        stored = copy.deepcopy(pod)
+        metadata = stored["metadata"]
+        metadata.setdefault("name", LocalPod(pod).identity.name)
+        metadata.setdefault("labels", {})[INJECTED_LABEL] = "true"
+        return self.stub.put("pods", stored)
+
+    def revoke(self) -> None:
+        """Narrow the namespace's policy; the broker refuses the pod; its sidecar says why."""
+        namespace = self.pod.identity.namespace
+        narrowed = f"arn:aws:iam::{self.role.account}:role/shop-writer"
+        self.stub.set_annotations(namespace, {PERMITTED_KEY: narrowed})
+        self.report.detail(
+            f"kubectl annotate namespace {namespace} --overwrite {PERMITTED_KEY}={narrowed}"
+        )
+        token = broker_token(self.pod)
+        headers = {"Authorization": f"Bearer {token}"}
+
+        def refused() -> bool:
+            return self.broker.request("POST", "/v1/credentials", None, headers)[0] == 403
+
+        wait_for_start(refused, "the broker's refusal", self.broker_process, self.broker_log)
+        status, body = self.broker.request("POST", "/v1/credentials", None, headers)
+        answer = json.loads(body)
+        self.report.detail(
+            f"POST /v1/credentials with the pod's token: HTTP {status} "
+            f"{answer['Code']}: {answer['Message']}"
+        )
+        self.report.detail("the sidecar restarts, as the kubelet restarts a container:")
+        self.pod.stop()
+        sidecar = start_sidecar_unprobed(self.pod, self.stack)
+        reason = wait_for_not_ready(self.pod, sidecar)
+        self.report.detail(f"sidecar /readyz: 503 {reason}")
+        if "RoleNotPermitted" not in reason or self.role.arn not in reason:
+            raise DemoFailure(f"the sidecar is not ready for another reason: {reason}")
+        self.report.detail(
+            "a running sidecar turns not ready at its next refresh, keeps serving what it "
+            "still holds, and every credential handed out expires within one session (1 h)"
+        )
+
+
+def broker_token(pod: LocalPod) -> str:
+    """The pod's projected token for the broker, as the kubelet wrote it."""
+    path = next(p for p in pod.volumes[SA_TOKEN_VOLUME].rglob("*") if p.is_file())
+    return path.read_text()
+
+
+def start_sidecar_unprobed(pod: LocalPod, stack: contextlib.ExitStack) -> subprocess.Popen[bytes]:
+    """The pod's sidecar started with fresh volumes, without waiting for its startupProbe."""
+    env = pod.prepare()
+    command = list(pod.sidecar.get("command") or []) + list(pod.sidecar.get("args") or [])
+    process = subprocess.Popen(
+        resolve_command(command), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    stack.callback(stop_process, process)
+    return process
+
+
+def sidecar_readyz(pod: LocalPod) -> tuple[int, str]:
+    """The sidecar's GET /readyz on its health port: (status, body), (0, "") while it is down."""
+    port = next(e["value"] for e in pod.sidecar["env"] if e["name"] == contract.ENV_HEALTH_PORT)
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as resp:
+            return resp.status, resp.read().decode(errors="replace")
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode(errors="replace")
+    except OSError:
+        return 0, ""
+
+
+def wait_for_not_ready(pod: LocalPod, process: subprocess.Popen[bytes]) -> str:
+    """The sidecar's not-ready reason, once its first fetch has failed."""
+    last = [(0, "")]
+
+    def reason_given() -> bool:
+        last[0] = sidecar_readyz(pod)
+        status, body = last[0]
+        # Before its first answer the sidecar says it is fetching; then it says why it failed.
+        return status == 503 and "not ready:" in body and "CredentialsNotReady" not in body
+
+    try:
+        wait_until(reason_given, START_TIMEOUT, "a not-ready reason", POLL_SECONDS, process)
+    except AssertionError:
+        status, body = last[0]
+        raise DemoFailure(
+            f"the restarted sidecar gave no not-ready reason (last: {status} {body!r})"
+        ) from None
+    return last[0][1].strip()
+
 
 def http_answers(url: str) -> bool:
     try:
@@ -512,6 +699,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=str(DEFAULT_EXAMPLES),
         help="directory with pod-allowed.yaml, pod-denied.yaml and namespace-*.yaml "
         "(default: the examples shipped with sidecred, deploy/examples in the source)",
+    )
+    parser.add_argument(
+        "--credential-source",
+        choices=("web-identity", "broker"),
+        default="web-identity",
+        help="the sidecar asks STS itself (web-identity) or sidecred broker (broker)",
     )
     parser.add_argument(
         "--sidecar-mode",
@@ -541,7 +734,7 @@ def main(argv: list[str]) -> int:
             file=sys.stderr,
         )
         return 2
-    report = Reporter()
+    report = Reporter(steps=STEP_COUNT + (args.credential_source == "broker"))
     print("sidecred demo: admission, sidecar and application on this machine (STS is an emulator)")
     started = time.perf_counter()
     with contextlib.ExitStack() as stack:
@@ -555,7 +748,7 @@ def main(argv: list[str]) -> int:
             print("\ninterrupted; stopping everything the demo started", file=sys.stderr)
             return 130
         finally:
-            print(f"\n[7/{STEP_COUNT}] Verdict (stopping everything started)")
+            print(f"\n[{report.steps}/{report.steps}] Verdict (stopping everything started)")
     elapsed = time.perf_counter() - started
     if report.failures:
         for failure in report.failures:

@@ -291,6 +291,10 @@ class LocalPod:
     workdir: Path | None = None
     rng: random.Random | None = None
     clock: Callable[[], float] = time.time
+    # Mints the projected service-account tokens (identity, audience, expirationSeconds,
+    # now). The default is unsigned, enough for an STS emulator; with an API stub that
+    # reviews tokens (sidecred.dev.token_review), pass its issuer's `local_pod_token`.
+    token_issuer: Callable[[PodIdentity, str, int, float], str] = service_account_token
 
     def __post_init__(self) -> None:
         self.identity = pod_identity(self.pod, namespace=self.namespace, rng=self.rng)
@@ -482,7 +486,7 @@ class LocalPod:
                 sa_token = source.get("serviceAccountToken")
                 if sa_token is None:
                     continue
-                token = service_account_token(
+                token = self.token_issuer(
                     self.identity,
                     sa_token.get("audience") or "https://kubernetes.default.svc",
                     int(sa_token.get("expirationSeconds") or DEFAULT_TOKEN_EXPIRATION),

@@ -129,7 +129,9 @@ def test_installs_come_from_hash_locks_only(parsed: DockerfileParser) -> None:
     assert "requirements/image.txt /tmp/requirements.txt" in copies["webhook-venv"]
     assert "requirements/sidecar-image.txt /tmp/requirements.txt" in copies["sidecar-venv"]
     sidecar_runs = " ".join(i["value"] for i in stages["sidecar-venv"] if i["instruction"] == "RUN")
-    assert 'rm -r "${site:?}/webhook" "${site:?}/certs" "${site:?}/dev"' in sidecar_runs
+    assert 'rm -r "${site:?}/webhook" "${site:?}/certs" "${site:?}/dev" "${site:?}/broker"' in (
+        sidecar_runs
+    )
 
 
 def test_locks_pin_every_dependency_of_pyproject_with_hashes() -> None:

@@ -114,8 +114,10 @@ def test_repeated_failures_within_the_window_give_one_event(
     reporter.start()
     wait_until(lambda: events(stub, UNAVAILABLE), what="the first event")
     passes = scans(reporter)
+    # The sidecar keeps retrying STS (a `sidecred fetch` after a backoff of up
+    # to a second) and failing meanwhile.
+    wait_until(lambda: len(sts.calls) > 1, what="the sidecar retrying STS")
     wait_until(lambda: scans(reporter) >= passes + 5, what="five more passes")
-    assert len(sts.calls) > 1  # the sidecar kept retrying STS and failing meanwhile
     assert len(events(stub, UNAVAILABLE)) == 1
     assert stub.requests["pods.proxy"] >= passes + 5  # each pass read the sidecar again
 

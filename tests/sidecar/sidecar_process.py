@@ -13,6 +13,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -35,15 +36,16 @@ def sidecar_env(
     source: str = "web-identity",
     token_mode: str = "file",  # noqa: S107 (a mode name, not a password)
     annotations: dict[str, str] | None = None,
+    webhook: dict[str, Any] | None = None,
     **overrides: str,
 ) -> dict[str, str]:
     """The sidecar's env from the webhook's own patch, resolved as a kubelet would.
 
     `tests.support.injected_sidecar` runs the pod through the webhook and the
-    local pod runner (volumes in a new directory under `tmp`); the surroundings add PATH, the STS
-    emulator and a 1 s retry cap. `overrides` replace what the webhook wrote,
-    for tests of bad settings (and the broker's settings, until the webhook
-    writes them).
+    local pod runner (volumes in a new directory under `tmp`); the
+    surroundings add PATH, the STS emulator and a 1 s retry cap. `webhook` sets
+    more of the webhook's options (the broker's URL and CA); `overrides`
+    replace what the webhook wrote, for tests of bad settings.
     """
     (tmp / "home").mkdir(exist_ok=True)
     environment = {
@@ -60,7 +62,9 @@ def sidecar_env(
     if source == "assume-role":
         environment["AWS_ACCESS_KEY_ID"] = FAKE_ACCESS_KEY_ID
         environment["AWS_SECRET_ACCESS_KEY"] = FAKE_SECRET_ACCESS_KEY
-    config = injected_sidecar.local_config(credential_source=source, token_mode=token_mode)
+    config = injected_sidecar.local_config(
+        credential_source=source, token_mode=token_mode, **(webhook or {})
+    )
     env = injected_sidecar.sidecar_env(
         Path(tempfile.mkdtemp(prefix="pod-", dir=tmp)),  # one pod per call
         ROLE_ARN,

@@ -20,18 +20,13 @@ from tests.support.scripted_broker import (
 )
 
 
-def broker_env(tmp_path: Path, broker: ScriptedBroker, **extra: str) -> dict[str, str]:
-    token = tmp_path / "broker-token"
-    if not token.exists():
-        token.write_text("eyJhbGciOiJSUzI1NiJ9.broker-audience.signature\n")
-    settings = {
-        "SIDECRED_BROKER_URL": broker.url,
-        "SIDECRED_BROKER_CA": broker.ca_pem,
-        "SIDECRED_BROKER_TOKEN_FILE": str(token),
-        **extra,
-    }
+def broker_env(tmp_path: Path, broker: ScriptedBroker, **overrides: str) -> dict[str, str]:
+    """The env the webhook writes for a broker-mode sidecar pointed at `broker`."""
+    webhook = {"broker_url": broker.url, "broker_ca": broker.ca_pem}
     # STS is never called in broker mode: its URL is a closed port.
-    return sidecar_env(tmp_path, "http://127.0.0.1:9", source="broker", **settings)
+    return sidecar_env(
+        tmp_path, "http://127.0.0.1:9", source="broker", webhook=webhook, **overrides
+    )
 
 
 def broker_config(tmp_path: Path, broker: ScriptedBroker, **extra: str):
@@ -41,14 +36,16 @@ def broker_config(tmp_path: Path, broker: ScriptedBroker, **extra: str):
 def test_posts_the_fresh_projected_token_and_no_body(scripted_broker_factory, tmp_path: Path):
     broker = scripted_broker_factory()
     config = broker_config(tmp_path, broker)
+    token_file = Path(config.broker_token_file or "")
+    projected = token_file.read_text().strip()  # what the kubelet (here the local runner) wrote
     creds = fetch_from_broker(config)
     assert creds.role_arn == BROKER_ROLE_ARN and creds.account_id == "123456789012"
     assert creds.access_key_id == "ASIABROKERKEY0000001"
-    (tmp_path / "broker-token").write_text("rotated-token")
+    token_file.write_text("rotated-token")
     fetch_from_broker(config)
     first, second = broker.received
     assert (first.method, first.path, first.body) == ("POST", "/v1/credentials", b"")
-    assert first.headers["authorization"] == "Bearer eyJhbGciOiJSUzI1NiJ9.broker-audience.signature"
+    assert first.headers["authorization"] == f"Bearer {projected}"
     assert second.headers["authorization"] == "Bearer rotated-token"
 
 
@@ -110,7 +107,7 @@ def test_the_hostname_is_verified(scripted_broker_factory, tmp_path: Path):
 def test_unreadable_token_makes_no_call(scripted_broker_factory, tmp_path: Path):
     broker = scripted_broker_factory()
     config = broker_config(tmp_path, broker)
-    (tmp_path / "broker-token").unlink()
+    Path(config.broker_token_file or "").unlink()
     with pytest.raises(SourceError) as err:
         fetch_from_broker(config)
     assert err.value.code == "BrokerTokenUnreadable"
