@@ -18,12 +18,7 @@ from sidecred.webhook.app import create_app
 from sidecred.webhook.config import add_config_arguments, config_from_args
 from sidecred.webhook.event_options import add_event_arguments, build_event_reporter
 from sidecred.webhook.kube import NamespaceCache
-from sidecred.webhook.limits import (
-    KEEP_ALIVE_SECONDS,
-    MAX_HEAD_BYTES,
-    DeadlineH11Protocol,
-    apply_tls_limits,
-)
+from sidecred.webhook.limits import server_config
 from sidecred.webhook.metrics import WebhookMetrics
 from sidecred.webhook.tls import DEFAULT_CHECK_INTERVAL, ReloadingServerContext
 
@@ -131,22 +126,8 @@ def main(argv: list[str]) -> int:
         # uvicorn re-raises SIGTERM once it has shut down, so `finally` would not run:
         # release the Lease during the app's shutdown instead.
         app.router.on_shutdown.append(reporter.stop)
-    server_config = uvicorn.Config(
-        app,
-        host=args.host,
-        port=args.port,
-        ssl_context_factory=lambda _config, _default: tls.server_context,
-        log_config=None,
-        access_log=False,
-        server_header=False,
-        timeout_graceful_shutdown=10,
-        # Limits against abuse (webhook.limits): any pod can reach the webhook.
-        loop="asyncio",
-        http=DeadlineH11Protocol,
-        h11_max_incomplete_event_size=MAX_HEAD_BYTES,
-        timeout_keep_alive=KEEP_ALIVE_SECONDS,
-    )
-    apply_tls_limits()
+    # Limits against abuse (webhook.limits): any pod can reach the webhook.
+    config = server_config(app, args.host, args.port, tls.server_context)
     namespaces.start()
     if reporter is not None:
         reporter.start()
@@ -155,7 +136,7 @@ def main(argv: list[str]) -> int:
         extra={"fields": {"host": args.host, "port": args.port, "config": vars(config)}},
     )
     try:
-        uvicorn.Server(server_config).run()
+        uvicorn.Server(config).run()
     finally:
         namespaces.stop()
     return 0
