@@ -13,6 +13,7 @@ import httpx
 
 from sidecred.dev.processes import wait_until
 from tests.support.sts import MOTO_REGION
+from tests.support.wire import CREDENTIAL_KEYS
 
 from .conftest import Cluster
 from .pods import BASE, POLICY, READER
@@ -51,14 +52,7 @@ def test_a_pod_gets_its_annotated_role_as_the_sidecar_endpoint_answers(cluster: 
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "application/json"
     creds = response.json()
-    assert set(creds) == {
-        "AccessKeyId",
-        "SecretAccessKey",
-        "Token",
-        "Expiration",
-        "AccountId",
-        "RoleArn",
-    }
+    assert set(creds) == set(CREDENTIAL_KEYS)
     assert RFC3339_Z.fullmatch(creds["Expiration"])
     assert (creds["RoleArn"], creds["AccountId"]) == (READER, "123456789012")
     name = pod["metadata"]["name"]
