@@ -189,14 +189,8 @@ def load_config(env: Mapping[str, str] | None = None) -> SidecarConfig:
     if port and port == health_port:
         problems.append(f"{ENV_PORT} and {ENV_HEALTH_PORT} are both {port}; they must differ")
 
-    duration = _int_setting(
-        env,
-        ENV_SESSION_DURATION,
-        STS_MIN_SESSION_DURATION,
-        MAX_SESSION_DURATION,
-        problems,
-        "seconds",
-    )
+    low, high = STS_MIN_SESSION_DURATION, MAX_SESSION_DURATION
+    duration = _int_setting(env, ENV_SESSION_DURATION, low, high, problems, "seconds")
 
     pod_name = _required(env, ENV_POD_NAME, problems)
     pod_namespace = _required(env, ENV_POD_NAMESPACE, problems)
