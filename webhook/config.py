@@ -23,7 +23,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from cryptography import x509
@@ -53,6 +53,10 @@ ANNOTATION_KEY_RE = re.compile(
 )
 # Kubernetes resource quantities such as 10m, 64Mi, 0.5.
 QUANTITY_RE = re.compile(r"[0-9]+(?:\.[0-9]+)?(?:m|k|M|G|Ki|Mi|Gi)?")
+# A Kubernetes object name such as a Secret's: a DNS-1123 subdomain of at most 253 characters.
+DNS_SUBDOMAIN_RE = re.compile(
+    r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*"
+)
 PORTS = (1, 65535)
 
 
@@ -137,6 +141,10 @@ class WebhookConfig:
     # start-up imports botocore; a tight limit slows every pod start
     sidecar_cpu_limit: str = option("500m", "sidecar CPU limit")
     sidecar_memory_limit: str = option("96Mi", "sidecar memory limit")
+    # Pod-level: added to spec.imagePullSecrets, so the kubelet can pull sidecar_image.
+    sidecar_image_pull_secrets: tuple[str, ...] = option(
+        (), "comma-separated Secret names added to each injected pod's imagePullSecrets"
+    )
 
     @property
     def sidecred_audiences(self) -> frozenset[str]:
@@ -195,6 +203,8 @@ def _convert(f: Any, value: str, problems: list[str]) -> object:
         return value.lower() in TRUE_WORDS
     if f.metadata["limits"]:
         return int_in_range_or_problem(_flag(f.name), value, *f.metadata["limits"], problems)
+    if isinstance(f.default, tuple):
+        return tuple(dict.fromkeys(item.strip() for item in value.split(",") if item.strip()))
     return value
 
 
@@ -252,6 +262,12 @@ def _check_values(values: dict[str, object], problems: list[str]) -> None:
         for kind in (name, name.replace("request", "limit")):
             if not QUANTITY_RE.fullmatch(str(values[kind])):
                 problems.append(f"{_flag(kind)}={values[kind]!r} is not a quantity")
+    for name in cast(tuple[str, ...], values["sidecar_image_pull_secrets"]):
+        if len(name) > 253 or not DNS_SUBDOMAIN_RE.fullmatch(name):
+            problems.append(
+                f"--sidecar-image-pull-secrets names {name!r}, which is not a Secret name "
+                "(lower-case DNS subdomain such as registry-corp)"
+            )
     if values["sidecar_port"] == values["health_port"]:
         problems.append(
             f"--sidecar-port and --health-port are both {values['sidecar_port']}; they must differ"

@@ -453,8 +453,17 @@ def build_patch(
     ops += append_ops("/spec/volumes", spec.get("volumes"), new_volumes)
     if add_sidecar:
         ops += sidecar_ops(pod, inj, warnings)
+    ops += pull_secret_ops(pod, inj.config)
     ops += metadata_ops(pod, inj)
     return ops, warnings
+
+
+def pull_secret_ops(pod: Mapping[str, Any], config: WebhookConfig) -> list[dict[str, Any]]:
+    """Append each --sidecar-image-pull-secrets name the pod does not list yet, keeping its own."""
+    current = (pod.get("spec") or {}).get("imagePullSecrets")
+    present = {s.get("name") for s in current or [] if isinstance(s, dict)}
+    missing = [{"name": n} for n in config.sidecar_image_pull_secrets if n not in present]
+    return append_ops("/spec/imagePullSecrets", current, missing)
 
 
 def sidecar_ops(

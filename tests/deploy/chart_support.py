@@ -36,6 +36,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
     },
     "pull-secrets-and-scheduling": {
         "imagePullSecrets": [{"name": "registry-credentials"}],
+        "sidecar": {"imagePullSecrets": ["registry-credentials", "registry-mirror"]},
         "priorityClassName": "",
         "nodeSelector": {"kubernetes.io/os": "linux"},
         "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "ops"}],

@@ -77,7 +77,11 @@ WEBHOOK_RULES = [
     {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]},
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
     {"apiGroups": [""], "resources": ["pods/proxy"], "verbs": ["get"]},
-    {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
+    {
+        "apiGroups": ["", "events.k8s.io"],
+        "resources": ["events"],
+        "verbs": ["create", "patch", "list"],
+    },
 ]
 BROKER_RULES = [
     {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]},
@@ -419,6 +423,15 @@ def test_pod_placement_values_reach_the_webhook_pods() -> None:
     assert hook["spec"]["imagePullSecrets"] == values["imagePullSecrets"]
 
 
+def test_sidecar_pull_secrets_reach_the_webhook_as_one_setting() -> None:
+    """sidecar.imagePullSecrets (names) become the comma-separated webhook option; by
+    default there is none, so the injected pods get no pull secret from sidecred."""
+    wanted = VALUE_SETS["pull-secrets-and-scheduling"]["sidecar"]["imagePullSecrets"]
+    values = settings(rendered("pull-secrets-and-scheduling"))
+    assert values["SIDECRED_SIDECAR_IMAGE_PULL_SECRETS"] == ",".join(wanted)
+    assert "SIDECRED_SIDECAR_IMAGE_PULL_SECRETS" not in settings(rendered("defaults"))
+
+
 def test_webhook_knows_its_namespace_and_name_for_the_event_lease() -> None:
     env = {e["name"]: e for e in _container(rendered("defaults"))["env"]}
     assert env["SIDECRED_POD_NAMESPACE"]["valueFrom"] == {
@@ -494,6 +507,8 @@ def test_existing_secret_mode_uses_the_given_secret_and_ca_bundle() -> None:
         ({"image": {"tag": "sha256:" + "0" * 64}}, "tag"),
         ({"image": {"digest": "latest"}}, "digest"),
         ({"namespace": {"create": True}}, "namespace"),
+        ({"sidecar": {"imagePullSecrets": [{"name": "corp"}]}}, "imagePullSecrets"),
+        ({"sidecar": {"imagePullSecrets": ["Registry_Corp"]}}, "imagePullSecrets"),
         (
             {
                 "credentialSource": "broker",
@@ -522,6 +537,8 @@ def test_existing_secret_mode_uses_the_given_secret_and_ca_bundle() -> None:
         "digest-as-tag",
         "malformed-digest",
         "namespace-object-is-gone",
+        "sidecar-pull-secret-as-object",
+        "sidecar-pull-secret-bad-name",
         "broker-tls-without-cert-manager",
     ],
 )
@@ -604,4 +621,5 @@ def test_chart_settings_are_read_by_the_webhook_config(name: str, tmp_path: Path
     config = webhook_config.config_from_args(parser.parse_args([]), readable)
     for key, value in readable.items():
         parsed = getattr(config, by_env[key])
-        assert str(parsed).rstrip("/") == value.rstrip("/"), (key, parsed, value)
+        shown = ",".join(parsed) if isinstance(parsed, tuple) else str(parsed)
+        assert shown.rstrip("/") == value.rstrip("/"), (key, parsed, value)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import helm_python
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -63,3 +64,15 @@ def test_guide_lists_every_webhook_metric() -> None:
     guide = GUIDE.read_text()
     missing = sorted(n for n in names if f"`{n}`" not in guide)
     assert not missing, missing
+
+
+def test_private_registry_command_sets_the_sidecars_pull_secret() -> None:
+    """The guide's `--set sidecar.imagePullSecrets=...`, read by Helm's own --set parser,
+    renders the webhook option naming the Secret the guide creates in each namespace."""
+    text = GUIDE.read_text()
+    (flag,) = re.findall(r"--set '(sidecar\.imagePullSecrets=[^']*)'", text)
+    created = set(re.findall(r"create secret docker-registry (\S+)", text))
+    objects = render.render_objects(helm_python.parse_set_string(flag))
+    (settings,) = [o["data"] for o in objects if o["kind"] == "ConfigMap"]
+    names = settings["SIDECRED_SIDECAR_IMAGE_PULL_SECRETS"].split(",")
+    assert names and set(names) <= created

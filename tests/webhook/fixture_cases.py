@@ -15,6 +15,7 @@ Each `fixtures/<scenario>.yaml` holds:
     old_pod: the request's oldObject (UPDATE)
     expect: allowed, code, reason, message (substrings), warnings (substrings; [] = none),
             patch (exact ops, order-insensitive), and properties of the patched pod
+            (env, mounts, volumes, sidecar, annotations, image_pull_secrets, ...)
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ import pytest
 
 from sidecred.certs.cli import main as certs_main
 from sidecred.webhook.config import WebhookConfig, add_config_arguments, config_from_args
+from sidecred.webhook.serve_cli import main as serve_main
 
 
 def parse(argv: list[str], env: dict[str, str] | None = None) -> WebhookConfig:
@@ -148,3 +149,29 @@ def test_the_default_token_audience_is_sidecreds_own() -> None:
     assert WebhookConfig().token_audience == "sidecred"
     with pytest.raises(ValueError, match="must differ"):
         parse(["--token-audience", "sidecred-broker"])
+
+
+def test_sidecar_image_pull_secrets_are_a_comma_separated_list() -> None:
+    env = {
+        "SIDECRED_SIDECAR_IMAGE_PULL_SECRETS": " registry-corp, registry.mirror-2 ,,registry-corp"
+    }
+    assert parse([], env).sidecar_image_pull_secrets == ("registry-corp", "registry.mirror-2")
+    assert parse(["--sidecar-image-pull-secrets", "own"], env).sidecar_image_pull_secrets == (
+        "own",
+    )
+    assert parse(["--sidecar-image-pull-secrets", ""], env).sidecar_image_pull_secrets == ()
+    assert WebhookConfig().sidecar_image_pull_secrets == ()
+
+
+@pytest.mark.parametrize(
+    "name", ["Registry-Corp", "registry_corp", "-registry", "registry.", "a" * 254, "a/b"]
+)
+def test_a_bad_pull_secret_name_stops_the_webhook_at_start(
+    name: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SIDECRED_SIDECAR_IMAGE_PULL_SECRETS", f"registry-corp,{name}")
+    code = serve_main(["--tls-cert", "/nonexistent/tls.crt", "--tls-key", "/nonexistent/tls.key"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert f"--sidecar-image-pull-secrets names {name!r}, which is not a Secret name" in err
+    assert "registry-corp'" not in err and "Traceback" not in err

@@ -19,6 +19,7 @@ from tests.webhook.fixture_cases import (
     config_of,
     fixture_paths,
     load_case,
+    pod_of,
     request_of,
     run_case,
 )
@@ -90,7 +91,7 @@ def check_injected_pod(case: dict[str, Any], patched: dict[str, Any]) -> None:
         .get("sidecred.dev/skip-containers", "")
         .split(",")
     }
-    original = containers_by_name(case["pod"])
+    original = containers_by_name(pod_of(case))
     skip |= set(init_before_sidecar(patched, config))
     for name, container in containers_by_name(patched).items():
         mounts = {m["name"] for m in container.get("volumeMounts") or []}
@@ -146,6 +147,9 @@ def check_properties(expect: dict[str, Any], patched: dict[str, Any]) -> None:
         assert_subset(expect["sidecar"], by_name[SIDECAR_NAME], "sidecar")
     if "annotations" in expect:
         assert_subset(expect["annotations"], patched["metadata"]["annotations"], "annotations")
+    if "image_pull_secrets" in expect:
+        names = [s["name"] for s in spec.get("imagePullSecrets") or []]
+        assert names == expect["image_pull_secrets"]
 
 
 @pytest.mark.parametrize("path", PATHS, ids=[p.stem for p in PATHS])
@@ -176,7 +180,7 @@ def test_fixture(path: Path) -> None:
             assert sort_ops(decision.patch) == sort_ops(expect["patch"])
 
     if decision.allowed and decision.patch:
-        patched = apply_patch(case["pod"], decision.patch)
+        patched = apply_patch(pod_of(case), decision.patch)
         check_injected_pod(case, patched)
         check_properties(expect, patched)
         for fragment in expect.get("token_in", []):

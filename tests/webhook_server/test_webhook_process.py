@@ -46,7 +46,11 @@ def module_stub() -> Iterator[KubeApiStub]:
 def webhook(
     module_stub: KubeApiStub, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[WebhookProcess]:
-    process = start_webhook(tmp_path_factory.mktemp("webhook"), module_stub.url)
+    process = start_webhook(
+        tmp_path_factory.mktemp("webhook"),
+        module_stub.url,
+        *("--sidecar-image-pull-secrets", "registry-corp"),
+    )
     yield process
     process.stop()
 
@@ -86,6 +90,7 @@ def test_annotated_pod_is_patched(http: httpx.Client) -> None:
     assert len(sidecars) == 1 and sidecars[0]["restartPolicy"] == "Always"
     app_env = {e["name"]: e.get("value") for e in patched["spec"]["containers"][0]["env"]}
     assert app_env["AWS_CONTAINER_CREDENTIALS_FULL_URI"].startswith("http://127.0.0.1:")
+    assert patched["spec"]["imagePullSecrets"] == [{"name": "registry-corp"}]
 
 
 def test_forbidden_role_is_denied_with_a_readable_message(http: httpx.Client) -> None:

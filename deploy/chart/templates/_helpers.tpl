@@ -75,6 +75,9 @@ SIDECRED_ANNOTATION_KEY: {{ .Values.annotationKey | quote }}
 SIDECRED_NAMESPACE_POLICY: {{ .Values.namespacePolicy | quote }}
 SIDECRED_CREDENTIAL_SOURCE: {{ .Values.credentialSource | quote }}
 SIDECRED_SIDECAR_IMAGE: {{ include "sidecred.sidecarImage" . | quote }}
+{{- with .Values.sidecar.imagePullSecrets }}
+SIDECRED_SIDECAR_IMAGE_PULL_SECRETS: {{ join "," . | quote }}
+{{- end }}
 SIDECRED_SIDECAR_MODE: {{ .Values.sidecar.mode | quote }}
 SIDECRED_TOKEN_MODE: {{ .Values.sidecar.tokenMode | quote }}
 {{- with .Values.region }}

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from sidecred.webhook.mutate import apply_patch
-from tests.webhook.fixture_cases import fixture_paths, load_case, run_case
+from tests.webhook.fixture_cases import fixture_paths, load_case, pod_of, run_case
 
 BASELINE_CAPABILITIES = {
     "AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD",
@@ -200,9 +200,12 @@ def restricted_cases() -> list[tuple[str, dict[str, Any]]]:
         for variant, pod in (("as-written", case["pod"]), ("hardened", harden(case["pod"]))):
             if not all(rule(pod) for rule in RULES.values()):
                 continue
-            decision = run_case(dict(case, pod=pod))
+            variant_case = dict(case, pod=pod)
+            decision = run_case(variant_case)
             if decision.allowed and decision.patch:
-                cases.append((f"{path.stem}-{variant}", apply_patch(pod, decision.patch)))
+                # A reinvocation case's patch applies to the pod as injected and edited.
+                patched = apply_patch(pod_of(variant_case), decision.patch)
+                cases.append((f"{path.stem}-{variant}", patched))
     return cases
 
 
