@@ -260,23 +260,22 @@ def main() -> int:
     best = max(results["webhook", c].rps for c in CONCURRENCY)
     p99_fixed = fixed["webhook"]["p99_ms"]
     per_admission = api_calls / webhook_requests
-    summary = support.markdown_table(
-        ["target", "measured", "result"],
+    summary = support.targets_table(
         [
             [
                 f">= {RATE_TARGET:g} admissions/s",
                 f"{best:,.0f}/s (best level)",
-                support.verdict(best >= RATE_TARGET),
+                best >= RATE_TARGET,
             ],
             [
                 f"p99 <= {P99_TARGET_MS:g} ms at {FIXED_RATE:g}/s",
                 f"{p99_fixed:.2f} ms (baseline {fixed['baseline']['p99_ms']:.2f} ms)",
-                support.verdict(p99_fixed <= P99_TARGET_MS),
+                p99_fixed <= P99_TARGET_MS,
             ],
             [
                 "Kubernetes API calls per admission, warm cache (expect 0)",
                 f"{api_calls} calls in {webhook_requests:,} admissions ({per_admission:.4f})",
-                support.verdict(api_calls == 0),
+                api_calls == 0,
             ],
         ],
     )

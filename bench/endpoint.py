@@ -129,18 +129,17 @@ def main() -> int:
     )
     p99_c10 = results["sidecar", 10].p99_ms
     worst_ratio = min(results["sidecar", c].rps / results["baseline", c].rps for c in CONCURRENCY)
-    summary = support.markdown_table(
-        ["target", "measured", "result"],
+    summary = support.targets_table(
         [
             [
                 f"p99 <= {P99_TARGET_MS} ms at concurrency 10",
                 f"{p99_c10:.3f} ms",
-                support.verdict(p99_c10 <= P99_TARGET_MS),
+                p99_c10 <= P99_TARGET_MS,
             ],
             [
                 f"throughput >= {THROUGHPUT_TARGET:.0%} of baseline (worst level)",
                 f"{worst_ratio:.0%}",
-                support.verdict(worst_ratio >= THROUGHPUT_TARGET),
+                worst_ratio >= THROUGHPUT_TARGET,
             ],
         ],
     )

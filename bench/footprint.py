@@ -275,9 +275,7 @@ def tables(after: Measured, before: Measured | None, requests: int) -> str:
             after.ready <= READY_TARGET_S,
         ),
     ]
-    summary = support.markdown_table(
-        ["target", "measured", "result"], [[t, m, support.verdict(ok)] for t, m, ok in checks]
-    )
+    summary = support.targets_table(checks)
     return table + "\n\n" + summary
 
 

@@ -162,9 +162,7 @@ def report(rows: dict[str, float], count: int, closed: list[float | None]) -> bo
             rows["max1"] <= LATENCY_TARGET_S and rows["errors"] == 0,
         ),
     ]
-    verdicts = support.markdown_table(
-        ["target", "measured", "result"], [[t, m, support.verdict(ok)] for t, m, ok in targets]
-    )
+    verdicts = support.targets_table(targets)
     body = (
         f"Setup: `sidecred webhook` over TLS (pinned to CPU {support.SERVER_CPU}); {count} TLS "
         "connections from one asyncio client each send half a `POST /mutate` head and go quiet; "

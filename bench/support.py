@@ -89,6 +89,13 @@ def write_section(name: str, title: str, command: str, body: str) -> None:
     print(f"\nwrote the {name!r} section of {RESULTS.relative_to(REPO)}")
 
 
+def targets_table(rows: Sequence[Sequence[object]]) -> str:
+    """The closing table of a benchmark: (target, measured, met) rows, met shown as a verdict."""
+    return markdown_table(
+        ["target", "measured", "result"], [(t, m, verdict(bool(ok))) for t, m, ok in rows]
+    )
+
+
 def verdict(met: bool) -> str:
     return "met" if met else "MISSED"
 
