@@ -50,10 +50,14 @@ ENV PIP_NO_CACHE_DIR=1 \
 COPY requirements/image.txt /tmp/requirements.txt
 COPY --from=wheel /dist/ /dist/
 # pip itself is removed from the venv: the running image never installs anything.
+# sidecred.dev (the demo and its local stand-ins) ships in the wheel for `sidecred demo`
+# but is not part of a runtime image.
 RUN python3 -m venv /opt/sidecred \
     && /opt/sidecred/bin/pip install --require-hashes --only-binary :all: --compile -r /tmp/requirements.txt \
     && /opt/sidecred/bin/pip install --no-deps --compile /dist/sidecred-*.whl \
     && /opt/sidecred/bin/pip uninstall --yes pip \
+    && site=$(/opt/sidecred/bin/python -c 'import sidecred, os; print(os.path.dirname(sidecred.__file__))') \
+    && rm -r "${site:?}/dev" \
     && /opt/sidecred/bin/sidecred webhook --help >/dev/null \
     && /opt/sidecred/bin/sidecred broker --help >/dev/null
 

@@ -32,7 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import support
 from sidecred.certs.cli import main as certs_main
-from sidecred.dev.kube_stub import KubeApiStub
+from sidecred.dev.kube_stub import KubeApiStub, write_kubeconfig
+from sidecred.dev.processes import wait_until
 from sidecred.webhook.review import admission_review as review_envelope
 from sidecred.webhook.review import pod_request
 
@@ -153,19 +154,7 @@ def main() -> int:
     stub.add_namespace("shop", POLICY)
     stub.add_namespace("default")
     stub.start()
-    kubeconfig = work / "kubeconfig.json"
-    kubeconfig.write_text(
-        json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "stub", "cluster": {"server": stub.url}}],
-                "users": [{"name": "stub", "user": {}}],
-                "contexts": [{"name": "stub", "context": {"cluster": "stub", "user": "stub"}}],
-                "current-context": "stub",
-            }
-        )
-    )
+    kubeconfig = write_kubeconfig(work / "kubeconfig.json", stub.url)
     review = json.dumps(admission_review()).encode()
     body_file = work / "review.json"
     body_file.write_bytes(review)
@@ -195,8 +184,8 @@ def main() -> int:
         )
         webhook_url = f"https://127.0.0.1:{webhook_port}"
         baseline_url = f"https://127.0.0.1:{baseline_port}"
-        support.poll(lambda: answers(webhook_url + "/readyz", context), 60, "webhook /readyz")
-        support.poll(lambda: answers(baseline_url + "/healthz", context), 60, "baseline")
+        wait_until(lambda: answers(webhook_url + "/readyz", context), 60, "webhook /readyz")
+        wait_until(lambda: answers(baseline_url + "/healthz", context), 60, "baseline")
 
         decision = post(webhook_url + "/mutate", review, context)["response"]
         assert isinstance(decision, dict)
@@ -241,22 +230,7 @@ def main() -> int:
             support.stop_process(process)
         stub.stop()
 
-    rows = []
-    for connections in CONCURRENCY:
-        w, b = results["webhook", connections], results["baseline", connections]
-        for name, r in (("webhook", w), ("baseline", b)):
-            rows.append(
-                [
-                    name,
-                    connections,
-                    f"{r.rps:,.0f}",
-                    f"{r.p50_ms:.2f}",
-                    f"{r.p99_ms:.2f}",
-                    f"{r.cpu_us_per_request:.0f}",
-                    r.socket_errors + r.non2xx,
-                    f"{w.rps / b.rps:.0%}" if name == "webhook" else "100%",
-                ]
-            )
+    rows = support.comparison_rows(results, "webhook", CONCURRENCY, ("p50_ms", "p99_ms"), 2)
     for name, f in fixed.items():
         rows.append(
             [
@@ -286,23 +260,22 @@ def main() -> int:
     best = max(results["webhook", c].rps for c in CONCURRENCY)
     p99_fixed = fixed["webhook"]["p99_ms"]
     per_admission = api_calls / webhook_requests
-    summary = support.markdown_table(
-        ["target", "measured", "result"],
+    summary = support.targets_table(
         [
             [
                 f">= {RATE_TARGET:g} admissions/s",
                 f"{best:,.0f}/s (best level)",
-                support.verdict(best >= RATE_TARGET),
+                best >= RATE_TARGET,
             ],
             [
                 f"p99 <= {P99_TARGET_MS:g} ms at {FIXED_RATE:g}/s",
                 f"{p99_fixed:.2f} ms (baseline {fixed['baseline']['p99_ms']:.2f} ms)",
-                support.verdict(p99_fixed <= P99_TARGET_MS),
+                p99_fixed <= P99_TARGET_MS,
             ],
             [
                 "Kubernetes API calls per admission, warm cache (expect 0)",
                 f"{api_calls} calls in {webhook_requests:,} admissions ({per_admission:.4f})",
-                support.verdict(api_calls == 0),
+                api_calls == 0,
             ],
         ],
     )

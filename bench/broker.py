@@ -322,23 +322,22 @@ def report(measured: Measured, schedules: list[Schedule], command: str) -> None:
     default_tokens = [s for s in schedules if s.token_lifetime_s == 86400]
     worst_reviews = max(s.reviews / s.issuances for s in default_tokens)
     rss_mb = measured.rss_loaded_mb
-    targets = support.markdown_table(
-        ["target", "measured", "result"],
+    targets = support.targets_table(
         [
             (
                 f"STS calls per pod-hour <= {TARGET_STS_PER_POD_HOUR:g} (1 h sessions, any replica count)",
                 f"{worst_sts:.2f}",
-                support.verdict(worst_sts <= TARGET_STS_PER_POD_HOUR),
+                worst_sts <= TARGET_STS_PER_POD_HOUR,
             ),
             (
                 f"TokenReviews per issuance once warm <= {TARGET_REVIEWS_PER_ISSUANCE:g} (webhook's 24 h tokens)",
                 f"{worst_reviews:.3f}",
-                support.verdict(worst_reviews <= TARGET_REVIEWS_PER_ISSUANCE),
+                worst_reviews <= TARGET_REVIEWS_PER_ISSUANCE,
             ),
             (
                 f"broker RSS holding {measured.pods:,} pods' credentials <= {TARGET_RSS_MB:g} MB",
                 f"{rss_mb:.1f} MB (at start {measured.rss_start_mb:.1f} MB)",
-                support.verdict(rss_mb <= TARGET_RSS_MB),
+                rss_mb <= TARGET_RSS_MB,
             ),
         ],
     )

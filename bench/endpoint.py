@@ -22,6 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import support
+from sidecred.dev.processes import wait_until
 from sidecred.sidecar.config import CREDENTIALS_PATH
 
 CONCURRENCY = (1, 10, 100)
@@ -61,7 +62,7 @@ def start_baseline(port: int, response_file: Path) -> subprocess.Popen[bytes]:
         str(response_file),
     ]
     process = subprocess.Popen(support.pinned(cmd, support.SERVER_CPU))
-    support.poll(
+    wait_until(
         lambda: support.http_get(f"http://127.0.0.1:{port}/")[0] == 200, 10, "baseline server"
     )
     return process
@@ -110,23 +111,8 @@ def main() -> int:
             sidecar.stop()
         moto.stop()
 
-    rows = []
-    for connections in CONCURRENCY:
-        s, b = results["sidecar", connections], results["baseline", connections]
-        for name, r in (("sidecar", s), ("baseline", b)):
-            rows.append(
-                [
-                    name,
-                    connections,
-                    f"{r.rps:,.0f}",
-                    f"{r.p50_ms:.3f}",
-                    f"{r.p90_ms:.3f}",
-                    f"{r.p99_ms:.3f}",
-                    f"{r.cpu_us_per_request:.0f}",
-                    r.socket_errors + r.non2xx,
-                    f"{s.rps / b.rps:.0%}" if name == "sidecar" else "100%",
-                ]
-            )
+    percentiles = ("p50_ms", "p90_ms", "p99_ms")
+    rows = support.comparison_rows(results, "sidecar", CONCURRENCY, percentiles, 3)
     table = support.markdown_table(
         [
             "server",
@@ -143,18 +129,17 @@ def main() -> int:
     )
     p99_c10 = results["sidecar", 10].p99_ms
     worst_ratio = min(results["sidecar", c].rps / results["baseline", c].rps for c in CONCURRENCY)
-    summary = support.markdown_table(
-        ["target", "measured", "result"],
+    summary = support.targets_table(
         [
             [
                 f"p99 <= {P99_TARGET_MS} ms at concurrency 10",
                 f"{p99_c10:.3f} ms",
-                support.verdict(p99_c10 <= P99_TARGET_MS),
+                p99_c10 <= P99_TARGET_MS,
             ],
             [
                 f"throughput >= {THROUGHPUT_TARGET:.0%} of baseline (worst level)",
                 f"{worst_ratio:.0%}",
-                support.verdict(worst_ratio >= THROUGHPUT_TARGET),
+                worst_ratio >= THROUGHPUT_TARGET,
             ],
         ],
     )

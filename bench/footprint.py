@@ -34,7 +34,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import support
+from sidecred.dev.processes import wait_until
 from sidecred.sidecar.config import CREDENTIALS_PATH
+from tests.sidecar.sidecar_process import SidecarProcess
 
 STEADY_RSS_TARGET = 22.0
 STEADY_ANON_TARGET = 12.0
@@ -89,7 +91,7 @@ def bare_asyncio_server(
     server = Path(__file__).with_name("baseline_server.py")
     process = subprocess.Popen([python, str(server), str(port), str(response_file)])
     try:
-        support.poll(lambda: _listening(port), 30, "the baseline server")
+        wait_until(lambda: _listening(port), 30, "the baseline server")
         hammer(port, "unused", requests)
         return support.memory_mib(process.pid)
     finally:
@@ -108,7 +110,7 @@ def credentials_response(port: int, token: str) -> bytes:
     return raw_response(port, token)
 
 
-def ready_runs(python: Path, sts_url: str, runs: int) -> tuple[list[float], support.Sidecar, Path]:
+def ready_runs(python: Path, sts_url: str, runs: int) -> tuple[list[float], SidecarProcess, Path]:
     """Start-to-ready times of `runs` sidecars; the last one is left running."""
     times: list[float] = []
     for run in range(runs):
@@ -273,9 +275,7 @@ def tables(after: Measured, before: Measured | None, requests: int) -> str:
             after.ready <= READY_TARGET_S,
         ),
     ]
-    summary = support.markdown_table(
-        ["target", "measured", "result"], [[t, m, support.verdict(ok)] for t, m, ok in checks]
-    )
+    summary = support.targets_table(checks)
     return table + "\n\n" + summary
 
 

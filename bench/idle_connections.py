@@ -43,8 +43,8 @@ from bench.admission import (
     start_server,
 )
 from sidecred.certs.cli import main as certs_main
-from sidecred.dev.kube_stub import KubeApiStub
-from sidecred.dev.processes import stop_process
+from sidecred.dev.kube_stub import KubeApiStub, write_kubeconfig
+from sidecred.dev.processes import stop_process, wait_until
 
 HALF_HEAD = b"POST /mutate HTTP/1.1\r\nHost: sidecred.sidecred-system.svc\r\nContent-Ty"
 RSS_TARGET_MB = 60.0
@@ -130,21 +130,7 @@ def setup(work: Path) -> tuple[KubeApiStub, Path, Path]:
     stub = KubeApiStub()
     stub.add_namespace("shop", POLICY)
     stub.start()
-    kubeconfig = work / "kubeconfig.json"
-    cluster = {"name": "stub", "cluster": {"server": stub.url}}
-    context = {"name": "stub", "context": {"cluster": "stub", "user": "stub"}}
-    kubeconfig.write_text(
-        json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [cluster],
-                "users": [{"name": "stub", "user": {}}],
-                "contexts": [context],
-                "current-context": "stub",
-            }
-        )
-    )
+    kubeconfig = write_kubeconfig(work / "kubeconfig.json", stub.url)
     return stub, cert_dir, kubeconfig
 
 
@@ -176,9 +162,7 @@ def report(rows: dict[str, float], count: int, closed: list[float | None]) -> bo
             rows["max1"] <= LATENCY_TARGET_S and rows["errors"] == 0,
         ),
     ]
-    verdicts = support.markdown_table(
-        ["target", "measured", "result"], [[t, m, support.verdict(ok)] for t, m, ok in targets]
-    )
+    verdicts = support.targets_table(targets)
     body = (
         f"Setup: `sidecred webhook` over TLS (pinned to CPU {support.SERVER_CPU}); {count} TLS "
         "connections from one asyncio client each send half a `POST /mutate` head and go quiet; "
@@ -219,7 +203,7 @@ def main() -> int:
         # connections send the service name (SNI) as the API server does.
         context.check_hostname = False
         url = f"https://127.0.0.1:{port}/mutate"
-        support.poll(lambda: answers(url.replace("/mutate", "/readyz"), context), 60, "/readyz")
+        wait_until(lambda: answers(url.replace("/mutate", "/readyz"), context), 60, "/readyz")
         body = json.dumps(admission_review()).encode()
         rest = baseline(url, body, context)
         rss0 = support.rss_kib(process.pid) / 1024

@@ -361,18 +361,17 @@ def main() -> int:
     )
     worst = max(r.max_per_generation for r in ours)
     sts_rate = ours_sts / args.hours
-    summary = support.markdown_table(
-        ["target", "measured", "result"],
+    summary = support.targets_table(
         [
             [
                 "each client fetches at most once per refresh period (credentials generation)",
                 f"at most {worst} fetch(es) of any one generation (kiam-like: {max(r.max_per_generation for r in kiam)})",
-                support.verdict(worst <= 1),
+                worst <= 1,
             ],
             [
                 f"STS <= {STS_PER_POD_HOUR_TARGET:g} calls per pod-hour with 1 h sessions",
                 f"{sts_rate:.2f} per pod-hour ({ours_sts} in {args.hours:g} h; kiam-like {kiam_sts / args.hours:.2f})",
-                support.verdict(sts_rate <= STS_PER_POD_HOUR_TARGET),
+                sts_rate <= STS_PER_POD_HOUR_TARGET,
             ],
         ],
     )

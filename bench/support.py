@@ -16,14 +16,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from sidecred.dev.processes import free_port, stop_process
-from sidecred.sidecar import config as contract
+from tests.sidecar.sidecar_process import SidecarProcess
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "RESULTS.md"
@@ -91,6 +89,13 @@ def write_section(name: str, title: str, command: str, body: str) -> None:
     print(f"\nwrote the {name!r} section of {RESULTS.relative_to(REPO)}")
 
 
+def targets_table(rows: Sequence[Sequence[object]]) -> str:
+    """The closing table of a benchmark: (target, measured, met) rows, met shown as a verdict."""
+    return markdown_table(
+        ["target", "measured", "result"], [(t, m, verdict(bool(ok))) for t, m, ok in rows]
+    )
+
+
 def verdict(met: bool) -> str:
     return "met" if met else "MISSED"
 
@@ -118,14 +123,6 @@ def pinned(cmd: list[str], cpu: str) -> list[str]:
     if shutil.which("taskset") and (os.cpu_count() or 1) >= 2:
         return ["taskset", "-c", cpu, *cmd]
     return cmd
-
-
-def poll(condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.01) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
 
 
 def memory_mib(pid: int) -> dict[str, float]:
@@ -208,19 +205,6 @@ def rss_kib(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
-def http_get(
-    url: str, headers: dict[str, str] | None = None, timeout: float = 2.0
-) -> tuple[int, bytes]:
-    request = urllib.request.Request(url, headers=headers or {})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as resp:
-            return resp.status, resp.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
-    except OSError:
-        return 0, b""
-
-
 # --- STS emulator ----------------------------------------------------------------------
 def start_moto():  # type: ignore[no-untyped-def]
     """moto_server on a free loopback port, plus the role the sidecars assume."""
@@ -233,56 +217,16 @@ def start_moto():  # type: ignore[no-untyped-def]
 
 
 # --- sidecar -----------------------------------------------------------------------------
-@dataclass
-class Sidecar:
-    process: subprocess.Popen[bytes]
-    env: dict[str, str]
-    workdir: Path
-
-    @property
-    def port(self) -> int:
-        return int(self.env[contract.ENV_PORT])
-
-    @property
-    def health_port(self) -> int:
-        return int(self.env[contract.ENV_HEALTH_PORT])
-
-    @property
-    def credentials_url(self) -> str:
-        return contract.credentials_uri(self.port)
-
-    def readyz(self) -> int:
-        return http_get(f"http://127.0.0.1:{self.health_port}/readyz", timeout=1.0)[0]
-
-    def token(self) -> str:
-        if self.env[contract.ENV_TOKEN_MODE] == "env":
-            return self.env[contract.ENV_AUTH_TOKEN]
-        return Path(self.env[contract.ENV_TOKEN_FILE]).read_text()
-
-    def wait_ready(self, timeout: float = 30.0, interval: float = 0.01) -> None:
-        def ready() -> bool:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"sidecar exited with {self.process.returncode}")
-            return self.readyz() == 200
-
-        poll(ready, timeout, "sidecar readyz 200", interval)
-
-    def stop(self) -> None:
-        stop_process(self.process)
-
-
 def sidecar_env(workdir: Path, sts_url: str) -> dict[str, str]:
     """The env the webhook writes for a web-identity sidecar in token mode env, resolved.
 
     From the webhook's own patch and the local pod runner (volumes under
     `workdir`), plus the surroundings: PATH, the checkout and the STS emulator.
     """
-    from sidecred.webhook.config import WebhookConfig
+    from tests.support.injected_sidecar import local_config
     from tests.support.injected_sidecar import sidecar_env as injected_env
 
-    config = WebhookConfig(
-        token_mode="env", region=MOTO_REGION, sidecar_port=free_port(), health_port=free_port()
-    )
+    config = local_config(token_mode="env")
     environment = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(workdir),
@@ -297,9 +241,10 @@ def sidecar_env(workdir: Path, sts_url: str) -> dict[str, str]:
 
 def start_sidecar(
     env: dict[str, str], workdir: Path, cpu: str | None = None, python: Path | None = None
-) -> Sidecar:
+) -> SidecarProcess:
     cmd = [str(python or sys.executable), "-m", "sidecred.cli", "sidecar"]
-    log = open(workdir / "sidecar.log", "ab")
+    log_path = workdir / "sidecar.log"
+    log = open(log_path, "ab")
     try:
         process = subprocess.Popen(
             pinned(cmd, cpu) if cpu else cmd,
@@ -311,7 +256,7 @@ def start_sidecar(
         )
     finally:
         log.close()
-    return Sidecar(process, env, workdir)
+    return SidecarProcess(process, env, log_path)
 
 
 def workdir(prefix: str) -> Path:
@@ -352,6 +297,34 @@ class LoadResult:
     def cpu_us_per_request(self) -> float:
         """Server CPU per request: unlike req/s, barely moved by noisy neighbours."""
         return self.server_cpu_seconds / self.requests * 1e6 if self.requests else float("nan")
+
+
+def comparison_rows(
+    results: Mapping[tuple[str, Any], LoadResult],
+    subject: str,
+    concurrency: Sequence[int],
+    percentiles: Sequence[str],
+    digits: int,
+) -> list[list[object]]:
+    """Rows of `subject` and the baseline at each concurrency: server, concurrency, req/s,
+    the `percentiles` (LoadResult field names) in ms, CPU us/req, errors, req/s vs baseline."""
+    rows: list[list[object]] = []
+    for connections in concurrency:
+        ours, base = results[subject, connections], results["baseline", connections]
+        for name, r in ((subject, ours), ("baseline", base)):
+            latencies = [f"{getattr(r, p):.{digits}f}" for p in percentiles]
+            rows.append(
+                [
+                    name,
+                    connections,
+                    f"{r.rps:,.0f}",
+                    *latencies,
+                    f"{r.cpu_us_per_request:.0f}",
+                    r.socket_errors + r.non2xx,
+                    f"{ours.rps / base.rps:.0%}" if name == subject else "100%",
+                ]
+            )
+    return rows
 
 
 def wrk_script(

@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from sidecred.broker.authorise import Refusal
 from sidecred.broker.issuer import Issuer, refused
 from sidecred.broker.metrics import BrokerMetrics
+from sidecred.webhook.app import add_metrics_and_last_resort
 
 log = logging.getLogger("sidecred.broker")
 
@@ -85,13 +86,11 @@ def create_app(
         ]
         return JSONResponse({"status": "not ready", "reason": "; ".join(reasons)}, status_code=503)
 
-    @app.get("/metrics")
-    async def prometheus_metrics() -> Response:
-        return Response(metrics.render(), media_type=metrics.content_type)
-
-    @app.exception_handler(Exception)
-    async def unexpected_error(_: Request, exc: Exception) -> Response:
-        log.error("unhandled error: %s", type(exc).__name__, exc_info=exc)
-        return JSONResponse(Refusal(503, "InternalError", "internal error").body(), 503)
+    add_metrics_and_last_resort(
+        app,
+        metrics,
+        log,
+        lambda: JSONResponse(Refusal(503, "InternalError", "internal error").body(), 503),
+    )
 
     return app

@@ -84,16 +84,19 @@ def unavailable(message: str) -> Refusal:
     return Refusal(503, "KubernetesUnavailable", message)
 
 
+def _found(lookup: Lookup, missing: Refusal, unreadable: str) -> Mapping[str, Any]:
+    """The looked-up object; `missing` (403) when it does not exist, a 503 when it can't be read."""
+    if lookup.object is not None:
+        return lookup.object
+    if lookup.source == NOT_FOUND:
+        raise missing
+    raise unavailable(unreadable)
+
+
 def _check_pod(caller: Caller, lookup: Lookup) -> Mapping[str, Any]:
-    if lookup.object is None:
-        if lookup.source == NOT_FOUND:
-            raise Refusal(
-                403,
-                "PodNotFound",
-                f"sidecred broker: {caller.label}, which the token is bound to, no longer exists",
-            )
-        raise unavailable(f"sidecred broker: cannot read {caller.label}: {lookup.error}")
-    pod = lookup.object
+    gone = f"sidecred broker: {caller.label}, which the token is bound to, no longer exists"
+    unreadable = f"sidecred broker: cannot read {caller.label}: {lookup.error}"
+    pod = _found(lookup, Refusal(403, "PodNotFound", gone), unreadable)
     metadata = pod.get("metadata") or {}
     uid = str(metadata.get("uid") or "")
     if uid != caller.pod_uid:
@@ -133,18 +136,13 @@ def _resolve(caller: Caller, pod: Mapping[str, Any], config: WebhookConfig) -> s
 def _check_policy(caller: Caller, role_arn: str, namespace: Lookup, config: WebhookConfig) -> None:
     if config.namespace_policy == "off":
         return
-    if namespace.object is None:
-        if namespace.source == NOT_FOUND:
-            raise Refusal(
-                403,
-                "NamespaceNotFound",
-                f"sidecred broker: namespace {q(caller.namespace)} does not exist",
-            )
-        raise unavailable(
-            f"sidecred: cannot check role {q(role_arn)}: the policy of namespace "
-            f"{q(caller.namespace)} is unavailable ({namespace.error})"
-        )
-    annotations = annotations_of(namespace.object)
+    gone = f"sidecred broker: namespace {q(caller.namespace)} does not exist"
+    unreadable = (
+        f"sidecred: cannot check role {q(role_arn)}: the policy of namespace "
+        f"{q(caller.namespace)} is unavailable ({namespace.error})"
+    )
+    obj = _found(namespace, Refusal(403, "NamespaceNotFound", gone), unreadable)
+    annotations = annotations_of(obj)
     result = evaluate_policy(role_arn, caller.namespace, annotations, config.base_role_arn)
     if not result.permitted:
         raise Refusal(403, "RoleNotPermitted", result.message)

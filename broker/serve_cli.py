@@ -21,13 +21,13 @@ from sidecred.broker.app import create_app
 from sidecred.broker.issuer import Issuer
 from sidecred.broker.metrics import BrokerMetrics
 from sidecred.broker.pod_events import RefusalEvents
-from sidecred.broker.serving import server_config
 from sidecred.broker.sidecar_check import broker_sidecar_problem
 from sidecred.broker.sts import RoleAssumer
 from sidecred.broker.token_review import TokenReviewer
 from sidecred.webhook.config import WebhookConfig, config_from_args
 from sidecred.webhook.event_options import event_settings
 from sidecred.webhook.kube import NamespaceCache, PodCache
+from sidecred.webhook.limits import server_config
 from sidecred.webhook.serve_cli import (
     KubeConfigUnavailable,
     configure_logging,

@@ -45,6 +45,7 @@ from sidecred.certs.generate import (
     private_key_pem,
     still_valid,
 )
+from sidecred.int_range import int_in_range_type
 
 CA_CERT_FILE = "ca.crt"
 CA_KEY_FILE = "ca.key"
@@ -63,16 +64,6 @@ def _dns_label(value: str) -> str:
     return value
 
 
-def _days(value: str) -> int:
-    try:
-        days = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number of days") from None
-    if not 1 <= days <= 3650:
-        raise argparse.ArgumentTypeError(f"{days} days is outside 1-3650")
-    return days
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sidecred certs",
@@ -87,10 +78,18 @@ def build_parser() -> argparse.ArgumentParser:
     step.add_argument("--drop-old-cas", action="store_true",
                       help="finish a rotation: the bundle keeps only the current CA")  # fmt: skip
     step.add_argument("--force", action="store_true", help="start over with a new CA")
-    parser.add_argument("--days", type=_days, default=DEFAULT_VALIDITY_DAYS,
-                        help=f"serving certificate validity in days (default {DEFAULT_VALIDITY_DAYS})")  # fmt: skip
-    parser.add_argument("--ca-days", type=_days, default=DEFAULT_CA_VALIDITY_DAYS,
-                        help=f"a new CA's validity in days (default {DEFAULT_CA_VALIDITY_DAYS})")  # fmt: skip
+    parser.add_argument(
+        "--days",
+        type=int_in_range_type("--days", 1, 3650, unit="days"),
+        default=DEFAULT_VALIDITY_DAYS,
+        help=f"serving certificate validity in days (default {DEFAULT_VALIDITY_DAYS})",
+    )
+    parser.add_argument(
+        "--ca-days",
+        type=int_in_range_type("--ca-days", 1, 3650, unit="days"),
+        default=DEFAULT_CA_VALIDITY_DAYS,
+        help=f"a new CA's validity in days (default {DEFAULT_CA_VALIDITY_DAYS})",
+    )
     return parser
 
 

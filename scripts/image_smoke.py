@@ -23,10 +23,8 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
-import http.client
 import json
 import os
-import socket
 import ssl
 import subprocess
 import sys
@@ -39,9 +37,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from sidecred.dev.kube_stub import KubeApiStub
+from sidecred.dev.demo import SERVER_NAME, SERVICE, SERVICE_NAMESPACE, ServiceClient
+from sidecred.dev.kube_stub import KubeApiStub, write_kubeconfig
 from sidecred.dev.local_pod import (
     container_env,
     find_container,
@@ -49,14 +46,12 @@ from sidecred.dev.local_pod import (
     probe_port,
     service_account_token,
 )
-from sidecred.dev.processes import free_port, stop_process
+from sidecred.dev.processes import free_port, stop_process, wait_until
 from sidecred.webhook.check_cli import build_request, load_yaml_object
 from sidecred.webhook.mutate import apply_patch
 from sidecred.webhook.pod import SIDECAR_NAME
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "deploy" / "examples"
-SERVICE, SERVICE_NAMESPACE = "sidecred", "sidecred-system"
-SERVER_NAME = f"{SERVICE}.{SERVICE_NAMESPACE}.svc"
 REGION = "us-east-1"
 IMAGE_USER = "65532:65532"
 TIMEOUT = 60.0
@@ -108,14 +103,19 @@ def container(image: str, args: list[str], volumes: dict[Path, str], env: dict[s
 
 def wait_for(ready: Any, what: str, name: str) -> None:
     """Poll `ready()` until true while container `name` runs."""
-    deadline = time.monotonic() + TIMEOUT
-    while not ready():
+
+    def ready_while_running() -> bool:
+        if ready():
+            return True
         state = podman("inspect", "--format", "{{.State.Status}}", name, check=False).strip()
         if state not in ("running", "created", "configured"):
             raise SmokeFailure(f"{what} stopped ({state or 'gone'}) before it was ready")
-        if time.monotonic() > deadline:
-            raise SmokeFailure(f"{what} was not ready within {TIMEOUT:.0f} s")
-        time.sleep(0.1)
+        return False
+
+    try:
+        wait_until(ready_while_running, TIMEOUT, what, interval=0.1)
+    except AssertionError:
+        raise SmokeFailure(f"{what} was not ready within {TIMEOUT:.0f} s") from None
 
 
 def http_ok(url: str) -> bool:
@@ -126,41 +126,16 @@ def http_ok(url: str) -> bool:
         return False
 
 
-class Webhook:
-    """HTTPS to 127.0.0.1:port, verifying the certificate as the Service name, as the API server does."""
-
-    def __init__(self, port: int, ca_file: Path) -> None:
-        self.port = port
-        self.context = ssl.create_default_context(cafile=str(ca_file))
-
-    def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
-        connection = http.client.HTTPSConnection("127.0.0.1", self.port, timeout=10)
-        raw = socket.create_connection(("127.0.0.1", self.port), timeout=10)
-        connection.sock = self.context.wrap_socket(raw, server_hostname=SERVER_NAME)
-        try:
-            connection.request(method, path, body, {"Content-Type": "application/json"})
-            answer = connection.getresponse()
-            return answer.status, answer.read()
-        finally:
-            connection.close()
-
-    def ready(self) -> bool:
-        try:
-            return self.request("GET", "/readyz")[0] == 200
-        except OSError:
-            return False
-
-    def review(self, path: str, request: dict[str, Any]) -> dict[str, Any]:
-        body = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request}
-        status, answer = self.request("POST", path, json.dumps(body).encode())
-        if status != 200:
-            raise SmokeFailure(f"{path} answered HTTP {status}: {answer[:300]!r}")
-        response = json.loads(answer)["response"]
-        if response.get("uid") != request["uid"]:
-            raise SmokeFailure(
-                f"{path} answered uid {response.get('uid')!r}, not {request['uid']!r}"
-            )
-        return response
+def review(webhook: ServiceClient, path: str, request: dict[str, Any]) -> dict[str, Any]:
+    """POST one AdmissionReview to the webhook; its response, checked for status and uid."""
+    body = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request}
+    status, answer = webhook.request("POST", path, body)
+    if status != 200:
+        raise SmokeFailure(f"{path} answered HTTP {status}: {answer[:300]!r}")
+    response = json.loads(answer)["response"]
+    if response.get("uid") != request["uid"]:
+        raise SmokeFailure(f"{path} answered uid {response.get('uid')!r}, not {request['uid']!r}")
+    return response
 
 
 def writable_dir(path: Path) -> Path:
@@ -170,25 +145,16 @@ def writable_dir(path: Path) -> Path:
     return path
 
 
-def kubeconfig_for(path: Path, server: str) -> Path:
-    config = {
-        "apiVersion": "v1", "kind": "Config", "current-context": "smoke",
-        "clusters": [{"name": "smoke", "cluster": {"server": server}}],
-        "users": [{"name": "smoke", "user": {}}],
-        "contexts": [{"name": "smoke", "context": {"cluster": "smoke", "user": "smoke"}}],
-    }  # fmt: skip
-    path.write_text(yaml.safe_dump(config))
-    path.chmod(0o644)
-    return path
-
-
 def check_webhook(image: str, sidecar_image: str, work: Path, kube_url: str) -> dict[str, Any]:
     """Certificates and admission from the webhook image; returns the patched example pod."""
     certs = writable_dir(work / "certs")
     podman("run", *HARDENED, "--rm", "--volume", f"{certs}:/certs", image, "certs",
            "--service", SERVICE, "--namespace", SERVICE_NAMESPACE, "--out", "/certs")  # fmt: skip
-    kubeconfig = kubeconfig_for(work / "kubeconfig.yaml", kube_url)
-    webhook = Webhook(free_port(), certs / "ca.crt")
+    kubeconfig = write_kubeconfig(work / "kubeconfig.yaml", kube_url, "smoke")
+    kubeconfig.chmod(0o644)  # the image runs as another UID
+    # HTTPS verified as the Service name, as the API server does.
+    context = ssl.create_default_context(cafile=str(certs / "ca.crt"))
+    webhook = ServiceClient(free_port(), context, SERVER_NAME)
     args = ["webhook", "--tls-cert", "/certs/tls.crt", "--tls-key", "/certs/tls.key",
             "--host", "127.0.0.1", "--port", str(webhook.port), "--region", REGION,
             "--kubeconfig", "/etc/sidecred/kubeconfig",
@@ -197,13 +163,13 @@ def check_webhook(image: str, sidecar_image: str, work: Path, kube_url: str) -> 
     pod = load_yaml_object(str(EXAMPLES / "pod-allowed.yaml"), "pod")
     namespace = pod["metadata"]["namespace"]
     with container(image, args, volumes) as name:
-        wait_for(webhook.ready, "the webhook", name)
-        mutated = webhook.review("/mutate", build_request(pod, namespace) | {"dryRun": False})
+        wait_for(webhook.answers_ready, "the webhook", name)
+        mutated = review(webhook, "/mutate", build_request(pod, namespace) | {"dryRun": False})
         if not mutated.get("allowed") or mutated.get("patchType") != "JSONPatch":
             raise SmokeFailure(f"/mutate did not inject the example pod: {mutated.get('status')}")
         patched = apply_patch(pod, json.loads(base64.b64decode(mutated["patch"])))
-        validated = webhook.review(
-            "/validate", build_request(patched, namespace) | {"dryRun": False}
+        validated = review(
+            webhook, "/validate", build_request(patched, namespace) | {"dryRun": False}
         )
         if not validated.get("allowed"):
             raise SmokeFailure(f"/validate refused the patched pod: {validated.get('status')}")
@@ -309,11 +275,10 @@ def main() -> int:
                 check_image_config(image, args.version, args.revision)
             check_sidecar_closure(args.sidecar_image)
             patched = check_webhook(args.webhook_image, args.sidecar_image, work, stub.url)
-            deadline = time.monotonic() + TIMEOUT
-            while not http_ok(sts_url + "/moto-api/"):
-                if moto.poll() is not None or time.monotonic() > deadline:
-                    raise SmokeFailure("moto_server (the STS emulator) did not start")
-                time.sleep(0.1)
+            try:
+                wait_until(lambda: http_ok(sts_url + "/moto-api/"), TIMEOUT, "moto", 0.1, moto)
+            except AssertionError:
+                raise SmokeFailure("moto_server (the STS emulator) did not start") from None
             check_sidecar(args.sidecar_image, patched, work, sts_url)
         except SmokeFailure as failure:
             print(f"image: FAILED {failure}", file=sys.stderr)

@@ -2,7 +2,10 @@
 
 These names are defined here once. The webhook imports them to build the
 sidecar's container spec, so the pod spec shows every setting the sidecar
-uses and the sidecar has no hidden defaults of its own.
+uses and the sidecar has no hidden defaults of its own. Each value here is this
+sidecar's own setting, resolved by the webhook for this pod; the same name in the
+webhook's env (for example `SIDECRED_TOKEN_MODE`) is the webhook's default for the
+pods it injects, not a setting any sidecar reads.
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+
+from sidecred.int_range import int_in_range_or_problem
 
 # --- env names (the contract) ------------------------------------------------
 ENV_ROLE_ARN = "SIDECRED_ROLE_ARN"
@@ -51,6 +56,7 @@ SIDECAR_MODES = ("native", "container")
 # sidecred refuses anything under 3600 s at admission (SDKs refresh below 15 min).
 MIN_SESSION_DURATION = 3600
 MAX_SESSION_DURATION = 43200
+STS_MIN_SESSION_DURATION = 900  # what the sidecar accepts in its own env
 
 # Failed STS calls are retried with jittered exponential backoff up to this cap.
 DEFAULT_RETRY_CAP_SECONDS = 60.0
@@ -114,18 +120,12 @@ def _choice(
     return value
 
 
-def _port(env: Mapping[str, str], name: str, problems: list[str]) -> int:
+def _int_setting(
+    env: Mapping[str, str], name: str, low: int, high: int, problems: list[str], unit: str = ""
+) -> int:
+    """A required whole number in [low, high]; 0 (and a problem) when missing or invalid."""
     raw = _required(env, name, problems)
-    if not raw:
-        return 0
-    try:
-        port = int(raw)
-    except ValueError:
-        problems.append(f"{name}={raw!r} is not a port number")
-        return 0
-    if not 1 <= port <= 65535:
-        problems.append(f"{name}={raw!r} is outside 1-65535")
-    return port
+    return int_in_range_or_problem(name, raw, low, high, problems, unit=unit) if raw else 0
 
 
 def _token_settings(
@@ -139,22 +139,6 @@ def _token_settings(
     if token_mode == "env" and not auth_token:
         problems.append(f"{ENV_AUTH_TOKEN} is not set (required in token mode env)")
     return token_file, auth_token
-
-
-def _session_duration(env: Mapping[str, str], problems: list[str]) -> int:
-    raw = _required(env, ENV_SESSION_DURATION, problems)
-    if not raw:
-        return 0
-    try:
-        duration = int(raw)
-    except ValueError:
-        problems.append(f"{ENV_SESSION_DURATION}={raw!r} is not a whole number of seconds")
-        return 0
-    if not 900 <= duration <= MAX_SESSION_DURATION:
-        problems.append(
-            f"{ENV_SESSION_DURATION}={duration} is outside 900-{MAX_SESSION_DURATION} seconds"
-        )
-    return duration
 
 
 def _seconds(
@@ -200,12 +184,13 @@ def load_config(env: Mapping[str, str] | None = None) -> SidecarConfig:
     source = _choice(env, ENV_CREDENTIAL_SOURCE, SIDECAR_SOURCES, problems)
     token_mode = _choice(env, ENV_TOKEN_MODE, TOKEN_MODES, problems)
     sidecar_mode = _choice(env, ENV_SIDECAR_MODE, SIDECAR_MODES, problems)
-    port = _port(env, ENV_PORT, problems)
-    health_port = _port(env, ENV_HEALTH_PORT, problems)
+    port = _int_setting(env, ENV_PORT, 1, 65535, problems)
+    health_port = _int_setting(env, ENV_HEALTH_PORT, 1, 65535, problems)
     if port and port == health_port:
         problems.append(f"{ENV_PORT} and {ENV_HEALTH_PORT} are both {port}; they must differ")
 
-    duration = _session_duration(env, problems)
+    low, high = STS_MIN_SESSION_DURATION, MAX_SESSION_DURATION
+    duration = _int_setting(env, ENV_SESSION_DURATION, low, high, problems, "seconds")
 
     pod_name = _required(env, ENV_POD_NAME, problems)
     pod_namespace = _required(env, ENV_POD_NAMESPACE, problems)
@@ -264,19 +249,3 @@ def load_config(env: Mapping[str, str] | None = None) -> SidecarConfig:
         retry_cap_seconds=retry_cap,
         **broker,
     )
-
-
-def parse_int_in_range(name: str, value: str, low: int, high: int, *, unit: str = "") -> int:
-    """`value` as a whole number of ASCII digits in [low, high]; ValueError naming `name` if not.
-
-    `int()` alone also takes other scripts' digits ("١٢") and surrounding space; a
-    setting such as "²" passes `str.isdigit()` and then crashes `int()`.
-    """
-    text = value.strip()
-    suffix = f" {unit}" if unit else ""
-    if not (text.isascii() and text.lstrip("+-").isdigit() and len(text) <= 20):
-        raise ValueError(f"{name}={value[:40]!r} is not a whole number{suffix}")
-    number = int(text)
-    if not low <= number <= high:
-        raise ValueError(f"{name}={number} is outside {low}-{high}{suffix}")
-    return number

@@ -10,12 +10,17 @@ from __future__ import annotations
 import hmac
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sidecred.sidecar.cache import CredentialCache
 from sidecred.sidecar.config import CREDENTIALS_PATH
 from sidecred.sidecar.server import Request, Response
 from sidecred.sidecar.wire import error_body, format_expiration
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 def _json_error(status: int, code: str, message: str) -> Response:
@@ -44,7 +49,7 @@ class CredentialEndpoint:
         self,
         cache: CredentialCache,
         token: str,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.cache = cache
         self.token = token.encode("latin-1")
@@ -76,18 +81,13 @@ class CredentialEndpoint:
         return Response(status, body)
 
 
+@dataclass
 class HealthEndpoint:
     """`/healthz`, `/readyz` and `/metrics` for the kubelet and operators. No secrets."""
 
-    def __init__(
-        self,
-        cache: CredentialCache,
-        credentials: CredentialEndpoint,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-    ) -> None:
-        self.cache = cache
-        self.credentials = credentials
-        self.clock = clock
+    cache: CredentialCache
+    credentials: CredentialEndpoint
+    clock: Callable[[], datetime] = utc_now
 
     def __call__(self, request: Request) -> Response:
         path = _path(request.target)

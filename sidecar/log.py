@@ -1,4 +1,4 @@
-"""JSON-lines logging to stderr: one object per line with `ts`, `level`, `event` and fields.
+"""JSON-lines logging to stderr in sidecred's one schema (`sidecred.jsonlog`).
 
 Callers pass only non-secret fields; no credential, key, session token or auth
 token is ever handed to these functions.
@@ -6,22 +6,11 @@ token is ever handed to these functions.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from typing import IO, Any
 
-
-def _timestamp(now: float) -> str:
-    millis = int(now * 1000) % 1000
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{millis:03d}Z"
-
-
-def format_line(level: str, event: str, fields: dict[str, Any], now: float) -> str:
-    """One log line as JSON (pure: the caller supplies the time)."""
-    record: dict[str, Any] = {"ts": _timestamp(now), "level": level, "event": event}
-    record.update(fields)
-    return json.dumps(record, default=str, separators=(",", ":"))
+from sidecred.jsonlog import format_line
 
 
 def log(level: str, event: str, stream: IO[str] | None = None, **fields: Any) -> None:

@@ -18,6 +18,7 @@ TOKEN_FILE_MODE = 0o644
 
 
 def generate_token() -> str:
+    """A fresh endpoint token: made here for token mode file, by the webhook for mode env."""
     return secrets.token_urlsafe(TOKEN_BYTES)
 
 

@@ -50,7 +50,16 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"sidecred: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
         return 2
-    module = importlib.import_module(COMMANDS[name][0])
+    try:
+        module = importlib.import_module(COMMANDS[name][0])
+    except ModuleNotFoundError as exc:
+        # The slim sidecar image holds only `sidecar` and `fetch`; say so instead of a traceback.
+        print(
+            f"sidecred: `sidecred {name}` is not part of this installation "
+            f"(no module named {exc.name!r}); the sidecar image runs only `sidecar` and `fetch`",
+            file=sys.stderr,
+        )
+        return 2
     return int(module.main(rest) or 0)
 
 

@@ -9,11 +9,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from sidecred.int_range import parse_int_in_range
 from sidecred.sidecar.config import (
     MAX_SESSION_DURATION,
     MIN_SESSION_DURATION,
     TOKEN_MODES,
-    parse_int_in_range,
 )
 from sidecred.webhook.names import SIDECAR_NAME
 from sidecred.webhook.refusal import Refusal
@@ -28,6 +28,7 @@ TOKEN_MODE_KEY = "sidecred.dev/token-mode"
 # --- written by the webhook --------------------------------------------------------
 INJECTED_KEY = "sidecred.dev/injected"  # annotation: the role ARN the sidecar was injected for
 INJECTED_LABEL = "sidecred.dev/injected"  # label "true": what pod watchers select by
+EVENT_LABEL = "sidecred.dev/event"  # label on every Event sidecred posts, to read them back
 DEFAULT_CONTAINER_KEY = "kubectl.kubernetes.io/default-container"  # container mode
 # --- namespace policy ---------------------------------------------------------------
 PERMITTED_KEY = "iam.amazonaws.com/permitted"  # kiam: RE2, full match on the role ARN
@@ -40,9 +41,16 @@ CONTAINER_NAME_RE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 QUOTED_CHARS = 200  # values quoted in messages are cut to this
 
 
-def q(value: str, limit: int = QUOTED_CHARS) -> str:
-    """A value quoted (JSON) for a message, cut to `limit` characters so messages stay short."""
-    return json.dumps(value if len(value) <= limit else value[:limit] + "...")
+def q(value: object, limit: int = QUOTED_CHARS) -> str:
+    """The one way a value is shown in a message: as JSON, cut to `limit` characters.
+
+    A string is cut before quoting (so the quotes stay balanced); anything else is
+    shown as its JSON text.
+    """
+    if isinstance(value, str):
+        return json.dumps(value if len(value) <= limit else value[:limit] + "...")
+    shown = json.dumps(value)
+    return shown if len(shown) <= limit else shown[:limit] + "..."
 
 
 def annotations_of(obj: Mapping[str, Any]) -> dict[str, str]:

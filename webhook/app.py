@@ -176,6 +176,32 @@ class Admission:
         )
 
 
+class RendersMetrics(Protocol):
+    @property
+    def content_type(self) -> str: ...
+
+    def render(self) -> bytes: ...
+
+
+def add_metrics_and_last_resort(
+    app: FastAPI,
+    metrics: RendersMetrics,
+    logger: logging.Logger,
+    internal_error: Callable[[], Response],
+) -> None:
+    """`GET /metrics`, and the last resort for an unexpected exception: logged with its
+    traceback, answered with `internal_error()` (never a traceback to the caller)."""
+
+    @app.get("/metrics")
+    async def prometheus_metrics() -> Response:
+        return Response(metrics.render(), media_type=metrics.content_type)
+
+    @app.exception_handler(Exception)
+    async def unexpected_error(_: Request, exc: Exception) -> Response:
+        logger.error("unhandled error: %s", type(exc).__name__, exc_info=exc)
+        return internal_error()
+
+
 def create_app(
     config: WebhookConfig,
     namespaces: NamespaceSource,
@@ -214,13 +240,8 @@ def create_app(
             status_code=503,
         )
 
-    @app.get("/metrics")
-    async def prometheus_metrics() -> Response:
-        return Response(metrics.render(), media_type=metrics.content_type)
-
-    @app.exception_handler(Exception)
-    async def unexpected_error(_: Request, exc: Exception) -> Response:
-        log.error("unhandled error: %s", type(exc).__name__, exc_info=exc)
-        return error_response(500, "internal error; see the webhook's log")
+    add_metrics_and_last_resort(
+        app, metrics, log, lambda: error_response(500, "internal error; see the webhook's log")
+    )
 
     return app

@@ -12,7 +12,6 @@ for a role or option annotation that cannot be read.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -101,7 +100,7 @@ def _shown(path: str, value: Any) -> str:
     """A value for a message; never the endpoint's auth token."""
     if sc.ENV_AUTH_TOKEN in path:
         return "a different token"
-    return q(value, 160) if isinstance(value, str) else json.dumps(value)[:160]
+    return q(value, 160)
 
 
 def _item_path(path: str, index: int, want: Any, got: Any) -> str:

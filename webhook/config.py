@@ -6,6 +6,13 @@ either. Each option's facts (help, choices, integer range) live once, in its
 dataclass field's metadata. `config_from_args` validates everything at start-up
 and raises ValueError naming each bad option, so a misconfigured webhook never
 starts.
+
+Some env names are also sidecar env names (`SIDECRED_TOKEN_MODE`, `SIDECRED_REGION`,
+`SIDECRED_SIDECAR_MODE`, ...; `sidecred.sidecar.config`). They never meet: in the
+webhook's env the value is the default for the pods it injects (a pod annotation
+such as `sidecred.dev/token-mode` may override it per pod); the webhook writes each
+pod's resolved value into that pod's sidecar container, whose env is the sidecar's
+own setting.
 """
 
 from __future__ import annotations
@@ -21,12 +28,12 @@ from urllib.parse import urlsplit
 
 from cryptography import x509
 
+from sidecred.int_range import int_in_range_or_problem
 from sidecred.sidecar.config import (
     MAX_SESSION_DURATION,
     MIN_SESSION_DURATION,
     SIDECAR_MODES,
     TOKEN_MODES,
-    parse_int_in_range,
 )
 from sidecred.webhook.annotations import ROLE_KEY
 
@@ -186,14 +193,6 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         )
 
 
-def _int(name: str, raw: str, low: int, high: int, problems: list[str]) -> int:
-    try:
-        return parse_int_in_range(_flag(name), raw, low, high)
-    except ValueError as exc:
-        problems.append(str(exc))
-        return 0
-
-
 def _convert(f: Any, value: str, problems: list[str]) -> object:
     choices = f.metadata["choices"]
     if choices and value not in choices:
@@ -203,7 +202,7 @@ def _convert(f: Any, value: str, problems: list[str]) -> object:
             problems.append(f"{_flag(f.name)}={value!r} is not true or false")
         return value.lower() in TRUE_WORDS
     if f.metadata["limits"]:
-        return _int(f.name, value, *f.metadata["limits"], problems)
+        return int_in_range_or_problem(_flag(f.name), value, *f.metadata["limits"], problems)
     if isinstance(f.default, tuple):
         return tuple(dict.fromkeys(item.strip() for item in value.split(",") if item.strip()))
     return value

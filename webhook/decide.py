@@ -7,11 +7,11 @@ injected, so the same inputs always give the same decision and patch.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from sidecred.sidecar.token_file import generate_token
 from sidecred.webhook.access import (
     check_connect,
     check_token_request,
@@ -51,11 +51,6 @@ class Decision:
     patch: list[dict] | None = None  # JSON Patch ops
     warnings: tuple[str, ...] = ()
     reason: str = "allowed"
-
-
-def default_token() -> str:
-    """A per-pod endpoint token: 32 random bytes, URL-safe, no newline (SDKs reject CR/LF)."""
-    return secrets.token_urlsafe(32)
 
 
 def deny(refusal: Refusal, warnings: list[str] | tuple[str, ...] = ()) -> Decision:
@@ -199,7 +194,7 @@ def decide_mutation(
     namespace: Mapping[str, Any] | None,
     config: WebhookConfig,
     *,
-    new_token: Callable[[], str] = default_token,
+    new_token: Callable[[], str] = generate_token,
     namespace_error: str = "",
 ) -> Decision:
     """Decide a /mutate request: inject the sidecar, or refuse the pod."""

@@ -32,6 +32,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from sidecred.webhook.annotations import EVENT_LABEL
 from sidecred.webhook.kube import PodCache
 from sidecred.webhook.leader import RETRY_PERIOD_SECONDS, LeaseElector, micro_time
 from sidecred.webhook.names import SIDECAR_NAME
@@ -50,7 +51,6 @@ log = logging.getLogger(__name__)
 UNAVAILABLE, AVAILABLE = "CredentialsUnavailable", "CredentialsAvailable"
 RATE_LIMIT_SECONDS = 300  # at most one CredentialsUnavailable per pod in this window
 SCAN_INTERVAL_SECONDS = 10.0  # with the kubelet's probe period, an event within 30 s
-EVENT_LABEL = "sidecred.dev/event"  # on every Event sidecred posts, to read them back
 COMPONENT = "sidecred"
 MAX_MESSAGE_CHARS = 1024  # the API server's limit on an Event message
 

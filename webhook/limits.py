@@ -20,7 +20,10 @@ import asyncio
 import asyncio.constants
 import asyncio.sslproto
 import logging
+import ssl
+from typing import Any
 
+import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 log = logging.getLogger("sidecred.webhook")
@@ -92,3 +95,25 @@ class DeadlineH11Protocol(H11Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_deadline()
         super().connection_lost(exc)
+
+
+def server_config(app: Any, host: str, port: int, tls: ssl.SSLContext) -> uvicorn.Config:
+    """uvicorn settings for a sidecred TLS server (the webhook, the broker) with these limits.
+
+    Also applies the process-wide TLS limits (`apply_tls_limits`).
+    """
+    apply_tls_limits()
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        ssl_context_factory=lambda _config, _default: tls,
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        timeout_graceful_shutdown=10,
+        loop="asyncio",
+        http=DeadlineH11Protocol,
+        h11_max_incomplete_event_size=MAX_HEAD_BYTES,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
+    )

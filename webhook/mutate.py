@@ -25,6 +25,7 @@ from sidecred.webhook.annotations import (
     INJECTED_KEY,
     INJECTED_LABEL,
     SESSION_NAME_KEY,
+    SKIP_CONTAINERS_KEY,
     PodOptions,
     q,
 )
@@ -278,6 +279,15 @@ def outranking_env_warning(name: str, container: Mapping[str, Any], role_arn: st
     )
 
 
+def foreign_endpoint(container: str, uri: str, expected: str) -> Refusal:
+    """A container that points the SDK at another credential endpoint than this pod's sidecar."""
+    return Refusal(
+        "foreign-endpoint",
+        f"sidecred: container {q(container)} sets {FULL_URI}={q(uri, 200)}, not this pod's "
+        f"sidecar {q(expected)}; remove it, or list the container in {SKIP_CONTAINERS_KEY}",
+    )
+
+
 def _container_ops(
     list_name: str, index: int, container: Mapping[str, Any], inj: Injection, warnings: list[str]
 ) -> list[dict[str, Any]]:
@@ -288,11 +298,7 @@ def _container_ops(
     uri = sc.credentials_uri(inj.port)
     current = env_value(container, FULL_URI)
     if current is not None and current != uri:
-        raise Refusal(
-            "foreign-endpoint",
-            f"sidecred: container {q(name)} sets {FULL_URI}={q(current, 200)}, not this pod's "
-            f"sidecar {q(uri)}; remove it, or list the container in sidecred.dev/skip-containers",
-        )
+        raise foreign_endpoint(name, current, uri)
     if warning := outranking_env_warning(name, container, inj.role_arn):
         warnings.append(warning)
 

@@ -15,7 +15,6 @@ warning, never a false one.
 
 from __future__ import annotations
 
-import json
 import re
 import re._constants as sre_constants  # the stdlib regex parser reads RE2's common syntax too
 import re._parser as sre_parser
@@ -23,6 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from sidecred.webhook.annotations import q
 from sidecred.webhook.config import WebhookConfig
 from sidecred.webhook.decide import Decision
 from sidecred.webhook.policy import (
@@ -32,6 +32,7 @@ from sidecred.webhook.policy import (
     compile_permitted,
     evaluate_policy,
 )
+from sidecred.webhook.review import is_core_request
 
 POLICY_KEYS = (PERMITTED_KEY, ALLOWED_ROLES_KEY)
 # Any role ARN serves: a bad policy is refused whatever the role.
@@ -51,14 +52,8 @@ class NamespaceVerdict:
 
 
 def is_namespace_request(request: Mapping[str, Any]) -> bool:
-    kind = request.get("kind") or {}
-    resource = request.get("resource") or {}
-    return (
-        kind.get("group", "") == ""
-        and kind.get("kind") == "Namespace"
-        and resource.get("resource") == "namespaces"
-        and not request.get("subResource")
-    )
+    """A Namespace itself (not a subresource such as `namespaces/finalize`)."""
+    return is_core_request(request, "Namespace", "namespaces") and not request.get("subResource")
 
 
 def policy_annotations(obj: Mapping[str, Any] | None) -> dict[str, str]:
@@ -95,7 +90,7 @@ def review_namespace(
     if ALLOWED_ROLES_KEY in annotations:
         matcher = compile_allowed_roles(annotations[ALLOWED_ROLES_KEY], config.base_role_arn)
         warnings += risky_pattern_warnings(ALLOWED_ROLES_KEY, matcher)
-    prefix = f"sidecred: namespace {json.dumps(name)}: "
+    prefix = f"sidecred: namespace {q(name)}: "
     return NamespaceVerdict(True, warnings=tuple(prefix + w for w in warnings))
 
 
@@ -223,7 +218,7 @@ def _crosses_slash(key: str, matcher: Any, base_role: str, spanning: str) -> lis
         return []
     return [
         f"{key} lets a '.' match '/', so it also permits roles in deeper paths, such as "
-        f"{json.dumps(spanning)}; use [^/] to stay within one path segment"
+        f"{q(spanning)}; use [^/] to stay within one path segment"
     ]
 
 
@@ -250,13 +245,9 @@ def risky_pattern_warnings(key: str, matcher: Any) -> list[str]:
     if every_role and every_account and base is None:
         return [*warnings, f"{key} permits every role in every AWS account"]
     if every_role:
-        warnings.append(
-            f"{key} permits every role in account {account}, such as {json.dumps(any_role)}"
-        )
+        warnings.append(f"{key} permits every role in account {account}, such as {q(any_role)}")
     if every_account:
-        warnings.append(
-            f"{key} permits roles in every AWS account, such as {json.dumps(elsewhere)}"
-        )
+        warnings.append(f"{key} permits roles in every AWS account, such as {q(elsewhere)}")
     return warnings
 
 

@@ -13,6 +13,7 @@ from typing import Any
 from sidecred.webhook.annotations import q
 from sidecred.webhook.names import SIDECAR_NAME
 from sidecred.webhook.refusal import Refusal
+from sidecred.webhook.review import is_core_request
 
 CONTAINER_LISTS = ("initContainers", "containers")
 
@@ -42,14 +43,8 @@ def pod_label(request: Mapping[str, Any]) -> str:
 
 
 def is_pod_request(request: Mapping[str, Any]) -> bool:
-    kind = request.get("kind") or {}
-    resource = request.get("resource") or {}
-    return (
-        kind.get("group", "") == ""
-        and kind.get("kind") == "Pod"
-        and resource.get("group", "") == ""
-        and resource.get("resource") == "pods"
-    )
+    """A Pod on `pods`, whatever the subresource (ephemeralcontainers included)."""
+    return is_core_request(request, "Pod", "pods")
 
 
 def iter_containers(pod: Mapping[str, Any]) -> Iterator[tuple[str, int, dict[str, Any]]]:

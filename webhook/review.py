@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import uuid
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal, NotRequired, TypedDict
 
 if TYPE_CHECKING:
@@ -86,6 +87,18 @@ class AdmissionReview(TypedDict):
     kind: str
     request: NotRequired[AdmissionRequest]
     response: NotRequired[AdmissionResponse]
+
+
+def is_core_request(request: Mapping[str, Any], kind: str, resource: str) -> bool:
+    """The request is about a core-group `kind` object on the core `resource`."""
+    request_kind = request.get("kind") or {}
+    request_resource = request.get("resource") or {}
+    return (
+        request_kind.get("group", "") == ""
+        and request_kind.get("kind") == kind
+        and request_resource.get("group", "") == ""
+        and request_resource.get("resource") == resource
+    )
 
 
 def admission_request(

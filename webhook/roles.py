@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from sidecred.webhook.annotations import q
+from sidecred.webhook.annotations import ROLE_KEY, q
 
 # IAM role names: 1-64 of [\w+=,.@-]; path segments use the same characters
 # (stricter than IAM's printable-ASCII paths, so no glob or regex metacharacter
@@ -32,7 +32,7 @@ def is_role_arn(value: str) -> bool:
     return value.startswith("arn:")
 
 
-def resolve_role(value: str, base_role_arn: str | None, key: str = "iam.amazonaws.com/role") -> str:
+def resolve_role(value: str, base_role_arn: str | None, key: str = ROLE_KEY) -> str:
     """Return the full role ARN for an annotation value, or raise RoleError.
 
     `base_role_arn` is the validated prefix from WebhookConfig (ends with "/").

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
 import logging
 import ssl
 import sys
@@ -14,17 +12,13 @@ import uvicorn
 from kubernetes import client
 from kubernetes import config as kube_config
 
-from sidecred.sidecar.config import parse_int_in_range
+from sidecred.int_range import int_in_range_type
+from sidecred.jsonlog import JsonLineFormatter
 from sidecred.webhook.app import create_app
 from sidecred.webhook.config import add_config_arguments, config_from_args
 from sidecred.webhook.event_options import add_event_arguments, build_event_reporter
 from sidecred.webhook.kube import NamespaceCache
-from sidecred.webhook.limits import (
-    KEEP_ALIVE_SECONDS,
-    MAX_HEAD_BYTES,
-    DeadlineH11Protocol,
-    apply_tls_limits,
-)
+from sidecred.webhook.limits import server_config
 from sidecred.webhook.metrics import WebhookMetrics
 from sidecred.webhook.tls import DEFAULT_CHECK_INTERVAL, ReloadingServerContext
 
@@ -33,27 +27,6 @@ log = logging.getLogger("sidecred.webhook")
 
 class KubeConfigUnavailable(RuntimeError):
     """Neither in-cluster credentials nor a kubeconfig could be loaded."""
-
-
-class JsonLineFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message, and any `extra={"fields": ...}`."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, object] = {
-            "time": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(
-                timespec="milliseconds"
-            ),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        fields = getattr(record, "fields", None)
-        if isinstance(fields, dict):
-            for key, value in fields.items():
-                entry.setdefault(key, value)  # never overwrite time, level or message
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
 
 
 def configure_logging(level: int = logging.INFO) -> None:
@@ -90,13 +63,6 @@ def load_core_api(kubeconfig: str | None) -> client.CoreV1Api:
     return client.CoreV1Api(client.ApiClient(configuration))
 
 
-def _port(value: str) -> int:
-    try:
-        return parse_int_in_range("--port", value, 1, 65535)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sidecred webhook",
@@ -104,7 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--tls-cert", required=True, type=Path, help="serving certificate (PEM)")
     parser.add_argument("--tls-key", required=True, type=Path, help="its private key (PEM)")
-    parser.add_argument("--port", type=_port, default=8443, help="listen port (default 8443)")
+    parser.add_argument(
+        "--port",
+        type=int_in_range_type("--port", 1, 65535),
+        default=8443,
+        help="listen port (default 8443)",
+    )
     parser.add_argument("--host", default="0.0.0.0", help="listen address (default 0.0.0.0)")
     parser.add_argument(
         "--kubeconfig",
@@ -155,22 +126,8 @@ def main(argv: list[str]) -> int:
         # uvicorn re-raises SIGTERM once it has shut down, so `finally` would not run:
         # release the Lease during the app's shutdown instead.
         app.router.on_shutdown.append(reporter.stop)
-    server_config = uvicorn.Config(
-        app,
-        host=args.host,
-        port=args.port,
-        ssl_context_factory=lambda _config, _default: tls.server_context,
-        log_config=None,
-        access_log=False,
-        server_header=False,
-        timeout_graceful_shutdown=10,
-        # Limits against abuse (webhook.limits): any pod can reach the webhook.
-        loop="asyncio",
-        http=DeadlineH11Protocol,
-        h11_max_incomplete_event_size=MAX_HEAD_BYTES,
-        timeout_keep_alive=KEEP_ALIVE_SECONDS,
-    )
-    apply_tls_limits()
+    # Limits against abuse (webhook.limits): any pod can reach the webhook.
+    config = server_config(app, args.host, args.port, tls.server_context)
     namespaces.start()
     if reporter is not None:
         reporter.start()
@@ -179,7 +136,7 @@ def main(argv: list[str]) -> int:
         extra={"fields": {"host": args.host, "port": args.port, "config": vars(config)}},
     )
     try:
-        uvicorn.Server(server_config).run()
+        uvicorn.Server(config).run()
     finally:
         namespaces.stop()
     return 0

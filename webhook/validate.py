@@ -10,10 +10,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from sidecred.sidecar import config as sc
-from sidecred.webhook.annotations import INJECTED_KEY, PodOptions, annotations_of, q
+from sidecred.webhook.annotations import (
+    INJECTED_KEY,
+    PodOptions,
+    annotations_of,
+    q,
+)
 from sidecred.webhook.canonical import forged_reason, token_audiences
 from sidecred.webhook.config import WebhookConfig
-from sidecred.webhook.mutate import FULL_URI
+from sidecred.webhook.mutate import FULL_URI, foreign_endpoint
 from sidecred.webhook.names import SA_TOKEN_VOLUME, SIDECAR_NAME
 from sidecred.webhook.pod import env_value, iter_containers, mounted_volumes
 from sidecred.webhook.refusal import Refusal
@@ -104,9 +109,4 @@ def check_app_containers(pod: Mapping[str, Any], options: PodOptions, port: int)
             continue
         uri = env_value(container, FULL_URI)
         if uri is not None and uri != expected:
-            raise Refusal(
-                "foreign-endpoint",
-                f"sidecred: container {q(name)} sets {FULL_URI}={q(uri, 200)}, not this pod's "
-                f"sidecar {q(expected)}; remove it, or list the container in "
-                "sidecred.dev/skip-containers",
-            )
+            raise foreign_endpoint(name, uri, expected)

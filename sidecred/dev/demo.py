@@ -45,20 +45,20 @@ from typing import Any
 
 import yaml
 
-from sidecred.dev.kube_stub import KubeApiStub
+from sidecred.dev.kube_stub import KubeApiStub, write_kubeconfig
 from sidecred.dev.local_pod import (
     LocalPod,
     LocalPodError,
     resolve_command,
     service_account_token,
 )
-from sidecred.dev.processes import free_port, stop_process
+from sidecred.dev.processes import free_port, stop_process, wait_until
 from sidecred.dev.token_review import TokenAuthority
 from sidecred.sidecar import config as contract
+from sidecred.webhook.annotations import INJECTED_KEY, INJECTED_LABEL, PERMITTED_KEY, ROLE_KEY
 from sidecred.webhook.check_cli import build_request, load_yaml_object
 from sidecred.webhook.mutate import AUTH_TOKEN, apply_patch
 from sidecred.webhook.names import SA_TOKEN_VOLUME, SIDECAR_NAME
-from sidecred.webhook.policy import PERMITTED_KEY
 
 STEP_COUNT = 7  # 8 with the broker (its revocation step)
 # Package data in a wheel; in a checkout a symlink to deploy/examples.
@@ -128,21 +128,14 @@ class Reporter:
 # --- processes -----------------------------------------------------------------
 
 
-def wait_until(
+def wait_for_start(
     check: Callable[[], bool], what: str, process: subprocess.Popen[bytes], log: Path
 ) -> None:
     """Poll `check` until true; fail at once if `process` exits, or at the deadline."""
-    deadline = time.monotonic() + START_TIMEOUT
-    while not check():
-        if process.poll() is not None:
-            raise DemoFailure(
-                f"{what} exited with code {process.returncode}; log tail:\n{tail(log)}"
-            )
-        if time.monotonic() > deadline:
-            raise DemoFailure(
-                f"{what} did not answer within {START_TIMEOUT:g} s; log tail:\n{tail(log)}"
-            )
-        time.sleep(POLL_SECONDS)  # poll interval, bounded by the deadline
+    try:
+        wait_until(check, START_TIMEOUT, what, POLL_SECONDS, process)
+    except AssertionError as exc:
+        raise DemoFailure(f"{exc}; log tail:\n{tail(log)}") from None
 
 
 def tail(path: Path, lines: int = 15) -> str:
@@ -321,7 +314,7 @@ class Demo:
             for path in sorted(examples.glob("namespace-*.yaml"))
         ]
         annotations = (self.allowed_pod.get("metadata") or {}).get("annotations") or {}
-        self.role = RoleRef.parse(annotations.get("iam.amazonaws.com/role", ""))
+        self.role = RoleRef.parse(annotations.get(ROLE_KEY, ""))
 
         with self.report.step(1, "Start an STS emulator and create the role"):
             self.start_sts()
@@ -358,7 +351,9 @@ class Demo:
             log,
             env,
         )
-        wait_until(lambda: http_answers(self.sts_url + "/moto-api/"), "moto_server", process, log)
+        wait_for_start(
+            lambda: http_answers(self.sts_url + "/moto-api/"), "moto_server", process, log
+        )
         self.report.detail(f"moto_server on {self.sts_url} (account {self.role.account})")
 
         import boto3  # only the demo's own IAM call; the app gets no keys
@@ -413,19 +408,7 @@ class Demo:
         self.stack.callback(self.stub.stop)
         names = ", ".join((n.get("metadata") or {}).get("name", "?") for n in self.namespaces)
         self.report.detail(f"Kubernetes API stub on {self.stub.url} with namespaces: {names}")
-        kubeconfig = self.workdir / "kubeconfig.yaml"
-        kubeconfig.write_text(
-            yaml.safe_dump(
-                {
-                    "apiVersion": "v1",
-                    "kind": "Config",
-                    "clusters": [{"name": "demo", "cluster": {"server": self.stub.url}}],
-                    "users": [{"name": "demo", "user": {}}],
-                    "contexts": [{"name": "demo", "context": {"cluster": "demo", "user": "demo"}}],
-                    "current-context": "demo",
-                }
-            )
-        )
+        kubeconfig = write_kubeconfig(self.workdir / "kubeconfig.yaml", self.stub.url, "demo")
         return kubeconfig
 
     def start_webhook(self) -> None:
@@ -452,7 +435,7 @@ class Demo:
         process = start_process(self.stack, argv, log, clean_env())
         context = ssl.create_default_context(cafile=str(tls / "ca.crt"))
         self.webhook = ServiceClient(port, context, SERVER_NAME)
-        wait_until(self.webhook.answers_ready, "sidecred webhook", process, log)
+        wait_for_start(self.webhook.answers_ready, "sidecred webhook", process, log)
         self.report.detail(f"sidecred {shown_argv(argv)}")
         self.report.detail(
             f"ready on https://127.0.0.1:{port} (certificate verified as {SERVER_NAME})"
@@ -484,7 +467,7 @@ class Demo:
         self.broker_process = start_process(self.stack, argv, self.broker_log, env)
         context = ssl.create_default_context(cafile=str(tls / "ca.crt"))
         self.broker = ServiceClient(port, context, BROKER_HOST)
-        wait_until(
+        wait_for_start(
             self.broker.answers_ready, "sidecred broker", self.broker_process, self.broker_log
         )
         self.report.detail(f"sidecred certs: CA and serving certificate for {BROKER_HOST} in {tls}")
@@ -507,9 +490,9 @@ class Demo:
         warnings = list(response.get("warnings") or [])
         self.report.detail(f"decision: allowed, {len(patch)} JSON Patch operations")
         self.report.detail(summarise_pod(self.patched, warnings))
-        injected = (self.patched["metadata"].get("annotations") or {}).get("sidecred.dev/injected")
+        injected = (self.patched["metadata"].get("annotations") or {}).get(INJECTED_KEY)
         if injected != self.role.arn:
-            raise DemoFailure(f"sidecred.dev/injected is {injected!r}, not {self.role.arn!r}")
+            raise DemoFailure(f"{INJECTED_KEY} is {injected!r}, not {self.role.arn!r}")
 
         validation = self.webhook.review(
             "/validate", build_request(self.patched, "shop") | {"dryRun": False}
@@ -610,7 +593,7 @@ class Demo:
         stored = copy.deepcopy(pod)
         metadata = stored["metadata"]
         metadata.setdefault("name", LocalPod(pod).identity.name)
-        metadata.setdefault("labels", {})["sidecred.dev/injected"] = "true"
+        metadata.setdefault("labels", {})[INJECTED_LABEL] = "true"
         return self.stub.put("pods", stored)
 
     def revoke(self) -> None:
@@ -627,7 +610,7 @@ class Demo:
         def refused() -> bool:
             return self.broker.request("POST", "/v1/credentials", None, headers)[0] == 403
 
-        wait_until(refused, "the broker's refusal", self.broker_process, self.broker_log)
+        wait_for_start(refused, "the broker's refusal", self.broker_process, self.broker_log)
         status, body = self.broker.request("POST", "/v1/credentials", None, headers)
         answer = json.loads(body)
         self.report.detail(
@@ -678,17 +661,22 @@ def sidecar_readyz(pod: LocalPod) -> tuple[int, str]:
 
 def wait_for_not_ready(pod: LocalPod, process: subprocess.Popen[bytes]) -> str:
     """The sidecar's not-ready reason, once its first fetch has failed."""
-    deadline = time.monotonic() + START_TIMEOUT
-    while True:
-        status, body = sidecar_readyz(pod)
+    last = [(0, "")]
+
+    def reason_given() -> bool:
+        last[0] = sidecar_readyz(pod)
+        status, body = last[0]
         # Before its first answer the sidecar says it is fetching; then it says why it failed.
-        if status == 503 and "not ready:" in body and "CredentialsNotReady" not in body:
-            return body.strip()
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise DemoFailure(
-                f"the restarted sidecar gave no not-ready reason (last: {status} {body!r})"
-            )
-        time.sleep(POLL_SECONDS)  # poll interval, bounded by the deadline
+        return status == 503 and "not ready:" in body and "CredentialsNotReady" not in body
+
+    try:
+        wait_until(reason_given, START_TIMEOUT, "a not-ready reason", POLL_SECONDS, process)
+    except AssertionError:
+        status, body = last[0]
+        raise DemoFailure(
+            f"the restarted sidecar gave no not-ready reason (last: {status} {body!r})"
+        ) from None
+    return last[0][1].strip()
 
 
 def http_answers(url: str) -> bool:

@@ -29,6 +29,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 NAMESPACES_PATH = "/api/v1/namespaces"
@@ -188,6 +189,20 @@ class _Server(ThreadingHTTPServer):
         pass  # clients dropping connections (or stop() cutting them) is expected here
 
 
+def write_kubeconfig(path: Path, server: str, name: str = "stub") -> Path:
+    """A kubeconfig (JSON, which is also YAML) with one context for `server`, no credentials."""
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": name, "cluster": {"server": server}}],
+        "users": [{"name": name, "user": {}}],
+        "contexts": [{"name": name, "context": {"cluster": name, "user": name}}],
+        "current-context": name,
+    }
+    path.write_text(json.dumps(config))
+    return path
+
+
 class KubeApiStub:
     """Namespaced and cluster objects behind a real HTTP server on 127.0.0.1."""
 
@@ -222,6 +237,13 @@ class KubeApiStub:
         )
         self._thread.start()
         return self.port
+
+    def __enter__(self) -> KubeApiStub:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
 
     def stop(self) -> None:
         """Stop listening and cut every open connection, including watch streams."""

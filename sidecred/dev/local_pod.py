@@ -59,6 +59,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from sidecred.dev.processes import ProcessExited, wait_until
 from sidecred.webhook.pod import SIDECAR_NAME
 
 # Characters the API server uses for the suffix of a generateName pod (no vowels).
@@ -537,23 +538,25 @@ class LocalPod:
             probe.get("periodSeconds", 10)
         ) * float(probe.get("failureThreshold", 3))
         budget = min(spec_budget, self.startup_timeout)
-        deadline = time.monotonic() + budget
         process = self.sidecar_process
         assert process is not None
-        status, body = 0, "not probed yet"
-        while True:
-            if process.poll() is not None:
-                raise LocalPodError(
-                    f"the sidecar exited with code {process.returncode} before its startupProbe "
-                    f"passed; sidecar log tail:\n{self.sidecar_log_tail()}"
-                )
-            status, body = _http_get(url)
-            if 200 <= status < 400:
-                return
-            if time.monotonic() >= deadline:
-                raise LocalPodError(
-                    f"the sidecar's startupProbe GET {url} did not pass within {budget:g} s; "
-                    f"last answer: {status or 'none'} {body.strip()[:500]}; "
-                    f"sidecar log tail:\n{self.sidecar_log_tail()}"
-                )
-            time.sleep(PROBE_POLL_SECONDS)  # the probe's poll interval, bounded by the deadline
+        last = [(0, "not probed yet")]
+
+        def probe_passes() -> bool:
+            last[0] = _http_get(url)
+            return 200 <= last[0][0] < 400
+
+        try:
+            wait_until(probe_passes, budget, "the sidecar", PROBE_POLL_SECONDS, process)
+        except ProcessExited as exc:
+            raise LocalPodError(
+                f"the sidecar exited with code {exc.returncode} before its startupProbe "
+                f"passed; sidecar log tail:\n{self.sidecar_log_tail()}"
+            ) from None
+        except AssertionError:
+            status, body = last[0]
+            raise LocalPodError(
+                f"the sidecar's startupProbe GET {url} did not pass within {budget:g} s; "
+                f"last answer: {status or 'none'} {body.strip()[:500]}; "
+                f"sidecar log tail:\n{self.sidecar_log_tail()}"
+            ) from None

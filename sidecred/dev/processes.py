@@ -22,13 +22,35 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_until(predicate: Callable[[], object], timeout: float = 10.0, what: str = "") -> None:
-    """Poll `predicate` until it is truthy; raise AssertionError after `timeout` seconds."""
+class ProcessExited(AssertionError):
+    """The process a wait depended on exited before the condition held."""
+
+    def __init__(self, what: str, returncode: int) -> None:
+        super().__init__(f"{what} exited with code {returncode}")
+        self.returncode = returncode
+
+
+def wait_until(
+    predicate: Callable[[], object],
+    timeout: float = 10.0,
+    what: str = "",
+    interval: float = POLL_SECONDS,
+    process: subprocess.Popen[bytes] | None = None,
+) -> None:
+    """Poll `predicate` every `interval` seconds until it is truthy.
+
+    Raises AssertionError after `timeout` seconds, and ProcessExited at once if
+    `process` (the server being waited for) exits first.
+    """
     deadline = time.monotonic() + timeout
-    while not predicate():
+    while True:
+        if process is not None and process.poll() is not None:
+            raise ProcessExited(what or "the process", process.returncode)
+        if predicate():
+            return
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:g} s waiting for {what or predicate}")
-        time.sleep(POLL_SECONDS)
+        time.sleep(interval)
 
 
 def stop_process(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 from kubernetes import client
 
+from sidecred.webhook.annotations import q
 from sidecred.webhook.config import WebhookConfig
 from sidecred.webhook.kube import INJECTED_POD_SELECTOR
 from sidecred.webhook.policy import evaluate_policy
@@ -62,7 +63,7 @@ def audit_pod(
     findings = []
     if config.namespace_policy != "off":
         if namespace is None:
-            detail = f"sidecred: namespace {json.dumps(ns)} could not be read"
+            detail = f"sidecred: namespace {q(ns)} could not be read"
             findings.append(Finding(ns, name, role, ROLE_NOT_PERMITTED, detail))
         else:
             annotations = (namespace.get("metadata") or {}).get("annotations") or {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import json
 import re
 from typing import Any
 
@@ -12,6 +13,7 @@ import httpx
 
 from sidecred.dev.processes import wait_until
 from tests.support.sts import MOTO_REGION
+from tests.support.wire import CREDENTIAL_KEYS
 
 from .conftest import Cluster
 from .pods import BASE, POLICY, READER
@@ -50,14 +52,7 @@ def test_a_pod_gets_its_annotated_role_as_the_sidecar_endpoint_answers(cluster: 
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "application/json"
     creds = response.json()
-    assert set(creds) == {
-        "AccessKeyId",
-        "SecretAccessKey",
-        "Token",
-        "Expiration",
-        "AccountId",
-        "RoleArn",
-    }
+    assert set(creds) == set(CREDENTIAL_KEYS)
     assert RFC3339_Z.fullmatch(creds["Expiration"])
     assert (creds["RoleArn"], creds["AccountId"]) == (READER, "123456789012")
     name = pod["metadata"]["name"]
@@ -65,7 +60,8 @@ def test_a_pod_gets_its_annotated_role_as_the_sidecar_endpoint_answers(cluster: 
         f"arn:aws:sts::123456789012:assumed-role/shop-reader/shop.{name}"
     )
     log = cluster.broker.log()
-    assert f'"pod": "{name}"' in log and '"result": "issued"' in log
+    records = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    assert any(r.get("pod") == name and r.get("result") == "issued" for r in records)
     assert token not in log and creds["SecretAccessKey"] not in log and creds["Token"] not in log
 
 

@@ -8,17 +8,15 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from sidecred.dev.processes import free_port, stop_process
+from sidecred.dev.processes import stop_process, wait_until
 from sidecred.sidecar import config as contract
-from sidecred.webhook.config import WebhookConfig
 from tests.compat.clients import REPO
+from tests.sidecar.sidecar_process import start_sidecar as start_sidecar_process
 from tests.support import injected_sidecar
 from tests.support.sts import MOTO_REGION, MotoServer
 
@@ -96,9 +94,7 @@ def _readyz(health_port: int) -> tuple[int, str]:
 def start_sidecar(token_mode: str, sts: MotoServer, role_arn: str, workdir: Path) -> Sidecar:
     """Start the sidecar as a real process with the env the webhook writes; wait until ready."""
     pod_name = f"cart-{token_mode}-7d9f"
-    config = WebhookConfig(
-        token_mode=token_mode, region=MOTO_REGION, sidecar_port=free_port(), health_port=free_port()
-    )
+    config = injected_sidecar.local_config(token_mode=token_mode)
     environment = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(workdir),
@@ -111,14 +107,7 @@ def start_sidecar(token_mode: str, sts: MotoServer, role_arn: str, workdir: Path
     )
     token_file = env.get(contract.ENV_TOKEN_FILE)
     log_path = workdir / "sidecar.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "sidecred.cli", "sidecar"],
-            env=env,
-            cwd=REPO,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    process = start_sidecar_process(env, log_path).process
     sidecar = Sidecar(
         token_mode=token_mode,
         pod_name=pod_name,
@@ -130,17 +119,21 @@ def start_sidecar(token_mode: str, sts: MotoServer, role_arn: str, workdir: Path
         process=process,
         log_path=log_path,
     )
-    deadline = time.monotonic() + READY_TIMEOUT
-    status, body = _readyz(sidecar.health_port)
-    while status != 200:
-        if process.poll() is not None or time.monotonic() > deadline:
-            stop_sidecar(sidecar)
-            raise RuntimeError(
-                f"sidecar (token mode {token_mode}) not ready: readyz {status} {body!r}; "
-                f"exit code {process.returncode}; log:\n{sidecar.log_text()}"
-            )
-        time.sleep(0.05)  # poll interval while waiting for a condition
+    try:
+        wait_until(
+            lambda: _readyz(sidecar.health_port)[0] == 200,
+            READY_TIMEOUT,
+            f"sidecar (token mode {token_mode}) readyz 200",
+            0.05,
+            process,
+        )
+    except AssertionError as exc:
+        stop_sidecar(sidecar)
         status, body = _readyz(sidecar.health_port)
+        raise RuntimeError(
+            f"sidecar (token mode {token_mode}) not ready: {exc}; readyz {status} {body!r}; "
+            f"exit code {process.returncode}; log:\n{sidecar.log_text()}"
+        ) from None
     return sidecar
 
 

@@ -6,6 +6,7 @@ import threading
 from collections.abc import Iterator
 
 import pytest
+import urllib3
 from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 
@@ -14,10 +15,8 @@ from sidecred.dev.kube_stub import KubeApiStub, StubResponse, json_response
 
 @pytest.fixture
 def stub() -> Iterator[KubeApiStub]:
-    stub = KubeApiStub()
-    stub.start()
-    yield stub
-    stub.stop()
+    with KubeApiStub() as stub:
+        yield stub
 
 
 @pytest.fixture
@@ -102,3 +101,11 @@ def test_routes_answer_before_storage(stub: KubeApiStub, api: client.ApiClient) 
     )
     assert response[0] == {"echo": "things", "body": '{"a": 1}'}
     assert stub.requests["x"] == 1
+
+
+def test_the_stub_as_a_context_manager_listens_only_inside() -> None:
+    with KubeApiStub() as stub:
+        api = client.CoreV1Api(client.ApiClient(client.Configuration(host=stub.url)))
+        assert api.list_namespace().items == []
+    with pytest.raises(urllib3.exceptions.MaxRetryError):
+        api.list_namespace(_request_timeout=2)

@@ -23,7 +23,6 @@ from sidecred.dev.local_pod import (
     service_account_token,
 )
 from sidecred.sidecar import config as contract
-from sidecred.webhook.config import WebhookConfig
 from tests.e2e.support import (
     ACCOUNT,
     EXAMPLES,
@@ -34,6 +33,7 @@ from tests.e2e.support import (
     environment,
     patched_example,
 )
+from tests.support.injected_sidecar import local_config
 from tests.support.sts import MOTO_REGION, MotoServer, free_port
 
 IDENTITY = PodIdentity("web-7d9f", "shop", "0f0e0d0c-0000-4000-8000-000000000001", "web")
@@ -139,7 +139,7 @@ def test_service_account_token_is_jwt_shaped_with_pod_claims() -> None:
 
 
 def test_environment_may_not_redefine_pod_env() -> None:
-    config = WebhookConfig(region=MOTO_REGION, sidecar_port=free_port(), health_port=free_port())
+    config = local_config()
     pod = patched_example("pod-allowed.yaml", config)
     with pytest.raises(LocalPodError, match="the environment sets HOME, which container 'app'"):
         LocalPod(pod, environment={"HOME": "/elsewhere"})
@@ -154,13 +154,7 @@ def test_app_gets_the_annotated_role(
     token_mode: str, sidecar_mode: str, moto_sts_module: MotoServer, tmp_path: Path
 ) -> None:
     """A Deployment's pod (generateName) through decide_mutation, run as a kubelet would."""
-    config = WebhookConfig(
-        token_mode=token_mode,
-        sidecar_mode=sidecar_mode,
-        region=MOTO_REGION,
-        sidecar_port=free_port(),
-        health_port=free_port(),
-    )
+    config = local_config(token_mode=token_mode, sidecar_mode=sidecar_mode)
     pod = patched_example("pod-shop-reader.yaml", config)
     with LocalPod(pod, environment=environment(moto_sts_module.url, tmp_path)) as running:
         result = running.run_app("app", WHOAMI)
@@ -219,7 +213,7 @@ def test_pod_printed_by_sidecred_check_runs(moto_sts_module: MotoServer, tmp_pat
 
 
 def test_sidecar_that_exits_fails_start_with_its_log(tmp_path: Path) -> None:
-    config = WebhookConfig(region=MOTO_REGION, sidecar_port=free_port(), health_port=free_port())
+    config = local_config()
     pod = patched_example("pod-allowed.yaml", config)
     sidecar = pod["spec"]["initContainers"][0]
     for entry in sidecar["env"]:
@@ -235,7 +229,7 @@ def test_sidecar_that_exits_fails_start_with_its_log(tmp_path: Path) -> None:
 
 
 def test_probe_that_never_passes_fails_with_the_sts_error(tmp_path: Path) -> None:
-    config = WebhookConfig(region=MOTO_REGION, sidecar_port=free_port(), health_port=free_port())
+    config = local_config()
     pod = patched_example("pod-allowed.yaml", config)
     closed = f"http://127.0.0.1:{free_port()}"  # nothing listens: STS is unreachable
     runner = LocalPod(pod, environment=environment(closed, tmp_path), startup_timeout=3)

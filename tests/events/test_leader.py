@@ -48,10 +48,8 @@ class Clock:
 
 @pytest.fixture
 def stub() -> Iterator[KubeApiStub]:
-    api = KubeApiStub()
-    api.start()
-    yield api
-    api.stop()
+    with KubeApiStub() as api:
+        yield api
 
 
 def elector(stub: KubeApiStub, identity: str, clock: Clock) -> LeaseElector:

@@ -11,15 +11,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from sidecred.dev.kube_stub import KubeApiStub
+from sidecred.dev.kube_stub import KubeApiStub, write_kubeconfig
 from sidecred.dev.processes import free_port, stop_process, wait_until
 from tests.events.conftest import WEBHOOK_NAMESPACE, Failing, events
-from tests.webhook_server.webhook_process import (
-    SNI,
-    WebhookProcess,
-    issue_certificates,
-    write_kubeconfig,
-)
+from tests.webhook_server.webhook_process import SNI, WebhookProcess, issue_certificates
 
 
 def run_webhook(tmp: Path, stub: KubeApiStub, *flags: str) -> WebhookProcess:

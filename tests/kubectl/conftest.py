@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 
 from sidecred.dev.kube_stub import KubeApiStub
+from sidecred.dev.kube_stub import write_kubeconfig as write_stub_kubeconfig
 from sidecred.dev.processes import wait_until
 from tests.events.conftest import answer_normally, injected_pod
 from tests.sidecar.sidecar_process import SidecarProcess, sidecar_env, sidecar_factory
 from tests.support.pod_proxy import add_pod_proxy
 from tests.support.scripted_sts import ScriptedSts, access_denied, scripted_sts_factory
-from tests.webhook_server.webhook_process import write_kubeconfig as write_stub_kubeconfig
 
 __all__ = ["scripted_sts_factory", "sidecar_factory"]
 

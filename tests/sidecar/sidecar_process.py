@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -18,14 +17,16 @@ from typing import Any
 
 import pytest
 
-from sidecred.webhook.config import WebhookConfig
+from sidecred.dev.processes import POLL_SECONDS, wait_until
 from tests.support import injected_sidecar
-from tests.support.sts import FAKE_ACCESS_KEY_ID, FAKE_SECRET_ACCESS_KEY, MOTO_REGION, free_port
+from tests.support.sts import FAKE_ACCESS_KEY_ID, FAKE_SECRET_ACCESS_KEY, MOTO_REGION
 
 ROLE_ARN = "arn:aws:iam::123456789012:role/reader"
 # What the webhook generates for token mode env, fixed here so tests can send it.
 WEBHOOK_AUTH_TOKEN = "webhook-generated-token-Zm9vYmFyYmF6cXV4"
 REPO = Path(__file__).resolve().parents[2]
+# How long a test waits for something the sidecar does (readiness, a retry, a drain).
+WAIT_SECONDS = 30.0
 
 
 def sidecar_env(
@@ -61,13 +62,8 @@ def sidecar_env(
     if source == "assume-role":
         environment["AWS_ACCESS_KEY_ID"] = FAKE_ACCESS_KEY_ID
         environment["AWS_SECRET_ACCESS_KEY"] = FAKE_SECRET_ACCESS_KEY
-    config = WebhookConfig(
-        credential_source=source,
-        token_mode=token_mode,
-        region=MOTO_REGION,
-        sidecar_port=free_port(),
-        health_port=free_port(),
-        **(webhook or {}),
+    config = injected_sidecar.local_config(
+        credential_source=source, token_mode=token_mode, **(webhook or {})
     )
     env = injected_sidecar.sidecar_env(
         Path(tempfile.mkdtemp(prefix="pod-", dir=tmp)),  # one pod per call
@@ -81,19 +77,13 @@ def sidecar_env(
     return env
 
 
-def poll(condition: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
-    """Wait until `condition()` holds, checking every 50 ms, failing after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
-def http_get(url: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+def http_get(
+    url: str, headers: dict[str, str] | None = None, timeout: float = 5.0
+) -> tuple[int, bytes]:
+    """(status, body) of a GET; (0, b"") when nothing answers."""
     request = urllib.request.Request(url, headers=headers or {})
     try:
-        with urllib.request.urlopen(request, timeout=5) as resp:
+        with urllib.request.urlopen(request, timeout=timeout) as resp:
             return resp.status, resp.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
@@ -146,8 +136,10 @@ class SidecarProcess:
     def log_records(self) -> list[dict[str, object]]:
         return [json.loads(line) for line in self.log().splitlines() if line.strip()]
 
-    def wait_ready(self, timeout: float = 30.0) -> None:
-        poll(lambda: self.readyz()[0] == 200, timeout, f"readyz 200; log:\n{self.log()}")
+    def wait_ready(self, timeout: float = WAIT_SECONDS, interval: float = POLL_SECONDS) -> None:
+        """Until /readyz is 200; fails at once if the process exits."""
+        what = f"readyz 200; log:\n{self.log()}"
+        wait_until(lambda: self.readyz()[0] == 200, timeout, what, interval, self.process)
 
     def signal(self, sig: int = signal.SIGTERM) -> None:
         self.process.send_signal(sig)
@@ -156,6 +148,14 @@ class SidecarProcess:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait(timeout=10)
+
+
+def run_cli(*args: str, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
+    """`sidecred ARGS` from this checkout, run to the end with its output captured."""
+    command = [sys.executable, "-m", "sidecred.cli", *args]
+    return subprocess.run(
+        command, env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout, check=False
+    )
 
 
 def start_sidecar(env: dict[str, str], log_path: Path) -> SidecarProcess:

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from sidecred.dev.processes import wait_until
 from sidecred.sidecar.broker_client import broker_endpoint, fetch_from_broker
 from sidecred.sidecar.config import load_config
 from sidecred.sidecar.credentials import SourceError
-from tests.sidecar.sidecar_process import poll, sidecar_env
+from tests.sidecar.sidecar_process import WAIT_SECONDS, sidecar_env
 from tests.support.scripted_broker import (
     BROKER_ROLE_ARN,
     ScriptedBroker,
@@ -162,8 +163,9 @@ def test_sidecar_in_broker_mode_serves_then_reports_a_revocation(
         'iam.amazonaws.com/permitted="arn:aws:iam::123456789012:role/shop-.*"'
     )
     broker.answer = lambda: error_answer(403, "RoleNotPermitted", message)
-    poll(
+    wait_until(
         lambda: sidecar.readyz()[0] == 503,
+        timeout=WAIT_SECONDS,
         what=f"not ready after the broker's 403; log:\n{sidecar.log()}",
     )
     status, readyz = sidecar.readyz()
@@ -174,7 +176,9 @@ def test_sidecar_in_broker_mode_serves_then_reports_a_revocation(
     assert failed[0]["refused"] is True
 
     # Once the held credentials expire, the 503 body carries the broker's reason.
-    poll(lambda: sidecar.credentials(sidecar.token())[0] == 503, what="expiry")
+    wait_until(
+        lambda: sidecar.credentials(sidecar.token())[0] == 503, timeout=WAIT_SECONDS, what="expiry"
+    )
     status, body = sidecar.credentials(sidecar.token())
     assert status == 503 and body["Code"] == "RoleNotPermitted" and message in body["Message"]
 

@@ -61,8 +61,8 @@ def test_empty_env_names_every_required_variable():
         ({c.ENV_CREDENTIAL_SOURCE: "kiam"}, "SIDECRED_CREDENTIAL_SOURCE='kiam' is not one of"),
         ({c.ENV_TOKEN_MODE: "header"}, "SIDECRED_TOKEN_MODE='header'"),
         ({c.ENV_SIDECAR_MODE: "daemon"}, "SIDECRED_SIDECAR_MODE='daemon'"),
-        ({c.ENV_PORT: "http"}, "SIDECRED_PORT='http' is not a port number"),
-        ({c.ENV_PORT: "70000"}, "SIDECRED_PORT='70000' is outside 1-65535"),
+        ({c.ENV_PORT: "http"}, "SIDECRED_PORT='http' is not a whole number"),
+        ({c.ENV_PORT: "70000"}, "SIDECRED_PORT=70000 is outside 1-65535"),
         ({c.ENV_HEALTH_PORT: "9911"}, "must differ"),
         ({c.ENV_SESSION_DURATION: "1h"}, "SIDECRED_SESSION_DURATION='1h' is not a whole number"),
         ({c.ENV_SESSION_DURATION: "60"}, "SIDECRED_SESSION_DURATION=60 is outside"),
@@ -91,3 +91,22 @@ def test_assume_role_needs_no_web_identity_file():
     env = {**VALID, c.ENV_CREDENTIAL_SOURCE: "assume-role", c.ENV_EXTERNAL_ID: "ext-1"}
     del env[c.ENV_WEB_IDENTITY_TOKEN_FILE]
     assert load_config(env).external_id == "ext-1"
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        ("١٢", "SIDECRED_PORT='١٢' is not a whole number"),  # other scripts' digits
+        ("²", "SIDECRED_PORT='²' is not a whole number"),  # isdigit() but not int()
+        ("8e3", "SIDECRED_PORT='8e3' is not a whole number"),
+        ("0", "SIDECRED_PORT=0 is outside 1-65535"),
+    ],
+)
+def test_every_whole_number_setting_takes_only_ascii_digits_in_range(value, fragment):
+    with pytest.raises(ConfigError) as err:
+        load_config({**VALID, c.ENV_PORT: value})
+    assert fragment in str(err.value)
+
+
+def test_a_valid_whole_number_setting_is_read() -> None:
+    assert load_config({**VALID, c.ENV_PORT: " 8100 "}).port == 8100

@@ -25,6 +25,7 @@ from sidecred.sidecar.server import Request
 from sidecred.sidecar.wire import format_expiration
 from tests.sidecar.sidecar_process import sidecar_env
 from tests.support.scripted_sts import access_denied, error_xml, success_xml
+from tests.support.wire import CREDENTIAL_KEYS
 
 TOKEN = "tok-" + "a" * 40
 
@@ -91,14 +92,7 @@ def test_credentials_response_format(setup):
     response = creds(get("/v1/credentials"))
     assert response.status == 200 and response.content_type == "application/json"
     body = json.loads(response.body)
-    assert list(body) == [
-        "AccessKeyId",
-        "SecretAccessKey",
-        "Token",
-        "Expiration",
-        "AccountId",
-        "RoleArn",
-    ]
+    assert list(body) == CREDENTIAL_KEYS
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", body["Expiration"])
     assert body["AccountId"] == "123456789012"
     assert body["AccessKeyId"] == "ASIAFAULTSTSKEY00001"

@@ -16,7 +16,7 @@ from sidecred.sidecar.credentials import SourceError
 from sidecred.sidecar.fetch_process import FetchProcess
 from sidecred.sidecar.refresh_loop import run_refresh_loop
 from sidecred.sidecar.schedule import DEFAULT_POLICY
-from tests.sidecar.sidecar_process import REPO, ROLE_ARN, sidecar_env
+from tests.sidecar.sidecar_process import REPO, ROLE_ARN, run_cli, sidecar_env
 from tests.support.scripted_sts import access_denied, success_xml
 
 PY = sys.executable
@@ -32,15 +32,7 @@ def gone(pid: int) -> bool:
 
 
 def run_fetch(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [PY, "-m", "sidecred.cli", "fetch"],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_cli("fetch", env=env, timeout=60)
 
 
 def test_fetch_prints_credential_process_json(scripted_sts_factory, tmp_path: Path):

@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.sidecar.sidecar_process import ROLE_ARN, poll, run_app, sidecar_env
+from sidecred.dev.processes import wait_until
+from tests.sidecar.sidecar_process import (
+    ROLE_ARN,
+    WAIT_SECONDS,
+    SidecarProcess,
+    run_app,
+    sidecar_env,
+)
 from tests.support.scripted_sts import access_denied
 from tests.support.sts import MOTO_ACCOUNT_ID, create_role, free_port
 
@@ -90,7 +97,9 @@ def test_sdk_fetches_credentials_once_for_fifty_calls(
 def test_sts_down_at_start_then_recovers(moto_sts_factory, sidecar_factory, tmp_path: Path):
     port = free_port()  # nothing listens here until moto starts
     sidecar = sidecar_factory(sidecar_env(tmp_path, f"http://127.0.0.1:{port}"))
-    poll(lambda: "sts_failed" in sidecar.log(), what="a failed STS call")
+    wait_until(
+        lambda: "sts_failed" in sidecar.log(), timeout=WAIT_SECONDS, what="a failed STS call"
+    )
 
     status, text = sidecar.readyz()
     assert status == 503
@@ -124,7 +133,9 @@ def test_sts_refusal_keeps_sidecar_up_and_reports_why(
 ):
     sts = scripted_sts_factory(access_denied)
     sidecar = sidecar_factory(sidecar_env(tmp_path, sts.url))
-    poll(lambda: len(sts.calls) >= 2, what="STS retried after a refusal")
+    wait_until(
+        lambda: len(sts.calls) >= 2, timeout=WAIT_SECONDS, what="STS retried after a refusal"
+    )
 
     assert sidecar.process.poll() is None
     status, text = sidecar.readyz()
@@ -160,19 +171,28 @@ def test_sigterm_native_mode_exits_0(moto_sts_module, sidecar_factory, tmp_path:
     assert sidecar.log_records()[-1]["event"] == "stopped"
 
 
-def test_sigterm_container_mode_serves_during_drain(
-    moto_sts_module, sidecar_factory, tmp_path: Path
-):
+def terminated_in_container_mode(
+    sidecar_factory, tmp_path: Path, sts_url: str, drain_seconds: str
+) -> SidecarProcess:
+    """A container-mode sidecar, ready, then sent SIGTERM (its drain has begun)."""
     env = sidecar_env(
-        tmp_path,
-        moto_sts_module.url,
-        SIDECRED_SIDECAR_MODE="container",
-        SIDECRED_DRAIN_SECONDS="600",
+        tmp_path, sts_url, SIDECRED_SIDECAR_MODE="container", SIDECRED_DRAIN_SECONDS=drain_seconds
     )
     sidecar = sidecar_factory(env)
     sidecar.wait_ready()
     sidecar.signal(signal.SIGTERM)
-    poll(lambda: '"event":"draining"' in sidecar.log(), what="the drain to start")
+    return sidecar
+
+
+def test_sigterm_container_mode_serves_during_drain(
+    moto_sts_module, sidecar_factory, tmp_path: Path
+):
+    sidecar = terminated_in_container_mode(sidecar_factory, tmp_path, moto_sts_module.url, "600")
+    wait_until(
+        lambda: '"event":"draining"' in sidecar.log(),
+        timeout=WAIT_SECONDS,
+        what="the drain to start",
+    )
 
     assert sidecar.credentials(sidecar.token())[0] == 200
     assert sidecar.process.poll() is None
@@ -182,15 +202,7 @@ def test_sigterm_container_mode_serves_during_drain(
 
 
 def test_container_mode_drain_ends_by_itself(moto_sts_module, sidecar_factory, tmp_path: Path):
-    env = sidecar_env(
-        tmp_path,
-        moto_sts_module.url,
-        SIDECRED_SIDECAR_MODE="container",
-        SIDECRED_DRAIN_SECONDS="0.5",
-    )
-    sidecar = sidecar_factory(env)
-    sidecar.wait_ready()
-    sidecar.signal(signal.SIGTERM)
+    sidecar = terminated_in_container_mode(sidecar_factory, tmp_path, moto_sts_module.url, "0.5")
     assert sidecar.process.wait(timeout=30) == 0
     events = [r["event"] for r in sidecar.log_records()]
     assert events[-2:] == ["draining", "stopped"]

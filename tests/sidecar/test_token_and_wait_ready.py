@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from sidecred.sidecar.token_file import generate_token, write_token_file
-from tests.sidecar.sidecar_process import REPO, sidecar_env
+from tests.sidecar.sidecar_process import REPO, run_cli, sidecar_env
 from tests.support.sts import free_port
 
 
@@ -29,15 +29,7 @@ def test_write_replaces_atomically_with_mode_0644(tmp_path: Path):
 
 
 def wait_ready(env: dict[str, str], timeout: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "sidecred.cli", "sidecar", "--wait-ready", "--timeout", timeout],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run_cli("sidecar", "--wait-ready", "--timeout", timeout, env=env, timeout=120)
 
 
 def test_wait_ready_exits_0_once_ready(moto_sts_module, sidecar_factory, tmp_path: Path):

@@ -14,10 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from sidecred.dev.local_pod import LocalPod
+from sidecred.dev.processes import free_port
 from sidecred.webhook.config import WebhookConfig
 from sidecred.webhook.decide import decide_mutation
 from sidecred.webhook.mutate import apply_patch
 from sidecred.webhook.review import pod_request
+from tests.support.sts import MOTO_REGION
 
 NAMESPACE = "shop"
 POD_NAME = "web-7d4b9c-x2x9q"
@@ -25,6 +27,13 @@ POD_UID = "6f1c1f0e-3b8a-4d6e-9a57-0c2f4e1b7a10"
 SERVICE_ACCOUNT = "web"
 ROLE_KEY = "iam.amazonaws.com/role"
 _POLICY_KEY = "iam.amazonaws.com/permitted"
+
+
+def local_config(**options: Any) -> WebhookConfig:
+    """The webhook's configuration for one pod on this machine: the STS emulator's region
+    and two free ports, plus `options`."""
+    defaults = {"region": MOTO_REGION, "sidecar_port": free_port(), "health_port": free_port()}
+    return WebhookConfig(**(defaults | options))
 
 
 def injected_pod(

@@ -18,7 +18,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -26,7 +25,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from sidecred.dev.processes import free_port, stop_process
+from sidecred.dev.processes import free_port, stop_process, wait_until
 
 MOTO_ACCOUNT_ID = "123456789012"  # moto's default account
 MOTO_REGION = "us-east-1"
@@ -89,17 +88,11 @@ def start_moto(port: int | None = None, *, timeout: float = 30.0, log_path: str 
         if log_path:
             out.close()  # type: ignore[union-attr]
     server = MotoServer(url=url, port=port, process=process, log_path=log_path)
-    deadline = time.monotonic() + timeout
-    while not _answers(url):
-        if process.poll() is not None:
-            raise RuntimeError(
-                f"moto_server exited with {process.returncode} before answering on {url}"
-            )
-        if time.monotonic() > deadline:
-            stop_moto(server)
-            raise RuntimeError(f"moto_server did not answer on {url} within {timeout} s")
-        # A short pause between polls of a condition, not synchronisation by sleeping.
-        time.sleep(0.05)
+    try:
+        wait_until(lambda: _answers(url), timeout, f"moto_server on {url}", 0.05, process)
+    except AssertionError:
+        stop_moto(server)
+        raise
     return server
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 
 from sidecred.certs.cli import main as certs_main
+from sidecred.dev.kube_stub import write_kubeconfig
 from sidecred.dev.processes import free_port, stop_process, wait_until
 from sidecred.webhook.review import admission_review, pod_request
 
@@ -25,22 +26,6 @@ BASE_ROLE_ARN = "arn:aws:iam::111122223333:role/"
 def issue_certificates(out: Path, *, force: bool = False) -> None:
     args = ["--service", SERVICE, "--namespace", NAMESPACE, "--out", str(out)]
     assert certs_main(args + (["--force"] if force else [])) == 0
-
-
-def write_kubeconfig(path: Path, server: str) -> Path:
-    path.write_text(
-        json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "stub", "cluster": {"server": server}}],
-                "users": [{"name": "stub", "user": {}}],
-                "contexts": [{"name": "stub", "context": {"cluster": "stub", "user": "stub"}}],
-                "current-context": "stub",
-            }
-        )
-    )
-    return path
 
 
 @dataclass

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import time
+from collections.abc import Callable
 
+from sidecred.dev.processes import wait_until
 from sidecred.sidecar.server import HttpServer, Limits, Request, Response
 
 
@@ -12,11 +13,9 @@ def ok(request: Request) -> Response:
     return Response(200, b"{}")
 
 
-async def until(condition, what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.01)
+async def until(condition: Callable[[], object], what: str) -> None:
+    """`wait_until` in a thread, so the event loop keeps serving while it polls."""
+    await asyncio.to_thread(wait_until, condition, 10.0, what)
 
 
 async def status_of(port: int) -> int:

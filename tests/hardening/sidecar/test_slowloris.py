@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from sidecred.dev.processes import wait_until
 from sidecred.sidecar.server import Limits
-from tests.sidecar.sidecar_process import poll, sidecar_env
+from tests.sidecar.sidecar_process import WAIT_SECONDS, sidecar_env
 
 LIMITS = Limits()  # what the sidecar process runs with
 SLOW = 100
@@ -94,7 +95,11 @@ def test_slow_and_idle_connections_neither_lock_out_clients_nor_linger(
     try:
         # Every connection has been taken in: those over the cap were turned away or made room.
         over = len(lorises) - LIMITS.max_connections
-        poll(lambda: sum(c.closed() for c in lorises) >= over, what="the connections over the cap")
+        wait_until(
+            lambda: sum(c.closed() for c in lorises) >= over,
+            timeout=WAIT_SECONDS,
+            what="the connections over the cap",
+        )
 
         def normal_client_served() -> bool:
             conn = http.client.HTTPConnection("127.0.0.1", sidecar.port, timeout=2)
@@ -105,14 +110,14 @@ def test_slow_and_idle_connections_neither_lock_out_clients_nor_linger(
                 conn.close()
 
         # An SDK retries a refused fetch; give it a few seconds, well inside the header timeout.
-        poll(
+        wait_until(
             normal_client_served,
             timeout=LIMITS.header_timeout / 2,
             what="credentials for a normal client",
         )
 
         # The slow and the idle are all closed by the server after the header timeout.
-        poll(
+        wait_until(
             lambda: all(c.closed() for c in lorises),
             timeout=LIMITS.header_timeout + 10,
             what="every slow and idle connection closed",

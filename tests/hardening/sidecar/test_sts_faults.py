@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.sidecar.sidecar_process import SidecarProcess, poll, sidecar_env
+from sidecred.dev.processes import wait_until
+from tests.sidecar.sidecar_process import WAIT_SECONDS, SidecarProcess, sidecar_env
 from tests.support.sts_fault_proxy import ERRORS, StsFaultProxy
 
 FAILING_MODES = ("refused", *ERRORS)
@@ -56,7 +57,11 @@ def test_fault_at_startup_reports_why_and_recovers(
     sts_proxy.mode = mode
     sidecar = sidecar_factory(sidecar_env(tmp_path, sts_proxy.url))
     # Two failed calls: it stays up and keeps retrying (no crash loop).
-    poll(lambda: len(failures(sidecar)) >= 2, what=f"two failed STS calls; log:\n{sidecar.log()}")
+    wait_until(
+        lambda: len(failures(sidecar)) >= 2,
+        timeout=WAIT_SECONDS,
+        what=f"two failed STS calls; log:\n{sidecar.log()}",
+    )
     assert sidecar.process.poll() is None
     code, text = expected_error(mode, sts_proxy)
 
@@ -81,7 +86,9 @@ def test_fault_at_startup_reports_why_and_recovers(
 def test_slow_sts_at_startup_answers_not_ready_at_once(sts_proxy, sidecar_factory, tmp_path: Path):
     sts_proxy.mode = "slow"
     sidecar = sidecar_factory(sidecar_env(tmp_path, sts_proxy.url))
-    poll(lambda: sts_proxy.in_flight == 1, what="a slow STS call in flight")
+    wait_until(
+        lambda: sts_proxy.in_flight == 1, timeout=WAIT_SECONDS, what="a slow STS call in flight"
+    )
 
     status, readyz = sidecar.readyz()
     assert status == 503 and "CredentialsNotReady" in readyz
@@ -105,7 +112,9 @@ def test_sigterm_during_a_fetch_ends_the_fetch_child_too(
 ):
     sts_proxy.mode = "slow"
     sidecar = sidecar_factory(sidecar_env(tmp_path, sts_proxy.url))
-    poll(lambda: sts_proxy.in_flight == 1, what="a slow STS call in flight")
+    wait_until(
+        lambda: sts_proxy.in_flight == 1, timeout=WAIT_SECONDS, what="a slow STS call in flight"
+    )
     children = fetch_children(sidecar.process.pid)
     assert len(children) == 1  # the fetch waiting on STS
 
@@ -130,8 +139,9 @@ def test_faults_after_startup_keep_serving_the_held_credentials(
     for mode in FAILING_MODES:
         sts_proxy.mode = mode
         code, _ = expected_error(mode, sts_proxy)
-        poll(
+        wait_until(
             lambda code=code: any(r["code"] == code for r in failures(sidecar)),
+            timeout=WAIT_SECONDS,
             what=f"a failed refresh in mode {mode}; log:\n{sidecar.log()}",
         )
         assert sidecar.credentials(sidecar.token()) == held, mode
@@ -149,7 +159,11 @@ def test_faults_after_startup_keep_serving_the_held_credentials(
 
     refreshed = refreshes(sidecar)
     sts_proxy.mode = "pass"
-    poll(lambda: refreshes(sidecar) > refreshed, what="a successful refresh after the faults")
+    wait_until(
+        lambda: refreshes(sidecar) > refreshed,
+        timeout=WAIT_SECONDS,
+        what="a successful refresh after the faults",
+    )
     status, body = sidecar.credentials(sidecar.token())
     assert status == 200 and body["AccessKeyId"] != held[1]["AccessKeyId"]
 
@@ -161,7 +175,11 @@ def test_slow_sts_never_delays_the_request_path(sts_proxy, sidecar_factory, tmp_
     token = sidecar.token()
     _, held = get_credentials(sidecar.port, token, timeout=5)
     sts_proxy.mode = "slow"
-    poll(lambda: sts_proxy.in_flight == 1, what="the refresh call to be held by the slow STS")
+    wait_until(
+        lambda: sts_proxy.in_flight == 1,
+        timeout=WAIT_SECONDS,
+        what="the refresh call to be held by the slow STS",
+    )
 
     latencies: list[float] = []
     overlapping = 0
@@ -193,7 +211,11 @@ def test_backoff_is_capped_and_jittered(sts_proxy_factory, sidecar_factory, tmp_
         env = sidecar_env(home, proxy.url, SIDECRED_RETRY_CAP_SECONDS=str(cap))
         sidecars.append(sidecar_factory(env))
     for sidecar in sidecars:
-        poll(lambda s=sidecar: len(failures(s)) >= attempts, what="five throttled calls")
+        wait_until(
+            lambda s=sidecar: len(failures(s)) >= attempts,
+            timeout=WAIT_SECONDS,
+            what="five throttled calls",
+        )
 
     sequences = []
     for sidecar, proxy in zip(sidecars, proxies, strict=True):
@@ -215,7 +237,7 @@ def test_each_failed_refresh_is_one_sts_call(mode, sts_proxy, sidecar_factory, t
     # get twice the calls, outside the loop's backoff and unlogged.
     sts_proxy.mode = mode
     sidecar = sidecar_factory(sidecar_env(tmp_path, sts_proxy.url))
-    poll(lambda: len(failures(sidecar)) >= 3, what="three failed calls")
+    wait_until(lambda: len(failures(sidecar)) >= 3, timeout=WAIT_SECONDS, what="three failed calls")
     sidecar.stop()
     logged = len(failures(sidecar))
     # At most one call may have been cut short by the kill before it was logged.
