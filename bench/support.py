@@ -21,7 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.sidecar.sidecar_process import SidecarProcess
+# Re-exported: the benchmarks use these as support.free_port, support.http_get, ...
+from sidecred.dev.processes import free_port, stop_process, wait_until
+from tests.sidecar.sidecar_process import SidecarProcess, http_get
+
+__all__ = ["SidecarProcess", "free_port", "http_get", "stop_process", "wait_until"]
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "RESULTS.md"
