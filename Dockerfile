@@ -56,8 +56,7 @@ RUN python3 -m venv /opt/sidecred \
     && /opt/sidecred/bin/pip install --require-hashes --only-binary :all: --compile -r /tmp/requirements.txt \
     && /opt/sidecred/bin/pip install --no-deps --compile /dist/sidecred-*.whl \
     && /opt/sidecred/bin/pip uninstall --yes pip \
-    && site=$(/opt/sidecred/bin/python -c 'import sidecred, os; print(os.path.dirname(sidecred.__file__))') \
-    && rm -r "${site:?}/dev" \
+    && rm -r /opt/sidecred/lib/python3.*/site-packages/sidecred/dev \
     && /opt/sidecred/bin/sidecred webhook --help >/dev/null \
     && /opt/sidecred/bin/sidecred broker --help >/dev/null
 
