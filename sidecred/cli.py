@@ -53,10 +53,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         module = importlib.import_module(COMMANDS[name][0])
     except ModuleNotFoundError as exc:
-        # The slim sidecar image holds only `sidecar` and `fetch`; say so instead of a traceback.
+        # The images leave parts out (the demo; in the sidecar image all but `sidecar` and
+        # `fetch`): say so instead of a traceback.
         print(
             f"sidecred: `sidecred {name}` is not part of this installation "
-            f"(no module named {exc.name!r}); the sidecar image runs only `sidecar` and `fetch`",
+            f"(no module named {exc.name!r}); the images leave out the demo, and the sidecar "
+            "image runs only `sidecar` and `fetch`",
             file=sys.stderr,
         )
         return 2
