@@ -21,6 +21,7 @@ import concurrent.futures
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from kubernetes import client
@@ -50,25 +51,23 @@ def own_pod(caller: Caller, pod: Mapping[str, Any] | None) -> Mapping[str, Any] 
     return pod
 
 
+@dataclass
 class RefusalEvents:
     """Decides, per pod uid, which refusal or recovery gets an Event, and posts it off-thread."""
 
-    def __init__(
-        self,
-        api: client.CoreV1Api,
-        metrics: EventMetrics,
-        instance: str,
-        *,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self._api = api
-        self._metrics = metrics
-        self._instance = instance
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._last: dict[str, dict[str, PodEvent]] = {}  # pod uid -> reason -> event
-        self._next_sweep = clock() + SWEEP_INTERVAL_SECONDS
-        self._poster = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="pod-events")
+    api: client.CoreV1Api
+    metrics: EventMetrics
+    instance: str
+    clock: Callable[[], float] = time.time
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+    _last: dict[str, dict[str, PodEvent]] = field(default_factory=dict, init=False)  # uid -> reason
+    _next_sweep: float = field(default=0.0, init=False)
+    _poster: concurrent.futures.ThreadPoolExecutor = field(
+        default_factory=lambda: concurrent.futures.ThreadPoolExecutor(1, "pod-events"), init=False
+    )
+
+    def __post_init__(self) -> None:
+        self._next_sweep = self.clock() + SWEEP_INTERVAL_SECONDS
 
     def refused(self, caller: Caller, pod: Mapping[str, Any] | None, refusal: Refusal) -> None:
         """A refusal: a Warning on the caller's pod if it is a 403 and none was posted lately."""
@@ -88,16 +87,16 @@ class RefusalEvents:
             known = self._last.get(uid, {})
             if health.ready and not awaits_recovery(known):
                 return
-            event = event_due(pod, health, known, self._clock())
+            event = event_due(pod, health, known, self.clock())
             if event is None:
                 return
             self._last.setdefault(uid, {})[event.reason] = event  # reserved; undone if refused
             self._sweep(event.at)
-        body = build_event(pod, event, self._instance, reporter=REPORTER, action=ACTION)
+        body = build_event(pod, event, self.instance, reporter=REPORTER, action=ACTION)
         self._poster.submit(self._post, pod, uid, event, body)
 
     def _post(self, pod: Mapping[str, Any], uid: str, event: PodEvent, body: dict) -> None:
-        if post_event(self._api, pod, body, self._metrics):
+        if post_event(self.api, pod, body, self.metrics):
             return
         with self._lock:
             known = self._last.get(uid, {})
