@@ -42,13 +42,10 @@ ENV_BROKER_TOKEN_FILE = (
     "SIDECRED_BROKER_TOKEN_FILE"  # broker only: projected token, broker audience
 )
 
-# The sources the webhook offers. assume-role takes base credentials from the
-# pod's surroundings (the node's instance metadata): unsafe for multi-tenant
-# clusters, and gated by the webhook.
-CREDENTIAL_SOURCES = ("web-identity", "assume-role")
-# The sources the sidecar runs: also `broker`, which joins CREDENTIAL_SOURCES
-# once the webhook builds broker-mode sidecars.
-SIDECAR_SOURCES = ("web-identity", "broker", "assume-role")
+# The credential sources, for the sidecar and the webhook alike. assume-role takes base
+# credentials from the pod's surroundings (the node's instance metadata): unsafe for
+# multi-tenant clusters, and gated by the webhook.
+CREDENTIAL_SOURCES = ("web-identity", "broker", "assume-role")
 TOKEN_MODES = ("file", "env")
 SIDECAR_MODES = ("native", "container")
 
@@ -181,7 +178,7 @@ def load_config(env: Mapping[str, str] | None = None) -> SidecarConfig:
     role_arn = _required(env, ENV_ROLE_ARN, problems)
     if role_arn and not role_arn.startswith("arn:"):
         problems.append(f"{ENV_ROLE_ARN}={role_arn!r} is not an ARN")
-    source = _choice(env, ENV_CREDENTIAL_SOURCE, SIDECAR_SOURCES, problems)
+    source = _choice(env, ENV_CREDENTIAL_SOURCE, CREDENTIAL_SOURCES, problems)
     token_mode = _choice(env, ENV_TOKEN_MODE, TOKEN_MODES, problems)
     sidecar_mode = _choice(env, ENV_SIDECAR_MODE, SIDECAR_MODES, problems)
     port = _int_setting(env, ENV_PORT, 1, 65535, problems)

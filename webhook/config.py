@@ -30,6 +30,7 @@ from cryptography import x509
 
 from sidecred.int_range import int_in_range_or_problem
 from sidecred.sidecar.config import (
+    CREDENTIAL_SOURCES,
     MAX_SESSION_DURATION,
     MIN_SESSION_DURATION,
     SIDECAR_MODES,
@@ -38,8 +39,8 @@ from sidecred.sidecar.config import (
 from sidecred.webhook.annotations import ROLE_KEY
 
 NAMESPACE_POLICIES = ("require", "off")
-# assume-role is accepted only with UNSAFE_ASSUME_ROLE_FLAG (SECURITY.md, "Base credentials").
-CREDENTIAL_SOURCES = ("web-identity", "broker", "assume-role")
+# assume-role (in CREDENTIAL_SOURCES) is accepted only with UNSAFE_ASSUME_ROLE_FLAG
+# (SECURITY.md, "Base credentials").
 UNSAFE_ASSUME_ROLE_FLAG = "--allow-unsafe-assume-role-node-credentials"
 TRUE_WORDS, FALSE_WORDS = ("true", "1", "yes"), ("false", "0", "no", "")
 

@@ -591,7 +591,6 @@ def test_chart_settings_are_read_by_the_webhook_config(name: str, tmp_path: Path
     here in place of the path the chart mounts it at."""
     import argparse
 
-    from sidecred.sidecar.config import CREDENTIAL_SOURCES
     from sidecred.webhook import config as webhook_config
 
     values = settings(rendered(name))
@@ -604,7 +603,6 @@ def test_chart_settings_are_read_by_the_webhook_config(name: str, tmp_path: Path
     assert not PENDING_OPTIONS & set(by_env), (
         "a pending option landed: drop it from PENDING_OPTIONS"
     )
-    assert "broker" not in CREDENTIAL_SOURCES, "credential source broker landed: drop it"
     assert set(values) - PENDING_OPTIONS <= set(by_env), set(values) - set(by_env)
     assert not {k for k in literal_env if k.startswith("SIDECRED_")}, (
         "settings belong in the ConfigMap"
