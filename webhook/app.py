@@ -27,7 +27,7 @@ from sidecred.webhook.decide import (
     decide_validation,
     namespace_to_lookup,
 )
-from sidecred.webhook.kube import CACHE, NamespaceLookup
+from sidecred.webhook.kube import CACHE, Lookup
 from sidecred.webhook.metrics import WebhookMetrics
 from sidecred.webhook.namespace_review import with_namespace_review
 from sidecred.webhook.review import MAX_REVIEW_BYTES, ReviewError, build_review, parse_review
@@ -49,7 +49,7 @@ class NamespaceSource(Protocol):
 
     last_error: str
 
-    def get(self, name: str) -> NamespaceLookup: ...
+    def get(self, name: str) -> Lookup: ...
 
 
 Decide = Callable[..., Decision]
@@ -112,7 +112,7 @@ class Admission:
             return namespace, ""
         lookup = await run_in_threadpool(self.namespaces.get, name)
         self.metrics.record_namespace_lookup(lookup.source)
-        return lookup.namespace, lookup.error
+        return lookup.object, lookup.error
 
     async def read(self, webhook: str, http_request: Request) -> dict[str, Any] | Response:
         """The AdmissionRequest, or the 4xx answer for a request that is not a usable review."""

@@ -64,13 +64,6 @@ class Lookup:
     source: str  # cache | api | not-found | unavailable
     error: str = ""
 
-    @property
-    def namespace(self) -> dict | None:
-        """The object of a namespace lookup (the name the webhook's callers use)."""
-        return self.object
-
-
-NamespaceLookup = Lookup
 
 # Only sidecred's own pods are watched: every pod the webhook injects carries this label.
 INJECTED_POD_SELECTOR = f"{INJECTED_LABEL}=true"

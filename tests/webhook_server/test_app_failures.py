@@ -16,7 +16,7 @@ import pytest
 import sidecred.webhook.app
 from sidecred.webhook.app import INTERNAL_ERROR_MESSAGE, create_app
 from sidecred.webhook.config import WebhookConfig
-from sidecred.webhook.kube import NamespaceLookup
+from sidecred.webhook.kube import Lookup
 from sidecred.webhook.metrics import WebhookMetrics
 
 from .webhook_process import BASE_ROLE_ARN, pod, review
@@ -28,7 +28,7 @@ class BrokenNamespaces:
     synced = False
     last_error = "HTTP 403 Forbidden"
 
-    def get(self, name: str) -> NamespaceLookup:
+    def get(self, name: str) -> Lookup:
         raise RuntimeError("boom: secret internals")
 
 

@@ -31,8 +31,8 @@ def annotations(cache: NamespaceCache, name: str) -> dict | None:
 def test_list_fills_the_cache_with_plain_dicts(cache: NamespaceCache, stub: KubeApiStub) -> None:
     lookup = cache.get("shop")
     assert lookup.source == CACHE
-    assert isinstance(lookup.namespace, dict)
-    assert lookup.namespace["metadata"]["annotations"] == POLICY
+    assert isinstance(lookup.object, dict)
+    assert lookup.object["metadata"]["annotations"] == POLICY
     assert stub.requests["list"] == 1
     assert stub.requests["get"] == 0
 
@@ -55,8 +55,8 @@ def test_miss_falls_back_to_a_get_and_caches_it(cache: NamespaceCache, stub: Kub
     stub.add_namespace("fresh", POLICY)
     lookup = cache.get("fresh")
     assert lookup.source == FETCHED
-    assert lookup.namespace is not None
-    assert lookup.namespace["metadata"]["annotations"] == POLICY
+    assert lookup.object is not None
+    assert lookup.object["metadata"]["annotations"] == POLICY
     assert stub.requests["get"] == 1
     assert cache.get("fresh").source == CACHE
     assert stub.requests["get"] == 1
@@ -64,7 +64,7 @@ def test_miss_falls_back_to_a_get_and_caches_it(cache: NamespaceCache, stub: Kub
 
 def test_unknown_namespace_is_not_found(cache: NamespaceCache, stub: KubeApiStub) -> None:
     lookup = cache.get("nowhere")
-    assert lookup.namespace is None
+    assert lookup.object is None
     assert lookup.source == NOT_FOUND
     assert lookup.error == 'namespace "nowhere" not found'
 
@@ -72,14 +72,14 @@ def test_unknown_namespace_is_not_found(cache: NamespaceCache, stub: KubeApiStub
 def test_api_down_denies_unknown_but_keeps_cached(cache: NamespaceCache, stub: KubeApiStub) -> None:
     stub.stop()
     lookup = cache.get("elsewhere")
-    assert lookup.namespace is None
+    assert lookup.object is None
     assert lookup.source == UNAVAILABLE
     assert 'namespace "elsewhere"' in lookup.error
     assert "unreachable" in lookup.error
     cached = cache.get("shop")
     assert cached.source == CACHE
-    assert cached.namespace is not None
-    assert cached.namespace["metadata"]["annotations"] == POLICY
+    assert cached.object is not None
+    assert cached.object["metadata"]["annotations"] == POLICY
     assert cache.synced
 
 

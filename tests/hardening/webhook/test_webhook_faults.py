@@ -55,7 +55,7 @@ def admit(cache: NamespaceCache, role: str, namespace: str = "shop") -> bool:
     name = namespace_to_lookup(request, CONFIG)
     assert name == namespace
     lookup = cache.get(name)
-    decision = decide_mutation(request, lookup.namespace, CONFIG, namespace_error=lookup.error)
+    decision = decide_mutation(request, lookup.object, CONFIG, namespace_error=lookup.error)
     return decision.allowed
 
 
