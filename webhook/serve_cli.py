@@ -127,7 +127,7 @@ def main(argv: list[str]) -> int:
         # release the Lease during the app's shutdown instead.
         app.router.on_shutdown.append(reporter.stop)
     # Limits against abuse (webhook.limits): any pod can reach the webhook.
-    config = server_config(app, args.host, args.port, tls.server_context)
+    server = server_config(app, args.host, args.port, tls.server_context)
     namespaces.start()
     if reporter is not None:
         reporter.start()
@@ -136,7 +136,7 @@ def main(argv: list[str]) -> int:
         extra={"fields": {"host": args.host, "port": args.port, "config": vars(config)}},
     )
     try:
-        uvicorn.Server(config).run()
+        uvicorn.Server(server).run()
     finally:
         namespaces.stop()
     return 0

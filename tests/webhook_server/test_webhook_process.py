@@ -78,6 +78,16 @@ def test_health_and_readiness(http: httpx.Client) -> None:
     assert http.get("/readyz", extensions=SNI).json() == {"status": "ready"}
 
 
+def test_start_log_shows_the_webhook_options(http: httpx.Client, webhook: WebhookProcess) -> None:
+    """The "webhook starting" line carries the webhook's own settings, as parsed."""
+    started = next(
+        json.loads(line) for line in webhook.log().splitlines() if '"webhook starting"' in line
+    )
+    assert started["port"] == webhook.port
+    assert started["config"]["sidecar_image_pull_secrets"] == ["registry-corp"]
+    assert started["config"]["token_audience"] == "sidecred"
+
+
 def test_annotated_pod_is_patched(http: httpx.Client) -> None:
     obj = pod(PERMITTED_ROLE)
     response = post_review(http, "/mutate", review(obj))
