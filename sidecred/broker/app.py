@@ -1,4 +1,5 @@
-"""The broker's HTTP app: `POST /v1/credentials`, `/healthz`, `/readyz`, `/metrics`.
+"""The broker's HTTP app: `POST /v1/credentials[?container=<c>]`, `/healthz`, `/readyz`,
+`/metrics`.
 
 The issuance runs in a worker thread (a cache miss waits on the API server or
 STS). Log lines name the caller and the result, never the token or a key.
@@ -19,12 +20,30 @@ from starlette.concurrency import run_in_threadpool
 from sidecred.broker.authorise import Refusal
 from sidecred.broker.issuer import Issuer, refused
 from sidecred.broker.metrics import BrokerMetrics
+from sidecred.pods.container_roles import is_container_name
 from sidecred.serving.http import add_metrics_and_last_resort
 
 log = logging.getLogger("sidecred.broker")
 
 JSON_MEDIA_TYPE = "application/json"
 CREDENTIALS_PATH = "/v1/credentials"
+CONTAINER_PARAM = "container"  # ?container=<c>: that container's own role
+
+
+def requested_container(values: list[str]) -> str | Refusal:
+    """The container named by the query ("" for the pod's role), or a 400 saying what is wrong."""
+    if not values:
+        return ""
+    if len(values) > 1:
+        return Refusal(400, "InvalidContainer", "sidecred broker: name one container at most")
+    if not is_container_name(values[0]):
+        shown = json.dumps(values[0][:80])
+        return Refusal(
+            400,
+            "InvalidContainer",
+            f"sidecred broker: container={shown} is not a container name (a DNS-1123 label)",
+        )
+    return values[0]
 
 
 class Syncing(Protocol):
@@ -46,14 +65,20 @@ def create_app(
 
     async def credentials(request: Request) -> Response:
         started = clock()
+        container = requested_container(request.query_params.getlist(CONTAINER_PARAM))
         try:
-            answer = await run_in_threadpool(issuer.issue, request.headers.get("authorization"))
+            if isinstance(container, Refusal):
+                answer = refused(container)
+            else:
+                answer = await run_in_threadpool(
+                    issuer.issue, request.headers.get("authorization"), container
+                )
         except Exception:
             log.exception("issuance failed unexpectedly")
             message = "sidecred broker: internal error; see the broker's log"
             answer = refused(Refusal(503, "InternalError", message))
         elapsed = clock() - started
-        metrics.issuances.labels(answer.result).inc()
+        metrics.issuances.labels(answer.result, "container" if answer.container else "pod").inc()
         metrics.issuance_latency.observe(elapsed)
         caller = answer.caller
         fields: dict[str, object] = {
@@ -63,6 +88,8 @@ def create_app(
         }
         if caller is not None:
             fields.update(namespace=caller.namespace, pod=caller.pod_name, uid=caller.pod_uid)
+        if answer.container:
+            fields["container"] = answer.container
         if isinstance(answer.body, dict):
             fields["detail"] = answer.body["message"]
         log.info("issuance", extra={"fields": fields})

@@ -15,10 +15,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from sidecred.sidecar.session_name import build_session_name
-from sidecred.pods.annotations import annotations_of, read_pod_options
+from sidecred.pods.annotations import CONTAINER_ROLES_KEY, annotations_of, read_pod_options
+from sidecred.pods.container_roles import read_container_roles
+from sidecred.pods.pod import iter_containers
 from sidecred.pods.settings import Settings
 from sidecred.kube.watch import NOT_FOUND, Lookup
-from sidecred.pods.session import namespaced_session_name
+from sidecred.pods.session import container_session_name, namespaced_session_name
 from sidecred.pods.policy import evaluate_policy
 from sidecred.pods.refusal import Refusal as PodRefusal
 from sidecred.pods.roles import RoleError, resolve_role
@@ -55,6 +57,7 @@ class Grant:
     external_id: str | None
     tags: tuple[tuple[str, str], ...]
     pod_uid: str
+    container: str = ""  # the container whose own role this is; "" for the pod's role
 
 
 class Refusal(Exception):
@@ -121,11 +124,16 @@ def _resolve(caller: Caller, pod: Mapping[str, Any], config: Settings) -> str:
     annotations = annotations_of(pod)
     value = annotations.get(config.annotation_key)
     if value is None:
+        also = (
+            f"; its containers' own roles ({CONTAINER_ROLES_KEY}) are asked for with "
+            "?container=<name>"
+            if CONTAINER_ROLES_KEY in annotations
+            else ", so it has no role to issue"
+        )
         raise Refusal(
             403,
             "PodNotAnnotated",
-            f"sidecred broker: {caller.label} has no {config.annotation_key} annotation, so it "
-            "has no role to issue",
+            f"sidecred broker: {caller.label} has no {config.annotation_key} annotation{also}",
         )
     try:
         return resolve_role(str(value), config.base_role_arn, config.annotation_key)
@@ -133,7 +141,33 @@ def _resolve(caller: Caller, pod: Mapping[str, Any], config: Settings) -> str:
         raise Refusal(403, "BadPodAnnotation", f"sidecred broker: {caller.label}: {exc}") from None
 
 
-def _check_policy(caller: Caller, role_arn: str, namespace: Lookup, config: Settings) -> None:
+def _resolve_container(
+    caller: Caller, pod: Mapping[str, Any], config: Settings, container: str
+) -> str:
+    """The role the pod's admitted annotations give `container` as its own, or a 403."""
+    annotations = annotations_of(pod)
+    pod_role = _resolve(caller, pod, config) if config.annotation_key in annotations else None
+    options = read_pod_options(annotations, config.session_duration, config.token_mode)
+    roles = read_container_roles(pod, pod_role, config.base_role_arn, options.skip_containers)
+    role_arn = roles.role_of(container)
+    if role_arn is not None:
+        return role_arn
+    if container in roles.none:
+        why = f'{CONTAINER_ROLES_KEY} gives it no credentials ("")'
+    elif container in {str(c.get("name")) for _, _, c in iter_containers(pod)}:
+        why = f"it has no role of its own in {CONTAINER_ROLES_KEY} (it uses the pod's role)"
+    else:
+        why = "the pod has no container of that name"
+    raise Refusal(
+        403,
+        "NoContainerRole",
+        f"sidecred broker: container {q(container)} of {caller.label} has no role to issue: {why}",
+    )
+
+
+def _check_policy(
+    caller: Caller, role_arn: str, namespace: Lookup, config: Settings, container: str = ""
+) -> None:
     if config.namespace_policy == "off":
         return
     gone = f"sidecred broker: namespace {q(caller.namespace)} does not exist"
@@ -145,11 +179,19 @@ def _check_policy(caller: Caller, role_arn: str, namespace: Lookup, config: Sett
     annotations = annotations_of(obj)
     result = evaluate_policy(role_arn, caller.namespace, annotations, config.base_role_arn)
     if not result.permitted:
-        raise Refusal(403, "RoleNotPermitted", result.message)
+        message = result.message
+        if container:
+            message = message.replace(
+                "sidecred: ", f"sidecred: container {q(container)} ({CONTAINER_ROLES_KEY}): ", 1
+            )
+        raise Refusal(403, "RoleNotPermitted", message)
 
 
-def session_name_for(caller: Caller, override: str | None) -> str:
-    """`<namespace>.<pod>`, or `<namespace>.<annotation>`: never another namespace's prefix."""
+def session_name_for(caller: Caller, override: str | None, container: str = "") -> str:
+    """`<namespace>.<pod>`, or `<namespace>.<annotation>`: never another namespace's prefix;
+    for a container's own role `<namespace>.<pod>.<container>` (or `.<annotation>.<container>`)."""
+    if container:
+        return container_session_name(caller.namespace, override or caller.pod_name, container)
     if override:
         return namespaced_session_name(caller.namespace, override)
     return build_session_name(caller.namespace, caller.pod_name)
@@ -171,23 +213,32 @@ def authorise(
     namespace: Lookup,
     config: Settings,
     sidecar_problem: SidecarProblem,
+    container: str = "",
 ) -> Grant | Refusal:
-    """The grant for this caller's pod as things are now, or why there is none."""
+    """The grant for this caller's pod as things are now, or why there is none.
+
+    `container` asks for that container's own role (sidecred.dev/container-roles);
+    "" for the pod's role.
+    """
     try:
         pod_object = _check_pod(caller, pod)
-        role_arn = _resolve(caller, pod_object, config)
+        if container:
+            role_arn = _resolve_container(caller, pod_object, config, container)
+        else:
+            role_arn = _resolve(caller, pod_object, config)
         annotations = annotations_of(pod_object)
         options = read_pod_options(annotations, config.session_duration, config.token_mode)
+        whose = f"container {q(container)}'s role" if container else "role"
         problem = sidecar_problem(pod_object, config)
         if problem is not None:
             raise Refusal(
                 403,
                 "NoCanonicalSidecar",
                 f"sidecred broker: {caller.label} does not run sidecred's broker-mode sidecar "
-                f"for role {q(role_arn)}: {problem}",
+                f"for {whose} {q(role_arn)}: {problem}",
             )
-        _check_policy(caller, role_arn, namespace, config)
-        session_name = session_name_for(caller, options.session_name)
+        _check_policy(caller, role_arn, namespace, config, container)
+        session_name = session_name_for(caller, options.session_name, container)
     except PodRefusal as exc:
         return Refusal(403, "BadPodAnnotation", f"{exc.message} ({caller.label})")
     except Refusal as refusal:
@@ -199,4 +250,5 @@ def authorise(
         external_id=options.external_id,
         tags=session_tags(caller),
         pod_uid=caller.pod_uid,
+        container=container,
     )

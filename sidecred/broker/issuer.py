@@ -42,9 +42,11 @@ FOLLOWER_WAIT_SECONDS = 30.0
 class EventSink(Protocol):
     """Where the issuer reports refusals and issuances for pod events (broker.pod_events)."""
 
-    def refused(self, caller: Caller, pod: Mapping[str, Any] | None, refusal: Refusal) -> None: ...
+    def refused(
+        self, caller: Caller, pod: Mapping[str, Any] | None, refusal: Refusal, container: str = ""
+    ) -> None: ...
 
-    def issued(self, caller: Caller, pod: Mapping[str, Any] | None) -> None: ...
+    def issued(self, caller: Caller, pod: Mapping[str, Any] | None, container: str = "") -> None: ...
 
 
 class Reviewer(Protocol):
@@ -74,6 +76,7 @@ class Answer:
     body: dict[str, str] | bytes
     result: str  # "issued" or the refusal's code, for metrics and logs
     caller: Caller | None = None
+    container: str = ""  # the container whose own role was asked for; "" for the pod's
 
 
 class Issuer:
@@ -104,8 +107,9 @@ class Issuer:
         self._inflight: dict[Grant, concurrent.futures.Future[bytes]] = {}
         self._next_sweep = clock() + SWEEP_INTERVAL_SECONDS
 
-    def issue(self, authorization: str | None) -> Answer:
-        """The answer to one `POST /v1/credentials` (no body is read: the role is the pod's)."""
+    def issue(self, authorization: str | None, container: str = "") -> Answer:
+        """The answer to one `POST /v1/credentials[?container=<c>]` (no body is read: the role
+        is the pod's, or the one its admitted annotations give container `<c>`)."""
         token = bearer_token(authorization)
         if isinstance(token, Refusal):
             return refused(token)
@@ -114,21 +118,22 @@ class Issuer:
             return refused(caller)
         pod = self._pods.get(caller.namespace, caller.pod_name)
         namespace = self._namespaces.get(caller.namespace)
-        grant = authorise(caller, pod, namespace, self.config, self._sidecar_problem)
+        grant = authorise(caller, pod, namespace, self.config, self._sidecar_problem, container)
         if isinstance(grant, Refusal):
             if self._events is not None:
-                self._events.refused(caller, pod.object, grant)
-            return refused(grant, caller)
+                self._events.refused(caller, pod.object, grant, container)
+            return refused(grant, caller, container)
         try:
             body = self.credentials(grant)
         except SourceError as exc:
-            return refused(Refusal(503, exc.code, f"sts:AssumeRole failed: {exc.message}"), caller)
+            refusal = Refusal(503, exc.code, f"sts:AssumeRole failed: {exc.message}")
+            return refused(refusal, caller, container)
         except TimeoutError:
             message = "sidecred broker: another request's sts:AssumeRole call did not finish"
-            return refused(Refusal(503, "StsTimeout", message), caller)
+            return refused(Refusal(503, "StsTimeout", message), caller, container)
         if self._events is not None:
-            self._events.issued(caller, pod.object)
-        return Answer(200, body, "issued", caller)
+            self._events.issued(caller, pod.object, container)
+        return Answer(200, body, "issued", caller, container)
 
     def credentials(self, grant: Grant) -> bytes:
         """The grant's current generation, or a new one from STS (one call per grant at a time)."""
@@ -184,5 +189,5 @@ class Issuer:
             return len(self._held)
 
 
-def refused(refusal: Refusal, caller: Caller | None = None) -> Answer:
-    return Answer(refusal.status, refusal.body(), refusal.code, caller)
+def refused(refusal: Refusal, caller: Caller | None = None, container: str = "") -> Answer:
+    return Answer(refusal.status, refusal.body(), refusal.code, caller, container)

@@ -9,7 +9,9 @@ sidecred status` read it with `GET /api/v1/namespaces/NS/pods/NAME:PORT/proxy/re
 
 from __future__ import annotations
 
+import json
 import re
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +22,8 @@ from kubernetes.client.exceptions import ApiException
 
 from sidecred.pods.annotations import INJECTED_KEY
 from sidecred.pods.names import SIDECAR_NAME
-from sidecred.pods.pod import env_value, find_sidecar
+from sidecred.pods.pod import env_value, find_sidecar, iter_containers
+from sidecred.pods.sidecar_spec import CONTAINER_CREDENTIALS_PREFIX, ENV_CONTAINER_ROLES, FULL_URI
 from sidecred.sidecar import config as sc
 
 PROXY_TIMEOUT = (2.0, 5.0)  # (connect, read) seconds; the sidecar answers from memory
@@ -38,6 +41,7 @@ class SidecarHealth:
     expires: str = ""  # RFC 3339, when ready
     code: str = ""  # when not ready: STS's, the broker's or the sidecar's code
     message: str = ""
+    container: str = ""  # the container whose own role this is about ("" for the pod's)
 
 
 class HealthUnavailable(Exception):
@@ -62,9 +66,53 @@ def health_port(pod: Mapping[str, Any]) -> int | None:
 
 
 def pod_role(pod: Mapping[str, Any]) -> str:
-    """The role ARN the pod was injected for (the webhook's bookkeeping annotation)."""
+    """The role ARN the pod was injected for (the webhook's bookkeeping annotation); for a pod
+    whose roles are all its containers' own, those roles as `<container>=<ARN>,...`."""
     annotations = (pod.get("metadata") or {}).get("annotations") or {}
-    return str(annotations.get(INJECTED_KEY) or "")
+    role = str(annotations.get(INJECTED_KEY) or "")
+    if role:
+        return role
+    return ",".join(f"{name}={arn}" for name, arn in sorted(container_roles(pod).items()))
+
+
+def container_roles(pod: Mapping[str, Any]) -> dict[str, str]:
+    """container -> its own role ARN, as the pod's sidecar serves them (never a token)."""
+    sidecar = find_sidecar(pod)
+    raw = env_value(sidecar[2], ENV_CONTAINER_ROLES) if sidecar else None
+    try:
+        entries = json.loads(raw) if raw else {}
+    except (ValueError, RecursionError):
+        return {}
+    if not isinstance(entries, dict):
+        return {}
+    return {
+        str(name): str(entry["role_arn"])
+        for name, entry in entries.items()
+        if isinstance(entry, dict) and isinstance(entry.get("role_arn"), str)
+    }
+
+
+def roles_by_container(pod: Mapping[str, Any]) -> dict[str, str]:
+    """container -> the role ARN its credential env reaches ("" for none), for every init and
+    regular container but the sidecar, read from the injected pod spec."""
+    sidecar = find_sidecar(pod)
+    if sidecar is None:
+        return {}
+    pod_role_arn = env_value(sidecar[2], sc.ENV_ROLE_ARN) or ""
+    own = container_roles(pod)
+    roles = {}
+    for _, _, container in iter_containers(pod):
+        name = str(container.get("name", ""))
+        if name == SIDECAR_NAME:
+            continue
+        path = urllib.parse.urlsplit(env_value(container, FULL_URI) or "").path
+        if path == sc.CREDENTIALS_PATH:
+            roles[name] = pod_role_arn
+        elif path == f"{CONTAINER_CREDENTIALS_PREFIX}{name}/credentials":
+            roles[name] = own.get(name, "")
+        else:
+            roles[name] = ""
+    return roles
 
 
 def sidecar_status(pod: Mapping[str, Any]) -> Mapping[str, Any]:

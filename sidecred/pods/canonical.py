@@ -17,7 +17,9 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sidecred.pods.annotations import annotations_of, q, read_pod_options
+from sidecred.pods.annotations import CONTAINER_ROLES_KEY, annotations_of, q, read_pod_options
+from sidecred.pods.container_roles import ContainerRoles, read_container_roles
+from sidecred.pods.container_tokens import token_problem
 from sidecred.pods.names import RESERVED_VOLUMES, SA_TOKEN_VOLUME, SIDECAR_NAME
 from sidecred.pods.pod import find_sidecar, iter_containers, mounted_volumes
 from sidecred.pods.refusal import Refusal
@@ -68,6 +70,20 @@ def pod_role(pod: Mapping[str, Any], config: Settings) -> str | None:
         raise Refusal("bad-annotation", f"sidecred: {exc}") from None
 
 
+def wants_sidecar(pod: Mapping[str, Any], config: Settings) -> bool:
+    """Whether the pod asks for credentials: a role for the pod, or for some of its containers."""
+    annotations = annotations_of(pod)
+    return config.annotation_key in annotations or CONTAINER_ROLES_KEY in annotations
+
+
+def pod_roles(pod: Mapping[str, Any], config: Settings) -> tuple[str | None, ContainerRoles]:
+    """The pod's resolved role (None without one) and its containers' own; Refusal if unusable."""
+    role_arn = pod_role(pod, config)
+    options = read_pod_options(annotations_of(pod), config.session_duration, config.token_mode)
+    roles = read_container_roles(pod, role_arn, config.base_role_arn, options.skip_containers)
+    return role_arn, roles
+
+
 def _namespace_of(pod: Mapping[str, Any], namespace: str | None) -> str:
     return namespace or str((pod.get("metadata") or {}).get("namespace") or "")
 
@@ -76,12 +92,12 @@ def canonical_injection(
     pod: Mapping[str, Any], config: Settings, namespace: str | None = None
 ) -> Injection | None:
     """The Injection the webhook plans for this pod; None when the pod asks for no role."""
-    role_arn = pod_role(pod, config)
-    if role_arn is None:
+    if not wants_sidecar(pod, config):
         return None
+    role_arn, roles = pod_roles(pod, config)
     options = read_pod_options(annotations_of(pod), config.session_duration, config.token_mode)
     return plan_injection(
-        pod, role_arn, options, config, lambda: UNSET_TOKEN, _namespace_of(pod, namespace)
+        pod, role_arn, options, config, lambda: UNSET_TOKEN, _namespace_of(pod, namespace), roles
     )
 
 
@@ -294,5 +310,5 @@ def check_sidecar(
                 f"sidecred: container {q(container.get('name', ''))} {why}; only the sidecar "
                 "the webhook adds may do that",
             )
-    problem = problem or audience_problem(pod, config, injection)
+    problem = problem or audience_problem(pod, config, injection) or token_problem(pod, injection)
     return SidecarVerdict(canonical=canonical, problem=problem, location=location)
