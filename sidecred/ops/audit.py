@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from kubernetes import client
@@ -130,4 +130,4 @@ def read_namespace(api: client.CoreV1Api, name: str) -> dict[str, Any] | None:
 
 
 def finding_rows(findings: list[Finding]) -> list[dict[str, str]]:
-    return [asdict(f) for f in findings]
+    return [{column: getattr(f, column) for column in COLUMNS} for f in findings]
