@@ -4,10 +4,13 @@ role, URI and token, and session names <namespace>.<pod>.<container>."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sidecred.kube.sidecar_health import container_roles, pod_role, roles_by_container
 from sidecred.pods.container_roles import MAX_CHARS, MAX_ENTRIES, MAX_ROLE_CONTAINER_CHARS
@@ -267,3 +270,66 @@ def test_roles_by_container_reads_what_each_container_reaches_never_a_token() ->
     patched_only = apply_patch(only, mutate(only).patch or [])
     assert pod_role(patched_only) == f"backup={BASE_ROLE_ARN}shop-backup"
     assert "fixed-test-token" not in json.dumps(roles_by_container(patched))
+
+
+ROLE_POOL = ("", "shop-app", "shop-backup", "shop-report", "admin", BASE_ROLE_ARN + "shop-backup")
+
+
+@st.composite
+def map_pods(draw: st.DrawFn) -> dict[str, Any]:
+    """A clean pod whose container map is drawn: names of its own and others, any role."""
+    names = draw(st.lists(st.sampled_from(("app", "backup", "report", "cron")), min_size=1, max_size=4, unique=True))  # fmt: skip
+    keys = draw(st.lists(st.sampled_from((*names, "ghost")), max_size=4, unique=True))
+    value = json.dumps({k: draw(st.sampled_from(ROLE_POOL)) for k in keys})
+    extra = {"sidecred.dev/token-mode": draw(st.sampled_from(("file", "env")))}
+    role = draw(st.sampled_from((None, "shop-app", "shop-report")))
+    obj = pod(value, role=role, containers=tuple(names), **extra)
+    if draw(st.booleans()):
+        obj["metadata"] = {**obj["metadata"], "name": None, "generateName": "web-5d8f-"}
+        del obj["metadata"]["name"]
+    return obj
+
+
+@settings(max_examples=400, deadline=None, derandomize=True, database=None)
+@given(map_pods(), st.sampled_from(("native", "container")))
+def test_any_map_is_refused_clearly_or_gives_each_container_only_its_own(
+    obj: dict[str, Any], mode: str
+) -> None:
+    config = dataclasses.replace(CONFIG, sidecar_mode=mode)
+    decision = mutate(obj, config)
+    if not decision.allowed:
+        assert decision.reason in ("bad-annotation", "not-permitted"), decision.message
+        assert decision.code == 403 and decision.message.startswith("sidecred: ")
+        return
+    patched = apply_patch(obj, decision.patch or [])
+    request = pod_request(patched)
+    assert decide_validation(request, NAMESPACE, config).allowed
+    assert decide_mutation(request, NAMESPACE, config, new_token=lambda: "x").patch is None
+    roles = json.loads(obj["metadata"]["annotations"][KEY])
+    pod_role_arn = obj["metadata"]["annotations"].get("iam.amazonaws.com/role")
+    reached = roles_by_container(patched)
+    tokens = []
+    for container in patched["spec"]["containers"]:
+        name = container["name"]
+        if name == "sidecred":
+            continue
+        env = env_of(patched, name)
+        mounts = {m["name"] for m in container.get("volumeMounts") or []}
+        own = roles.get(name)
+        if own:
+            assert reached[name].endswith("/" + own.rsplit("/", 1)[-1])
+            assert env["AWS_CONTAINER_CREDENTIALS_FULL_URI"].endswith(
+                f"/v1/containers/{name}/credentials"
+            )
+            assert mounts <= {f"sidecred-token-{name}"}
+        elif name in roles or pod_role_arn is None:
+            assert reached[name] == "" and "AWS_CONTAINER_CREDENTIALS_FULL_URI" not in env
+            assert not mounts
+        else:
+            assert reached[name] == BASE_ROLE_ARN + pod_role_arn and mounts <= {"sidecred-token"}
+        tokens.append(env.get("AWS_CONTAINER_AUTHORIZATION_TOKEN"))
+    # In token mode env every role's token differs (containers on the pod's role share one).
+    distinct = {t for t in tokens if t}
+    expected_roles = {reached[n] for n in reached if reached[n]}
+    if obj["metadata"]["annotations"]["sidecred.dev/token-mode"] == "env":
+        assert len(distinct) == len(expected_roles)
