@@ -110,7 +110,8 @@ def caller_from_review(review: Mapping[str, Any], audience: str) -> Caller | Ref
             "WrongAudience",
             f"sidecred broker: the token is not for audience {json.dumps(audience)}",
         )
-    user = status.get("user") if isinstance(status.get("user"), Mapping) else {}
+    user = status.get("user")
+    user = user if isinstance(user, Mapping) else {}
     username = str(user.get("username") or "")
     namespace, _, account = username.removeprefix(SA_PREFIX).partition(":")
     if not username.startswith(SA_PREFIX) or not namespace or not account:
@@ -120,7 +121,8 @@ def caller_from_review(review: Mapping[str, Any], audience: str) -> Caller | Ref
             f"sidecred broker: the token belongs to {json.dumps(username[:200])}, not a pod's "
             "service account",
         )
-    extra = user.get("extra") if isinstance(user.get("extra"), Mapping) else {}
+    extra = user.get("extra")
+    extra = extra if isinstance(extra, Mapping) else {}
     pod_name, pod_uid = _first(extra, EXTRA_POD_NAME), _first(extra, EXTRA_POD_UID)
     if not pod_name or not pod_uid:
         return Refusal(
@@ -178,7 +180,7 @@ class TokenReviewer:
             response = self._api.create_token_review(
                 body, _preload_content=False, _request_timeout=REVIEW_TIMEOUT
             )
-            return json.loads(response.data)
+            review = json.loads(response.data)
         except ApiException as exc:
             raise unavailable(
                 f"sidecred broker: TokenReview failed: HTTP {exc.status} {exc.reason}".strip()
@@ -187,6 +189,8 @@ class TokenReviewer:
             raise unavailable(
                 f"sidecred broker: Kubernetes API unreachable for TokenReview: {type(exc).__name__}"
             ) from None
+        # Anything but an object has no status, so caller_from_review refuses it.
+        return review if isinstance(review, dict) else {}
 
     def _remember(self, key: bytes, answer: Caller | Refusal, token: str, now: float) -> None:
         if isinstance(answer, Refusal):
