@@ -72,7 +72,7 @@ def sidecar_status(pod: Mapping[str, Any]) -> Mapping[str, Any]:
     status = pod.get("status") or {}
     for key in ("initContainerStatuses", "containerStatuses"):
         for entry in status.get(key) or []:
-            if entry.get("name") == SIDECAR_NAME:
+            if isinstance(entry, Mapping) and entry.get("name") == SIDECAR_NAME:
                 return entry
     return {}
 
