@@ -60,7 +60,7 @@ UNAVAILABLE = "unavailable"
 class Lookup:
     """An object as a plain dict, or None with `error` saying why."""
 
-    object: dict | None
+    object: dict[str, Any] | None
     source: str  # cache | api | not-found | unavailable
     error: str = ""
 
@@ -97,7 +97,7 @@ class WatchCache:
     def __init__(
         self,
         kind: str,
-        list_func: Callable,
+        list_func: Callable[..., Any],
         read_func: Callable[..., object],
         *,
         label_selector: str = "",
@@ -113,7 +113,7 @@ class WatchCache:
         self._record = record_api_call or (lambda verb, result: None)
         self._watch_timeout = watch_timeout_seconds
         self._lock = threading.Lock()
-        self._store: dict[Key, dict] = {}
+        self._store: dict[Key, dict[str, Any]] = {}
         self._clock = clock
         self._remember = remember_missing
         # Recent 404s (key -> when), and the GET in flight per key that others wait on.
@@ -150,11 +150,11 @@ class WatchCache:
             self._thread.join(timeout)
 
     # --- lookups -------------------------------------------------------------------
-    def cached_key(self, key: Key) -> dict | None:
+    def cached_key(self, key: Key) -> dict[str, Any] | None:
         with self._lock:
             return self._store.get(key)
 
-    def objects(self) -> list[dict]:
+    def objects(self) -> list[dict[str, Any]]:
         """Every cached object (a snapshot)."""
         with self._lock:
             return list(self._store.values())
@@ -220,7 +220,7 @@ class WatchCache:
         return Lookup(obj, FETCHED)
 
     # --- list and watch ------------------------------------------------------------
-    def _call(self, verb: str, func: Callable, *args: object, **kwargs: object):
+    def _call(self, verb: str, func: Callable[..., Any], *args: object, **kwargs: object) -> Any:
         self.api_calls[verb] += 1
         try:
             result = func(*args, _preload_content=False, **kwargs)
@@ -234,7 +234,7 @@ class WatchCache:
         return result
 
     @staticmethod
-    def _key(obj: dict) -> Key:
+    def _key(obj: dict[str, Any]) -> Key:
         metadata = obj.get("metadata") or {}
         return (metadata.get("namespace") or "", metadata["name"])
 
@@ -320,10 +320,10 @@ class StaticNamespaces:
     synced = True
     last_error = ""
 
-    def __init__(self, *namespaces: dict) -> None:
+    def __init__(self, *namespaces: dict[str, Any]) -> None:
         self._by_name = {ns["metadata"]["name"]: ns for ns in namespaces}
 
-    def cached(self, name: str) -> dict | None:
+    def cached(self, name: str) -> dict[str, Any] | None:
         return self._by_name.get(name)
 
     def get(self, name: str) -> Lookup:
@@ -343,7 +343,7 @@ class NamespaceCache(WatchCache):
         kwargs.setdefault("remember_missing", True)
         super().__init__("namespace", api.list_namespace, read, **kwargs)
 
-    def cached(self, name: str) -> dict | None:
+    def cached(self, name: str) -> dict[str, Any] | None:
         return self.cached_key(("", name))
 
     def get(self, name: str) -> Lookup:
