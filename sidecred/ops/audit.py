@@ -106,9 +106,10 @@ def collect_findings(
 
 def read_namespace(api: client.CoreV1Api, name: str) -> dict[str, Any] | None:
     try:
-        return json.loads(api.read_namespace(name, _preload_content=False).data)
+        namespace = json.loads(api.read_namespace(name, _preload_content=False).data)
     except client.ApiException:
         return None
+    return namespace if isinstance(namespace, dict) else None
 
 
 def finding_rows(findings: list[Finding]) -> list[dict[str, str]]:
