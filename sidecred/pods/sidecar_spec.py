@@ -131,7 +131,7 @@ def build_sidecar(inj: Injection) -> dict[str, Any]:
     cfg = inj.config
     native = cfg.sidecar_mode == "native"
     env = sidecar_env(inj)
-    mounts = []
+    mounts: list[dict[str, Any]] = []
     if inj.token_mode == "file":
         mounts.append({"name": TOKEN_VOLUME, "mountPath": TOKEN_DIR})
     if uses_sa_token(cfg):
