@@ -95,7 +95,7 @@ class Admission:
     metrics: WebhookMetrics
     clock: Callable[[], float] = time.perf_counter
 
-    async def look_up_namespace(self, request: dict[str, Any]) -> tuple[dict | None, str]:
+    async def look_up_namespace(self, request: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
         """The namespace the request needs (or None) and why it could not be read.
 
         A cache hit is answered on the event loop; only a miss, which may wait on
@@ -106,7 +106,7 @@ class Admission:
         if name is None:
             return None, ""
         # A cache that can answer without blocking (kube.watch.NamespaceCache.cached).
-        cached: Callable[[str], dict | None] | None = getattr(self.namespaces, "cached", None)
+        cached: Callable[[str], dict[str, Any] | None] | None = getattr(self.namespaces, "cached", None)
         namespace = cached(name) if cached is not None else None
         if namespace is not None:
             self.metrics.record_namespace_lookup(CACHE)
