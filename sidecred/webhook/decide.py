@@ -49,7 +49,7 @@ class Decision:
     allowed: bool
     code: int = 200
     message: str = ""
-    patch: list[dict] | None = None  # JSON Patch ops
+    patch: list[dict[str, Any]] | None = None  # JSON Patch ops
     warnings: tuple[str, ...] = ()
     reason: str = "allowed"
 
@@ -167,8 +167,7 @@ def _read_role_pod(
     pod, a namespace mismatch, a pod that can't be isolated, and a bad role or
     option annotation.
     """
-    pod = request.get("object")
-    check_pod_shape(pod)
+    pod = check_pod_shape(request.get("object"))
     _check_namespace(request)
     role_arn = pod_role(pod, config)
     if role_arn is not None:
@@ -222,9 +221,8 @@ def decide_mutation(
 
 
 def _decide_pod_update(request: Mapping[str, Any], config: Settings) -> Decision:
-    old, new = request.get("oldObject"), request.get("object")
-    check_pod_shape(old, "request.oldObject")
-    check_pod_shape(new)
+    old = check_pod_shape(request.get("oldObject"), "request.oldObject")
+    new = check_pod_shape(request.get("object"))
     if request.get("subResource") == "ephemeralcontainers":
         check_ephemeral(old, new, config)
     else:
