@@ -20,6 +20,7 @@ import datetime as dt
 import json
 import logging
 import time
+from typing import Any
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -50,7 +51,7 @@ class LeaseRecord:
     transitions: int = 0
 
     @classmethod
-    def from_lease(cls, lease: dict) -> LeaseRecord:
+    def from_lease(cls, lease: dict[str, Any]) -> LeaseRecord:
         spec = lease.get("spec") or {}
         return cls(
             holder=str(spec.get("holderIdentity") or ""),
@@ -99,7 +100,7 @@ class LeaseElector:
         self._observed_at = 0.0
         self.renewed_at = 0.0  # when the Lease was last written by this candidate (its clock)
 
-    def _read(self) -> tuple[LeaseRecord | None, dict | None]:
+    def _read(self) -> tuple[LeaseRecord | None, dict[str, Any] | None]:
         try:
             response = self.api.read_namespaced_lease(
                 self.name, self.namespace, _preload_content=False, _request_timeout=API_TIMEOUT
@@ -112,7 +113,7 @@ class LeaseElector:
         return LeaseRecord.from_lease(lease), lease
 
     def _write(
-        self, action: str, record: LeaseRecord | None, lease: dict | None, now: float
+        self, action: str, record: LeaseRecord | None, lease: dict[str, Any] | None, now: float
     ) -> None:
         stamp = micro_time(now)
         keep = action == RENEW and record is not None
