@@ -197,8 +197,8 @@ def metadata_ops(pod: Mapping[str, Any], inj: Injection) -> list[dict[str, Any]]
     """
     annotations = (pod.get("metadata") or {}).get("annotations") or {}
     wanted = {INJECTED_KEY: inj.role_arn}
-    apps = [c.get("name") for c in (pod.get("spec") or {}).get("containers") or []]
-    apps = [name for name in apps if name != SIDECAR_NAME]
+    names = [c.get("name") for c in (pod.get("spec") or {}).get("containers") or []]
+    apps = [name for name in names if isinstance(name, str) and name != SIDECAR_NAME]
     if inj.config.sidecar_mode == "container" and apps:
         current = annotations.get(DEFAULT_CONTAINER_KEY)
         wanted[DEFAULT_CONTAINER_KEY] = current if current in apps else apps[0]
@@ -299,4 +299,5 @@ def sidecar_ops(
 
 def apply_patch(pod: Mapping[str, Any], ops: list[dict[str, Any]]) -> dict[str, Any]:
     """The pod after `ops`, as the API server would apply them."""
-    return jsonpatch.apply_patch(copy.deepcopy(dict(pod)), copy.deepcopy(ops))
+    patched: dict[str, Any] = jsonpatch.apply_patch(copy.deepcopy(dict(pod)), copy.deepcopy(ops))
+    return patched
