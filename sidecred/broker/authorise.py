@@ -14,14 +14,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sidecred.sidecar.session_name import build_session_name
-from sidecred.pods.annotations import annotations_of, read_pod_options
-from sidecred.pods.settings import Settings
 from sidecred.kube.watch import NOT_FOUND, Lookup
-from sidecred.pods.session import namespaced_session_name
+from sidecred.pods.annotations import annotations_of, read_pod_options
 from sidecred.pods.policy import evaluate_policy
 from sidecred.pods.refusal import Refusal as PodRefusal
 from sidecred.pods.roles import RoleError, resolve_role
+from sidecred.pods.session import namespaced_session_name
+from sidecred.pods.settings import Settings
+from sidecred.sidecar.session_name import build_session_name
 
 # (pod, config) -> why the pod does not run the canonical broker-mode sidecar, or None.
 SidecarProblem = Callable[[Mapping[str, Any], Settings], str | None]

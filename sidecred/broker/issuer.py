@@ -23,10 +23,10 @@ from sidecred.broker.authorise import Caller, Grant, Refusal, SidecarProblem, au
 from sidecred.broker.metrics import BrokerMetrics
 from sidecred.broker.sts import RoleAssumer
 from sidecred.broker.token_review import bearer_token
+from sidecred.kube.watch import Lookup
+from sidecred.pods.settings import Settings
 from sidecred.sidecar.credentials import SourceError
 from sidecred.sidecar.wire import credentials_body
-from sidecred.pods.settings import Settings
-from sidecred.kube.watch import Lookup
 
 # A generation is handed out again only during the first quarter of its life.
 # A sidecar refreshes at about half its session, so each of its refreshes gets a

@@ -95,7 +95,9 @@ class RefusalEvents:
         body = build_event(pod, event, self.instance, reporter=REPORTER, action=ACTION)
         self._poster.submit(self._post, pod, uid, event, body)
 
-    def _post(self, pod: Mapping[str, Any], uid: str, event: PodEvent, body: dict[str, Any]) -> None:
+    def _post(
+        self, pod: Mapping[str, Any], uid: str, event: PodEvent, body: dict[str, Any]
+    ) -> None:
         if post_event(self.api, pod, body, self.metrics):
             return
         with self._lock:

@@ -11,9 +11,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from sidecred.pods.annotations import q
-from sidecred.pods.settings import Settings
 from sidecred.pods.names import SIDECAR_NAME
 from sidecred.pods.refusal import Refusal
+from sidecred.pods.settings import Settings
 
 NODES_GROUP = "system:nodes"
 CONNECT_SUBRESOURCES = ("exec", "attach")

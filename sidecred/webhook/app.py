@@ -20,15 +20,15 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
+from sidecred.kube.watch import CACHE, Lookup
 from sidecred.pods.settings import Settings
+from sidecred.serving.http import add_metrics_and_last_resort
 from sidecred.webhook.decide import (
     Decision,
     decide_mutation,
     decide_validation,
     namespace_to_lookup,
 )
-from sidecred.kube.watch import CACHE, Lookup
-from sidecred.serving.http import add_metrics_and_last_resort
 from sidecred.webhook.metrics import WebhookMetrics
 from sidecred.webhook.namespace_review import with_namespace_review
 from sidecred.webhook.review import MAX_REVIEW_BYTES, ReviewError, build_review, parse_review
@@ -106,7 +106,9 @@ class Admission:
         if name is None:
             return None, ""
         # A cache that can answer without blocking (kube.watch.NamespaceCache.cached).
-        cached: Callable[[str], dict[str, Any] | None] | None = getattr(self.namespaces, "cached", None)
+        cached: Callable[[str], dict[str, Any] | None] | None = getattr(
+            self.namespaces, "cached", None
+        )
         namespace = cached(name) if cached is not None else None
         if namespace is not None:
             self.metrics.record_namespace_lookup(CACHE)

@@ -11,6 +11,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from sidecred.pods.annotations import PodOptions, annotations_of, q, read_pod_options
+from sidecred.pods.canonical import SidecarVerdict, check_sidecar, pod_role
+from sidecred.pods.names import SIDECAR_NAME
+from sidecred.pods.pod import check_pod_shape, is_pod_request, pod_label, pod_namespace
+from sidecred.pods.policy import evaluate_policy
+from sidecred.pods.refusal import Refusal
+from sidecred.pods.settings import Settings
+from sidecred.pods.sidecar_spec import plan_injection
 from sidecred.sidecar.token_file import generate_token
 from sidecred.webhook.access import (
     check_connect,
@@ -18,15 +26,7 @@ from sidecred.webhook.access import (
     is_connect,
     is_token_request,
 )
-from sidecred.pods.annotations import PodOptions, annotations_of, q, read_pod_options
-from sidecred.pods.canonical import SidecarVerdict, check_sidecar, pod_role
-from sidecred.pods.settings import Settings
 from sidecred.webhook.mutate import build_patch
-from sidecred.pods.sidecar_spec import plan_injection
-from sidecred.pods.names import SIDECAR_NAME
-from sidecred.pods.pod import check_pod_shape, is_pod_request, pod_label, pod_namespace
-from sidecred.pods.policy import evaluate_policy
-from sidecred.pods.refusal import Refusal
 from sidecred.webhook.validate import check_app_containers, check_ephemeral, check_update
 
 # Not a policy verdict: the same request can succeed once the namespace can be

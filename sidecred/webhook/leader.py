@@ -16,13 +16,12 @@ replicas never lead at once.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 import time
-from typing import Any
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import urllib3
 from kubernetes import client
@@ -71,7 +70,6 @@ def lease_action(record: LeaseRecord | None, identity: str, observed_at: float, 
     if not record.holder or now >= observed_at + record.duration:
         return TAKE_OVER
     return FOLLOW
-
 
 
 class LeaseElector:

@@ -12,56 +12,39 @@ nothing twice and only gives the env to containers a later webhook added.
 from __future__ import annotations
 
 import copy
-import hashlib
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
 import jsonpatch
 
-from sidecred.sidecar import config as sc
 from sidecred.pods.annotations import (
     DEFAULT_CONTAINER_KEY,
     INJECTED_KEY,
     INJECTED_LABEL,
-    SESSION_NAME_KEY,
     SKIP_CONTAINERS_KEY,
-    PodOptions,
     q,
 )
-from sidecred.pods.settings import Settings
 from sidecred.pods.names import (
-    SA_TOKEN_DIR,
-    SA_TOKEN_FILE,
-    SA_TOKEN_VOLUME,
-    SIDECAR_COMMAND,
     SIDECAR_NAME,
     TOKEN_DIR,
-    TOKEN_FILE,
     TOKEN_VOLUME,
 )
-from sidecred.pods.pod import env_value, find_sidecar, has_env, iter_containers
+from sidecred.pods.pod import env_value, has_env, iter_containers
 from sidecred.pods.refusal import Refusal
-from sidecred.pods.session import namespaced_session_name
+from sidecred.pods.settings import Settings
 from sidecred.pods.sidecar_spec import (
     AUTH_TOKEN,
     AUTH_TOKEN_FILE,
     FULL_URI,
-    HEALTH_PORT_NAME,
-    Injection,
     REGION_VARS,
     RELATIVE_URI,
-    SIDECAR_UID,
-    WAIT_READY_COMMAND,
-    _field_env,
+    Injection,
     app_env,
     build_sidecar,
     build_volumes,
-    plan_injection,
-    sidecar_env,
-    source_env,
-    uses_sa_token,
 )
+from sidecred.sidecar import config as sc
+
 
 def escape(part: str) -> str:
     """One JSON Pointer reference token (RFC 6901)."""

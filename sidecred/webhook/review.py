@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import json
 import uuid
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal, NotRequired, TypedDict
 
 if TYPE_CHECKING:

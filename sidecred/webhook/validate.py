@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sidecred.sidecar import config as sc
 from sidecred.pods.annotations import (
     INJECTED_KEY,
     PodOptions,
@@ -17,12 +16,13 @@ from sidecred.pods.annotations import (
     q,
 )
 from sidecred.pods.canonical import forged_reason, token_audiences
-from sidecred.pods.settings import Settings
-from sidecred.webhook.mutate import foreign_endpoint
-from sidecred.pods.sidecar_spec import FULL_URI
 from sidecred.pods.names import SA_TOKEN_VOLUME, SIDECAR_NAME
 from sidecred.pods.pod import env_value, iter_containers, mounted_volumes
 from sidecred.pods.refusal import Refusal
+from sidecred.pods.settings import Settings
+from sidecred.pods.sidecar_spec import FULL_URI
+from sidecred.sidecar import config as sc
+from sidecred.webhook.mutate import foreign_endpoint
 
 
 def runs_sidecar(container: Mapping[str, Any], config: Settings) -> bool:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from sidecred.pods.annotations import SESSION_NAME_RE
-from sidecred.pods.session import namespaced_session_name
 from sidecred.pods.refusal import Refusal
+from sidecred.pods.session import namespaced_session_name
 
 
 def test_short_names_are_prefixed() -> None:

@@ -18,9 +18,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
-from sidecred.webhook.app import create_app
-from sidecred.pods.settings import Settings
 from sidecred.kube.watch import StaticNamespaces
+from sidecred.pods.settings import Settings
+from sidecred.webhook.app import create_app
 from sidecred.webhook.metrics import WebhookMetrics
 from tests.hardening.webhook.examples import count_example, fuzz
 from tests.hardening.webhook.strategies import (
