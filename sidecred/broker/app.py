@@ -16,9 +16,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from sidecred.broker.authorise import Refusal
 from sidecred.broker.issuer import Issuer, refused
 from sidecred.broker.metrics import BrokerMetrics
+from sidecred.pods.refusal import Refusal
 from sidecred.serving.http import add_metrics_and_last_resort
 
 log = logging.getLogger("sidecred.broker")
@@ -51,7 +51,7 @@ def create_app(
         except Exception:
             log.exception("issuance failed unexpectedly")
             message = "sidecred broker: internal error; see the broker's log"
-            answer = refused(Refusal(503, "InternalError", message))
+            answer = refused(Refusal("InternalError", message, 503))
         elapsed = clock() - started
         metrics.issuances.labels(answer.result).inc()
         metrics.issuance_latency.observe(elapsed)
@@ -90,7 +90,7 @@ def create_app(
         app,
         metrics,
         log,
-        lambda: JSONResponse(Refusal(503, "InternalError", "internal error").body(), 503),
+        lambda: JSONResponse(Refusal("InternalError", "internal error", 503).error_body(), 503),
     )
 
     return app

@@ -19,11 +19,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sidecred.broker.authorise import Caller, Grant, Refusal, SidecarProblem, authorise
+from sidecred.broker.authorise import Caller, Grant, SidecarProblem, authorise
 from sidecred.broker.metrics import BrokerMetrics
 from sidecred.broker.sts import RoleAssumer
 from sidecred.broker.token_review import bearer_token
 from sidecred.kube.watch import Lookup
+from sidecred.pods.refusal import Refusal
 from sidecred.pods.settings import Settings
 from sidecred.sidecar.credentials import SourceError
 from sidecred.sidecar.wire import credentials_body
@@ -122,10 +123,10 @@ class Issuer:
         try:
             body = self.credentials(grant)
         except SourceError as exc:
-            return refused(Refusal(503, exc.code, f"sts:AssumeRole failed: {exc.message}"), caller)
+            return refused(Refusal(exc.code, f"sts:AssumeRole failed: {exc.message}", 503), caller)
         except TimeoutError:
             message = "sidecred broker: another request's sts:AssumeRole call did not finish"
-            return refused(Refusal(503, "StsTimeout", message), caller)
+            return refused(Refusal("StsTimeout", message, 503), caller)
         if self._events is not None:
             self._events.issued(caller, pod.object)
         return Answer(200, body, "issued", caller)
@@ -185,4 +186,4 @@ class Issuer:
 
 
 def refused(refusal: Refusal, caller: Caller | None = None) -> Answer:
-    return Answer(refusal.status, refusal.body(), refusal.code, caller)
+    return Answer(refusal.status, refusal.error_body(), refusal.reason, caller)

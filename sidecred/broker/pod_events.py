@@ -26,7 +26,7 @@ from typing import Any
 
 from kubernetes import client
 
-from sidecred.broker.authorise import Caller, Refusal
+from sidecred.broker.authorise import Caller
 from sidecred.kube.events import (
     RATE_LIMIT_SECONDS,
     EventMetrics,
@@ -37,6 +37,7 @@ from sidecred.kube.events import (
     post_event,
 )
 from sidecred.kube.sidecar_health import SidecarHealth
+from sidecred.pods.refusal import Refusal
 
 REPORTER = "broker"
 ACTION = "IssueCredentials"
@@ -73,7 +74,7 @@ class RefusalEvents:
         """A refusal: a Warning on the caller's pod if it is a 403 and none was posted lately."""
         pod = own_pod(caller, pod)
         if refusal.status == 403 and pod is not None:
-            self._consider(pod, SidecarHealth(False, code=refusal.code, message=refusal.message))
+            self._consider(pod, SidecarHealth(False, code=refusal.reason, message=refusal.message))
 
     def issued(self, caller: Caller, pod: Mapping[str, Any] | None) -> None:
         """An issuance: a Normal event if this pod's last event was a refusal."""

@@ -57,7 +57,7 @@ class Decision:
 def deny(refusal: Refusal, warnings: list[str] | tuple[str, ...] = ()) -> Decision:
     return Decision(
         allowed=False,
-        code=refusal.code,
+        code=refusal.status,
         message=refusal.message,
         warnings=tuple(warnings),
         reason=refusal.reason,

@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
-from sidecred.broker.authorise import Caller, Grant, Refusal, authorise
+from sidecred.broker.authorise import Caller, Grant, authorise
 from sidecred.broker.sidecar_check import broker_sidecar_problem
 from sidecred.kube.watch import CACHE, NOT_FOUND, UNAVAILABLE, Lookup
+from sidecred.pods.refusal import Refusal
 
 from .pods import BASE, CONFIG, READER, broker_pod, namespace, plain_pod
 
@@ -125,10 +126,10 @@ def test_refusals_say_what_to_fix(
 ) -> None:
     refusal = decide(copy.deepcopy(pod_), ns, **config)
     assert isinstance(refusal, Refusal), refusal
-    assert (refusal.status, refusal.code) == (status, code), refusal.message
+    assert (refusal.status, refusal.reason) == (status, code), refusal.message
     for word in words:
         assert word in refusal.message
-    assert refusal.body() == {
+    assert refusal.error_body() == {
         "Code": code,
         "Message": refusal.message,
         "code": code,
