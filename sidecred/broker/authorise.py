@@ -9,13 +9,12 @@ webhook's wording, so a refused issuance reads like a refused admission.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from sidecred.kube.watch import NOT_FOUND, Lookup
-from sidecred.pods.annotations import PodOptions, annotations_of, read_pod_options
+from sidecred.pods.annotations import PodOptions, annotations_of, q, read_pod_options
 from sidecred.pods.policy import evaluate_policy
 from sidecred.pods.refusal import Refusal
 from sidecred.pods.roles import RoleError, resolve_role
@@ -25,10 +24,6 @@ from sidecred.sidecar.session_name import build_session_name
 
 # (pod, config) -> why the pod does not run the canonical broker-mode sidecar, or None.
 SidecarProblem = Callable[[Mapping[str, Any], Settings], str | None]
-
-
-def q(value: str) -> str:
-    return json.dumps(value)
 
 
 @dataclass(frozen=True)

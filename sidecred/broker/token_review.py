@@ -25,6 +25,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from sidecred.broker.authorise import Caller, unavailable
+from sidecred.pods.annotations import q
 from sidecred.pods.refusal import Refusal
 
 SA_PREFIX = "system:serviceaccount:"
@@ -108,7 +109,7 @@ def caller_from_review(review: Mapping[str, Any], audience: str) -> Caller | Ref
     if not isinstance(audiences, list) or audience not in audiences:
         return Refusal(
             "WrongAudience",
-            f"sidecred broker: the token is not for audience {json.dumps(audience)}",
+            f"sidecred broker: the token is not for audience {q(audience)}",
             401,
         )
     user = status.get("user")
@@ -118,8 +119,7 @@ def caller_from_review(review: Mapping[str, Any], audience: str) -> Caller | Ref
     if not username.startswith(SA_PREFIX) or not namespace or not account:
         return Refusal(
             "NotAServiceAccount",
-            f"sidecred broker: the token belongs to {json.dumps(username[:200])}, not a pod's "
-            "service account",
+            f"sidecred broker: the token belongs to {q(username)}, not a pod's service account",
             401,
         )
     extra = user.get("extra")
@@ -128,7 +128,7 @@ def caller_from_review(review: Mapping[str, Any], audience: str) -> Caller | Ref
     if not pod_name or not pod_uid:
         return Refusal(
             "TokenNotBoundToPod",
-            f"sidecred broker: the token of service account {json.dumps(username)} is not bound "
+            f"sidecred broker: the token of service account {q(username)} is not bound "
             "to a pod; use the projected token the webhook mounts in the sidecar",
             401,
         )

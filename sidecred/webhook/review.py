@@ -13,6 +13,8 @@ import json
 import uuid
 from typing import TYPE_CHECKING, Any, Literal, NotRequired, TypedDict
 
+from sidecred.pods.annotations import q
+
 if TYPE_CHECKING:
     from sidecred.webhook.decide import Decision
 
@@ -208,7 +210,7 @@ def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         seen: set[str] = set()
         for key, _ in pairs:
             if key in seen:
-                raise ValueError(f"duplicate key {json.dumps(key[:100])} in a JSON object")
+                raise ValueError(f"duplicate key {q(key, 100)} in a JSON object")
             seen.add(key)
     return result
 
