@@ -18,9 +18,9 @@ from sidecred.pods.annotations import PodOptions, annotations_of, q, read_pod_op
 from sidecred.pods.policy import evaluate_policy
 from sidecred.pods.refusal import Refusal
 from sidecred.pods.roles import RoleError, resolve_role
-from sidecred.pods.session import namespaced_session_name
+from sidecred.pods.session import custom_session_name
 from sidecred.pods.settings import Settings
-from sidecred.sidecar.session_name import build_session_name
+from sidecred.sidecar.session_name import build_session_name, session_tags
 
 # (pod, config) -> why the pod does not run the canonical broker-mode sidecar, or None.
 SidecarProblem = Callable[[Mapping[str, Any], Settings], str | None]
@@ -46,6 +46,7 @@ class Grant:
 
     role_arn: str
     session_name: str
+    source_identity: str  # always `<namespace>.<pod>`, never from an annotation
     duration: int
     external_id: str | None
     tags: tuple[tuple[str, str], ...]
@@ -133,19 +134,9 @@ def session_name_for(caller: Caller, override: str | None) -> str:
     if not override:
         return build_session_name(caller.namespace, caller.pod_name)
     try:
-        return namespaced_session_name(caller.namespace, override)
+        return custom_session_name(caller.namespace, override)
     except Refusal as exc:
         raise Refusal("BadPodAnnotation", f"{exc.message} ({caller.label})") from None
-
-
-def session_tags(caller: Caller) -> tuple[tuple[str, str], ...]:
-    """EKS Pod Identity's session tag names, so ABAC policies carry over."""
-    return (
-        ("kubernetes-namespace", caller.namespace),
-        ("kubernetes-pod-name", caller.pod_name),
-        ("kubernetes-pod-uid", caller.pod_uid),
-        ("kubernetes-service-account", caller.service_account),
-    )
 
 
 def authorise(
@@ -175,8 +166,11 @@ def authorise(
     return Grant(
         role_arn=role_arn,
         session_name=session_name,
+        source_identity=build_session_name(caller.namespace, caller.pod_name),
         duration=options.session_duration,
         external_id=options.external_id,
-        tags=session_tags(caller),
+        tags=session_tags(
+            caller.namespace, caller.pod_name, caller.pod_uid, caller.service_account
+        ),
         pod_uid=caller.pod_uid,
     )

@@ -71,6 +71,7 @@ def test_grant_carries_role_session_source_identity_and_pod_identity_tags() -> N
     assert grant == Grant(
         role_arn=READER,
         session_name="shop.web-1",
+        source_identity="shop.web-1",
         duration=3600,
         external_id="ext-42",
         tags=(
@@ -89,8 +90,8 @@ def test_role_name_resolves_and_annotations_set_duration_and_session_name() -> N
     assert isinstance(grant, Grant)
     assert grant.role_arn == BASE + "shop-writer"
     assert grant.duration == 7200
-    # The pod picks the suffix, never the namespace prefix.
-    assert grant.session_name == "shop.batch"
+    # The pod picks the suffix, never the namespace prefix, and never its source identity.
+    assert (grant.session_name, grant.source_identity) == ("shop.batch", "shop.web-1")
 
 
 ROWS = [
