@@ -23,7 +23,7 @@ from sidecred.broker.authorise import Caller, Grant, SidecarProblem, authorise
 from sidecred.broker.metrics import BrokerMetrics
 from sidecred.broker.sts import RoleAssumer
 from sidecred.broker.token_review import bearer_token
-from sidecred.kube.watch import Lookup
+from sidecred.kube.watch import Lookup, NamespaceSource
 from sidecred.pods.refusal import Refusal
 from sidecred.pods.settings import Settings
 from sidecred.sidecar.credentials import SourceError
@@ -54,10 +54,6 @@ class Reviewer(Protocol):
 
 class PodSource(Protocol):
     def get(self, namespace: str, name: str) -> Lookup: ...
-
-
-class NamespaceSource(Protocol):
-    def get(self, name: str) -> Lookup: ...
 
 
 @dataclass(frozen=True)

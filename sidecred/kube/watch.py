@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import urllib3
 from kubernetes import client, watch
@@ -63,6 +63,17 @@ class Lookup:
     object: dict[str, Any] | None
     source: str  # cache | api | not-found | unavailable
     error: str = ""
+
+
+class NamespaceSource(Protocol):
+    """Namespaces by name, as the webhook and the broker read them (NamespaceCache)."""
+
+    last_error: str
+
+    @property
+    def synced(self) -> bool: ...
+
+    def get(self, name: str) -> Lookup: ...
 
 
 # Only sidecred's own pods are watched: every pod the webhook injects carries this label.
@@ -311,26 +322,6 @@ class WatchCache:
                     "%s watch failed (%s); retrying in %.1fs", self.kind, self.last_error, delay
                 )
             self._stopping.wait(delay)
-
-
-class StaticNamespaces:
-    """An in-memory namespace source with the NamespaceCache interface, for the pure tests,
-    the check CLI and the demo: the namespaces given, everything else not found."""
-
-    synced = True
-    last_error = ""
-
-    def __init__(self, *namespaces: dict[str, Any]) -> None:
-        self._by_name = {ns["metadata"]["name"]: ns for ns in namespaces}
-
-    def cached(self, name: str) -> dict[str, Any] | None:
-        return self._by_name.get(name)
-
-    def get(self, name: str) -> Lookup:
-        found = self._by_name.get(name)
-        if found is None:
-            return Lookup(None, NOT_FOUND, f'namespace "{name}" not found')
-        return Lookup(found, CACHE)
 
 
 class NamespaceCache(WatchCache):

@@ -13,14 +13,14 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
-from sidecred.kube.watch import CACHE, Lookup
+from sidecred.kube.watch import CACHE, NamespaceSource
 from sidecred.pods.settings import Settings
 from sidecred.serving.http import add_metrics_and_last_resort
 from sidecred.webhook.decide import (
@@ -40,17 +40,6 @@ INTERNAL_ERROR_MESSAGE = (
     "sidecred: internal error while deciding this request; it is refused (fail closed). "
     "See the webhook's log for details."
 )
-
-
-class NamespaceSource(Protocol):
-    """What the app needs from the namespace cache (kube.watch.NamespaceCache)."""
-
-    @property
-    def synced(self) -> bool: ...
-
-    last_error: str
-
-    def get(self, name: str) -> Lookup: ...
 
 
 Decide = Callable[..., Decision]

@@ -18,7 +18,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
-from sidecred.kube.watch import StaticNamespaces
 from sidecred.pods.settings import Settings
 from sidecred.webhook.app import create_app
 from sidecred.webhook.metrics import WebhookMetrics
@@ -32,6 +31,7 @@ from tests.hardening.webhook.strategies import (
     review_bytes,
     reviews,
 )
+from tests.support.static_namespaces import StaticNamespaces
 
 POLICY = {"iam.amazonaws.com/permitted": BASE_ROLE_ARN + "shop-.*"}
 CONTENT_TYPES = ("application/json", "application/json; charset=utf-8", "text/plain", "")
