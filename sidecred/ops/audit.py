@@ -17,7 +17,7 @@ from kubernetes import client
 from sidecred.kube.sidecar_health import (
     HealthUnavailable,
     SidecarHealth,
-    pod_role,
+    injected_role,
     read_sidecar_health,
     sidecar_status,
 )
@@ -59,7 +59,7 @@ def audit_pod(
     """What is wrong with one injected pod now; `health` is its /readyz answer or why it
     could not be read (only needed when the kubelet reports the sidecar not ready)."""
     metadata = pod.get("metadata") or {}
-    ns, name, role = str(metadata.get("namespace")), str(metadata.get("name")), pod_role(pod)
+    ns, name, role = str(metadata.get("namespace")), str(metadata.get("name")), injected_role(pod)
     findings = []
     if config.namespace_policy != "off":
         if namespace is None:
