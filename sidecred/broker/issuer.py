@@ -176,10 +176,6 @@ class Issuer:
                     del self._held[key]
         return generation.body
 
-    def held_count(self) -> int:
-        with self._lock:
-            return len(self._held)
-
 
 def refused(refusal: Refusal, caller: Caller | None = None) -> Answer:
     return Answer(refusal.status, refusal.error_body(), refusal.reason, caller)

@@ -213,7 +213,3 @@ class TokenReviewer:
             self._cache.move_to_end(key)
             while len(self._cache) > MAX_CACHED_REVIEWS:
                 self._cache.popitem(last=False)
-
-    def cached_count(self) -> int:
-        with self._lock:
-            return len(self._cache)
