@@ -1,4 +1,4 @@
-"""Pod events for the broker's refusals (DESIGN.md 7).
+"""Pod events for the broker's refusals.
 
 The injected sidecar has no readinessProbe, so a refusal after start-up (a role
 taken out of the namespace's policy) shows on the pod only once its credentials

@@ -1,4 +1,5 @@
-"""Reviews of requests that reach the sidecar's identity without creating a pod (DESIGN 3.3).
+"""Reviews of requests that reach the sidecar's identity without creating a pod
+(SECURITY.md, Paths 1 and 3).
 
 `serviceaccounts/token` CREATE (TokenRequest) for a sidecred audience, and
 `pods/exec` / `pods/attach` CONNECT into the sidecar. Pure: each check takes

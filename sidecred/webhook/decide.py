@@ -163,7 +163,7 @@ def _read_role_pod(
     """The checks /mutate and /validate share on CREATE; None when the pod asks for no role.
 
     Every pod, annotated or not, is checked for a forged sidecar and for tokens
-    with a sidecred audience (DESIGN 3.3). Raises Refusal for those, a malformed
+    with a sidecred audience (SECURITY.md, Paths 1 and 2). Raises Refusal for those, a malformed
     pod, a namespace mismatch, a pod that can't be isolated, and a bad role or
     option annotation.
     """
@@ -261,7 +261,7 @@ def decide_validation(
     """Decide a /validate request, after all mutations; never patches.
 
     Pods (CREATE, UPDATE, ephemeral containers), exec/attach into a pod, and
-    TokenRequests for a sidecred audience (DESIGN 3.3); anything else is skipped.
+    TokenRequests for a sidecred audience (SECURITY.md, Paths 1-3); anything else is skipped.
     """
     operation, subresource = request.get("operation"), request.get("subResource") or ""
     warnings: list[str] = []

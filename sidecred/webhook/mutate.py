@@ -1,4 +1,4 @@
-"""The injection patch (DESIGN.md 3.2): explicit JSON Patch ops on the pod as received.
+"""The injection patch (docs/architecture.md 2.1): explicit JSON Patch ops on the pod as received.
 
 Ops are explicit rather than diffed (`jsonpatch.make_patch` turns one insert
 into a cascade of `replace` ops on every shifted container), and ordered so

@@ -1,4 +1,4 @@
-"""Namespace policy checked when it is written (DESIGN.md 3.4). Pure.
+"""Namespace policy checked when it is written. Pure.
 
 A Namespace CREATE/UPDATE whose annotations carry a role policy is refused
 when the policy does not parse (it would deny every pod there), with the very

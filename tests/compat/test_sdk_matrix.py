@@ -2,7 +2,7 @@
 
 Every client runs in every token mode. A client whose version supports the
 mode must print `assumed-role/<annotated role>/<namespace>.<pod>`; one that
-predates it (DESIGN.md section 5) must fail to find credentials rather than
+predates it (README.md, "SDK compatibility") must fail to find credentials rather than
 get any from the sidecar without its token. Missing tools fail in CI and are
 skipped, with the reason, only on a developer machine.
 """

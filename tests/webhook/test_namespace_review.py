@@ -1,4 +1,4 @@
-"""Namespace policy checked when it is written (DESIGN.md 3.4): the fixtures in
+"""Namespace policy checked when it is written: the fixtures in
 fixtures/namespace-*.yaml through the pure decision and the /validate dispatch, the
 risky-pattern probes, and one refusal and one warning through the real webhook over TLS."""
 
