@@ -21,6 +21,8 @@ from .broker_process import BROKER_HOST, BrokerProcess, issue_certificates, rest
 from .conftest import start_stub
 from .pods import READER, broker_pod
 
+pytestmark = pytest.mark.slow
+
 
 @dataclass
 class Setup:

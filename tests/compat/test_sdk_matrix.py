@@ -20,6 +20,8 @@ from tests.compat.clients import TOKEN_MODES, Client, GoClients, build_clients, 
 from tests.compat.compat_sidecar import ROLE_NAME, Sidecar
 from tests.support.sts import MOTO_ACCOUNT_ID, MotoServer
 
+pytestmark = [pytest.mark.compat, pytest.mark.slow]
+
 CLIENT_IDS = [
     "boto3-current",
     "boto3-1.34.41",

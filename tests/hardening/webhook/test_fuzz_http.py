@@ -33,6 +33,8 @@ from tests.hardening.webhook.strategies import (
 )
 from tests.support.static_namespaces import StaticNamespaces
 
+pytestmark = [pytest.mark.fuzz, pytest.mark.slow]
+
 POLICY = {"iam.amazonaws.com/permitted": BASE_ROLE_ARN + "shop-.*"}
 CONTENT_TYPES = ("application/json", "application/json; charset=utf-8", "text/plain", "")
 
