@@ -59,7 +59,7 @@ def test_every_relative_link_in_the_docs_resolves() -> None:
 
 
 def test_cited_architecture_sections_exist() -> None:
-    text = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    text = (ROOT / "docs/architecture.md").read_text(encoding="utf-8")
     sections = set(re.findall(r"^#{2,3} (\d+(?:\.\d+)?)\. ", text, flags=re.M))
     sections |= set(re.findall(r"^#{2,3} (\d+\.\d+) ", text, flags=re.M))
     cited = {
