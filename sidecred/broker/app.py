@@ -6,7 +6,6 @@ STS). Log lines name the caller and the result, never the token or a key.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -63,11 +62,10 @@ def create_app(
         }
         if caller is not None:
             fields.update(namespace=caller.namespace, pod=caller.pod_name, uid=caller.pod_uid)
-        if isinstance(answer.body, dict):
-            fields["detail"] = answer.body["message"]
+        if answer.detail:
+            fields["detail"] = answer.detail
         log.info("issuance", extra={"fields": fields})
-        body = answer.body if isinstance(answer.body, bytes) else json.dumps(answer.body).encode()
-        return Response(body, status_code=answer.status, media_type=JSON_MEDIA_TYPE)
+        return Response(answer.body, status_code=answer.status, media_type=JSON_MEDIA_TYPE)
 
     app.add_route(CREDENTIALS_PATH, credentials, methods=["POST"])
 
@@ -90,7 +88,11 @@ def create_app(
         app,
         metrics,
         log,
-        lambda: JSONResponse(Refusal("InternalError", "internal error", 503).error_body(), 503),
+        lambda: Response(
+            Refusal("InternalError", "internal error", 503).error_body(),
+            status_code=503,
+            media_type=JSON_MEDIA_TYPE,
+        ),
     )
 
     return app

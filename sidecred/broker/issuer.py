@@ -68,9 +68,10 @@ class Generation:
 @dataclass(frozen=True)
 class Answer:
     status: int
-    body: dict[str, str] | bytes
-    result: str  # "issued" or the refusal's code, for metrics and logs
+    body: bytes
+    result: str  # "issued" or the refusal's reason, for metrics and logs
     caller: Caller | None = None
+    detail: str = ""  # the refusal's message, for the log
 
 
 class Issuer:
@@ -178,4 +179,4 @@ class Issuer:
 
 
 def refused(refusal: Refusal, caller: Caller | None = None) -> Answer:
-    return Answer(refusal.status, refusal.error_body(), refusal.reason, caller)
+    return Answer(refusal.status, refusal.error_body(), refusal.reason, caller, refusal.message)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from sidecred.sidecar.wire import error_body
+
 
 class Refusal(Exception):
     """A request sidecred will not admit or serve.
@@ -20,12 +22,6 @@ class Refusal(Exception):
     def __repr__(self) -> str:
         return f"Refusal({self.reason!r}, {self.message!r}, {self.status})"
 
-    def error_body(self) -> dict[str, str]:
-        """The JSON error of a credential endpoint, in the keys both SDK families parse
-        (JS v3 reads Code/Message, Go and Java code/message)."""
-        return {
-            "Code": self.reason,
-            "Message": self.message,
-            "code": self.reason,
-            "message": self.message,
-        }
+    def error_body(self) -> bytes:
+        """The JSON error of a credential endpoint, as the sidecar's own (sidecar.wire)."""
+        return error_body(self.reason, self.message)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 from typing import Any
 
 import pytest
@@ -130,7 +131,7 @@ def test_refusals_say_what_to_fix(
     assert (refusal.status, refusal.reason) == (status, code), refusal.message
     for word in words:
         assert word in refusal.message
-    assert refusal.error_body() == {
+    assert json.loads(refusal.error_body()) == {
         "Code": code,
         "Message": refusal.message,
         "code": code,
