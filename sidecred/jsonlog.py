@@ -12,8 +12,6 @@ import logging
 import time
 from typing import Any
 
-RESERVED_KEYS = ("ts", "level", "event")
-
 
 def format_timestamp(now: float) -> str:
     """RFC 3339 UTC with milliseconds and a `Z`, e.g. `2026-11-30T17:20:01.042Z`."""

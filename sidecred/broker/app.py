@@ -7,7 +7,6 @@ STS). Log lines name the caller and the result, never the token or a key.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -17,10 +16,11 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from sidecred.broker.authorise import Refusal
-from sidecred.broker.issuer import Issuer, refused
+from sidecred.broker.issuer import Answer, Issuer, refused
 from sidecred.broker.metrics import BrokerMetrics
+from sidecred.pods.annotations import q
 from sidecred.pods.container_roles import is_container_name
+from sidecred.pods.refusal import Refusal
 from sidecred.serving.http import add_metrics_and_last_resort
 
 log = logging.getLogger("sidecred.broker")
@@ -35,13 +35,13 @@ def requested_container(values: list[str]) -> str | Refusal:
     if not values:
         return ""
     if len(values) > 1:
-        return Refusal(400, "InvalidContainer", "sidecred broker: name one container at most")
+        return Refusal("InvalidContainer", "sidecred broker: name one container at most", 400)
     if not is_container_name(values[0]):
-        shown = json.dumps(values[0][:80])
         return Refusal(
-            400,
             "InvalidContainer",
-            f"sidecred broker: container={shown} is not a container name (a DNS-1123 label)",
+            f"sidecred broker: container={q(values[0], 80)} is not a container name "
+            "(a DNS-1123 label)",
+            400,
         )
     return values[0]
 
@@ -52,6 +52,25 @@ class Syncing(Protocol):
 
     @property
     def synced(self) -> bool: ...
+
+
+def record_issuance(answer: Answer, elapsed: float, metrics: BrokerMetrics) -> None:
+    """Count one answer (by result and role: the pod's or a container's own) and log it."""
+    metrics.issuances.labels(answer.result, "container" if answer.container else "pod").inc()
+    metrics.issuance_latency.observe(elapsed)
+    caller = answer.caller
+    fields: dict[str, object] = {
+        "result": answer.result,
+        "status": answer.status,
+        "duration_ms": round(elapsed * 1000, 3),
+    }
+    if caller is not None:
+        fields.update(namespace=caller.namespace, pod=caller.pod_name, uid=caller.pod_uid)
+    if answer.container:
+        fields["container"] = answer.container
+    if answer.detail:
+        fields["detail"] = answer.detail
+    log.info("issuance", extra={"fields": fields})
 
 
 def create_app(
@@ -76,25 +95,9 @@ def create_app(
         except Exception:
             log.exception("issuance failed unexpectedly")
             message = "sidecred broker: internal error; see the broker's log"
-            answer = refused(Refusal(503, "InternalError", message))
-        elapsed = clock() - started
-        metrics.issuances.labels(answer.result, "container" if answer.container else "pod").inc()
-        metrics.issuance_latency.observe(elapsed)
-        caller = answer.caller
-        fields: dict[str, object] = {
-            "result": answer.result,
-            "status": answer.status,
-            "duration_ms": round(elapsed * 1000, 3),
-        }
-        if caller is not None:
-            fields.update(namespace=caller.namespace, pod=caller.pod_name, uid=caller.pod_uid)
-        if answer.container:
-            fields["container"] = answer.container
-        if isinstance(answer.body, dict):
-            fields["detail"] = answer.body["message"]
-        log.info("issuance", extra={"fields": fields})
-        body = answer.body if isinstance(answer.body, bytes) else json.dumps(answer.body).encode()
-        return Response(body, status_code=answer.status, media_type=JSON_MEDIA_TYPE)
+            answer = refused(Refusal("InternalError", message, 503))
+        record_issuance(answer, clock() - started, metrics)
+        return Response(answer.body, status_code=answer.status, media_type=JSON_MEDIA_TYPE)
 
     app.add_route(CREDENTIALS_PATH, credentials, methods=["POST"])
 
@@ -117,7 +120,11 @@ def create_app(
         app,
         metrics,
         log,
-        lambda: JSONResponse(Refusal(503, "InternalError", "internal error").body(), 503),
+        lambda: Response(
+            Refusal("InternalError", "internal error", 503).error_body(),
+            status_code=503,
+            media_type=JSON_MEDIA_TYPE,
+        ),
     )
 
     return app

@@ -19,14 +19,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sidecred.broker.authorise import Caller, Grant, Refusal, SidecarProblem, authorise
+from sidecred.broker.authorise import Caller, Grant, SidecarProblem, authorise
 from sidecred.broker.metrics import BrokerMetrics
 from sidecred.broker.sts import RoleAssumer
 from sidecred.broker.token_review import bearer_token
+from sidecred.kube.watch import Lookup, NamespaceSource
+from sidecred.pods.refusal import Refusal
+from sidecred.pods.settings import Settings
 from sidecred.sidecar.credentials import SourceError
 from sidecred.sidecar.wire import credentials_body
-from sidecred.pods.settings import Settings
-from sidecred.kube.watch import Lookup
 
 # A generation is handed out again only during the first quarter of its life.
 # A sidecar refreshes at about half its session, so each of its refreshes gets a
@@ -46,7 +47,9 @@ class EventSink(Protocol):
         self, caller: Caller, pod: Mapping[str, Any] | None, refusal: Refusal, container: str = ""
     ) -> None: ...
 
-    def issued(self, caller: Caller, pod: Mapping[str, Any] | None, container: str = "") -> None: ...
+    def issued(
+        self, caller: Caller, pod: Mapping[str, Any] | None, container: str = ""
+    ) -> None: ...
 
 
 class Reviewer(Protocol):
@@ -55,10 +58,6 @@ class Reviewer(Protocol):
 
 class PodSource(Protocol):
     def get(self, namespace: str, name: str) -> Lookup: ...
-
-
-class NamespaceSource(Protocol):
-    def get(self, name: str) -> Lookup: ...
 
 
 @dataclass(frozen=True)
@@ -73,9 +72,10 @@ class Generation:
 @dataclass(frozen=True)
 class Answer:
     status: int
-    body: dict[str, str] | bytes
-    result: str  # "issued" or the refusal's code, for metrics and logs
+    body: bytes
+    result: str  # "issued" or the refusal's reason, for metrics and logs
     caller: Caller | None = None
+    detail: str = ""  # the refusal's message, for the log
     container: str = ""  # the container whose own role was asked for; "" for the pod's
 
 
@@ -108,8 +108,7 @@ class Issuer:
         self._next_sweep = clock() + SWEEP_INTERVAL_SECONDS
 
     def issue(self, authorization: str | None, container: str = "") -> Answer:
-        """The answer to one `POST /v1/credentials[?container=<c>]` (no body is read: the role
-        is the pod's, or the one its admitted annotations give container `<c>`)."""
+        """The answer to one `POST /v1/credentials` (no body is read: the role is the pod's)."""
         token = bearer_token(authorization)
         if isinstance(token, Refusal):
             return refused(token)
@@ -126,14 +125,14 @@ class Issuer:
         try:
             body = self.credentials(grant)
         except SourceError as exc:
-            refusal = Refusal(503, exc.code, f"sts:AssumeRole failed: {exc.message}")
+            refusal = Refusal(exc.code, f"sts:AssumeRole failed: {exc.message}", 503)
             return refused(refusal, caller, container)
         except TimeoutError:
             message = "sidecred broker: another request's sts:AssumeRole call did not finish"
-            return refused(Refusal(503, "StsTimeout", message), caller, container)
+            return refused(Refusal("StsTimeout", message, 503), caller, container)
         if self._events is not None:
             self._events.issued(caller, pod.object, container)
-        return Answer(200, body, "issued", caller, container)
+        return Answer(200, body, "issued", caller, container=container)
 
     def credentials(self, grant: Grant) -> bytes:
         """The grant's current generation, or a new one from STS (one call per grant at a time)."""
@@ -184,10 +183,7 @@ class Issuer:
                     del self._held[key]
         return generation.body
 
-    def held_count(self) -> int:
-        with self._lock:
-            return len(self._held)
-
 
 def refused(refusal: Refusal, caller: Caller | None = None, container: str = "") -> Answer:
-    return Answer(refusal.status, refusal.body(), refusal.code, caller, container)
+    body = refusal.error_body()
+    return Answer(refusal.status, body, refusal.reason, caller, refusal.message, container)

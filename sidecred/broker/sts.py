@@ -57,7 +57,7 @@ class RoleAssumer:
             "RoleArn": grant.role_arn,
             "RoleSessionName": grant.session_name,
             "DurationSeconds": duration,
-            "SourceIdentity": grant.session_name,
+            "SourceIdentity": grant.source_identity,
             "Tags": [{"Key": key, "Value": value} for key, value in grant.tags],
         }
         if grant.external_id:

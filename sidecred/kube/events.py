@@ -25,7 +25,7 @@ from sidecred.kube.sidecar_health import (
     NOT_READY_STARTING,
     SidecarHealth,
     container_roles,
-    pod_role,
+    injected_role,
     sidecar_status,
 )
 from sidecred.pods.annotations import EVENT_LABEL
@@ -80,7 +80,7 @@ def event_due(
     pod: Mapping[str, Any], health: SidecarHealth, last: LastEvents, now: float
 ) -> PodEvent | None:
     """The event to post for this pod now, if any."""
-    role = f'role "{pod_role(pod) or "(unknown role)"}"'
+    role = f'role "{injected_role(pod) or "(unknown role)"}"'
     if health.container:
         arn = container_roles(pod).get(health.container) or "(unknown role)"
         role = f'the own role "{arn}" of container "{health.container}"'

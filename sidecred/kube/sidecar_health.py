@@ -65,7 +65,7 @@ def health_port(pod: Mapping[str, Any]) -> int | None:
     return int(value) if value and value.isdigit() else None
 
 
-def pod_role(pod: Mapping[str, Any]) -> str:
+def injected_role(pod: Mapping[str, Any]) -> str:
     """The role ARN the pod was injected for (the webhook's bookkeeping annotation); for a pod
     whose roles are all its containers' own, those roles as `<container>=<ARN>,...`."""
     annotations = (pod.get("metadata") or {}).get("annotations") or {}
@@ -120,7 +120,7 @@ def sidecar_status(pod: Mapping[str, Any]) -> Mapping[str, Any]:
     status = pod.get("status") or {}
     for key in ("initContainerStatuses", "containerStatuses"):
         for entry in status.get(key) or []:
-            if entry.get("name") == SIDECAR_NAME:
+            if isinstance(entry, Mapping) and entry.get("name") == SIDECAR_NAME:
                 return entry
     return {}
 

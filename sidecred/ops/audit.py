@@ -19,7 +19,7 @@ from sidecred.kube.sidecar_health import (
     HealthUnavailable,
     SidecarHealth,
     container_roles,
-    pod_role,
+    injected_role,
     read_sidecar_health,
     roles_by_container,
     sidecar_status,
@@ -76,7 +76,7 @@ def audit_pod(
     """What is wrong with one injected pod now; `health` is its /readyz answer or why it
     could not be read (only needed when the kubelet reports the sidecar not ready)."""
     metadata = pod.get("metadata") or {}
-    ns, name, role = str(metadata.get("namespace")), str(metadata.get("name")), pod_role(pod)
+    ns, name, role = str(metadata.get("namespace")), str(metadata.get("name")), injected_role(pod)
     findings = []
     if config.namespace_policy != "off":
         for arn, users in pod_roles_to_audit(pod):
@@ -124,9 +124,10 @@ def collect_findings(
 
 def read_namespace(api: client.CoreV1Api, name: str) -> dict[str, Any] | None:
     try:
-        return json.loads(api.read_namespace(name, _preload_content=False).data)
+        namespace = json.loads(api.read_namespace(name, _preload_content=False).data)
     except client.ApiException:
         return None
+    return namespace if isinstance(namespace, dict) else None
 
 
 def finding_rows(findings: list[Finding]) -> list[dict[str, str]]:

@@ -16,7 +16,7 @@ from sidecred.kube.sidecar_health import (
     HealthUnavailable,
     SidecarHealth,
     health_port,
-    pod_role,
+    injected_role,
     proxy_get,
     read_sidecar_health,
     roles_by_container,
@@ -60,7 +60,7 @@ def status_row(
         "namespace": metadata.get("namespace"),
         "name": metadata.get("name"),
         "ready": str(ready).lower(),
-        "role": pod_role(pod),
+        "role": injected_role(pod),
         "containers": roles_by_container(pod),  # container -> the role it reaches ("" none)
         "expires": expires,
         "last_error": error,

@@ -204,7 +204,8 @@ def _convert(f: Any, value: str, problems: list[str]) -> object:
             problems.append(f"{_flag(f.name)}={value!r} is not true or false")
         return value.lower() in TRUE_WORDS
     if f.metadata["limits"]:
-        return int_in_range_or_problem(_flag(f.name), value, *f.metadata["limits"], problems)
+        low, high = f.metadata["limits"]
+        return int_in_range_or_problem(_flag(f.name), value, low, high, problems)
     if isinstance(f.default, tuple):
         return tuple(dict.fromkeys(item.strip() for item in value.split(",") if item.strip()))
     return value

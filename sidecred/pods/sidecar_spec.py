@@ -26,7 +26,7 @@ from sidecred.pods.names import (
     container_token_volume,
 )
 from sidecred.pods.pod import env_value, find_sidecar
-from sidecred.pods.session import container_session_name, namespaced_session_name, session_pod_label
+from sidecred.pods.session import container_session_name, custom_session_name, session_pod_label
 from sidecred.pods.settings import Settings
 from sidecred.sidecar import config as sc
 
@@ -121,7 +121,7 @@ def plan_injection(
         token = env_value(existing[2], sc.ENV_AUTH_TOKEN) or None
     if options.token_mode == "env" and token is None and role_arn is not None:
         token = new_token()
-    session = options.session_name and namespaced_session_name(namespace, options.session_name)
+    session = options.session_name and custom_session_name(namespace, options.session_name)
     return Injection(
         role_arn,
         options,
@@ -231,24 +231,29 @@ def uses_sa_token(cfg: Settings) -> bool:
     return cfg.credential_source in ("web-identity", "broker")
 
 
+def sidecar_mounts(inj: Injection) -> list[dict[str, Any]]:
+    """The sidecar's mounts: each role's token directory (file mode), its projected token."""
+    mounts: list[dict[str, Any]] = []
+    if inj.token_mode == "file":
+        if inj.role_arn is not None:
+            mounts.append({"name": TOKEN_VOLUME, "mountPath": TOKEN_DIR})
+        for cred in inj.containers:
+            volume, path = (
+                container_token_volume(cred.container),
+                container_token_dir(cred.container),
+            )
+            mounts.append({"name": volume, "mountPath": path})
+    if uses_sa_token(inj.config):
+        mounts.append({"name": SA_TOKEN_VOLUME, "mountPath": SA_TOKEN_DIR, "readOnly": True})
+    return mounts
+
+
 def build_sidecar(inj: Injection) -> dict[str, Any]:
     """The `sidecred` container spec; its env shows every setting the sidecar uses."""
     cfg = inj.config
     native = cfg.sidecar_mode == "native"
     env = sidecar_env(inj)
-    mounts: list[dict[str, Any]] = []
-    if inj.token_mode == "file":
-        if inj.role_arn is not None:
-            mounts.append({"name": TOKEN_VOLUME, "mountPath": TOKEN_DIR})
-        mounts += [
-            {
-                "name": container_token_volume(c.container),
-                "mountPath": container_token_dir(c.container),
-            }
-            for c in inj.containers
-        ]
-    if uses_sa_token(cfg):
-        mounts.append({"name": SA_TOKEN_VOLUME, "mountPath": SA_TOKEN_DIR, "readOnly": True})
+    mounts = sidecar_mounts(inj)
     sidecar: dict[str, Any] = {
         "name": SIDECAR_NAME,
         "image": cfg.sidecar_image,

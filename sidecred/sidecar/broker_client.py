@@ -3,7 +3,7 @@
 Runs in `sidecred fetch`, so the projected token (broker audience) is read
 there, fresh each time, and never by the serving process. The broker's
 certificate is verified against `SIDECRED_BROKER_CA` (PEM text), hostname
-included. Wire contract (DESIGN 5): no body; 200 with the credentials JSON;
+included. Wire contract (sidecred/broker/app.py): no body; 200 with the credentials JSON;
 401/403/503 with `{"Code","Message","code","message"}`. A 403 is a refusal
 (the role is no longer permitted), reported like STS's AccessDenied.
 """

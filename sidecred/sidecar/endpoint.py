@@ -129,12 +129,12 @@ class HealthEndpoint:
             lines.append(f'sidecred_credential_requests_total{{code="{status}"}} {count}')
         held = self.cache.held
         lines += [
-            "# HELP sidecred_sts_calls_total STS calls made.",
+            "# HELP sidecred_sts_calls_total Credential fetches: STS calls, or broker calls in broker mode.",
             "# TYPE sidecred_sts_calls_total counter",
-            f"sidecred_sts_calls_total {self.cache.sts_calls}",
-            "# HELP sidecred_sts_failures_total STS calls that failed.",
+            f"sidecred_sts_calls_total {self.cache.fetches}",
+            "# HELP sidecred_sts_failures_total Credential fetches that failed.",
             "# TYPE sidecred_sts_failures_total counter",
-            f"sidecred_sts_failures_total {self.cache.sts_failures}",
+            f"sidecred_sts_failures_total {self.cache.fetch_failures}",
             "# HELP sidecred_credentials_expiry_timestamp_seconds Expiry of the served credentials.",
             "# TYPE sidecred_credentials_expiry_timestamp_seconds gauge",
             f"sidecred_credentials_expiry_timestamp_seconds {held.expiration.timestamp() if held else 0:.0f}",

@@ -47,7 +47,6 @@ class FetchProcess:
         self.session_name = session_name
         self.command = command
         self.timeout = timeout
-        self.last_pid: int | None = None  # for tests: the child that must be gone
 
     async def fetch(self) -> Credentials:
         try:
@@ -59,7 +58,6 @@ class FetchProcess:
             )
         except OSError as exc:
             raise SourceError("FetchProcessFailed", f"cannot start sidecred fetch: {exc}") from None
-        self.last_pid = process.pid
         try:
             stdout, stderr = await asyncio.wait_for(process.communicate(), self.timeout)
         except TimeoutError:

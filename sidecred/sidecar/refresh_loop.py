@@ -31,7 +31,7 @@ class CredentialSource(Protocol):
 async def refresh_once(cache: CredentialCache, source: CredentialSource) -> bool:
     """One call to the source; True on success. Never raises for source failures."""
     issued_at = cache.clock()
-    cache.sts_calls += 1
+    cache.fetches += 1
     try:
         creds = await source.fetch()
     except SourceError as exc:

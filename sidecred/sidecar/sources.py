@@ -18,7 +18,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from sidecred.sidecar.config import SidecarConfig
 from sidecred.sidecar.credentials import Credentials, SourceError, account_from_arn
 from sidecred.sidecar.projected_token import read_projected_token
-from sidecred.sidecar.session_name import build_session_name
+from sidecred.sidecar.session_name import build_session_name, session_tags
 
 # STS caps sessions reached by role chaining at one hour.
 ROLE_CHAINING_MAX_DURATION = 3600
@@ -48,16 +48,6 @@ def chained_duration(requested: int, base_method: str | None) -> int:
 def is_role_chaining_refusal(error: SourceError) -> bool:
     """STS refused DurationSeconds above the role-chaining limit."""
     return error.code == "ValidationError" and "chaining" in error.message.lower()
-
-
-def session_tags(config: SidecarConfig) -> list[dict[str, str]]:
-    """The tags EKS Pod Identity sets, so ABAC policies carry over."""
-    return [
-        {"Key": "kubernetes-namespace", "Value": config.pod_namespace},
-        {"Key": "kubernetes-pod-name", "Value": config.pod_name},
-        {"Key": "kubernetes-pod-uid", "Value": config.pod_uid},
-        {"Key": "kubernetes-service-account", "Value": config.service_account},
-    ]
 
 
 def _to_sts_error(exc: Exception) -> SourceError:
@@ -174,14 +164,16 @@ class AssumeRoleSource(_StsSource):
         return chained_duration(requested, getattr(base, "method", None))
 
     def _assume(self, duration: int) -> Credentials:
+        c = self.config
+        tags = session_tags(c.pod_namespace, c.pod_name, c.pod_uid, c.service_account)
         params: dict[str, Any] = {
             "RoleArn": self.role_arn,
             "RoleSessionName": self.session_name,
             "DurationSeconds": duration,
             # Set once per session and trusted by policies and CloudTrail: always
             # `<namespace>.<pod>` from the downward API, never an annotation.
-            "SourceIdentity": build_session_name(self.config.pod_namespace, self.config.pod_name),
-            "Tags": session_tags(self.config),
+            "SourceIdentity": build_session_name(c.pod_namespace, c.pod_name),
+            "Tags": [{"Key": key, "Value": value} for key, value in tags],
         }
         if self.config.external_id:
             params["ExternalId"] = self.config.external_id

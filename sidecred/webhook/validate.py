@@ -1,4 +1,4 @@
-"""Checks for the validating webhook (DESIGN.md 3.3), run after every mutation.
+"""Checks for the validating webhook (SECURITY.md, Paths 1-3), run after every mutation.
 
 Pure functions over plain pod dicts; each raises Refusal with a stable reason
 and a message that says what to do.

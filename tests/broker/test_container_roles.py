@@ -68,7 +68,7 @@ def test_a_custom_session_name_carries_the_container() -> None:
 
 def _refusal(result: Grant | Refusal, code: str, *words: str) -> str:
     assert isinstance(result, Refusal), result
-    assert (result.status, result.code) == (403, code), result
+    assert (result.status, result.reason) == (403, code), result
     for word in words:
         assert word in result.message, result.message
     return result.message

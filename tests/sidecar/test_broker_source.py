@@ -19,6 +19,8 @@ from tests.support.scripted_broker import (
     issue_localhost_certificate,
 )
 
+pytestmark = pytest.mark.slow
+
 
 def broker_env(tmp_path: Path, broker: ScriptedBroker, **overrides: str) -> dict[str, str]:
     """The env the webhook writes for a broker-mode sidecar pointed at `broker`."""

@@ -215,7 +215,7 @@ def test_backoff_grows_while_sts_refuses(setup):
         asyncio.run(refresh_once(cache, source))
         ceilings.append((cache.next_refresh - clock.now).total_seconds())
     assert all(0 <= d <= 60 for d in ceilings)
-    assert cache.failures_in_row == 8 and cache.sts_failures == 8
+    assert cache.failures_in_row == 8 and cache.fetch_failures == 8
 
 
 def test_metrics_count_responses(setup):

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sidecred.kube.sidecar_health import container_roles, pod_role, roles_by_container
+from sidecred.kube.sidecar_health import container_roles, injected_role, roles_by_container
 from sidecred.pods.container_roles import MAX_CHARS, MAX_ENTRIES, MAX_ROLE_CONTAINER_CHARS
 from sidecred.pods.session import container_session_name, session_pod_label
 from sidecred.pods.settings import Settings
@@ -265,10 +265,10 @@ def test_roles_by_container_reads_what_each_container_reaches_never_a_token() ->
         "metrics": "",
     }
     assert container_roles(patched) == {"backup": BASE_ROLE_ARN + "shop-backup"}
-    assert pod_role(patched) == BASE_ROLE_ARN + "shop-app"
+    assert injected_role(patched) == BASE_ROLE_ARN + "shop-app"
     only = pod('{"backup": "shop-backup"}', role=None)
     patched_only = apply_patch(only, mutate(only).patch or [])
-    assert pod_role(patched_only) == f"backup={BASE_ROLE_ARN}shop-backup"
+    assert injected_role(patched_only) == f"backup={BASE_ROLE_ARN}shop-backup"
     assert "fixed-test-token" not in json.dumps(roles_by_container(patched))
 
 

@@ -120,6 +120,7 @@ def render(request: tuple) -> bytes:
     return eol.join(lines) + eol + eol
 
 
+@pytest.mark.fuzz
 @settings(
     max_examples=250,
     deadline=None,

@@ -20,6 +20,8 @@ from sidecred.dev.processes import wait_until
 from tests.sidecar.sidecar_process import WAIT_SECONDS, SidecarProcess, sidecar_env
 from tests.support.sts_fault_proxy import ERRORS, StsFaultProxy
 
+pytestmark = pytest.mark.slow
+
 FAILING_MODES = ("refused", *ERRORS)
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import jsonpatch
 import kubernetes_validate
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -37,6 +38,8 @@ from tests.hardening.webhook.strategies import (
     reviews,
 )
 
+pytestmark = [pytest.mark.fuzz, pytest.mark.slow]
+
 TOKEN = "fuzz-token-0123456789abcdefghijklmnopqrstuvw"
 
 
@@ -44,6 +47,8 @@ def tokens(prefix: str = TOKEN) -> Callable[[], str]:
     """Token mode env's source for one decision: each role's token its own, as in production."""
     count = itertools.count()
     return lambda: f"{prefix}-{next(count)}"
+
+
 DENY_CODES = {400, 403, 503}
 
 
@@ -103,9 +108,7 @@ def test_parse_review_mutated_reviews(data: st.DataObject) -> None:
         return
     # Whatever parses is a request the deciders can take without crashing.
     for config in CONFIGS[:2]:
-        check_decision(
-            decide_mutation(parsed, None, config, new_token=tokens()), parsed["uid"]
-        )
+        check_decision(decide_mutation(parsed, None, config, new_token=tokens()), parsed["uid"])
         check_decision(decide_validation(parsed, None, config), parsed["uid"])
 
 
