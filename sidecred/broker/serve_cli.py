@@ -18,18 +18,19 @@ import uvicorn
 from kubernetes import client
 
 from sidecred.broker.app import create_app
+from sidecred.broker.cluster_keys import ClusterKeys
 from sidecred.broker.issuer import Issuer
 from sidecred.broker.metrics import BrokerMetrics
 from sidecred.broker.pod_events import RefusalEvents
 from sidecred.broker.sidecar_check import broker_sidecar_problem
 from sidecred.broker.sts import RoleAssumer
 from sidecred.broker.token_review import TokenReviewer
-from sidecred.pods.settings import Settings, add_config_arguments, config_from_args
+from sidecred.kube.client import KubeConfigUnavailable, load_core_api
 from sidecred.kube.event_flags import add_event_arguments, event_settings
 from sidecred.kube.watch import NamespaceCache, PodCache
-from sidecred.serving.limits import server_config
-from sidecred.kube.client import KubeConfigUnavailable, load_core_api
+from sidecred.pods.settings import Settings, add_config_arguments, config_from_args
 from sidecred.serving.cli import add_server_arguments, configure_logging
+from sidecred.serving.limits import server_config
 from sidecred.serving.tls import ReloadingServerContext
 
 log = logging.getLogger("sidecred.broker")
@@ -90,14 +91,27 @@ def main(argv: list[str]) -> int:
     metrics.watch_certificate(lambda: tls.not_after)
     audience = config.broker_audience
     namespaces = NamespaceCache(api, record_api_call=metrics.record_api_call)
-    pods = PodCache(api, record_api_call=metrics.record_api_call)
+    keys = ClusterKeys(
+        api.api_client,
+        audience,
+        record=metrics.record_signing_key_fetch,
+        record_verification=metrics.record_token_verification,
+    )
     reviewer = TokenReviewer(api.api_client, audience, record=metrics.record_token_review)
+
+    def pod_removed(key: tuple[str, str], uid: str) -> None:
+        """A pod deleted or out of the selector: its credentials and reviews go at once."""
+        metrics.forgotten_pods.inc()
+        issuer.forget(uid)  # bound below, before the watch starts
+
+    pods = PodCache(api, record_api_call=metrics.record_api_call, on_removed=pod_removed)
     events = None
     if event_settings(args)[0]:
         instance = os.environ.get("SIDECRED_POD_NAME") or socket.gethostname()
         events = RefusalEvents(api, metrics.pod_events, instance)
     issuer = Issuer(
         config,
+        keys,
         reviewer,
         pods,
         namespaces,
@@ -106,7 +120,8 @@ def main(argv: list[str]) -> int:
         metrics,
         events=events,
     )
-    app = create_app(issuer, [namespaces, pods], metrics)
+    app = create_app(issuer, [namespaces, pods, keys], metrics)
+    keys.start()
     namespaces.start()
     pods.start()
     log.info(
@@ -120,4 +135,5 @@ def main(argv: list[str]) -> int:
             events.stop()
         pods.stop()
         namespaces.stop()
+        keys.stop()
     return 0
