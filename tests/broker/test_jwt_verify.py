@@ -115,7 +115,7 @@ HEAD, BODY, SIG = GOOD.split(".")
 @pytest.mark.parametrize(
     ("token", "code", "words"),
     [
-        ("a" * (MAX_TOKEN_CHARS + 1), "InvalidToken", ["more than the 16384"]),
+        ("a" * (MAX_TOKEN_CHARS + 1), "InvalidToken", ["more than the 8192"]),
         ("not-a-jwt", "InvalidToken", ["not a JWT"]),
         ("a.b.c.d", "InvalidToken", ["not a JWT"]),
         (f"!!!.{BODY}.{SIG}", "InvalidToken", ["header is not base64url"]),
