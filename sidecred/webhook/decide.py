@@ -27,7 +27,12 @@ from sidecred.pods.names import SIDECAR_NAME
 from sidecred.pods.pod import check_pod_shape, is_pod_request, pod_label, pod_namespace
 from sidecred.pods.policy import evaluate_policy
 from sidecred.pods.refusal import Refusal
-from sidecred.webhook.validate import check_app_containers, check_ephemeral, check_update
+from sidecred.webhook.validate import (
+    check_app_containers,
+    check_ephemeral,
+    check_injected_label,
+    check_update,
+)
 
 # Not a policy verdict: the same request can succeed once the namespace can be
 # read, so it is answered "service unavailable" (still a denial: fail closed).
@@ -229,6 +234,7 @@ def _decide_pod_update(request: Mapping[str, Any], config: Settings) -> Decision
         check_ephemeral(old, new, config)
     else:
         check_update(old, new, config)
+        check_injected_label(old, new, config)
     return Decision(allowed=True)
 
 
