@@ -99,6 +99,7 @@ class Issuer:
         self._clock = clock
         self._lock = threading.Lock()
         self._held: dict[Grant, Generation] = {}
+        self._grants_by_uid: dict[str, set[Grant]] = {}  # so forgetting a pod costs its own
         self._inflight: dict[Grant, concurrent.futures.Future[bytes]] = {}
         self._next_sweep = clock() + SWEEP_INTERVAL_SECONDS
 
@@ -170,17 +171,22 @@ class Issuer:
         with self._lock:
             if self._inflight.get(grant) is flight:  # the pod was not forgotten meanwhile
                 self._held[grant] = generation
+                self._grants_by_uid.setdefault(grant.pod_uid, set()).add(grant)
             if issued_at >= self._next_sweep:
                 self._next_sweep = issued_at + SWEEP_INTERVAL_SECONDS
                 for key in [k for k, g in self._held.items() if g.expires_at <= issued_at]:
                     del self._held[key]
+                    grants = self._grants_by_uid.get(key.pod_uid, set())
+                    grants.discard(key)
+                    if not grants:
+                        self._grants_by_uid.pop(key.pod_uid, None)
         return generation.body
 
     def forget(self, uid: str) -> None:
         """Drop everything held for pod `uid`: credentials, STS call in flight, token reviews."""
         with self._lock:
-            for grant in [g for g in self._held if g.pod_uid == uid]:
-                del self._held[grant]
+            for grant in self._grants_by_uid.pop(uid, set()):
+                self._held.pop(grant, None)
             for grant in [g for g in self._inflight if g.pod_uid == uid]:
                 del self._inflight[grant]
         self._reviewer.forget(uid)

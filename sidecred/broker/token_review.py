@@ -110,6 +110,7 @@ class TokenReviewer:
         self._record = record  # "hit" | "authenticated" | "refused" | "error"
         self._lock = threading.Lock()
         self._cache: collections.OrderedDict[bytes, Reviewed] = collections.OrderedDict()
+        self._by_uid: dict[str, set[bytes]] = {}  # so forgetting a pod costs its own entries
         self._inflight: dict[bytes, tuple[str, concurrent.futures.Future[Caller | Refusal]]] = {}
 
     def review(self, token: str, verified: Verified) -> Caller | Refusal:
@@ -196,17 +197,27 @@ class TokenReviewer:
                 return
         caller = answer if isinstance(answer, Caller) else None
         refusal = answer if isinstance(answer, Refusal) else None
-        self._cache[key] = Reviewed(caller, refusal, until, verified.caller.pod_uid)
+        uid = verified.caller.pod_uid
+        self._cache[key] = Reviewed(caller, refusal, until, uid)
         self._cache.move_to_end(key)
+        self._by_uid.setdefault(uid, set()).add(key)
         while len(self._cache) > MAX_CACHED_REVIEWS:
-            self._cache.popitem(last=False)
+            old_key, old = self._cache.popitem(last=False)
+            self._drop_index(old.uid, old_key)
+
+    def _drop_index(self, uid: str, key: bytes) -> None:
+        keys = self._by_uid.get(uid)
+        if keys is not None:
+            keys.discard(key)
+            if not keys:
+                del self._by_uid[uid]
 
     def forget(self, uid: str) -> int:
         """Drop every answer and review in flight for pod `uid`; how many answers were dropped."""
         with self._lock:
-            stale = [key for key, entry in self._cache.items() if entry.uid == uid]
+            stale = self._by_uid.pop(uid, set())
             for key in stale:
-                del self._cache[key]
+                self._cache.pop(key, None)
             for key in [k for k, (owner, _) in self._inflight.items() if owner == uid]:
                 del self._inflight[key]
         return len(stale)
