@@ -55,8 +55,7 @@ class Decision:
     bad-annotation, host-network, forged-sidecar, namespace-unavailable,
     no-policy, not-permitted, bad-policy, shared-kernel-view, node-access,
     foreign-endpoint, mount-conflict, not-injected, role-changed, image-changed,
-    injected-label-removed,
-    debug-target, sidecred-audience, token-request, sidecar-exec.
+    injected-label-removed, debug-target, sidecred-audience, token-request, sidecar-exec.
     """
 
     allowed: bool
