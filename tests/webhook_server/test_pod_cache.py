@@ -78,9 +78,7 @@ def removed(stub: KubeApiStub) -> Iterator[tuple[PodCache, list[tuple[str, str]]
     cache.stop()
 
 
-def test_a_get_never_caches_a_pod_outside_the_selector(
-    pods: PodCache, stub: KubeApiStub
-) -> None:
+def test_a_get_never_caches_a_pod_outside_the_selector(pods: PodCache, stub: KubeApiStub) -> None:
     """The watch would never report its deletion, so it would be served for good."""
     assert pods.get("shop", "plain").source == FETCHED
     assert pods.cached("shop", "plain") is None
@@ -126,8 +124,10 @@ def test_a_relist_reports_pods_deleted_while_the_watch_was_away(
     stub.compact()  # the watch's resourceVersion now gets 410: the cache relists
     stub.start()
     wait_until(
-        lambda: (cache.cached("shop", "web-1") or {}).get("metadata", {}).get("uid")
-        == new["metadata"]["uid"],
+        lambda: (
+            (cache.cached("shop", "web-1") or {}).get("metadata", {}).get("uid")
+            == new["metadata"]["uid"]
+        ),
         timeout=30,
         what="relist",
     )
