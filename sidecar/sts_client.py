@@ -1,0 +1,317 @@
+"""`sts:AssumeRoleWithWebIdentity` with the standard library: an unsigned POST answered in XML.
+
+No SDK: the call needs no signature (the projected token is the proof), so it
+is one form-encoded POST to the STS endpoint (`sts_endpoint.py` resolves it,
+the proxy and the CA bundle) and a small XML answer. What an SDK would add is
+here too: connect and read timeouts, and a few quick retries with jittered
+backoff on throttling, `IDPCommunicationError`, 5xx and connection errors. The
+refresh loop's own capped backoff takes over after that.
+
+Runs in `sidecred fetch` (a short-lived child of the serving process), so the
+serving process never loads TLS or the projected token.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import random
+import socket
+import ssl
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from urllib.parse import unquote, urlencode
+from xml.parsers import expat
+
+from sidecred.sidecar.credentials import Credentials, SourceError, account_from_arn
+from sidecred.sidecar.sts_endpoint import (
+    EndpointError,
+    ca_bundle,
+    proxy_for,
+    split_url,
+    sts_endpoint,
+)
+
+API_VERSION = "2011-06-15"
+CONNECT_TIMEOUT = 3.0
+READ_TIMEOUT = 10.0
+ATTEMPTS = 3  # in all, like the SDKs' standard retry mode
+BACKOFF_BASE = 0.5  # seconds; full jitter, doubling per attempt
+BACKOFF_CAP = 4.0
+MAX_ANSWER_BYTES = 64 * 1024
+RETRYABLE_CODES = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottled",
+        "RequestThrottledException",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "ProvisionedThroughputExceededException",
+        "SlowDown",
+        "PriorRequestNotComplete",
+        "IDPCommunicationError",
+        "RequestTimeout",
+        "RequestTimeoutException",
+    }
+)
+RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+USER_AGENT = "sidecred"
+
+
+def request_body(
+    role_arn: str,
+    session_name: str,
+    token: str,
+    duration: int,
+    *,
+    policy: str | None = None,
+    policy_arns: Sequence[str] = (),
+) -> bytes:
+    """The form-encoded AssumeRoleWithWebIdentity request."""
+    params = [
+        ("Action", "AssumeRoleWithWebIdentity"),
+        ("Version", API_VERSION),
+        ("RoleArn", role_arn),
+        ("RoleSessionName", session_name),
+        ("WebIdentityToken", token),
+        ("DurationSeconds", str(duration)),
+    ]
+    if policy:
+        params.append(("Policy", policy))
+    params += [(f"PolicyArns.member.{n}.arn", arn) for n, arn in enumerate(policy_arns, 1)]
+    return urlencode(params).encode()
+
+
+# --- the XML answer -----------------------------------------------------------------
+def xml_fields(body: bytes) -> dict[str, str]:
+    """Text of every element by its path of local names (`A/B/C`); ValueError if not XML.
+
+    Namespaces are dropped: STS answers in its own namespace, errors sometimes in none.
+    """
+    fields: dict[str, str] = {}
+    path: list[str] = []
+    text: list[str] = []
+
+    def start(name: str, _attrs: object) -> None:
+        path.append(name.rpartition("}")[2].rpartition(":")[2])
+        text.clear()
+
+    def end(_name: str) -> None:
+        fields.setdefault("/".join(path), "".join(text).strip())
+        path.pop()
+        text.clear()
+
+    parser = expat.ParserCreate()
+    parser.StartElementHandler = start
+    parser.EndElementHandler = end
+    parser.CharacterDataHandler = text.append
+    # No DTDs: a hostile answer gets no entity expansion.
+    parser.StartDoctypeDeclHandler = _refuse_doctype
+    try:
+        parser.Parse(body, True)
+    except expat.ExpatError as exc:
+        raise ValueError(f"not well-formed XML ({exc})") from None
+    return fields
+
+
+def _refuse_doctype(*_args: object) -> None:
+    raise ValueError("a DTD in the answer")
+
+
+def parse_error(status: int, body: bytes) -> SourceError:
+    """STS's own code and message from `ErrorResponse/Error`, or a description of the answer."""
+    try:
+        fields = xml_fields(body)
+    except ValueError:
+        fields = {}
+    code = fields.get("ErrorResponse/Error/Code") or fields.get("Error/Code")
+    message = fields.get("ErrorResponse/Error/Message") or fields.get("Error/Message") or ""
+    if not code:
+        reason = http.client.responses.get(status, "")
+        return SourceError(f"StsHttp{status}", f"STS answered {status} {reason} without an error")
+    return SourceError(code, message, refused=status == 403)
+
+
+def parse_success(body: bytes, role_arn: str) -> Credentials:
+    """The credentials in an AssumeRoleWithWebIdentity answer; SourceError if it holds none."""
+    try:
+        fields = xml_fields(body)
+    except ValueError as exc:
+        raise SourceError("StsAnswerInvalid", f"STS answered 200 with {exc}") from None
+    prefix = "AssumeRoleWithWebIdentityResponse/AssumeRoleWithWebIdentityResult/"
+    names = ("AccessKeyId", "SecretAccessKey", "SessionToken", "Expiration")
+    values = [fields.get(f"{prefix}Credentials/{name}", "") for name in names]
+    missing = [name for name, value in zip(names, values, strict=True) if not value]
+    if missing:
+        raise SourceError("StsAnswerInvalid", f"STS's answer lacks {', '.join(missing)}")
+    try:
+        expiration = datetime.fromisoformat(values[3].replace("Z", "+00:00"))
+    except ValueError:
+        raise SourceError("StsAnswerInvalid", "STS's Expiration is not a timestamp") from None
+    if expiration.tzinfo is None:
+        expiration = expiration.replace(tzinfo=UTC)
+    assumed = fields.get(f"{prefix}AssumedRoleUser/Arn", "")
+    return Credentials(
+        access_key_id=values[0],
+        secret_access_key=values[1],
+        session_token=values[2],
+        expiration=expiration.astimezone(UTC),
+        account_id=account_from_arn(assumed) or account_from_arn(role_arn),
+        role_arn=role_arn,
+    )
+
+
+def is_xml(content_type: str | None) -> bool:
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    return media in ("text/xml", "application/xml") or media.endswith("+xml")
+
+
+# --- one HTTP exchange ----------------------------------------------------------------
+class Transport:
+    """How to reach one STS endpoint: its address, the proxy (if any) and TLS settings."""
+
+    def __init__(self, env: Mapping[str, str], endpoint: str) -> None:
+        self.endpoint = endpoint
+        self.scheme, self.host, self.port, self.path = split_url(endpoint)
+        self.proxy = proxy_for(env, self.scheme, self.host)
+        self.cafile = ca_bundle(env)
+        self._proxy_auth: dict[str, str] = {}
+        self._context: ssl.SSLContext | None = None
+
+    def context(self) -> ssl.SSLContext:
+        if self._context is None:
+            try:
+                self._context = ssl.create_default_context(cafile=self.cafile)
+            except (OSError, ssl.SSLError) as exc:
+                raise SourceError(
+                    "CaBundleInvalid", f"AWS_CA_BUNDLE={self.cafile!r} cannot be loaded: {exc}"
+                ) from None
+        return self._context
+
+    def connection(self) -> tuple[http.client.HTTPConnection, str]:
+        """A connection (not yet open) and the request target to send on it."""
+        tls = self.context() if self.scheme == "https" else None
+        if self.proxy is None:
+            return self._connect(self.host, self.port, tls), self.path
+        _, proxy_host, proxy_port, _ = split_url(self.proxy)
+        userinfo = self.proxy.partition("://")[2].partition("/")[0].rpartition("@")[0]
+        auth = {}
+        if userinfo:
+            raw = unquote(userinfo).encode()
+            auth = {"Proxy-Authorization": "Basic " + base64.b64encode(raw).decode()}
+        if tls is None:  # plain HTTP through the proxy: the absolute URL as the target
+            conn = http.client.HTTPConnection(proxy_host, proxy_port, timeout=CONNECT_TIMEOUT)
+            self._proxy_auth = auth
+            return conn, f"http://{self._authority()}{self.path}"
+        # HTTPS through the proxy: a CONNECT tunnel, then TLS to STS inside it.
+        conn = http.client.HTTPSConnection(
+            proxy_host, proxy_port, timeout=CONNECT_TIMEOUT, context=tls
+        )
+        conn.set_tunnel(self.host, self.port, headers=auth)
+        return conn, self.path
+
+    def _authority(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    @staticmethod
+    def _connect(host: str, port: int, tls: ssl.SSLContext | None) -> http.client.HTTPConnection:
+        if tls is None:
+            return http.client.HTTPConnection(host, port, timeout=CONNECT_TIMEOUT)
+        return http.client.HTTPSConnection(host, port, timeout=CONNECT_TIMEOUT, context=tls)
+
+    def post(self, body: bytes) -> tuple[int, str | None, bytes]:
+        """(status, content type, body) of one POST; OSError/HTTPException on failure."""
+        conn, target = self.connection()
+        headers = {
+            "Content-Type": "application/x-www-form-urlencoded; charset=utf-8",
+            "Accept": "text/xml",
+            "User-Agent": USER_AGENT,
+        }
+        if self.proxy is not None and self.scheme == "http":
+            headers.update(self._proxy_auth)
+        try:
+            conn.connect()  # within the connect timeout (the tunnel too)
+            assert conn.sock is not None
+            conn.sock.settimeout(READ_TIMEOUT)
+            conn.request("POST", target, body=body, headers=headers)
+            response = conn.getresponse()
+            data = response.read(MAX_ANSWER_BYTES + 1)
+            return response.status, response.getheader("Content-Type"), data
+        finally:
+            conn.close()
+
+
+def describe_failure(exc: BaseException, endpoint: str) -> SourceError:
+    """A connection-level failure in an operator's words."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return SourceError(
+            "StsCertificateInvalid",
+            f"{endpoint} did not present a certificate the trust store "
+            f"(AWS_CA_BUNDLE or the system's) verifies: {exc.verify_message}",
+        )
+    if isinstance(exc, socket.timeout | TimeoutError):
+        return SourceError(
+            "StsTimeout", f"no answer from {endpoint} in time ({exc or 'timed out'})"
+        )
+    return SourceError("StsUnreachable", f"cannot reach {endpoint}: {exc}")
+
+
+def call_once(transport: Transport, body: bytes, role_arn: str) -> Credentials:
+    """One POST; the credentials, or a SourceError (`retryable` set on the ones worth retrying)."""
+    try:
+        status, content_type, data = transport.post(body)
+    except ssl.SSLCertVerificationError as exc:
+        raise describe_failure(exc, transport.endpoint) from None
+    except (OSError, http.client.HTTPException) as exc:
+        error = describe_failure(exc, transport.endpoint)
+        error.retryable = True
+        raise error from None
+    if len(data) > MAX_ANSWER_BYTES:
+        raise SourceError("StsAnswerInvalid", f"STS's answer is over {MAX_ANSWER_BYTES} bytes")
+    if status != 200:
+        error = parse_error(status, data)
+        error.retryable = status in RETRYABLE_STATUSES or error.code in RETRYABLE_CODES
+        raise error
+    if not is_xml(content_type):
+        raise SourceError(
+            "StsAnswerInvalid",
+            f"{transport.endpoint} answered 200 with content type {content_type!r}, not XML "
+            "(a proxy or captive portal in the way?)",
+        )
+    return parse_success(data, role_arn)
+
+
+def backoff(attempt: int, rng: Callable[[], float] = random.random) -> float:
+    """Full jitter: uniform in [0, min(cap, base * 2**attempt))."""
+    return rng() * min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt)
+
+
+def assume_role_with_web_identity(
+    env: Mapping[str, str],
+    region: str | None,
+    role_arn: str,
+    session_name: str,
+    token: str,
+    duration: int,
+    *,
+    attempts: int = ATTEMPTS,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Credentials:
+    """Call STS (retrying what is worth retrying); the credentials or the last SourceError."""
+    try:
+        transport = Transport(env, sts_endpoint(env, region))
+    except EndpointError as exc:
+        raise SourceError("StsEndpointInvalid", str(exc)) from None
+    body = request_body(role_arn, session_name, token, duration)
+    for attempt in range(attempts):
+        try:
+            return call_once(transport, body, role_arn)
+        except SourceError as exc:
+            if not exc.retryable or attempt == attempts - 1:
+                raise
+            sleep(backoff(attempt))
+    raise AssertionError("unreachable")  # the loop returns or raises
