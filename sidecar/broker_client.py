@@ -68,9 +68,14 @@ def read_answer(status: int, body: bytes, role_arn: str) -> Credentials:
     )
 
 
-def fetch_from_broker(config: SidecarConfig) -> Credentials:
-    """POST to the broker with the projected token; its credentials or a SourceError."""
+def fetch_from_broker(config: SidecarConfig, container: str | None = None) -> Credentials:
+    """POST to the broker with the projected token; its credentials or a SourceError.
+
+    `container`: ask for that container's own role (`?container=<c>`) instead of the pod's.
+    """
     host, port, path = broker_endpoint(config.broker_url or "")
+    if container is not None:
+        path += "?" + urllib.parse.urlencode({"container": container})
     token = read_projected_token(config.broker_token_file or "", "BrokerTokenUnreadable")
     try:
         context = ssl.create_default_context(cadata=config.broker_ca or "")

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import subprocess
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -14,7 +12,8 @@ import pytest
 from sidecred.sidecar.cache import CredentialCache
 from sidecred.sidecar.credentials import SourceError
 from sidecred.sidecar.fetch_process import FetchProcess
-from sidecred.sidecar.refresh_loop import run_refresh_loop
+from sidecred.sidecar.reactor import Reactor
+from sidecred.sidecar.refresh_loop import Refresher
 from sidecred.sidecar.schedule import DEFAULT_POLICY
 from tests.sidecar.sidecar_process import REPO, ROLE_ARN, run_cli, sidecar_env
 from tests.support.scripted_sts import access_denied, success_xml
@@ -95,7 +94,7 @@ def test_fetch_config_error_exits_2(tmp_path: Path):
 def fetch_with(command: list[str], timeout: float = 60.0) -> tuple[FetchProcess, SourceError]:
     source = FetchProcess(ROLE_ARN, "shop.web", tuple(command), timeout)
     with pytest.raises(SourceError) as err:
-        asyncio.run(source.fetch())
+        source.fetch_blocking()
     return source, err.value
 
 
@@ -126,32 +125,40 @@ def test_a_crashing_fetch_is_reported_and_reaped(script, expected):
 
 def test_a_hanging_fetch_is_retried_with_backoff_and_leaves_no_zombie():
     source = FetchProcess(ROLE_ARN, "shop.web", (PY, "-c", "import time; time.sleep(600)"), 0.2)
-    policy = replace(DEFAULT_POLICY, backoff_base_seconds=0.01, backoff_cap_seconds=0.05)
+    policy = DEFAULT_POLICY.replace(backoff_base_seconds=0.01, backoff_cap_seconds=0.05)
     cache = CredentialCache(ROLE_ARN, policy=policy)
     pids: list[int] = []
+    reactor = Reactor()
+    refresher = Refresher(reactor, cache, source, {})
+    original_start = source.start
 
-    async def scenario() -> None:
-        stop = asyncio.Event()
-        loop_task = asyncio.create_task(run_refresh_loop(cache, source, stop))
-        while cache.failures_in_row < 3:
-            if source.last_pid is not None and source.last_pid not in pids:
-                pids.append(source.last_pid)
-            await asyncio.sleep(0.01)  # polling the loop's state, not synchronising on time
-        stop.set()
-        await loop_task
+    def start(reactor_: Reactor, done):  # note every child, and stop after the third failure
+        def noted(result):
+            done(result)
+            if cache.failures_in_row >= 3:
+                reactor.stop()
 
-    asyncio.run(scenario())
-    assert cache.failures_in_row >= 3 and cache.sts_calls >= 3
+        run = original_start(reactor_, noted)
+        pids.append(source.last_pid)
+        return run
+
+    source.start = start  # type: ignore[method-assign]
+    try:
+        refresher.start()
+        reactor.run()
+        refresher.stop()
+    finally:
+        reactor.close()
+    assert cache.failures_in_row == 3 and cache.sts_calls == 3
     assert cache.last_error is not None and cache.last_error.code == "FetchTimeout"
     assert all(gone(pid) for pid in pids) and len(pids) >= 2
 
 
-def test_serving_modules_do_not_import_botocore_or_http_clients():
-    # (asyncio itself imports ssl, so that one is not avoidable.)
+def test_serving_modules_do_not_import_botocore_tls_asyncio_or_http_clients():
     code = (
         "import sys, sidecred.sidecar.runtime, sidecred.sidecar.main;"
-        "print(sorted(m for m in ('botocore', 'http.client', 'email', 'urllib.request')"
-        " if m in sys.modules))"
+        "print(sorted(m for m in ('botocore', 'http.client', 'email', 'urllib.request', 'ssl',"
+        " 'asyncio', 'dataclasses', 'subprocess') if m in sys.modules))"
     )
     result = subprocess.run([PY, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     assert result.stdout.strip() == "[]"

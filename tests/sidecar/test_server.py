@@ -1,15 +1,14 @@
-"""HTTP edge cases against the real asyncio server, in-process on 127.0.0.1."""
+"""HTTP edge cases against the real server on its own loop, in-process on 127.0.0.1."""
 
 from __future__ import annotations
 
-import asyncio
 import socket
-import threading
 from collections.abc import Iterator
 
 import pytest
 
-from sidecred.sidecar.server import BadRequest, HttpServer, Limits, Request, Response, parse_head
+from sidecred.sidecar.server import BadRequest, Limits, Request, Response, parse_head
+from tests.support.reactor_server import RunningServer
 
 
 def echo(request: Request) -> Response:
@@ -20,37 +19,23 @@ def echo(request: Request) -> Response:
     )
 
 
-class RunningServer:
-    def __init__(self, limits: Limits) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.server = HttpServer(echo, "127.0.0.1", 0, limits)
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        asyncio.run_coroutine_threadsafe(self.server.start(), self.loop).result(10)
-        self.port = self.server.port
-
-    def connect(self) -> Client:
-        return Client(socket.create_connection(("127.0.0.1", self.port), timeout=10))
-
-    def close(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.server.close(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
-
-
 @pytest.fixture
 def server_factory() -> Iterator:
-    servers: list[RunningServer] = []
+    servers: list[Server] = []
 
-    def factory(**limits) -> RunningServer:
-        srv = RunningServer(Limits(**limits))
+    def factory(**limits) -> Server:
+        srv = Server(echo, Limits(**limits))
         servers.append(srv)
         return srv
 
     yield factory
     for srv in servers:
         srv.close()
+
+
+class Server(RunningServer):
+    def connect(self) -> Client:
+        return Client(socket.create_connection(("127.0.0.1", self.port), timeout=10))
 
 
 class Client:
