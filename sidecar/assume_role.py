@@ -1,7 +1,10 @@
-"""STS credential sources through botocore (not boto3, to stay lean).
+"""The unsafe `assume-role` source: `sts:AssumeRole` signed with base credentials, via botocore.
 
-Only `sidecred fetch` imports this module: a short-lived process per refresh,
-so botocore never lives in the serving process. `fetch()` blocks on STS.
+Base credentials come from botocore's default chain (the node's instance
+metadata, in practice), which is why the webhook gates this source behind a
+flag. botocore is not part of the sidecar's default install or image: it comes
+with the `assume-role` extra and the `-assume-role` sidecar image. Only
+`sidecred fetch` imports this module. `fetch()` blocks on STS.
 """
 
 from __future__ import annotations
@@ -10,14 +13,12 @@ import threading
 from datetime import UTC, datetime
 from typing import Any
 
-import botocore
 import botocore.session
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from sidecred.sidecar.config import SidecarConfig
 from sidecred.sidecar.credentials import Credentials, SourceError, account_from_arn
-from sidecred.sidecar.projected_token import read_projected_token
 from sidecred.sidecar.session_name import build_session_name
 
 # STS caps sessions reached by role chaining at one hour.
@@ -114,9 +115,6 @@ class _StsSource:
             self._session = session
         return self._session
 
-    def _client_config(self) -> Config:
-        return _CLIENT_CONFIG
-
     def client(self) -> Any:
         with self._lock:
             if self._client is None:
@@ -124,7 +122,7 @@ class _StsSource:
                 self._client = session.create_client(
                     "sts",
                     region_name=self.config.region or session.get_config_variable("region"),
-                    config=self._client_config(),
+                    config=_CLIENT_CONFIG,
                 )
             return self._client
 
@@ -136,27 +134,6 @@ class _StsSource:
 
     def _fetch(self) -> Credentials:
         raise NotImplementedError
-
-
-class WebIdentitySource(_StsSource):
-    """`sts:AssumeRoleWithWebIdentity` with the projected service-account token, unsigned."""
-
-    def _client_config(self) -> Config:
-        # Unsigned: no base credentials exist anywhere in the pod.
-        return _CLIENT_CONFIG.merge(Config(signature_version=botocore.UNSIGNED))
-
-    def _fetch(self) -> Credentials:
-        # Re-read every time: the kubelet rotates the projected token.
-        token = read_projected_token(
-            self.config.web_identity_token_file or "", "WebIdentityTokenUnreadable"
-        )
-        response = self.client().assume_role_with_web_identity(
-            RoleArn=self.role_arn,
-            RoleSessionName=self.session_name,
-            WebIdentityToken=token,
-            DurationSeconds=self.config.session_duration,
-        )
-        return _credentials_from_response(response, self.role_arn)
 
 
 class AssumeRoleSource(_StsSource):
@@ -198,9 +175,3 @@ class AssumeRoleSource(_StsSource):
                 self._duration_cap = ROLE_CHAINING_MAX_DURATION
                 return self._assume(ROLE_CHAINING_MAX_DURATION)
             raise
-
-
-def build_source(config: SidecarConfig) -> WebIdentitySource | AssumeRoleSource:
-    if config.credential_source == "assume-role":
-        return AssumeRoleSource(config)
-    return WebIdentitySource(config)

@@ -11,18 +11,13 @@ class SourceError(Exception):
     The code and message are STS's (or the broker's) own, passed on verbatim.
     `refused` marks an answer that this pod may not have the role (STS's 403,
     the broker's 403: a revocation), as opposed to a failure worth retrying.
-    `retryable` marks a failure worth an immediate retry (throttling, 5xx, a
-    dropped connection) within one fetch.
     """
 
-    def __init__(
-        self, code: str, message: str, *, refused: bool = False, retryable: bool = False
-    ) -> None:
+    def __init__(self, code: str, message: str, *, refused: bool = False) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
         self.refused = refused
-        self.retryable = retryable
 
 
 class Credentials:

@@ -2,10 +2,11 @@
 
 No SDK: the call needs no signature (the projected token is the proof), so it
 is one form-encoded POST to the STS endpoint (`sts_endpoint.py` resolves it,
-the proxy and the CA bundle) and a small XML answer. What an SDK would add is
-here too: connect and read timeouts, and a few quick retries with jittered
-backoff on throttling, `IDPCommunicationError`, 5xx and connection errors. The
-refresh loop's own capped backoff takes over after that.
+the proxy and the CA bundle) and a small XML answer, with connect and read
+timeouts. Each fetch makes exactly one call: retries (throttling,
+`IDPCommunicationError`, 5xx, connection errors, and every other failure) are
+the refresh schedule's, with capped, jittered backoff and a log line each, so a
+throttled STS never gets more calls than the schedule allows.
 
 Runs in `sidecred fetch` (a short-lived child of the serving process), so the
 serving process never loads TLS or the projected token.
@@ -15,11 +16,9 @@ from __future__ import annotations
 
 import base64
 import http.client
-import random
 import socket
 import ssl
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from urllib.parse import unquote, urlencode
 from xml.parsers import expat
@@ -36,28 +35,7 @@ from sidecred.sidecar.sts_endpoint import (
 API_VERSION = "2011-06-15"
 CONNECT_TIMEOUT = 3.0
 READ_TIMEOUT = 10.0
-ATTEMPTS = 3  # in all, like the SDKs' standard retry mode
-BACKOFF_BASE = 0.5  # seconds; full jitter, doubling per attempt
-BACKOFF_CAP = 4.0
 MAX_ANSWER_BYTES = 64 * 1024
-RETRYABLE_CODES = frozenset(
-    {
-        "Throttling",
-        "ThrottlingException",
-        "ThrottledException",
-        "RequestThrottled",
-        "RequestThrottledException",
-        "TooManyRequestsException",
-        "RequestLimitExceeded",
-        "ProvisionedThroughputExceededException",
-        "SlowDown",
-        "PriorRequestNotComplete",
-        "IDPCommunicationError",
-        "RequestTimeout",
-        "RequestTimeoutException",
-    }
-)
-RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 USER_AGENT = "sidecred"
 
 
@@ -261,21 +239,17 @@ def describe_failure(exc: BaseException, endpoint: str) -> SourceError:
 
 
 def call_once(transport: Transport, body: bytes, role_arn: str) -> Credentials:
-    """One POST; the credentials, or a SourceError (`retryable` set on the ones worth retrying)."""
+    """One POST; the credentials, or a SourceError in STS's words (or the failure's)."""
     try:
         status, content_type, data = transport.post(body)
     except ssl.SSLCertVerificationError as exc:
         raise describe_failure(exc, transport.endpoint) from None
     except (OSError, http.client.HTTPException) as exc:
-        error = describe_failure(exc, transport.endpoint)
-        error.retryable = True
-        raise error from None
+        raise describe_failure(exc, transport.endpoint) from None
     if len(data) > MAX_ANSWER_BYTES:
         raise SourceError("StsAnswerInvalid", f"STS's answer is over {MAX_ANSWER_BYTES} bytes")
     if status != 200:
-        error = parse_error(status, data)
-        error.retryable = status in RETRYABLE_STATUSES or error.code in RETRYABLE_CODES
-        raise error
+        raise parse_error(status, data)
     if not is_xml(content_type):
         raise SourceError(
             "StsAnswerInvalid",
@@ -285,11 +259,6 @@ def call_once(transport: Transport, body: bytes, role_arn: str) -> Credentials:
     return parse_success(data, role_arn)
 
 
-def backoff(attempt: int, rng: Callable[[], float] = random.random) -> float:
-    """Full jitter: uniform in [0, min(cap, base * 2**attempt))."""
-    return rng() * min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt)
-
-
 def assume_role_with_web_identity(
     env: Mapping[str, str],
     region: str | None,
@@ -297,21 +266,10 @@ def assume_role_with_web_identity(
     session_name: str,
     token: str,
     duration: int,
-    *,
-    attempts: int = ATTEMPTS,
-    sleep: Callable[[float], None] = time.sleep,
 ) -> Credentials:
-    """Call STS (retrying what is worth retrying); the credentials or the last SourceError."""
+    """Call STS once; the credentials, or a SourceError."""
     try:
         transport = Transport(env, sts_endpoint(env, region))
     except EndpointError as exc:
         raise SourceError("StsEndpointInvalid", str(exc)) from None
-    body = request_body(role_arn, session_name, token, duration)
-    for attempt in range(attempts):
-        try:
-            return call_once(transport, body, role_arn)
-        except SourceError as exc:
-            if not exc.retryable or attempt == attempts - 1:
-                raise
-            sleep(backoff(attempt))
-    raise AssertionError("unreachable")  # the loop returns or raises
+    return call_once(transport, request_body(role_arn, session_name, token, duration), role_arn)

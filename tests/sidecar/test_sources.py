@@ -6,15 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from sidecred.sidecar.config import load_config
-from sidecred.sidecar.credentials import SourceError
-from sidecred.sidecar.sources import (
+from sidecred.sidecar.assume_role import (
     ROLE_CHAINING_MAX_DURATION,
     AssumeRoleSource,
-    WebIdentitySource,
-    build_source,
     chained_duration,
 )
+from sidecred.sidecar.config import load_config
+from sidecred.sidecar.credentials import SourceError
+from sidecred.sidecar.sources import WebIdentitySource, build_source
 from tests.sidecar.sidecar_process import ROLE_ARN, sidecar_env
 from tests.support.scripted_sts import (
     access_denied,
