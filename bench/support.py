@@ -148,13 +148,15 @@ def children(pid: int) -> list[int]:
     return [int(p) for p in text.split()]
 
 
-def installed_python(work: Path, rev: str | None = None) -> Path:
+def installed_python(work: Path, rev: str | None = None, base: str | None = None) -> Path:
     """A Python with sidecred installed from a wheel (of the checkout, or of git `rev`).
 
     The checkout's editable install loads its own finder (pathlib, urllib,
     ipaddress...) into every process; a pod runs a regular install, so memory
-    is measured on one. Dependencies come from this venv's site-packages,
-    added as a plain path (its .pth files are not run).
+    is measured on one. The venv is made from `base` (default: this
+    interpreter), e.g. Debian's /usr/bin/python3, which the sidecar image
+    ships. Dependencies come from this venv's site-packages, added as a plain
+    path (its .pth files are not run); they must suit `base`'s minor version.
     """
     source = REPO
     if rev is not None:
@@ -181,7 +183,9 @@ def installed_python(work: Path, rev: str | None = None) -> Path:
         cwd=work,
     )
     venv = work / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    subprocess.run(
+        [base or sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True
+    )
     python = venv / "bin" / "python"
     site = subprocess.run(
         [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING
-
 from sidecred.int_range import int_in_range_or_problem
 
+TYPE_CHECKING = False  # `typing` is not imported: the serving process would pay ~2 MB for it
 if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
     from typing import Any
 
 # --- env names (the contract) ------------------------------------------------

@@ -8,29 +8,28 @@ on it. Each role has its own `Refresher`: its own cache, schedule and jitter.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
-
 from sidecred.sidecar import log
 from sidecred.sidecar.cache import CredentialCache
 from sidecred.sidecar.credentials import Credentials, SourceError
 from sidecred.sidecar.wire import format_expiration
 
+TYPE_CHECKING = False  # `typing` is not imported: the serving process would pay ~2 MB for it
 if TYPE_CHECKING:
     from datetime import datetime
+    from typing import Protocol
 
     from sidecred.sidecar.fetch_process import FetchProcess, _Run
     from sidecred.sidecar.reactor import Reactor, Timer
 
+    class CredentialSource(Protocol):
+        role_arn: str
+        session_name: str
+
+        async def fetch(self) -> Credentials: ...
+
 # Wake at least this often while waiting, so a wall-clock jump (suspend,
 # NTP step) is noticed instead of sleeping past the refresh time.
 MAX_WAIT_SECONDS = 60.0
-
-
-class CredentialSource(Protocol):
-    role_arn: str
-    session_name: str
-
-    async def fetch(self) -> Credentials: ...
 
 
 def record_failure(cache: CredentialCache, source_fields: dict[str, str], exc: SourceError) -> None:

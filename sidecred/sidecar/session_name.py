@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 
 # STS accepts RoleSessionName (and SourceIdentity) matching [\w+=,.@-]{2,64};
@@ -30,6 +29,9 @@ def build_session_name(namespace: str, pod_name: str, override: str | None = Non
         raw = prefix + pod_name
     name = _DISALLOWED.sub("-", raw)
     if len(name) > MAX_SESSION_NAME:
+        # Imported here: hashlib loads OpenSSL, which the serving process otherwise never needs.
+        import hashlib
+
         digest = hashlib.sha256(raw.encode()).hexdigest()[:_HASH_CHARS]
         name = name[: MAX_SESSION_NAME - _HASH_CHARS - 1] + "-" + digest
     if len(name) < MIN_SESSION_NAME:

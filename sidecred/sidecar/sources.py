@@ -10,8 +10,6 @@ imported only when configured (`assume_role.py`, an optional extra).
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
 from sidecred.sidecar.config import SidecarConfig
 from sidecred.sidecar.credentials import Credentials, SourceError
@@ -20,7 +18,10 @@ from sidecred.sidecar.session_name import build_session_name
 from sidecred.sidecar.sts_client import assume_role_with_web_identity
 from sidecred.sidecar.sts_endpoint import resolve_region
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from sidecred.sidecar.assume_role import AssumeRoleSource
 
 

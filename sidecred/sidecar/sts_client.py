@@ -15,15 +15,14 @@ serving process never loads TLS or the projected token.
 from __future__ import annotations
 
 import base64
-import http.client
 import socket
 import ssl
-from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from urllib.parse import unquote, urlencode
 from xml.parsers import expat
 
 from sidecred.sidecar.credentials import Credentials, SourceError, account_from_arn
+from sidecred.sidecar.http_post import Answer, ProtocolError, Tunnel, authority, post
 from sidecred.sidecar.sts_endpoint import (
     EndpointError,
     ca_bundle,
@@ -37,6 +36,10 @@ CONNECT_TIMEOUT = 3.0
 READ_TIMEOUT = 10.0
 MAX_ANSWER_BYTES = 64 * 1024
 USER_AGENT = "sidecred"
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
 
 
 def request_body(
@@ -108,8 +111,7 @@ def parse_error(status: int, body: bytes) -> SourceError:
     code = fields.get("ErrorResponse/Error/Code") or fields.get("Error/Code")
     message = fields.get("ErrorResponse/Error/Message") or fields.get("Error/Message") or ""
     if not code:
-        reason = http.client.responses.get(status, "")
-        return SourceError(f"StsHttp{status}", f"STS answered {status} {reason} without an error")
+        return SourceError(f"StsHttp{status}", f"STS answered {status} without an error")
     return SourceError(code, message, refused=status == 403)
 
 
@@ -156,7 +158,6 @@ class Transport:
         self.scheme, self.host, self.port, self.path = split_url(endpoint)
         self.proxy = proxy_for(env, self.scheme, self.host)
         self.cafile = ca_bundle(env)
-        self._proxy_auth: dict[str, str] = {}
         self._context: ssl.SSLContext | None = None
 
     def context(self) -> ssl.SSLContext:
@@ -169,58 +170,46 @@ class Transport:
                 ) from None
         return self._context
 
-    def connection(self) -> tuple[http.client.HTTPConnection, str]:
-        """A connection (not yet open) and the request target to send on it."""
+    def post(self, body: bytes) -> Answer:
+        """One POST; OSError or ProtocolError on failure."""
         tls = self.context() if self.scheme == "https" else None
-        if self.proxy is None:
-            return self._connect(self.host, self.port, tls), self.path
-        _, proxy_host, proxy_port, _ = split_url(self.proxy)
-        userinfo = self.proxy.partition("://")[2].partition("/")[0].rpartition("@")[0]
-        auth = {}
-        if userinfo:
-            raw = unquote(userinfo).encode()
-            auth = {"Proxy-Authorization": "Basic " + base64.b64encode(raw).decode()}
-        if tls is None:  # plain HTTP through the proxy: the absolute URL as the target
-            conn = http.client.HTTPConnection(proxy_host, proxy_port, timeout=CONNECT_TIMEOUT)
-            self._proxy_auth = auth
-            return conn, f"http://{self._authority()}{self.path}"
-        # HTTPS through the proxy: a CONNECT tunnel, then TLS to STS inside it.
-        conn = http.client.HTTPSConnection(
-            proxy_host, proxy_port, timeout=CONNECT_TIMEOUT, context=tls
-        )
-        conn.set_tunnel(self.host, self.port, headers=auth)
-        return conn, self.path
-
-    def _authority(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
-
-    @staticmethod
-    def _connect(host: str, port: int, tls: ssl.SSLContext | None) -> http.client.HTTPConnection:
-        if tls is None:
-            return http.client.HTTPConnection(host, port, timeout=CONNECT_TIMEOUT)
-        return http.client.HTTPSConnection(host, port, timeout=CONNECT_TIMEOUT, context=tls)
-
-    def post(self, body: bytes) -> tuple[int, str | None, bytes]:
-        """(status, content type, body) of one POST; OSError/HTTPException on failure."""
-        conn, target = self.connection()
         headers = {
             "Content-Type": "application/x-www-form-urlencoded; charset=utf-8",
             "Accept": "text/xml",
             "User-Agent": USER_AGENT,
         }
-        if self.proxy is not None and self.scheme == "http":
-            headers.update(self._proxy_auth)
-        try:
-            conn.connect()  # within the connect timeout (the tunnel too)
-            assert conn.sock is not None
-            conn.sock.settimeout(READ_TIMEOUT)
-            conn.request("POST", target, body=body, headers=headers)
-            response = conn.getresponse()
-            data = response.read(MAX_ANSWER_BYTES + 1)
-            return response.status, response.getheader("Content-Type"), data
-        finally:
-            conn.close()
+        target, tunnel, via = self.path, None, None
+        if self.proxy is not None:
+            _, proxy_host, proxy_port, _ = split_url(self.proxy)
+            auth = _proxy_authorization(self.proxy)
+            if tls is None:  # plain HTTP through the proxy: the absolute URL as the target
+                via = (proxy_host, proxy_port)
+                target = f"http://{authority(self.host, self.port)}{self.path}"
+                headers.update(auth)
+            else:  # HTTPS through the proxy: a CONNECT tunnel, then TLS to STS inside it
+                tunnel = Tunnel(proxy_host, proxy_port, auth)
+        return post(
+            self.host,
+            self.port,
+            target,
+            headers,
+            body,
+            tls=tls,
+            connect_timeout=CONNECT_TIMEOUT,
+            read_timeout=READ_TIMEOUT,
+            max_body=MAX_ANSWER_BYTES,
+            tunnel=tunnel,
+            via=via,
+        )
+
+
+def _proxy_authorization(proxy: str) -> dict[str, str]:
+    """Basic credentials from the proxy URL's userinfo, if it has any."""
+    userinfo = proxy.partition("://")[2].partition("/")[0].rpartition("@")[0]
+    if not userinfo:
+        return {}
+    raw = unquote(userinfo).encode()
+    return {"Proxy-Authorization": "Basic " + base64.b64encode(raw).decode()}
 
 
 def describe_failure(exc: BaseException, endpoint: str) -> SourceError:
@@ -241,11 +230,10 @@ def describe_failure(exc: BaseException, endpoint: str) -> SourceError:
 def call_once(transport: Transport, body: bytes, role_arn: str) -> Credentials:
     """One POST; the credentials, or a SourceError in STS's words (or the failure's)."""
     try:
-        status, content_type, data = transport.post(body)
-    except ssl.SSLCertVerificationError as exc:
+        answer = transport.post(body)
+    except (OSError, ProtocolError) as exc:
         raise describe_failure(exc, transport.endpoint) from None
-    except (OSError, http.client.HTTPException) as exc:
-        raise describe_failure(exc, transport.endpoint) from None
+    status, content_type, data = answer.status, answer.headers.get("content-type"), answer.body
     if len(data) > MAX_ANSWER_BYTES:
         raise SourceError("StsAnswerInvalid", f"STS's answer is over {MAX_ANSWER_BYTES} bytes")
     if status != 200:

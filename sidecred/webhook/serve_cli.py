@@ -13,7 +13,7 @@ from kubernetes import client
 from kubernetes import config as kube_config
 
 from sidecred.int_range import int_in_range_type
-from sidecred.jsonlog import JsonLineFormatter
+from sidecred.serving.cli import JsonLineFormatter
 from sidecred.webhook.app import create_app
 from sidecred.pods.settings import add_config_arguments, config_from_args
 from sidecred.kube.event_flags import add_event_arguments
