@@ -130,11 +130,12 @@ def pinned(cmd: list[str], cpu: str) -> list[str]:
 
 
 def memory_mib(pid: int) -> dict[str, float]:
-    """`Rss` and `Anonymous` (unshared, per-pod memory) of `pid` in MiB, from smaps_rollup."""
+    """`Rss`, `Pss` (shared pages divided among their users) and `Anonymous` (unshared,
+    per-pod memory) of `pid` in MiB, from smaps_rollup."""
     found: dict[str, float] = {}
     for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
         name, _, value = line.partition(":")
-        if name in ("Rss", "Anonymous"):
+        if name in ("Rss", "Pss", "Anonymous"):
             found[name] = int(value.split()[0]) / 1024
     return found
 
@@ -183,9 +184,7 @@ def installed_python(work: Path, rev: str | None = None, base: str | None = None
         cwd=work,
     )
     venv = work / "venv"
-    subprocess.run(
-        [base or sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True
-    )
+    subprocess.run([base or sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     python = venv / "bin" / "python"
     site = subprocess.run(
         [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],

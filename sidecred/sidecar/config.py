@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+
 from sidecred.int_range import int_in_range_or_problem
 
 TYPE_CHECKING = False  # `typing` is not imported: the serving process would pay ~2 MB for it

@@ -95,7 +95,9 @@ def _open_tunnel(sock: socket.socket, host: str, port: int, tunnel: Tunnel, max_
     reader = _Reader(sock)
     status, _ = _read_head(reader)
     if status != 200:
-        raise OSError(f"the proxy {authority(tunnel.host, tunnel.port)} refused the tunnel ({status})")
+        raise OSError(
+            f"the proxy {authority(tunnel.host, tunnel.port)} refused the tunnel ({status})"
+        )
     if reader.buffer:
         raise ProtocolError("the proxy sent data before the tunnel was open")
 

@@ -15,6 +15,7 @@ from sidecred.sidecar.wire import format_expiration
 
 TYPE_CHECKING = False  # `typing` is not imported: the serving process would pay ~2 MB for it
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from datetime import datetime
     from typing import Protocol
 
@@ -27,9 +28,13 @@ if TYPE_CHECKING:
 
         async def fetch(self) -> Credentials: ...
 
+
 # Wake at least this often while waiting, so a wall-clock jump (suspend,
 # NTP step) is noticed instead of sleeping past the refresh time.
 MAX_WAIT_SECONDS = 60.0
+# `sidecred fetch` children alive at once, across every role of the pod: the
+# process tree's memory stays bounded however many containers have a role.
+MAX_CONCURRENT_FETCHES = 2
 
 
 def record_failure(cache: CredentialCache, source_fields: dict[str, str], exc: SourceError) -> None:
@@ -78,6 +83,29 @@ async def refresh_once(cache: CredentialCache, source: CredentialSource) -> bool
     return True
 
 
+class FetchGate:
+    """At most `limit` fetches at once; the others wait their turn, in order."""
+
+    def __init__(self, limit: int = MAX_CONCURRENT_FETCHES) -> None:
+        self.limit = limit
+        self.running = 0
+        self.waiting: list[Callable[[], None]] = []
+
+    def enter(self, start: Callable[[], None]) -> None:
+        """Call `start` now if a place is free, else when one is; `leave()` after each."""
+        if self.running < self.limit:
+            self.running += 1
+            start()
+        else:
+            self.waiting.append(start)
+
+    def leave(self) -> None:
+        if self.waiting:
+            self.waiting.pop(0)()  # the place passes straight on
+        else:
+            self.running -= 1
+
+
 class Refresher:
     """One role's schedule on the serving loop: fetch now, then whenever the cache says."""
 
@@ -87,13 +115,16 @@ class Refresher:
         cache: CredentialCache,
         source: FetchProcess,
         log_fields: dict[str, str],
+        gate: FetchGate | None = None,
     ) -> None:
         self.reactor = reactor
         self.cache = cache
         self.source = source
         self.fields = {"role_arn": source.role_arn, "session_name": source.session_name}
         self.fields.update(log_fields)
+        self.gate = gate or FetchGate()
         self.running: _Run | None = None
+        self.queued = False  # waiting at the gate
         self.timer: Timer | None = None
         self.stopped = False
 
@@ -107,25 +138,32 @@ class Refresher:
         if self.running is not None:
             self.running.kill()
             self.running = None
+            self.gate.leave()
 
     def _tick(self) -> None:
         self.timer = None
-        if self.stopped or self.running is not None:
+        if self.stopped or self.running is not None or self.queued:
             return
         due = self.cache.next_refresh
         now = self.cache.clock()
         if due is None or now >= due:
-            self._fetch()
+            self.queued = True
+            self.gate.enter(self._fetch)
             return
         wait = min((due - now).total_seconds(), MAX_WAIT_SECONDS)
         self.timer = self.reactor.call_later(max(wait, 0.0), self._tick)
 
     def _fetch(self) -> None:
+        self.queued = False
+        if self.stopped:
+            self.gate.leave()
+            return
         issued_at = self.cache.clock()
         self.cache.sts_calls += 1
 
         def done(result: Credentials | SourceError) -> None:
             self.running = None
+            self.gate.leave()
             if self.stopped:
                 return
             if isinstance(result, SourceError):

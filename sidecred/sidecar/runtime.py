@@ -17,7 +17,7 @@ from sidecred.sidecar.config import LOOPBACK_HOST, SidecarConfig
 from sidecred.sidecar.endpoint import CredentialEndpoint, HealthEndpoint
 from sidecred.sidecar.fetch_process import FETCH_COMMAND, FetchProcess
 from sidecred.sidecar.reactor import Reactor, Timer
-from sidecred.sidecar.refresh_loop import Refresher
+from sidecred.sidecar.refresh_loop import FetchGate, Refresher
 from sidecred.sidecar.schedule import DEFAULT_POLICY
 from sidecred.sidecar.server import HttpServer
 from sidecred.sidecar.session_name import build_session_name
@@ -65,6 +65,7 @@ class Role:
         role_arn: str,
         session_name: str,
         container: str | None,
+        gate: FetchGate,
     ) -> None:
         command = FETCH_COMMAND if container is None else (*FETCH_COMMAND, "--container", container)
         policy = DEFAULT_POLICY.replace(backoff_cap_seconds=config.retry_cap_seconds)
@@ -72,24 +73,28 @@ class Role:
         self.cache = CredentialCache(role_arn, policy=policy)
         self.source = FetchProcess(role_arn, session_name, command)
         fields = {"container": container} if container is not None else {}
-        self.refresher = Refresher(reactor, self.cache, self.source, fields)
+        self.refresher = Refresher(reactor, self.cache, self.source, fields, gate)
 
 
 def build_roles(reactor: Reactor, config: SidecarConfig) -> tuple[CredentialEndpoint, list[Role]]:
-    """Every role's token (written to its file in token mode file), cache and schedule."""
+    """Every role's token (written to its file in token mode file), cache and schedule.
+
+    The roles share one FetchGate: at most two `sidecred fetch` children at a time.
+    """
     roles: list[Role] = []
+    gate = FetchGate()
     pod_cache, pod_token = None, None
     if config.role_arn:
         session_name = build_session_name(
             config.pod_namespace, config.pod_name, config.session_name
         )
         pod_token = auth_token(config.token_mode, config.token_file, config.auth_token)
-        roles.append(Role(reactor, config, config.role_arn, session_name, None))
+        roles.append(Role(reactor, config, config.role_arn, session_name, None, gate))
         pod_cache = roles[0].cache
     containers = {}
     for entry in config.container_roles:
         token = auth_token(config.token_mode, entry.token_file, entry.auth_token)
-        role = Role(reactor, config, entry.role_arn, entry.session_name, entry.container)
+        role = Role(reactor, config, entry.role_arn, entry.session_name, entry.container, gate)
         roles.append(role)
         containers[entry.container] = (role.cache, token)
     return CredentialEndpoint(pod_cache, pod_token, containers=containers), roles

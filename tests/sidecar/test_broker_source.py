@@ -54,7 +54,13 @@ def test_posts_the_fresh_projected_token_and_no_body(scripted_broker_factory, tm
 def test_a_containers_role_is_asked_for_by_container(scripted_broker_factory, tmp_path: Path):
     broker = scripted_broker_factory()
     backup = "arn:aws:iam::123456789012:role/backup"
-    roles = {"backup": {"role_arn": backup, "session_name": "shop.web.backup", "token_file": str(tmp_path / "b")}}
+    roles = {
+        "backup": {
+            "role_arn": backup,
+            "session_name": "shop.web.backup",
+            "token_file": str(tmp_path / "b"),
+        }
+    }
     env = broker_env(tmp_path, broker, SIDECRED_CONTAINER_ROLES=json.dumps(roles))
     config = role_config(load_config(env), "backup")
     creds = fetch_credentials(config, "backup")

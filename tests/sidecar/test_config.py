@@ -160,11 +160,17 @@ def test_container_roles_in_token_mode_env_carry_their_token_and_repr_hides_it()
         (["backup"], "is not a JSON object of container names"),
         ({"Backup": BACKUP}, "'Backup' is not a container name"),
         ({"-x": BACKUP}, "'-x' is not a container name"),
-        ({"backup": "arn:aws:iam::1:role/x"}, "SIDECRED_CONTAINER_ROLES['backup'] is not an object"),
+        (
+            {"backup": "arn:aws:iam::1:role/x"},
+            "SIDECRED_CONTAINER_ROLES['backup'] is not an object",
+        ),
         ({"backup": {**BACKUP, "extra": "x"}}, "unknown field(s) 'extra'"),
         ({"backup": {**BACKUP, "auth_token": "x"}}, "unknown field(s) 'auth_token'"),
         ({"backup": {**BACKUP, "role_arn": 7}}, ".role_arn is not a non-empty string"),
-        ({"backup": {k: v for k, v in BACKUP.items() if k != "session_name"}}, ".session_name is not"),
+        (
+            {"backup": {k: v for k, v in BACKUP.items() if k != "session_name"}},
+            ".session_name is not",
+        ),
         ({"backup": {**BACKUP, "role_arn": "backup"}}, "role_arn='backup' is not an ARN"),
         ({"backup": {**BACKUP, "session_name": "a b"}}, "is not a valid STS session name"),
         (

@@ -174,7 +174,9 @@ def test_metrics_have_a_bounded_role_label_and_no_names():
     assert 'sidecred_ready{role="container"} 0' in text  # audit has none yet
     assert 'sidecred_credentials_expiry_timestamp_seconds{role="container"} 0' in text
     labels = {line.split("{", 1)[1].split("}")[0] for line in text.splitlines() if "{" in line}
-    assert all(label.startswith('role="pod"') or label.startswith('role="container"') for label in labels)
+    assert all(
+        label.startswith('role="pod"') or label.startswith('role="container"') for label in labels
+    )
     assert "backup" not in text and "audit" not in text and "arn:" not in text
 
 
@@ -231,7 +233,9 @@ def test_a_sidecar_serves_each_container_its_own_role(
     assert len(set(tokens.values())) == 3
     if token_mode == "file":
         for container in ("backup", "audit"):
-            path = Path(json.loads(sidecar.env["SIDECRED_CONTAINER_ROLES"])[container]["token_file"])
+            path = Path(
+                json.loads(sidecar.env["SIDECRED_CONTAINER_ROLES"])[container]["token_file"]
+            )
             assert stat.S_IMODE(path.stat().st_mode) == 0o644
 
     backup = "/v1/containers/backup/credentials"
@@ -244,16 +248,25 @@ def test_a_sidecar_serves_each_container_its_own_role(
     assert "assumed-role/reader/" in caller_arn(sidecar, tmp_path, "/v1/credentials", tokens["pod"])
 
     base = f"http://127.0.0.1:{sidecar.port}"
-    for path, token in ((backup, tokens["audit"]), (backup, tokens["pod"]), ("/v1/credentials", tokens["backup"])):
+    for path, token in (
+        (backup, tokens["audit"]),
+        (backup, tokens["pod"]),
+        ("/v1/credentials", tokens["backup"]),
+    ):
         status, body = http_get(base + path, {"Authorization": token})
         assert status == 403 and b"ASIA" not in body
-    assert http_get(base + "/v1/containers/web/credentials", {"Authorization": tokens["pod"]})[0] == 404
+    assert (
+        http_get(base + "/v1/containers/web/credentials", {"Authorization": tokens["pod"]})[0]
+        == 404
+    )
 
     status, text = sidecar.readyz()
     assert status == 200 and f"backup={BACKUP_ARN},audit={AUDIT_ARN}" in text
     started = next(r for r in sidecar.log_records() if r["event"] == "started")
     assert started["containers"] == {"backup": BACKUP_ARN, "audit": AUDIT_ARN}
-    refreshed = {r.get("container") for r in sidecar.log_records() if r["event"] == "credentials_refreshed"}
+    refreshed = {
+        r.get("container") for r in sidecar.log_records() if r["event"] == "credentials_refreshed"
+    }
     assert refreshed == {None, "backup", "audit"}
     assert all(token not in sidecar.log() for token in tokens.values())
 
@@ -262,7 +275,9 @@ def test_container_roles_alone_and_one_refused_role_keeps_the_pod_not_ready(
     scripted_sts_factory, sidecar_factory, tmp_path: Path
 ):
     def sts(params: dict[str, str]) -> tuple[int, str]:
-        return access_denied(params) if params["RoleArn"] == AUDIT_ARN else (200, success_xml(params))
+        return (
+            access_denied(params) if params["RoleArn"] == AUDIT_ARN else (200, success_xml(params))
+        )
 
     scripted = scripted_sts_factory(sts)
     sidecar = sidecar_factory(container_roles_env(tmp_path, scripted.url, "file", pod_role=False))
@@ -283,7 +298,10 @@ def test_container_roles_alone_and_one_refused_role_keeps_the_pod_not_ready(
     status, text = sidecar.readyz()
     assert status == 503
     assert f"not ready: AccessDenied: container audit role {AUDIT_ARN}: AccessDenied:" in text
-    status, body = http_get(base + "/v1/containers/audit/credentials", {"Authorization": container_token(sidecar, "audit")})
+    status, body = http_get(
+        base + "/v1/containers/audit/credentials",
+        {"Authorization": container_token(sidecar, "audit")},
+    )
     assert status == 503 and json.loads(body)["Code"] == "AccessDenied"
 
 

@@ -162,3 +162,63 @@ def test_serving_modules_do_not_import_botocore_tls_asyncio_or_http_clients():
     )
     result = subprocess.run([PY, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     assert result.stdout.strip() == "[]"
+
+
+class TimedSource:
+    """A source whose fetch answers on the reactor a moment later; counts fetches in flight."""
+
+    def __init__(self, name: str, tally: dict[str, int]) -> None:
+        self.role_arn, self.session_name, self.tally = f"{ROLE_ARN}-{name}", f"shop.{name}", tally
+
+    def start(self, reactor: Reactor, done):
+        self.tally["now"] += 1
+        self.tally["most"] = max(self.tally["most"], self.tally["now"])
+
+        class Run:
+            def kill(self) -> None: ...
+
+        run = Run()
+        run.done = done
+
+        def answer() -> None:
+            self.tally["now"] -= 1
+            self.tally["fetched"] += 1
+            run.done = None
+            done(SourceError("Throttling", "Rate exceeded"))
+
+        reactor.call_later(0.01, answer)
+        return run
+
+
+def test_the_gate_lets_two_roles_fetch_at_once_and_the_rest_wait_their_turn():
+    from sidecred.sidecar.refresh_loop import FetchGate
+
+    reactor = Reactor()
+    gate = FetchGate(limit=2)
+    tally = {"now": 0, "most": 0, "fetched": 0}
+    policy = DEFAULT_POLICY.replace(backoff_base_seconds=60.0)  # one fetch each within the test
+    refreshers = [
+        Refresher(
+            reactor, CredentialCache(ROLE_ARN, policy=policy), TimedSource(n, tally), {}, gate
+        )
+        for n in ("pod", "a", "b", "c", "d")
+    ]
+
+    def check() -> None:
+        if tally["fetched"] == len(refreshers):
+            reactor.stop()
+        else:
+            reactor.call_later(0.005, check)
+
+    try:
+        for refresher in refreshers:
+            refresher.start()
+        reactor.call_later(0.005, check)
+        reactor.run()
+    finally:
+        for refresher in refreshers:
+            refresher.stop()
+        reactor.close()
+    assert tally["fetched"] == 5 and tally["most"] == 2
+    assert all(r.cache.sts_calls == 1 and r.cache.failures_in_row == 1 for r in refreshers)
+    assert gate.running == 0 and gate.waiting == []

@@ -158,7 +158,12 @@ def test_policy_and_policy_arns_are_encoded_when_given():
             "try again",
             False,
         ),
-        (lambda p: (503, "text/html", b"<html>busy</html>"), "StsHttp503", "without an error", False),
+        (
+            lambda p: (503, "text/html", b"<html>busy</html>"),
+            "StsHttp503",
+            "without an error",
+            False,
+        ),
         (lambda p: (502, "text/plain", b""), "StsHttp502", "STS answered 502", False),
     ],
 )
@@ -174,7 +179,10 @@ def test_errors_carry_sts_words_and_each_is_one_call(servers, answer, code, word
 @pytest.mark.parametrize(
     ("answer", "words"),
     [
-        (lambda p: (200, "text/xml", b"<AssumeRoleWithWebIdentityResponse><unclosed>"), "not well-formed"),
+        (
+            lambda p: (200, "text/xml", b"<AssumeRoleWithWebIdentityResponse><unclosed>"),
+            "not well-formed",
+        ),
         (lambda p: (200, "text/html", b"<html>captive portal</html>"), "content type 'text/html'"),
         (
             lambda p: (200, "text/xml", b"<AssumeRoleWithWebIdentityResponse/>"),
@@ -188,7 +196,10 @@ def test_errors_carry_sts_words_and_each_is_one_call(servers, answer, code, word
             ),
             "a DTD in the answer",
         ),
-        (lambda p: (200, "text/xml", b"<x>" + b"a" * MAX_ANSWER_BYTES + b"</x>"), "over 65536 bytes"),
+        (
+            lambda p: (200, "text/xml", b"<x>" + b"a" * MAX_ANSWER_BYTES + b"</x>"),
+            "over 65536 bytes",
+        ),
         (
             lambda p: (200, "text/xml", bad_expiration(success_xml(p)).encode()),
             "Expiration is not a timestamp",

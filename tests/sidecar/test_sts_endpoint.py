@@ -22,21 +22,39 @@ from sidecred.sidecar.sts_endpoint import (
         ({}, "eu-west-1", "https://sts.eu-west-1.amazonaws.com"),
         ({}, "cn-north-1", "https://sts.cn-north-1.amazonaws.com.cn"),
         ({}, "cn-northwest-1", "https://sts.cn-northwest-1.amazonaws.com.cn"),
-        ({"AWS_USE_FIPS_ENDPOINT": "true"}, "us-west-2", "https://sts-fips.us-west-2.amazonaws.com"),
-        ({"AWS_USE_FIPS_ENDPOINT": "TRUE"}, "us-east-1", "https://sts-fips.us-east-1.amazonaws.com"),
+        (
+            {"AWS_USE_FIPS_ENDPOINT": "true"},
+            "us-west-2",
+            "https://sts-fips.us-west-2.amazonaws.com",
+        ),
+        (
+            {"AWS_USE_FIPS_ENDPOINT": "TRUE"},
+            "us-east-1",
+            "https://sts-fips.us-east-1.amazonaws.com",
+        ),
         ({"AWS_USE_FIPS_ENDPOINT": "false"}, "us-west-2", "https://sts.us-west-2.amazonaws.com"),
         # GovCloud's regional endpoints are FIPS endpoints already.
-        ({"AWS_USE_FIPS_ENDPOINT": "true"}, "us-gov-west-1", "https://sts.us-gov-west-1.amazonaws.com"),
+        (
+            {"AWS_USE_FIPS_ENDPOINT": "true"},
+            "us-gov-west-1",
+            "https://sts.us-gov-west-1.amazonaws.com",
+        ),
         ({"AWS_USE_DUALSTACK_ENDPOINT": "true"}, "eu-west-1", "https://sts.eu-west-1.api.aws"),
         ({}, None, "https://sts.amazonaws.com"),
         ({"AWS_ENDPOINT_URL": "http://127.0.0.1:5000/"}, "us-east-1", "http://127.0.0.1:5000"),
         (
-            {"AWS_ENDPOINT_URL": "https://all.example", "AWS_ENDPOINT_URL_STS": "https://sts.example"},
+            {
+                "AWS_ENDPOINT_URL": "https://all.example",
+                "AWS_ENDPOINT_URL_STS": "https://sts.example",
+            },
             "us-east-1",
             "https://sts.example",
         ),
         (
-            {"AWS_ENDPOINT_URL_STS": "https://sts.example", "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS": "true"},
+            {
+                "AWS_ENDPOINT_URL_STS": "https://sts.example",
+                "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS": "true",
+            },
             "eu-west-1",
             "https://sts.eu-west-1.amazonaws.com",
         ),
@@ -49,7 +67,11 @@ def test_endpoint(env, region, expected):
 @pytest.mark.parametrize(
     ("env", "region", "words"),
     [
-        ({"AWS_ENDPOINT_URL_STS": "sts.example.com"}, None, "AWS_ENDPOINT_URL_STS='sts.example.com'"),
+        (
+            {"AWS_ENDPOINT_URL_STS": "sts.example.com"},
+            None,
+            "AWS_ENDPOINT_URL_STS='sts.example.com'",
+        ),
         ({}, "us-east-1/../evil", "not a region name"),
     ],
 )
@@ -61,7 +83,9 @@ def test_unusable_settings_are_named(env, region, words):
 
 def test_region_comes_from_the_sidecar_then_the_sdk_variables():
     assert resolve_region({"AWS_REGION": "eu-west-1"}, "us-east-2") == "us-east-2"
-    assert resolve_region({"AWS_REGION": "eu-west-1", "AWS_DEFAULT_REGION": "x"}, None) == "eu-west-1"
+    assert (
+        resolve_region({"AWS_REGION": "eu-west-1", "AWS_DEFAULT_REGION": "x"}, None) == "eu-west-1"
+    )
     assert resolve_region({"AWS_DEFAULT_REGION": "ap-south-1"}, "") == "ap-south-1"
     assert resolve_region({}, None) is None
 
@@ -103,7 +127,11 @@ def test_no_proxy(host, no_proxy, bypass):
 
 
 def test_proxy_choice_by_scheme_case_and_no_proxy():
-    env = {"HTTPS_PROXY": "proxy:3128", "https_proxy": "http://lower:3128", "HTTP_PROXY": "http://p:80"}
+    env = {
+        "HTTPS_PROXY": "proxy:3128",
+        "https_proxy": "http://lower:3128",
+        "HTTP_PROXY": "http://p:80",
+    }
     assert proxy_for(env, "https", "sts.example") == "http://lower:3128"  # lower-case wins
     assert proxy_for({"HTTPS_PROXY": "proxy:3128"}, "https", "x") == "http://proxy:3128"
     assert proxy_for(env, "http", "x") == "http://p:80"

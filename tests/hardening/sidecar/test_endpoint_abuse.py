@@ -23,9 +23,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from sidecred.sidecar import endpoint as endpoint_module
 from sidecred.sidecar.cache import CredentialCache
 from sidecred.sidecar.credentials import Credentials
-from sidecred.sidecar import endpoint as endpoint_module
 from sidecred.sidecar.endpoint import CredentialEndpoint
 from sidecred.sidecar.runtime import bind_health_socket
 from sidecred.sidecar.server import Request
