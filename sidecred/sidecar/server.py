@@ -381,6 +381,7 @@ class _Connection:
     __slots__ = (
         "buffer",
         "deadline",
+        "eof",
         "limits",
         "outgoing",
         "pending",
@@ -405,6 +406,7 @@ class _Connection:
         self.pending: Request | None = None  # the request whose small body is being drained
         self.to_drain = 0
         self.deadline = 0.0
+        self.eof = False  # the client has sent all it will (it may still read)
         self.timer: Timer | None = None
         sock.setblocking(False)
         now = self.reactor.time()
@@ -434,8 +436,12 @@ class _Connection:
             return
         if not data:
             # A client that half-closes has sent all it will: what is complete has
-            # been answered; an unfinished head gets no answer. Close once written.
+            # been answered; an unfinished head gets no answer. Close once written,
+            # no longer watching for reads (an end of stream stays readable for ever).
+            self.eof = True
             self._close()
+            if self.phase is CLOSING:
+                self._watch()
             return
         if self.phase is CLOSING:
             return
@@ -490,7 +496,7 @@ class _Connection:
         events = WRITE if self.outgoing else 0
         if self.phase not in (WRITE_BLOCKED, CLOSING, CLOSED):
             events |= READ
-        elif self.phase is CLOSING:
+        elif self.phase is CLOSING and not self.eof:
             events |= READ  # to notice a client that goes away while we flush
         self.reactor.watch(self.sock, events, self._on_ready)
 

@@ -7,6 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from sidecred.dev.processes import wait_until
+from sidecred.sidecar.reactor import WRITE
 from sidecred.sidecar.server import BadRequest, Limits, Request, Response, parse_head
 from tests.support.reactor_server import RunningServer
 
@@ -231,3 +233,41 @@ def test_reason_phrases_are_the_standard_ones():
     from sidecred.sidecar.server import REASONS
 
     assert REASONS == {status: HTTPStatus(status).phrase for status in REASONS}
+
+
+def test_a_half_closed_client_that_does_not_read_is_not_polled_for_reads():
+    """While a closing answer waits for the client, the end of its stream is read once.
+
+    An end of stream stays readable: watching for reads after it would wake the loop
+    for ever (a busy loop) until the write timeout.
+    """
+    big = b"x" * (4 * 1024 * 1024)  # more than the kernel takes at once
+
+    def handler(request: Request) -> Response:
+        return Response(200, big, "application/octet-stream")
+
+    srv = Server(handler, Limits(write_timeout=3600.0))
+    try:
+        client = socket.socket()
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        client.connect(("127.0.0.1", srv.port))
+        client.sendall(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+        client.shutdown(socket.SHUT_WR)
+
+        def watched_events() -> int | None:
+            """What the loop watches the one client connection for (None: not watched)."""
+            keys = list(srv.reactor.selector.get_map().values())
+            conns = [k for k in keys if getattr(k.data, "__name__", "") == "_on_ready"]
+            return conns[0].events if conns else None
+
+        wait_until(
+            lambda: watched_events() == WRITE, 10.0, "the closing connection to watch writes only"
+        )
+        assert srv.active == 1  # still open, its answer still waiting for the client
+        received = 0
+        while chunk := client.recv(1 << 20):
+            received += len(chunk)
+        assert received > len(big)  # head and the whole body, then the server closed
+        client.close()
+    finally:
+        srv.close()
