@@ -194,7 +194,7 @@ class _Run:
             self._reap()
 
     def _on_timeout(self) -> None:
-        self.kill()
+        self._end_child()
         self._finish(
             SourceError(
                 "FetchTimeout",
@@ -203,7 +203,13 @@ class _Run:
         )
 
     def kill(self) -> None:
-        """Kill and reap the child now (timeout, or the sidecar is stopping)."""
+        """Kill and reap the child now, answering nothing (the sidecar is stopping)."""
+        self._end_child()
+        if self.timer is not None:
+            self.timer.cancel()
+        self.done = None
+
+    def _end_child(self) -> None:
         if self.pid is not None and self.returncode is None:
             try:
                 os.kill(self.pid, signal.SIGKILL)

@@ -222,3 +222,23 @@ def test_the_gate_lets_two_roles_fetch_at_once_and_the_rest_wait_their_turn():
     assert tally["fetched"] == 5 and tally["most"] == 2
     assert all(r.cache.sts_calls == 1 and r.cache.failures_in_row == 1 for r in refreshers)
     assert gate.running == 0 and gate.waiting == []
+
+
+def test_stopping_a_refresher_kills_its_fetch_and_frees_its_place_once():
+    from sidecred.sidecar.refresh_loop import FetchGate
+
+    source = FetchProcess(ROLE_ARN, "shop.web", (PY, "-c", "import time; time.sleep(600)"), 600)
+    reactor = Reactor()
+    gate = FetchGate(limit=1)
+    refresher = Refresher(reactor, CredentialCache(ROLE_ARN), source, {}, gate)
+    try:
+        refresher.start()  # spawns the child at once, without running the loop
+        run = refresher.running
+        assert run is not None and source.last_pid is not None and not gone(source.last_pid)
+        assert gate.running == 1
+        refresher.stop()
+        assert gone(source.last_pid) and gate.running == 0
+        assert run.timer is not None and run.timer.callback is None  # its timeout is cancelled
+        assert run.done is None  # and it will answer nobody
+    finally:
+        reactor.close()
