@@ -360,6 +360,11 @@ def tables(after: Measured, before: Measured, requests: int) -> str:
             layer_rows.append(["**total**", f"**{m.image_mb:.1f}**"])
             parts.append(f"Sidecar image, {m.rev}, by layer:\n\n"
                          + support.markdown_table(["layer", "MB"], layer_rows))  # fmt: skip
+    return "\n\n".join([*parts, support.targets_table(target_checks(after))])
+
+
+def target_checks(after: Measured) -> list[tuple[str, str, bool]]:
+    """This revision's figures against the targets."""
     checks = [
         (
             f"steady RSS <= {STEADY_RSS_TARGET:g} MB",
@@ -389,7 +394,7 @@ def tables(after: Measured, before: Measured, requests: int) -> str:
     ]
     if after.image:
         checks.append((f"sidecar image <= {IMAGE_TARGET_MB:g} MB", f"{after.image_mb:.1f} MB", after.image_mb <= IMAGE_TARGET_MB))  # fmt: skip
-    return "\n\n".join([*parts, support.targets_table(checks)])
+    return checks
 
 
 def main() -> int:

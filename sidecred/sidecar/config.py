@@ -351,6 +351,27 @@ def _broker_settings(env: Mapping[str, str], problems: list[str]) -> dict[str, s
     return {"broker_url": url, "broker_ca": ca, "broker_token_file": token_file}
 
 
+def _timing_settings(env: Mapping[str, str], problems: list[str]) -> tuple[float, float]:
+    """(drain seconds, retry cap seconds), each optional."""
+    drain = _seconds(
+        env,
+        ENV_DRAIN_SECONDS,
+        0.0,
+        lambda v: 0 <= v < float("inf"),
+        "a non-negative number",
+        problems,
+    )
+    retry_cap = _seconds(
+        env,
+        ENV_RETRY_CAP_SECONDS,
+        DEFAULT_RETRY_CAP_SECONDS,
+        lambda v: 0 < v <= 3600,
+        "a number of seconds in (0, 3600]",
+        problems,
+    )
+    return drain, retry_cap
+
+
 def load_config(env: Mapping[str, str] | None = None) -> SidecarConfig:
     """Read and validate the sidecar's settings; raise ConfigError listing every problem."""
     env = os.environ if env is None else env
@@ -392,22 +413,7 @@ def load_config(env: Mapping[str, str] | None = None) -> SidecarConfig:
 
     broker = _broker_settings(env, problems) if source == "broker" else {}
 
-    drain = _seconds(
-        env,
-        ENV_DRAIN_SECONDS,
-        0.0,
-        lambda v: 0 <= v < float("inf"),
-        "a non-negative number",
-        problems,
-    )
-    retry_cap = _seconds(
-        env,
-        ENV_RETRY_CAP_SECONDS,
-        DEFAULT_RETRY_CAP_SECONDS,
-        lambda v: 0 < v <= 3600,
-        "a number of seconds in (0, 3600]",
-        problems,
-    )
+    drain, retry_cap = _timing_settings(env, problems)
 
     if problems:
         raise ConfigError("sidecred sidecar: invalid configuration: " + "; ".join(problems))
