@@ -227,6 +227,8 @@ class HttpServer:
         # Rendered answers by (response, keep_alive, head_only): the credentials
         # body changes once per refresh, so the same few bytes are sent again and again.
         self._rendered: dict[tuple[Response, bool, bool], bytes] = {}
+        # Parsed heads by their bytes: an app's SDK sends the same head every time.
+        self._parsed: dict[bytes, tuple[Request, int, bool]] = {}
 
     @property
     def active(self) -> int:
@@ -266,6 +268,22 @@ class HttpServer:
                     log.error("accept_failed", error=str(exc))
                 return
             _Connection(self, sock)
+
+    def parse(self, head: bytes) -> tuple[Request, int, bool]:
+        """(request, body bytes to drain, keep-alive) of a head; BadRequest if refused.
+
+        Short heads are remembered (at most _PARSED_CAP of them, so at most a few
+        kilobytes): parsing is pure, and the hot path then skips it.
+        """
+        parsed = self._parsed.get(head)
+        if parsed is None:
+            request = parse_head(head)
+            parsed = (request, body_length(request, self.limits), wants_keep_alive(request))
+            if len(head) <= _PARSED_HEAD_BYTES:
+                if len(self._parsed) >= _PARSED_CAP:
+                    self._parsed.clear()
+                self._parsed[head] = parsed
+        return parsed
 
     def render(self, response: Response, keep_alive: bool, head_only: bool) -> bytes:
         key = (response, keep_alive, head_only)
@@ -333,6 +351,8 @@ class ConnectionSlots:
 
 
 _RENDERED_CAP = 256
+_PARSED_CAP = 32
+_PARSED_HEAD_BYTES = 1024
 _TOO_MANY = render_response(_error_response(503, "too many connections"), keep_alive=False)
 _RECV_BYTES = 65536
 # Unsent answer bytes above which a client counts as not reading (and is not read from).
@@ -403,7 +423,8 @@ class _Connection:
         self.buffer = bytearray()
         self.outgoing = bytearray()  # written but not yet taken by the kernel
         self.phase = FIRST_HEAD
-        self.pending: Request | None = None  # the request whose small body is being drained
+        # The request (and its keep-alive) whose small body is being drained.
+        self.pending: tuple[Request, bool] | None = None
         self.to_drain = 0
         self.deadline = 0.0
         self.eof = False  # the client has sent all it will (it may still read)
@@ -515,9 +536,9 @@ class _Connection:
                 if len(self.buffer) < self.to_drain:
                     return  # the rest of the body is still on its way
                 del self.buffer[: self.to_drain]
-                request, self.pending, self.to_drain = self.pending, None, 0
-                assert request is not None
-                self._respond(request)
+                pending, self.pending, self.to_drain = self.pending, None, 0
+                assert pending is not None
+                self._respond(*pending)
             elif not self._take_head():
                 return
 
@@ -543,21 +564,19 @@ class _Connection:
         del buf[:rest]
         self.slots.busy(self)
         try:
-            request = parse_head(head)
-            to_drain = body_length(request, limits)
+            request, to_drain, keep_alive = self.server.parse(head)
         except BadRequest as exc:
             self._refuse(exc)
             return False
         if to_drain > len(buf):
-            self.pending, self.to_drain, self.phase = request, to_drain, BODY
+            self.pending, self.to_drain, self.phase = (request, keep_alive), to_drain, BODY
             self._set_deadline(self.reactor.time() + limits.header_timeout)
             return False
         del buf[:to_drain]
-        self._respond(request)
+        self._respond(request, keep_alive)
         return True
 
-    def _respond(self, request: Request) -> None:
-        keep_alive = wants_keep_alive(request)
+    def _respond(self, request: Request, keep_alive: bool) -> None:
         response = self.server.handler(request)
         # Before the write, which may block it or be the last.
         self.phase = IDLE

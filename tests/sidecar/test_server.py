@@ -271,3 +271,30 @@ def test_a_half_closed_client_that_does_not_read_is_not_polled_for_reads():
         client.close()
     finally:
         srv.close()
+
+
+def test_parsed_heads_are_remembered_bounded_and_refusals_never():
+    from sidecred.sidecar.server import _PARSED_CAP, HttpServer
+
+    server = HttpServer(echo, "127.0.0.1", 0)
+    head = b"GET /v1/credentials HTTP/1.1\r\nAuthorization: tok\r\nConnection: close"
+    first = server.parse(head)
+    assert server.parse(bytes(head)) is first  # the same bytes: parsed once
+    request, to_drain, keep_alive = first
+    assert (request.target, request.headers["authorization"], to_drain, keep_alive) == (
+        "/v1/credentials",
+        "tok",
+        0,
+        False,
+    )
+    for n in range(3 * _PARSED_CAP):
+        server.parse(f"GET /{n} HTTP/1.1\r\nHost: x".encode())
+    assert len(server._parsed) <= _PARSED_CAP
+    with pytest.raises(BadRequest):
+        server.parse(b"GET / HTTP/2.0")
+    with pytest.raises(BadRequest):
+        server.parse(b"GET / HTTP/2.0")  # refused again: refusals are not remembered
+    long_head = b"GET / HTTP/1.1\r\nX-Pad: " + b"a" * 2048
+    server.parse(long_head)
+    assert long_head not in server._parsed  # long heads are parsed every time
+    server.reactor.close()
