@@ -359,9 +359,9 @@ def test_default_settings_reach_the_webhook() -> None:
         "SIDECRED_DRAIN_SECONDS": "20",
         "SIDECRED_TOKEN_EXPIRATION": "86400",
         "SIDECRED_SIDECAR_CPU_REQUEST": "10m",
-        "SIDECRED_SIDECAR_MEMORY_REQUEST": "32Mi",
+        "SIDECRED_SIDECAR_MEMORY_REQUEST": "16Mi",
         "SIDECRED_SIDECAR_CPU_LIMIT": "500m",
-        "SIDECRED_SIDECAR_MEMORY_LIMIT": "96Mi",
+        "SIDECRED_SIDECAR_MEMORY_LIMIT": "48Mi",
     }
     assert _container(rendered("defaults"))["image"] == "ghcr.io/sidecred/sidecred:0.1.0"
 
