@@ -195,6 +195,9 @@ class CountingSts:
 class Namespaces:
     """Namespaces as the watch cache holds them (the policy does not change here)."""
 
+    synced = True
+    last_error = ""
+
     def __init__(self, stub: KubeApiStub) -> None:
         self._stub = stub
 

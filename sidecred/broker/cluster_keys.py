@@ -23,7 +23,7 @@ import urllib3
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from sidecred.broker.authorise import Refusal, unavailable
+from sidecred.broker.authorise import unavailable
 from sidecred.broker.jwt_verify import (
     UNKNOWN_KEY,
     KeySet,
@@ -33,6 +33,7 @@ from sidecred.broker.jwt_verify import (
     verify_token,
 )
 from sidecred.kube.watch import next_backoff
+from sidecred.pods.refusal import Refusal
 
 log = logging.getLogger("sidecred.broker")
 
@@ -83,7 +84,7 @@ class ClusterKeys:
     def verify(self, token: str) -> Verified | Refusal:
         """The caller a token names, or a 401 (a 503 while no keys have been fetched yet)."""
         result = self._verify(token)
-        self._record_verification(result.code if isinstance(result, Refusal) else "verified")
+        self._record_verification(result.reason if isinstance(result, Refusal) else "verified")
         return result
 
     def _verify(self, token: str) -> Verified | Refusal:
@@ -97,7 +98,7 @@ class ClusterKeys:
                 f"yet ({self.last_error or 'first fetch in progress'})"
             )
         result = verify_token(parsed, keys, self.audience, self._wall_clock())
-        if isinstance(result, Refusal) and result.code == UNKNOWN_KEY and parsed.kid is not None:
+        if isinstance(result, Refusal) and result.reason == UNKNOWN_KEY and parsed.kid is not None:
             fresh = self._refetch_for(parsed.kid)
             if fresh is not None:
                 result = verify_token(parsed, fresh, self.audience, self._wall_clock())

@@ -17,9 +17,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sidecred.broker.authorise import Caller, Refusal
+from sidecred.broker.authorise import Caller
 from sidecred.broker.jwt_verify import Verified
 from sidecred.kube.watch import CACHE, Lookup
+from sidecred.pods.refusal import Refusal
 
 
 class Verifier(Protocol):
@@ -50,16 +51,16 @@ def bearer_token(authorization: str | None) -> str | Refusal:
     """The token of an `Authorization: Bearer <token>` header, or a 401 saying what is wrong."""
     if not authorization:
         return Refusal(
-            401,
             "MissingToken",
             "sidecred broker: no Authorization header; send the pod's projected service-account "
             "token (broker audience) as `Authorization: Bearer <token>`",
+            401,
         )
     scheme, _, token = authorization.strip().partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         return Refusal(
-            401, "MissingToken", "sidecred broker: the Authorization header is not `Bearer <token>`"
+            "MissingToken", "sidecred broker: the Authorization header is not `Bearer <token>`", 401
         )
     return token
 

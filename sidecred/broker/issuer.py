@@ -2,9 +2,9 @@
 
 Identify the caller (the token verified locally, its pod from the watch cache;
 broker.identity), read its namespace (watch cache), authorise as things are
-now, then hand out the pod's current credential generation or fetch a new one. Authorisation runs on every request, even when
-the credentials are cached, so a role taken out of a namespace's policy stops
-the next refresh.
+now, then hand out the pod's current credential generation or fetch a new one.
+Authorisation runs on every request, even when the credentials are cached, so a
+role taken out of a namespace's policy stops the next refresh.
 
 Single flight: however many requests for one grant arrive together, one of
 them calls STS and the others wait for its answer.
@@ -23,11 +23,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sidecred.broker.authorise import Caller, Grant, Refusal, SidecarProblem, authorise
+from sidecred.broker.authorise import Caller, Grant, SidecarProblem, authorise
 from sidecred.broker.identity import PodSource, Reviewer, Verifier, identify
 from sidecred.broker.metrics import BrokerMetrics
 from sidecred.broker.sts import RoleAssumer
-from sidecred.kube.watch import Lookup
+from sidecred.kube.watch import NamespaceSource
+from sidecred.pods.refusal import Refusal
 from sidecred.pods.settings import Settings
 from sidecred.sidecar.credentials import SourceError
 from sidecred.sidecar.wire import credentials_body
@@ -51,10 +52,6 @@ class EventSink(Protocol):
     def issued(self, caller: Caller, pod: Mapping[str, Any] | None) -> None: ...
 
 
-class NamespaceSource(Protocol):
-    def get(self, name: str) -> Lookup: ...
-
-
 @dataclass(frozen=True)
 class Generation:
     """One STS answer for a grant, serialised once."""
@@ -67,9 +64,10 @@ class Generation:
 @dataclass(frozen=True)
 class Answer:
     status: int
-    body: dict[str, str] | bytes
-    result: str  # "issued" or the refusal's code, for metrics and logs
+    body: bytes
+    result: str  # "issued" or the refusal's reason, for metrics and logs
     caller: Caller | None = None
+    detail: str = ""  # the refusal's message, for the log
 
 
 class Issuer:
@@ -118,10 +116,10 @@ class Issuer:
         try:
             body = self.credentials(grant)
         except SourceError as exc:
-            return refused(Refusal(503, exc.code, f"sts:AssumeRole failed: {exc.message}"), caller)
+            return refused(Refusal(exc.code, f"sts:AssumeRole failed: {exc.message}", 503), caller)
         except TimeoutError:
             message = "sidecred broker: another request's sts:AssumeRole call did not finish"
-            return refused(Refusal(503, "StsTimeout", message), caller)
+            return refused(Refusal("StsTimeout", message, 503), caller)
         if self._events is not None:
             self._events.issued(caller, pod.object)
         return Answer(200, body, "issued", caller)
@@ -191,10 +189,6 @@ class Issuer:
                 del self._inflight[grant]
         self._reviewer.forget(uid)
 
-    def held_count(self) -> int:
-        with self._lock:
-            return len(self._held)
-
 
 def refused(refusal: Refusal, caller: Caller | None = None) -> Answer:
-    return Answer(refusal.status, refusal.body(), refusal.code, caller)
+    return Answer(refusal.status, refusal.error_body(), refusal.reason, caller, refusal.message)

@@ -27,7 +27,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-from sidecred.broker.authorise import Caller, Refusal
+from sidecred.broker.authorise import Caller
+from sidecred.pods.refusal import Refusal
 
 # A kubelet's projected token is about 1 KB; anything far larger is not one, and is
 # refused before a byte of it is decoded (a head over 16 KiB never reaches here: 400).
@@ -38,14 +39,14 @@ SA_PREFIX = "system:serviceaccount:"
 # The algorithms a Kubernetes issuer signs with that the broker accepts, and the key type each needs.
 ALGORITHMS = {"RS256": "RSA", "ES256": "EC"}
 MIN_RSA_BITS = 2048
-# The refusal code of a token whose `kid` the key set lacks: the one failure that may
+# The refusal reason of a token whose `kid` the key set lacks: the one failure that may
 # mean the cluster has a new key (a refetch is allowed, rate-limited).
 UNKNOWN_KEY = "UnknownSigningKey"
 _B64URL = re.compile(r"[A-Za-z0-9_-]+")
 
 
-def refusal(message: str, code: str = "InvalidToken") -> Refusal:
-    return Refusal(401, code, f"sidecred broker: token refused: {message}")
+def refusal(message: str, reason: str = "InvalidToken") -> Refusal:
+    return Refusal(reason, f"sidecred broker: token refused: {message}", 401)
 
 
 def shown(value: object, limit: int = 64) -> str:

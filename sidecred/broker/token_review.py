@@ -25,8 +25,10 @@ import urllib3
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from sidecred.broker.authorise import Caller, Refusal, unavailable
+from sidecred.broker.authorise import Caller, unavailable
 from sidecred.broker.jwt_verify import Verified
+from sidecred.pods.annotations import q
+from sidecred.pods.refusal import Refusal
 
 SA_PREFIX = "system:serviceaccount:"
 EXTRA_POD_NAME = "authentication.kubernetes.io/pod-name"
@@ -63,32 +65,33 @@ def caller_from_review(review: Mapping[str, Any], audience: str) -> Caller | Ref
     status = status if isinstance(status, Mapping) else {}
     if status.get("authenticated") is not True:
         cause = str(status.get("error") or "the token was not authenticated")
-        return Refusal(401, "InvalidToken", f"sidecred broker: token refused: {cause[:300]}")
+        return Refusal("InvalidToken", f"sidecred broker: token refused: {cause[:300]}", 401)
     audiences = status.get("audiences")
     if not isinstance(audiences, list) or audience not in audiences:
         return Refusal(
-            401,
             "WrongAudience",
-            f"sidecred broker: the token is not for audience {json.dumps(audience)}",
+            f"sidecred broker: the token is not for audience {q(audience)}",
+            401,
         )
-    user = status.get("user") if isinstance(status.get("user"), Mapping) else {}
+    user = status.get("user")
+    user = user if isinstance(user, Mapping) else {}
     username = str(user.get("username") or "")
     namespace, _, account = username.removeprefix(SA_PREFIX).partition(":")
     if not username.startswith(SA_PREFIX) or not namespace or not account:
         return Refusal(
-            401,
             "NotAServiceAccount",
-            f"sidecred broker: the token belongs to {json.dumps(username[:200])}, not a pod's "
-            "service account",
+            f"sidecred broker: the token belongs to {q(username)}, not a pod's service account",
+            401,
         )
-    extra = user.get("extra") if isinstance(user.get("extra"), Mapping) else {}
+    extra = user.get("extra")
+    extra = extra if isinstance(extra, Mapping) else {}
     pod_name, pod_uid = _first(extra, EXTRA_POD_NAME), _first(extra, EXTRA_POD_UID)
     if not pod_name or not pod_uid:
         return Refusal(
-            401,
             "TokenNotBoundToPod",
-            f"sidecred broker: the token of service account {json.dumps(username)} is not bound "
+            f"sidecred broker: the token of service account {q(username)} is not bound "
             "to a pod; use the projected token the webhook mounts in the sidecar",
+            401,
         )
     return Caller(namespace, account, pod_name, pod_uid)
 
@@ -157,10 +160,10 @@ class TokenReviewer:
         self._record("refused" if isinstance(answer, Refusal) else "authenticated")
         if isinstance(answer, Caller) and answer != verified.caller:
             return Refusal(
-                401,
                 "InvalidToken",
                 "sidecred broker: token refused: the API server's review names another pod "
                 "than the token's claims",
+                401,
             )
         return answer
 
@@ -174,7 +177,7 @@ class TokenReviewer:
             response = self._api.create_token_review(
                 body, _preload_content=False, _request_timeout=REVIEW_TIMEOUT
             )
-            return json.loads(response.data)
+            review = json.loads(response.data)
         except ApiException as exc:
             raise unavailable(
                 f"sidecred broker: TokenReview failed: HTTP {exc.status} {exc.reason}".strip()
@@ -183,6 +186,8 @@ class TokenReviewer:
             raise unavailable(
                 f"sidecred broker: Kubernetes API unreachable for TokenReview: {type(exc).__name__}"
             ) from None
+        # Anything but an object has no status, so caller_from_review refuses it.
+        return review if isinstance(review, dict) else {}
 
     def _remember(self, key: bytes, answer: Caller | Refusal, verified: Verified) -> None:
         """Store a review's answer (a 503 is not an answer). Holds the lock."""
@@ -221,7 +226,3 @@ class TokenReviewer:
             for key in [k for k, (owner, _) in self._inflight.items() if owner == uid]:
                 del self._inflight[key]
         return len(stale)
-
-    def cached_count(self) -> int:
-        with self._lock:
-            return len(self._cache)

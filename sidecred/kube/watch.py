@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import urllib3
 from kubernetes import client, watch
@@ -65,9 +65,20 @@ UNAVAILABLE = "unavailable"
 class Lookup:
     """An object as a plain dict, or None with `error` saying why."""
 
-    object: dict | None
+    object: dict[str, Any] | None
     source: str  # cache | api | not-found | unavailable
     error: str = ""
+
+
+class NamespaceSource(Protocol):
+    """Namespaces by name, as the webhook and the broker read them (NamespaceCache)."""
+
+    last_error: str
+
+    @property
+    def synced(self) -> bool: ...
+
+    def get(self, name: str) -> Lookup: ...
 
 
 # Only sidecred's own pods are watched: every pod the webhook injects carries this label.
@@ -122,7 +133,7 @@ class WatchCache:
     def __init__(
         self,
         kind: str,
-        list_func: Callable,
+        list_func: Callable[..., Any],
         read_func: Callable[..., object],
         *,
         label_selector: str = "",
@@ -140,7 +151,7 @@ class WatchCache:
         self._record = record_api_call or (lambda verb, result: None)
         self._watch_timeout = watch_timeout_seconds
         self._lock = threading.Lock()
-        self._store: dict[Key, dict] = {}
+        self._store: dict[Key, dict[str, Any]] = {}
         self._clock = clock
         self._remember = remember_missing
         # Recent 404s (key -> when), and the GET in flight per key that others wait on.
@@ -177,11 +188,11 @@ class WatchCache:
             self._thread.join(timeout)
 
     # --- lookups -------------------------------------------------------------------
-    def cached_key(self, key: Key) -> dict | None:
+    def cached_key(self, key: Key) -> dict[str, Any] | None:
         with self._lock:
             return self._store.get(key)
 
-    def objects(self) -> list[dict]:
+    def objects(self) -> list[dict[str, Any]]:
         """Every cached object (a snapshot)."""
         with self._lock:
             return list(self._store.values())
@@ -249,12 +260,12 @@ class WatchCache:
         return Lookup(obj, FETCHED)
 
     # --- leaving the cache -----------------------------------------------------------
-    def _selected(self, obj: dict) -> bool:
+    def _selected(self, obj: dict[str, Any]) -> bool:
         """Whether the watch would report on `obj`: only then may the cache hold it."""
         labels = (obj.get("metadata") or {}).get("labels") or {}
         return selector_matches(self._selector.get("label_selector", ""), labels)
 
-    def _removed(self, gone: list[tuple[Key, dict]]) -> None:
+    def _removed(self, gone: list[tuple[Key, dict[str, Any]]]) -> None:
         if self._on_removed is None:
             return
         for key, obj in gone:
@@ -264,7 +275,7 @@ class WatchCache:
                 log.exception("%s cache: on_removed failed for %s", self.kind, key)
 
     # --- list and watch ------------------------------------------------------------
-    def _call(self, verb: str, func: Callable, *args: object, **kwargs: object):
+    def _call(self, verb: str, func: Callable[..., Any], *args: object, **kwargs: object) -> Any:
         self.api_calls[verb] += 1
         try:
             result = func(*args, _preload_content=False, **kwargs)
@@ -278,7 +289,7 @@ class WatchCache:
         return result
 
     @staticmethod
-    def _key(obj: dict) -> Key:
+    def _key(obj: dict[str, Any]) -> Key:
         metadata = obj.get("metadata") or {}
         return (metadata.get("namespace") or "", metadata["name"])
 
@@ -366,26 +377,6 @@ class WatchCache:
             self._stopping.wait(delay)
 
 
-class StaticNamespaces:
-    """An in-memory namespace source with the NamespaceCache interface, for the pure tests,
-    the check CLI and the demo: the namespaces given, everything else not found."""
-
-    synced = True
-    last_error = ""
-
-    def __init__(self, *namespaces: dict) -> None:
-        self._by_name = {ns["metadata"]["name"]: ns for ns in namespaces}
-
-    def cached(self, name: str) -> dict | None:
-        return self._by_name.get(name)
-
-    def get(self, name: str) -> Lookup:
-        found = self._by_name.get(name)
-        if found is None:
-            return Lookup(None, NOT_FOUND, f'namespace "{name}" not found')
-        return Lookup(found, CACHE)
-
-
 class NamespaceCache(WatchCache):
     """Every namespace (their policy annotations decide admission and issuance)."""
 
@@ -396,7 +387,7 @@ class NamespaceCache(WatchCache):
         kwargs.setdefault("remember_missing", True)
         super().__init__("namespace", api.list_namespace, read, **kwargs)
 
-    def cached(self, name: str) -> dict | None:
+    def cached(self, name: str) -> dict[str, Any] | None:
         return self.cached_key(("", name))
 
     def get(self, name: str) -> Lookup:
@@ -413,7 +404,7 @@ class PodCache(WatchCache):
         kwargs.setdefault("label_selector", INJECTED_POD_SELECTOR)
         super().__init__("pod", api.list_pod_for_all_namespaces, read, **kwargs)
 
-    def cached(self, namespace: str, name: str) -> dict | None:
+    def cached(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The pod if the watch holds it; never an API call."""
         return self.cached_key((namespace, name))
 

@@ -6,9 +6,26 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 from sidecred.int_range import int_in_range_type
-from sidecred.jsonlog import JsonLineFormatter
+from sidecred.jsonlog import format_line
+
+
+class JsonLineFormatter(logging.Formatter):
+    """stdlib logging in the shared schema: `event` is the message, `logger` the logger's name.
+
+    Fields come from `extra={"fields": {...}}`; a traceback goes in `exception`.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields: dict[str, Any] = {"logger": record.name}
+        extra = getattr(record, "fields", None)
+        if isinstance(extra, dict):
+            fields.update(extra)
+        if record.exc_info:
+            fields["exception"] = self.formatException(record.exc_info)
+        return format_line(record.levelname.lower(), record.getMessage(), fields, record.created)
 
 
 def configure_logging(level: int = logging.INFO) -> None:

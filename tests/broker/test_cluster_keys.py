@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 from kubernetes import client
 
-from sidecred.broker.authorise import Caller, Refusal
+from sidecred.broker.authorise import Caller
 from sidecred.broker.cluster_keys import UNKNOWN_KEY_REFETCH_SECONDS, ClusterKeys
 from sidecred.broker.jwt_verify import UNKNOWN_KEY, Verified
 from sidecred.dev.kube_stub import (
@@ -21,6 +21,7 @@ from sidecred.dev.kube_stub import (
 )
 from sidecred.dev.processes import wait_until
 from sidecred.dev.token_review import TokenAuthority
+from sidecred.pods.refusal import Refusal
 
 AUDIENCE = "sidecred-broker"
 FETCHES = ("openid.configuration", "openid.jwks")
@@ -94,7 +95,7 @@ def test_invented_key_ids_cost_one_fetch_per_thirty_seconds(
     assert keys._fetch("start") is not None
     for _ in range(200):
         refused = keys.verify(token(authority, kid=str(uuid.uuid4())))
-        assert isinstance(refused, Refusal) and refused.code == UNKNOWN_KEY
+        assert isinstance(refused, Refusal) and refused.reason == UNKNOWN_KEY
     assert fetched == [("start", "ok"), ("unknown-kid", "ok")]
     clock.now += UNKNOWN_KEY_REFETCH_SECONDS - 1
     keys.verify(token(authority, kid="still-unknown"))
@@ -132,7 +133,7 @@ def test_a_retired_key_stops_verifying_at_the_next_refresh(
     assert isinstance(keys.verify(old), Verified)  # until the set is fetched again
     assert keys._fetch("refresh") is not None
     refused = keys.verify(old)
-    assert isinstance(refused, Refusal) and refused.code == UNKNOWN_KEY
+    assert isinstance(refused, Refusal) and refused.reason == UNKNOWN_KEY
 
 
 def test_a_failed_fetch_keeps_the_keys_and_says_why(

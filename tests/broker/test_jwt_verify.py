@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from sidecred.broker.authorise import Caller, Refusal
+from sidecred.broker.authorise import Caller
 from sidecred.broker.jwt_verify import (
     LEEWAY_SECONDS,
     MAX_TOKEN_CHARS,
@@ -24,6 +24,7 @@ from sidecred.broker.jwt_verify import (
 )
 from sidecred.dev.kube_stub import KubeApiStub
 from sidecred.dev.token_review import ISSUER, IssuerKey, TokenAuthority
+from sidecred.pods.refusal import Refusal
 
 AUDIENCE = "sidecred-broker"
 NOW = 1_800_000_000.0
@@ -71,7 +72,7 @@ def verify(token: str, keys: KeySet = KEYS, now: float = NOW) -> Verified | Refu
 def refused(token: str, code: str, *words: str, now: float = NOW) -> None:
     result = verify(token, now=now)
     assert isinstance(result, Refusal), result
-    assert (result.status, result.code) == (401, code), result
+    assert (result.status, result.reason) == (401, code), result
     for word in words:
         assert word in result.message, result.message
     assert token not in result.message
