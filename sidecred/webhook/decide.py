@@ -19,7 +19,7 @@ from sidecred.webhook.access import (
     is_token_request,
 )
 from sidecred.pods.annotations import PodOptions, annotations_of, q, read_pod_options
-from sidecred.pods.canonical import SidecarVerdict, check_sidecar, pod_role
+from sidecred.pods.canonical import SidecarVerdict, check_sidecar, pod_role, served_port
 from sidecred.pods.settings import Settings
 from sidecred.webhook.mutate import build_patch
 from sidecred.pods.sidecar_spec import plan_injection
@@ -249,7 +249,7 @@ def _decide_pod_create(
             "sidecar: the sidecred mutating webhook did not run; check its registration",
         )
     _check_policy(read.role_arn, request, namespace, config, namespace_error)
-    check_app_containers(read.pod, read.options, config.sidecar_port)
+    check_app_containers(read.pod, read.options, served_port(read.pod, config))
     return Decision(allowed=True, warnings=tuple(warnings))
 
 

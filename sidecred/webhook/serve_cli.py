@@ -86,7 +86,7 @@ def main(argv: list[str]) -> int:
         reporter.start()
     log.info(
         "webhook starting",
-        extra={"fields": {"host": args.host, "port": args.port, "config": vars(config)}},
+        extra={"fields": {"host": args.host, "port": args.port, "config": config.loggable()}},
     )
     try:
         uvicorn.Server(server).run()
