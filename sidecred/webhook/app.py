@@ -20,15 +20,16 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
+from sidecred.kube.watch import CACHE, Lookup
 from sidecred.pods.settings import Settings
+from sidecred.serving.drain import DRAINING, Drain
+from sidecred.serving.http import add_metrics_and_last_resort
 from sidecred.webhook.decide import (
     Decision,
     decide_mutation,
     decide_validation,
     namespace_to_lookup,
 )
-from sidecred.kube.watch import CACHE, Lookup
-from sidecred.serving.http import add_metrics_and_last_resort
 from sidecred.webhook.metrics import WebhookMetrics
 from sidecred.webhook.namespace_review import with_namespace_review
 from sidecred.webhook.review import MAX_REVIEW_BYTES, ReviewError, build_review, parse_review
@@ -183,6 +184,7 @@ def create_app(
     metrics: WebhookMetrics,
     *,
     clock: Callable[[], float] = time.perf_counter,
+    drain: Drain | None = None,
 ) -> FastAPI:
     """The webhook's routes wired to an Admission."""
     app = FastAPI(title="sidecred webhook", docs_url=None, redoc_url=None, openapi_url=None)
@@ -207,6 +209,8 @@ def create_app(
 
     @app.get("/readyz")
     async def readyz() -> Response:
+        if drain is not None and drain.draining:
+            return JSONResponse({"status": "not ready", "reason": DRAINING}, status_code=503)
         if namespaces.synced:
             return JSONResponse({"status": "ready"})
         cause = namespaces.last_error or "waiting for the first namespace list"
