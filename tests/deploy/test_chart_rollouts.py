@@ -133,3 +133,16 @@ def test_bad_rollout_values_fail_to_render(values: dict[str, Any], expected: str
     with pytest.raises(helm_python.HelmError) as caught:
         render.render_documents(values)
     assert expected in str(caught.value)
+
+
+def test_the_guides_proxy_and_mirror_commands_render() -> None:
+    """deploy/README.md's `--set-json sidecar.extraEnv=...` and `sidecar.repositories={...}`."""
+    guide = (render.DEPLOY_DIR / "README.md").read_text()
+    env_json = guide.split("--set-json 'sidecar.extraEnv=", 1)[1].split("'\n", 1)[0]
+    repositories = guide.split("--set 'sidecar.repositories={", 1)[1].split("}'", 1)[0]
+    values = {
+        "sidecar": {"extraEnv": json.loads(env_json), "repositories": repositories.split(",")}
+    }
+    data = config_map_settings(render.render_objects(values))
+    assert json.loads(data["SIDECRED_SIDECAR_EXTRA_ENV"])[0]["name"] == "HTTPS_PROXY"
+    assert data["SIDECRED_SIDECAR_REPOSITORIES"] == "ghcr.io/sidecred/sidecred-sidecar"

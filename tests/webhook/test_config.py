@@ -229,3 +229,15 @@ def test_the_retry_cap_is_the_sidecar_setting_left_to_operators() -> None:
     assert parse(["--sidecar-extra-env", value]).sidecar_extra_env == (
         ("SIDECRED_RETRY_CAP_SECONDS", "30"),
     )
+
+
+def test_the_readme_lists_every_webhook_option() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme.split("\n## Webhook options\n", 1)[1].split("\n## ", 1)[0]
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser)
+    flags = {s for a in parser._actions for s in a.option_strings if s.startswith("--")} - {
+        "--help"
+    }
+    missing = sorted(f for f in flags if f"`{f}`" not in section and f"{f}`" not in section)
+    assert not missing, f"options without a row in README.md: {missing}"
