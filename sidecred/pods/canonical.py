@@ -105,12 +105,15 @@ FREE_ENV: dict[str, tuple[Callable[[str], bool], str]] = {
         _int_between(sc.STS_MIN_SESSION_DURATION, sc.MAX_SESSION_DURATION),
         "a session length in seconds",
     ),
-    sc.ENV_REGION: (REGION_RE.fullmatch, "an AWS region name"),
+    sc.ENV_REGION: (lambda value: REGION_RE.fullmatch(value) is not None, "an AWS region name"),
     sc.ENV_PORT: (_int_between(1, 65535), "a port"),
     sc.ENV_HEALTH_PORT: (_int_between(1, 65535), "a port"),
     sc.ENV_SIDECAR_MODE: (sc.SIDECAR_MODES.__contains__, "a sidecar mode"),
     sc.ENV_TOKEN_MODE: (sc.TOKEN_MODES.__contains__, "a token mode"),
-    sc.ENV_DRAIN_SECONDS: (_NUMBER_RE.fullmatch, "a number of seconds"),
+    sc.ENV_DRAIN_SECONDS: (
+        lambda value: _NUMBER_RE.fullmatch(value) is not None,
+        "a number of seconds",
+    ),
     sc.ENV_BROKER_CA: (lambda value: True, "a CA bundle"),
 }
 
@@ -220,8 +223,10 @@ def _empty(value: Any) -> bool:
 
 def _field_ref(entry: Mapping[str, Any]) -> tuple[str, Any] | None:
     source = entry.get("valueFrom")
-    ref = source.get("fieldRef") if isinstance(source, dict) else None
-    if not isinstance(ref, dict) or set(source) != {"fieldRef"}:
+    if not isinstance(source, dict) or set(source) != {"fieldRef"}:
+        return None
+    ref = source["fieldRef"]
+    if not isinstance(ref, dict):
         return None
     return (ref.get("apiVersion") or "v1", ref.get("fieldPath"))  # the API server's default
 
