@@ -21,6 +21,7 @@ from sidecred.broker.metrics import BrokerMetrics
 from sidecred.pods.annotations import q
 from sidecred.pods.container_roles import is_container_name
 from sidecred.pods.refusal import Refusal
+from sidecred.serving.drain import DRAINING, Drain
 from sidecred.serving.http import add_metrics_and_last_resort
 
 log = logging.getLogger("sidecred.broker")
@@ -79,6 +80,7 @@ def create_app(
     metrics: BrokerMetrics,
     *,
     clock: Callable[[], float] = time.perf_counter,
+    drain: Drain | None = None,
 ) -> FastAPI:
     app = FastAPI(title="sidecred broker", docs_url=None, redoc_url=None, openapi_url=None)
 
@@ -107,6 +109,8 @@ def create_app(
 
     @app.get("/readyz")
     async def readyz() -> Response:
+        if drain is not None and drain.draining:
+            return JSONResponse({"status": "not ready", "reason": DRAINING}, status_code=503)
         waiting = [cache for cache in caches if not cache.synced]
         if not waiting:
             return JSONResponse({"status": "ready"})

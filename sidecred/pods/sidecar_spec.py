@@ -29,6 +29,7 @@ from sidecred.pods.pod import env_value, find_sidecar
 from sidecred.pods.session import container_session_name, custom_session_name, session_pod_label
 from sidecred.pods.settings import Settings
 from sidecred.sidecar import config as sc
+from sidecred.sidecar.config import TOKEN_MODES
 
 FULL_URI = "AWS_CONTAINER_CREDENTIALS_FULL_URI"
 RELATIVE_URI = "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"
@@ -38,15 +39,11 @@ REGION_VARS = ("AWS_REGION", "AWS_DEFAULT_REGION")
 SIDECAR_UID = 65532  # the distroless "nonroot" user; the image runs as it too
 HEALTH_PORT_NAME = "sidecred-health"  # at most 15 characters, a Kubernetes port name limit
 WAIT_READY_COMMAND = [*SIDECAR_COMMAND, "--wait-ready"]
-# The sidecar's env for the containers with a role of their own: a JSON object keyed by
-# container name, {"<c>": {"role_arn", "session_name", "token_file" | "auth_token"}}.
-ENV_CONTAINER_ROLES = "SIDECRED_CONTAINER_ROLES"
-CONTAINER_CREDENTIALS_PREFIX = "/v1/containers/"
-
-
-def container_credentials_uri(port: int, container: str) -> str:
-    """The AWS_CONTAINER_CREDENTIALS_FULL_URI value for `container`'s own role."""
-    return f"http://{sc.LOOPBACK_HOST}:{port}{CONTAINER_CREDENTIALS_PREFIX}{container}/credentials"
+# The sidecar's env for the containers with a role of their own, and their URIs: the
+# sidecar's contract (sidecar/config.py).
+ENV_CONTAINER_ROLES = sc.ENV_CONTAINER_ROLES
+CONTAINER_CREDENTIALS_PREFIX = sc.CONTAINER_CREDENTIALS_PREFIX
+container_credentials_uri = sc.container_credentials_uri
 
 
 @dataclass(frozen=True)
@@ -114,40 +111,51 @@ def plan_injection(
     namespace: str,
     roles: ContainerRoles = NO_CONTAINER_ROLES,
 ) -> Injection:
-    """Settle the tokens (reused from an existing sidecar on reinvocation) and session names."""
+    """Settle the port, tokens and session names.
+
+    A pod that already runs a sidecar (a reinvocation, or a replica on another
+    configuration injected it) keeps that sidecar's port, token mode and tokens, so
+    containers added later are pointed at the sidecar the pod has.
+    """
     existing = find_sidecar(pod)
-    token = None
-    if existing is not None and options.token_mode == "env" and role_arn is not None:
-        token = env_value(existing[2], sc.ENV_AUTH_TOKEN) or None
-    if options.token_mode == "env" and token is None and role_arn is not None:
+    port, token_mode, token = config.sidecar_port, options.token_mode, None
+    if existing is not None:
+        port = _port_of(existing[2]) or port
+        mode = env_value(existing[2], sc.ENV_TOKEN_MODE)
+        token_mode = mode if mode in TOKEN_MODES else token_mode
+        if token_mode == "env" and role_arn is not None:
+            token = env_value(existing[2], sc.ENV_AUTH_TOKEN) or None
+    if token_mode == "env" and token is None and role_arn is not None:
         token = new_token()
     session = options.session_name and custom_session_name(namespace, options.session_name)
+    containers = _plan_containers(pod, options, token_mode, new_token, namespace, roles)
     return Injection(
-        role_arn,
-        options,
-        config,
-        config.sidecar_port,
-        options.token_mode,
-        token,
-        session or None,
-        _plan_containers(pod, options, new_token, namespace, roles),
-        roles.none,
+        role_arn, options, config, port, token_mode, token, session or None, containers, roles.none
     )
+
+
+def _port_of(sidecar: Mapping[str, Any]) -> int | None:
+    """The credential port a sidecar container serves on, if its env names a valid one."""
+    value = env_value(sidecar, sc.ENV_PORT) or ""
+    if value.isascii() and value.isdigit() and 0 < int(value) < 65536:
+        return int(value)
+    return None
 
 
 def _plan_containers(
     pod: Mapping[str, Any],
     options: PodOptions,
+    token_mode: str,
     new_token: Callable[[], str],
     namespace: str,
     roles: ContainerRoles,
 ) -> tuple[ContainerCredential, ...]:
     label = options.session_name or session_pod_label(pod)
-    tokens = existing_container_tokens(pod) if options.token_mode == "env" else {}
+    tokens = existing_container_tokens(pod) if token_mode == "env" else {}
     planned = []
     for name, arn in roles.own:
         token = None
-        if options.token_mode == "env":
+        if token_mode == "env":
             token = tokens.get(name) or new_token()
         planned.append(
             ContainerCredential(name, arn, container_session_name(namespace, label, name), token)
@@ -186,7 +194,14 @@ def container_roles_env(inj: Injection) -> dict[str, dict[str, str]]:
 
 
 def sidecar_env(inj: Injection) -> list[dict[str, Any]]:
-    """Every setting the sidecar uses, in the pod spec for all to see."""
+    """Every setting the sidecar uses, in the pod spec for all to see: the webhook's own,
+    then the operator's (proxy, endpoints, CA bundle), which tenants cannot add."""
+    extra = [{"name": name, "value": value} for name, value in inj.config.sidecar_extra_env]
+    return own_sidecar_env(inj) + extra
+
+
+def own_sidecar_env(inj: Injection) -> list[dict[str, Any]]:
+    """The settings the webhook itself writes into the sidecar's env."""
     cfg, opts = inj.config, inj.options
     native = cfg.sidecar_mode == "native"
     env: list[dict[str, Any]] = []

@@ -5,7 +5,6 @@ build them here, so each gives the same session for the same pod. Standard libra
 
 from __future__ import annotations
 
-import hashlib
 import re
 
 # STS accepts RoleSessionName (and SourceIdentity) matching [\w+=,.@-]{2,64};
@@ -35,6 +34,9 @@ def build_session_name(namespace: str, pod_name: str, override: str | None = Non
         raw = prefix + pod_name
     name = _DISALLOWED.sub("-", raw)
     if len(name) > MAX_SESSION_NAME:
+        # Imported here: hashlib loads OpenSSL, which the serving process otherwise never needs.
+        import hashlib
+
         digest = hashlib.sha256(raw.encode()).hexdigest()[:_HASH_CHARS]
         name = name[:CUT_KEEPS] + "-" + digest
     if len(name) < MIN_SESSION_NAME:

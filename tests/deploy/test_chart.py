@@ -84,6 +84,7 @@ WEBHOOK_RULES = [
     },
 ]
 BROKER_RULES = [
+    {"nonResourceURLs": ["/.well-known/openid-configuration", "/openid/v1/jwks"], "verbs": ["get"]},
     {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]},
     {"apiGroups": [""], "resources": ["pods", "namespaces"], "verbs": ["get", "list", "watch"]},
     {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
@@ -114,8 +115,8 @@ def _bound(objects: list[dict], binding_kind: str, role: dict, account: dict) ->
 @pytest.mark.parametrize("name", ALL_SETS)
 def test_rbac_is_exactly_what_each_component_needs(name: str) -> None:
     """Webhook: namespace policies, injected pods, their sidecars' /readyz through the
-    pod proxy, events; a Lease in its own namespace only. Broker: TokenReview, pods,
-    namespaces, events."""
+    pod proxy, events; a Lease in its own namespace only. Broker: the issuer's discovery
+    document and JWKS, TokenReview, pods, namespaces, events."""
     objects = rendered(name)
     broker = VALUE_SETS[name].get("credentialSource") == "broker"
     assert kinds(objects).count("ClusterRole") == (2 if broker else 1)
@@ -359,9 +360,9 @@ def test_default_settings_reach_the_webhook() -> None:
         "SIDECRED_DRAIN_SECONDS": "20",
         "SIDECRED_TOKEN_EXPIRATION": "86400",
         "SIDECRED_SIDECAR_CPU_REQUEST": "10m",
-        "SIDECRED_SIDECAR_MEMORY_REQUEST": "32Mi",
+        "SIDECRED_SIDECAR_MEMORY_REQUEST": "16Mi",
         "SIDECRED_SIDECAR_CPU_LIMIT": "500m",
-        "SIDECRED_SIDECAR_MEMORY_LIMIT": "96Mi",
+        "SIDECRED_SIDECAR_MEMORY_LIMIT": "48Mi",
     }
     assert _container(rendered("defaults"))["image"] == "ghcr.io/sidecred/sidecred:0.1.0"
 
