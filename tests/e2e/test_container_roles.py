@@ -188,11 +188,19 @@ def test_revoking_backups_role_refuses_it_through_the_broker_and_names_the_conta
         with contextlib.ExitStack() as stack:
             stack.callback(pod.stop)
             sidecar = start_sidecar_unprobed(pod, stack)
-            wait_until(lambda: "RoleNotPermitted" in sidecar_readyz(pod)[1], what="the refusal")
+            # The pod's role is fetched and held; backup's is refused.
+            wait_until(
+                lambda: (
+                    "RoleNotPermitted" in (body := sidecar_readyz(pod)[1])
+                    and "CredentialsNotReady" not in body
+                ),
+                what="the refusal",
+            )
             status, body = sidecar_readyz(pod)
             assert sidecar.poll() is None  # not ready, still up, retrying
     finally:
         world.stub.set_annotations("shop", POLICY)
-    assert status == 503 and body.startswith("not ready: RoleNotPermitted: ")
+    assert status == 503 and body.startswith("not ready: RoleNotPermitted: "), body
+    assert "pod role" not in body  # only backup's role is not ready
     assert "backup" in body and f'role "{BACKUP}" is not permitted in namespace "shop"' in body
     assert 'container "backup" (sidecred.dev/container-roles)' in body
