@@ -80,9 +80,11 @@ def event_due(
     pod: Mapping[str, Any], health: SidecarHealth, last: LastEvents, now: float
 ) -> PodEvent | None:
     """The event to post for this pod now, if any."""
-    role = f'role "{injected_role(pod) or "(unknown role)"}"'
+    # A not-ready answer may name the one role it is about (a sidecar with several roles).
+    named = "" if health.ready else health.role_arn
+    role = f'role "{named or injected_role(pod) or "(unknown role)"}"'
     if health.container:
-        arn = container_roles(pod).get(health.container) or "(unknown role)"
+        arn = named or container_roles(pod).get(health.container) or "(unknown role)"
         role = f'the own role "{arn}" of container "{health.container}"'
     unavailable = last.get(UNAVAILABLE)
     if health.ready:

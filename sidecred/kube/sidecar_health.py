@@ -30,6 +30,10 @@ PROXY_TIMEOUT = (2.0, 5.0)  # (connect, read) seconds; the sidecar answers from 
 NOT_READY_STARTING = "CredentialsNotReady"  # the sidecar's code while its first fetch runs
 _READY = re.compile(r"ready: credentials for (\S+) valid until (\S+)")
 _NOT_READY = re.compile(r"not ready: ([^:\s]+): (.*)", re.DOTALL)
+# A sidecar serving several roles names the one that is not ready (the sidecar's own
+# wording, sidecar/endpoint.py): `container <c> role <arn>: <code>: <message>`.
+_ONE_ROLE = re.compile(r"(?:pod role|container (\S+) role) (\S+): ([^:\s]+): (.*)", re.DOTALL)
+_ANOTHER_ROLE = re.compile(r"; (?:pod role|container \S+ role) \S+: ")
 
 
 @dataclass(frozen=True)
@@ -54,7 +58,14 @@ def parse_readyz(status: int, body: str) -> SidecarHealth:
     if status == 200 and (found := _READY.fullmatch(text)):
         return SidecarHealth(True, role_arn=found.group(1), expires=found.group(2))
     if status == 503 and (found := _NOT_READY.fullmatch(text)):
-        return SidecarHealth(False, code=found.group(1), message=found.group(2).strip())
+        code, message = found.group(1), found.group(2).strip()
+        one = _ONE_ROLE.fullmatch(message)
+        if one is None or _ANOTHER_ROLE.search(message):
+            return SidecarHealth(False, code=code, message=message)
+        container, role_arn, code, message = one.groups()
+        return SidecarHealth(
+            False, role_arn=role_arn, code=code, message=message.strip(), container=container or ""
+        )
     raise HealthUnavailable(f"not a sidecar /readyz answer (HTTP {status}): {text[:200]!r}")
 
 

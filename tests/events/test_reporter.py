@@ -3,7 +3,9 @@ stub's pod proxy by the real kubernetes client, Events posted to the stub."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from kubernetes import client
@@ -21,9 +23,11 @@ from tests.events.conftest import (
     answer_normally,
     core_api,
     events,
+    injected_pod,
     pod_status,
 )
-from tests.sidecar.sidecar_process import ROLE_ARN
+from tests.sidecar.sidecar_process import ROLE_ARN, SidecarProcess, sidecar_env
+from tests.support.scripted_sts import ScriptedSts, access_denied
 
 STS_MESSAGE = "Not authorized to perform sts:AssumeRoleWithWebIdentity (fault-injected)"
 
@@ -162,3 +166,44 @@ def test_a_replica_without_the_lease_posts_nothing(
     other.scan_once()  # renews (tries to) before reading: the Lease is held, so it stops
     assert not other.elector.leading
     assert events(stub, UNAVAILABLE) == [] and stub.requests["pods.proxy"] == 0
+
+
+BACKUP_ARN = "arn:aws:iam::123456789012:role/shop-backup"
+
+
+def refuse_backup(params: dict[str, str]) -> tuple[int, str]:
+    """STS that answers the pod's role and refuses backup's own."""
+    if params.get("RoleArn") == BACKUP_ARN:
+        return access_denied(params)
+    return answer_normally(params)
+
+
+def test_an_event_names_the_container_whose_own_role_is_refused(
+    tmp_path: Path,
+    stub: KubeApiStub,
+    scripted_sts_factory: Callable[..., ScriptedSts],
+    sidecar_factory: Callable[..., SidecarProcess],
+    reporters: Callable[..., EventReporter],
+) -> None:
+    """A real sidecar serving the pod's role and backup's (the webhook's own env for a pod
+    with sidecred.dev/container-roles): STS refuses only backup's, and the Warning names
+    backup and its role, not the pod's."""
+    sts = scripted_sts_factory(refuse_backup)
+    roles = {"sidecred.dev/container-roles": json.dumps({"backup": BACKUP_ARN})}
+    env = sidecar_env(tmp_path, sts.url, annotations=roles, containers=("app", "backup"))
+    sidecar = sidecar_factory(env)
+    wait_until(
+        lambda: (
+            "AccessDenied" in (body := sidecar.readyz()[1]) and "CredentialsNotReady" not in body
+        ),
+        what="backup's refusal, with the pod's role held",
+    )
+    pod = injected_pod(sidecar, containers=("app", "backup"), annotations=roles)
+    stub.put("pods", pod)
+    reporter = start_scanning(reporters())
+    reporter.scan_once()
+    [event] = events(stub, UNAVAILABLE)
+    assert event["message"] == (
+        f'sidecar cannot get credentials for the own role "{BACKUP_ARN}" of container "backup": '
+        f"AccessDenied: {STS_MESSAGE}"
+    )
