@@ -24,15 +24,12 @@ from sidecred.broker.pod_events import RefusalEvents
 from sidecred.broker.sidecar_check import broker_sidecar_problem
 from sidecred.broker.sts import RoleAssumer
 from sidecred.broker.token_review import TokenReviewer
+from sidecred.jsonlog import configure_logging
 from sidecred.webhook.config import WebhookConfig, config_from_args
 from sidecred.webhook.event_options import event_settings
 from sidecred.webhook.kube import NamespaceCache, PodCache
 from sidecred.webhook.limits import server_config
-from sidecred.webhook.serve_cli import (
-    KubeConfigUnavailable,
-    configure_logging,
-    load_core_api,
-)
+from sidecred.webhook.serve_cli import KubeConfigUnavailable, load_core_api
 from sidecred.webhook.serve_cli import build_parser as webhook_parser
 from sidecred.webhook.tls import ReloadingServerContext
 
@@ -79,7 +76,7 @@ def load_settings(
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    configure_logging()
+    configure_logging(args.log_level)
     try:
         config, tls, api = load_settings(args)
     except ValueError as exc:

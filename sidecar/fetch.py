@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from sidecred.jsonlog import add_log_level_argument
 from sidecred.sidecar import log
 from sidecred.sidecar.config import ConfigError, SidecarConfig, load_config
 from sidecred.sidecar.credentials import Credentials, SourceError
@@ -34,11 +35,13 @@ def fetch_credentials(config: SidecarConfig) -> Credentials:
 
 
 def main(argv: list[str]) -> int:
-    argparse.ArgumentParser(
+    parser = argparse.ArgumentParser(
         prog="sidecred fetch",
         description="Get this pod's AWS credentials once and print them in the "
         "credential_process JSON format (all settings from SIDECRED_* env).",
-    ).parse_args(argv)
+    )
+    add_log_level_argument(parser)
+    log.set_level(parser.parse_args(argv).log_level)
     try:
         config = load_config()
     except ConfigError as exc:

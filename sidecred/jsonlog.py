@@ -9,10 +9,62 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import sys
 import time
-from typing import Any
+from collections.abc import Mapping
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import argparse
 
 RESERVED_KEYS = ("ts", "level", "event")
+
+# `--log-level` of every command, and its env fallback; lines below the level are not written.
+LEVELS = ("debug", "info", "warning", "error")
+ENV_LOG_LEVEL = "SIDECRED_LOG_LEVEL"
+DEFAULT_LEVEL = "info"
+
+
+def parse_level(text: str) -> str:
+    """A level name (any case), or ValueError naming the accepted ones."""
+    level = text.strip().lower()
+    if level not in LEVELS:
+        raise ValueError(f"log level {text!r} is not one of {', '.join(LEVELS)}")
+    return level
+
+
+def level_from_env(env: Mapping[str, str] | None = None) -> str:
+    """`SIDECRED_LOG_LEVEL`, else info; ValueError when it is set to something else."""
+    value = (os.environ if env is None else env).get(ENV_LOG_LEVEL, "")
+    return parse_level(value) if value.strip() else DEFAULT_LEVEL
+
+
+def is_enabled(level: str, threshold: str) -> bool:
+    """Whether a line at `level` is written when the threshold is `threshold`."""
+    rank = LEVELS.index(level) if level in LEVELS else len(LEVELS)
+    return rank >= LEVELS.index(threshold)
+
+
+def add_log_level_argument(parser: argparse.ArgumentParser) -> None:
+    """`--log-level`, defaulting to `SIDECRED_LOG_LEVEL` (checked when the flag is parsed)."""
+
+    def level_type(text: str) -> str:
+        import argparse
+
+        try:
+            return parse_level(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    parser.add_argument(
+        "--log-level",
+        type=level_type,
+        default=os.environ.get(ENV_LOG_LEVEL) or DEFAULT_LEVEL,
+        metavar="|".join(LEVELS),
+        help=f"least severe log line written, as JSON on stderr (default ${ENV_LOG_LEVEL}, "
+        f"else {DEFAULT_LEVEL})",
+    )
 
 
 def format_timestamp(now: float) -> str:
@@ -46,3 +98,21 @@ class JsonLineFormatter(logging.Formatter):
         if record.exc_info:
             fields["exception"] = self.formatException(record.exc_info)
         return format_line(record.levelname.lower(), record.getMessage(), fields, record.created)
+
+
+def configure_logging(level: str = DEFAULT_LEVEL, stream: IO[str] | None = None) -> None:
+    """Route stdlib logging (ours, uvicorn's, the kubernetes client's) to one JSON-lines handler.
+
+    The kubernetes client and urllib3 stay at warning or above whatever the level: at debug
+    they log requests and responses, which carry tokens.
+    """
+    handler = logging.StreamHandler(sys.stderr if stream is None else stream)
+    handler.setFormatter(JsonLineFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(parse_level(level).upper())
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logging.getLogger(name).handlers[:] = []
+        logging.getLogger(name).propagate = True
+    for name in ("kubernetes", "urllib3"):
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))

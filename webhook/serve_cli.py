@@ -13,7 +13,7 @@ from kubernetes import client
 from kubernetes import config as kube_config
 
 from sidecred.int_range import int_in_range_type
-from sidecred.jsonlog import JsonLineFormatter
+from sidecred.jsonlog import add_log_level_argument, configure_logging
 from sidecred.webhook.app import create_app
 from sidecred.webhook.config import add_config_arguments, config_from_args
 from sidecred.webhook.event_options import add_event_arguments, build_event_reporter
@@ -27,17 +27,6 @@ log = logging.getLogger("sidecred.webhook")
 
 class KubeConfigUnavailable(RuntimeError):
     """Neither in-cluster credentials nor a kubeconfig could be loaded."""
-
-
-def configure_logging(level: int = logging.INFO) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonLineFormatter())
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
-        logging.getLogger(name).handlers[:] = []
-        logging.getLogger(name).propagate = True
 
 
 def load_core_api(kubeconfig: str | None) -> client.CoreV1Api:
@@ -81,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--kubeconfig",
         help="kubeconfig file (default: in-cluster service account, then ~/.kube/config)",
     )
+    add_log_level_argument(parser)
     add_config_arguments(parser)
     add_event_arguments(parser)
     return parser
@@ -88,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    configure_logging()
+    configure_logging(args.log_level)
     try:
         config = config_from_args(args)
     except ValueError as exc:

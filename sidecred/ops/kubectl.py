@@ -20,6 +20,7 @@ import urllib3
 from kubernetes import client
 from kubernetes import config as kube_config
 
+from sidecred.jsonlog import add_log_level_argument, configure_logging
 from sidecred.ops.audit import COLUMNS as AUDIT_COLUMNS
 from sidecred.ops.audit import collect_findings, finding_rows
 from sidecred.ops.check import check_live, warnings_of
@@ -57,6 +58,7 @@ def common_flags() -> argparse.ArgumentParser:
     common.add_argument("--context", help="the kubeconfig context to use")
     common.add_argument("-n", "--namespace", help="the namespace (default: the context's)")
     common.add_argument("-o", "--output", choices=OUTPUT_FORMATS, default="table")
+    add_log_level_argument(common)
     return common
 
 
@@ -131,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # argparse printed the usage error (or the help)
         return 0 if exc.code == 0 else 2
+    configure_logging(args.log_level)
     try:
         api, context_namespace = load_api(args.kubeconfig, args.context)
         return COMMANDS[args.command](args, api, args.namespace or context_namespace)
