@@ -24,6 +24,7 @@ RELEASE_NAMESPACE = "sidecred"
 # kubectl apply creates objects in file order: the webhook's server before the
 # configurations that send requests to it.
 KIND_ORDER = (
+    "PriorityClass",
     "ServiceAccount",
     "ConfigMap",
     "ClusterRole",

@@ -38,6 +38,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "imagePullSecrets": [{"name": "registry-credentials"}],
         "sidecar": {"imagePullSecrets": ["registry-credentials", "registry-mirror"]},
         "priorityClassName": "",
+        "priorityClass": {"create": False, "value": 1000000},
         "nodeSelector": {"kubernetes.io/os": "linux"},
         "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "ops"}],
         "topologySpreadConstraints": [
@@ -91,6 +92,28 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "replicas": 3,
     },
     "opt-in-labels": {"namespaceLabels": {"sidecred.dev/enabled": "true"}},
+    # OpenShift assigns the user: the UID and GID keys removed with null, a CA bundle
+    # mounted into both components, the broker on its own priority class.
+    "openshift-extra-volumes": {
+        "credentialSource": "broker",
+        "podSecurityContext": {"runAsUser": None, "runAsGroup": None, "fsGroup": None},
+        "containerSecurityContext": {"runAsUser": None, "runAsGroup": None},
+        "extraVolumes": [{"name": "corp-ca", "configMap": {"name": "corp-ca-bundle"}}],
+        "extraVolumeMounts": [{"name": "corp-ca", "mountPath": "/etc/corp-ca", "readOnly": True}],
+        "topologySpreadConstraints": [
+            {
+                "maxSkew": 1,
+                "topologyKey": "kubernetes.io/hostname",
+                "whenUnsatisfiable": "DoNotSchedule",
+            }
+        ],
+        "broker": {
+            "priorityClassName": "platform-critical",
+            "containerSecurityContext": {"readOnlyRootFilesystem": True, "privileged": False},
+            "extraVolumes": [{"name": "proxy-ca", "secret": {"secretName": "proxy-ca"}}],
+            "extraVolumeMounts": [{"name": "proxy-ca", "mountPath": "/etc/proxy-ca"}],
+        },
+    },
 }
 
 

@@ -286,7 +286,7 @@ def test_deployment_is_highly_available_and_restricted() -> None:
     spec = deployment["spec"]
     pod = spec["template"]["spec"]
     assert spec["replicas"] == 2
-    assert pod["priorityClassName"] == "system-cluster-critical"
+    assert pod["priorityClassName"] == find(objects, "PriorityClass")["metadata"]["name"]
     term = pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][0]
     assert term["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
     assert (
