@@ -133,9 +133,13 @@ def _hooks_json(name: str) -> str:
     return json.dumps(render.render_objects(VALUE_SETS[name], hooks=True))
 
 
-def rendered_hooks(name: str) -> list[dict[str, Any]]:
-    """The chart's Helm hooks (the `helm test` pod) rendered with the named value set."""
-    return json.loads(_hooks_json(name))
+def rendered_hooks(name: str, event: str | None = "test") -> list[dict[str, Any]]:
+    """The chart's Helm hooks for `event` (`test`: the `helm test` pod; `pre-delete`: the
+    uninstall Job and its RBAC; None: all) rendered with the named value set."""
+    hooks = json.loads(_hooks_json(name))
+    return [
+        h for h in hooks if event is None or h["metadata"]["annotations"]["helm.sh/hook"] == event
+    ]
 
 
 def find(objects: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:

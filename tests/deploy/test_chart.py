@@ -44,7 +44,7 @@ def test_chart_lints_clean_in_strict_mode(name: str) -> None:
 
 @pytest.mark.parametrize("name", ALL_SETS)
 def test_every_rendered_object_is_valid_kubernetes(name: str) -> None:
-    objects = rendered(name) + rendered_hooks(name)
+    objects = rendered(name) + rendered_hooks(name, None)
     assert objects, "the chart rendered nothing"
     for obj in objects:
         if obj["kind"] in CUSTOM_KINDS:

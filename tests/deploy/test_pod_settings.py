@@ -30,6 +30,12 @@ def _selector(objects: list[dict[str, Any]], component: str) -> dict[str, str]:
     return find(objects, "Deployment", COMPONENTS[component])["spec"]["selector"]["matchLabels"]
 
 
+def _hook_pods(name: str) -> list[dict[str, Any]]:
+    """The pod specs of the `helm test` pod and the uninstall Job."""
+    (job,) = [h for h in rendered_hooks(name, "pre-delete") if h["kind"] == "Job"]
+    return [h["spec"] for h in rendered_hooks(name)] + [job["spec"]["template"]["spec"]]
+
+
 def test_default_priority_class_is_the_charts_own_not_a_system_class() -> None:
     """GKE (and any cluster whose ResourceQuota limits them) refuses system-* priority
     classes outside kube-system, so a default of system-cluster-critical would leave the
@@ -92,7 +98,7 @@ def test_a_constraint_without_selector_selects_its_own_components_pods() -> None
 
 def test_default_security_contexts_are_restricted_everywhere() -> None:
     objects = rendered("broker")
-    pods = [_pod(objects, c) for c in COMPONENTS] + [h["spec"] for h in rendered_hooks("broker")]
+    pods = [_pod(objects, c) for c in COMPONENTS] + _hook_pods("broker")
     for pod in pods:
         assert pod["securityContext"]["runAsNonRoot"] is True
         assert pod["securityContext"]["runAsUser"] == 65532
@@ -106,7 +112,7 @@ def test_null_removes_a_security_key_and_the_broker_merges_its_own() -> None:
     others: with the keys set to null they are gone, everything else stays restricted."""
     objects = rendered("openshift-extra-volumes")
     pods = [_pod(objects, c) for c in COMPONENTS]
-    pods += [h["spec"] for h in rendered_hooks("openshift-extra-volumes")]
+    pods += _hook_pods("openshift-extra-volumes")
     for pod in pods:
         assert pod["securityContext"] == {
             "runAsNonRoot": True,
