@@ -79,4 +79,3 @@ def test_readme_mentions_no_value_that_is_gone() -> None:
     assert {"sidecarImage", "sidecarMode", "namespace.create"} <= gone
     stale = sorted(_mentioned() & gone)
     assert not stale, f"{README.name} names values that no longer exist: {stale}"
-
