@@ -36,10 +36,6 @@ RUN python3 -m venv /build \
     && /build/bin/pip install --require-hashes --only-binary :all: -r requirements/build.txt
 COPY pyproject.toml README.md LICENSE ./
 COPY sidecred/ sidecred/
-COPY webhook/ webhook/
-COPY sidecar/ sidecar/
-COPY certs/ certs/
-COPY broker/ broker/
 COPY deploy/examples/ deploy/examples/
 RUN /build/bin/pip wheel --no-deps --no-build-isolation --wheel-dir /dist .
 
@@ -67,13 +63,14 @@ ENV PIP_NO_CACHE_DIR=1 \
 COPY requirements/sidecar-image.txt /tmp/requirements.txt
 COPY --from=wheel /dist/ /dist/
 # The wheel is installed without its dependencies, then the packages the sidecar
-# never imports (webhook, certs, dev, broker) are removed: importing them fails loudly.
+# never imports (webhook, certs, dev, broker, pods, kube, serving) are removed: importing them fails loudly.
 RUN python3 -m venv /opt/sidecred \
     && /opt/sidecred/bin/pip install --require-hashes --only-binary :all: --compile -r /tmp/requirements.txt \
     && /opt/sidecred/bin/pip install --no-deps --compile /dist/sidecred-*.whl \
     && /opt/sidecred/bin/pip uninstall --yes pip \
     && site=$(/opt/sidecred/bin/python -c 'import sidecred, os; print(os.path.dirname(sidecred.__file__))') \
     && rm -r "${site:?}/webhook" "${site:?}/certs" "${site:?}/dev" "${site:?}/broker" \
+        "${site:?}/pods" "${site:?}/kube" "${site:?}/serving" \
     && /opt/sidecred/bin/python -c 'import sidecred.sidecar.main, botocore.session'
 
 # --- what both images share: labels, env, the non-root user, the entry point --------------

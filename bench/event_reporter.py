@@ -24,10 +24,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from prometheus_client import CollectorRegistry
 
 from bench.support import fmt, markdown_table, write_section
+from sidecred.kube.events import SCAN_INTERVAL_SECONDS
+from sidecred.pods.settings import Settings
 from sidecred.webhook.check_cli import build_request
-from sidecred.webhook.config import WebhookConfig
 from sidecred.webhook.decide import decide_mutation
-from sidecred.webhook.events import SCAN_INTERVAL_SECONDS, EventReporter, ReporterMetrics
+from sidecred.webhook.event_reporter import EventReporter, ReporterMetrics
 from sidecred.webhook.mutate import apply_patch
 
 ROLE = "arn:aws:iam::111122223333:role/shop-reader"
@@ -55,9 +56,7 @@ def ready_pods(count: int) -> list[dict]:
         },
         "spec": {"containers": [{"name": "app", "image": "app"}]},
     }
-    decision = decide_mutation(
-        build_request(pod, "shop"), None, WebhookConfig(namespace_policy="off")
-    )
+    decision = decide_mutation(build_request(pod, "shop"), None, Settings(namespace_policy="off"))
     patched = apply_patch(pod, decision.patch or [])
     patched["status"] = {
         "phase": "Running",

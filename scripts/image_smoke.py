@@ -47,9 +47,9 @@ from sidecred.dev.local_pod import (
     service_account_token,
 )
 from sidecred.dev.processes import free_port, stop_process, wait_until
+from sidecred.pods.pod import SIDECAR_NAME
 from sidecred.webhook.check_cli import build_request, load_yaml_object
 from sidecred.webhook.mutate import apply_patch
-from sidecred.webhook.pod import SIDECAR_NAME
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "deploy" / "examples"
 REGION = "us-east-1"

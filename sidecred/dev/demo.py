@@ -55,11 +55,12 @@ from sidecred.dev.local_pod import (
 from sidecred.dev.processes import free_port, stop_process, wait_until
 from sidecred.dev.token_review import TokenAuthority
 from sidecred.jsonlog import ENV_LOG_LEVEL, add_log_level_argument
+from sidecred.pods.annotations import INJECTED_KEY, INJECTED_LABEL, PERMITTED_KEY, ROLE_KEY
+from sidecred.pods.names import SA_TOKEN_VOLUME, SIDECAR_NAME
+from sidecred.pods.sidecar_spec import AUTH_TOKEN
 from sidecred.sidecar import config as contract
-from sidecred.webhook.annotations import INJECTED_KEY, INJECTED_LABEL, PERMITTED_KEY, ROLE_KEY
 from sidecred.webhook.check_cli import build_request, load_yaml_object
-from sidecred.webhook.mutate import AUTH_TOKEN, apply_patch
-from sidecred.webhook.names import SA_TOKEN_VOLUME, SIDECAR_NAME
+from sidecred.webhook.mutate import apply_patch
 
 STEP_COUNT = 7  # 8 with the broker (its revocation step)
 # Package data in a wheel; in a checkout a symlink to deploy/examples.

@@ -60,7 +60,7 @@ from types import TracebackType
 from typing import Any
 
 from sidecred.dev.processes import ProcessExited, wait_until
-from sidecred.webhook.pod import SIDECAR_NAME
+from sidecred.pods.pod import SIDECAR_NAME
 
 # Characters the API server uses for the suffix of a generateName pod (no vowels).
 GENERATE_NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"

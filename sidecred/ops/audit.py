@@ -14,17 +14,17 @@ from typing import Any
 
 from kubernetes import client
 
-from sidecred.webhook.annotations import q
-from sidecred.webhook.config import WebhookConfig
-from sidecred.webhook.kube import INJECTED_POD_SELECTOR
-from sidecred.webhook.policy import evaluate_policy
-from sidecred.webhook.sidecar_health import (
+from sidecred.kube.sidecar_health import (
     HealthUnavailable,
     SidecarHealth,
     pod_role,
     read_sidecar_health,
     sidecar_status,
 )
+from sidecred.kube.watch import INJECTED_POD_SELECTOR
+from sidecred.pods.annotations import q
+from sidecred.pods.policy import evaluate_policy
+from sidecred.pods.settings import Settings
 
 ROLE_NOT_PERMITTED, SIDECAR_NOT_READY = "RoleNotPermitted", "SidecarNotReady"
 COLUMNS = ("namespace", "name", "role", "problem", "detail")
@@ -53,7 +53,7 @@ def sidecar_ready(pod: Mapping[str, Any]) -> bool:
 def audit_pod(
     pod: Mapping[str, Any],
     namespace: Mapping[str, Any] | None,
-    config: WebhookConfig,
+    config: Settings,
     health: SidecarHealth | str | None = None,
 ) -> list[Finding]:
     """What is wrong with one injected pod now; `health` is its /readyz answer or why it
@@ -80,7 +80,7 @@ def audit_pod(
 
 
 def collect_findings(
-    api: client.CoreV1Api, namespace: str | None, config: WebhookConfig
+    api: client.CoreV1Api, namespace: str | None, config: Settings
 ) -> list[Finding]:
     """Audit sidecred's live pods in `namespace` (None: every namespace)."""
     if namespace is None:

@@ -14,8 +14,8 @@ from typing import Any
 import urllib3
 from kubernetes import client
 
+from sidecred.pods.settings import Settings
 from sidecred.webhook.check_cli import Outcome, check_pod, read_inputs
-from sidecred.webhook.config import WebhookConfig
 
 
 def read_namespace(api: client.CoreV1Api, name: str) -> tuple[dict[str, Any] | None, str]:
@@ -31,7 +31,7 @@ def read_namespace(api: client.CoreV1Api, name: str) -> tuple[dict[str, Any] | N
 
 
 def check_live(
-    files: list[str], api: client.CoreV1Api, default_namespace: str, config: WebhookConfig
+    files: list[str], api: client.CoreV1Api, default_namespace: str, config: Settings
 ) -> list[Outcome]:
     """One Outcome per pod (template) in `files`, each namespace read once."""
     found: dict[str, dict[str, Any]] = {}

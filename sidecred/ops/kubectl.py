@@ -27,8 +27,8 @@ from sidecred.ops.check import check_live, warnings_of
 from sidecred.ops.output import OUTPUT_FORMATS, render
 from sidecred.ops.status import COLUMNS as STATUS_COLUMNS
 from sidecred.ops.status import collect_status
+from sidecred.pods.settings import add_config_arguments, config_from_args
 from sidecred.webhook.check_cli import UsageError as FileError
-from sidecred.webhook.config import add_config_arguments, config_from_args
 
 PROG = "kubectl sidecred"
 

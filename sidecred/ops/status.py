@@ -11,7 +11,7 @@ from typing import Any
 from kubernetes import client
 from prometheus_client.parser import text_string_to_metric_families
 
-from sidecred.webhook.sidecar_health import (
+from sidecred.kube.sidecar_health import (
     HealthUnavailable,
     SidecarHealth,
     health_port,

@@ -14,7 +14,7 @@ import httpx
 
 from sidecred.certs.cli import main as certs_main
 from sidecred.dev.processes import free_port, stop_process, wait_until
-from sidecred.webhook.config import WebhookConfig
+from sidecred.pods.settings import Settings
 from tests.support.sts import FAKE_ACCESS_KEY_ID, FAKE_SECRET_ACCESS_KEY
 from tests.webhook_server.webhook_process import write_kubeconfig
 
@@ -39,7 +39,7 @@ class BrokerProcess:
     log_file: Path
     args: list[str]
     env: dict[str, str]
-    config: WebhookConfig  # the options it runs with: pods for it are admitted with these
+    config: Settings  # the options it runs with: pods for it are admitted with these
 
     @property
     def url(self) -> str:
@@ -95,7 +95,7 @@ def launch(
     args: list[str],
     env: dict[str, str],
     port: int,
-    config: WebhookConfig,
+    config: Settings,
     *,
     wait: bool = True,
 ) -> BrokerProcess:

@@ -8,7 +8,7 @@ import uuid
 from typing import Any
 
 from sidecred.certs.generate import build_ca, certificate_pem
-from sidecred.webhook.config import WebhookConfig
+from sidecred.pods.settings import Settings
 from sidecred.webhook.decide import decide_mutation
 from sidecred.webhook.mutate import apply_patch
 from sidecred.webhook.review import pod_request
@@ -22,9 +22,9 @@ REGION = "us-east-1"
 
 def broker_config(
     ca_pem: str, url: str = "https://localhost:8444", **changes: Any
-) -> WebhookConfig:
+) -> Settings:
     """The options a webhook injecting broker-mode sidecars and its broker share."""
-    config = WebhookConfig(
+    config = Settings(
         base_role_arn=BASE,
         credential_source="broker",
         broker_url=url,
@@ -70,7 +70,7 @@ def broker_pod(
     namespace_name: str = "shop",
     role: str | None = READER,
     *,
-    config: WebhookConfig = CONFIG,
+    config: Settings = CONFIG,
     service_account: str = "web",
     uid: str | None = None,
     annotations: dict[str, str] | None = None,

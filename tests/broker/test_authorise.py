@@ -10,7 +10,7 @@ import pytest
 
 from sidecred.broker.authorise import Caller, Grant, Refusal, authorise
 from sidecred.broker.sidecar_check import broker_sidecar_problem
-from sidecred.webhook.kube import CACHE, NOT_FOUND, UNAVAILABLE, Lookup
+from sidecred.kube.watch import CACHE, NOT_FOUND, UNAVAILABLE, Lookup
 
 from .pods import BASE, CONFIG, READER, broker_pod, namespace, plain_pod
 

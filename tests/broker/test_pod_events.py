@@ -17,7 +17,7 @@ import pytest
 
 from sidecred.dev.kube_stub import KubeApiStub, json_response, status_object
 from sidecred.dev.processes import wait_until
-from sidecred.webhook.events import AVAILABLE, EVENT_LABEL, UNAVAILABLE
+from sidecred.kube.events import AVAILABLE, EVENT_LABEL, UNAVAILABLE
 
 from .broker_process import BrokerProcess, start_broker
 from .conftest import Cluster

@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 from sidecred.broker.authorise import Caller, Refusal
 from sidecred.broker.pod_events import RefusalEvents
 from sidecred.dev.kube_stub import KubeApiStub
-from sidecred.webhook.events import AVAILABLE, RATE_LIMIT_SECONDS, UNAVAILABLE, EventMetrics
+from sidecred.kube.events import AVAILABLE, RATE_LIMIT_SECONDS, UNAVAILABLE, EventMetrics
 from tests.events.conftest import core_api
 
 from .pods import broker_pod

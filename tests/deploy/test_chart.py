@@ -591,15 +591,13 @@ def test_chart_settings_are_read_by_the_webhook_config(name: str, tmp_path: Path
     here in place of the path the chart mounts it at."""
     import argparse
 
-    from sidecred.webhook import config as webhook_config
+    from sidecred.pods import settings as webhook_config
 
     values = settings(rendered(name))
     literal_env = {e["name"]: e["value"] for e in _container(rendered(name))["env"] if "value" in e}
     parser = argparse.ArgumentParser()
     webhook_config.add_config_arguments(parser)
-    by_env = {
-        webhook_config.env_name(f): f for f in webhook_config.WebhookConfig.__dataclass_fields__
-    }
+    by_env = {webhook_config.env_name(f): f for f in webhook_config.Settings.__dataclass_fields__}
     assert not PENDING_OPTIONS & set(by_env), (
         "a pending option landed: drop it from PENDING_OPTIONS"
     )

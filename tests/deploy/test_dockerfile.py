@@ -177,11 +177,8 @@ def test_build_context_holds_every_package_and_nothing_else_needed() -> None:
         if line.strip() and not line.startswith("#")
     ]
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    setuptools = pyproject["tool"]["setuptools"]
-    folders = {
-        setuptools["package-dir"].get(package, package.replace(".", "/")).split("/")[0]
-        for package in setuptools["packages"]
-    }
+    includes = pyproject["tool"]["setuptools"]["packages"]["find"]["include"]
+    folders = {pattern.split(".")[0] for pattern in includes}
     copied = {
         source.rstrip("/")
         for item in DockerfileParser(str(DOCKERFILE)).structure
@@ -198,7 +195,7 @@ def test_build_context_holds_every_package_and_nothing_else_needed() -> None:
         assert not _ignored(f"{source}/__init__.py", patterns) or source not in folders
     for excluded in (".git", "tests/deploy/test_dockerfile.py", "bench", "deploy/sidecred.yaml"):
         assert _ignored(excluded, patterns), excluded
-    assert _ignored("webhook/__pycache__", patterns)
+    assert _ignored("sidecred/webhook/__pycache__", patterns)
 
 
 def test_image_matches_the_chart() -> None:

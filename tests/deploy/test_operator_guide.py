@@ -9,8 +9,8 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from deploy import render
+from sidecred.pods.sidecar_spec import HEALTH_PORT_NAME
 from sidecred.webhook.metrics import WebhookMetrics
-from sidecred.webhook.mutate import HEALTH_PORT_NAME
 from tests.deploy.chart_support import CUSTOM_KINDS, validate_strict
 
 GUIDE = render.DEPLOY_DIR / "README.md"

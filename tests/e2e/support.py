@@ -9,8 +9,8 @@ from typing import Any
 
 import yaml
 
+from sidecred.pods.settings import Settings
 from sidecred.webhook.check_cli import build_request, load_yaml_object, pod_from_object
-from sidecred.webhook.config import WebhookConfig
 from sidecred.webhook.decide import decide_mutation
 from sidecred.webhook.mutate import apply_patch
 
@@ -49,7 +49,7 @@ def environment(sts_url: str, workdir: Path) -> dict[str, str]:
     }
 
 
-def patched_example(name: str, config: WebhookConfig) -> dict[str, Any]:
+def patched_example(name: str, config: Settings) -> dict[str, Any]:
     """An example pod (or a workload's pod) after the mutating decision, as the API server stores it."""
     documents = list(yaml.safe_load_all((EXAMPLES / name).read_text()))
     workload = next(d for d in documents if d and d.get("kind") != "ServiceAccount")

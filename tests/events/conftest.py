@@ -12,7 +12,7 @@ from kubernetes import client
 
 from sidecred.dev.kube_stub import KubeApiStub
 from sidecred.dev.processes import wait_until
-from sidecred.webhook.config import WebhookConfig
+from sidecred.pods.settings import Settings
 from sidecred.webhook.decide import decide_mutation
 from sidecred.webhook.mutate import apply_patch
 from tests.sidecar.sidecar_process import ROLE_ARN, SidecarProcess, sidecar_env, sidecar_factory
@@ -62,7 +62,7 @@ def injected_pod(
         },
         "spec": {"serviceAccountName": "web", "containers": [{"name": "app", "image": "app"}]},
     }
-    config = WebhookConfig(
+    config = Settings(
         sidecar_port=sidecar.port,
         health_port=int(sidecar.env["SIDECRED_HEALTH_PORT"]),
         namespace_policy="off",

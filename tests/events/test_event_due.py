@@ -8,7 +8,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
-from sidecred.webhook.events import (
+from sidecred.kube.events import (
     AVAILABLE,
     MAX_MESSAGE_CHARS,
     RATE_LIMIT_SECONDS,
@@ -19,7 +19,7 @@ from sidecred.webhook.events import (
     event_from_object,
     needs_reading,
 )
-from sidecred.webhook.sidecar_health import HealthUnavailable, SidecarHealth, parse_readyz
+from sidecred.kube.sidecar_health import HealthUnavailable, SidecarHealth, parse_readyz
 
 ROLE = "arn:aws:iam::111122223333:role/shop-reader"
 T0 = 1_800_000_000.0

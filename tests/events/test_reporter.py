@@ -11,13 +11,9 @@ from prometheus_client import CollectorRegistry
 
 from sidecred.dev.kube_stub import KubeApiStub, json_response, status_object
 from sidecred.dev.processes import wait_until
-from sidecred.webhook.events import (
-    AVAILABLE,
-    UNAVAILABLE,
-    EventReporter,
-    ReporterMetrics,
-)
-from sidecred.webhook.kube import PodCache
+from sidecred.kube.events import AVAILABLE, UNAVAILABLE
+from sidecred.kube.watch import PodCache
+from sidecred.webhook.event_reporter import EventReporter, ReporterMetrics
 from sidecred.webhook.leader import LeaseElector
 from tests.events.conftest import (
     WEBHOOK_NAMESPACE,

@@ -16,7 +16,7 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from sidecred.broker.metrics import BrokerMetrics
-from sidecred.webhook.events import ReporterMetrics
+from sidecred.webhook.event_reporter import ReporterMetrics
 from sidecred.webhook.metrics import WebhookMetrics
 
 REPO = Path(__file__).resolve().parents[2]

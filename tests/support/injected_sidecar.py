@@ -15,7 +15,7 @@ from typing import Any
 
 from sidecred.dev.local_pod import LocalPod
 from sidecred.dev.processes import free_port
-from sidecred.webhook.config import WebhookConfig
+from sidecred.pods.settings import Settings
 from sidecred.webhook.decide import decide_mutation
 from sidecred.webhook.mutate import apply_patch
 from sidecred.webhook.review import pod_request
@@ -29,16 +29,16 @@ ROLE_KEY = "iam.amazonaws.com/role"
 _POLICY_KEY = "iam.amazonaws.com/permitted"
 
 
-def local_config(**options: Any) -> WebhookConfig:
+def local_config(**options: Any) -> Settings:
     """The webhook's configuration for one pod on this machine: the STS emulator's region
     and two free ports, plus `options`."""
     defaults = {"region": MOTO_REGION, "sidecar_port": free_port(), "health_port": free_port()}
-    return WebhookConfig(**(defaults | options))
+    return Settings(**(defaults | options))
 
 
 def injected_pod(
     role_arn: str,
-    config: WebhookConfig,
+    config: Settings,
     *,
     annotations: Mapping[str, str] | None = None,
     pod_name: str = POD_NAME,
@@ -77,7 +77,7 @@ def injected_pod(
 def sidecar_env(
     workdir: Path,
     role_arn: str,
-    config: WebhookConfig,
+    config: Settings,
     environment: Mapping[str, str],
     **pod_options: Any,
 ) -> dict[str, str]:

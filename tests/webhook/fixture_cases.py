@@ -4,7 +4,7 @@ Each `fixtures/<scenario>.yaml` holds:
 
     description: what the case shows
     webhook: mutate | validate          (default mutate)
-    config: {WebhookConfig overrides}   (base_role_arn defaults to BASE_ROLE_ARN)
+    config: {Settings overrides}   (base_role_arn defaults to BASE_ROLE_ARN)
     request: {operation, subResource, namespace}   (defaults: CREATE, none, the pod's namespace)
              or AdmissionRequest fields for other reviews: kind, resource, name, object,
              oldObject, userInfo (see request_of)
@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from sidecred.webhook.config import WebhookConfig
+from sidecred.pods.settings import Settings
 from sidecred.webhook.decide import Decision, decide_mutation, decide_validation
 from sidecred.webhook.mutate import apply_patch
 from sidecred.webhook.review import CONTROLLER_USER, admission_request
@@ -52,11 +52,11 @@ def load_case(path: Path) -> dict[str, Any]:
     return case
 
 
-def config_of(case: dict[str, Any]) -> WebhookConfig:
+def config_of(case: dict[str, Any]) -> Settings:
     overrides = {"base_role_arn": BASE_ROLE_ARN, **(case.get("config") or {})}
-    known = {f.name for f in fields(WebhookConfig)}
+    known = {f.name for f in fields(Settings)}
     assert set(overrides) <= known, f"unknown config keys {set(overrides) - known}"
-    return WebhookConfig(**overrides)
+    return Settings(**overrides)
 
 
 def pod_request(

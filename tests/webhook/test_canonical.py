@@ -1,4 +1,4 @@
-"""webhook.canonical: the one definition of the sidecar that admission and the broker share."""
+"""pods.canonical: the one definition of the sidecar that admission and the broker share."""
 
 from __future__ import annotations
 
@@ -7,21 +7,21 @@ from typing import Any
 
 import pytest
 
-from sidecred.webhook.canonical import (
+from sidecred.pods.canonical import (
     calls_sidecar,
     canonical_sidecar,
     check_sidecar,
     image_repository,
 )
-from sidecred.webhook.config import WebhookConfig
+from sidecred.pods.settings import Settings
 from sidecred.webhook.decide import decide_mutation
 from sidecred.webhook.mutate import apply_patch
 from sidecred.webhook.review import pod_request
 
-CONFIG = WebhookConfig(base_role_arn="arn:aws:iam::111122223333:role/", namespace_policy="off")
+CONFIG = Settings(base_role_arn="arn:aws:iam::111122223333:role/", namespace_policy="off")
 
 
-def injected_pod(config: WebhookConfig = CONFIG) -> dict[str, Any]:
+def injected_pod(config: Settings = CONFIG) -> dict[str, Any]:
     pod = {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -114,7 +114,7 @@ def test_any_other_change_to_the_sidecar_is_a_forged_sidecar(change: Any, fragme
 
 def test_the_canonical_sidecar_depends_on_the_configuration() -> None:
     pod = injected_pod()
-    broker = WebhookConfig(
+    broker = Settings(
         base_role_arn=CONFIG.base_role_arn,
         namespace_policy="off",
         credential_source="broker",

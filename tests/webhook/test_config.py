@@ -8,18 +8,18 @@ from pathlib import Path
 import pytest
 
 from sidecred.certs.cli import main as certs_main
-from sidecred.webhook.config import WebhookConfig, add_config_arguments, config_from_args
+from sidecred.pods.settings import Settings, add_config_arguments, config_from_args
 from sidecred.webhook.serve_cli import main as serve_main
 
 
-def parse(argv: list[str], env: dict[str, str] | None = None) -> WebhookConfig:
+def parse(argv: list[str], env: dict[str, str] | None = None) -> Settings:
     parser = argparse.ArgumentParser()
     add_config_arguments(parser)
     return config_from_args(parser.parse_args(argv), env or {})
 
 
 def test_defaults() -> None:
-    assert parse([]) == WebhookConfig()
+    assert parse([]) == Settings()
 
 
 def test_flags_env_and_precedence() -> None:
@@ -146,7 +146,7 @@ def test_non_ascii_and_odd_digits_are_refused(value: str) -> None:
 
 
 def test_the_default_token_audience_is_sidecreds_own() -> None:
-    assert WebhookConfig().token_audience == "sidecred"
+    assert Settings().token_audience == "sidecred"
     with pytest.raises(ValueError, match="must differ"):
         parse(["--token-audience", "sidecred-broker"])
 
@@ -160,7 +160,7 @@ def test_sidecar_image_pull_secrets_are_a_comma_separated_list() -> None:
         "own",
     )
     assert parse(["--sidecar-image-pull-secrets", ""], env).sidecar_image_pull_secrets == ()
-    assert WebhookConfig().sidecar_image_pull_secrets == ()
+    assert Settings().sidecar_image_pull_secrets == ()
 
 
 @pytest.mark.parametrize(

@@ -13,14 +13,14 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from sidecred.webhook.config import WebhookConfig
+from sidecred.pods.settings import Settings
 from sidecred.webhook.decide import Decision, decide_validation
 from sidecred.webhook.namespace_review import (
     decide_namespace,
     risky_pattern_warnings,
     with_namespace_review,
 )
-from sidecred.webhook.policy import compile_permitted, evaluate_policy
+from sidecred.pods.policy import compile_permitted, evaluate_policy
 from sidecred.webhook.review import parse_review
 from tests.webhook.fixture_cases import BASE_ROLE_ARN, FIXTURES
 from tests.webhook_server.conftest import start_stub
@@ -42,8 +42,8 @@ def review_of(request: dict[str, Any]) -> bytes:
     ).encode()
 
 
-def config_of(case: dict[str, Any]) -> WebhookConfig:
-    return WebhookConfig(**{"base_role_arn": BASE_ROLE_ARN, **(case.get("config") or {})})
+def config_of(case: dict[str, Any]) -> Settings:
+    return Settings(**{"base_role_arn": BASE_ROLE_ARN, **(case.get("config") or {})})
 
 
 def assert_expected(decision: Decision, expect: dict[str, Any]) -> None:
@@ -98,7 +98,7 @@ def test_pods_still_go_to_pod_validation() -> None:
         return Decision(allowed=False, message="pod path", reason="forged-sidecar")
 
     request = {"kind": {"group": "", "version": "v1", "kind": "Pod"}, "resource": {"group": "", "version": "v1", "resource": "pods"}}  # fmt: skip
-    assert with_namespace_review(pod_validation)(request, None, WebhookConfig()).reason == (
+    assert with_namespace_review(pod_validation)(request, None, Settings()).reason == (
         "forged-sidecar"
     )
     assert calls == [request]

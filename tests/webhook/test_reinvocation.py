@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-from sidecred.webhook.config import WebhookConfig
+from sidecred.pods.settings import Settings
 from sidecred.webhook.decide import decide_mutation, decide_validation, namespace_to_lookup
 from sidecred.webhook.mutate import apply_patch
 from tests.webhook.fixture_cases import BASE_ROLE_ARN, pod_request
 
-CONFIG = WebhookConfig(base_role_arn=BASE_ROLE_ARN)
+CONFIG = Settings(base_role_arn=BASE_ROLE_ARN)
 NAMESPACE = {
     "metadata": {"name": "shop", "annotations": {"iam.amazonaws.com/allowed-roles": '["*"]'}}
 }
@@ -43,7 +43,7 @@ def env_of(obj: dict[str, Any], name: str) -> dict[str, Any]:
 
 def injected(
     obj: dict[str, Any],
-    config: WebhookConfig = CONFIG,
+    config: Settings = CONFIG,
     token: str = "t1",  # noqa: S107
 ) -> dict[str, Any]:
     decision = decide_mutation(pod_request(obj), NAMESPACE, config, new_token=lambda: token)
@@ -71,7 +71,7 @@ def test_container_added_by_a_later_webhook_gets_only_env() -> None:
 
 
 def test_env_mode_reuses_the_pods_token() -> None:
-    config = WebhookConfig(base_role_arn=BASE_ROLE_ARN, token_mode="env")
+    config = Settings(base_role_arn=BASE_ROLE_ARN, token_mode="env")
     first = injected(pod(), config, token="first-token")
     assert env_of(first, "sidecred")["SIDECRED_AUTH_TOKEN"] == "first-token"
     first["spec"]["containers"].append({"name": "late", "image": "busybox"})
@@ -84,7 +84,7 @@ def test_env_mode_reuses_the_pods_token() -> None:
 
 
 def test_default_tokens_differ_per_pod_and_are_url_safe() -> None:
-    config = WebhookConfig(base_role_arn=BASE_ROLE_ARN, token_mode="env")
+    config = Settings(base_role_arn=BASE_ROLE_ARN, token_mode="env")
     tokens = set()
     for _ in range(3):
         decision = decide_mutation(pod_request(pod()), NAMESPACE, config)
@@ -96,7 +96,7 @@ def test_default_tokens_differ_per_pod_and_are_url_safe() -> None:
 
 
 def test_port_changes_follow_config() -> None:
-    config = WebhookConfig(base_role_arn=BASE_ROLE_ARN, sidecar_port=9911, health_port=9912)
+    config = Settings(base_role_arn=BASE_ROLE_ARN, sidecar_port=9911, health_port=9912)
     result = injected(pod(), config)
     assert (
         env_of(result, "web")["AWS_CONTAINER_CREDENTIALS_FULL_URI"]
@@ -117,7 +117,7 @@ def test_namespace_to_lookup() -> None:
     plain = pod()
     plain["metadata"]["annotations"] = {}
     assert namespace_to_lookup(pod_request(plain), CONFIG) is None
-    assert namespace_to_lookup(pod_request(pod()), WebhookConfig(namespace_policy="off")) is None
+    assert namespace_to_lookup(pod_request(pod()), Settings(namespace_policy="off")) is None
     assert (
         namespace_to_lookup(pod_request(pod(), operation="UPDATE", old_pod=pod()), CONFIG) is None
     )

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from sidecred.webhook.policy import ALLOWED_ROLES_KEY, PERMITTED_KEY, evaluate_policy, glob_to_re2
-from sidecred.webhook.roles import RoleError, resolve_role
+from sidecred.pods.policy import ALLOWED_ROLES_KEY, PERMITTED_KEY, evaluate_policy, glob_to_re2
+from sidecred.pods.roles import RoleError, resolve_role
 
 BASE = "arn:aws:iam::111122223333:role/"
 

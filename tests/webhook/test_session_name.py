@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from sidecred.webhook.annotations import SESSION_NAME_RE
-from sidecred.webhook.mutate import namespaced_session_name
-from sidecred.webhook.refusal import Refusal
+from sidecred.pods.annotations import SESSION_NAME_RE
+from sidecred.pods.session import namespaced_session_name
+from sidecred.pods.refusal import Refusal
 
 
 def test_short_names_are_prefixed() -> None:

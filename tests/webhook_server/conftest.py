@@ -9,7 +9,7 @@ from kubernetes import client
 
 from sidecred.dev.kube_stub import KubeApiStub
 from sidecred.dev.processes import wait_until
-from sidecred.webhook.kube import NamespaceCache
+from sidecred.kube.watch import NamespaceCache
 
 POLICY = {"iam.amazonaws.com/permitted": "arn:aws:iam::111122223333:role/shop-.*"}
 

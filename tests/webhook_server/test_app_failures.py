@@ -14,9 +14,9 @@ import httpx
 import pytest
 
 import sidecred.webhook.app
+from sidecred.kube.watch import Lookup
+from sidecred.pods.settings import Settings
 from sidecred.webhook.app import INTERNAL_ERROR_MESSAGE, create_app
-from sidecred.webhook.config import WebhookConfig
-from sidecred.webhook.kube import Lookup
 from sidecred.webhook.metrics import WebhookMetrics
 
 from .webhook_process import BASE_ROLE_ARN, pod, review
@@ -36,7 +36,7 @@ class AppClient:
     """Calls the ASGI app directly, one request per event loop."""
 
     def __init__(self) -> None:
-        config = WebhookConfig(base_role_arn=BASE_ROLE_ARN)
+        config = Settings(base_role_arn=BASE_ROLE_ARN)
         self.app = create_app(config, BrokenNamespaces(), WebhookMetrics())
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:

@@ -9,7 +9,7 @@ import pytest
 from cryptography import x509
 
 from sidecred.certs.cli import main as certs_main
-from sidecred.webhook.tls import ReloadingServerContext, expiry_warning
+from sidecred.serving.tls import ReloadingServerContext, expiry_warning
 from tests.webhook_server.webhook_process import start_webhook
 
 DAY = 86400.0
@@ -56,7 +56,7 @@ def test_reloading_context_tracks_expiry_and_warns_once_a_day(
     tls = ReloadingServerContext(tmp_path / "tls.crt", tmp_path / "tls.key", check_interval=1.0,
                                  clock=monotonic, wall_clock=wall)  # fmt: skip
     assert tls.not_after == not_after
-    with caplog.at_level(logging.WARNING, logger="sidecred.webhook.tls"):
+    with caplog.at_level(logging.WARNING, logger="sidecred.serving.tls"):
         for _ in range(3):  # three checks within the same day
             monotonic.now += 2.0
             tls.current_context()

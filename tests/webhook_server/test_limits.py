@@ -1,4 +1,4 @@
-"""webhook.limits on a real uvicorn server over TLS: slow requests closed, connections capped.
+"""serving.limits on a real uvicorn server over TLS: slow requests closed, connections capped.
 
 The server runs in this process (a thread) so the deadline and the cap can be
 made small; the protocol class is the one `sidecred webhook` serves with.
@@ -17,10 +17,10 @@ import pytest
 import uvicorn
 
 from sidecred.dev.processes import free_port, wait_until
-from sidecred.webhook import limits
+from sidecred.kube.watch import StaticNamespaces
+from sidecred.pods.settings import Settings
+from sidecred.serving import limits
 from sidecred.webhook.app import create_app
-from sidecred.webhook.config import WebhookConfig
-from sidecred.webhook.kube import StaticNamespaces
 from sidecred.webhook.metrics import WebhookMetrics
 
 from .webhook_process import SERVER_NAME, issue_certificates
@@ -38,7 +38,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path
     issue_certificates(certs)
     port = free_port()
     config = uvicorn.Config(
-        create_app(WebhookConfig(), StaticNamespaces(), WebhookMetrics()),
+        create_app(Settings(), StaticNamespaces(), WebhookMetrics()),
         host="127.0.0.1",
         port=port,
         ssl_certfile=str(certs / "tls.crt"),

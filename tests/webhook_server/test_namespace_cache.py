@@ -8,8 +8,8 @@ import pytest
 from kubernetes import client
 
 from sidecred.dev.kube_stub import KubeApiStub
-from sidecred.webhook import kube
-from sidecred.webhook.kube import (
+from sidecred.kube import watch as kube
+from sidecred.kube.watch import (
     BACKOFF_MAX_SECONDS,
     CACHE,
     FETCHED,

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from sidecred.dev.kube_stub import KubeApiStub
-from sidecred.webhook.kube import CACHE, FETCHED, NOT_FOUND, UNAVAILABLE, PodCache
+from sidecred.kube.watch import CACHE, FETCHED, NOT_FOUND, UNAVAILABLE, PodCache
 
 from .conftest import core_api, wait_until
 

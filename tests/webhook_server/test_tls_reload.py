@@ -12,7 +12,7 @@ import pytest
 from cryptography import x509
 
 from sidecred.certs.cli import main as certs_main
-from sidecred.webhook.tls import ReloadingServerContext
+from sidecred.serving.tls import ReloadingServerContext
 
 SERVICE, NAMESPACE = "sidecred", "sidecred-system"
 SERVER_NAME = f"{SERVICE}.{NAMESPACE}.svc"

@@ -11,10 +11,11 @@ import sys
 import atheris
 
 with atheris.instrument_imports():
-    from sidecred.webhook import decide, mutate, pod, policy, review, roles, validate  # noqa: F401
-    from sidecred.webhook.config import WebhookConfig
+    from sidecred.pods import pod, policy, roles  # noqa: F401
+    from sidecred.webhook import decide, mutate, review, validate  # noqa: F401
+    from sidecred.pods.settings import Settings
 
-CONFIG = WebhookConfig(base_role_arn="arn:aws:iam::111122223333:role/")
+CONFIG = Settings(base_role_arn="arn:aws:iam::111122223333:role/")
 NAMESPACE = {
     "metadata": {
         "name": "shop",

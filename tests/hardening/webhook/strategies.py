@@ -15,7 +15,7 @@ from typing import Any
 from hypothesis import strategies as st
 
 from sidecred.sidecar import config as sc
-from sidecred.webhook.annotations import (
+from sidecred.pods.annotations import (
     EXTERNAL_ID_KEY,
     INJECTED_KEY,
     SESSION_DURATION_KEY,
@@ -23,25 +23,25 @@ from sidecred.webhook.annotations import (
     SKIP_CONTAINERS_KEY,
     TOKEN_MODE_KEY,
 )
-from sidecred.webhook.config import WebhookConfig
-from sidecred.webhook.mutate import AUTH_TOKEN, AUTH_TOKEN_FILE, FULL_URI
-from sidecred.webhook.names import SA_TOKEN_DIR, SA_TOKEN_VOLUME, TOKEN_DIR, TOKEN_VOLUME
-from sidecred.webhook.policy import ALLOWED_ROLES_KEY, PERMITTED_KEY
+from sidecred.pods.settings import Settings
+from sidecred.pods.sidecar_spec import AUTH_TOKEN, AUTH_TOKEN_FILE, FULL_URI
+from sidecred.pods.names import SA_TOKEN_DIR, SA_TOKEN_VOLUME, TOKEN_DIR, TOKEN_VOLUME
+from sidecred.pods.policy import ALLOWED_ROLES_KEY, PERMITTED_KEY
 from sidecred.webhook.review import admission_request as review_request
 from sidecred.webhook.review import pod_request
 
 BASE_ROLE_ARN = "arn:aws:iam::111122223333:role/"
 ROLE_KEY = "iam.amazonaws.com/role"
 NAMESPACE = "shop"
-OUR_URI = sc.credentials_uri(WebhookConfig().sidecar_port)
+OUR_URI = sc.credentials_uri(Settings().sidecar_port)
 
 CONFIGS = (
-    WebhookConfig(base_role_arn=BASE_ROLE_ARN),
-    WebhookConfig(base_role_arn=BASE_ROLE_ARN, credential_source="assume-role", token_mode="env"),
-    WebhookConfig(base_role_arn=BASE_ROLE_ARN, sidecar_mode="container", region="eu-west-1"),
-    WebhookConfig(namespace_policy="off"),
-    WebhookConfig(base_role_arn="arn:aws-cn:iam::444455556666:role/team/"),
-    WebhookConfig(
+    Settings(base_role_arn=BASE_ROLE_ARN),
+    Settings(base_role_arn=BASE_ROLE_ARN, credential_source="assume-role", token_mode="env"),
+    Settings(base_role_arn=BASE_ROLE_ARN, sidecar_mode="container", region="eu-west-1"),
+    Settings(namespace_policy="off"),
+    Settings(base_role_arn="arn:aws-cn:iam::444455556666:role/team/"),
+    Settings(
         base_role_arn=BASE_ROLE_ARN,
         credential_source="broker",
         broker_url="https://sidecred-broker.sidecred-system.svc",

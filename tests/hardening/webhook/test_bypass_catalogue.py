@@ -18,17 +18,18 @@ from starlette.testclient import TestClient
 
 from sidecred.sidecar import config as sc
 from sidecred.webhook.app import create_app
-from sidecred.webhook.config import WebhookConfig
+from sidecred.pods.settings import Settings
 from sidecred.webhook.decide import Decision, decide_mutation, decide_validation
-from sidecred.webhook.kube import StaticNamespaces
+from sidecred.kube.watch import StaticNamespaces
 from sidecred.webhook.metrics import WebhookMetrics
-from sidecred.webhook.mutate import FULL_URI, apply_patch
-from sidecred.webhook.pod import find_sidecar, iter_containers
+from sidecred.webhook.mutate import apply_patch
+from sidecred.pods.sidecar_spec import FULL_URI
+from sidecred.pods.pod import find_sidecar, iter_containers
 from sidecred.webhook.review import ReviewError, parse_review
 from tests.hardening.webhook.strategies import BASE_ROLE_ARN, admission_request, review_bytes
 
-CONFIG = WebhookConfig(base_role_arn=BASE_ROLE_ARN)
-ASSUME_ROLE = WebhookConfig(base_role_arn=BASE_ROLE_ARN, credential_source="assume-role")
+CONFIG = Settings(base_role_arn=BASE_ROLE_ARN)
+ASSUME_ROLE = Settings(base_role_arn=BASE_ROLE_ARN, credential_source="assume-role")
 ROLE = BASE_ROLE_ARN + "shop-reader"
 FORBIDDEN = BASE_ROLE_ARN + "admin"
 SHOP = {
@@ -53,15 +54,15 @@ def app_pod(role: str = "shop-reader", **spec: Any) -> dict[str, Any]:
     }
 
 
-def mutate(pod: dict[str, Any], config: WebhookConfig = CONFIG, namespace=SHOP) -> Decision:
+def mutate(pod: dict[str, Any], config: Settings = CONFIG, namespace=SHOP) -> Decision:
     return decide_mutation(admission_request(pod), namespace, config, new_token=lambda: "t" * 43)
 
 
-def validate(request: dict[str, Any], config: WebhookConfig = CONFIG) -> Decision:
+def validate(request: dict[str, Any], config: Settings = CONFIG) -> Decision:
     return decide_validation(request, SHOP, config)
 
 
-def injected(pod: dict[str, Any] | None = None, config: WebhookConfig = CONFIG) -> dict[str, Any]:
+def injected(pod: dict[str, Any] | None = None, config: Settings = CONFIG) -> dict[str, Any]:
     """A pod as it leaves the mutating webhook."""
     pod = pod or app_pod()
     decision = mutate(pod, config)

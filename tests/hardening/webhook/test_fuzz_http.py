@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 from sidecred.webhook.app import create_app
-from sidecred.webhook.config import WebhookConfig
-from sidecred.webhook.kube import StaticNamespaces
+from sidecred.pods.settings import Settings
+from sidecred.kube.watch import StaticNamespaces
 from sidecred.webhook.metrics import WebhookMetrics
 from tests.hardening.webhook.examples import count_example, fuzz
 from tests.hardening.webhook.strategies import (
@@ -40,7 +40,7 @@ CONTENT_TYPES = ("application/json", "application/json; charset=utf-8", "text/pl
 @pytest.fixture(scope="module")
 def http() -> Iterator[TestClient]:
     app = create_app(
-        WebhookConfig(base_role_arn=BASE_ROLE_ARN),
+        Settings(base_role_arn=BASE_ROLE_ARN),
         StaticNamespaces({"metadata": {"name": NAMESPACE, "annotations": POLICY}}),
         WebhookMetrics(),
     )

@@ -16,13 +16,13 @@ from typing import Any
 
 import pytest
 
-from sidecred.webhook.config import WebhookConfig
+from sidecred.pods.settings import Settings
 from sidecred.webhook.decide import decide_mutation
-from sidecred.webhook.policy import ALLOWED_ROLES_KEY, PERMITTED_KEY, evaluate_policy
+from sidecred.pods.policy import ALLOWED_ROLES_KEY, PERMITTED_KEY, evaluate_policy
 from sidecred.webhook.review import ReviewError, parse_review
 from tests.hardening.webhook.strategies import BASE_ROLE_ARN, admission_request
 
-CONFIG = WebhookConfig(base_role_arn=BASE_ROLE_ARN)
+CONFIG = Settings(base_role_arn=BASE_ROLE_ARN)
 # A valid role ARN: 63 "a"s and a "-" (a role name is at most 64 characters), so
 # every pattern below fails only after trying every way to split the run of "a"s.
 LONG_A_ROLE = BASE_ROLE_ARN + "a" * 63 + "-"

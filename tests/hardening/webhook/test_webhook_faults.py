@@ -16,12 +16,12 @@ from kubernetes import client
 
 from sidecred.dev.kube_stub import KubeApiStub
 from sidecred.dev.processes import wait_until
-from sidecred.webhook.config import WebhookConfig
+from sidecred.pods.settings import Settings
 from sidecred.webhook.decide import decide_mutation, namespace_to_lookup
-from sidecred.webhook.kube import NamespaceCache
+from sidecred.kube.watch import NamespaceCache
 from tests.hardening.webhook.strategies import BASE_ROLE_ARN, admission_request
 
-CONFIG = WebhookConfig(base_role_arn=BASE_ROLE_ARN)
+CONFIG = Settings(base_role_arn=BASE_ROLE_ARN)
 READER_ONLY = {"iam.amazonaws.com/permitted": BASE_ROLE_ARN + "reader"}
 WRITER_ONLY = {"iam.amazonaws.com/permitted": BASE_ROLE_ARN + "writer"}
 

@@ -1,0 +1,202 @@
+"""The broker's authorisation: who is calling, may their pod have its role now? Pure.
+
+`authorise(caller, pod lookup, namespace lookup, config, sidecar_problem)`
+gives a `Grant` (what to ask STS for) or a `Refusal` (HTTP status, a stable
+code, a message a person can act on). The role comes only from the pod the
+caller's token is bound to, never from the request. Policy denials reuse the
+webhook's wording, so a refused issuance reads like a refused admission.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sidecred.sidecar.session_name import build_session_name
+from sidecred.pods.annotations import annotations_of, read_pod_options
+from sidecred.pods.settings import Settings
+from sidecred.kube.watch import NOT_FOUND, Lookup
+from sidecred.pods.session import namespaced_session_name
+from sidecred.pods.policy import evaluate_policy
+from sidecred.pods.refusal import Refusal as PodRefusal
+from sidecred.pods.roles import RoleError, resolve_role
+
+# (pod, config) -> why the pod does not run the canonical broker-mode sidecar, or None.
+SidecarProblem = Callable[[Mapping[str, Any], Settings], str | None]
+
+
+def q(value: str) -> str:
+    return json.dumps(value)
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The pod a reviewed token is bound to (TokenReview `status.user`)."""
+
+    namespace: str
+    service_account: str
+    pod_name: str
+    pod_uid: str
+
+    @property
+    def label(self) -> str:
+        return f'pod "{self.namespace}/{self.pod_name}"'
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What the broker asks STS for on a pod's behalf."""
+
+    role_arn: str
+    session_name: str
+    duration: int
+    external_id: str | None
+    tags: tuple[tuple[str, str], ...]
+    pod_uid: str
+
+
+class Refusal(Exception):
+    """An issuance the broker will not make: HTTP status, stable code, readable message."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+    def __repr__(self) -> str:
+        return f"Refusal({self.status}, {self.code!r}, {self.message!r})"
+
+    def body(self) -> dict[str, str]:
+        """The JSON error both SDK families parse: JS v3 Code/Message, Go and Java code/message."""
+        return {
+            "Code": self.code,
+            "Message": self.message,
+            "code": self.code,
+            "message": self.message,
+        }
+
+
+def unavailable(message: str) -> Refusal:
+    """The API server could not answer and nothing usable is cached: try again later."""
+    return Refusal(503, "KubernetesUnavailable", message)
+
+
+def _found(lookup: Lookup, missing: Refusal, unreadable: str) -> Mapping[str, Any]:
+    """The looked-up object; `missing` (403) when it does not exist, a 503 when it can't be read."""
+    if lookup.object is not None:
+        return lookup.object
+    if lookup.source == NOT_FOUND:
+        raise missing
+    raise unavailable(unreadable)
+
+
+def _check_pod(caller: Caller, lookup: Lookup) -> Mapping[str, Any]:
+    gone = f"sidecred broker: {caller.label}, which the token is bound to, no longer exists"
+    unreadable = f"sidecred broker: cannot read {caller.label}: {lookup.error}"
+    pod = _found(lookup, Refusal(403, "PodNotFound", gone), unreadable)
+    metadata = pod.get("metadata") or {}
+    uid = str(metadata.get("uid") or "")
+    if uid != caller.pod_uid:
+        raise Refusal(
+            403,
+            "PodReplaced",
+            f"sidecred broker: {caller.label} has uid {q(uid)}, but the token is bound to uid "
+            f"{q(caller.pod_uid)}: the pod was replaced; the new pod's sidecar has its own token",
+        )
+    account = str((pod.get("spec") or {}).get("serviceAccountName") or "default")
+    if account != caller.service_account:
+        raise Refusal(
+            403,
+            "ServiceAccountMismatch",
+            f"sidecred broker: {caller.label} runs as service account {q(account)}, but the "
+            f"token is for {q(caller.service_account)}",
+        )
+    return pod
+
+
+def _resolve(caller: Caller, pod: Mapping[str, Any], config: Settings) -> str:
+    annotations = annotations_of(pod)
+    value = annotations.get(config.annotation_key)
+    if value is None:
+        raise Refusal(
+            403,
+            "PodNotAnnotated",
+            f"sidecred broker: {caller.label} has no {config.annotation_key} annotation, so it "
+            "has no role to issue",
+        )
+    try:
+        return resolve_role(str(value), config.base_role_arn, config.annotation_key)
+    except RoleError as exc:
+        raise Refusal(403, "BadPodAnnotation", f"sidecred broker: {caller.label}: {exc}") from None
+
+
+def _check_policy(caller: Caller, role_arn: str, namespace: Lookup, config: Settings) -> None:
+    if config.namespace_policy == "off":
+        return
+    gone = f"sidecred broker: namespace {q(caller.namespace)} does not exist"
+    unreadable = (
+        f"sidecred: cannot check role {q(role_arn)}: the policy of namespace "
+        f"{q(caller.namespace)} is unavailable ({namespace.error})"
+    )
+    obj = _found(namespace, Refusal(403, "NamespaceNotFound", gone), unreadable)
+    annotations = annotations_of(obj)
+    result = evaluate_policy(role_arn, caller.namespace, annotations, config.base_role_arn)
+    if not result.permitted:
+        raise Refusal(403, "RoleNotPermitted", result.message)
+
+
+def session_name_for(caller: Caller, override: str | None) -> str:
+    """`<namespace>.<pod>`, or `<namespace>.<annotation>`: never another namespace's prefix."""
+    if override:
+        return namespaced_session_name(caller.namespace, override)
+    return build_session_name(caller.namespace, caller.pod_name)
+
+
+def session_tags(caller: Caller) -> tuple[tuple[str, str], ...]:
+    """EKS Pod Identity's session tag names, so ABAC policies carry over."""
+    return (
+        ("kubernetes-namespace", caller.namespace),
+        ("kubernetes-pod-name", caller.pod_name),
+        ("kubernetes-pod-uid", caller.pod_uid),
+        ("kubernetes-service-account", caller.service_account),
+    )
+
+
+def authorise(
+    caller: Caller,
+    pod: Lookup,
+    namespace: Lookup,
+    config: Settings,
+    sidecar_problem: SidecarProblem,
+) -> Grant | Refusal:
+    """The grant for this caller's pod as things are now, or why there is none."""
+    try:
+        pod_object = _check_pod(caller, pod)
+        role_arn = _resolve(caller, pod_object, config)
+        annotations = annotations_of(pod_object)
+        options = read_pod_options(annotations, config.session_duration, config.token_mode)
+        problem = sidecar_problem(pod_object, config)
+        if problem is not None:
+            raise Refusal(
+                403,
+                "NoCanonicalSidecar",
+                f"sidecred broker: {caller.label} does not run sidecred's broker-mode sidecar "
+                f"for role {q(role_arn)}: {problem}",
+            )
+        _check_policy(caller, role_arn, namespace, config)
+        session_name = session_name_for(caller, options.session_name)
+    except PodRefusal as exc:
+        return Refusal(403, "BadPodAnnotation", f"{exc.message} ({caller.label})")
+    except Refusal as refusal:
+        return refusal
+    return Grant(
+        role_arn=role_arn,
+        session_name=session_name,
+        duration=options.session_duration,
+        external_id=options.external_id,
+        tags=session_tags(caller),
+        pod_uid=caller.pod_uid,
+    )

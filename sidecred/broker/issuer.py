@@ -1,0 +1,188 @@
+"""One issuance, from the Authorization header to the response body.
+
+Review the token (cached), read the pod and its namespace (watch caches),
+authorise as things are now, then hand out the pod's current credential
+generation or fetch a new one. Authorisation runs on every request, even when
+the credentials are cached, so a role taken out of a namespace's policy stops
+the next refresh.
+
+Single flight: however many requests for one grant arrive together, one of
+them calls STS and the others wait for its answer.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from sidecred.broker.authorise import Caller, Grant, Refusal, SidecarProblem, authorise
+from sidecred.broker.metrics import BrokerMetrics
+from sidecred.broker.sts import RoleAssumer
+from sidecred.broker.token_review import bearer_token
+from sidecred.sidecar.credentials import SourceError
+from sidecred.sidecar.wire import credentials_body
+from sidecred.pods.settings import Settings
+from sidecred.kube.watch import Lookup
+
+# A generation is handed out again only during the first quarter of its life.
+# A sidecar refreshes at about half its session, so each of its refreshes gets a
+# new generation (never one that is already half spent), while requests that
+# arrive together, retries and sidecar restarts share one STS call.
+REUSE_FRACTION = 0.25
+# Expired generations are swept at most this often.
+SWEEP_INTERVAL_SECONDS = 60.0
+# How long a request waits for another request's STS call for the same grant.
+FOLLOWER_WAIT_SECONDS = 30.0
+
+
+class EventSink(Protocol):
+    """Where the issuer reports refusals and issuances for pod events (broker.pod_events)."""
+
+    def refused(self, caller: Caller, pod: Mapping[str, Any] | None, refusal: Refusal) -> None: ...
+
+    def issued(self, caller: Caller, pod: Mapping[str, Any] | None) -> None: ...
+
+
+class Reviewer(Protocol):
+    def review(self, token: str) -> Caller | Refusal: ...
+
+
+class PodSource(Protocol):
+    def get(self, namespace: str, name: str) -> Lookup: ...
+
+
+class NamespaceSource(Protocol):
+    def get(self, name: str) -> Lookup: ...
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One STS answer for a grant, serialised once."""
+
+    body: bytes
+    reuse_until: float
+    expires_at: float
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    body: dict[str, str] | bytes
+    result: str  # "issued" or the refusal's code, for metrics and logs
+    caller: Caller | None = None
+
+
+class Issuer:
+    def __init__(
+        self,
+        config: Settings,
+        reviewer: Reviewer,
+        pods: PodSource,
+        namespaces: NamespaceSource,
+        assumer: RoleAssumer,
+        sidecar_problem: SidecarProblem,
+        metrics: BrokerMetrics,
+        *,
+        events: EventSink | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self._reviewer = reviewer
+        self._pods = pods
+        self._namespaces = namespaces
+        self._assumer = assumer
+        self._sidecar_problem = sidecar_problem
+        self._metrics = metrics
+        self._events = events
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._held: dict[Grant, Generation] = {}
+        self._inflight: dict[Grant, concurrent.futures.Future[bytes]] = {}
+        self._next_sweep = clock() + SWEEP_INTERVAL_SECONDS
+
+    def issue(self, authorization: str | None) -> Answer:
+        """The answer to one `POST /v1/credentials` (no body is read: the role is the pod's)."""
+        token = bearer_token(authorization)
+        if isinstance(token, Refusal):
+            return refused(token)
+        caller = self._reviewer.review(token)
+        if isinstance(caller, Refusal):
+            return refused(caller)
+        pod = self._pods.get(caller.namespace, caller.pod_name)
+        namespace = self._namespaces.get(caller.namespace)
+        grant = authorise(caller, pod, namespace, self.config, self._sidecar_problem)
+        if isinstance(grant, Refusal):
+            if self._events is not None:
+                self._events.refused(caller, pod.object, grant)
+            return refused(grant, caller)
+        try:
+            body = self.credentials(grant)
+        except SourceError as exc:
+            return refused(Refusal(503, exc.code, f"sts:AssumeRole failed: {exc.message}"), caller)
+        except TimeoutError:
+            message = "sidecred broker: another request's sts:AssumeRole call did not finish"
+            return refused(Refusal(503, "StsTimeout", message), caller)
+        if self._events is not None:
+            self._events.issued(caller, pod.object)
+        return Answer(200, body, "issued", caller)
+
+    def credentials(self, grant: Grant) -> bytes:
+        """The grant's current generation, or a new one from STS (one call per grant at a time)."""
+        now = self._clock()
+        with self._lock:
+            held = self._held.get(grant)
+            if held is not None and now < held.reuse_until:
+                self._metrics.credential_cache.labels("hit").inc()
+                return held.body
+            future = self._inflight.get(grant)
+            leader = future is None
+            if future is None:
+                future = self._inflight[grant] = concurrent.futures.Future()
+        if not leader:
+            self._metrics.credential_cache.labels("hit").inc()
+            return future.result(timeout=FOLLOWER_WAIT_SECONDS)
+        self._metrics.credential_cache.labels("miss").inc()
+        try:
+            body = self._fetch(grant)
+        except SourceError as exc:
+            future.set_exception(exc)
+            raise
+        finally:
+            with self._lock:
+                self._inflight.pop(grant, None)
+        future.set_result(body)
+        return body
+
+    def _fetch(self, grant: Grant) -> bytes:
+        issued_at = self._clock()
+        try:
+            creds = self._assumer.assume(grant)
+        except SourceError as exc:
+            self._metrics.sts_calls.labels(exc.code).inc()
+            raise
+        self._metrics.sts_calls.labels("ok").inc()
+        expires_at = creds.expiration.timestamp()
+        generation = Generation(
+            credentials_body(creds),
+            issued_at + (expires_at - issued_at) * REUSE_FRACTION,
+            expires_at,
+        )
+        with self._lock:
+            self._held[grant] = generation
+            if issued_at >= self._next_sweep:
+                self._next_sweep = issued_at + SWEEP_INTERVAL_SECONDS
+                for key in [k for k, g in self._held.items() if g.expires_at <= issued_at]:
+                    del self._held[key]
+        return generation.body
+
+    def held_count(self) -> int:
+        with self._lock:
+            return len(self._held)
+
+
+def refused(refusal: Refusal, caller: Caller | None = None) -> Answer:
+    return Answer(refusal.status, refusal.body(), refusal.code, caller)

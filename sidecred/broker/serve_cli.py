@@ -1,0 +1,123 @@
+"""`sidecred broker`: the credential broker over TLS.
+
+It takes the webhook's options (same flags, same `SIDECRED_*` env), so one
+ConfigMap defines the policy and the canonical sidecar for admission and for
+issuance alike; `--broker-audience` is the audience callers' tokens must carry.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import socket
+import ssl
+import sys
+
+import uvicorn
+from kubernetes import client
+
+from sidecred.broker.app import create_app
+from sidecred.broker.issuer import Issuer
+from sidecred.broker.metrics import BrokerMetrics
+from sidecred.broker.pod_events import RefusalEvents
+from sidecred.broker.sidecar_check import broker_sidecar_problem
+from sidecred.broker.sts import RoleAssumer
+from sidecred.broker.token_review import TokenReviewer
+from sidecred.pods.settings import Settings, add_config_arguments, config_from_args
+from sidecred.kube.event_flags import add_event_arguments, event_settings
+from sidecred.kube.watch import NamespaceCache, PodCache
+from sidecred.serving.limits import server_config
+from sidecred.kube.client import KubeConfigUnavailable, load_core_api
+from sidecred.serving.cli import add_server_arguments, configure_logging
+from sidecred.serving.tls import ReloadingServerContext
+
+log = logging.getLogger("sidecred.broker")
+
+BROKER_SOURCE = "broker"
+DEFAULT_PORT = 8444
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Its serving flags and the webhook's options (same flags, same `SIDECRED_*` env)."""
+    parser = argparse.ArgumentParser(
+        prog="sidecred broker",
+        description="Serve the sidecred credential broker (POST /v1/credentials) over TLS.",
+    )
+    add_server_arguments(parser, default_port=DEFAULT_PORT)
+    add_config_arguments(parser)
+    add_event_arguments(parser)
+    return parser
+
+
+def load_settings(
+    args: argparse.Namespace,
+) -> tuple[Settings, ReloadingServerContext, client.CoreV1Api]:
+    """The options, the serving certificate and the API client; ValueError saying what is wrong."""
+    event_settings(args)  # --events and its neighbours, checked as the webhook checks them
+    try:
+        config = config_from_args(args)
+        tls = ReloadingServerContext(args.tls_cert, args.tls_key)
+        api = load_core_api(args.kubeconfig)
+    except (OSError, ssl.SSLError) as exc:
+        raise ValueError(
+            f"cannot load --tls-cert {args.tls_cert} / --tls-key {args.tls_key}: {exc}"
+        ) from None
+    except KubeConfigUnavailable as exc:
+        raise ValueError(str(exc)) from None
+    if config.credential_source != BROKER_SOURCE:
+        raise ValueError(
+            f"--credential-source is {config.credential_source!r}; the broker serves pods whose "
+            "sidecar the webhook built with --credential-source broker, so it takes the same "
+            "options (flags or SIDECRED_* env) as that webhook"
+        )
+    return config, tls, api
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging(args.log_level)
+    try:
+        config, tls, api = load_settings(args)
+    except ValueError as exc:
+        message = str(exc).removeprefix("sidecred webhook: ")
+        print(f"sidecred broker: {message}", file=sys.stderr)
+        return 2
+    # urllib3 logs every retry of an unreachable API server; the caches log the outcome.
+    logging.getLogger("urllib3").setLevel(logging.ERROR)
+
+    metrics = BrokerMetrics()
+    metrics.watch_certificate(lambda: tls.not_after)
+    audience = config.broker_audience
+    namespaces = NamespaceCache(api, record_api_call=metrics.record_api_call)
+    pods = PodCache(api, record_api_call=metrics.record_api_call)
+    reviewer = TokenReviewer(api.api_client, audience, record=metrics.record_token_review)
+    events = None
+    if event_settings(args)[0]:
+        instance = os.environ.get("SIDECRED_POD_NAME") or socket.gethostname()
+        events = RefusalEvents(api, metrics.pod_events, instance)
+    issuer = Issuer(
+        config,
+        reviewer,
+        pods,
+        namespaces,
+        RoleAssumer(config.region),
+        broker_sidecar_problem,
+        metrics,
+        events=events,
+    )
+    app = create_app(issuer, [namespaces, pods], metrics)
+    namespaces.start()
+    pods.start()
+    log.info(
+        "broker starting",
+        extra={"fields": {"host": args.host, "port": args.port, "audience": audience}},
+    )
+    try:
+        uvicorn.Server(server_config(app, args.host, args.port, tls.server_context)).run()
+    finally:
+        if events is not None:
+            events.stop()
+        pods.stop()
+        namespaces.stop()
+    return 0

@@ -1,0 +1,364 @@
+"""Kubernetes API access for sidecred's servers: watch-backed object caches.
+
+`WatchCache` lists one resource (optionally by label selector), then watches
+from the list's resourceVersion, applying ADDED/MODIFIED/DELETED events and
+following BOOKMARKs. A 410 Gone relists; a broken stream reconnects from the
+last resourceVersion after a capped, jittered backoff. Objects are kept as the
+plain JSON dicts the API server sent (never typed models, which drop fields).
+
+A lookup answers from the cache without an API call. On a miss it reads the
+object directly and caches it, because an object created a moment before it
+is first asked about may not have reached the watch yet. If that read fails
+the lookup says why, and the caller fails closed.
+
+`NamespaceCache` (the webhook's and the broker's namespace policies) and
+`PodCache` (sidecred's injected pods, by label) are the two instances.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import urllib3
+from kubernetes import client, watch
+from kubernetes.client.exceptions import ApiException
+
+from sidecred.pods.annotations import INJECTED_LABEL
+
+log = logging.getLogger(__name__)
+
+# Server-side watch timeout: the stream ends this often and is reopened from the
+# last resourceVersion, which also detects half-open connections.
+WATCH_TIMEOUT_SECONDS = 240
+# Client read timeout for a watch: longer than the server-side timeout.
+WATCH_READ_SLACK_SECONDS = 30
+# A direct GET runs inside an admission request with a short webhook timeout.
+GET_TIMEOUT = (2.0, 3.0)  # (connect, read) seconds
+LIST_TIMEOUT = (5.0, 30.0)
+# A name the API server says does not exist is remembered this long, in at most
+# this many entries (oldest dropped first), so a flood naming it costs one GET.
+NOT_FOUND_TTL_SECONDS = 10.0
+NOT_FOUND_MAX_ENTRIES = 4096
+BACKOFF_INITIAL_SECONDS = 0.5
+BACKOFF_MAX_SECONDS = 30.0
+
+CACHE = "cache"
+FETCHED = "api"
+NOT_FOUND = "not-found"
+UNAVAILABLE = "unavailable"
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """An object as a plain dict, or None with `error` saying why."""
+
+    object: dict | None
+    source: str  # cache | api | not-found | unavailable
+    error: str = ""
+
+
+# Only sidecred's own pods are watched: every pod the webhook injects carries this label.
+INJECTED_POD_SELECTOR = f"{INJECTED_LABEL}=true"
+
+Key = tuple[str, str]  # (namespace, name); namespace "" for cluster-scoped objects
+
+
+def next_backoff(previous: float, *, rand: Callable[[], float] = random.random) -> float:
+    """Double the delay up to the cap, then spread it by ±25% so replicas don't reconnect in lockstep."""
+    base = min(max(previous * 2, BACKOFF_INITIAL_SECONDS), BACKOFF_MAX_SECONDS)
+    return base * (0.75 + 0.5 * rand())
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, ApiException):
+        return f"HTTP {exc.status} {exc.reason}".strip()
+    return f"{type(exc).__name__}: {exc}"
+
+
+@dataclass
+class _Flight:
+    """One GET in progress; callers asking for the same key meanwhile wait for its result."""
+
+    done: threading.Event = field(default_factory=threading.Event)
+    result: Lookup | None = None
+
+
+class WatchCache:
+    """A watch-backed cache of one resource kind, keyed by (namespace, name)."""
+
+    def __init__(
+        self,
+        kind: str,
+        list_func: Callable,
+        read_func: Callable[..., object],
+        *,
+        label_selector: str = "",
+        record_api_call: Callable[[str, str], None] | None = None,
+        watch_timeout_seconds: int = WATCH_TIMEOUT_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+        remember_missing: bool = False,
+    ) -> None:
+        self.kind = kind  # "namespace", "pod": for messages and logs
+        self._list_func = list_func
+        self._read_func = read_func
+        self._selector = {"label_selector": label_selector} if label_selector else {}
+        self._record = record_api_call or (lambda verb, result: None)
+        self._watch_timeout = watch_timeout_seconds
+        self._lock = threading.Lock()
+        self._store: dict[Key, dict] = {}
+        self._clock = clock
+        self._remember = remember_missing
+        # Recent 404s (key -> when), and the GET in flight per key that others wait on.
+        self._missing: collections.OrderedDict[Key, float] = collections.OrderedDict()
+        self._inflight: dict[Key, _Flight] = {}
+        self._synced = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._watch: watch.Watch | None = None
+        self.last_error = ""
+        # Calls made, by verb (list, watch, get): the proof that warm lookups make none.
+        self.api_calls: collections.Counter[str] = collections.Counter()
+
+    # --- lifecycle -----------------------------------------------------------------
+    @property
+    def synced(self) -> bool:
+        """True once the first list has loaded; stays true while the watch reconnects,
+        because the cached objects remain the best answer and misses still fail closed."""
+        return self._synced.is_set()
+
+    def wait_synced(self, timeout: float) -> bool:
+        return self._synced.wait(timeout)
+
+    def start(self) -> None:
+        name = f"{self.kind}-cache"
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stopping.set()
+        if self._watch is not None:
+            self._watch.stop()  # shuts the stream's socket, waking the blocked read
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    # --- lookups -------------------------------------------------------------------
+    def cached_key(self, key: Key) -> dict | None:
+        with self._lock:
+            return self._store.get(key)
+
+    def objects(self) -> list[dict]:
+        """Every cached object (a snapshot)."""
+        with self._lock:
+            return list(self._store.values())
+
+    def _recently_missing(self, key: Key) -> bool:
+        """Whether a GET found no such object within NOT_FOUND_TTL_SECONDS. Holds the lock."""
+        when = self._missing.get(key)
+        if when is None:
+            return False
+        if self._clock() - when < NOT_FOUND_TTL_SECONDS:
+            return True
+        del self._missing[key]
+        return False
+
+    def _remember_missing(self, key: Key) -> None:
+        if not self._remember:
+            return
+        with self._lock:
+            self._missing[key] = self._clock()
+            self._missing.move_to_end(key)
+            while len(self._missing) > NOT_FOUND_MAX_ENTRIES:
+                self._missing.popitem(last=False)
+
+    def lookup(self, key: Key) -> Lookup:
+        """From the cache; else from one GET per key at a time, shared by concurrent callers."""
+        shown = f'{self.kind} "{key[0]}/{key[1]}"' if key[0] else f'{self.kind} "{key[1]}"'
+        with self._lock:
+            found = self._store.get(key)
+            if found is not None:
+                return Lookup(found, CACHE)
+            if self._recently_missing(key):
+                return Lookup(None, NOT_FOUND, f"{shown} not found")
+            flight = self._inflight.get(key)
+            leader = flight is None
+            if flight is None:
+                flight = self._inflight[key] = _Flight()
+        if not leader:
+            flight.done.wait(GET_TIMEOUT[0] + GET_TIMEOUT[1] + 1.0)
+            return flight.result or Lookup(None, UNAVAILABLE, f"{shown}: lookup timed out")
+        try:
+            flight.result = self._get(key, shown)
+        finally:
+            with self._lock:
+                self._inflight.pop(key, None)
+            flight.done.set()
+        return flight.result
+
+    def _get(self, key: Key, shown: str) -> Lookup:
+        try:
+            obj = json.loads(self._call("get", self._read_func, key).data)
+        except ApiException as exc:
+            if exc.status == 404:
+                self._remember_missing(key)
+                return Lookup(None, NOT_FOUND, f"{shown} not found")
+            message = f"Kubernetes API error reading {shown}: {_describe(exc)}"
+            return Lookup(None, UNAVAILABLE, message)
+        except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
+            message = f"Kubernetes API unreachable reading {shown}: {_describe(exc)}"
+            return Lookup(None, UNAVAILABLE, message)
+        with self._lock:
+            # A watch event may have arrived meanwhile; it is at least as new.
+            obj = self._store.setdefault(key, obj)
+        return Lookup(obj, FETCHED)
+
+    # --- list and watch ------------------------------------------------------------
+    def _call(self, verb: str, func: Callable, *args: object, **kwargs: object):
+        self.api_calls[verb] += 1
+        try:
+            result = func(*args, _preload_content=False, **kwargs)
+        except ApiException as exc:
+            self._record(verb, str(exc.status))
+            raise
+        except Exception:
+            self._record(verb, "error")
+            raise
+        self._record(verb, "ok")
+        return result
+
+    @staticmethod
+    def _key(obj: dict) -> Key:
+        metadata = obj.get("metadata") or {}
+        return (metadata.get("namespace") or "", metadata["name"])
+
+    def _relist(self) -> str:
+        response = self._call(
+            "list", self._list_func, _request_timeout=LIST_TIMEOUT, **self._selector
+        )
+        body = json.loads(response.data)
+        store = {self._key(item): item for item in body.get("items") or []}
+        with self._lock:
+            self._store = store
+        self._synced.set()
+        log.info("%s cache synced: %d objects", self.kind, len(store))
+        return str(body["metadata"]["resourceVersion"])
+
+    def _watch_from(self, resource_version: str) -> tuple[str, int]:
+        """Apply events until the stream ends; return the last resourceVersion and the event count."""
+        self._watch = watch.Watch()
+        self.api_calls["watch"] += 1
+        self._record("watch", "ok")
+        stream = self._watch.stream(
+            self._list_func,
+            resource_version=resource_version,
+            timeout_seconds=self._watch_timeout,
+            allow_watch_bookmarks=True,
+            _request_timeout=(GET_TIMEOUT[0], self._watch_timeout + WATCH_READ_SLACK_SECONDS),
+            **self._selector,
+        )
+        events = 0
+        for event in stream:
+            events += 1
+            obj = event["raw_object"]
+            metadata = obj.get("metadata") or {}
+            kind = event["type"]
+            if kind in ("ADDED", "MODIFIED"):
+                with self._lock:
+                    self._store[self._key(obj)] = obj
+                    self._missing.pop(self._key(obj), None)
+            elif kind == "DELETED":
+                with self._lock:
+                    self._store.pop(self._key(obj), None)
+            resource_version = str(metadata.get("resourceVersion") or resource_version)
+            if self._stopping.is_set():
+                break
+        return resource_version, events
+
+    def _run(self) -> None:
+        resource_version: str | None = None
+        delay = 0.0
+        while not self._stopping.is_set():
+            try:
+                if resource_version is None:
+                    resource_version = self._relist()
+                resource_version, events = self._watch_from(resource_version)
+                self.last_error = ""
+                if events:
+                    delay = 0.0
+                    continue
+                # A stream that ended without a single event (a server-side timeout, or a
+                # proxy closing it at once) is reopened after a backoff, never in a hot loop.
+            except ApiException as exc:
+                if exc.status == 410:
+                    log.info("%s watch expired (410 Gone); relisting", self.kind)
+                    resource_version = None
+                    continue
+                self.last_error = _describe(exc)
+            except Exception as exc:  # the stream broke; reconnect below
+                self.last_error = _describe(exc)
+            if self._stopping.is_set():
+                break
+            delay = next_backoff(delay)
+            if self.last_error:
+                log.warning(
+                    "%s watch failed (%s); retrying in %.1fs", self.kind, self.last_error, delay
+                )
+            self._stopping.wait(delay)
+
+
+class StaticNamespaces:
+    """An in-memory namespace source with the NamespaceCache interface, for the pure tests,
+    the check CLI and the demo: the namespaces given, everything else not found."""
+
+    synced = True
+    last_error = ""
+
+    def __init__(self, *namespaces: dict) -> None:
+        self._by_name = {ns["metadata"]["name"]: ns for ns in namespaces}
+
+    def cached(self, name: str) -> dict | None:
+        return self._by_name.get(name)
+
+    def get(self, name: str) -> Lookup:
+        found = self._by_name.get(name)
+        if found is None:
+            return Lookup(None, NOT_FOUND, f'namespace "{name}" not found')
+        return Lookup(found, CACHE)
+
+
+class NamespaceCache(WatchCache):
+    """Every namespace (their policy annotations decide admission and issuance)."""
+
+    def __init__(self, api: client.CoreV1Api, **kwargs: Any) -> None:
+        def read(key: Key, **kwargs: object) -> object:
+            return api.read_namespace(key[1], _request_timeout=GET_TIMEOUT, **kwargs)
+
+        kwargs.setdefault("remember_missing", True)
+        super().__init__("namespace", api.list_namespace, read, **kwargs)
+
+    def cached(self, name: str) -> dict | None:
+        return self.cached_key(("", name))
+
+    def get(self, name: str) -> Lookup:
+        return self.lookup(("", name))
+
+
+class PodCache(WatchCache):
+    """sidecred's injected pods in every namespace, selected by label (never the whole cluster)."""
+
+    def __init__(self, api: client.CoreV1Api, **kwargs: Any) -> None:
+        def read(key: Key, **kwargs: object) -> object:
+            return api.read_namespaced_pod(key[1], key[0], _request_timeout=GET_TIMEOUT, **kwargs)
+
+        kwargs.setdefault("label_selector", INJECTED_POD_SELECTOR)
+        super().__init__("pod", api.list_pod_for_all_namespaces, read, **kwargs)
+
+    def get(self, namespace: str, name: str) -> Lookup:
+        return self.lookup((namespace, name))

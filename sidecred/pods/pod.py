@@ -1,0 +1,176 @@
+"""Reading pods as plain dicts: containers, env, mounts, the request's pod, and shape checks.
+
+Pods stay plain JSON dicts from the AdmissionReview: typed client models drop
+fields they don't know (that is how other webhooks lost `restartPolicy: Always`
+on native sidecars).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from sidecred.pods.annotations import q
+from sidecred.pods.names import SIDECAR_NAME
+from sidecred.pods.refusal import Refusal
+
+CONTAINER_LISTS = ("initContainers", "containers")
+
+
+def is_core_request(request: Mapping[str, Any], kind: str, resource: str) -> bool:
+    """The request is about a core-group `kind` object on the core `resource`."""
+    request_kind = request.get("kind") or {}
+    request_resource = request.get("resource") or {}
+    return (
+        request_kind.get("group", "") == ""
+        and request_kind.get("kind") == kind
+        and request_resource.get("group", "") == ""
+        and request_resource.get("resource") == resource
+    )
+
+
+def pod_namespace(request: Mapping[str, Any]) -> str:
+    """The pod's namespace: object.metadata.namespace, else request.namespace."""
+    obj = request.get("object")
+    metadata = obj.get("metadata") if isinstance(obj, dict) else None
+    namespace = metadata.get("namespace") if isinstance(metadata, dict) else None
+    if isinstance(namespace, str) and namespace:
+        return namespace
+    fallback = request.get("namespace")
+    return fallback if isinstance(fallback, str) else ""
+
+
+def pod_label(request: Mapping[str, Any]) -> str:
+    """How messages name the pod; a generateName pod has no name at admission."""
+    obj = request.get("object")
+    metadata = obj.get("metadata") if isinstance(obj, dict) else None
+    metadata = metadata if isinstance(metadata, dict) else {}
+    name = metadata.get("name") or request.get("name")
+    if name:
+        return f"pod {q(name)}"
+    if metadata.get("generateName"):
+        return f"pod {q(metadata['generateName'] + '*')}"
+    return "pod"
+
+
+def is_pod_request(request: Mapping[str, Any]) -> bool:
+    """A Pod on `pods`, whatever the subresource (ephemeralcontainers included)."""
+    return is_core_request(request, "Pod", "pods")
+
+
+def iter_containers(pod: Mapping[str, Any]) -> Iterator[tuple[str, int, dict[str, Any]]]:
+    """(list name, index, container) for every init container and container."""
+    spec = pod.get("spec") or {}
+    for list_name in CONTAINER_LISTS:
+        for index, container in enumerate(spec.get(list_name) or []):
+            yield list_name, index, container
+
+
+def env_value(container: Mapping[str, Any], name: str) -> str | None:
+    """The literal value of an env entry; "" for a valueFrom entry; None if absent.
+
+    With repeated names the kubelet uses the last entry, so that is the one read
+    here: reading the first let `[ROLE=permitted, ROLE=forbidden]` pass the checks.
+    """
+    for entry in reversed(container.get("env") or []):
+        if entry.get("name") == name:
+            return entry.get("value", "") if "valueFrom" not in entry else ""
+    return None
+
+
+def has_env(container: Mapping[str, Any], name: str) -> bool:
+    return any(entry.get("name") == name for entry in container.get("env") or [])
+
+
+def mounted_volumes(container: Mapping[str, Any]) -> set[str]:
+    return {m.get("name") for m in container.get("volumeMounts") or []}
+
+
+def find_sidecar(pod: Mapping[str, Any]) -> tuple[str, int, dict[str, Any]] | None:
+    """The container named `sidecred`, in initContainers or containers."""
+    for list_name, index, container in iter_containers(pod):
+        if container.get("name") == SIDECAR_NAME:
+            return list_name, index, container
+    return None
+
+
+def _is_str_map(value: Any) -> bool:
+    return isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
+
+
+def _container_problems(list_name: str, item: Mapping[str, Any]) -> list[str]:
+    """Wrongly typed fields of one container that sidecred reads."""
+    where = f"spec.{list_name}[{item['name']}]"
+    problems = []
+    for key, field in (("env", "value"), ("volumeMounts", "mountPath")):
+        entries = item.get(key)
+        if entries is None:
+            continue
+        if not (
+            isinstance(entries, list)
+            and all(isinstance(e, dict) and isinstance(e.get("name"), str) for e in entries)
+        ):
+            problems.append(f"{where}.{key} is not a list of named objects")
+            continue
+        for entry in entries:
+            if entry.get(field) is not None and not isinstance(entry[field], str):
+                problems.append(f"{where}.{key}[{entry['name']}].{field} is not a string")
+    for key in ("command", "args"):
+        value = item.get(key)
+        if value is not None and not (
+            isinstance(value, list) and all(isinstance(v, str) for v in value)
+        ):
+            problems.append(f"{where}.{key} is not a list of strings")
+    for key in ("image", "targetContainerName", "restartPolicy"):
+        value = item.get(key)
+        if value is not None and not isinstance(value, str):
+            problems.append(f"{where}.{key} is not a string")
+    return problems
+
+
+def check_pod_shape(pod: Any, where: str = "request.object") -> None:
+    """Refuse (400) an object whose fields sidecred reads have the wrong JSON types.
+
+    The API server only sends well-typed pods, but anyone who can reach the
+    webhook can send anything; this turns junk into a clear answer, never a crash.
+    """
+    problems = []
+    if not isinstance(pod, dict):
+        raise Refusal("bad-request", f"sidecred: {where} is not a JSON object", 400)
+    metadata = pod.get("metadata")
+    metadata = {} if metadata is None else metadata
+    if not isinstance(metadata, dict):
+        problems.append("metadata is not an object")
+    else:
+        for key in ("annotations", "labels"):
+            if metadata.get(key) is not None and not _is_str_map(metadata[key]):
+                problems.append(f"metadata.{key} is not a map of strings")
+        for key in ("name", "namespace", "generateName"):
+            if metadata.get(key) is not None and not isinstance(metadata[key], str):
+                problems.append(f"metadata.{key} is not a string")
+        owners = metadata.get("ownerReferences")
+        if owners is not None and not (
+            isinstance(owners, list) and all(isinstance(o, dict) for o in owners)
+        ):
+            problems.append("metadata.ownerReferences is not a list of objects")
+    spec = pod.get("spec")
+    spec = {} if spec is None else spec
+    if not isinstance(spec, dict):
+        problems.append("spec is not an object")
+        spec = {}
+    for list_name in (*CONTAINER_LISTS, "ephemeralContainers", "volumes"):
+        items = spec.get(list_name)
+        if items is None:
+            continue
+        if not isinstance(items, list) or not all(
+            isinstance(i, dict) and isinstance(i.get("name"), str) for i in items
+        ):
+            problems.append(f"spec.{list_name} is not a list of named objects")
+            continue
+        if list_name != "volumes":
+            for item in items:
+                problems += _container_problems(list_name, item)
+    if problems:
+        raise Refusal(
+            "bad-request", f"sidecred: {where} is not a valid pod: " + "; ".join(problems), 400
+        )

@@ -1,0 +1,219 @@
+"""The sidecar the webhook injects and the broker expects: its container, volumes and the
+app containers' credential env, planned from the pod, its role and the settings. Pure."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sidecred.pods.annotations import (
+    PodOptions,
+)
+from sidecred.pods.names import (
+    SA_TOKEN_DIR,
+    SA_TOKEN_FILE,
+    SA_TOKEN_VOLUME,
+    SIDECAR_COMMAND,
+    SIDECAR_NAME,
+    TOKEN_DIR,
+    TOKEN_FILE,
+    TOKEN_VOLUME,
+)
+from sidecred.pods.pod import env_value, find_sidecar
+from sidecred.pods.session import namespaced_session_name
+from sidecred.pods.settings import Settings
+from sidecred.sidecar import config as sc
+
+FULL_URI = "AWS_CONTAINER_CREDENTIALS_FULL_URI"
+RELATIVE_URI = "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"
+AUTH_TOKEN_FILE = "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"
+AUTH_TOKEN = "AWS_CONTAINER_AUTHORIZATION_TOKEN"
+REGION_VARS = ("AWS_REGION", "AWS_DEFAULT_REGION")
+SIDECAR_UID = 65532  # the distroless "nonroot" user; the image runs as it too
+HEALTH_PORT_NAME = "sidecred-health"  # at most 15 characters, a Kubernetes port name limit
+WAIT_READY_COMMAND = [*SIDECAR_COMMAND, "--wait-ready"]
+
+
+@dataclass(frozen=True)
+class Injection:
+    """Everything the patch needs for one pod."""
+
+    role_arn: str
+    options: PodOptions
+    config: Settings
+    port: int
+    token_mode: str
+    auth_token: str | None  # token mode env only
+    session_name: str | None = None  # always "<namespace>." + the annotation's value
+
+
+def plan_injection(
+    pod: Mapping[str, Any],
+    role_arn: str,
+    options: PodOptions,
+    config: Settings,
+    new_token: Callable[[], str],
+    namespace: str,
+) -> Injection:
+    """Settle the token (reused from an existing sidecar on reinvocation) and the session name."""
+    existing = find_sidecar(pod)
+    token = None
+    if existing is not None and options.token_mode == "env":
+        token = env_value(existing[2], sc.ENV_AUTH_TOKEN) or None
+    if options.token_mode == "env" and token is None:
+        token = new_token()
+    session = options.session_name and namespaced_session_name(namespace, options.session_name)
+    return Injection(
+        role_arn, options, config, config.sidecar_port, options.token_mode, token, session or None
+    )
+
+
+def _field_env(name: str, field_path: str) -> dict[str, Any]:
+    return {"name": name, "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": field_path}}}
+
+
+def source_env(cfg: Settings) -> list[dict[str, Any]]:
+    """The env telling the sidecar how to reach its credential source."""
+    env: list[dict[str, Any]] = []
+    if cfg.credential_source == "web-identity":
+        env.append({"name": sc.ENV_WEB_IDENTITY_TOKEN_FILE, "value": SA_TOKEN_FILE})
+    elif cfg.credential_source == "broker":
+        # URL and CA are required options of the broker source (config_from_args).
+        settings = ((sc.ENV_BROKER_URL, cfg.broker_url), (sc.ENV_BROKER_CA, cfg.broker_ca))
+        env += [{"name": name, "value": value} for name, value in settings if value]
+        env.append({"name": sc.ENV_BROKER_TOKEN_FILE, "value": SA_TOKEN_FILE})
+    return env
+
+
+def sidecar_env(inj: Injection) -> list[dict[str, Any]]:
+    """Every setting the sidecar uses, in the pod spec for all to see."""
+    cfg, opts = inj.config, inj.options
+    native = cfg.sidecar_mode == "native"
+    env: list[dict[str, Any]] = [
+        {"name": sc.ENV_ROLE_ARN, "value": inj.role_arn},
+        {"name": sc.ENV_CREDENTIAL_SOURCE, "value": cfg.credential_source},
+        {"name": sc.ENV_SESSION_DURATION, "value": str(opts.session_duration)},
+        {"name": sc.ENV_PORT, "value": str(inj.port)},
+        {"name": sc.ENV_HEALTH_PORT, "value": str(cfg.health_port)},
+        {"name": sc.ENV_TOKEN_MODE, "value": inj.token_mode},
+    ]
+    if inj.token_mode == "file":
+        env.append({"name": sc.ENV_TOKEN_FILE, "value": TOKEN_FILE})
+    else:
+        env.append({"name": sc.ENV_AUTH_TOKEN, "value": inj.auth_token})
+    env += source_env(cfg)
+    if opts.external_id:
+        env.append({"name": sc.ENV_EXTERNAL_ID, "value": opts.external_id})
+    if inj.session_name:
+        env.append({"name": sc.ENV_SESSION_NAME, "value": inj.session_name})
+    if cfg.region:
+        env.append({"name": sc.ENV_REGION, "value": cfg.region})
+    return [
+        *env,
+        {"name": sc.ENV_SIDECAR_MODE, "value": cfg.sidecar_mode},
+        # Native sidecars are stopped after the apps exit, so they need no drain.
+        {"name": sc.ENV_DRAIN_SECONDS, "value": "0" if native else str(cfg.drain_seconds)},
+        _field_env(sc.ENV_POD_NAME, "metadata.name"),
+        _field_env(sc.ENV_POD_NAMESPACE, "metadata.namespace"),
+        _field_env(sc.ENV_POD_UID, "metadata.uid"),
+        _field_env(sc.ENV_SERVICE_ACCOUNT, "spec.serviceAccountName"),
+    ]
+
+
+def uses_sa_token(cfg: Settings) -> bool:
+    """Whether the sidecar gets a projected service-account token (web-identity, broker)."""
+    return cfg.credential_source in ("web-identity", "broker")
+
+
+def build_sidecar(inj: Injection) -> dict[str, Any]:
+    """The `sidecred` container spec; its env shows every setting the sidecar uses."""
+    cfg = inj.config
+    native = cfg.sidecar_mode == "native"
+    env = sidecar_env(inj)
+    mounts = []
+    if inj.token_mode == "file":
+        mounts.append({"name": TOKEN_VOLUME, "mountPath": TOKEN_DIR})
+    if uses_sa_token(cfg):
+        mounts.append({"name": SA_TOKEN_VOLUME, "mountPath": SA_TOKEN_DIR, "readOnly": True})
+    sidecar: dict[str, Any] = {
+        "name": SIDECAR_NAME,
+        "image": cfg.sidecar_image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": list(SIDECAR_COMMAND),
+        "env": env,
+        "ports": [{"name": HEALTH_PORT_NAME, "containerPort": cfg.health_port, "protocol": "TCP"}],
+        # Ready only once credentials are cached, so later containers start with them.
+        # While STS refuses, the sidecar stays up, retries and says why in the probe
+        # failure; the kubelet restarts a sidecar whose startup probe keeps failing,
+        # which would only reset its backoff, so allow an hour before that.
+        "startupProbe": {
+            "httpGet": {"path": "/readyz", "port": cfg.health_port},
+            "periodSeconds": 1,
+            "failureThreshold": 3600,
+            "timeoutSeconds": 2,
+        },
+        "livenessProbe": {
+            "httpGet": {"path": "/healthz", "port": cfg.health_port},
+            "periodSeconds": 10,
+            "failureThreshold": 3,
+            "timeoutSeconds": 2,
+        },
+        "resources": {
+            "requests": {"cpu": cfg.sidecar_cpu_request, "memory": cfg.sidecar_memory_request},
+            "limits": {"cpu": cfg.sidecar_cpu_limit, "memory": cfg.sidecar_memory_limit},
+        },
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": SIDECAR_UID,
+            "runAsGroup": SIDECAR_UID,
+            "readOnlyRootFilesystem": True,
+            "allowPrivilegeEscalation": False,
+            "privileged": False,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    if mounts:
+        sidecar["volumeMounts"] = mounts
+    if native:
+        sidecar["restartPolicy"] = "Always"
+    else:
+        # Container mode: the kubelet starts the next container only after this hook returns.
+        sidecar["lifecycle"] = {"postStart": {"exec": {"command": list(WAIT_READY_COMMAND)}}}
+    return sidecar
+
+
+def build_volumes(inj: Injection) -> list[dict[str, Any]]:
+    volumes: list[dict[str, Any]] = []
+    if inj.token_mode == "file":
+        volumes.append({"name": TOKEN_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}})
+    if uses_sa_token(inj.config):
+        volumes.append(
+            {
+                "name": SA_TOKEN_VOLUME,
+                "projected": {
+                    "sources": [
+                        {
+                            "serviceAccountToken": {
+                                "audience": inj.config.sidecar_token_audience,
+                                "expirationSeconds": inj.config.token_expiration,
+                                "path": "token",
+                            }
+                        }
+                    ]
+                },
+            }
+        )
+    return volumes
+
+
+def app_env(inj: Injection) -> list[dict[str, str]]:
+    """The env every application container gets (before skipping what it already sets)."""
+    env = [{"name": FULL_URI, "value": sc.credentials_uri(inj.port)}]
+    if inj.token_mode == "file":
+        env.append({"name": AUTH_TOKEN_FILE, "value": TOKEN_FILE})
+    else:
+        env.append({"name": AUTH_TOKEN, "value": str(inj.auth_token)})
+    return env

@@ -1,0 +1,261 @@
+"""Namespace policy checked when it is written (DESIGN.md 3.4). Pure.
+
+A Namespace CREATE/UPDATE whose annotations carry a role policy is refused
+when the policy does not parse (it would deny every pod there), with the very
+message admission would give those pods, and allowed with a warning when it
+parses but permits more than it seems to: a `.` that crosses `/` into deeper
+role paths, every role in an account, or a role in every account.
+
+"Permits more" is decided by asking the compiled RE2 matcher about probe
+ARNs, never by reading the pattern: a witness ARN the policy permits is built
+from the pattern (its shortest match, and one where each repeated `.` spans a
+`/`), then varied. A pattern the witness builder cannot read gives no
+warning, never a false one.
+"""
+
+from __future__ import annotations
+
+import re
+import re._constants as sre_constants  # the stdlib regex parser reads RE2's common syntax too
+import re._parser as sre_parser
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sidecred.pods.annotations import q
+from sidecred.pods.settings import Settings
+from sidecred.webhook.decide import Decision
+from sidecred.pods.policy import (
+    ALLOWED_ROLES_KEY,
+    PERMITTED_KEY,
+    compile_allowed_roles,
+    compile_permitted,
+    evaluate_policy,
+)
+from sidecred.pods.pod import is_core_request
+
+POLICY_KEYS = (PERMITTED_KEY, ALLOWED_ROLES_KEY)
+# Any role ARN serves: a bad policy is refused whatever the role.
+_ANY_ROLE = "arn:aws:iam::111122223333:role/sidecred-namespace-review"
+PROBE_ROLE_NAME = "sidecredprobe7"  # a name no policy lists on purpose, in any name class
+PROBE_ACCOUNTS = ("012345678901", "109876543210")  # two, so one differs from any witness
+_ROLE_ARN = re.compile(r"arn:([a-z][a-z0-9-]*):iam::([0-9]{12}):role/(.*)")
+
+
+@dataclass(frozen=True)
+class NamespaceVerdict:
+    """allowed, or refused with the admission message; warnings either way."""
+
+    allowed: bool
+    message: str = ""
+    warnings: tuple[str, ...] = ()
+
+
+def is_namespace_request(request: Mapping[str, Any]) -> bool:
+    """A Namespace itself (not a subresource such as `namespaces/finalize`)."""
+    return is_core_request(request, "Namespace", "namespaces") and not request.get("subResource")
+
+
+def policy_annotations(obj: Mapping[str, Any] | None) -> dict[str, str]:
+    """The policy annotations of a Namespace object (only those two keys)."""
+    metadata = (obj or {}).get("metadata") if isinstance(obj, Mapping) else None
+    annotations = metadata.get("annotations") if isinstance(metadata, Mapping) else None
+    if not isinstance(annotations, Mapping):
+        return {}
+    return {k: str(annotations[k]) for k in POLICY_KEYS if k in annotations}
+
+
+def review_namespace(
+    obj: Mapping[str, Any], old: Mapping[str, Any] | None, config: Settings
+) -> NamespaceVerdict:
+    """Refuse an unparsable policy, warn about a risky one, allow the rest.
+
+    An UPDATE that leaves an already unusable policy as it was is allowed with a
+    warning: refusing it would block unrelated edits (labels, other annotations)
+    of a namespace whose owner may be about to fix it.
+    """
+    annotations = policy_annotations(obj)
+    if not annotations:
+        return NamespaceVerdict(True)
+    name = str(((obj.get("metadata") or {}).get("name")) or "")
+    result = evaluate_policy(_ANY_ROLE, name, annotations, config.base_role_arn)
+    if result.reason == "bad-policy":
+        if old is not None and policy_annotations(old) == annotations:
+            return NamespaceVerdict(True, warnings=(result.message,))
+        return NamespaceVerdict(False, result.message)
+    warnings: list[str] = []
+    if PERMITTED_KEY in annotations:
+        matcher = compile_permitted(annotations[PERMITTED_KEY])
+        warnings += risky_pattern_warnings(PERMITTED_KEY, matcher)
+    if ALLOWED_ROLES_KEY in annotations:
+        matcher = compile_allowed_roles(annotations[ALLOWED_ROLES_KEY], config.base_role_arn)
+        warnings += risky_pattern_warnings(ALLOWED_ROLES_KEY, matcher)
+    prefix = f"sidecred: namespace {q(name)}: "
+    return NamespaceVerdict(True, warnings=tuple(prefix + w for w in warnings))
+
+
+def decide_namespace(request: Mapping[str, Any], config: Settings) -> Decision:
+    """The /validate answer for a Namespace CREATE/UPDATE (parse_review checked the shape)."""
+    if request.get("operation") not in ("CREATE", "UPDATE"):
+        return Decision(allowed=True, reason="skipped")
+    old = request.get("oldObject") if request.get("operation") == "UPDATE" else None
+    verdict = review_namespace(request.get("object") or {}, old, config)
+    if not verdict.allowed:
+        return Decision(allowed=False, code=403, message=verdict.message, reason="bad-policy")
+    reason = "risky-policy" if verdict.warnings else "allowed"
+    return Decision(allowed=True, warnings=verdict.warnings, reason=reason)
+
+
+def with_namespace_review(decide: Callable[..., Decision]) -> Callable[..., Decision]:
+    """`decide` (the pod validation) with Namespace requests answered by decide_namespace."""
+
+    def decide_validation(
+        request: Mapping[str, Any],
+        namespace: Mapping[str, Any] | None,
+        config: Settings,
+        **kwargs: Any,
+    ) -> Decision:
+        if is_namespace_request(request):
+            return decide_namespace(request, config)
+        return decide(request, namespace, config, **kwargs)
+
+    return decide_validation
+
+
+# --- what a pattern also permits -------------------------------------------------
+
+
+class _Unreadable(Exception):
+    """A construct the witness builder does not follow; no warning is given."""
+
+
+_CATEGORY_CHARS = {
+    sre_constants.CATEGORY_DIGIT: "0",
+    sre_constants.CATEGORY_WORD: "a",
+    sre_constants.CATEGORY_NOT_DIGIT: "a",
+    sre_constants.CATEGORY_NOT_WORD: "/",
+    sre_constants.CATEGORY_NOT_SPACE: "a",
+    sre_constants.CATEGORY_SPACE: " ",
+}
+
+
+def _class_char(items: list[tuple[Any, Any]], wanted: str) -> str | None:
+    """A character of `[...]`, preferring `wanted`; None if the class has none we can name."""
+    negate = bool(items) and items[0][0] is sre_constants.NEGATE
+    body = items[1:] if negate else items
+
+    def contains(ch: str) -> bool:
+        code = ord(ch)
+        for op, arg in body:
+            if op is sre_constants.LITERAL and arg == code:
+                return True
+            if op is sre_constants.RANGE and arg[0] <= code <= arg[1]:
+                return True
+            if op is sre_constants.CATEGORY and _CATEGORY_CHARS.get(arg) == ch:
+                return True
+        return False
+
+    for ch in (wanted, "a", "0", "-", "/"):
+        if contains(ch) != negate:
+            return ch
+    return None
+
+
+def _first_char(op: Any, arg: Any, wanted: str) -> str | None:
+    if op is sre_constants.LITERAL:
+        return chr(arg)
+    if op is sre_constants.ANY:
+        return wanted
+    if op is sre_constants.NOT_LITERAL:
+        return wanted if ord(wanted) != arg else "a"
+    if op is sre_constants.IN:
+        return _class_char(arg, wanted)
+    return None
+
+
+# How a witness fills an unbounded repeat of one character beyond its minimum.
+SHORTEST, SPAN_SLASH, DIGITS = "", "a/a", "0" * 12
+
+
+def _witness(tree: Any, fill: str) -> str:
+    """A string the parsed pattern matches: each unbounded repeat of a single character
+    adds `fill` when that character class allows all of it (SHORTEST adds nothing)."""
+    out = []
+    for op, arg in tree:
+        char = _first_char(op, arg, "a")
+        if char is not None:
+            out.append(char)
+        elif op in (sre_constants.MAX_REPEAT, sre_constants.MIN_REPEAT):
+            low, high, sub = arg
+            out.append(_witness(sub, fill) * low)
+            single = list(sub)
+            if fill and high > 1 and len(single) == 1:
+                if all(_first_char(*single[0], ch) == ch for ch in set(fill)):
+                    out.append(fill)
+        elif op is sre_constants.SUBPATTERN:
+            out.append(_witness(arg[-1], fill))
+        elif op is sre_constants.BRANCH:
+            out.append(_witness(arg[1][0], fill))
+        elif op is not sre_constants.AT:
+            raise _Unreadable(str(op))
+    return "".join(out)
+
+
+def _witnesses(pattern: str) -> dict[str, str]:
+    """Witnesses by fill; {} for a pattern the builder cannot read."""
+    try:
+        tree = sre_parser.parse(pattern)
+        return {fill: _witness(tree, fill) for fill in (SHORTEST, SPAN_SLASH, DIGITS)}
+    except (re.error, _Unreadable, RecursionError, OverflowError, ValueError):
+        return {}
+
+
+def _crosses_slash(key: str, matcher: Any, base_role: str, spanning: str) -> list[str]:
+    found = _ROLE_ARN.fullmatch(spanning)
+    if not (found and matcher.fullmatch(spanning)):
+        return []
+    if found.group(3).count("/") <= base_role.count("/"):
+        return []
+    return [
+        f"{key} lets a '.' match '/', so it also permits roles in deeper paths, such as "
+        f"{q(spanning)}; use [^/] to stay within one path segment"
+    ]
+
+
+def risky_pattern_warnings(key: str, matcher: Any) -> list[str]:
+    """What a compiled policy also permits, as sentences; [] when nothing risky is found."""
+    witnesses = _witnesses(matcher.pattern)
+    base = next(
+        (
+            found
+            for w in (witnesses.get(SHORTEST), witnesses.get(DIGITS))
+            if w is not None and matcher.fullmatch(w) and (found := _ROLE_ARN.fullmatch(w))
+        ),
+        None,
+    )
+    partition, account, role = base.groups() if base else ("aws", PROBE_ACCOUNTS[0], "")
+    warnings = _crosses_slash(key, matcher, role, witnesses.get(SPAN_SLASH, ""))
+    any_role = f"arn:{partition}:iam::{account}:role/{PROBE_ROLE_NAME}"
+    other = next(a for a in PROBE_ACCOUNTS if a != account)
+    elsewhere = f"arn:{partition}:iam::{other}:role/{role or PROBE_ROLE_NAME}"
+    every_role, every_account = (
+        bool(matcher.fullmatch(any_role)),
+        bool(matcher.fullmatch(elsewhere)),
+    )
+    if every_role and every_account and base is None:
+        return [*warnings, f"{key} permits every role in every AWS account"]
+    if every_role:
+        warnings.append(f"{key} permits every role in account {account}, such as {q(any_role)}")
+    if every_account:
+        warnings.append(f"{key} permits roles in every AWS account, such as {q(elsewhere)}")
+    return warnings
+
+
+__all__ = [
+    "NamespaceVerdict",
+    "decide_namespace",
+    "is_namespace_request",
+    "review_namespace",
+    "risky_pattern_warnings",
+    "with_namespace_review",
+]

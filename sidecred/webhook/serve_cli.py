@@ -1,0 +1,95 @@
+"""`sidecred webhook`: the admission webhook over TLS (FastAPI on uvicorn, one process)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import ssl
+import sys
+from pathlib import Path
+
+import uvicorn
+from kubernetes import client
+from kubernetes import config as kube_config
+
+from sidecred.int_range import int_in_range_type
+from sidecred.jsonlog import JsonLineFormatter
+from sidecred.webhook.app import create_app
+from sidecred.pods.settings import add_config_arguments, config_from_args
+from sidecred.kube.event_flags import add_event_arguments
+from sidecred.webhook.event_options import build_event_reporter
+from sidecred.kube.watch import NamespaceCache
+from sidecred.serving.limits import server_config
+from sidecred.webhook.metrics import WebhookMetrics
+from sidecred.kube.client import KubeConfigUnavailable, load_core_api
+from sidecred.serving.cli import add_server_arguments, configure_logging
+from sidecred.serving.tls import DEFAULT_CHECK_INTERVAL, ReloadingServerContext
+
+log = logging.getLogger("sidecred.webhook")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sidecred webhook",
+        description="Serve the sidecred admission webhook (/mutate, /validate) over TLS.",
+    )
+    add_server_arguments(parser, default_port=8443)
+    add_config_arguments(parser)
+    add_event_arguments(parser)
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging(args.log_level)
+    try:
+        config = config_from_args(args)
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    try:
+        tls = ReloadingServerContext(
+            args.tls_cert, args.tls_key, check_interval=DEFAULT_CHECK_INTERVAL
+        )
+    except (OSError, ssl.SSLError) as exc:
+        print(
+            f"sidecred webhook: cannot load --tls-cert {args.tls_cert} / --tls-key {args.tls_key}: {exc}",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        api = load_core_api(args.kubeconfig)
+    except KubeConfigUnavailable as exc:
+        print(f"sidecred webhook: {exc}", file=sys.stderr)
+        return 2
+
+    # urllib3 logs every retry of an unreachable API server; the cache logs the outcome.
+    # (Set after the client's Configuration, which resets this logger's level.)
+    logging.getLogger("urllib3").setLevel(logging.ERROR)
+    metrics = WebhookMetrics()
+    metrics.watch_certificate(lambda: tls.not_after)
+    namespaces = NamespaceCache(api, record_api_call=metrics.record_api_call)
+    try:
+        reporter = build_event_reporter(args, api, metrics.registry)
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    app = create_app(config, namespaces, metrics)
+    if reporter is not None:
+        # uvicorn re-raises SIGTERM once it has shut down, so `finally` would not run:
+        # release the Lease during the app's shutdown instead.
+        app.router.on_shutdown.append(reporter.stop)
+    # Limits against abuse (serving.limits): any pod can reach the webhook.
+    server = server_config(app, args.host, args.port, tls.server_context)
+    namespaces.start()
+    if reporter is not None:
+        reporter.start()
+    log.info(
+        "webhook starting",
+        extra={"fields": {"host": args.host, "port": args.port, "config": vars(config)}},
+    )
+    try:
+        uvicorn.Server(server).run()
+    finally:
+        namespaces.stop()
+    return 0

@@ -1,0 +1,113 @@
+"""Checks for the validating webhook (DESIGN.md 3.3), run after every mutation.
+
+Pure functions over plain pod dicts; each raises Refusal with a stable reason
+and a message that says what to do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sidecred.sidecar import config as sc
+from sidecred.pods.annotations import (
+    INJECTED_KEY,
+    PodOptions,
+    annotations_of,
+    q,
+)
+from sidecred.pods.canonical import forged_reason, token_audiences
+from sidecred.pods.settings import Settings
+from sidecred.webhook.mutate import foreign_endpoint
+from sidecred.pods.sidecar_spec import FULL_URI
+from sidecred.pods.names import SA_TOKEN_VOLUME, SIDECAR_NAME
+from sidecred.pods.pod import env_value, iter_containers, mounted_volumes
+from sidecred.pods.refusal import Refusal
+
+
+def runs_sidecar(container: Mapping[str, Any], config: Settings) -> bool:
+    """The sidecar itself, or a container that could act as one."""
+    return container.get("name") == SIDECAR_NAME or forged_reason(container, config) is not None
+
+
+def check_update(old: Mapping[str, Any], new: Mapping[str, Any], config: Settings) -> None:
+    """On UPDATE the role is fixed: its annotation, the injection record and the sidecar image."""
+    old_ann, new_ann = annotations_of(old), annotations_of(new)
+    for key in (config.annotation_key, INJECTED_KEY):
+        before, after = old_ann.get(key), new_ann.get(key)
+        if before != after:
+            shown_before = "unset" if before is None else q(before, 200)
+            shown_after = "unset" if after is None else q(after, 200)
+            raise Refusal(
+                "role-changed",
+                f"sidecred: annotation {key} cannot change on an existing pod (was {shown_before}, "
+                f"now {shown_after}); change the pod template and let the controller recreate the pod",
+            )
+    # Every container that runs the sidecar, not only the one named sidecred: a second
+    # sidecar admitted at CREATE must not turn into an arbitrary image later either.
+    new_images = {c.get("name"): c.get("image") for _, _, c in iter_containers(new)}
+    for _, _, container in iter_containers(old):
+        if not runs_sidecar(container, config):
+            continue
+        name = container.get("name", "")
+        before, after = container.get("image"), new_images.get(name)
+        if before != after:
+            raise Refusal(
+                "image-changed",
+                f"sidecred: the {q(name)} container runs the credential sidecar, so its image "
+                f"cannot change on an existing pod (was {q(str(before))}, now {q(str(after))}); "
+                "recreate the pod instead",
+            )
+
+
+def check_ephemeral(old: Mapping[str, Any], new: Mapping[str, Any], config: Settings) -> None:
+    """Refuse new ephemeral containers that would share the sidecar's processes, files or token."""
+    protected = {c.get("name") for _, _, c in iter_containers(new) if runs_sidecar(c, config)}
+    protected.add(SIDECAR_NAME)
+    sidecred_volumes = {SA_TOKEN_VOLUME} | {
+        v.get("name")
+        for v in (new.get("spec") or {}).get("volumes") or []
+        if set(token_audiences(v)) & config.sidecred_audiences
+    }
+    existing = {c.get("name") for c in (old.get("spec") or {}).get("ephemeralContainers") or []}
+    for container in (new.get("spec") or {}).get("ephemeralContainers") or []:
+        name = container.get("name", "")
+        if name in existing:
+            continue  # admitted before; judging it again would block every later debug container
+        target = container.get("targetContainerName")
+        if target in protected:
+            raise Refusal(
+                "debug-target",
+                f"sidecred: ephemeral container {q(name)} targets {q(target)}, the credential "
+                "sidecar; it would share the sidecar's processes and files. Debug an application "
+                "container instead (kubectl debug --target=<app container>)",
+            )
+        if mounted := sorted(sidecred_volumes & mounted_volumes(container)):
+            raise Refusal(
+                "debug-target",
+                f"sidecred: ephemeral container {q(name)} mounts {q(mounted[0])}, which only "
+                "the sidecar may read",
+            )
+        if why := forged_reason(container, config):
+            raise Refusal(
+                "forged-sidecar",
+                f"sidecred: ephemeral container {q(name)} {why}; only the sidecar the webhook "
+                "adds may do that",
+            )
+
+
+def check_app_containers(pod: Mapping[str, Any], options: PodOptions, port: int) -> None:
+    """Application containers use only this pod's sidecar (on `port`).
+
+    That no container but the sidecar mounts its token is canonical.check_sidecar's job.
+    """
+    expected = sc.credentials_uri(port)
+    for _, _, container in iter_containers(pod):
+        if container.get("name") == SIDECAR_NAME:
+            continue
+        name = container.get("name", "")
+        if name in options.skip_containers:
+            continue
+        uri = env_value(container, FULL_URI)
+        if uri is not None and uri != expected:
+            raise foreign_endpoint(name, uri, expected)

@@ -1,0 +1,44 @@
+"""Suite-wide guard: every module is imported by its `sidecred.*` name only.
+
+The top-level webhook/, sidecar/, certs/ and broker/ are symlinks into sidecred/
+(the repository's layout), and the repository root is on sys.path for `tests.*`,
+so without this guard `import webhook.decide` would load a second copy of
+`sidecred.webhook.decide`, with its own module state.
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import os
+import sys
+from collections.abc import Sequence
+from importlib.machinery import ModuleSpec
+from types import ModuleType
+
+LAYOUT_LINKS = frozenset({"webhook", "sidecar", "certs", "broker"})
+
+
+class _LayoutLinkGuard(importlib.abc.MetaPathFinder):
+    def find_spec(
+        self,
+        fullname: str,
+        path: Sequence[str] | None,
+        target: ModuleType | None = None,
+    ) -> ModuleSpec | None:
+        top = fullname.partition(".")[0]
+        if top in LAYOUT_LINKS and _resolves_to_link(top):
+            raise ImportError(f"import sidecred.{fullname}, not {fullname} (a layout symlink)")
+        return None
+
+
+def _resolves_to_link(name: str) -> bool:
+    # Only the repository root's symlinks are refused; a test package that
+    # happens to be called `broker` (tests/broker under importlib mode) is not.
+    for entry in sys.path:
+        candidate = os.path.join(entry or ".", name)
+        if os.path.exists(candidate):
+            return os.path.islink(candidate)
+    return False
+
+
+sys.meta_path.insert(0, _LayoutLinkGuard())
