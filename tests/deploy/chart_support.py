@@ -92,6 +92,8 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "replicas": 3,
     },
     "opt-in-labels": {"namespaceLabels": {"sidecred.dev/enabled": "true"}},
+    # No pod events: neither component posts any, and neither is granted what they need.
+    "events-off": {"credentialSource": "broker", "events": {"enabled": False}},
     # OpenShift assigns the user: the UID and GID keys removed with null, a CA bundle
     # mounted into both components, the broker on its own priority class.
     "openshift-extra-volumes": {
