@@ -13,7 +13,7 @@ from deploy import render
 # cert-manager's and the Prometheus Operator's kinds have no schema in
 # kubernetes-validate; tests check the fields the chart relies on instead.
 CERT_MANAGER_KINDS = frozenset({"Issuer", "Certificate"})
-CUSTOM_KINDS = CERT_MANAGER_KINDS | {"ServiceMonitor"}
+CUSTOM_KINDS = CERT_MANAGER_KINDS | {"ServiceMonitor", "PrometheusRule"}
 
 CA_BUNDLE = "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1JSUJJakFOQmdrcWhraUc5dzBCQVFFRkFBT0NBUThBTUlJQkNnS0NBUUVB"
 
@@ -83,7 +83,11 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
     },
     "monitoring-networkpolicy": {
         "credentialSource": "broker",
-        "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}}},
+        "metrics": {
+            "serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
+            "prometheusRule": {"enabled": True, "labels": {"release": "prometheus"}},
+            "dashboard": {"enabled": True},
+        },
         "networkPolicy": {"enabled": True},
     },
     "custom-annotation-key": {
