@@ -100,13 +100,26 @@ class JsonLineFormatter(logging.Formatter):
         return format_line(record.levelname.lower(), record.getMessage(), fields, record.created)
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes each record to sys.stderr as it is then, not as it was when logging was set up
+    (a command run in-process, as the tests run them, may outlive a swapped stderr)."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> IO[str]:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: object) -> None:
+        pass  # StreamHandler.__init__ assigns one; sys.stderr is always used
+
+
 def configure_logging(level: str = DEFAULT_LEVEL, stream: IO[str] | None = None) -> None:
     """Route stdlib logging (ours, uvicorn's, the kubernetes client's) to one JSON-lines handler.
 
     The kubernetes client and urllib3 stay at warning or above whatever the level: at debug
     they log requests and responses, which carry tokens.
     """
-    handler = logging.StreamHandler(sys.stderr if stream is None else stream)
+    handler = _StderrHandler() if stream is None else logging.StreamHandler(stream)
     handler.setFormatter(JsonLineFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -153,3 +153,19 @@ def test_values_extra_args_example_parses_with_the_real_parser(
     assert container["command"] == ["sidecred"] and container["args"][0] == component
     args = parser().parse_args(container["args"][1:])
     assert args.log_level == "debug"
+
+
+def test_logging_follows_stderr_after_the_command_that_set_it_up(
+    restore_logging: None, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A command run in-process (kubectl sidecred's tests, the demo) sets logging up on the
+    stderr of its time; a thread logging after that stderr was closed still reaches the
+    stderr in force, instead of a 'Logging error' on a closed stream."""
+    earlier = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", earlier)
+    configure_logging("info")
+    monkeypatch.undo()
+    earlier.close()
+    logging.getLogger("sidecred.test").info("cache synced")
+    err = capsys.readouterr().err
+    assert json.loads(err)["event"] == "cache synced"
