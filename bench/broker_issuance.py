@@ -176,6 +176,9 @@ class CountingSts:
 class Objects:
     """Pods and namespaces as the watch caches hold them."""
 
+    synced = True
+    last_error = ""
+
     def __init__(self, stub: KubeApiStub) -> None:
         self._stub = stub
 

@@ -1,24 +1,23 @@
 """The one JSON log schema of every sidecred process: `ts`, `level`, `event`, then fields.
 
-The sidecar writes lines with `format_line` directly; the webhook (and anything
-else on stdlib `logging`) installs `JsonLineFormatter`, which maps a record onto
-the same schema. Callers pass only non-secret fields.
+The sidecar writes lines with `format_line` directly; the webhook, the broker and
+the other commands (on stdlib `logging`) install `sidecred.serving.cli.JsonLineFormatter`
+through `sidecred.serving.cli.configure_logging`, which maps a record onto the same
+schema. This module imports neither `logging` nor `typing`: the sidecar's serving
+process pays for what it imports, in every pod. Callers pass only non-secret fields.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import os
-import sys
 import time
-from collections.abc import Mapping
-from typing import IO, TYPE_CHECKING, Any
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
-
-RESERVED_KEYS = ("ts", "level", "event")
+    from collections.abc import Mapping
+    from typing import Any
 
 # `--log-level` of every command, and its env fallback; lines below the level are not written.
 LEVELS = ("debug", "info", "warning", "error")
@@ -82,50 +81,3 @@ def format_line(level: str, event: str, fields: dict[str, Any], now: float) -> s
     for key, value in fields.items():
         record.setdefault(key, value)
     return json.dumps(record, default=str, separators=(",", ":"))
-
-
-class JsonLineFormatter(logging.Formatter):
-    """stdlib logging in the shared schema: `event` is the message, `logger` the logger's name.
-
-    Fields come from `extra={"fields": {...}}`; a traceback goes in `exception`.
-    """
-
-    def format(self, record: logging.LogRecord) -> str:
-        fields: dict[str, Any] = {"logger": record.name}
-        extra = getattr(record, "fields", None)
-        if isinstance(extra, dict):
-            fields.update(extra)
-        if record.exc_info:
-            fields["exception"] = self.formatException(record.exc_info)
-        return format_line(record.levelname.lower(), record.getMessage(), fields, record.created)
-
-
-class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes each record to sys.stderr as it is then, not as it was when logging was set up
-    (a command run in-process, as the tests run them, may outlive a swapped stderr)."""
-
-    @property  # type: ignore[override]
-    def stream(self) -> IO[str]:
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value: object) -> None:
-        pass  # StreamHandler.__init__ assigns one; sys.stderr is always used
-
-
-def configure_logging(level: str = DEFAULT_LEVEL, stream: IO[str] | None = None) -> None:
-    """Route stdlib logging (ours, uvicorn's, the kubernetes client's) to one JSON-lines handler.
-
-    The kubernetes client and urllib3 stay at warning or above whatever the level: at debug
-    they log requests and responses, which carry tokens.
-    """
-    handler = _StderrHandler() if stream is None else logging.StreamHandler(stream)
-    handler.setFormatter(JsonLineFormatter())
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(parse_level(level).upper())
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
-        logging.getLogger(name).handlers[:] = []
-        logging.getLogger(name).propagate = True
-    for name in ("kubernetes", "urllib3"):
-        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))

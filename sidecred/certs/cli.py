@@ -46,7 +46,8 @@ from sidecred.certs.generate import (
     still_valid,
 )
 from sidecred.int_range import int_in_range_type
-from sidecred.jsonlog import add_log_level_argument, configure_logging
+from sidecred.jsonlog import add_log_level_argument
+from sidecred.serving.cli import configure_logging
 
 CA_CERT_FILE = "ca.crt"
 CA_KEY_FILE = "ca.key"

@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 NAMESPACES_PATH = "/api/v1/namespaces"
@@ -112,8 +113,8 @@ def _now() -> str:
 
 def status_object(
     code: int, reason: str, message: str, name: str | None = None, kind: str = "namespaces"
-) -> dict:
-    status: dict = {
+) -> dict[str, Any]:
+    status: dict[str, Any] = {
         "kind": "Status",
         "apiVersion": "v1",
         "metadata": {},
@@ -146,7 +147,7 @@ def _selector_matches(selector: str, labels: dict[str, str]) -> bool:
     return True
 
 
-def _field_matches(selector: str, obj: dict) -> bool:
+def _field_matches(selector: str, obj: dict[str, Any]) -> bool:
     """Field selectors on `metadata.name` and `metadata.namespace`, the ones used here."""
     meta = obj.get("metadata", {})
     fields = {"metadata.name": meta.get("name"), "metadata.namespace": meta.get("namespace")}
@@ -221,10 +222,10 @@ class KubeApiStub:
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
-        self._objects: dict[str, dict[tuple[str | None, str], dict]] = {
+        self._objects: dict[str, dict[tuple[str | None, str], dict[str, Any]]] = {
             plural: {} for plural in RESOURCES
         }
-        self._history: list[tuple[int, str, str, dict]] = []  # (rv, plural, type, object)
+        self._history: list[tuple[int, str, str, dict[str, Any]]] = []  # (rv, plural, type, object)
         self._resource_version = 100
         self._oldest_watchable = 0  # a watch from a resourceVersion below this gets 410
         self._routes: list[tuple[str, re.Pattern[str], str, Handler]] = []
@@ -286,7 +287,7 @@ class KubeApiStub:
         self._routes.append((method.upper(), re.compile(pattern), counter, handler))
 
     # --- state the tests change ----------------------------------------------------
-    def put(self, plural: str, obj: dict) -> dict:
+    def put(self, plural: str, obj: dict[str, Any]) -> dict[str, Any]:
         """Create or replace an object as the test's side of the API server; returns a copy."""
         with self._cond:
             obj = copy.deepcopy(obj)
@@ -303,11 +304,11 @@ class KubeApiStub:
             self._record(plural, "MODIFIED" if old else "ADDED", obj)
             return copy.deepcopy(obj)
 
-    def get(self, plural: str, name: str, namespace: str | None = None) -> dict | None:
+    def get(self, plural: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
         with self._cond:
             return copy.deepcopy(self._objects[plural].get((namespace, name)))
 
-    def items(self, plural: str, namespace: str | None = None) -> list[dict]:
+    def items(self, plural: str, namespace: str | None = None) -> list[dict[str, Any]]:
         with self._cond:
             return [
                 copy.deepcopy(obj)
@@ -320,7 +321,7 @@ class KubeApiStub:
             obj = copy.deepcopy(self._objects[plural][(namespace, name)])
             self._record(plural, "DELETED", obj)
 
-    def add_namespace(self, name: str, annotations: dict[str, str] | None = None) -> dict:
+    def add_namespace(self, name: str, annotations: dict[str, str] | None = None) -> dict[str, Any]:
         return self.put(
             "namespaces",
             {
@@ -334,7 +335,7 @@ class KubeApiStub:
             },
         )
 
-    def set_annotations(self, name: str, annotations: dict[str, str]) -> dict:
+    def set_annotations(self, name: str, annotations: dict[str, str]) -> dict[str, Any]:
         obj = self.get("namespaces", name)
         if obj is None:
             raise KeyError(name)
@@ -363,7 +364,7 @@ class KubeApiStub:
             self._oldest_watchable = self._resource_version
             self._history.clear()
 
-    def _record(self, plural: str, event: str, obj: dict) -> None:
+    def _record(self, plural: str, event: str, obj: dict[str, Any]) -> None:
         """Store (or drop) `obj` under a new resourceVersion and wake watchers. Holds _cond."""
         self._resource_version += 1
         meta = obj["metadata"]
@@ -381,7 +382,7 @@ class KubeApiStub:
         self.requests[key] += 1
 
     # --- storage verbs (called by the HTTP handler) --------------------------------
-    def _list_body(self, target: _Target, query: dict[str, str]) -> dict:
+    def _list_body(self, target: _Target, query: dict[str, str]) -> dict[str, Any]:
         labels, fields = query.get("labelSelector", ""), query.get("fieldSelector", "")
         with self._cond:
             items = []
@@ -516,7 +517,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
                 self._watch(target, query)
             else:
                 self._send(json_response(200, self.stub._list_body(target, query)))
-        elif method == "GET":
+        elif method == "GET" and target.name is not None:
             self.stub._count(target.resource, "get")
             obj = self.stub.get(target.resource.plural, target.name, target.namespace)
             self._send(json_response(200, obj) if obj else self.stub._not_found(target))
@@ -534,7 +535,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(response.body)
 
-    def _chunk(self, payload: dict) -> None:
+    def _chunk(self, payload: dict[str, Any]) -> None:
         data = json.dumps(payload).encode() + b"\n"
         self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
         self.wfile.flush()
@@ -577,7 +578,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
         timer.daemon = True
         timer.start()
 
-        def wanted(entry: tuple[int, str, str, dict]) -> bool:
+        def wanted(entry: tuple[int, str, str, dict[str, Any]]) -> bool:
             _, kind_plural, event, obj = entry
             if kind_plural != plural:
                 return False

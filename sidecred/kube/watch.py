@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import urllib3
 from kubernetes import client, watch
@@ -60,9 +60,20 @@ UNAVAILABLE = "unavailable"
 class Lookup:
     """An object as a plain dict, or None with `error` saying why."""
 
-    object: dict | None
+    object: dict[str, Any] | None
     source: str  # cache | api | not-found | unavailable
     error: str = ""
+
+
+class NamespaceSource(Protocol):
+    """Namespaces by name, as the webhook and the broker read them (NamespaceCache)."""
+
+    last_error: str
+
+    @property
+    def synced(self) -> bool: ...
+
+    def get(self, name: str) -> Lookup: ...
 
 
 # Only sidecred's own pods are watched: every pod the webhook injects carries this label.
@@ -97,7 +108,7 @@ class WatchCache:
     def __init__(
         self,
         kind: str,
-        list_func: Callable,
+        list_func: Callable[..., Any],
         read_func: Callable[..., object],
         *,
         label_selector: str = "",
@@ -113,7 +124,7 @@ class WatchCache:
         self._record = record_api_call or (lambda verb, result: None)
         self._watch_timeout = watch_timeout_seconds
         self._lock = threading.Lock()
-        self._store: dict[Key, dict] = {}
+        self._store: dict[Key, dict[str, Any]] = {}
         self._clock = clock
         self._remember = remember_missing
         # Recent 404s (key -> when), and the GET in flight per key that others wait on.
@@ -166,11 +177,11 @@ class WatchCache:
             self._synced.clear()
 
     # --- lookups -------------------------------------------------------------------
-    def cached_key(self, key: Key) -> dict | None:
+    def cached_key(self, key: Key) -> dict[str, Any] | None:
         with self._lock:
             return self._store.get(key)
 
-    def objects(self) -> list[dict]:
+    def objects(self) -> list[dict[str, Any]]:
         """Every cached object (a snapshot)."""
         with self._lock:
             return list(self._store.values())
@@ -236,7 +247,7 @@ class WatchCache:
         return Lookup(obj, FETCHED)
 
     # --- list and watch ------------------------------------------------------------
-    def _call(self, verb: str, func: Callable, *args: object, **kwargs: object):
+    def _call(self, verb: str, func: Callable[..., Any], *args: object, **kwargs: object) -> Any:
         self.api_calls[verb] += 1
         try:
             result = func(*args, _preload_content=False, **kwargs)
@@ -250,7 +261,7 @@ class WatchCache:
         return result
 
     @staticmethod
-    def _key(obj: dict) -> Key:
+    def _key(obj: dict[str, Any]) -> Key:
         metadata = obj.get("metadata") or {}
         return (metadata.get("namespace") or "", metadata["name"])
 
@@ -329,26 +340,6 @@ class WatchCache:
             self._stopping.wait(delay)
 
 
-class StaticNamespaces:
-    """An in-memory namespace source with the NamespaceCache interface, for the pure tests,
-    the check CLI and the demo: the namespaces given, everything else not found."""
-
-    synced = True
-    last_error = ""
-
-    def __init__(self, *namespaces: dict) -> None:
-        self._by_name = {ns["metadata"]["name"]: ns for ns in namespaces}
-
-    def cached(self, name: str) -> dict | None:
-        return self._by_name.get(name)
-
-    def get(self, name: str) -> Lookup:
-        found = self._by_name.get(name)
-        if found is None:
-            return Lookup(None, NOT_FOUND, f'namespace "{name}" not found')
-        return Lookup(found, CACHE)
-
-
 class NamespaceCache(WatchCache):
     """Every namespace (their policy annotations decide admission and issuance)."""
 
@@ -359,7 +350,7 @@ class NamespaceCache(WatchCache):
         kwargs.setdefault("remember_missing", True)
         super().__init__("namespace", api.list_namespace, read, **kwargs)
 
-    def cached(self, name: str) -> dict | None:
+    def cached(self, name: str) -> dict[str, Any] | None:
         return self.cached_key(("", name))
 
     def get(self, name: str) -> Lookup:

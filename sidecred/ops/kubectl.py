@@ -20,13 +20,14 @@ import argparse
 import re
 import sys
 from collections.abc import Callable
+from typing import Any
 
 import urllib3
 from kubernetes import client
 from kubernetes import config as kube_config
 
 from sidecred import __version__
-from sidecred.jsonlog import add_log_level_argument, configure_logging
+from sidecred.jsonlog import add_log_level_argument
 from sidecred.ops.audit import COLUMNS as AUDIT_COLUMNS
 from sidecred.ops.audit import collect_findings, finding_rows
 from sidecred.ops.check import check_live, warnings_of
@@ -41,6 +42,7 @@ from sidecred.ops.output import OUTPUT_FORMATS, render
 from sidecred.ops.status import COLUMNS as STATUS_COLUMNS
 from sidecred.ops.status import collect_status, collect_statuses
 from sidecred.pods.settings import Settings, add_config_arguments
+from sidecred.serving.cli import configure_logging
 from sidecred.webhook.check_cli import UsageError as FileError
 
 PROG = "kubectl sidecred"
@@ -68,17 +70,18 @@ def request_timeout(text: str) -> float | None:
     return seconds or None
 
 
-class TimedApiClient(client.ApiClient):
+def timed_api_client(configuration: client.Configuration, timeout: float | None) -> Any:
     """An API client whose requests without a timeout of their own get --request-timeout."""
+    api_client = client.ApiClient(configuration)
+    plain_request = api_client.request
 
-    def __init__(self, configuration: client.Configuration, timeout: float | None) -> None:
-        super().__init__(configuration)
-        self.request_timeout = timeout
+    def request(*args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("_request_timeout") is None and timeout:
+            kwargs["_request_timeout"] = timeout
+        return plain_request(*args, **kwargs)
 
-    def request(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        if kwargs.get("_request_timeout") is None and self.request_timeout:
-            kwargs["_request_timeout"] = self.request_timeout
-        return super().request(*args, **kwargs)
+    api_client.request = request
+    return api_client
 
 
 def load_api(
@@ -97,7 +100,7 @@ def load_api(
     namespace = (chosen or {}).get("context", {}).get("namespace") or "default"
     if timeout:
         configuration.retries = 0  # give up after the timeout, as kubectl does, not 4 of them
-    return client.CoreV1Api(TimedApiClient(configuration, timeout)), namespace
+    return client.CoreV1Api(timed_api_client(configuration, timeout)), namespace
 
 
 def common_flags() -> argparse.ArgumentParser:

@@ -1,4 +1,4 @@
-"""The canonical sidecar (DESIGN.md 3.3): the one definition of "the sidecar" for a pod.
+"""The canonical sidecar (SECURITY.md, Path 2): the one definition of "the sidecar" for a pod.
 
 Admission and the broker both ask the same two questions, so both import this
 module: what `sidecred` container would the webhook build for this pod and

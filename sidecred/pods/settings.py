@@ -139,10 +139,13 @@ class Settings:
         limits=(600, 2**31 - 1),  # the API server's minimum is 600 s
     )
     sidecar_cpu_request: str = option("10m", "sidecar CPU request")
-    sidecar_memory_request: str = option("32Mi", "sidecar memory request")
-    # start-up imports botocore; a tight limit slows every pod start
+    # Measured (bench/RESULTS.md, Footprint): the serving process holds about 12 MB RSS
+    # (5 MB anonymous); each `sidecred fetch` child adds about 17 MB RSS while it runs,
+    # and at most two run at once (however many roles the pod has).
+    sidecar_memory_request: str = option("16Mi", "sidecar memory request")
+    # Each fetch starts an interpreter; a tight CPU limit slows every pod's start.
     sidecar_cpu_limit: str = option("500m", "sidecar CPU limit")
-    sidecar_memory_limit: str = option("96Mi", "sidecar memory limit")
+    sidecar_memory_limit: str = option("48Mi", "sidecar memory limit")
     # Pod-level: added to spec.imagePullSecrets, so the kubelet can pull sidecar_image.
     sidecar_image_pull_secrets: tuple[str, ...] = option(
         (), "comma-separated Secret names added to each injected pod's imagePullSecrets"
@@ -204,7 +207,8 @@ def _convert(f: Any, value: str, problems: list[str]) -> object:
             problems.append(f"{_flag(f.name)}={value!r} is not true or false")
         return value.lower() in TRUE_WORDS
     if f.metadata["limits"]:
-        return int_in_range_or_problem(_flag(f.name), value, *f.metadata["limits"], problems)
+        low, high = f.metadata["limits"]
+        return int_in_range_or_problem(_flag(f.name), value, low, high, problems)
     if isinstance(f.default, tuple):
         return tuple(dict.fromkeys(item.strip() for item in value.split(",") if item.strip()))
     return value

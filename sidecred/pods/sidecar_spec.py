@@ -21,7 +21,7 @@ from sidecred.pods.names import (
     TOKEN_VOLUME,
 )
 from sidecred.pods.pod import env_value, find_sidecar
-from sidecred.pods.session import namespaced_session_name
+from sidecred.pods.session import custom_session_name
 from sidecred.pods.settings import Settings
 from sidecred.sidecar import config as sc
 
@@ -63,7 +63,7 @@ def plan_injection(
         token = env_value(existing[2], sc.ENV_AUTH_TOKEN) or None
     if options.token_mode == "env" and token is None:
         token = new_token()
-    session = options.session_name and namespaced_session_name(namespace, options.session_name)
+    session = options.session_name and custom_session_name(namespace, options.session_name)
     return Injection(
         role_arn, options, config, config.sidecar_port, options.token_mode, token, session or None
     )
@@ -131,7 +131,7 @@ def build_sidecar(inj: Injection) -> dict[str, Any]:
     cfg = inj.config
     native = cfg.sidecar_mode == "native"
     env = sidecar_env(inj)
-    mounts = []
+    mounts: list[dict[str, Any]] = []
     if inj.token_mode == "file":
         mounts.append({"name": TOKEN_VOLUME, "mountPath": TOKEN_DIR})
     if uses_sa_token(cfg):

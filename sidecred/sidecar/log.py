@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import IO, Any
 
 from sidecred.jsonlog import format_line, is_enabled, level_from_env, parse_level
+
+TYPE_CHECKING = False  # `typing` is not imported: the serving process would pay ~2 MB for it
+if TYPE_CHECKING:
+    from typing import IO, Any
 
 # The least severe level written; None until set or first read from SIDECRED_LOG_LEVEL.
 _threshold: str | None = None

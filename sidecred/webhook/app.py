@@ -13,22 +13,22 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
+from sidecred.kube.watch import CACHE, NamespaceSource
 from sidecred.pods.settings import Settings
+from sidecred.serving.http import add_metrics_and_last_resort
 from sidecred.webhook.decide import (
     Decision,
     decide_mutation,
     decide_validation,
     namespace_to_lookup,
 )
-from sidecred.kube.watch import CACHE, Lookup
-from sidecred.serving.http import add_metrics_and_last_resort
 from sidecred.webhook.metrics import WebhookMetrics
 from sidecred.webhook.namespace_review import with_namespace_review
 from sidecred.webhook.review import MAX_REVIEW_BYTES, ReviewError, build_review, parse_review
@@ -40,17 +40,6 @@ INTERNAL_ERROR_MESSAGE = (
     "sidecred: internal error while deciding this request; it is refused (fail closed). "
     "See the webhook's log for details."
 )
-
-
-class NamespaceSource(Protocol):
-    """What the app needs from the namespace cache (kube.watch.NamespaceCache)."""
-
-    @property
-    def synced(self) -> bool: ...
-
-    last_error: str
-
-    def get(self, name: str) -> Lookup: ...
 
 
 Decide = Callable[..., Decision]
@@ -95,7 +84,7 @@ class Admission:
     metrics: WebhookMetrics
     clock: Callable[[], float] = time.perf_counter
 
-    async def look_up_namespace(self, request: dict[str, Any]) -> tuple[dict | None, str]:
+    async def look_up_namespace(self, request: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
         """The namespace the request needs (or None) and why it could not be read.
 
         A cache hit is answered on the event loop; only a miss, which may wait on
@@ -106,7 +95,9 @@ class Admission:
         if name is None:
             return None, ""
         # A cache that can answer without blocking (kube.watch.NamespaceCache.cached).
-        cached: Callable[[str], dict | None] | None = getattr(self.namespaces, "cached", None)
+        cached: Callable[[str], dict[str, Any] | None] | None = getattr(
+            self.namespaces, "cached", None
+        )
         namespace = cached(name) if cached is not None else None
         if namespace is not None:
             self.metrics.record_namespace_lookup(CACHE)

@@ -22,8 +22,9 @@ from typing import Any
 
 import yaml
 
-from sidecred.jsonlog import add_log_level_argument, configure_logging
+from sidecred.jsonlog import add_log_level_argument
 from sidecred.pods.settings import Settings, add_config_arguments, config_from_args
+from sidecred.serving.cli import configure_logging
 from sidecred.webhook.decide import Decision, decide_mutation, decide_validation
 from sidecred.webhook.mutate import apply_patch
 from sidecred.webhook.review import pod_request
@@ -164,7 +165,8 @@ class Inputs:
 
 
 def object_label(obj: dict[str, Any], index: int) -> str:
-    metadata = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+    metadata = obj.get("metadata")
+    metadata = metadata if isinstance(metadata, dict) else {}
     name = metadata.get("name") or metadata.get("generateName") or f"#{index}"
     return f"{obj.get('kind')}/{name}"
 
@@ -202,7 +204,8 @@ class Outcome:
 
 
 def namespace_for(pod: dict[str, Any], namespaces: dict[str, dict[str, Any]]) -> str:
-    metadata = pod.get("metadata") if isinstance(pod.get("metadata"), dict) else {}
+    metadata = pod.get("metadata")
+    metadata = metadata if isinstance(metadata, dict) else {}
     if metadata.get("namespace"):
         return str(metadata["namespace"])
     return next(iter(namespaces)) if len(namespaces) == 1 else "default"

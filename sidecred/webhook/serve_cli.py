@@ -6,24 +6,19 @@ import argparse
 import logging
 import ssl
 import sys
-from pathlib import Path
 
 import uvicorn
-from kubernetes import client
-from kubernetes import config as kube_config
 
-from sidecred.int_range import int_in_range_type
-from sidecred.jsonlog import JsonLineFormatter
-from sidecred.webhook.app import create_app
-from sidecred.pods.settings import add_config_arguments, config_from_args
-from sidecred.kube.event_flags import add_event_arguments
-from sidecred.webhook.event_options import build_event_reporter
-from sidecred.kube.watch import NamespaceCache
-from sidecred.serving.limits import server_config
-from sidecred.webhook.metrics import WebhookMetrics
 from sidecred.kube.client import KubeConfigUnavailable, load_core_api
+from sidecred.kube.event_flags import add_event_arguments
+from sidecred.kube.watch import NamespaceCache
+from sidecred.pods.settings import add_config_arguments, config_from_args
 from sidecred.serving.cli import add_server_arguments, configure_logging
+from sidecred.serving.limits import server_config
 from sidecred.serving.tls import DEFAULT_CHECK_INTERVAL, ReloadingServerContext
+from sidecred.webhook.app import create_app
+from sidecred.webhook.event_options import build_event_reporter
+from sidecred.webhook.metrics import WebhookMetrics
 
 log = logging.getLogger("sidecred.webhook")
 

@@ -18,8 +18,9 @@ import yaml
 from deploy import render
 from sidecred import cli
 from sidecred.broker.serve_cli import build_parser as broker_parser
-from sidecred.jsonlog import ENV_LOG_LEVEL, configure_logging, level_from_env
+from sidecred.jsonlog import ENV_LOG_LEVEL, level_from_env
 from sidecred.ops import kubectl
+from sidecred.serving.cli import configure_logging
 from sidecred.sidecar import log as sidecar_log
 from sidecred.webhook.serve_cli import build_parser as webhook_parser
 

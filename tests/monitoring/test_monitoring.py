@@ -52,7 +52,7 @@ def metric_names(expr: str) -> set[str]:
 
 
 DASHBOARD = render.DASHBOARD_SOURCE
-RUNBOOK = MONITORING / "RUNBOOK.md"
+RUNBOOK = REPO / "deploy/monitoring/RUNBOOK.md"
 ENABLED = {"metrics": {"prometheusRule": {"enabled": True}, "dashboard": {"enabled": True}}}
 
 
