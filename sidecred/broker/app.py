@@ -18,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from sidecred.broker.issuer import Issuer, refused
 from sidecred.broker.metrics import BrokerMetrics
 from sidecred.pods.refusal import Refusal
+from sidecred.serving.drain import DRAINING, Drain
 from sidecred.serving.http import add_metrics_and_last_resort
 
 log = logging.getLogger("sidecred.broker")
@@ -40,6 +41,7 @@ def create_app(
     metrics: BrokerMetrics,
     *,
     clock: Callable[[], float] = time.perf_counter,
+    drain: Drain | None = None,
 ) -> FastAPI:
     app = FastAPI(title="sidecred broker", docs_url=None, redoc_url=None, openapi_url=None)
 
@@ -75,6 +77,8 @@ def create_app(
 
     @app.get("/readyz")
     async def readyz() -> Response:
+        if drain is not None and drain.draining:
+            return JSONResponse({"status": "not ready", "reason": DRAINING}, status_code=503)
         waiting = [cache for cache in caches if not cache.synced]
         if not waiting:
             return JSONResponse({"status": "ready"})

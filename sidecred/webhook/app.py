@@ -22,6 +22,7 @@ from starlette.requests import ClientDisconnect
 
 from sidecred.kube.watch import CACHE, NamespaceSource
 from sidecred.pods.settings import Settings
+from sidecred.serving.drain import DRAINING, Drain
 from sidecred.serving.http import add_metrics_and_last_resort
 from sidecred.webhook.decide import (
     Decision,
@@ -174,6 +175,7 @@ def create_app(
     metrics: WebhookMetrics,
     *,
     clock: Callable[[], float] = time.perf_counter,
+    drain: Drain | None = None,
 ) -> FastAPI:
     """The webhook's routes wired to an Admission."""
     app = FastAPI(title="sidecred webhook", docs_url=None, redoc_url=None, openapi_url=None)
@@ -198,6 +200,8 @@ def create_app(
 
     @app.get("/readyz")
     async def readyz() -> Response:
+        if drain is not None and drain.draining:
+            return JSONResponse({"status": "not ready", "reason": DRAINING}, status_code=503)
         if namespaces.synced:
             return JSONResponse({"status": "ready"})
         cause = namespaces.last_error or "waiting for the first namespace list"

@@ -12,7 +12,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from sidecred.pods.annotations import PodOptions, annotations_of, q, read_pod_options
-from sidecred.pods.canonical import SidecarVerdict, all_containers, check_sidecar, pod_role
+from sidecred.pods.canonical import (
+    SidecarVerdict,
+    all_containers,
+    check_sidecar,
+    pod_role,
+    served_port,
+)
 from sidecred.pods.names import SIDECAR_NAME
 from sidecred.pods.pod import (
     check_pod_shape,
@@ -251,7 +257,7 @@ def _decide_pod_create(
             "sidecar: the sidecred mutating webhook did not run; check its registration",
         )
     _check_policy(read.role_arn, request, namespace, config, namespace_error)
-    check_app_containers(read.pod, read.options, config.sidecar_port)
+    check_app_containers(read.pod, read.options, served_port(read.pod, config))
     return Decision(allowed=True, warnings=tuple(warnings))
 
 

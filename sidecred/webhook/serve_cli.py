@@ -7,14 +7,14 @@ import logging
 import ssl
 import sys
 
-import uvicorn
-
 from sidecred.kube.client import KubeConfigUnavailable, load_core_api
 from sidecred.kube.event_flags import add_event_arguments
 from sidecred.kube.watch import NamespaceCache
 from sidecred.pods.settings import add_config_arguments, config_from_args
-from sidecred.serving.cli import add_server_arguments, configure_logging
-from sidecred.serving.limits import server_config
+from sidecred.serving.cli import add_server_arguments, configure_logging, shutdown_delay
+from sidecred.serving.drain import Drain
+from sidecred.serving.listen import shown_address
+from sidecred.serving.run import serve_tls
 from sidecred.serving.tls import DEFAULT_CHECK_INTERVAL, ReloadingServerContext
 from sidecred.webhook.app import create_app
 from sidecred.webhook.event_options import build_event_reporter
@@ -39,6 +39,7 @@ def main(argv: list[str]) -> int:
     configure_logging(args.log_level)
     try:
         config = config_from_args(args)
+        drain = Drain(shutdown_delay(args))
     except ValueError as exc:
         print(exc, file=sys.stderr)
         return 2
@@ -69,22 +70,27 @@ def main(argv: list[str]) -> int:
     except ValueError as exc:
         print(exc, file=sys.stderr)
         return 2
-    app = create_app(config, namespaces, metrics)
+    app = create_app(config, namespaces, metrics, drain=drain)
     if reporter is not None:
         # uvicorn re-raises SIGTERM once it has shut down, so `finally` would not run:
         # release the Lease during the app's shutdown instead.
         app.router.on_shutdown.append(reporter.stop)
-    # Limits against abuse (serving.limits): any pod can reach the webhook.
-    server = server_config(app, args.host, args.port, tls.server_context)
     namespaces.start()
     if reporter is not None:
         reporter.start()
     log.info(
         "webhook starting",
-        extra={"fields": {"host": args.host, "port": args.port, "config": vars(config)}},
+        extra={
+            "fields": {
+                "host": shown_address(args.host),
+                "port": args.port,
+                "shutdown_delay_seconds": drain.delay,
+                "config": config.loggable(),
+            }
+        },
     )
     try:
-        uvicorn.Server(server).run()
+        # Limits against abuse (serving.limits): any pod can reach the webhook.
+        return serve_tls(app, args.host, args.port, tls.server_context, drain)
     finally:
         namespaces.stop()
-    return 0
