@@ -7,8 +7,10 @@ of `{"type", "object"}` lines that stays open and pushes events as the test
 changes objects, GETs with a real `Status` 404, create (201, 409 when the name
 is taken), replace (409 on a stale resourceVersion, which leader election
 relies on), delete, and an `ERROR` event with code 410 when a watch asks for a
-compacted resourceVersion. Endpoints that are not plain storage (TokenReview,
-the pod proxy) are added by the caller with `route()`.
+compacted resourceVersion. A watch with a label selector sends ADDED when an
+object starts matching it and DELETED when it stops, as kube-apiserver does.
+Endpoints that are not plain storage (TokenReview, the service-account issuer's
+keys, the pod proxy) are added by the caller with `route()`.
 
 It can be stopped and restarted on the same port (the "API server went away"
 case) and counts requests so tests can prove a warm cache makes none: for
@@ -96,6 +98,8 @@ class StubResponse:
 
 
 Handler = Callable[[StubRequest], StubResponse]
+# (resourceVersion, plural, event type, object, its labels before a MODIFIED or None)
+History = tuple[int, str, str, dict[str, Any], dict[str, str] | None]
 
 
 def json_response(code: int, obj: object) -> StubResponse:
@@ -225,7 +229,8 @@ class KubeApiStub:
         self._objects: dict[str, dict[tuple[str | None, str], dict[str, Any]]] = {
             plural: {} for plural in RESOURCES
         }
-        self._history: list[tuple[int, str, str, dict[str, Any]]] = []  # (rv, plural, type, object)
+        # (rv, plural, type, object, labels before a MODIFIED): a selector watch needs both.
+        self._history: list[History] = []
         self._resource_version = 100
         self._oldest_watchable = 0  # a watch from a resourceVersion below this gets 410
         self._routes: list[tuple[str, re.Pattern[str], str, Handler]] = []
@@ -355,7 +360,7 @@ class KubeApiStub:
                     "apiVersion": resource.group_version,
                     "metadata": {"resourceVersion": str(self._resource_version)},
                 }
-                self._history.append((self._resource_version, plural, "BOOKMARK", obj))
+                self._history.append((self._resource_version, plural, "BOOKMARK", obj, None))
             self._cond.notify_all()
 
     def compact(self) -> None:
@@ -370,11 +375,13 @@ class KubeApiStub:
         meta = obj["metadata"]
         meta["resourceVersion"] = str(self._resource_version)
         key = (meta.get("namespace") if RESOURCES[plural].namespaced else None, meta["name"])
+        old = self._objects[plural].get(key)
+        before = dict(old["metadata"].get("labels") or {}) if old and event == "MODIFIED" else None
         if event == "DELETED":
             self._objects[plural].pop(key, None)
         else:
             self._objects[plural][key] = obj
-        self._history.append((self._resource_version, plural, event, copy.deepcopy(obj)))
+        self._history.append((self._resource_version, plural, event, copy.deepcopy(obj), before))
         self._cond.notify_all()
 
     def _count(self, resource: Resource, verb: str) -> None:
@@ -578,17 +585,26 @@ class _RequestHandler(BaseHTTPRequestHandler):
         timer.daemon = True
         timer.start()
 
-        def wanted(entry: tuple[int, str, str, dict[str, Any]]) -> bool:
-            _, kind_plural, event, obj = entry
+        def sent_as(entry: History) -> str | None:
+            """The event this watch sends for `entry`, or None. As kube-apiserver does, an
+            object that starts matching the label selector is ADDED and one that stops is
+            DELETED."""
+            _, kind_plural, event, obj, before = entry
             if kind_plural != plural:
-                return False
+                return None
             if event == "BOOKMARK":
-                return bookmarks
+                return event if bookmarks else None
             meta = obj["metadata"]
             if target.namespace is not None and meta.get("namespace") != target.namespace:
-                return False
-            return _selector_matches(labels, meta.get("labels") or {}) and _field_matches(
-                fields, obj
+                return None
+            if not _field_matches(fields, obj):
+                return None
+            now = _selector_matches(labels, meta.get("labels") or {})
+            if before is None:
+                return event if now else None
+            was = _selector_matches(labels, before)
+            return {(True, True): event, (False, True): "ADDED", (True, False): "DELETED"}.get(
+                (was, now)
             )
 
         try:
@@ -602,7 +618,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
                         return
                 for entry in pending:
                     since = entry[0]
-                    if wanted(entry):
-                        self._chunk({"type": entry[2], "object": entry[3]})
+                    if event := sent_as(entry):
+                        self._chunk({"type": event, "object": entry[3]})
         finally:
             timer.cancel()

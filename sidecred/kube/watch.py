@@ -9,7 +9,12 @@ plain JSON dicts the API server sent (never typed models, which drop fields).
 A lookup answers from the cache without an API call. On a miss it reads the
 object directly and caches it, because an object created a moment before it
 is first asked about may not have reached the watch yet. If that read fails
-the lookup says why, and the caller fails closed.
+the lookup says why, and the caller fails closed. An object outside the label
+selector is answered but never cached: the watch would not report its deletion.
+
+`on_removed(key, uid)` is told of every object that leaves the cache (deleted,
+leaving the selector, or missing from a relist), so its owner can drop what it
+holds for that uid at once.
 
 `NamespaceCache` (the webhook's and the broker's namespace policies) and
 `PodCache` (sidecred's injected pods, by label) are the two instances.
@@ -23,7 +28,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -79,6 +84,26 @@ class NamespaceSource(Protocol):
 # Only sidecred's own pods are watched: every pod the webhook injects carries this label.
 INJECTED_POD_SELECTOR = f"{INJECTED_LABEL}=true"
 
+
+def selector_matches(selector: str, labels: Mapping[str, str]) -> bool:
+    """Whether `labels` match an equality-based selector (`k=v`, `k==v`, `k!=v`, `k`, `!k`)."""
+    for term in filter(None, (t.strip() for t in selector.split(","))):
+        if "!=" in term:
+            key, value = term.split("!=", 1)
+            if labels.get(key.strip()) == value.strip():
+                return False
+        elif "=" in term:
+            key, value = term.replace("==", "=").split("=", 1)
+            if labels.get(key.strip()) != value.strip():
+                return False
+        elif term.startswith("!"):
+            if term[1:].strip() in labels:
+                return False
+        elif term not in labels:
+            return False
+    return True
+
+
 Key = tuple[str, str]  # (namespace, name); namespace "" for cluster-scoped objects
 
 
@@ -116,11 +141,13 @@ class WatchCache:
         watch_timeout_seconds: int = WATCH_TIMEOUT_SECONDS,
         clock: Callable[[], float] = time.monotonic,
         remember_missing: bool = False,
+        on_removed: Callable[[Key, str], None] | None = None,
     ) -> None:
         self.kind = kind  # "namespace", "pod": for messages and logs
         self._list_func = list_func
         self._read_func = read_func
         self._selector = {"label_selector": label_selector} if label_selector else {}
+        self._on_removed = on_removed
         self._record = record_api_call or (lambda verb, result: None)
         self._watch_timeout = watch_timeout_seconds
         self._lock = threading.Lock()
@@ -163,8 +190,8 @@ class WatchCache:
         self._thread.start()
 
     def stop(self, timeout: float = 5.0, *, forget: bool = False) -> None:
-        """End the watch; with `forget`, drop every cached object too (not synced until
-        a later start() has listed again)."""
+        """End the watch; with `forget`, drop every cached object too, each reported to
+        `on_removed` (not synced until a later start() has listed again)."""
         self._stopping.set()
         if self._watch is not None:
             self._watch.stop()  # shuts the stream's socket, waking the blocked read
@@ -172,9 +199,10 @@ class WatchCache:
             self._thread.join(timeout)
         if forget:
             with self._lock:
-                self._store = {}
+                gone, self._store = list(self._store.items()), {}
                 self._missing.clear()
             self._synced.clear()
+            self._removed(gone)
 
     # --- lookups -------------------------------------------------------------------
     def cached_key(self, key: Key) -> dict[str, Any] | None:
@@ -241,10 +269,27 @@ class WatchCache:
         except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
             message = f"Kubernetes API unreachable reading {shown}: {_describe(exc)}"
             return Lookup(None, UNAVAILABLE, message)
+        if not self._selected(obj):
+            return Lookup(obj, FETCHED)
         with self._lock:
             # A watch event may have arrived meanwhile; it is at least as new.
             obj = self._store.setdefault(key, obj)
         return Lookup(obj, FETCHED)
+
+    # --- leaving the cache -----------------------------------------------------------
+    def _selected(self, obj: dict[str, Any]) -> bool:
+        """Whether the watch would report on `obj`: only then may the cache hold it."""
+        labels = (obj.get("metadata") or {}).get("labels") or {}
+        return selector_matches(self._selector.get("label_selector", ""), labels)
+
+    def _removed(self, gone: list[tuple[Key, dict[str, Any]]]) -> None:
+        if self._on_removed is None:
+            return
+        for key, obj in gone:
+            try:
+                self._on_removed(key, str((obj.get("metadata") or {}).get("uid") or ""))
+            except Exception:
+                log.exception("%s cache: on_removed failed for %s", self.kind, key)
 
     # --- list and watch ------------------------------------------------------------
     def _call(self, verb: str, func: Callable[..., Any], *args: object, **kwargs: object) -> Any:
@@ -272,7 +317,15 @@ class WatchCache:
         body = json.loads(response.data)
         store = {self._key(item): item for item in body.get("items") or []}
         with self._lock:
-            self._store = store
+            old, self._store = self._store, store
+        uids = {(key, (obj.get("metadata") or {}).get("uid")) for key, obj in store.items()}
+        self._removed(
+            [
+                (k, o)
+                for k, o in old.items()
+                if (k, (o.get("metadata") or {}).get("uid")) not in uids
+            ]
+        )
         self._synced.set()
         log.info("%s cache synced: %d objects", self.kind, len(store))
         return str(body["metadata"]["resourceVersion"])
@@ -303,6 +356,7 @@ class WatchCache:
             elif kind == "DELETED":
                 with self._lock:
                     self._store.pop(self._key(obj), None)
+                self._removed([(self._key(obj), obj)])
             resource_version = str(metadata.get("resourceVersion") or resource_version)
             if self._stopping.is_set():
                 break
@@ -366,6 +420,10 @@ class PodCache(WatchCache):
 
         kwargs.setdefault("label_selector", INJECTED_POD_SELECTOR)
         super().__init__("pod", api.list_pod_for_all_namespaces, read, **kwargs)
+
+    def cached(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The pod if the watch holds it; never an API call."""
+        return self.cached_key((namespace, name))
 
     def get(self, namespace: str, name: str) -> Lookup:
         return self.lookup((namespace, name))

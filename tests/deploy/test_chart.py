@@ -82,6 +82,7 @@ WEBHOOK_RULES = [
 # With events.enabled false: the namespace policies only.
 WEBHOOK_RULES_WITHOUT_EVENTS = WEBHOOK_RULES[:1]
 BROKER_RULES = [
+    {"nonResourceURLs": ["/.well-known/openid-configuration", "/openid/v1/jwks"], "verbs": ["get"]},
     {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]},
     {"apiGroups": [""], "resources": ["pods", "namespaces"], "verbs": ["get", "list", "watch"]},
     {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
@@ -112,8 +113,8 @@ def _bound(objects: list[dict], binding_kind: str, role: dict, account: dict) ->
 @pytest.mark.parametrize("name", ALL_SETS)
 def test_rbac_is_exactly_what_each_component_needs(name: str) -> None:
     """Webhook: namespace policies, injected pods, their sidecars' /readyz through the
-    pod proxy, events; a Lease in its own namespace only. Broker: TokenReview, pods,
-    namespaces, events."""
+    pod proxy, events; a Lease in its own namespace only. Broker: the issuer's discovery
+    document and JWKS, TokenReview, pods, namespaces, events."""
     objects = rendered(name)
     broker = VALUE_SETS[name].get("credentialSource") == "broker"
     events = VALUE_SETS[name].get("events", {}).get("enabled", True)
@@ -125,7 +126,7 @@ def test_rbac_is_exactly_what_each_component_needs(name: str) -> None:
     _bound(objects, "ClusterRoleBinding", cluster_role, webhook_account)
     if broker:
         broker_role = find(objects, "ClusterRole", "sidecred-broker")
-        assert broker_role["rules"] == (BROKER_RULES if events else BROKER_RULES[:2])
+        assert broker_role["rules"] == (BROKER_RULES if events else BROKER_RULES[:-1])
         _bound(
             objects,
             "ClusterRoleBinding",
