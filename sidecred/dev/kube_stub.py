@@ -1,7 +1,7 @@
 """A small Kubernetes API server stand-in for tests and the demo.
 
 It serves the real JSON shapes the `kubernetes` client expects for a table of
-resources (namespaces, pods, events, leases): lists with
+resources (namespaces, pods, events, configmaps, leases, webhook configurations): lists with
 `metadata.resourceVersion`, label and field selectors, a chunked watch stream
 of `{"type", "object"}` lines that stays open and pushes events as the test
 changes objects, GETs with a real `Status` 404, create (201, 409 when the name
@@ -59,7 +59,20 @@ RESOURCES = {
         Resource("namespaces", "Namespace", "v1", namespaced=False),
         Resource("pods", "Pod", "v1", namespaced=True),
         Resource("events", "Event", "v1", namespaced=True),
+        Resource("configmaps", "ConfigMap", "v1", namespaced=True),
         Resource("leases", "Lease", "coordination.k8s.io/v1", namespaced=True),
+        Resource(
+            "mutatingwebhookconfigurations",
+            "MutatingWebhookConfiguration",
+            "admissionregistration.k8s.io/v1",
+            namespaced=False,
+        ),
+        Resource(
+            "validatingwebhookconfigurations",
+            "ValidatingWebhookConfiguration",
+            "admissionregistration.k8s.io/v1",
+            namespaced=False,
+        ),
     )
 }
 
