@@ -29,10 +29,12 @@ CREDENTIALS_PATH = "/v1/credentials"
 
 class Syncing(Protocol):
     kind: str
-    last_error: str
 
     @property
     def synced(self) -> bool: ...
+
+    @property
+    def progress(self) -> str: ...
 
 
 def create_app(
@@ -80,10 +82,7 @@ def create_app(
         waiting = [cache for cache in caches if not cache.synced]
         if not waiting:
             return JSONResponse({"status": "ready"})
-        reasons = [
-            f"{cache.kind} cache has not synced: {cache.last_error or 'waiting for the first list'}"
-            for cache in waiting
-        ]
+        reasons = [f"{cache.kind} cache has not synced: {cache.progress}" for cache in waiting]
         return JSONResponse({"status": "not ready", "reason": "; ".join(reasons)}, status_code=503)
 
     add_metrics_and_last_resort(

@@ -21,11 +21,12 @@ from sidecred.broker.app import create_app
 from sidecred.broker.issuer import Issuer
 from sidecred.broker.metrics import BrokerMetrics
 from sidecred.broker.pod_events import RefusalEvents
-from sidecred.broker.sidecar_check import broker_sidecar_problem
+from sidecred.broker.sidecar_check import broker_sidecar_problem, projected_sidecar_problem
 from sidecred.broker.sts import RoleAssumer
 from sidecred.broker.token_review import TokenReviewer
 from sidecred.pods.settings import Settings, add_config_arguments, config_from_args
 from sidecred.kube.event_flags import add_event_arguments, event_settings
+from sidecred.kube.projection import PodProjector
 from sidecred.kube.watch import NamespaceCache, PodCache
 from sidecred.serving.limits import server_config
 from sidecred.kube.client import KubeConfigUnavailable, load_core_api
@@ -90,7 +91,12 @@ def main(argv: list[str]) -> int:
     metrics.watch_certificate(lambda: tls.not_after)
     audience = config.broker_audience
     namespaces = NamespaceCache(api, record_api_call=metrics.record_api_call)
-    pods = PodCache(api, record_api_call=metrics.record_api_call)
+    # Each pod is checked against the canonical sidecar once, as it arrives; the cache
+    # keeps the verdict, not the containers.
+    projector = PodProjector(
+        frozenset({config.annotation_key}), lambda pod: broker_sidecar_problem(pod, config)
+    )
+    pods = PodCache(api, projector, record_api_call=metrics.record_api_call)
     reviewer = TokenReviewer(api.api_client, audience, record=metrics.record_token_review)
     events = None
     if event_settings(args)[0]:
@@ -102,7 +108,7 @@ def main(argv: list[str]) -> int:
         pods,
         namespaces,
         RoleAssumer(config.region),
-        broker_sidecar_problem,
+        projected_sidecar_problem,
         metrics,
         events=events,
     )
