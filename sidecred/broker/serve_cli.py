@@ -26,7 +26,7 @@ from sidecred.broker.sts import RoleAssumer
 from sidecred.broker.token_review import TokenReviewer
 from sidecred.pods.settings import Settings, add_config_arguments, config_from_args
 from sidecred.kube.event_flags import add_event_arguments, event_settings
-from sidecred.kube.projection import PodProjector
+from sidecred.kube.projection import PodProjector, SameSpecCheck
 from sidecred.kube.watch import NamespaceCache, PodCache
 from sidecred.serving.limits import server_config
 from sidecred.kube.client import KubeConfigUnavailable, load_core_api
@@ -91,11 +91,10 @@ def main(argv: list[str]) -> int:
     metrics.watch_certificate(lambda: tls.not_after)
     audience = config.broker_audience
     namespaces = NamespaceCache(api, record_api_call=metrics.record_api_call)
-    # Each pod is checked against the canonical sidecar once, as it arrives; the cache
-    # keeps the verdict, not the containers.
-    projector = PodProjector(
-        frozenset({config.annotation_key}), lambda pod: broker_sidecar_problem(pod, config)
-    )
+    # Each pod is checked against the canonical sidecar as it arrives (once per distinct
+    # spec); the cache keeps the verdict, not the containers.
+    check = SameSpecCheck(lambda pod: broker_sidecar_problem(pod, config))
+    projector = PodProjector(frozenset({config.annotation_key}), check)
     pods = PodCache(api, projector, record_api_call=metrics.record_api_call)
     reviewer = TokenReviewer(api.api_client, audience, record=metrics.record_token_review)
     events = None
