@@ -28,6 +28,7 @@ import json
 import logging
 import random
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -303,7 +304,8 @@ class WatchCache:
     @staticmethod
     def _key(obj: Mapping[str, Any]) -> Key:
         metadata = obj.get("metadata") or {}
-        return (metadata.get("namespace") or "", metadata["name"])
+        # The namespace string is shared with the projection's (and every other key's).
+        return (sys.intern(str(metadata.get("namespace") or "")), metadata["name"])
 
     def _list_page(self, token: str) -> tuple[list[tuple[Key, Projection]], str, str]:
         """One LIST page, projected: (entries, continue token, resourceVersion)."""
@@ -311,8 +313,11 @@ class WatchCache:
         if token:
             kwargs["_continue"] = token
         response = self._call("list", self._list_func, _request_timeout=LIST_TIMEOUT, **kwargs)
-        body = json.loads(response.data)
-        del response  # the page's bytes; its objects go as they are projected
+        try:
+            # read(), not .data, which would keep the page's bytes cached on the response
+            body = json.loads(response.read())
+        finally:
+            response.release_conn()
         metadata = body.get("metadata") or {}
         items = body.pop("items", None) or []
         entries = []
