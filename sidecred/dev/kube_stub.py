@@ -29,6 +29,7 @@ import json
 import re
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -246,6 +247,8 @@ class KubeApiStub:
         self._generation = 0  # bumped on stop so open watch streams end
         self.port = 0
         self.requests: collections.Counter[str] = collections.Counter()
+        # plural -> (the last resourceVersion written to a watch stream, time.monotonic() then)
+        self.watch_sent: dict[str, tuple[int, float]] = {}
 
     # --- lifecycle -----------------------------------------------------------------
     @property
@@ -680,5 +683,6 @@ class _RequestHandler(BaseHTTPRequestHandler):
                         kind = entry[2].encode()
                         body = self.stub._full(plural, entry[3])
                         self._chunk(b'{"type":"' + kind + b'","object":' + body + b"}")
+                        self.stub.watch_sent[plural] = (entry[0], time.monotonic())
         finally:
             timer.cancel()

@@ -52,9 +52,10 @@ WATCH_READ_SLACK_SECONDS = 30
 # A direct GET runs inside an admission request with a short webhook timeout.
 GET_TIMEOUT = (2.0, 3.0)  # (connect, read) seconds
 LIST_TIMEOUT = (5.0, 30.0)
-# Objects per LIST page: the transient peak of a list is one page parsed (about 4 MB
-# of JSON for large pods), and parsing one holds the interpreter for tens of ms at most.
-LIST_PAGE_SIZE = 500
+# Objects per LIST page: the transient peak of a list is one page parsed (about 1 MB
+# of JSON for large pods), and parsing one holds the interpreter (and so the event
+# loop serving TLS handshakes and requests) for about 10 ms.
+LIST_PAGE_SIZE = 100
 # A name the API server says does not exist is remembered this long, in at most
 # this many entries (oldest dropped first), so a flood naming it costs one GET.
 NOT_FOUND_TTL_SECONDS = 10.0
