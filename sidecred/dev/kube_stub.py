@@ -441,7 +441,11 @@ class KubeApiStub:
 
     def _list_body(self, target: _Target, query: dict[str, str]) -> StubResponse:
         """One page of a list: all of it without `limit`; with it, `limit` objects and a
-        `continue` token for the rest (410 Expired once history was compacted)."""
+        `continue` token for the rest (410 Expired once history was compacted).
+
+        Every page carries the first page's resourceVersion and names the objects that
+        matched then; later pages send their current state (skipping deleted ones), and a
+        watch from that resourceVersion replays whatever changed meanwhile."""
         try:
             limit = max(int(query.get("limit") or 0), 0)
         except ValueError:
