@@ -7,8 +7,9 @@ between two pages of a list, lists again from the start; a broken stream
 reconnects from the last resourceVersion after a capped, jittered backoff.
 
 Each object is projected as it arrives (sidecred.kube.projection): the cache
-keeps what decisions read, never the object, so it holds kilobytes per pod and
-a LIST holds one page at a time. A relist updates the live cache page by page
+keeps what decisions read, never the object, so it holds well under a kilobyte
+per pod, and a LIST holds one page's text at a time, its items parsed one by one
+(sidecred.kube.list_items) so other threads, the event loop among them, run between. A relist updates the live cache page by page
 and drops, at its end, what no page named: lookups are answered throughout.
 The watch stream is read as JSON lines, never deserialised into typed models.
 
@@ -39,6 +40,7 @@ import urllib3
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from sidecred.kube.list_items import list_items
 from sidecred.kube.projection import PodProjector, Projection, project_namespace
 from sidecred.pods.annotations import INJECTED_LABEL
 
@@ -52,10 +54,10 @@ WATCH_READ_SLACK_SECONDS = 30
 # A direct GET runs inside an admission request with a short webhook timeout.
 GET_TIMEOUT = (2.0, 3.0)  # (connect, read) seconds
 LIST_TIMEOUT = (5.0, 30.0)
-# Objects per LIST page: the transient peak of a list is one page parsed (about 1 MB
-# of JSON for large pods), and parsing one holds the interpreter (and so the event
-# loop serving TLS handshakes and requests) for about 10 ms.
-LIST_PAGE_SIZE = 100
+# Objects per LIST page (client-go's default): the transient peak of a list is one
+# page's text (about 6 MB for large pods); its items are parsed and projected one by
+# one (sidecred.kube.list_items), so the event loop is never held for a whole page.
+LIST_PAGE_SIZE = 500
 # A name the API server says does not exist is remembered this long, in at most
 # this many entries (oldest dropped first), so a flood naming it costs one GET.
 NOT_FOUND_TTL_SECONDS = 10.0
@@ -316,15 +318,12 @@ class WatchCache:
         response = self._call("list", self._list_func, _request_timeout=LIST_TIMEOUT, **kwargs)
         try:
             # read(), not .data, which would keep the page's bytes cached on the response
-            body = json.loads(response.read())
+            text = response.read().decode("utf-8")
         finally:
             response.release_conn()
-        metadata = body.get("metadata") or {}
-        items = body.pop("items", None) or []
-        entries = []
-        while items:
-            item = items.pop()
-            entries.append((self._key(item), self._project(item)))
+        fields: dict[str, Any] = {}
+        entries = [(self._key(item), self._project(item)) for item in list_items(text, fields)]
+        metadata = fields.get("metadata") or {}
         return entries, str(metadata.get("continue") or ""), str(metadata["resourceVersion"])
 
     def _relist(self) -> str:

@@ -67,7 +67,7 @@ def test_two_thousand_pods_list_in_pages_into_projections(stub: KubeApiStub) -> 
     per_pod = (after_pods - after_namespaces) / INJECTED
     assert per_namespace <= 1024, f"{per_namespace:.0f} bytes per namespace"
     assert per_pod <= 2048, f"{per_pod:.0f} bytes per injected pod"
-    # Ordinary pods are never listed; the injected ones came in 100-pod pages.
+    # Ordinary pods are never listed; the injected ones came in 500-pod pages.
     assert len(pods) == INJECTED and len(namespaces) == NAMESPACES
     assert stub.requests["pods.list"] == -(-INJECTED // LIST_PAGE_SIZE)
     # Every injected pod runs the canonical sidecar; the verdict was kept, not the pod.
