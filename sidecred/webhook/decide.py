@@ -19,14 +19,21 @@ from sidecred.webhook.access import (
     is_token_request,
 )
 from sidecred.pods.annotations import PodOptions, annotations_of, q, read_pod_options
-from sidecred.pods.canonical import SidecarVerdict, check_sidecar, pod_role
-from sidecred.pods.settings import Settings
-from sidecred.webhook.mutate import build_patch
-from sidecred.pods.sidecar_spec import plan_injection
+from sidecred.pods.canonical import SidecarVerdict, all_containers, check_sidecar, pod_role
 from sidecred.pods.names import SIDECAR_NAME
-from sidecred.pods.pod import check_pod_shape, is_pod_request, pod_label, pod_namespace
+from sidecred.pods.pod import (
+    check_pod_shape,
+    find_sidecar,
+    is_pod_request,
+    pod_label,
+    pod_namespace,
+)
 from sidecred.pods.policy import evaluate_policy
 from sidecred.pods.refusal import Refusal
+from sidecred.pods.settings import Settings
+from sidecred.pods.sidecar_spec import plan_injection
+from sidecred.webhook.isolation import check_isolation
+from sidecred.webhook.mutate import build_patch
 from sidecred.webhook.validate import check_app_containers, check_ephemeral, check_update
 
 # Not a policy verdict: the same request can succeed once the namespace can be
@@ -41,8 +48,8 @@ class Decision:
     reason is a short stable label for metrics: injected, env-added, unchanged,
     skipped, no-role, allowed (validation passed) or a denial: bad-request,
     bad-annotation, host-network, forged-sidecar, namespace-unavailable,
-    no-policy, not-permitted, bad-policy, share-process, foreign-endpoint,
-    mount-conflict, not-injected, role-changed, image-changed,
+    no-policy, not-permitted, bad-policy, shared-kernel-view, node-access,
+    foreign-endpoint, mount-conflict, not-injected, role-changed, image-changed,
     debug-target, sidecred-audience, token-request, sidecar-exec.
     """
 
@@ -107,30 +114,26 @@ def _check_policy(
         raise Refusal(result.reason, result.message)
 
 
-def _check_isolation(
-    pod: Mapping[str, Any], request: Mapping[str, Any], config: Settings, warnings: list[str]
-) -> None:
-    spec = pod.get("spec") or {}
-    if spec.get("hostNetwork"):
+def _check_host_network(pod: Mapping[str, Any], request: Mapping[str, Any]) -> None:
+    if (pod.get("spec") or {}).get("hostNetwork"):
         raise Refusal(
             "host-network",
             f"sidecred: {pod_label(request)} uses hostNetwork, so its loopback is the node's and "
             "other pods could read its credentials; remove hostNetwork or the role annotation",
         )
-    # hostPID shares processes as shareProcessNamespace does, with the node's besides.
-    for flag in ("shareProcessNamespace", "hostPID"):
-        if not spec.get(flag):
-            continue
-        if config.credential_source == "assume-role":
-            raise Refusal(
-                "share-process",
-                f"sidecred: {pod_label(request)} sets {flag}, so its containers could "
-                f"read the sidecar's base credentials (source assume-role); remove {flag}",
-            )
-        warnings.append(
-            f"sidecred: {flag} lets every container see the sidecar's process "
-            "and its web identity token"
-        )
+
+
+_KINDS = {
+    "initContainers": "init container",
+    "containers": "container",
+    "ephemeralContainers": "ephemeral container",
+}
+
+
+def _check_sidecar_isolation(pod: Mapping[str, Any], request: Mapping[str, Any]) -> None:
+    """A pod that gets or has the sidecar keeps the sidecar's token to the sidecar."""
+    containers = [(_KINDS[kind], c) for kind, _, c in all_containers(pod)]
+    check_isolation(pod, pod_label(request), containers)
 
 
 def _check_namespace(request: Mapping[str, Any]) -> None:
@@ -157,22 +160,23 @@ class _RolePod:
     verdict: SidecarVerdict
 
 
-def _read_role_pod(
-    request: Mapping[str, Any], config: Settings, warnings: list[str]
-) -> _RolePod | None:
+def _read_role_pod(request: Mapping[str, Any], config: Settings) -> _RolePod | None:
     """The checks /mutate and /validate share on CREATE; None when the pod asks for no role.
 
     Every pod, annotated or not, is checked for a forged sidecar and for tokens
-    with a sidecred audience (DESIGN 3.3). Raises Refusal for those, a malformed
-    pod, a namespace mismatch, a pod that can't be isolated, and a bad role or
-    option annotation.
+    with a sidecred audience, and every pod that gets or has the sidecar for
+    settings that would show its token to other containers (isolation.py).
+    Raises Refusal for those, a malformed pod, a namespace mismatch, hostNetwork
+    with a role, and a bad role or option annotation.
     """
     pod = request.get("object")
     check_pod_shape(pod)
     _check_namespace(request)
     role_arn = pod_role(pod, config)
     if role_arn is not None:
-        _check_isolation(pod, request, config, warnings)
+        _check_host_network(pod, request)
+    if role_arn is not None or find_sidecar(pod) is not None:
+        _check_sidecar_isolation(pod, request)
     verdict = check_sidecar(pod, config, pod_namespace(request))
     if verdict.problem is not None:
         raise verdict.problem
@@ -203,7 +207,7 @@ def decide_mutation(
         return Decision(allowed=True, reason="skipped")
     warnings: list[str] = []
     try:
-        read = _read_role_pod(request, config, warnings)
+        read = _read_role_pod(request, config)
         if read is None:
             return Decision(allowed=True, reason="no-role")
         _check_policy(read.role_arn, request, namespace, config, namespace_error)
@@ -239,7 +243,7 @@ def _decide_pod_create(
     namespace_error: str,
     warnings: list[str],
 ) -> Decision:
-    read = _read_role_pod(request, config, warnings)
+    read = _read_role_pod(request, config)
     if read is None:
         return Decision(allowed=True, reason="no-role", warnings=tuple(warnings))
     if not read.verdict.canonical:

@@ -17,12 +17,13 @@ from sidecred.pods.annotations import (
     q,
 )
 from sidecred.pods.canonical import forged_reason, token_audiences
-from sidecred.pods.settings import Settings
-from sidecred.webhook.mutate import foreign_endpoint
-from sidecred.pods.sidecar_spec import FULL_URI
 from sidecred.pods.names import SA_TOKEN_VOLUME, SIDECAR_NAME
 from sidecred.pods.pod import env_value, iter_containers, mounted_volumes
 from sidecred.pods.refusal import Refusal
+from sidecred.pods.settings import Settings
+from sidecred.pods.sidecar_spec import FULL_URI
+from sidecred.webhook.isolation import check_isolation
+from sidecred.webhook.mutate import foreign_endpoint
 
 
 def runs_sidecar(container: Mapping[str, Any], config: Settings) -> bool:
@@ -61,7 +62,12 @@ def check_update(old: Mapping[str, Any], new: Mapping[str, Any], config: Setting
 
 
 def check_ephemeral(old: Mapping[str, Any], new: Mapping[str, Any], config: Settings) -> None:
-    """Refuse new ephemeral containers that would share the sidecar's processes, files or token."""
+    """Refuse new ephemeral containers that would share the sidecar's processes, files or token.
+
+    In a pod with the sidecar they obey the CREATE rule (isolation.check_isolation):
+    a pod admitted with a shared process namespace gets no new ones, and none may be
+    privileged, add a node capability or mount a hostPath over the kubelet's pods.
+    """
     protected = {c.get("name") for _, _, c in iter_containers(new) if runs_sidecar(c, config)}
     protected.add(SIDECAR_NAME)
     sidecred_volumes = {SA_TOKEN_VOLUME} | {
@@ -70,10 +76,14 @@ def check_ephemeral(old: Mapping[str, Any], new: Mapping[str, Any], config: Sett
         if set(token_audiences(v)) & config.sidecred_audiences
     }
     existing = {c.get("name") for c in (old.get("spec") or {}).get("ephemeralContainers") or []}
-    for container in (new.get("spec") or {}).get("ephemeralContainers") or []:
+    # Admitted before; judging them again would block every later debug container.
+    added = [
+        c
+        for c in (new.get("spec") or {}).get("ephemeralContainers") or []
+        if c.get("name") not in existing
+    ]
+    for container in added:
         name = container.get("name", "")
-        if name in existing:
-            continue  # admitted before; judging it again would block every later debug container
         target = container.get("targetContainerName")
         if target in protected:
             raise Refusal(
@@ -94,6 +104,11 @@ def check_ephemeral(old: Mapping[str, Any], new: Mapping[str, Any], config: Sett
                 f"sidecred: ephemeral container {q(name)} {why}; only the sidecar the webhook "
                 "adds may do that",
             )
+    if added and any(runs_sidecar(c, config) for _, _, c in iter_containers(new)):
+        label = f"pod {q(str((new.get('metadata') or {}).get('name', '')))}"
+        check_isolation(
+            new, label, [("ephemeral container", c) for c in added], volumes_in_use=False
+        )
 
 
 def check_app_containers(pod: Mapping[str, Any], options: PodOptions, port: int) -> None:

@@ -99,6 +99,44 @@ CATALOGUE: list[tuple[str, dict[str, Any], str, str]] = [
         CALLED,
     ),
     ("debug-injected-pod", cat.debug(cat.INJECTED_POD, "sidecred"), NOT_SENT, CALLED),
+    # A view of the sidecar's token (SECURITY.md path 6): every request the webhook must
+    # judge reaches it, and ordinary pods that share processes are left alone.
+    ("debug-injected-pod-no-target", cat.debug(cat.INJECTED_POD), NOT_SENT, CALLED),
+    (
+        "debug-injected-pod-privileged",
+        cat.debug(cat.INJECTED_POD, "app", securityContext={"privileged": True}),
+        NOT_SENT,
+        CALLED,
+    ),
+    (
+        "debug-injected-pod-mounts-host-path",
+        cat.debug(
+            cat.with_spec(
+                cat.INJECTED_POD,
+                volumes=[{"name": "k", "hostPath": {"path": "/var/lib/kubelet"}}],
+            ),
+            volumeMounts=[{"name": "k", "mountPath": "/k"}],
+        ),
+        NOT_SENT,
+        CALLED,
+    ),
+    *[
+        (
+            f"annotated-pod-{flag}",
+            cat.pod_request(cat.with_spec(cat.ANNOTATED_POD, **{flag: True})),
+            CALLED,
+            CALLED,
+        )
+        for flag in ("shareProcessNamespace", "hostPID", "hostIPC")
+    ],
+    (
+        "ordinary-pod-sharing-processes",
+        cat.pod_request(
+            cat.with_spec(cat.DEPLOYMENT_POD, shareProcessNamespace=True, hostIPC=True)
+        ),
+        SKIPPED,
+        SKIPPED,
+    ),
     ("debug-ordinary-pod", cat.debug(cat.STATEFUL_POD, "app"), NOT_SENT, SKIPPED),
     # The webhook's own namespace and kube-system are never sent.
     (

@@ -34,7 +34,8 @@ def test_enough_fixtures_cover_every_deny_path() -> None:
     assert len(PATHS) >= 25
     deny_paths = {
         "no-policy", "not-permitted", "bad-policy", "host-network", "forged-sidecar",
-        "role-changed", "image-changed", "debug-target", "share-process", "bad-annotation",
+        "role-changed", "image-changed", "debug-target", "shared-kernel-view", "node-access",
+        "bad-annotation",
         "namespace-unavailable", "foreign-endpoint", "not-injected", "sidecred-audience",
         "token-request", "sidecar-exec",
     }  # fmt: skip

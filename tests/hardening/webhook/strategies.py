@@ -140,7 +140,32 @@ ENV_VALUES = (
 )
 
 CONTAINER_NAMES = ("app", "worker", "sidecred", "istio-proxy", "creds", "debugger", "init-db")
-VOLUME_NAMES = (TOKEN_VOLUME, SA_TOKEN_VOLUME, "data", "kube-api-access-x7k2p")
+VOLUME_NAMES = (TOKEN_VOLUME, SA_TOKEN_VOLUME, "data", "kube-api-access-x7k2p", "host")
+# hostPath paths for the "host" volume -> whether it shows the node's view of the
+# sidecar's token (the kubelet's pod volumes, /proc/<pid>/root, the runtime's socket).
+HOST_PATHS = {
+    "/var/log": False,
+    "/var/lib/docker/containers": False,
+    "/var/lib/kubeletx": False,
+    "/": True,
+    "/var/lib": True,
+    "//var/lib/kubelet/pods/": True,
+    "/var/log/../lib/kubelet": True,
+    "/proc/1/root": True,
+    "/run/containerd/containerd.sock": True,
+    "/var/run/docker.sock": True,
+}
+# Capabilities a container may add -> whether it leaves the container's own view.
+CAPABILITIES = {
+    "NET_ADMIN": False,
+    "NET_RAW": False,
+    "SYS_PTRACE": False,
+    "CHOWN": False,
+    "SYS_ADMIN": True,
+    "cap_sys_admin": True,
+    "DAC_READ_SEARCH": True,
+    "all": True,
+}
 MOUNT_PATHS = (TOKEN_DIR, TOKEN_DIR + "/", SA_TOKEN_DIR, "/data", "/var/run/secrets/x")
 COMMANDS = (
     None,
@@ -216,7 +241,20 @@ def containers(draw: st.DrawFn, name: str, *, init: bool = False) -> dict[str, A
         container["volumeMounts"] = mounts
     if init and draw(st.booleans()):
         container["restartPolicy"] = "Always"
+    if draw(st.integers(0, 3)) == 0:
+        container["securityContext"] = draw(security_contexts())
     return container
+
+
+@st.composite
+def security_contexts(draw: st.DrawFn) -> dict[str, Any]:
+    context: dict[str, Any] = {"runAsUser": draw(st.sampled_from((0, 1000, 65532)))}
+    if draw(st.integers(0, 3)) == 0:
+        context["privileged"] = draw(st.booleans())
+    if draw(st.booleans()):
+        added = draw(st.lists(st.sampled_from(sorted(CAPABILITIES)), max_size=2, unique=True))
+        context["capabilities"] = {"add": added}
+    return context
 
 
 @st.composite
@@ -261,8 +299,13 @@ def pods(draw: st.DrawFn) -> dict[str, Any]:
         spec["initContainers"] = [draw(containers(n, init=True)) for n in init_names]
     if draw(st.booleans()):
         volumes = draw(st.lists(st.sampled_from(VOLUME_NAMES), max_size=3, unique=True))
-        spec["volumes"] = [{"name": v, "emptyDir": {}} for v in volumes]
-    for flag in ("hostNetwork", "shareProcessNamespace", "hostPID"):
+        spec["volumes"] = [
+            {"name": v, "hostPath": {"path": draw(st.sampled_from(sorted(HOST_PATHS)))}}
+            if v == "host"
+            else {"name": v, "emptyDir": {}}
+            for v in volumes
+        ]
+    for flag in ("hostNetwork", "shareProcessNamespace", "hostPID", "hostIPC"):
         if draw(st.integers(0, 5)) == 0:
             spec[flag] = True
     return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec}
@@ -355,6 +398,8 @@ def requests(draw: st.DrawFn, *, junk: bool = True) -> dict[str, Any]:
             debug["volumeMounts"] = [
                 {"name": draw(st.sampled_from(VOLUME_NAMES)), "mountPath": "/x"}
             ]
+        if draw(st.integers(0, 2)) == 0:
+            debug["securityContext"] = draw(security_contexts())
         pod["spec"]["ephemeralContainers"] = [debug]
     return admission_request(
         pod, operation="UPDATE", old_pod=old, sub_resource="ephemeralcontainers"

@@ -30,6 +30,12 @@ from tests.hardening.webhook.strategies import BASE_ROLE_ARN, admission_request,
 
 CONFIG = Settings(base_role_arn=BASE_ROLE_ARN)
 ASSUME_ROLE = Settings(base_role_arn=BASE_ROLE_ARN, credential_source="assume-role")
+BROKER = Settings(
+    base_role_arn=BASE_ROLE_ARN,
+    credential_source="broker",
+    broker_url="https://sidecred-broker.sidecred-system.svc:8444",
+    broker_ca="-----BEGIN CERTIFICATE-----\nMIIBbroker\n-----END CERTIFICATE-----\n",
+)
 ROLE = BASE_ROLE_ARN + "shop-reader"
 FORBIDDEN = BASE_ROLE_ARN + "admin"
 SHOP = {
@@ -207,8 +213,26 @@ def test_ephemeral_debug_container_targeting_the_sidecar() -> None:
     refused(validate(request), "debug-target", "kubectl debug --target=<app container>")
 
 
-def test_share_process_namespace_with_assume_role() -> None:
-    refused(mutate(app_pod(shareProcessNamespace=True), ASSUME_ROLE), "share-process")
+@pytest.mark.parametrize(
+    ("flag", "why"),
+    [
+        ("shareProcessNamespace", "/proc/<pid>/root"),
+        ("hostPID", "/proc/<pid>/root"),
+        ("hostIPC", "IPC namespace"),
+    ],
+)
+@pytest.mark.parametrize("config", [CONFIG, ASSUME_ROLE, BROKER], ids=lambda c: c.credential_source)
+def test_shared_kernel_view_in_every_source(flag: str, why: str, config: Settings) -> None:
+    # Fixed: in web-identity and broker only a warning, though any container of the
+    # sidecar's UID (or root) read its sidecred-audience token through /proc/<pid>/root.
+    refused(mutate(app_pod(**{flag: True}), config), "shared-kernel-view", flag, why)
+
+
+def test_kubectl_debug_copy_is_told_how_to_keep_processes_apart() -> None:
+    # kubectl debug --copy-to shares the copy's processes unless told otherwise.
+    refused(
+        mutate(app_pod(shareProcessNamespace=True)), "shared-kernel-view", "--share-processes=false"
+    )
 
 
 # --- further attacks ---------------------------------------------------------------
@@ -263,12 +287,146 @@ def test_duplicate_credentials_uri_env_last_one_elsewhere() -> None:
     refused(mutate(pod), "foreign-endpoint", "10.0.0.7")
 
 
-def test_host_pid_is_treated_like_share_process_namespace() -> None:
-    # Fixed: hostPID shares the sidecar's processes too (and the node's), and was not checked.
-    refused(mutate(app_pod(hostPID=True), ASSUME_ROLE), "share-process", "hostPID")
-    decision = mutate(app_pod(hostPID=True))
-    assert decision.allowed
-    assert any("hostPID" in w for w in decision.warnings)
+def test_shared_kernel_view_set_by_a_later_webhook_is_refused_by_validate() -> None:
+    pod = injected()
+    pod["spec"]["hostPID"] = True
+    refused(validate(admission_request(pod)), "shared-kernel-view", "hostPID")
+
+
+def test_unannotated_pod_without_the_sidecar_may_share_processes() -> None:
+    pod = app_pod(shareProcessNamespace=True, hostIPC=True)
+    del pod["metadata"]["annotations"]
+    assert mutate(pod).reason == "no-role"
+    assert validate(admission_request(pod)).allowed
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/",
+        "/var",
+        "/var/lib/",
+        "//var//lib//kubelet",
+        "/var/lib/kubelet/pods",
+        "/var/lib/kubelet/pods/0b7c/volumes",
+        "/var/log/../lib/kubelet/./pods/",
+        "/var/lib/kubelet/pki",
+        "/run",
+        "/run/containerd/containerd.sock",
+        "/var/run/docker.sock",
+        "/var/run/crio/crio.sock",
+        "/run/k3s/containerd/containerd.sock",
+        "/var/run/dockershim.sock",
+        "/proc",
+        "/proc/1/root",
+        "/proc/1/root/var/lib/kubelet",
+        "/etc",
+        "/etc/kubernetes/kubelet.conf",
+    ],
+)
+def test_host_path_over_the_kubelet_or_the_runtime(path: str) -> None:
+    pod = app_pod(volumes=[{"name": "node", "hostPath": {"path": path}}])
+    refused(mutate(pod), "node-access", 'volume "node"')
+    refused(mutate(pod, BROKER), "node-access", 'volume "node"')
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/var/log",
+        "/var/lib/docker/containers",
+        "/var/lib/kubeletx",
+        "/run/log/journal",
+        "/etc/machine-id",
+        "/etc/kubernetes-audit",
+        "/procfs",
+    ],
+)
+def test_host_paths_that_show_no_pod_volumes_stay_allowed(path: str) -> None:
+    assert mutate(app_pod(volumes=[{"name": "h", "hostPath": {"path": path}}])).allowed
+
+
+@pytest.mark.parametrize(
+    "context",
+    [
+        {"privileged": True},
+        {"capabilities": {"add": ["SYS_ADMIN"]}},
+        {"capabilities": {"add": ["cap_dac_read_search"]}},
+        {"capabilities": {"add": [" Sys_Module "]}},
+        {"capabilities": {"add": ["SYS_RAWIO"]}},
+        {"capabilities": {"add": ["BPF"]}},
+        {"capabilities": {"add": ["PERFMON"]}},
+        {"capabilities": {"add": ["all"]}},
+    ],
+)
+@pytest.mark.parametrize("where", ["containers", "initContainers"])
+def test_container_that_could_reach_the_node(context: dict[str, Any], where: str) -> None:
+    pod = app_pod()
+    pod["spec"][where] = [{"name": "x", "image": "busybox", "securityContext": context}]
+    if where == "initContainers":
+        pod["spec"]["containers"] = [{"name": "app", "image": "app:1"}]
+    refused(mutate(pod), "node-access", '"x"')
+
+
+@pytest.mark.parametrize("capability", ["NET_ADMIN", "NET_RAW", "SYS_PTRACE", "CHOWN"])
+def test_capabilities_that_do_not_reach_the_sidecar_stay_allowed(capability: str) -> None:
+    # istio-init adds NET_ADMIN and NET_RAW; without a shared process namespace
+    # (refused) SYS_PTRACE sees no process of the sidecar's.
+    pod = app_pod()
+    pod["spec"]["containers"][0]["securityContext"] = {"capabilities": {"add": [capability]}}
+    assert mutate(pod).allowed
+
+
+def _debug(old: dict[str, Any], **fields: Any) -> Decision:
+    new = copy.deepcopy(old)
+    new["spec"]["ephemeralContainers"] = [{"name": "debugger-x", "image": "busybox", **fields}]
+    request = admission_request(
+        new, operation="UPDATE", old_pod=old, sub_resource="ephemeralcontainers"
+    )
+    return validate(request)
+
+
+@pytest.mark.parametrize(
+    "context",
+    [{"privileged": True}, {"capabilities": {"add": ["SYS_ADMIN"]}}],
+)
+def test_ephemeral_container_that_could_reach_the_node(context: dict[str, Any]) -> None:
+    # kubectl debug --profile=sysadmin makes a privileged ephemeral container.
+    decision = _debug(injected(), targetContainerName="app", securityContext=context)
+    refused(decision, "node-access", '"debugger-x"', "--profile=general")
+
+
+@pytest.mark.parametrize(
+    "capabilities", [["SYS_PTRACE"], ["NET_ADMIN", "NET_RAW"]], ids=["general", "netadmin"]
+)
+def test_ephemeral_containers_of_the_ordinary_debug_profiles_stay_allowed(
+    capabilities: list[str],
+) -> None:
+    context = {"capabilities": {"add": capabilities}}
+    assert _debug(injected(), targetContainerName="app", securityContext=context).allowed
+
+
+def test_ephemeral_container_in_an_admitted_shared_process_pod() -> None:
+    old = injected()
+    old["spec"]["shareProcessNamespace"] = True  # admitted before this was refused
+    refused(_debug(old), "shared-kernel-view", "shareProcessNamespace")
+
+
+def test_ephemeral_container_mounting_an_admitted_kubelet_host_path() -> None:
+    old = injected()
+    old["spec"]["volumes"].append({"name": "k", "hostPath": {"path": "/var/lib/kubelet/"}})
+    refused(
+        _debug(old, volumeMounts=[{"name": "k", "mountPath": "/k"}]),
+        "node-access",
+        '"/var/lib/kubelet/"',
+    )
+    assert _debug(old, targetContainerName="app").allowed  # not mounted: it sees nothing
+
+
+def test_ephemeral_containers_of_pods_without_the_sidecar_are_not_judged() -> None:
+    pod = app_pod(shareProcessNamespace=True)
+    del pod["metadata"]["annotations"]
+    assert _debug(pod, securityContext={"privileged": True}).allowed
 
 
 def test_object_namespace_differs_from_the_request_namespace() -> None:

@@ -23,7 +23,9 @@ from sidecred.webhook.decide import Decision, decide_mutation, decide_validation
 from sidecred.webhook.review import ReviewError, build_review, parse_review
 from tests.hardening.webhook.examples import count_example, fuzz
 from tests.hardening.webhook.strategies import (
+    CAPABILITIES,
     CONFIGS,
+    HOST_PATHS,
     admission_request,
     json_values,
     junked,
@@ -136,6 +138,70 @@ def test_permitted_patch_applies_validates_and_is_idempotent(
     assert again.allowed and again.patch is None, again
     validated = decide_validation(dict(request, object=patched), namespace, config)
     assert validated.allowed, validated.message
+
+
+def _views_of_the_sidecar(
+    pod: dict[str, Any], judged: list[dict[str, Any]], *, declared: bool
+) -> list[str]:
+    """What gives a `judged` container a view of the sidecar's token, by the strategies'
+    own labels of each path and capability (not by the webhook's code)."""
+    spec = pod["spec"]
+    found = [f for f in ("shareProcessNamespace", "hostPID", "hostIPC") if spec.get(f)]
+    exposing = {
+        v["name"]
+        for v in spec.get("volumes") or []
+        if HOST_PATHS.get((v.get("hostPath") or {}).get("path"), False)
+    }
+    if declared:
+        found += sorted(exposing)
+    for container in judged:
+        context = container.get("securityContext") or {}
+        added = (context.get("capabilities") or {}).get("add") or []
+        if context.get("privileged") is True or any(CAPABILITIES[c] for c in added):
+            found.append(container["name"])
+        if exposing & {m["name"] for m in container.get("volumeMounts") or []}:
+            found.append(container["name"])
+    return found
+
+
+def _has_sidecar(pod: dict[str, Any]) -> bool:
+    spec = pod["spec"]
+    containers = (spec.get("initContainers") or []) + spec["containers"]
+    return any(c["name"] == "sidecred" for c in containers)
+
+
+def _all_containers(pod: dict[str, Any]) -> list[dict[str, Any]]:
+    spec = pod["spec"]
+    lists = ("initContainers", "containers", "ephemeralContainers")
+    return [c for name in lists for c in spec.get(name) or []]
+
+
+@fuzz(2000)
+@given(requests(junk=False), namespaces(), st.sampled_from(CONFIGS))
+def test_no_admitted_pod_shows_the_sidecar_to_another_container(
+    request: dict[str, Any], namespace: dict[str, Any] | None, config: Any
+) -> None:
+    """The rule behind path 6: whatever is admitted with the sidecar (created, injected,
+    or given a new ephemeral container) gives no other container a view of its token."""
+    count_example("isolation: no admitted pod shows the sidecar's token")
+    pod = request["object"]
+    if request.get("subResource") == "ephemeralcontainers":
+        decision = decide_validation(request, namespace, config)
+        if decision.allowed and _has_sidecar(pod):
+            old = {c["name"] for c in request["oldObject"]["spec"].get("ephemeralContainers") or []}
+            new = [c for c in pod["spec"]["ephemeralContainers"] if c["name"] not in old]
+            assert not _views_of_the_sidecar(pod, new, declared=False), decision
+        return
+    request = dict(request, operation="CREATE", oldObject=None)
+    request.pop("subResource", None)
+    decision = decide_mutation(request, namespace, config, new_token=lambda: TOKEN)
+    if decision.allowed and decision.patch:
+        pod = jsonpatch.apply_patch(pod, decision.patch)
+    if decision.allowed and _has_sidecar(pod):
+        assert not _views_of_the_sidecar(pod, _all_containers(pod), declared=True), decision
+    validated = decide_validation(dict(request, object=pod), namespace, config)
+    if validated.allowed and _has_sidecar(pod):
+        assert not _views_of_the_sidecar(pod, _all_containers(pod), declared=True), validated
 
 
 @fuzz(2000)
