@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import http.client
 import io
 import json
@@ -35,6 +36,7 @@ import subprocess
 import sys
 import threading
 import time
+import tracemalloc
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -433,6 +435,12 @@ def report(results: dict[str, dict[str, dict]], loads: dict[str, float], command
         "idle CPU %", "watch: changes/s, CPU per change, behind at end",
     ]  # fmt: skip
     table = [line for name in ROWS if name in results for line in row_lines(name, results[name])]
+    traced = [
+        [name, f"{results[name]['traced']['pods']:,}", support.fmt(results[name]["traced"]["held_mib"], 1),
+         f"{results[name]['traced']['per_pod_b']:,.0f}", support.fmt(results[name]["traced"]["transient_mib"], 1),
+         f"{results[name]['traced']['checks']:,}"]
+        for name in ROWS if name in results and "traced" in results[name]
+    ]  # fmt: skip
     targets = []
     for kind in ("webhook", "broker"):
         per_pod = slope(results, kind, "2k", "20k", 18_000)
@@ -460,10 +468,62 @@ def report(results: dict[str, dict[str, dict]], loads: dict[str, float], command
             "long after the last change the stub had written it to the server's watch stream. "
             "Stub load times: " + ", ".join(f"{k} {v:.0f} s" for k, v in loads.items()) + ".",
             support.markdown_table(headers, table),
+            "The broker's pod cache again, in the benchmark's own process under tracemalloc "
+            "(Python's allocations, not RSS): what it holds once synced, and the transient peak "
+            "above that while it lists. RSS grows by more than the held bytes (freed page "
+            "objects leave the allocator's arenas partly used); the peak is the list's, one "
+            "page at a time.",
+            support.markdown_table(
+                [
+                    "row",
+                    "pods held",
+                    "held MiB",
+                    "held B per pod",
+                    "transient peak MiB",
+                    "canonical-sidecar checks run",
+                ],
+                traced,
+            ),
             support.targets_table(targets) if targets else "",
         ]
     )
     support.write_section("scale", "10. Cluster scale", command, body)
+
+
+def list_peak(setup: Setup, injected: int) -> dict[str, float]:
+    """The broker's pod cache run in this process under tracemalloc: what it holds once
+    synced, and the peak above that while it lists (the transient: one page at a time)."""
+    from kubernetes import client
+
+    from sidecred.broker.sidecar_check import broker_sidecar_problem
+    from sidecred.dev.cluster import broker_settings
+    from sidecred.kube.projection import PodProjector, SameSpecCheck
+    from sidecred.kube.watch import PodCache
+
+    config = broker_settings((setup.certs / "ca.crt").read_text())
+    config = type(config)(**{**config.__dict__, "broker_url": BROKER_URL})
+    check = SameSpecCheck(lambda pod: broker_sidecar_problem(pod, config))
+    api = client.CoreV1Api(client.ApiClient(client.Configuration(host=setup.stub_url)))
+    pods = PodCache(api, PodProjector(frozenset({config.annotation_key}), check))
+    gc.collect()
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        pods.start()
+        if not pods.wait_synced(3600):
+            raise RuntimeError("the in-process pod cache did not sync")
+        gc.collect()
+        held, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        pods.stop()
+    return {
+        "held_mib": (held - base) / 2**20,
+        "transient_mib": (peak - held) / 2**20,
+        "per_pod_b": (held - base) / max(injected, 1),
+        "checks": check.runs,
+        "pods": len(pods),
+    }
 
 
 def run_row(name: str, work: Path, churn_seconds: float) -> tuple[dict[str, dict], float]:
@@ -475,6 +535,9 @@ def run_row(name: str, work: Path, churn_seconds: float) -> tuple[dict[str, dict
         for kind in ("webhook", "broker"):
             row[kind] = measure_server(kind, setup, injected, churn_seconds)
             print(name, json.dumps(row[kind]), flush=True)
+        if injected:
+            row["traced"] = list_peak(setup, injected)
+            print(name, json.dumps(row["traced"]), flush=True)
         return row, load_s
     finally:
         support.stop_process(stub)
