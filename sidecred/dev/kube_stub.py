@@ -429,15 +429,17 @@ class KubeApiStub:
 
     # --- storage verbs (called by the HTTP handler) --------------------------------
     def _matching(self, target: _Target, query: dict[str, str]) -> list[tuple[str | None, str]]:
-        """Keys of the stored objects a list names (namespace, label and field selectors)."""
+        """Keys of the stored objects a list names (namespace, label and field selectors),
+        in etcd's order: by namespace, then name."""
         labels, fields = query.get("labelSelector", ""), query.get("fieldSelector", "")
-        return [
+        keys = [
             key
             for key, stored in self._objects[target.resource.plural].items()
             if (target.namespace is None or key[0] == target.namespace)
             and _selector_matches(labels, stored.labels)
             and _field_matches(fields, stored.name, stored.namespace)
         ]
+        return sorted(keys, key=lambda key: (key[0] or "", key[1]))
 
     def _list_body(self, target: _Target, query: dict[str, str]) -> StubResponse:
         """One page of a list: all of it without `limit`; with it, `limit` objects and a
