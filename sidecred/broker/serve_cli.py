@@ -24,13 +24,13 @@ from sidecred.broker.pod_events import RefusalEvents
 from sidecred.broker.sidecar_check import broker_sidecar_problem, projected_sidecar_problem
 from sidecred.broker.sts import RoleAssumer
 from sidecred.broker.token_review import TokenReviewer
-from sidecred.pods.settings import Settings, add_config_arguments, config_from_args
+from sidecred.kube.client import KubeConfigUnavailable, load_core_api
 from sidecred.kube.event_flags import add_event_arguments, event_settings
 from sidecred.kube.projection import PodProjector, SameSpecCheck
 from sidecred.kube.watch import NamespaceCache, PodCache
-from sidecred.serving.limits import server_config
-from sidecred.kube.client import KubeConfigUnavailable, load_core_api
+from sidecred.pods.settings import Settings, add_config_arguments, config_from_args
 from sidecred.serving.cli import add_server_arguments, configure_logging
+from sidecred.serving.limits import server_config
 from sidecred.serving.tls import ReloadingServerContext
 
 log = logging.getLogger("sidecred.broker")

@@ -7,8 +7,8 @@ from typing import Any
 
 from sidecred.kube.projection import PodProjection
 from sidecred.pods.canonical import check_sidecar
-from sidecred.pods.settings import Settings
 from sidecred.pods.refusal import Refusal
+from sidecred.pods.settings import Settings
 
 BROKER_SOURCE = "broker"
 
