@@ -1,4 +1,4 @@
-"""Benchmark 10: cluster scale. The webhook and the broker against a cluster's worth of pods.
+"""Benchmark 11: cluster scale. The webhook and the broker against a cluster's worth of pods.
 
 The API stub (its own process) holds realistic objects from `sidecred.dev.cluster`:
 namespaces with policy and managedFields, injected pods (the webhook's own mutation in
@@ -505,7 +505,7 @@ def report(results: dict[str, dict[str, dict]], loads: dict[str, float], command
             support.targets_table(targets) if targets else "",
         ]
     )
-    support.write_section("scale", "10. Cluster scale", command, body)
+    support.write_section("scale", "11. Cluster scale", command, body)
 
 
 def list_peak(setup: Setup, injected: int) -> dict[str, float]:

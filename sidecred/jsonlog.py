@@ -1,18 +1,20 @@
 """The one JSON log schema of every sidecred process: `ts`, `level`, `event`, then fields.
 
-The sidecar writes lines with `format_line` directly; the webhook (and anything
-else on stdlib `logging`) installs `JsonLineFormatter`, which maps a record onto
-the same schema. Callers pass only non-secret fields.
+The sidecar writes lines with `format_line` directly; the webhook and the broker
+(on stdlib `logging`) install `sidecred.serving.cli.JsonLineFormatter`, which maps
+a record onto the same schema. This module imports neither `logging` nor
+`typing`: the sidecar's serving process pays for what it imports, in every pod.
+Callers pass only non-secret fields.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import time
-from typing import Any
 
-RESERVED_KEYS = ("ts", "level", "event")
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def format_timestamp(now: float) -> str:
@@ -30,19 +32,3 @@ def format_line(level: str, event: str, fields: dict[str, Any], now: float) -> s
     for key, value in fields.items():
         record.setdefault(key, value)
     return json.dumps(record, default=str, separators=(",", ":"))
-
-
-class JsonLineFormatter(logging.Formatter):
-    """stdlib logging in the shared schema: `event` is the message, `logger` the logger's name.
-
-    Fields come from `extra={"fields": {...}}`; a traceback goes in `exception`.
-    """
-
-    def format(self, record: logging.LogRecord) -> str:
-        fields: dict[str, Any] = {"logger": record.name}
-        extra = getattr(record, "fields", None)
-        if isinstance(extra, dict):
-            fields.update(extra)
-        if record.exc_info:
-            fields["exception"] = self.formatException(record.exc_info)
-        return format_line(record.levelname.lower(), record.getMessage(), fields, record.created)

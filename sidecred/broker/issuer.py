@@ -19,14 +19,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sidecred.broker.authorise import Caller, Grant, Refusal, SidecarProblem, authorise
+from sidecred.broker.authorise import Caller, Grant, SidecarProblem, authorise
 from sidecred.broker.metrics import BrokerMetrics
 from sidecred.broker.sts import RoleAssumer
 from sidecred.broker.token_review import bearer_token
+from sidecred.kube.watch import Lookup, NamespaceSource
+from sidecred.pods.refusal import Refusal
+from sidecred.pods.settings import Settings
 from sidecred.sidecar.credentials import SourceError
 from sidecred.sidecar.wire import credentials_body
-from sidecred.pods.settings import Settings
-from sidecred.kube.watch import Lookup
 
 # A generation is handed out again only during the first quarter of its life.
 # A sidecar refreshes at about half its session, so each of its refreshes gets a
@@ -55,10 +56,6 @@ class PodSource(Protocol):
     def get(self, namespace: str, name: str) -> Lookup: ...
 
 
-class NamespaceSource(Protocol):
-    def get(self, name: str) -> Lookup: ...
-
-
 @dataclass(frozen=True)
 class Generation:
     """One STS answer for a grant, serialised once."""
@@ -71,9 +68,10 @@ class Generation:
 @dataclass(frozen=True)
 class Answer:
     status: int
-    body: dict[str, str] | bytes
-    result: str  # "issued" or the refusal's code, for metrics and logs
+    body: bytes
+    result: str  # "issued" or the refusal's reason, for metrics and logs
     caller: Caller | None = None
+    detail: str = ""  # the refusal's message, for the log
 
 
 class Issuer:
@@ -122,10 +120,10 @@ class Issuer:
         try:
             body = self.credentials(grant)
         except SourceError as exc:
-            return refused(Refusal(503, exc.code, f"sts:AssumeRole failed: {exc.message}"), caller)
+            return refused(Refusal(exc.code, f"sts:AssumeRole failed: {exc.message}", 503), caller)
         except TimeoutError:
             message = "sidecred broker: another request's sts:AssumeRole call did not finish"
-            return refused(Refusal(503, "StsTimeout", message), caller)
+            return refused(Refusal("StsTimeout", message, 503), caller)
         if self._events is not None:
             self._events.issued(caller, pod.object)
         return Answer(200, body, "issued", caller)
@@ -179,10 +177,6 @@ class Issuer:
                     del self._held[key]
         return generation.body
 
-    def held_count(self) -> int:
-        with self._lock:
-            return len(self._held)
-
 
 def refused(refusal: Refusal, caller: Caller | None = None) -> Answer:
-    return Answer(refusal.status, refusal.body(), refusal.code, caller)
+    return Answer(refusal.status, refusal.error_body(), refusal.reason, caller, refusal.message)

@@ -14,7 +14,6 @@ import socket
 import ssl
 import sys
 
-import uvicorn
 from kubernetes import client
 
 from sidecred.broker.app import create_app
@@ -29,8 +28,10 @@ from sidecred.kube.event_flags import add_event_arguments, event_settings
 from sidecred.kube.projection import PodProjector, SameSpecCheck
 from sidecred.kube.watch import NamespaceCache, PodCache
 from sidecred.pods.settings import Settings, add_config_arguments, config_from_args
-from sidecred.serving.cli import add_server_arguments, configure_logging
-from sidecred.serving.limits import server_config
+from sidecred.serving.cli import add_server_arguments, configure_logging, shutdown_delay
+from sidecred.serving.drain import Drain
+from sidecred.serving.listen import shown_address
+from sidecred.serving.run import serve_tls
 from sidecred.serving.tls import ReloadingServerContext
 
 log = logging.getLogger("sidecred.broker")
@@ -80,6 +81,7 @@ def main(argv: list[str]) -> int:
     configure_logging()
     try:
         config, tls, api = load_settings(args)
+        drain = Drain(shutdown_delay(args))
     except ValueError as exc:
         message = str(exc).removeprefix("sidecred webhook: ")
         print(f"sidecred broker: {message}", file=sys.stderr)
@@ -111,18 +113,24 @@ def main(argv: list[str]) -> int:
         metrics,
         events=events,
     )
-    app = create_app(issuer, [namespaces, pods], metrics)
+    app = create_app(issuer, [namespaces, pods], metrics, drain=drain)
     namespaces.start()
     pods.start()
     log.info(
         "broker starting",
-        extra={"fields": {"host": args.host, "port": args.port, "audience": audience}},
+        extra={
+            "fields": {
+                "host": shown_address(args.host),
+                "port": args.port,
+                "audience": audience,
+                "shutdown_delay_seconds": drain.delay,
+            }
+        },
     )
     try:
-        uvicorn.Server(server_config(app, args.host, args.port, tls.server_context)).run()
+        return serve_tls(app, args.host, args.port, tls.server_context, drain)
     finally:
         if events is not None:
             events.stop()
         pods.stop()
         namespaces.stop()
-    return 0

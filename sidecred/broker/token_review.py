@@ -24,7 +24,9 @@ import urllib3
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from sidecred.broker.authorise import Caller, Refusal, unavailable
+from sidecred.broker.authorise import Caller, unavailable
+from sidecred.pods.annotations import q
+from sidecred.pods.refusal import Refusal
 
 SA_PREFIX = "system:serviceaccount:"
 EXTRA_POD_NAME = "authentication.kubernetes.io/pod-name"
@@ -54,20 +56,20 @@ def bearer_token(authorization: str | None) -> str | Refusal:
     """The token of an `Authorization: Bearer <token>` header, or a 401 saying what is wrong."""
     if not authorization:
         return Refusal(
-            401,
             "MissingToken",
             "sidecred broker: no Authorization header; send the pod's projected service-account "
             "token (broker audience) as `Authorization: Bearer <token>`",
+            401,
         )
     scheme, _, token = authorization.strip().partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         return Refusal(
-            401, "MissingToken", "sidecred broker: the Authorization header is not `Bearer <token>`"
+            "MissingToken", "sidecred broker: the Authorization header is not `Bearer <token>`", 401
         )
     if len(token) > MAX_TOKEN_CHARS or not _looks_like_jwt(token):
         return Refusal(
-            401, "InvalidToken", "sidecred broker: the bearer token is not a service-account token"
+            "InvalidToken", "sidecred broker: the bearer token is not a service-account token", 401
         )
     return token
 
@@ -102,32 +104,33 @@ def caller_from_review(review: Mapping[str, Any], audience: str) -> Caller | Ref
     status = status if isinstance(status, Mapping) else {}
     if status.get("authenticated") is not True:
         cause = str(status.get("error") or "the token was not authenticated")
-        return Refusal(401, "InvalidToken", f"sidecred broker: token refused: {cause[:300]}")
+        return Refusal("InvalidToken", f"sidecred broker: token refused: {cause[:300]}", 401)
     audiences = status.get("audiences")
     if not isinstance(audiences, list) or audience not in audiences:
         return Refusal(
-            401,
             "WrongAudience",
-            f"sidecred broker: the token is not for audience {json.dumps(audience)}",
+            f"sidecred broker: the token is not for audience {q(audience)}",
+            401,
         )
-    user = status.get("user") if isinstance(status.get("user"), Mapping) else {}
+    user = status.get("user")
+    user = user if isinstance(user, Mapping) else {}
     username = str(user.get("username") or "")
     namespace, _, account = username.removeprefix(SA_PREFIX).partition(":")
     if not username.startswith(SA_PREFIX) or not namespace or not account:
         return Refusal(
-            401,
             "NotAServiceAccount",
-            f"sidecred broker: the token belongs to {json.dumps(username[:200])}, not a pod's "
-            "service account",
+            f"sidecred broker: the token belongs to {q(username)}, not a pod's service account",
+            401,
         )
-    extra = user.get("extra") if isinstance(user.get("extra"), Mapping) else {}
+    extra = user.get("extra")
+    extra = extra if isinstance(extra, Mapping) else {}
     pod_name, pod_uid = _first(extra, EXTRA_POD_NAME), _first(extra, EXTRA_POD_UID)
     if not pod_name or not pod_uid:
         return Refusal(
-            401,
             "TokenNotBoundToPod",
-            f"sidecred broker: the token of service account {json.dumps(username)} is not bound "
+            f"sidecred broker: the token of service account {q(username)} is not bound "
             "to a pod; use the projected token the webhook mounts in the sidecar",
+            401,
         )
     return Caller(namespace, account, pod_name, pod_uid)
 
@@ -178,7 +181,7 @@ class TokenReviewer:
             response = self._api.create_token_review(
                 body, _preload_content=False, _request_timeout=REVIEW_TIMEOUT
             )
-            return json.loads(response.data)
+            review = json.loads(response.data)
         except ApiException as exc:
             raise unavailable(
                 f"sidecred broker: TokenReview failed: HTTP {exc.status} {exc.reason}".strip()
@@ -187,6 +190,8 @@ class TokenReviewer:
             raise unavailable(
                 f"sidecred broker: Kubernetes API unreachable for TokenReview: {type(exc).__name__}"
             ) from None
+        # Anything but an object has no status, so caller_from_review refuses it.
+        return review if isinstance(review, dict) else {}
 
     def _remember(self, key: bytes, answer: Caller | Refusal, token: str, now: float) -> None:
         if isinstance(answer, Refusal):
@@ -208,7 +213,3 @@ class TokenReviewer:
             self._cache.move_to_end(key)
             while len(self._cache) > MAX_CACHED_REVIEWS:
                 self._cache.popitem(last=False)
-
-    def cached_count(self) -> int:
-        with self._lock:
-            return len(self._cache)

@@ -39,7 +39,7 @@ def broker_settings(ca_pem: str) -> Settings:
     )
 
 
-def _managed(manager: str, operation: str, fields: dict[str, Any], sub: str = "") -> dict:
+def _managed(manager: str, operation: str, fields: dict[str, Any], sub: str = "") -> dict[str, Any]:
     entry = {
         "manager": manager,
         "operation": operation,
@@ -83,7 +83,9 @@ def namespace_object(name: str) -> dict[str, Any]:
 
 
 def _app_container(name: str, env_count: int) -> dict[str, Any]:
-    env = [{"name": f"APP_SETTING_{i:02d}", "value": f"value-{i:02d}"} for i in range(env_count)]
+    env: list[dict[str, Any]] = [
+        {"name": f"APP_SETTING_{i:02d}", "value": f"value-{i:02d}"} for i in range(env_count)
+    ]
     env.append({"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}})
     probe = {"httpGet": {"path": "/healthz", "port": 8080, "scheme": "HTTP"},
              "periodSeconds": 10, "timeoutSeconds": 1, "successThreshold": 1, "failureThreshold": 3}  # fmt: skip
@@ -251,7 +253,7 @@ class PodFactory:
     def pod(self, namespace: str, index: int, *, injected: bool) -> dict[str, Any]:
         """Pod number `index` of `namespace` (the templates take turns)."""
         templates = self._injected if injected else self._ordinary
-        pod = json.loads(templates[index % len(templates)])
+        pod: dict[str, Any] = json.loads(templates[index % len(templates)])
         metadata = pod["metadata"]
         metadata["name"] = f"app-7d9f8c6b5-{index:05d}{'i' if injected else 'o'}"
         metadata["namespace"] = namespace

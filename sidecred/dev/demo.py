@@ -683,7 +683,7 @@ def wait_for_not_ready(pod: LocalPod, process: subprocess.Popen[bytes]) -> str:
 def http_answers(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=1) as resp:  # noqa: S310 (loopback http)
-            return resp.status < 500
+            return int(resp.status) < 500
     except urllib.error.HTTPError as exc:
         return exc.code < 500
     except OSError:

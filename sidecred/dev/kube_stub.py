@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 NAMESPACES_PATH = "/api/v1/namespaces"
@@ -105,8 +106,8 @@ def _now() -> str:
 
 def status_object(
     code: int, reason: str, message: str, name: str | None = None, kind: str = "namespaces"
-) -> dict:
-    status: dict = {
+) -> dict[str, Any]:
+    status: dict[str, Any] = {
         "kind": "Status",
         "apiVersion": "v1",
         "metadata": {},
@@ -236,7 +237,9 @@ class KubeApiStub:
         }
         self._history: list[tuple[int, str, str, _Stored]] = []  # (rv, plural, type, object)
         # continue token -> (the list's resourceVersion, keys still to send)
-        self._snapshots: collections.OrderedDict[str, tuple[int, list]] = collections.OrderedDict()
+        self._snapshots: collections.OrderedDict[str, tuple[int, list[tuple[str | None, str]]]] = (
+            collections.OrderedDict()
+        )
         self._token_serial = 0
         self._resource_version = 100
         self._oldest_watchable = 0  # a watch from a resourceVersion below this gets 410
@@ -301,13 +304,14 @@ class KubeApiStub:
         self._routes.append((method.upper(), re.compile(pattern), counter, handler))
 
     # --- state the tests change ----------------------------------------------------
-    def put(self, plural: str, obj: dict) -> dict:
+    def put(self, plural: str, obj: dict[str, Any]) -> dict[str, Any]:
         """Create or replace an object as the test's side of the API server; returns a copy."""
         with self._cond:
             stored = self._put(plural, copy.deepcopy(obj))
-            return json.loads(self._full(plural, stored))
+            copied: dict[str, Any] = json.loads(self._full(plural, stored))
+            return copied
 
-    def put_many(self, plural: str, objects: Iterable[dict]) -> int:
+    def put_many(self, plural: str, objects: Iterable[dict[str, Any]]) -> int:
         """`put` for many objects at once (a cluster's worth), without returning copies."""
         count = 0
         with self._cond:
@@ -316,7 +320,7 @@ class KubeApiStub:
                 count += 1
         return count
 
-    def _put(self, plural: str, obj: dict) -> _Stored:
+    def _put(self, plural: str, obj: dict[str, Any]) -> _Stored:
         """Store `obj` (the caller's to give away) as created or replaced. Holds _cond."""
         resource = RESOURCES[plural]
         meta = obj.setdefault("metadata", {})
@@ -326,12 +330,12 @@ class KubeApiStub:
         meta.setdefault("creationTimestamp", old.created if old else _now())
         return self._record(plural, "MODIFIED" if old else "ADDED", obj)
 
-    def get(self, plural: str, name: str, namespace: str | None = None) -> dict | None:
+    def get(self, plural: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
         with self._cond:
             stored = self._objects[plural].get((namespace, name))
             return None if stored is None else json.loads(self._full(plural, stored))
 
-    def items(self, plural: str, namespace: str | None = None) -> list[dict]:
+    def items(self, plural: str, namespace: str | None = None) -> list[dict[str, Any]]:
         with self._cond:
             return [
                 json.loads(self._full(plural, stored))
@@ -348,7 +352,7 @@ class KubeApiStub:
             stored = self._objects[plural][(namespace, name)]
             self._record(plural, "DELETED", json.loads(stored.data))
 
-    def add_namespace(self, name: str, annotations: dict[str, str] | None = None) -> dict:
+    def add_namespace(self, name: str, annotations: dict[str, str] | None = None) -> dict[str, Any]:
         return self.put(
             "namespaces",
             {
@@ -362,7 +366,7 @@ class KubeApiStub:
             },
         )
 
-    def set_annotations(self, name: str, annotations: dict[str, str]) -> dict:
+    def set_annotations(self, name: str, annotations: dict[str, str]) -> dict[str, Any]:
         obj = self.get("namespaces", name)
         if obj is None:
             raise KeyError(name)
@@ -390,7 +394,7 @@ class KubeApiStub:
             self._history.clear()
             self._snapshots.clear()
 
-    def _record(self, plural: str, event: str, obj: dict) -> _Stored:
+    def _record(self, plural: str, event: str, obj: dict[str, Any]) -> _Stored:
         """Store (or drop) `obj` under a new resourceVersion and wake watchers. Holds _cond."""
         self._resource_version += 1
         resource = RESOURCES[plural]
@@ -596,7 +600,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
             self.stub._count(target.resource, "get")
             plural = target.resource.plural
             with self.stub._cond:
-                found = self.stub._objects[plural].get((target.namespace, target.name))
+                found = self.stub._objects[plural].get((target.namespace, target.name or ""))
             if found is None:
                 self._send(self.stub._not_found(target))
             else:
@@ -615,7 +619,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(response.body)
 
-    def _chunk(self, payload: dict | bytes) -> None:
+    def _chunk(self, payload: dict[str, Any] | bytes) -> None:
         data = (payload if isinstance(payload, bytes) else json.dumps(payload).encode()) + b"\n"
         self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
         self.wfile.flush()

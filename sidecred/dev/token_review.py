@@ -123,7 +123,10 @@ class TokenAuthority:
             self._sign(parts[0] + "." + parts[1]), parts[2]
         ):
             raise ValueError(f"{INVALID}, token could not be verified")
-        return json.loads(_unb64(parts[1]))
+        claims = json.loads(_unb64(parts[1]))
+        if not isinstance(claims, dict):
+            raise ValueError(f"{INVALID}, token claims are not a JSON object")
+        return claims
 
     def review_status(self, token: str, wanted: list[str]) -> dict[str, Any]:
         """The `status` of a TokenReview for `token` and the requested audiences."""

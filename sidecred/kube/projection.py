@@ -26,7 +26,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from sidecred.pods.names import SIDECAR_NAME
 from sidecred.pods.pod import env_value, find_sidecar
@@ -45,7 +45,8 @@ _UNCHECKED = object()
 SidecarCheck = Callable[[Mapping[str, Any]], str | None]
 
 
-_SHARED_TUPLES: dict[tuple, tuple] = {}
+_SHARED_TUPLES: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+T = TypeVar("T", bound=tuple[Any, ...])
 
 
 def _share(value: Any) -> Any:
@@ -54,12 +55,17 @@ def _share(value: Any) -> Any:
     return value
 
 
-def _shared_tuple(value: tuple | None) -> tuple | None:
+def _text(value: Any) -> str | None:
+    """A string field as kept: shared when short; None when absent or not a string."""
+    return _share(value) if isinstance(value, str) else None
+
+
+def _shared_tuple(value: T | None) -> T | None:
     """One tuple per distinct small value (sidecar locations and states repeat across pods)."""
     if value is None or len(_SHARED_TUPLES) >= 4096:
         return value
     try:
-        return _SHARED_TUPLES.setdefault(value, value)
+        return _SHARED_TUPLES.setdefault(value, value)  # type: ignore[return-value]
     except TypeError:  # an unhashable value: kept unshared
         return value
 
@@ -129,6 +135,10 @@ def project_namespace(obj: Mapping[str, Any]) -> NamespaceProjection:
     )
 
 
+SidecarAt = tuple[str, str | None]  # (list name, the health port's env value or None)
+SidecarState = tuple[str, bool, bool]  # (status list, ready, running)
+
+
 class PodProjection(Projection):
     """What decisions read of one pod (see the module's docstring)."""
 
@@ -141,16 +151,37 @@ class PodProjection(Projection):
         "phase",
         "pod_ip",
         "service_account",
-        "sidecar",  # (list name, health port env value or None), or None
-        "sidecar_state",  # (status list, ready, running), or None
+        "sidecar",
+        "sidecar_state",
         "uid",
     )
     _parts = ("metadata", "spec", "status")
 
-    def __init__(self, **fields: Any) -> None:
-        verdict = fields.pop("verdict", _UNCHECKED)
-        for name, value in fields.items():
-            setattr(self, name, value)
+    def __init__(
+        self,
+        *,
+        namespace: str,
+        name: str,
+        uid: str,
+        service_account: str | None,
+        deletion: str | None,
+        annotations: tuple[str, ...],
+        phase: str | None,
+        pod_ip: str | None,
+        sidecar: SidecarAt | None,
+        sidecar_state: SidecarState | None,
+        verdict: object = _UNCHECKED,
+    ) -> None:
+        self.namespace = namespace
+        self.name = name
+        self.uid = uid
+        self.service_account = service_account
+        self.deletion = deletion
+        self.annotations = annotations
+        self.phase = phase
+        self.pod_ip = pod_ip
+        self.sidecar = sidecar
+        self.sidecar_state = sidecar_state
         self._verdict = verdict
 
     @property
@@ -161,9 +192,10 @@ class PodProjection(Projection):
     @property
     def sidecar_problem(self) -> str | None:
         """The check's verdict: why the pod does not run the canonical sidecar, or None."""
-        if self._verdict is _UNCHECKED:
+        verdict = self._verdict
+        if verdict is _UNCHECKED:
             raise ValueError("this projection was made without the canonical-sidecar check")
-        return self._verdict  # type: ignore[return-value]
+        return verdict if isinstance(verdict, str) else None
 
     def _part(self, key: str) -> Any:
         if key == "metadata":
@@ -200,19 +232,25 @@ class PodProjection(Projection):
             part["podIP"] = self.pod_ip
         if self.sidecar_state is not None:
             list_name, ready, running = self.sidecar_state
-            state = {"running": {}} if running else {}
+            state: dict[str, Any] = {"running": {}} if running else {}
             part[list_name] = [{"name": SIDECAR_NAME, "ready": ready, "state": state}]
         return part
 
 
-def _sidecar_state(status: Mapping[str, Any]) -> tuple[str, Any, bool] | None:
+def _sidecar_state(status: Mapping[str, Any]) -> SidecarState | None:
     for list_name in STATUS_LISTS:
-        for entry in status.get(list_name) or []:
+        entries = status.get(list_name)
+        for entry in entries if isinstance(entries, list) else []:
             if isinstance(entry, dict) and entry.get("name") == SIDECAR_NAME:
                 state = entry.get("state")
                 running = isinstance(state, dict) and "running" in state
                 return list_name, bool(entry.get("ready")), running
     return None
+
+
+def _part_of(obj: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    part = obj.get(key)
+    return part if isinstance(part, dict) else {}
 
 
 # The canonical-sidecar verdicts remembered by SameSpecCheck (a few per workload).
@@ -270,28 +308,24 @@ class PodProjector:
 
     def __call__(self, obj: Mapping[str, Any]) -> PodProjection:
         metadata = _metadata(obj)
-        spec = obj.get("spec") if isinstance(obj.get("spec"), dict) else {}
-        status = obj.get("status") if isinstance(obj.get("status"), dict) else {}
+        spec, status = _part_of(obj, "spec"), _part_of(obj, "status")
         found = find_sidecar(obj)
-        sidecar = None
+        sidecar: SidecarAt | None = None
         if found is not None:
-            port = env_value(found[2], ENV_HEALTH_PORT)
-            sidecar = _shared_tuple((_share(found[0]), _share(port)))
-        fields: dict[str, Any] = {
-            "namespace": _share(metadata.get("namespace") or ""),
-            "name": metadata.get("name") or "",
-            "uid": metadata.get("uid") or "",
-            "service_account": _share(spec.get("serviceAccountName")),
-            "deletion": metadata.get("deletionTimestamp"),
-            "annotations": kept_annotations(obj, self.annotation_keys),
-            "phase": _share(status.get("phase")),
-            "pod_ip": status.get("podIP"),
-            "sidecar": sidecar,
-            "sidecar_state": _shared_tuple(_sidecar_state(status)),
-        }
-        if self.sidecar_check is not None:
-            fields["verdict"] = self._verdict(obj)
-        return PodProjection(**fields)
+            sidecar = _shared_tuple((found[0], _text(env_value(found[2], ENV_HEALTH_PORT))))
+        return PodProjection(
+            namespace=_text(metadata.get("namespace")) or "",
+            name=str(metadata.get("name") or ""),
+            uid=str(metadata.get("uid") or ""),
+            service_account=_text(spec.get("serviceAccountName")),
+            deletion=_text(metadata.get("deletionTimestamp")),
+            annotations=kept_annotations(obj, self.annotation_keys),
+            phase=_text(status.get("phase")),
+            pod_ip=_text(status.get("podIP")),
+            sidecar=sidecar,
+            sidecar_state=_shared_tuple(_sidecar_state(status)),
+            verdict=self._verdict(obj) if self.sidecar_check is not None else _UNCHECKED,
+        )
 
     def _verdict(self, obj: Mapping[str, Any]) -> str | None:
         """The check's verdict; a check that fails on an odd pod is a problem (fail closed)."""

@@ -34,7 +34,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import urllib3
 from kubernetes import client
@@ -78,6 +78,17 @@ class Lookup:
     object: Mapping[str, Any] | None
     source: str  # cache | api | not-found | unavailable
     error: str = ""
+
+
+class NamespaceSource(Protocol):
+    """Namespaces by name, as the webhook and the broker read them (NamespaceCache)."""
+
+    last_error: str
+
+    @property
+    def synced(self) -> bool: ...
+
+    def get(self, name: str) -> Lookup: ...
 
 
 # Only sidecred's own pods are watched: every pod the webhook injects carries this label.
@@ -133,9 +144,9 @@ class WatchCache:
     def __init__(
         self,
         kind: str,
-        list_func: Callable,
+        list_func: Callable[..., Any],
         read_func: Callable[..., object],
-        project: Callable[[dict], Projection],
+        project: Callable[[Mapping[str, Any]], Projection],
         *,
         label_selector: str = "",
         record_api_call: Callable[[str, str], None] | None = None,
@@ -291,7 +302,7 @@ class WatchCache:
         return Lookup(obj, FETCHED)
 
     # --- list and watch ------------------------------------------------------------
-    def _call(self, verb: str, func: Callable, *args: object, **kwargs: object):
+    def _call(self, verb: str, func: Callable[..., Any], *args: object, **kwargs: object) -> Any:
         self.api_calls[verb] += 1
         try:
             result = func(*args, _preload_content=False, **kwargs)
@@ -440,26 +451,6 @@ class WatchCache:
                     "%s watch failed (%s); retrying in %.1fs", self.kind, self.last_error, delay
                 )
             self._stopping.wait(delay)
-
-
-class StaticNamespaces:
-    """An in-memory namespace source with the NamespaceCache interface, for the pure tests,
-    the check CLI and the demo: the namespaces given, everything else not found."""
-
-    synced = True
-    last_error = ""
-
-    def __init__(self, *namespaces: dict) -> None:
-        self._by_name = {ns["metadata"]["name"]: ns for ns in namespaces}
-
-    def cached(self, name: str) -> dict | None:
-        return self._by_name.get(name)
-
-    def get(self, name: str) -> Lookup:
-        found = self._by_name.get(name)
-        if found is None:
-            return Lookup(None, NOT_FOUND, f'namespace "{name}" not found')
-        return Lookup(found, CACHE)
 
 
 class NamespaceCache(WatchCache):

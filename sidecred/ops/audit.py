@@ -17,7 +17,7 @@ from kubernetes import client
 from sidecred.kube.sidecar_health import (
     HealthUnavailable,
     SidecarHealth,
-    pod_role,
+    injected_role,
     read_sidecar_health,
     sidecar_status,
 )
@@ -59,7 +59,7 @@ def audit_pod(
     """What is wrong with one injected pod now; `health` is its /readyz answer or why it
     could not be read (only needed when the kubelet reports the sidecar not ready)."""
     metadata = pod.get("metadata") or {}
-    ns, name, role = str(metadata.get("namespace")), str(metadata.get("name")), pod_role(pod)
+    ns, name, role = str(metadata.get("namespace")), str(metadata.get("name")), injected_role(pod)
     findings = []
     if config.namespace_policy != "off":
         if namespace is None:
@@ -106,9 +106,10 @@ def collect_findings(
 
 def read_namespace(api: client.CoreV1Api, name: str) -> dict[str, Any] | None:
     try:
-        return json.loads(api.read_namespace(name, _preload_content=False).data)
+        namespace = json.loads(api.read_namespace(name, _preload_content=False).data)
     except client.ApiException:
         return None
+    return namespace if isinstance(namespace, dict) else None
 
 
 def finding_rows(findings: list[Finding]) -> list[dict[str, str]]:

@@ -15,7 +15,7 @@ from sidecred.kube.sidecar_health import (
     HealthUnavailable,
     SidecarHealth,
     health_port,
-    pod_role,
+    injected_role,
     proxy_get,
     read_sidecar_health,
     sidecar_status,
@@ -26,15 +26,26 @@ EXPIRY_METRIC = "sidecred_credentials_expiry_timestamp_seconds"
 
 
 def read_sidecar_metrics(api: client.CoreV1Api, pod: Mapping[str, Any]) -> dict[str, float]:
-    """The sidecar's unlabelled samples from /metrics ({} if they cannot be read)."""
+    """The sidecar's samples from /metrics, one value per name ({} if they cannot be read).
+
+    Each series has a `role` label (the pod's role, the containers' own): counters are
+    summed over it, the expiry is the earliest one held.
+    """
     try:
         status, text = proxy_get(api, pod, "metrics")
         if status != 200:
             return {}
-        families = text_string_to_metric_families(text)
-        return {s.name: s.value for f in families for s in f.samples if not s.labels}
+        samples = [s for f in text_string_to_metric_families(text) for s in f.samples]
     except (HealthUnavailable, ValueError):
         return {}
+    values: dict[str, float] = {}
+    for sample in samples:
+        if sample.name == EXPIRY_METRIC:
+            held = [v for v in (values.get(sample.name, 0.0), sample.value) if v > 0]
+            values[sample.name] = min(held, default=0.0)
+        else:
+            values[sample.name] = values.get(sample.name, 0.0) + sample.value
+    return values
 
 
 def status_row(
@@ -56,7 +67,7 @@ def status_row(
         "namespace": metadata.get("namespace"),
         "name": metadata.get("name"),
         "ready": str(ready).lower(),
-        "role": pod_role(pod),
+        "role": injected_role(pod),
         "expires": expires,
         "last_error": error,
         "sts_calls": _count(metrics, "sidecred_sts_calls_total"),

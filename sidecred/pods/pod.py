@@ -128,8 +128,8 @@ def _container_problems(list_name: str, item: Mapping[str, Any]) -> list[str]:
     return problems
 
 
-def check_pod_shape(pod: Any, where: str = "request.object") -> None:
-    """Refuse (400) an object whose fields sidecred reads have the wrong JSON types.
+def check_pod_shape(pod: Any, where: str = "request.object") -> dict[str, Any]:
+    """The pod, or refuse (400) an object whose fields sidecred reads have the wrong JSON types.
 
     The API server only sends well-typed pods, but anyone who can reach the
     webhook can send anything; this turns junk into a clear answer, never a crash.
@@ -174,3 +174,4 @@ def check_pod_shape(pod: Any, where: str = "request.object") -> None:
         raise Refusal(
             "bad-request", f"sidecred: {where} is not a valid pod: " + "; ".join(problems), 400
         )
+    return pod

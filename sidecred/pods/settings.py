@@ -18,6 +18,7 @@ own setting.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 from collections.abc import Mapping
@@ -30,6 +31,8 @@ from cryptography import x509
 
 from sidecred.int_range import int_in_range_or_problem
 from sidecred.pods.annotations import ROLE_KEY
+from sidecred.pods.images import image_repository
+from sidecred.sidecar import config as sc
 from sidecred.sidecar.config import (
     CREDENTIAL_SOURCES,
     MAX_SESSION_DURATION,
@@ -59,6 +62,14 @@ DNS_SUBDOMAIN_RE = re.compile(
     r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*"
 )
 PORTS = (1, 65535)
+# An env variable name as the API server accepts it (a C identifier, also with . and -).
+ENV_NAME_RE = re.compile(r"[-._a-zA-Z][-._a-zA-Z0-9]*")
+# The sidecar's settings the webhook writes itself; configuration cannot add them again.
+# (SIDECRED_RETRY_CAP_SECONDS is the one sidecar setting left to operators.)
+WEBHOOK_ENV_NAMES = frozenset(getattr(sc, name) for name in dir(sc) if name.startswith("ENV_")) - {
+    sc.ENV_RETRY_CAP_SECONDS
+}
+ENV_EXAMPLE = '[{"name": "HTTPS_PROXY", "value": "http://proxy.corp:3128"}]'
 
 
 def option(
@@ -68,10 +79,50 @@ def option(
     choices: tuple[str, ...] | None = None,
     limits: tuple[int, int] | None = None,
     cli: bool = True,
+    parse: Any = None,
 ) -> Any:
-    """A Settings field carrying its flag's help, choices and integer range."""
-    meta = {"help": help, "choices": choices, "limits": limits, "cli": cli}
+    """A Settings field carrying its flag's help, choices, integer range or parser.
+
+    `parse(flag, text, problems)` turns the flag's text into the value, appending
+    to `problems` what is wrong with it.
+    """
+    meta = {"help": help, "choices": choices, "limits": limits, "cli": cli, "parse": parse}
     return field(default=default, metadata=meta)
+
+
+def parse_env_list(flag: str, text: str, problems: list[str]) -> tuple[tuple[str, str], ...]:
+    """(name, value) pairs from a JSON list of {"name", "value"} objects (EnvVar, literal only)."""
+    try:
+        items = json.loads(text or "[]")
+    except ValueError as exc:
+        problems.append(f"{flag} is not JSON ({exc}); expected a list such as {ENV_EXAMPLE}")
+        return ()
+    if not isinstance(items, list):
+        problems.append(f"{flag} is not a JSON list; expected a list such as {ENV_EXAMPLE}")
+        return ()
+    pairs: list[tuple[str, str]] = []
+    for item in items:
+        name = item.get("name") if isinstance(item, dict) else None
+        if not isinstance(name, str):
+            problems.append(f"{flag}: {json.dumps(item)[:80]} is not an object with a name")
+            continue
+        if "valueFrom" in item:
+            problems.append(
+                f"{flag}: {name} uses valueFrom; only literal values are accepted, because a "
+                "ConfigMap or Secret reference is read in each pod's own namespace, which its "
+                "tenant controls"
+            )
+        elif set(item) - {"name", "value"}:
+            problems.append(f"{flag}: {name} has keys other than name and value")
+        value = item.get("value", "")
+        if not isinstance(value, str):
+            problems.append(f"{flag}: the value of {name} is not a string (quote it)")
+        if not ENV_NAME_RE.fullmatch(name):
+            problems.append(f"{flag}: {name!r} is not an env variable name")
+        elif name in WEBHOOK_ENV_NAMES:
+            problems.append(f"{flag}: {name} is a setting the webhook writes itself")
+        pairs.append((name, str(value)))
+    return tuple(pairs)
 
 
 @dataclass(frozen=True)
@@ -101,6 +152,27 @@ class Settings:
     # The slim image (Dockerfile target sidecar).
     sidecar_image: str = option(
         "ghcr.io/sidecred/sidecred-sidecar:0.1.0", "image of the injected sidecar"
+    )
+    # Mirrors: an image-rewrite policy, a pull-through cache, or the repository the
+    # sidecar came from before a move. The repository is what is trusted, not the tag.
+    sidecar_repositories: tuple[str, ...] = option(
+        (),
+        "comma-separated image repositories the sidecar may also come from (mirrors), "
+        "in any tag or digest, besides --sidecar-image's",
+    )
+    # Proxy, FIPS or STS endpoints, a CA bundle: env that decides where the sidecar sends
+    # its token, so only configuration gives it (values are visible in every pod spec).
+    sidecar_extra_env: tuple[tuple[str, str], ...] = option(
+        (),
+        f"env added to every sidecar, a JSON list such as {ENV_EXAMPLE}",
+        parse=parse_env_list,
+    )
+    # What an earlier sidecar_extra_env gave sidecars still running: accepted, not added.
+    sidecar_accepted_env: tuple[tuple[str, str], ...] = option(
+        (),
+        "env an earlier --sidecar-extra-env gave sidecars that still run: accepted on a "
+        "sidecar, not added (same JSON form)",
+        parse=parse_env_list,
     )
     sidecar_mode: str = option(
         "native", "native sidecar init container, or a regular container", choices=SIDECAR_MODES
@@ -139,10 +211,13 @@ class Settings:
         limits=(600, 2**31 - 1),  # the API server's minimum is 600 s
     )
     sidecar_cpu_request: str = option("10m", "sidecar CPU request")
-    sidecar_memory_request: str = option("32Mi", "sidecar memory request")
-    # start-up imports botocore; a tight limit slows every pod start
+    # Measured (bench/RESULTS.md, Footprint): the serving process holds about 12 MB RSS
+    # (5 MB anonymous); each `sidecred fetch` child adds about 17 MB RSS while it runs,
+    # and at most two run at once (however many roles the pod has).
+    sidecar_memory_request: str = option("16Mi", "sidecar memory request")
+    # Each fetch starts an interpreter; a tight CPU limit slows every pod's start.
     sidecar_cpu_limit: str = option("500m", "sidecar CPU limit")
-    sidecar_memory_limit: str = option("96Mi", "sidecar memory limit")
+    sidecar_memory_limit: str = option("48Mi", "sidecar memory limit")
     # Pod-level: added to spec.imagePullSecrets, so the kubelet can pull sidecar_image.
     sidecar_image_pull_secrets: tuple[str, ...] = option(
         (), "comma-separated Secret names added to each injected pod's imagePullSecrets"
@@ -152,6 +227,23 @@ class Settings:
     def sidecred_audiences(self) -> frozenset[str]:
         """The audiences only the canonical sidecar may hold a token for."""
         return frozenset((self.token_audience, self.broker_audience))
+
+    @property
+    def sidecar_repository_set(self) -> frozenset[str]:
+        """Repositories whose image may run as the sidecar: --sidecar-image's and the mirrors."""
+        return frozenset(map(image_repository, (self.sidecar_image, *self.sidecar_repositories)))
+
+    @property
+    def configured_sidecar_env(self) -> frozenset[tuple[str, str]]:
+        """Every (name, value) configuration gives or gave a sidecar."""
+        return frozenset(self.sidecar_extra_env + self.sidecar_accepted_env)
+
+    def loggable(self) -> dict[str, object]:
+        """The settings for a log line: env values (a proxy URL may hold a password) left out."""
+        shown: dict[str, object] = dict(vars(self))
+        for name in ("sidecar_extra_env", "sidecar_accepted_env"):
+            shown[name] = [env_name for env_name, _ in getattr(self, name)]
+        return shown
 
     @property
     def sidecar_token_audience(self) -> str:
@@ -196,6 +288,8 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _convert(f: Any, value: str, problems: list[str]) -> object:
+    if f.metadata["parse"] is not None:
+        return f.metadata["parse"](_flag(f.name), value, problems)
     choices = f.metadata["choices"]
     if choices and value not in choices:
         problems.append(f"{_flag(f.name)}={value!r} is not one of {', '.join(choices)}")
@@ -204,7 +298,8 @@ def _convert(f: Any, value: str, problems: list[str]) -> object:
             problems.append(f"{_flag(f.name)}={value!r} is not true or false")
         return value.lower() in TRUE_WORDS
     if f.metadata["limits"]:
-        return int_in_range_or_problem(_flag(f.name), value, *f.metadata["limits"], problems)
+        low, high = f.metadata["limits"]
+        return int_in_range_or_problem(_flag(f.name), value, low, high, problems)
     if isinstance(f.default, tuple):
         return tuple(dict.fromkeys(item.strip() for item in value.split(",") if item.strip()))
     return value
@@ -254,6 +349,12 @@ def _check_values(values: dict[str, object], problems: list[str]) -> None:
         values["base_role_arn"] = base
     if not ANNOTATION_KEY_RE.fullmatch(str(values["annotation_key"])):
         problems.append(f"--annotation-key={values['annotation_key']!r} is not an annotation key")
+    for name in cast(tuple[str, ...], values["sidecar_repositories"]):
+        if any(c.isspace() for c in name):
+            problems.append(f"--sidecar-repositories names {name!r}, which is not a repository")
+    env_names = [name for name, _ in cast(tuple[tuple[str, str], ...], values["sidecar_extra_env"])]
+    for name in sorted({n for n in env_names if env_names.count(n) > 1}):
+        problems.append(f"--sidecar-extra-env sets {name} more than once")
     for name in ("sidecar_image", "token_audience", "broker_audience", "region"):
         value = values[name]
         if isinstance(value, str) and (not value or any(c.isspace() for c in value)):

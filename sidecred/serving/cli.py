@@ -4,11 +4,33 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
+from typing import Any
 
-from sidecred.int_range import int_in_range_type
-from sidecred.jsonlog import JsonLineFormatter
+from sidecred.int_range import int_in_range_type, parse_int_in_range
+from sidecred.jsonlog import format_line
+from sidecred.serving.listen import BOTH_FAMILIES
+
+SHUTDOWN_DELAY_ENV = "SIDECRED_SHUTDOWN_DELAY"
+MAX_SHUTDOWN_DELAY = 600
+
+
+class JsonLineFormatter(logging.Formatter):
+    """stdlib logging in the shared schema: `event` is the message, `logger` the logger's name.
+
+    Fields come from `extra={"fields": {...}}`; a traceback goes in `exception`.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields: dict[str, Any] = {"logger": record.name}
+        extra = getattr(record, "fields", None)
+        if isinstance(extra, dict):
+            fields.update(extra)
+        if record.exc_info:
+            fields["exception"] = self.formatException(record.exc_info)
+        return format_line(record.levelname.lower(), record.getMessage(), fields, record.created)
 
 
 def configure_logging(level: int = logging.INFO) -> None:
@@ -23,7 +45,7 @@ def configure_logging(level: int = logging.INFO) -> None:
 
 
 def add_server_arguments(parser: argparse.ArgumentParser, default_port: int) -> None:
-    """--tls-cert, --tls-key, --port, --host and --kubeconfig."""
+    """--tls-cert, --tls-key, --port, --host, --shutdown-delay and --kubeconfig."""
     parser.add_argument("--tls-cert", required=True, type=Path, help="serving certificate (PEM)")
     parser.add_argument("--tls-key", required=True, type=Path, help="its private key (PEM)")
     parser.add_argument(
@@ -32,8 +54,30 @@ def add_server_arguments(parser: argparse.ArgumentParser, default_port: int) -> 
         default=default_port,
         help=f"listen port (default {default_port})",
     )
-    parser.add_argument("--host", default="0.0.0.0", help="listen address (default 0.0.0.0)")
+    parser.add_argument(
+        "--host",
+        default=BOTH_FAMILIES,
+        help="listen address (default: every address, IPv4 and IPv6; e.g. 127.0.0.1 or ::)",
+    )
+    parser.add_argument(
+        "--shutdown-delay",
+        type=int_in_range_type("--shutdown-delay", 0, MAX_SHUTDOWN_DELAY),
+        default=None,
+        metavar="SECONDS",
+        help="on SIGTERM keep answering this long, not ready and closing each connection, "
+        f"before stopping (default 0) [env {SHUTDOWN_DELAY_ENV}]",
+    )
     parser.add_argument(
         "--kubeconfig",
         help="kubeconfig file (default: in-cluster service account, then ~/.kube/config)",
     )
+
+
+def shutdown_delay(args: argparse.Namespace, env: dict[str, str] | None = None) -> int:
+    """--shutdown-delay, else SIDECRED_SHUTDOWN_DELAY, else 0; ValueError naming a bad value."""
+    if args.shutdown_delay is not None:
+        return int(args.shutdown_delay)
+    raw = (os.environ if env is None else env).get(SHUTDOWN_DELAY_ENV, "").strip()
+    if not raw:
+        return 0
+    return parse_int_in_range(SHUTDOWN_DELAY_ENV, raw, 0, MAX_SHUTDOWN_DELAY)

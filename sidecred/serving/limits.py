@@ -1,4 +1,4 @@
-"""Keeping the webhook up against abuse (DESIGN.md 3.3, path 5): any pod can reach it.
+"""Keeping the webhook up against abuse (SECURITY.md, Path 5): any pod can reach it.
 
 Every connection must deliver a complete request (head and body) within
 REQUEST_DEADLINE_SECONDS of its TLS handshake or of its previous response, or it

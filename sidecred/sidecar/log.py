@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import IO, Any
 
 from sidecred.jsonlog import format_line
+
+TYPE_CHECKING = False  # `typing` is not imported: the serving process would pay ~2 MB for it
+if TYPE_CHECKING:
+    from typing import IO, Any
 
 
 def log(level: str, event: str, stream: IO[str] | None = None, **fields: Any) -> None:

@@ -11,24 +11,25 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
+from sidecred.kube.watch import CACHE, NamespaceSource
 from sidecred.pods.settings import Settings
+from sidecred.serving.drain import DRAINING, Drain
+from sidecred.serving.http import add_metrics_and_last_resort
 from sidecred.webhook.decide import (
     Decision,
     decide_mutation,
     decide_validation,
     namespace_to_lookup,
 )
-from sidecred.kube.watch import CACHE, Lookup
-from sidecred.serving.http import add_metrics_and_last_resort
 from sidecred.webhook.metrics import WebhookMetrics
 from sidecred.webhook.namespace_review import with_namespace_review
 from sidecred.webhook.review import MAX_REVIEW_BYTES, ReviewError, build_review, parse_review
@@ -40,17 +41,6 @@ INTERNAL_ERROR_MESSAGE = (
     "sidecred: internal error while deciding this request; it is refused (fail closed). "
     "See the webhook's log for details."
 )
-
-
-class NamespaceSource(Protocol):
-    """What the app needs from the namespace cache (kube.watch.NamespaceCache)."""
-
-    @property
-    def synced(self) -> bool: ...
-
-    last_error: str
-
-    def get(self, name: str) -> Lookup: ...
 
 
 Decide = Callable[..., Decision]
@@ -95,7 +85,9 @@ class Admission:
     metrics: WebhookMetrics
     clock: Callable[[], float] = time.perf_counter
 
-    async def look_up_namespace(self, request: dict[str, Any]) -> tuple[dict | None, str]:
+    async def look_up_namespace(
+        self, request: dict[str, Any]
+    ) -> tuple[Mapping[str, Any] | None, str]:
         """The namespace the request needs (or None) and why it could not be read.
 
         A cache hit is answered on the event loop; only a miss, which may wait on
@@ -106,7 +98,9 @@ class Admission:
         if name is None:
             return None, ""
         # A cache that can answer without blocking (kube.watch.NamespaceCache.cached).
-        cached: Callable[[str], dict | None] | None = getattr(self.namespaces, "cached", None)
+        cached: Callable[[str], Mapping[str, Any] | None] | None = getattr(
+            self.namespaces, "cached", None
+        )
         namespace = cached(name) if cached is not None else None
         if namespace is not None:
             self.metrics.record_namespace_lookup(CACHE)
@@ -183,6 +177,7 @@ def create_app(
     metrics: WebhookMetrics,
     *,
     clock: Callable[[], float] = time.perf_counter,
+    drain: Drain | None = None,
 ) -> FastAPI:
     """The webhook's routes wired to an Admission."""
     app = FastAPI(title="sidecred webhook", docs_url=None, redoc_url=None, openapi_url=None)
@@ -207,6 +202,8 @@ def create_app(
 
     @app.get("/readyz")
     async def readyz() -> Response:
+        if drain is not None and drain.draining:
+            return JSONResponse({"status": "not ready", "reason": DRAINING}, status_code=503)
         if namespaces.synced:
             return JSONResponse({"status": "ready"})
         cause = namespaces.last_error or "waiting for the first namespace list"

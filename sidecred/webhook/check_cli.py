@@ -162,7 +162,8 @@ class Inputs:
 
 
 def object_label(obj: dict[str, Any], index: int) -> str:
-    metadata = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+    metadata = obj.get("metadata")
+    metadata = metadata if isinstance(metadata, dict) else {}
     name = metadata.get("name") or metadata.get("generateName") or f"#{index}"
     return f"{obj.get('kind')}/{name}"
 
@@ -200,7 +201,8 @@ class Outcome:
 
 
 def namespace_for(pod: dict[str, Any], namespaces: dict[str, dict[str, Any]]) -> str:
-    metadata = pod.get("metadata") if isinstance(pod.get("metadata"), dict) else {}
+    metadata = pod.get("metadata")
+    metadata = metadata if isinstance(metadata, dict) else {}
     if metadata.get("namespace"):
         return str(metadata["namespace"])
     return next(iter(namespaces)) if len(namespaces) == 1 else "default"

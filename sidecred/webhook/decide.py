@@ -11,15 +11,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sidecred.sidecar.token_file import generate_token
-from sidecred.webhook.access import (
-    check_connect,
-    check_token_request,
-    is_connect,
-    is_token_request,
-)
 from sidecred.pods.annotations import PodOptions, annotations_of, q, read_pod_options
-from sidecred.pods.canonical import SidecarVerdict, all_containers, check_sidecar, pod_role
+from sidecred.pods.canonical import (
+    SidecarVerdict,
+    all_containers,
+    check_sidecar,
+    pod_role,
+    served_port,
+)
 from sidecred.pods.names import SIDECAR_NAME
 from sidecred.pods.pod import (
     check_pod_shape,
@@ -32,6 +31,13 @@ from sidecred.pods.policy import evaluate_policy
 from sidecred.pods.refusal import Refusal
 from sidecred.pods.settings import Settings
 from sidecred.pods.sidecar_spec import plan_injection
+from sidecred.sidecar.token_file import generate_token
+from sidecred.webhook.access import (
+    check_connect,
+    check_token_request,
+    is_connect,
+    is_token_request,
+)
 from sidecred.webhook.isolation import check_isolation
 from sidecred.webhook.mutate import build_patch
 from sidecred.webhook.validate import check_app_containers, check_ephemeral, check_update
@@ -56,7 +62,7 @@ class Decision:
     allowed: bool
     code: int = 200
     message: str = ""
-    patch: list[dict] | None = None  # JSON Patch ops
+    patch: list[dict[str, Any]] | None = None  # JSON Patch ops
     warnings: tuple[str, ...] = ()
     reason: str = "allowed"
 
@@ -64,7 +70,7 @@ class Decision:
 def deny(refusal: Refusal, warnings: list[str] | tuple[str, ...] = ()) -> Decision:
     return Decision(
         allowed=False,
-        code=refusal.code,
+        code=refusal.status,
         message=refusal.message,
         warnings=tuple(warnings),
         reason=refusal.reason,
@@ -169,8 +175,7 @@ def _read_role_pod(request: Mapping[str, Any], config: Settings) -> _RolePod | N
     Raises Refusal for those, a malformed pod, a namespace mismatch, hostNetwork
     with a role, and a bad role or option annotation.
     """
-    pod = request.get("object")
-    check_pod_shape(pod)
+    pod = check_pod_shape(request.get("object"))
     _check_namespace(request)
     role_arn = pod_role(pod, config)
     if role_arn is not None:
@@ -226,9 +231,8 @@ def decide_mutation(
 
 
 def _decide_pod_update(request: Mapping[str, Any], config: Settings) -> Decision:
-    old, new = request.get("oldObject"), request.get("object")
-    check_pod_shape(old, "request.oldObject")
-    check_pod_shape(new)
+    old = check_pod_shape(request.get("oldObject"), "request.oldObject")
+    new = check_pod_shape(request.get("object"))
     if request.get("subResource") == "ephemeralcontainers":
         check_ephemeral(old, new, config)
     else:
@@ -253,7 +257,7 @@ def _decide_pod_create(
             "sidecar: the sidecred mutating webhook did not run; check its registration",
         )
     _check_policy(read.role_arn, request, namespace, config, namespace_error)
-    check_app_containers(read.pod, read.options, config.sidecar_port)
+    check_app_containers(read.pod, read.options, served_port(read.pod, config))
     return Decision(allowed=True, warnings=tuple(warnings))
 
 
@@ -267,7 +271,7 @@ def decide_validation(
     """Decide a /validate request, after all mutations; never patches.
 
     Pods (CREATE, UPDATE, ephemeral containers), exec/attach into a pod, and
-    TokenRequests for a sidecred audience (DESIGN 3.3); anything else is skipped.
+    TokenRequests for a sidecred audience (SECURITY.md, Paths 1-3); anything else is skipped.
     """
     operation, subresource = request.get("operation"), request.get("subResource") or ""
     warnings: list[str] = []

@@ -10,12 +10,10 @@ predecessor.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,36 +23,24 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from sidecred.pods.annotations import EVENT_LABEL
-from sidecred.kube.watch import PodCache
-from sidecred.webhook.leader import RETRY_PERIOD_SECONDS, LeaseElector
-from sidecred.pods.names import SIDECAR_NAME
-from sidecred.pods.pod import find_sidecar
-from sidecred.kube.sidecar_health import (
-    NOT_READY_STARTING,
-    HealthUnavailable,
-    SidecarHealth,
-    pod_role,
-    read_sidecar_health,
-    sidecar_status,
-)
-
 from sidecred.kube.events import (
-    AVAILABLE,
-    RATE_LIMIT_SECONDS,
     SCAN_INTERVAL_SECONDS,
-    UNAVAILABLE,
     EventMetrics,
-    LastEvents,
     PodEvent,
-    awaits_recovery,
     build_event,
     event_due,
     event_from_object,
-    micro_time,
     needs_reading,
     post_event,
 )
+from sidecred.kube.sidecar_health import (
+    NOT_READY_STARTING,
+    HealthUnavailable,
+    read_sidecar_health,
+)
+from sidecred.kube.watch import PodCache
+from sidecred.pods.annotations import EVENT_LABEL
+from sidecred.webhook.leader import RETRY_PERIOD_SECONDS, LeaseElector
 
 log = logging.getLogger(__name__)
 

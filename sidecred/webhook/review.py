@@ -11,8 +11,9 @@ from __future__ import annotations
 import base64
 import json
 import uuid
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal, NotRequired, TypedDict
+
+from sidecred.pods.annotations import q
 
 if TYPE_CHECKING:
     from sidecred.webhook.decide import Decision
@@ -25,8 +26,6 @@ MAX_REVIEW_BYTES = 3 * 1024 * 1024
 OPERATIONS = ("CREATE", "UPDATE", "DELETE", "CONNECT")
 # The options object the API server passes per operation (CONNECT passes none).
 _OPTIONS_KIND = {"CREATE": "CreateOptions", "UPDATE": "UpdateOptions", "DELETE": "DeleteOptions"}
-POD_KIND = {"group": "", "version": "v1", "kind": "Pod"}
-POD_RESOURCE = {"group": "", "version": "v1", "resource": "pods"}
 # Who creates most pods: the ReplicaSet controller, as the API server reports it.
 CONTROLLER_USER = {
     "username": "system:serviceaccount:kube-system:replicaset-controller",
@@ -48,6 +47,10 @@ class GroupVersionResource(TypedDict):
     group: str
     version: str
     resource: str
+
+
+POD_KIND = GroupVersionKind(group="", version="v1", kind="Pod")
+POD_RESOURCE = GroupVersionResource(group="", version="v1", resource="pods")
 
 
 class AdmissionRequest(TypedDict):
@@ -205,8 +208,10 @@ def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     result = dict(pairs)
     if len(result) != len(pairs):
         seen: set[str] = set()
-        duplicate = next(key for key, _ in pairs if key in seen or seen.add(key))
-        raise ValueError(f"duplicate key {json.dumps(duplicate[:100])} in a JSON object")
+        for key, _ in pairs:
+            if key in seen:
+                raise ValueError(f"duplicate key {q(key, 100)} in a JSON object")
+            seen.add(key)
     return result
 
 
@@ -241,7 +246,7 @@ def parse_review(body: bytes) -> AdmissionRequest:
         # A "\ud800" escape yields a lone surrogate, which has no UTF-8 form: the API
         # server never sends one, and echoing it back would make the response unencodable.
         json.dumps(review, ensure_ascii=False).encode("utf-8")
-    except UnicodeError as exc:
+    except (UnicodeDecodeError, UnicodeEncodeError) as exc:
         raise ReviewError(
             400, f"expected an AdmissionReview JSON object in UTF-8: {exc.reason}"
         ) from None

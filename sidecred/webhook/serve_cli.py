@@ -6,24 +6,19 @@ import argparse
 import logging
 import ssl
 import sys
-from pathlib import Path
 
-import uvicorn
-from kubernetes import client
-from kubernetes import config as kube_config
-
-from sidecred.int_range import int_in_range_type
-from sidecred.jsonlog import JsonLineFormatter
-from sidecred.webhook.app import create_app
-from sidecred.pods.settings import add_config_arguments, config_from_args
-from sidecred.kube.event_flags import add_event_arguments
-from sidecred.webhook.event_options import build_event_reporter
-from sidecred.kube.watch import NamespaceCache
-from sidecred.serving.limits import server_config
-from sidecred.webhook.metrics import WebhookMetrics
 from sidecred.kube.client import KubeConfigUnavailable, load_core_api
-from sidecred.serving.cli import add_server_arguments, configure_logging
+from sidecred.kube.event_flags import add_event_arguments
+from sidecred.kube.watch import NamespaceCache
+from sidecred.pods.settings import add_config_arguments, config_from_args
+from sidecred.serving.cli import add_server_arguments, configure_logging, shutdown_delay
+from sidecred.serving.drain import Drain
+from sidecred.serving.listen import shown_address
+from sidecred.serving.run import serve_tls
 from sidecred.serving.tls import DEFAULT_CHECK_INTERVAL, ReloadingServerContext
+from sidecred.webhook.app import create_app
+from sidecred.webhook.event_options import build_event_reporter
+from sidecred.webhook.metrics import WebhookMetrics
 
 log = logging.getLogger("sidecred.webhook")
 
@@ -44,6 +39,7 @@ def main(argv: list[str]) -> int:
     configure_logging()
     try:
         config = config_from_args(args)
+        drain = Drain(shutdown_delay(args))
     except ValueError as exc:
         print(exc, file=sys.stderr)
         return 2
@@ -74,22 +70,27 @@ def main(argv: list[str]) -> int:
     except ValueError as exc:
         print(exc, file=sys.stderr)
         return 2
-    app = create_app(config, namespaces, metrics)
+    app = create_app(config, namespaces, metrics, drain=drain)
     if reporter is not None:
         # uvicorn re-raises SIGTERM once it has shut down, so `finally` would not run:
         # release the Lease during the app's shutdown instead.
         app.router.on_shutdown.append(reporter.stop)
-    # Limits against abuse (serving.limits): any pod can reach the webhook.
-    server = server_config(app, args.host, args.port, tls.server_context)
     namespaces.start()
     if reporter is not None:
         reporter.start()
     log.info(
         "webhook starting",
-        extra={"fields": {"host": args.host, "port": args.port, "config": vars(config)}},
+        extra={
+            "fields": {
+                "host": shown_address(args.host),
+                "port": args.port,
+                "shutdown_delay_seconds": drain.delay,
+                "config": config.loggable(),
+            }
+        },
     )
     try:
-        uvicorn.Server(server).run()
+        # Limits against abuse (serving.limits): any pod can reach the webhook.
+        return serve_tls(app, args.host, args.port, tls.server_context, drain)
     finally:
         namespaces.stop()
-    return 0

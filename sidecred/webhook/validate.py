@@ -1,4 +1,4 @@
-"""Checks for the validating webhook (DESIGN.md 3.3), run after every mutation.
+"""Checks for the validating webhook (SECURITY.md, Paths 1-3), run after every mutation.
 
 Pure functions over plain pod dicts; each raises Refusal with a stable reason
 and a message that says what to do.
@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sidecred.sidecar import config as sc
 from sidecred.pods.annotations import (
     INJECTED_KEY,
     PodOptions,
@@ -22,6 +21,7 @@ from sidecred.pods.pod import env_value, iter_containers, mounted_volumes
 from sidecred.pods.refusal import Refusal
 from sidecred.pods.settings import Settings
 from sidecred.pods.sidecar_spec import FULL_URI
+from sidecred.sidecar import config as sc
 from sidecred.webhook.isolation import check_isolation
 from sidecred.webhook.mutate import foreign_endpoint
 

@@ -9,8 +9,12 @@ import socket
 import ssl
 import string
 
+import pytest
+
 from .broker_process import BROKER_HOST, SNI
 from .conftest import Cluster
+
+pytestmark = pytest.mark.slow
 
 SLOW_CLIENT_WAIT_SECONDS = 60  # bound on waiting for the broker to drop a stalled client
 

@@ -21,6 +21,8 @@ from .broker_process import BROKER_HOST, BrokerProcess, issue_certificates, rest
 from .conftest import start_stub
 from .pods import READER, broker_pod
 
+pytestmark = pytest.mark.slow
+
 
 @dataclass
 class Setup:
@@ -60,7 +62,13 @@ def answer(params: dict[str, str]) -> tuple[int, str]:
 def test_assume_role_carries_session_name_source_identity_external_id_and_tags(
     setup: Setup,
 ) -> None:
-    notes = {"iam.amazonaws.com/external-id": "shop-ext-1", "sidecred.dev/session-duration": "7200"}
+    """A session-name annotation that names another namespace's pod sets the suffix of the
+    session name only; the source identity stays the pod's own `<namespace>.<pod>`."""
+    notes = {
+        "iam.amazonaws.com/external-id": "shop-ext-1",
+        "sidecred.dev/session-duration": "7200",
+        "iam.amazonaws.com/session-name": "prod.payments-api-0",
+    }
     sts, broker, token = setup.start(answer, name="api-0", annotations=notes)
     response = broker.issue(token)
     assert response.status_code == 200, response.text
@@ -70,7 +78,7 @@ def test_assume_role_carries_session_name_source_identity_external_id_and_tags(
         "Action": "AssumeRole",
         "Version": "2011-06-15",
         "RoleArn": READER,
-        "RoleSessionName": "shop.api-0",
+        "RoleSessionName": "shop.prod.payments-api-0",
         "SourceIdentity": "shop.api-0",
         "ExternalId": "shop-ext-1",
         "DurationSeconds": "7200",

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
-from sidecred.broker.authorise import Caller, Refusal
+from sidecred.broker.authorise import Caller
 from sidecred.broker.token_review import (
     EXPIRY_MARGIN_SECONDS,
     TokenReviewer,
@@ -19,6 +19,7 @@ from sidecred.broker.token_review import (
 from sidecred.dev.kube_stub import KubeApiStub
 from sidecred.dev.local_pod import LocalPod
 from sidecred.dev.token_review import TokenAuthority
+from sidecred.pods.refusal import Refusal
 
 from .pods import broker_pod
 
@@ -65,7 +66,7 @@ def api_client(stub: KubeApiStub) -> client.ApiClient:
 )
 def test_bad_authorization_headers_are_401_without_a_review(header: str | None, code: str) -> None:
     refusal = bearer_token(header)
-    assert isinstance(refusal, Refusal) and (refusal.status, refusal.code) == (401, code)
+    assert isinstance(refusal, Refusal) and (refusal.status, refusal.reason) == (401, code)
 
 
 def test_a_jwt_shaped_bearer_token_is_passed_on() -> None:
@@ -117,7 +118,7 @@ USER = {
 )
 def test_review_answers_that_name_no_pod_are_401(status: dict, code: str) -> None:
     refusal = caller_from_review(_review(status), AUDIENCE)
-    assert isinstance(refusal, Refusal) and (refusal.status, refusal.code) == (401, code)
+    assert isinstance(refusal, Refusal) and (refusal.status, refusal.reason) == (401, code)
 
 
 def test_an_authenticated_review_names_the_pod() -> None:
@@ -178,7 +179,7 @@ def test_an_unreachable_api_server_is_503_but_cached_answers_still_work(
     assert isinstance(reviewer.review(known), Caller)
     refusal = reviewer.review(unknown)
     assert isinstance(refusal, Refusal)
-    assert (refusal.status, refusal.code) == (503, "KubernetesUnavailable")
+    assert (refusal.status, refusal.reason) == (503, "KubernetesUnavailable")
     assert "unreachable" in refusal.message
 
 

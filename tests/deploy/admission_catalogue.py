@@ -133,7 +133,7 @@ def connect(sub_resource: str, container: str | None, pod: str = "web-0") -> dic
 def token_request(
     audiences: list[str] | None, user: dict[str, Any], bound_pod: str | None = None
 ) -> dict[str, Any]:
-    """A TokenRequest (serviceaccounts/token CREATE) as DESIGN 3.3 gives its shape."""
+    """A TokenRequest (serviceaccounts/token CREATE) as the API server sends it."""
     spec: dict[str, Any] = {"expirationSeconds": 3600}
     if audiences is not None:
         spec["audiences"] = audiences

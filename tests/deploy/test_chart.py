@@ -115,7 +115,7 @@ def _bound(objects: list[dict], binding_kind: str, role: dict, account: dict) ->
 def test_rbac_is_exactly_what_each_component_needs(name: str) -> None:
     """Webhook: namespace policies, injected pods, their sidecars' /readyz through the
     pod proxy, events; a Lease in its own namespace only. Broker: TokenReview, pods,
-    namespaces (DESIGN 5, 7)."""
+    namespaces, events."""
     objects = rendered(name)
     broker = VALUE_SETS[name].get("credentialSource") == "broker"
     assert kinds(objects).count("ClusterRole") == (2 if broker else 1)
@@ -206,7 +206,7 @@ VALIDATING_RULES = {
 
 @pytest.mark.parametrize("name", ALL_SETS)
 def test_validating_webhooks_registration(name: str) -> None:
-    """Each path of DESIGN 3.3/3.4 has its rules, all at /validate with failurePolicy Fail;
+    """Each attack path of SECURITY.md, and the Namespace review, has its rules, all at /validate with failurePolicy Fail;
     what each condition selects is test_match_conditions' business."""
     hooks = find(rendered(name), "ValidatingWebhookConfiguration")["webhooks"]
     assert {hook["name"]: hook["rules"] for hook in hooks} == VALIDATING_RULES
@@ -359,9 +359,9 @@ def test_default_settings_reach_the_webhook() -> None:
         "SIDECRED_DRAIN_SECONDS": "20",
         "SIDECRED_TOKEN_EXPIRATION": "86400",
         "SIDECRED_SIDECAR_CPU_REQUEST": "10m",
-        "SIDECRED_SIDECAR_MEMORY_REQUEST": "32Mi",
+        "SIDECRED_SIDECAR_MEMORY_REQUEST": "16Mi",
         "SIDECRED_SIDECAR_CPU_LIMIT": "500m",
-        "SIDECRED_SIDECAR_MEMORY_LIMIT": "96Mi",
+        "SIDECRED_SIDECAR_MEMORY_LIMIT": "48Mi",
     }
     assert _container(rendered("defaults"))["image"] == "ghcr.io/sidecred/sidecred:0.1.0"
 
@@ -578,7 +578,7 @@ def test_documented_sidecred_certs_output_is_a_ca_bundle_the_chart_accepts(tmp_p
             validate_strict(obj)
 
 
-# DESIGN section 2 options the chart passes that the webhook on this branch does
+# Webhook options the chart passes that the webhook on this branch does
 # not read yet. The test below fails once one lands, so this set only shrinks.
 PENDING_OPTIONS: set[str] = set()
 PENDING_CHOICES: set[tuple[str, str]] = set()

@@ -29,6 +29,8 @@ from tests.deploy.webhook_selection import (
 )
 from tests.webhook.fixture_cases import fixture_paths, load_case, request_of
 
+pytestmark = pytest.mark.slow
+
 MUTATING, VALIDATING = "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"
 ROLE_KEY = "iam.amazonaws.com/role"
 INJECTED_KEY = "sidecred.dev/injected"

@@ -11,6 +11,8 @@ import pytest
 
 from tests.e2e.support import ACCOUNT, EXAMPLES, clean_env
 
+pytestmark = pytest.mark.slow
+
 DEMO_TIMEOUT = 120  # a generous bound for a hung demo; it normally takes a few seconds
 
 

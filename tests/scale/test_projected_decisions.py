@@ -28,7 +28,7 @@ from sidecred.kube.projection import (
     SameSpecCheck,
     project_namespace,
 )
-from sidecred.kube.sidecar_health import health_port, pod_role, sidecar_status
+from sidecred.kube.sidecar_health import health_port, injected_role, sidecar_status
 from sidecred.kube.watch import CACHE, Lookup
 from sidecred.pods.settings import Settings
 from tests.broker import test_authorise as broker_cases
@@ -89,7 +89,7 @@ BROKER_ROWS = _broker_rows()
 
 
 def _outcome(result: Grant | Refusal) -> Any:
-    return result if isinstance(result, Grant) else (result.status, result.code, result.message)
+    return result if isinstance(result, Grant) else (result.status, result.reason, result.message)
 
 
 def _authorise(pod: Any, namespace: Any, config: Settings, form: str) -> Grant | Refusal:
@@ -137,7 +137,7 @@ def _event_outcome(pod: Any, last: dict) -> tuple[Any, ...]:
     body = build_event(pod, event, "sidecred-webhook-0_1a2b3c4d")
     body["metadata"]["name"] = body["metadata"]["name"].rsplit(".", 1)[0]  # a random suffix
     status = dict(sidecar_status(pod))
-    return (needs_reading(pod, last), due, body, health_port(pod), pod_role(pod), status.get("ready"))  # fmt: skip
+    return (needs_reading(pod, last), due, body, health_port(pod), injected_role(pod), status.get("ready"))  # fmt: skip
 
 
 @pytest.mark.parametrize("form", FORMS)

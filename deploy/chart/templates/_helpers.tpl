@@ -78,6 +78,15 @@ SIDECRED_SIDECAR_IMAGE: {{ include "sidecred.sidecarImage" . | quote }}
 {{- with .Values.sidecar.imagePullSecrets }}
 SIDECRED_SIDECAR_IMAGE_PULL_SECRETS: {{ join "," . | quote }}
 {{- end }}
+{{- with .Values.sidecar.repositories }}
+SIDECRED_SIDECAR_REPOSITORIES: {{ join "," . | quote }}
+{{- end }}
+{{- with .Values.sidecar.extraEnv }}
+SIDECRED_SIDECAR_EXTRA_ENV: {{ toJson . | quote }}
+{{- end }}
+{{- with .Values.sidecar.acceptedExtraEnv }}
+SIDECRED_SIDECAR_ACCEPTED_ENV: {{ toJson . | quote }}
+{{- end }}
 SIDECRED_SIDECAR_MODE: {{ .Values.sidecar.mode | quote }}
 SIDECRED_TOKEN_MODE: {{ .Values.sidecar.tokenMode | quote }}
 {{- with .Values.region }}
@@ -159,6 +168,32 @@ capabilities:
   drop: ["ALL"]
 seccompProfile:
   type: RuntimeDefault
+{{- end -}}
+
+{{/* Draining on the way out (serving.drain): the server's delay after SIGTERM. */}}
+{{- define "sidecred.drainArgs" -}}
+- --shutdown-delay
+- {{ .Values.drain.delaySeconds | quote }}
+{{- end -}}
+
+{{/* The container's preStop sleep, before SIGTERM: the endpoints controller takes the
+terminating pod out of its Service meanwhile. */}}
+{{- define "sidecred.drainLifecycle" -}}
+{{- if .Values.drain.preStopSeconds -}}
+lifecycle:
+  preStop:
+    sleep:
+      seconds: {{ .Values.drain.preStopSeconds }}
+{{- end }}
+{{- end -}}
+
+{{/* The pod's grace period: the preStop sleep, the delay and 10 s to finish (serving.limits). */}}
+{{- define "sidecred.drainGrace" -}}
+{{- $needed := add .Values.drain.preStopSeconds .Values.drain.delaySeconds 10 -}}
+{{- if lt (int .Values.drain.terminationGracePeriodSeconds) (int $needed) -}}
+{{- fail (printf "drain.terminationGracePeriodSeconds (%v) must be at least preStopSeconds + delaySeconds + 10 (%v)" .Values.drain.terminationGracePeriodSeconds $needed) -}}
+{{- end -}}
+terminationGracePeriodSeconds: {{ .Values.drain.terminationGracePeriodSeconds }}
 {{- end -}}
 
 {{/* HTTPS readiness and liveness probes on the port named https. */}}
@@ -306,10 +341,12 @@ Arguments: dict "obj" "object" "root" $. */}}
 ['{{ join "', '" $auds }}']
 {{- end -}}
 
-{{/* Repositories that hold the sidecar (the injected image and the webhook's,
-which carries the same entry point), lowercased, without tag or digest. */}}
+{{/* Repositories that hold the sidecar (the injected image, its mirrors and the
+webhook's, which carries the same entry point), lowercased, without tag or digest. */}}
 {{- define "sidecred.imageRepositories" -}}
-{{- $repos := list (lower .Values.image.repository) (lower .Values.sidecar.image.repository) | uniq -}}
+{{- $repos := list (lower .Values.image.repository) (lower .Values.sidecar.image.repository) -}}
+{{- range .Values.sidecar.repositories }}{{ $repos = append $repos (lower .) }}{{ end -}}
+{{- $repos = uniq $repos -}}
 ['{{ join "', '" $repos }}']
 {{- end -}}
 
