@@ -17,6 +17,7 @@ import sys
 from kubernetes import client
 
 from sidecred.broker.app import create_app
+from sidecred.broker.cluster_keys import ClusterKeys
 from sidecred.broker.issuer import Issuer
 from sidecred.broker.metrics import BrokerMetrics
 from sidecred.broker.pod_events import RefusalEvents
@@ -76,6 +77,49 @@ def load_settings(
     return config, tls, api
 
 
+def build_issuer(
+    config: Settings,
+    api: client.CoreV1Api,
+    metrics: BrokerMetrics,
+    events: RefusalEvents | None,
+) -> tuple[Issuer, ClusterKeys, NamespaceCache, PodCache]:
+    """The issuer and what it reads (not started): the cluster's signing keys, TokenReviews
+    for pods not cached, and the namespace and pod watches. A pod that leaves the pod
+    cache is forgotten at once."""
+    audience = config.broker_audience
+    namespaces = NamespaceCache(api, record_api_call=metrics.record_api_call)
+    keys = ClusterKeys(
+        api.api_client,
+        audience,
+        record=metrics.record_signing_key_fetch,
+        record_verification=metrics.record_token_verification,
+    )
+    reviewer = TokenReviewer(api.api_client, audience, record=metrics.record_token_review)
+
+    def pod_removed(key: tuple[str, str], uid: str) -> None:
+        """A pod deleted or out of the selector: its credentials and reviews go at once."""
+        metrics.forgotten_pods.inc()
+        issuer.forget(uid)  # bound below, before the watch starts
+
+    # Each pod is checked against the canonical sidecar as it arrives (once per distinct
+    # spec); the cache keeps the verdict, not the containers.
+    check = SameSpecCheck(lambda pod: broker_sidecar_problem(pod, config))
+    projector = PodProjector(frozenset({config.annotation_key}), check)
+    pods = PodCache(api, projector, record_api_call=metrics.record_api_call, on_removed=pod_removed)
+    issuer = Issuer(
+        config,
+        keys,
+        reviewer,
+        pods,
+        namespaces,
+        RoleAssumer(config.region),
+        projected_sidecar_problem,
+        metrics,
+        events=events,
+    )
+    return issuer, keys, namespaces, pods
+
+
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     configure_logging()
@@ -91,29 +135,13 @@ def main(argv: list[str]) -> int:
 
     metrics = BrokerMetrics()
     metrics.watch_certificate(lambda: tls.not_after)
-    audience = config.broker_audience
-    namespaces = NamespaceCache(api, record_api_call=metrics.record_api_call)
-    # Each pod is checked against the canonical sidecar as it arrives (once per distinct
-    # spec); the cache keeps the verdict, not the containers.
-    check = SameSpecCheck(lambda pod: broker_sidecar_problem(pod, config))
-    projector = PodProjector(frozenset({config.annotation_key}), check)
-    pods = PodCache(api, projector, record_api_call=metrics.record_api_call)
-    reviewer = TokenReviewer(api.api_client, audience, record=metrics.record_token_review)
     events = None
     if event_settings(args)[0]:
         instance = os.environ.get("SIDECRED_POD_NAME") or socket.gethostname()
         events = RefusalEvents(api, metrics.pod_events, instance)
-    issuer = Issuer(
-        config,
-        reviewer,
-        pods,
-        namespaces,
-        RoleAssumer(config.region),
-        projected_sidecar_problem,
-        metrics,
-        events=events,
-    )
-    app = create_app(issuer, [namespaces, pods], metrics, drain=drain)
+    issuer, keys, namespaces, pods = build_issuer(config, api, metrics, events)
+    app = create_app(issuer, [namespaces, pods, keys], metrics, drain=drain)
+    keys.start()
     namespaces.start()
     pods.start()
     log.info(
@@ -122,7 +150,7 @@ def main(argv: list[str]) -> int:
             "fields": {
                 "host": shown_address(args.host),
                 "port": args.port,
-                "audience": audience,
+                "audience": config.broker_audience,
                 "shutdown_delay_seconds": drain.delay,
             }
         },
@@ -134,3 +162,4 @@ def main(argv: list[str]) -> int:
             events.stop()
         pods.stop()
         namespaces.stop()
+        keys.stop()

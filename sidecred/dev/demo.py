@@ -12,8 +12,8 @@
 7. a verdict: exit 0 only if every step behaved as expected.
 
 With `--credential-source broker` the broker sits in the middle: step 2 also
-starts `sidecred broker` over TLS (the API stub answers TokenReview and holds
-the admitted pod), the sidecar of step 4 gets its credentials from the broker,
+starts `sidecred broker` over TLS (the API stub publishes the issuer's signing
+keys, answers TokenReview and holds the admitted pod), the sidecar of step 4 gets its credentials from the broker,
 and a revocation step before the verdict takes the role out of the namespace's
 policy and shows the broker's 403 and the restarted sidecar's not-ready reason.
 
@@ -399,12 +399,13 @@ class Demo:
         return out
 
     def start_api_stub(self) -> Path:
-        """The API stub with the example namespaces (and TokenReview); its kubeconfig."""
+        """The API stub with the example namespaces, the issuer's keys and TokenReview; its
+        kubeconfig."""
         self.stub = KubeApiStub()
         for namespace in self.namespaces:
             metadata = namespace.get("metadata") or {}
             self.stub.add_namespace(metadata["name"], metadata.get("annotations") or {})
-        self.authority = TokenAuthority(self.stub)  # POST .../tokenreviews, for the broker
+        self.authority = TokenAuthority(self.stub)  # JWKS and TokenReview, for the broker
         self.stub.start()
         self.stack.callback(self.stub.stop)
         names = ", ".join((n.get("metadata") or {}).get("name", "?") for n in self.namespaces)
@@ -475,7 +476,7 @@ class Demo:
         self.report.detail(f"sidecred {shown_argv(argv)}")
         self.report.detail(
             f"ready on https://{BROKER_HOST}:{port}: the only process holding base credentials "
-            "(the emulator's keys); it reviews tokens with the API stub's TokenReview"
+            "(the emulator's keys); it verifies tokens against the API stub's JWKS"
         )
         return pointing
 
@@ -520,7 +521,7 @@ class Demo:
         pod, issuer = self.patched, service_account_token
         if self.broker_mode:
             # The API server stores the admitted pod; the kubelet mints its broker-audience
-            # token, which the broker's TokenReview accepts.
+            # token, signed with the key the broker fetches from the stub's JWKS.
             pod, issuer = self.store_pod(self.patched), self.authority.local_pod_token
         self.pod = LocalPod(
             pod, environment=environment, startup_timeout=START_TIMEOUT, token_issuer=issuer

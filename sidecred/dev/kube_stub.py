@@ -8,10 +8,12 @@ chunked watch stream of `{"type", "object"}` lines that stays open and pushes
 events as the test changes objects, GETs with a real `Status` 404, create (201,
 409 when the name is taken), replace (409 on a stale resourceVersion, which
 leader election relies on), delete, and an `ERROR` event with code 410 when a
-watch asks for a compacted resourceVersion. Objects are stored as their JSON
-bytes, so a cluster's worth of pods fits (`put_many` loads one). Endpoints that
-are not plain storage (TokenReview, the pod proxy) are added by the caller with
-`route()`.
+watch asks for a compacted resourceVersion. A watch with a label selector sends
+ADDED when an object starts matching it and DELETED when it stops, as
+kube-apiserver does. Objects are stored as their JSON bytes, so a cluster's worth
+of pods fits (`put_many` loads one). Endpoints that are not plain storage
+(TokenReview, the service-account issuer's keys, the pod proxy) are added by the
+caller with `route()`.
 
 It can be stopped and restarted on the same port (the "API server went away"
 case) and counts requests so tests can prove a warm cache makes none: for
@@ -169,6 +171,10 @@ class _Stored:
         return str(json.loads(self.data)["metadata"].get("resourceVersion") or "")
 
 
+# (resourceVersion, plural, event type, object, its labels before a MODIFIED or None)
+History = tuple[int, str, str, _Stored, dict[str, str] | None]
+
+
 @dataclass
 class _Target:
     """A parsed storage path: which resource, namespace, name and subresource."""
@@ -235,7 +241,8 @@ class KubeApiStub:
         self._objects: dict[str, dict[tuple[str | None, str], _Stored]] = {
             plural: {} for plural in RESOURCES
         }
-        self._history: list[tuple[int, str, str, _Stored]] = []  # (rv, plural, type, object)
+        # (rv, plural, type, object, labels before a MODIFIED): a selector watch needs both.
+        self._history: list[History] = []
         # continue token -> (the list's resourceVersion, keys still to send)
         self._snapshots: collections.OrderedDict[str, tuple[int, list[tuple[str | None, str]]]] = (
             collections.OrderedDict()
@@ -383,7 +390,7 @@ class KubeApiStub:
             for plural in RESOURCES:
                 obj = {"metadata": {"resourceVersion": str(self._resource_version)}}
                 stored = _Stored(json.dumps(obj).encode(), None, "", {}, "", "")
-                self._history.append((self._resource_version, plural, "BOOKMARK", stored))
+                self._history.append((self._resource_version, plural, "BOOKMARK", stored, None))
             self._cond.notify_all()
 
     def compact(self) -> None:
@@ -412,11 +419,13 @@ class KubeApiStub:
             str(meta.get("uid") or ""),
             str(meta.get("creationTimestamp") or ""),
         )
+        old = self._objects[plural].get(key)
+        before = dict(old.labels) if old and event == "MODIFIED" else None
         if event == "DELETED":
             self._objects[plural].pop(key, None)
         else:
             self._objects[plural][key] = stored
-        self._history.append((self._resource_version, plural, event, stored))
+        self._history.append((self._resource_version, plural, event, stored, before))
         self._cond.notify_all()
         return stored
 
@@ -662,19 +671,28 @@ class _RequestHandler(BaseHTTPRequestHandler):
         timer.daemon = True
         timer.start()
 
-        def wanted(entry: tuple[int, str, str, _Stored]) -> bool:
-            _, kind_plural, event, stored = entry
+        def sent_as(entry: History) -> str | None:
+            """The event this watch sends for `entry`, or None. As kube-apiserver does, an
+            object that starts matching the label selector is ADDED and one that stops is
+            DELETED."""
+            _, kind_plural, event, stored, before = entry
             if kind_plural != plural:
-                return False
+                return None
             if event == "BOOKMARK":
-                return bookmarks
+                return event if bookmarks else None
             if target.namespace is not None and stored.namespace != target.namespace:
-                return False
-            return _selector_matches(labels, stored.labels) and _field_matches(
-                fields, stored.name, stored.namespace
+                return None
+            if not _field_matches(fields, stored.name, stored.namespace):
+                return None
+            now = _selector_matches(labels, stored.labels)
+            if before is None:
+                return event if now else None
+            was = _selector_matches(labels, before)
+            return {(True, True): event, (False, True): "ADDED", (True, False): "DELETED"}.get(
+                (was, now)
             )
 
-        def after(version: int) -> list[tuple[int, str, str, _Stored]]:
+        def after(version: int) -> list[History]:
             history = self.stub._history  # ordered by resourceVersion
             return history[bisect.bisect_right(history, version, key=lambda e: e[0]) :]
 
@@ -689,8 +707,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
                         return
                 for entry in pending:
                     since = entry[0]
-                    if wanted(entry):
-                        kind = entry[2].encode()
+                    if event := sent_as(entry):
+                        kind = event.encode()
                         body = self.stub._full(plural, entry[3])
                         self._chunk(b'{"type":"' + kind + b'","object":' + body + b"}")
                         self.stub.watch_sent[plural] = (entry[0], time.monotonic())

@@ -9,14 +9,20 @@ reconnects from the last resourceVersion after a capped, jittered backoff.
 Each object is projected as it arrives (sidecred.kube.projection): the cache
 keeps what decisions read, never the object, so it holds well under a kilobyte
 per pod, and a LIST holds one page's text at a time, its items parsed one by one
-(sidecred.kube.list_items) so other threads, the event loop among them, run between. A relist updates the live cache page by page
-and drops, at its end, what no page named: lookups are answered throughout.
+(sidecred.kube.list_items) so other threads, the event loop among them, run between.
+A relist updates the live cache page by page and drops, at its end, what no page
+named: lookups are answered throughout.
 The watch stream is read as JSON lines, never deserialised into typed models.
 
 A lookup answers from the cache without an API call. On a miss it reads the
 object directly and caches it, because an object created a moment before it
 is first asked about may not have reached the watch yet. If that read fails
-the lookup says why, and the caller fails closed.
+the lookup says why, and the caller fails closed. An object outside the label
+selector is answered but never cached: the watch would not report its deletion.
+
+`on_removed(key, uid)` is told of every object that leaves the cache (deleted,
+leaving the selector, or missing from a relist), so its owner can drop what it
+holds for that uid at once.
 
 `NamespaceCache` (the webhook's and the broker's namespace policies) and
 `PodCache` (sidecred's injected pods, by label) are the two instances.
@@ -94,6 +100,26 @@ class NamespaceSource(Protocol):
 # Only sidecred's own pods are watched: every pod the webhook injects carries this label.
 INJECTED_POD_SELECTOR = f"{INJECTED_LABEL}=true"
 
+
+def selector_matches(selector: str, labels: Mapping[str, str]) -> bool:
+    """Whether `labels` match an equality-based selector (`k=v`, `k==v`, `k!=v`, `k`, `!k`)."""
+    for term in filter(None, (t.strip() for t in selector.split(","))):
+        if "!=" in term:
+            key, value = term.split("!=", 1)
+            if labels.get(key.strip()) == value.strip():
+                return False
+        elif "=" in term:
+            key, value = term.replace("==", "=").split("=", 1)
+            if labels.get(key.strip()) != value.strip():
+                return False
+        elif term.startswith("!"):
+            if term[1:].strip() in labels:
+                return False
+        elif term not in labels:
+            return False
+    return True
+
+
 Key = tuple[str, str]  # (namespace, name); namespace "" for cluster-scoped objects
 
 
@@ -132,6 +158,15 @@ def _lines(response: Any) -> Iterator[bytes]:
         yield pending
 
 
+def _uid_of(obj: Mapping[str, Any]) -> str:
+    """An object's uid: a pod projection's own, else metadata.uid ("" for none)."""
+    uid = getattr(obj, "uid", None)
+    if isinstance(uid, str):
+        return uid
+    metadata = obj.get("metadata")
+    return str(metadata.get("uid") or "") if isinstance(metadata, Mapping) else ""
+
+
 def _expired(status: Mapping[str, Any]) -> ApiException:
     """The ApiException for an ERROR event (a 410 Gone when the resourceVersion is too old)."""
     reason = f"{status.get('reason', '')}: {status.get('message', '')}"
@@ -154,12 +189,14 @@ class WatchCache:
         page_size: int = LIST_PAGE_SIZE,
         clock: Callable[[], float] = time.monotonic,
         remember_missing: bool = False,
+        on_removed: Callable[[Key, str], None] | None = None,
     ) -> None:
         self.kind = kind  # "namespace", "pod": for messages and logs
         self._list_func = list_func
         self._read_func = read_func
         self._project = project
         self._selector = {"label_selector": label_selector} if label_selector else {}
+        self._on_removed = on_removed
         self._record = record_api_call or (lambda verb, result: None)
         self._watch_timeout = watch_timeout_seconds
         self._page_size = page_size
@@ -284,7 +321,7 @@ class WatchCache:
 
     def _get(self, key: Key, shown: str) -> Lookup:
         try:
-            obj = self._project(json.loads(self._call("get", self._read_func, key).data))
+            raw = json.loads(self._call("get", self._read_func, key).data)
         except ApiException as exc:
             if exc.status == 404:
                 self._remember_missing(key)
@@ -294,12 +331,31 @@ class WatchCache:
         except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
             message = f"Kubernetes API unreachable reading {shown}: {_describe(exc)}"
             return Lookup(None, UNAVAILABLE, message)
+        obj = self._project(raw)
+        if not self._selected(raw):  # judged on the object: projections keep no labels
+            return Lookup(obj, FETCHED)
         with self._lock:
             # A watch event may have arrived meanwhile; it is at least as new.
             obj = self._store.setdefault(key, obj)
             if self._unseen is not None:
                 self._unseen.discard(key)  # as new as the list in progress: keep it
         return Lookup(obj, FETCHED)
+
+    # --- leaving the cache -----------------------------------------------------------
+    def _selected(self, obj: dict[str, Any]) -> bool:
+        """Whether the watch would report on `obj`: only then may the cache hold it."""
+        labels = (obj.get("metadata") or {}).get("labels") or {}
+        return selector_matches(self._selector.get("label_selector", ""), labels)
+
+    def _removed(self, gone: list[tuple[Key, str]]) -> None:
+        """Tell `on_removed` of each (key, uid) that left the cache."""
+        if self._on_removed is None:
+            return
+        for key, uid in gone:
+            try:
+                self._on_removed(key, uid)
+            except Exception:
+                log.exception("%s cache: on_removed failed for %s", self.kind, key)
 
     # --- list and watch ------------------------------------------------------------
     def _call(self, verb: str, func: Callable[..., Any], *args: object, **kwargs: object) -> Any:
@@ -352,26 +408,37 @@ class WatchCache:
             while True:
                 entries, token, page_version = self._list_page(token)
                 version = version or page_version
-                with self._lock:
-                    for key, value in entries:
-                        self._store[key] = value
-                        self._unseen.discard(key)
-                        self._missing.pop(key, None)
+                self._removed(self._store_page(entries))
                 self.listed += len(entries)
                 if not token:
                     break
                 if self._stopping.is_set():
                     return version
             with self._lock:
-                for key in self._unseen:
-                    self._store.pop(key, None)
+                gone = [(k, _uid_of(self._store.pop(k))) for k in self._unseen if k in self._store]
                 held = len(self._store)
         finally:
             with self._lock:
                 self._unseen = None
+        self._removed(gone)
         self._synced.set()
         log.info("%s cache synced: %d objects", self.kind, held)
         return version
+
+    def _store_page(self, entries: list[tuple[Key, Projection]]) -> list[tuple[Key, str]]:
+        """Put a page's projections in the live store; (key, uid) of those replaced by
+        another object of the same name (deleted and created again while unwatched)."""
+        replaced = []
+        with self._lock:
+            assert self._unseen is not None
+            for key, value in entries:
+                old = self._store.get(key)
+                if old is not None and _uid_of(old) != _uid_of(value):
+                    replaced.append((key, _uid_of(old)))
+                self._store[key] = value
+                self._unseen.discard(key)
+                self._missing.pop(key, None)
+        return replaced
 
     def _apply(self, kind: str, obj: Mapping[str, Any]) -> None:
         if kind in ("ADDED", "MODIFIED"):
@@ -383,6 +450,7 @@ class WatchCache:
             key = self._key(obj)
             with self._lock:
                 self._store.pop(key, None)
+            self._removed([(key, _uid_of(obj))])
 
     def _watch_from(self, resource_version: str) -> tuple[str, int]:
         """Apply events until the stream ends; return the last resourceVersion and the event count."""
@@ -487,6 +555,10 @@ class PodCache(WatchCache):
         super().__init__(
             "pod", api.list_pod_for_all_namespaces, read, project or PodProjector(), **kwargs
         )
+
+    def cached(self, namespace: str, name: str) -> Projection | None:
+        """The pod if the watch holds it; never an API call."""
+        return self.cached_key((namespace, name))
 
     def get(self, namespace: str, name: str) -> Lookup:
         return self.lookup((namespace, name))

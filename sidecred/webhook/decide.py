@@ -40,7 +40,12 @@ from sidecred.webhook.access import (
 )
 from sidecred.webhook.isolation import check_isolation
 from sidecred.webhook.mutate import build_patch
-from sidecred.webhook.validate import check_app_containers, check_ephemeral, check_update
+from sidecred.webhook.validate import (
+    check_app_containers,
+    check_ephemeral,
+    check_injected_label,
+    check_update,
+)
 
 # Not a policy verdict: the same request can succeed once the namespace can be
 # read, so it is answered "service unavailable" (still a denial: fail closed).
@@ -56,7 +61,7 @@ class Decision:
     bad-annotation, host-network, forged-sidecar, namespace-unavailable,
     no-policy, not-permitted, bad-policy, shared-kernel-view, node-access,
     foreign-endpoint, mount-conflict, not-injected, role-changed, image-changed,
-    debug-target, sidecred-audience, token-request, sidecar-exec.
+    injected-label-removed, debug-target, sidecred-audience, token-request, sidecar-exec.
     """
 
     allowed: bool
@@ -237,6 +242,7 @@ def _decide_pod_update(request: Mapping[str, Any], config: Settings) -> Decision
         check_ephemeral(old, new, config)
     else:
         check_update(old, new, config)
+        check_injected_label(old, new, config)
     return Decision(allowed=True)
 
 

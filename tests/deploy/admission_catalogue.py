@@ -80,6 +80,13 @@ def annotated(pod: dict[str, Any], **annotations: str) -> dict[str, Any]:
     return pod
 
 
+def labelled(pod: dict[str, Any], **labels: str) -> dict[str, Any]:
+    """`pod` with exactly `labels` (for an UPDATE that removes some)."""
+    pod = copy.deepcopy(pod)
+    pod["metadata"]["labels"] = dict(labels)
+    return pod
+
+
 def with_spec(pod: dict[str, Any], **spec: Any) -> dict[str, Any]:
     pod = copy.deepcopy(pod)
     pod["spec"].update(spec)

@@ -84,6 +84,7 @@ WEBHOOK_RULES = [
     },
 ]
 BROKER_RULES = [
+    {"nonResourceURLs": ["/.well-known/openid-configuration", "/openid/v1/jwks"], "verbs": ["get"]},
     {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]},
     {"apiGroups": [""], "resources": ["pods", "namespaces"], "verbs": ["get", "list", "watch"]},
     {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
@@ -114,8 +115,8 @@ def _bound(objects: list[dict], binding_kind: str, role: dict, account: dict) ->
 @pytest.mark.parametrize("name", ALL_SETS)
 def test_rbac_is_exactly_what_each_component_needs(name: str) -> None:
     """Webhook: namespace policies, injected pods, their sidecars' /readyz through the
-    pod proxy, events; a Lease in its own namespace only. Broker: TokenReview, pods,
-    namespaces, events."""
+    pod proxy, events; a Lease in its own namespace only. Broker: the issuer's discovery
+    document and JWKS, TokenReview, pods, namespaces, events."""
     objects = rendered(name)
     broker = VALUE_SETS[name].get("credentialSource") == "broker"
     assert kinds(objects).count("ClusterRole") == (2 if broker else 1)

@@ -79,6 +79,12 @@ CATALOGUE: list[tuple[str, dict[str, Any], str, str]] = [
         CALLED,
     ),
     (
+        "update-removes-injected-label",
+        cat.updated(cat.INJECTED_POD, cat.labelled(cat.INJECTED_POD, app="db")),
+        NOT_SENT,
+        CALLED,
+    ),
+    (
         "update-adds-role",
         cat.updated(cat.STATEFUL_POD, cat.annotated(cat.STATEFUL_POD, **{ROLE_KEY: cat.ROLE})),
         NOT_SENT,
