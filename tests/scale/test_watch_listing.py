@@ -13,7 +13,7 @@ from kubernetes import client
 from sidecred.dev.kube_stub import KubeApiStub
 from sidecred.dev.processes import wait_until
 from sidecred.kube.projection import project_namespace
-from sidecred.kube.watch import CACHE, WatchCache
+from sidecred.kube.watch import CACHE, PodCache, WatchCache
 
 POLICY = {"iam.amazonaws.com/permitted": ".*"}
 
@@ -134,3 +134,46 @@ def test_a_relist_answers_from_what_it_holds_and_drops_what_is_gone(stub: KubeAp
     finally:
         lister.release.set()
         cache.stop()
+
+
+def _pod(name: str) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "name": name,
+            "namespace": "shop",
+            "labels": {"sidecred.dev/injected": "true"},
+        },
+        "spec": {"containers": [{"name": "app", "image": "app"}]},
+    }
+
+
+def test_a_paged_relist_reports_what_left_the_cache(stub: KubeApiStub) -> None:
+    """Deleted while unwatched, or replaced by another pod of the same name: both are told
+    to on_removed with the uid the cache held, once the relist has seen every page."""
+    for index in range(12):
+        stub.put("pods", _pod(f"web-{index:02d}"))
+    removed: list[tuple[tuple[str, str], str]] = []
+    pods = PodCache(
+        core_api(stub), page_size=5, on_removed=lambda key, uid: removed.append((key, uid))
+    )
+    pods.start()
+    try:
+        assert pods.wait_synced(10)
+        wait_until(lambda: pods.api_calls["watch"] >= 1, what="the watch")
+        gone_uid = stub.get("pods", "web-03", "shop")["metadata"]["uid"]
+        old_uid = stub.get("pods", "web-07", "shop")["metadata"]["uid"]
+        stub.stop()
+        stub.delete("pods", "web-03", "shop")
+        stub.delete("pods", "web-07", "shop")
+        stub.put("pods", _pod("web-07"))  # the same name, a new uid
+        stub.compact()
+        stub.start()
+        wait_until(lambda: len(removed) == 2, timeout=20, what="the relist's removals")
+        assert sorted(removed) == sorted(
+            [(("shop", "web-03"), gone_uid), (("shop", "web-07"), old_uid)]
+        )
+        new_uid = stub.get("pods", "web-07", "shop")["metadata"]["uid"]
+        assert pods.get("shop", "web-07").object["metadata"]["uid"] == new_uid
+        assert pods.cached_key(("shop", "web-03")) is None and len(pods) == 11
+    finally:
+        pods.stop()
