@@ -53,6 +53,7 @@ from sidecred.dev.kube_stub import (
     json_response,
     write_kubeconfig,
 )
+from sidecred.dev.token_review import TokenAuthority
 from sidecred.webhook.review import admission_review, pod_request
 
 SERVICE, NAMESPACE = "sidecred", "sidecred-system"
@@ -151,6 +152,7 @@ def serve_stub(args: argparse.Namespace) -> int:
 
     stub.put_many("pods", pods())
     churn = Churn(stub, pool)
+    TokenAuthority(stub)  # the issuer's keys, which the broker needs to be ready
     stub.route("POST", "/bench/churn", churn.start, "bench")
     stub.route("GET", "/bench/churn", churn.status, "bench")
     stub.start()
