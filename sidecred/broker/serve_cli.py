@@ -26,7 +26,7 @@ from sidecred.broker.sts import RoleAssumer
 from sidecred.broker.token_review import TokenReviewer
 from sidecred.kube.client import KubeConfigUnavailable, load_core_api
 from sidecred.kube.event_flags import add_event_arguments, event_settings
-from sidecred.kube.projection import PodProjector, SameSpecCheck
+from sidecred.kube.projection import PodProjector
 from sidecred.kube.watch import NamespaceCache, PodCache
 from sidecred.pods.settings import Settings, add_config_arguments, config_from_args
 from sidecred.serving.cli import add_server_arguments, configure_logging, shutdown_delay
@@ -101,10 +101,11 @@ def build_issuer(
         metrics.forgotten_pods.inc()
         issuer.forget(uid)  # bound below, before the watch starts
 
-    # Each pod is checked against the canonical sidecar as it arrives (once per distinct
-    # spec); the cache keeps the verdict, not the containers.
-    check = SameSpecCheck(lambda pod: broker_sidecar_problem(pod, config))
-    projector = PodProjector(frozenset({config.annotation_key}), check)
+    # Each pod is checked against the canonical sidecar as it arrives; the cache keeps
+    # the verdict, not the containers.
+    projector = PodProjector(
+        frozenset({config.annotation_key}), lambda pod: broker_sidecar_problem(pod, config)
+    )
     pods = PodCache(api, projector, record_api_call=metrics.record_api_call, on_removed=pod_removed)
     issuer = Issuer(
         config,

@@ -18,12 +18,8 @@ parsed object is tens of kilobytes.
 
 from __future__ import annotations
 
-import collections
-import hashlib
-import json
 import logging
 import sys
-import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -251,51 +247,6 @@ def _sidecar_state(status: Mapping[str, Any]) -> SidecarState | None:
 def _part_of(obj: Mapping[str, Any], key: str) -> Mapping[str, Any]:
     part = obj.get(key)
     return part if isinstance(part, dict) else {}
-
-
-# The canonical-sidecar verdicts remembered by SameSpecCheck (a few per workload).
-CHECK_MEMO_ENTRIES = 4096
-
-
-class SameSpecCheck:
-    """A canonical-sidecar check that runs once per distinct pod spec.
-
-    The check reads a pod's namespace, annotations and spec; the pods of one
-    workload share all three (the node aside) and differ in name, uid, status
-    and bookkeeping, which it does not read. So its verdict is remembered by a
-    digest of exactly those three, and a ReplicaSet's hundred pods cost one check.
-    """
-
-    def __init__(self, check: SidecarCheck, entries: int = CHECK_MEMO_ENTRIES) -> None:
-        self._check = check
-        self._entries = entries
-        self._lock = threading.Lock()
-        self._verdicts: collections.OrderedDict[bytes, str | None] = collections.OrderedDict()
-        self.runs = 0  # checks actually run (the rest were remembered)
-
-    @staticmethod
-    def digest(obj: Mapping[str, Any]) -> bytes:
-        metadata = _metadata(obj)
-        spec = obj.get("spec")
-        if isinstance(spec, dict) and "nodeName" in spec:
-            spec = {key: value for key, value in spec.items() if key != "nodeName"}
-        inputs = [metadata.get("namespace"), metadata.get("annotations"), spec]
-        text = json.dumps(inputs, separators=(",", ":"), default=repr)
-        return hashlib.blake2b(text.encode(), digest_size=16).digest()
-
-    def __call__(self, obj: Mapping[str, Any]) -> str | None:
-        key = self.digest(obj)
-        with self._lock:
-            if key in self._verdicts:
-                self._verdicts.move_to_end(key)
-                return self._verdicts[key]
-        verdict = self._check(obj)
-        with self._lock:
-            self.runs += 1
-            self._verdicts[key] = verdict
-            while len(self._verdicts) > self._entries:
-                self._verdicts.popitem(last=False)
-        return verdict
 
 
 @dataclass(frozen=True)

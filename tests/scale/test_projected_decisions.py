@@ -25,7 +25,6 @@ from sidecred.kube.events import build_event, event_due, needs_reading
 from sidecred.kube.projection import (
     PodProjection,
     PodProjector,
-    SameSpecCheck,
     project_namespace,
 )
 from sidecred.kube.sidecar_health import health_port, injected_role, sidecar_status
@@ -54,7 +53,7 @@ def pod_as(form: str, pod: dict[str, Any], config: Settings) -> Any:
     """The pod whole, or as the broker's pod cache projects it (verdict included)."""
     if form == "full":
         return pod
-    check = SameSpecCheck(lambda whole: broker_sidecar_problem(whole, config))
+    check = lambda whole: broker_sidecar_problem(whole, config)  # noqa: E731
     projected = PodProjector(frozenset({config.annotation_key}), check)(as_from_api(pod))
     assert isinstance(projected, PodProjection) and projected.checked
     return projected
