@@ -12,14 +12,14 @@ from collections.abc import Callable
 from typing import Protocol
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from sidecred.broker.issuer import Issuer, refused
 from sidecred.broker.metrics import BrokerMetrics
 from sidecred.pods.refusal import Refusal
-from sidecred.serving.drain import DRAINING, Drain
-from sidecred.serving.http import add_metrics_and_last_resort
+from sidecred.serving.drain import Drain
+from sidecred.serving.http import add_health_probes, add_metrics_and_last_resort
 
 log = logging.getLogger("sidecred.broker")
 
@@ -73,19 +73,15 @@ def create_app(
 
     app.add_route(CREDENTIALS_PATH, credentials, methods=["POST"])
 
-    @app.get("/healthz")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    def not_synced() -> str | None:
+        reasons = [
+            f"{cache.kind} cache has not synced: {cache.progress}"
+            for cache in caches
+            if not cache.synced
+        ]
+        return "; ".join(reasons) or None
 
-    @app.get("/readyz")
-    async def readyz() -> Response:
-        if drain is not None and drain.draining:
-            return JSONResponse({"status": "not ready", "reason": DRAINING}, status_code=503)
-        waiting = [cache for cache in caches if not cache.synced]
-        if not waiting:
-            return JSONResponse({"status": "ready"})
-        reasons = [f"{cache.kind} cache has not synced: {cache.progress}" for cache in waiting]
-        return JSONResponse({"status": "not ready", "reason": "; ".join(reasons)}, status_code=503)
+    add_health_probes(app, drain, not_synced)
 
     add_metrics_and_last_resort(
         app,

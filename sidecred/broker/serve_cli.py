@@ -123,7 +123,7 @@ def build_issuer(
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    configure_logging()
+    configure_logging(args.log_level)
     try:
         config, tls, api = load_settings(args)
         drain = Drain(shutdown_delay(args))

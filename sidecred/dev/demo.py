@@ -54,6 +54,7 @@ from sidecred.dev.local_pod import (
 )
 from sidecred.dev.processes import free_port, stop_process, wait_until
 from sidecred.dev.token_review import TokenAuthority
+from sidecred.jsonlog import ENV_LOG_LEVEL, add_log_level_argument
 from sidecred.pods.annotations import INJECTED_KEY, INJECTED_LABEL, PERMITTED_KEY, ROLE_KEY
 from sidecred.pods.names import SA_TOKEN_VOLUME, SIDECAR_NAME
 from sidecred.pods.sidecar_spec import AUTH_TOKEN
@@ -164,8 +165,12 @@ def shown_argv(argv: list[str]) -> str:
 
 
 def clean_env() -> dict[str, str]:
-    """This process's env without SIDECRED_* and AWS_* settings, so the demo is the same anywhere."""
-    return {k: v for k, v in os.environ.items() if not k.startswith(("SIDECRED_", "AWS_"))}
+    """This process's env without SIDECRED_* and AWS_* settings, so the demo is the same anywhere;
+    only the log level (`--log-level`) is passed on to every process the demo starts."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SIDECRED_", "AWS_"))}
+    if os.environ.get(ENV_LOG_LEVEL):
+        env[ENV_LOG_LEVEL] = os.environ[ENV_LOG_LEVEL]
+    return env
 
 
 # --- HTTPS to the webhook and the broker -----------------------------------------
@@ -718,6 +723,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--token-mode", choices=contract.TOKEN_MODES, default="file", help="webhook --token-mode"
     )
     parser.add_argument("--show-pod", action="store_true", help="also print the patched pod (YAML)")
+    add_log_level_argument(parser)
     return parser
 
 
@@ -728,6 +734,7 @@ def missing_demo_extra() -> list[str]:
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
+    os.environ[ENV_LOG_LEVEL] = args.log_level  # for every process the demo starts
     missing = missing_demo_extra()
     if missing:
         print(

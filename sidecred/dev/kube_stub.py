@@ -1,19 +1,19 @@
 """A small Kubernetes API server stand-in for tests and the demo.
 
 It serves the real JSON shapes the `kubernetes` client expects for a table of
-resources (namespaces, pods, events, leases): lists with
-`metadata.resourceVersion`, label and field selectors and pagination (`limit`
-and `continue`; a token older than the last compaction gets 410 Expired), a
-chunked watch stream of `{"type", "object"}` lines that stays open and pushes
-events as the test changes objects, GETs with a real `Status` 404, create (201,
-409 when the name is taken), replace (409 on a stale resourceVersion, which
-leader election relies on), delete, and an `ERROR` event with code 410 when a
-watch asks for a compacted resourceVersion. A watch with a label selector sends
-ADDED when an object starts matching it and DELETED when it stops, as
-kube-apiserver does. Objects are stored as their JSON bytes, so a cluster's worth
-of pods fits (`put_many` loads one). Endpoints that are not plain storage
-(TokenReview, the service-account issuer's keys, the pod proxy) are added by the
-caller with `route()`.
+resources (namespaces, pods, events, configmaps, leases, webhook configurations):
+lists with `metadata.resourceVersion`, label and field selectors and pagination
+(`limit` and `continue`; a token older than the last compaction gets 410
+Expired), a chunked watch stream of `{"type", "object"}` lines that stays open
+and pushes events as the test changes objects, GETs with a real `Status` 404,
+create (201, 409 when the name is taken), replace (409 on a stale
+resourceVersion, which leader election relies on), delete, and an `ERROR` event
+with code 410 when a watch asks for a compacted resourceVersion. A watch with a
+label selector sends ADDED when an object starts matching it and DELETED when it
+stops, as kube-apiserver does. Objects are stored as their JSON bytes, so a
+cluster's worth of pods fits (`put_many` loads one). Endpoints that are not plain
+storage (TokenReview, the service-account issuer's keys, the pod proxy) are added
+by the caller with `route()`.
 
 It can be stopped and restarted on the same port (the "API server went away"
 case) and counts requests so tests can prove a warm cache makes none: for
@@ -40,6 +40,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from sidecred.kube.watch import selector_matches
+
 NAMESPACES_PATH = "/api/v1/namespaces"
 # How often an idle watch stream looks at the stop flag; events wake it at once.
 _WATCH_POLL_SECONDS = 0.2
@@ -65,7 +67,20 @@ RESOURCES = {
         Resource("namespaces", "Namespace", "v1", namespaced=False),
         Resource("pods", "Pod", "v1", namespaced=True),
         Resource("events", "Event", "v1", namespaced=True),
+        Resource("configmaps", "ConfigMap", "v1", namespaced=True),
         Resource("leases", "Lease", "coordination.k8s.io/v1", namespaced=True),
+        Resource(
+            "mutatingwebhookconfigurations",
+            "MutatingWebhookConfiguration",
+            "admissionregistration.k8s.io/v1",
+            namespaced=False,
+        ),
+        Resource(
+            "validatingwebhookconfigurations",
+            "ValidatingWebhookConfiguration",
+            "admissionregistration.k8s.io/v1",
+            namespaced=False,
+        ),
     )
 }
 
@@ -121,25 +136,6 @@ def status_object(
     if name is not None:
         status["details"] = {"name": name, "kind": kind}
     return status
-
-
-def _selector_matches(selector: str, labels: dict[str, str]) -> bool:
-    """Equality-based label selectors: `k=v`, `k==v`, `k!=v`, `k`, `!k`, comma-joined."""
-    for term in filter(None, (t.strip() for t in selector.split(","))):
-        if "!=" in term:
-            key, value = term.split("!=", 1)
-            if labels.get(key.strip()) == value.strip():
-                return False
-        elif "=" in term:
-            key, value = term.replace("==", "=").split("=", 1)
-            if labels.get(key.strip()) != value.strip():
-                return False
-        elif term.startswith("!"):
-            if term[1:] in labels:
-                return False
-        elif term not in labels:
-            return False
-    return True
 
 
 def _field_matches(selector: str, name: str, namespace: str | None) -> bool:
@@ -449,7 +445,7 @@ class KubeApiStub:
             key
             for key, stored in self._objects[target.resource.plural].items()
             if (target.namespace is None or key[0] == target.namespace)
-            and _selector_matches(labels, stored.labels)
+            and selector_matches(labels, stored.labels)
             and _field_matches(fields, stored.name, stored.namespace)
         ]
         return sorted(keys, key=lambda key: (key[0] or "", key[1]))
@@ -684,10 +680,10 @@ class _RequestHandler(BaseHTTPRequestHandler):
                 return None
             if not _field_matches(fields, stored.name, stored.namespace):
                 return None
-            now = _selector_matches(labels, stored.labels)
+            now = selector_matches(labels, stored.labels)
             if before is None:
                 return event if now else None
-            was = _selector_matches(labels, before)
+            was = selector_matches(labels, before)
             return {(True, True): event, (False, True): "ADDED", (True, False): "DELETED"}.get(
                 (was, now)
             )

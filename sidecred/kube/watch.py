@@ -240,16 +240,34 @@ class WatchCache:
     def wait_synced(self, timeout: float) -> bool:
         return self._synced.wait(timeout)
 
+    @property
+    def running(self) -> bool:
+        """True while the list/watch thread runs (also while a stop() winds it down)."""
+        return self._thread is not None and self._thread.is_alive()
+
     def start(self) -> None:
+        """Start listing and watching; again after stop(), from an empty cache."""
+        if self.running:
+            raise RuntimeError(f"the {self.kind} cache is already running")
+        self._stopping.clear()
         name = f"{self.kind}-cache"
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def stop(self, timeout: float = 5.0, *, forget: bool = False) -> None:
+        """End the watch; with `forget`, drop every cached object too, each reported to
+        `on_removed` (not synced until a later start() has listed again)."""
         self._stopping.set()
         self._shut_stream()
         if self._thread is not None:
             self._thread.join(timeout)
+        if forget:
+            with self._lock:
+                gone = [(key, _uid_of(value)) for key, value in self._store.items()]
+                self._store = {}
+                self._missing.clear()
+            self._synced.clear()
+            self._removed(gone)
 
     def _shut_stream(self) -> None:
         """Shut the watch stream's socket, waking the read blocked on it."""

@@ -21,7 +21,7 @@ from sidecred.kube.sidecar_health import (
     read_sidecar_health,
     sidecar_status,
 )
-from sidecred.kube.watch import INJECTED_POD_SELECTOR
+from sidecred.ops.injected import list_injected
 from sidecred.pods.annotations import q
 from sidecred.pods.policy import evaluate_policy
 from sidecred.pods.settings import Settings
@@ -80,14 +80,11 @@ def audit_pod(
 
 
 def collect_findings(
-    api: client.CoreV1Api, namespace: str | None, config: Settings
+    api: client.CoreV1Api, namespace: str | None, config: Settings, selector: str | None = None
 ) -> list[Finding]:
-    """Audit sidecred's live pods in `namespace` (None: every namespace)."""
-    if namespace is None:
-        listed = api.list_pod_for_all_namespaces(label_selector=INJECTED_POD_SELECTOR, _preload_content=False)  # fmt: skip
-    else:
-        listed = api.list_namespaced_pod(namespace, label_selector=INJECTED_POD_SELECTOR, _preload_content=False)  # fmt: skip
-    pods = [p for p in json.loads(listed.data).get("items") or [] if is_live(p)]
+    """Audit sidecred's live pods in `namespace` (None: every namespace), those matching
+    `selector` (kubectl's `-l`) if given."""
+    pods = [p for p in list_injected(api, namespace, selector) if is_live(p)]
     namespaces: dict[str, dict[str, Any] | None] = {}
     findings: list[Finding] = []
     for pod in pods:

@@ -20,8 +20,18 @@ from sidecred.kube.sidecar_health import (
     read_sidecar_health,
     sidecar_status,
 )
+from sidecred.ops.injected import list_injected
 
-COLUMNS = ("name", "ready", "role", "expires", "last_error", "sts_calls", "sts_failures")
+COLUMNS = (
+    "namespace",
+    "name",
+    "ready",
+    "role",
+    "expires",
+    "last_error",
+    "sts_calls",
+    "sts_failures",
+)
 EXPIRY_METRIC = "sidecred_credentials_expiry_timestamp_seconds"
 
 
@@ -79,6 +89,15 @@ def _count(metrics: Mapping[str, float], name: str) -> int | str:
     return int(metrics[name]) if name in metrics else ""
 
 
+def pod_status(api: client.CoreV1Api, pod: Mapping[str, Any]) -> dict[str, Any]:
+    """The status row of one injected pod, asking its sidecar through the pod proxy."""
+    try:
+        health: SidecarHealth | str = read_sidecar_health(api, pod)
+    except HealthUnavailable as exc:
+        health = str(exc)
+    return status_row(pod, health, read_sidecar_metrics(api, pod))
+
+
 def collect_status(api: client.CoreV1Api, namespace: str, name: str) -> dict[str, Any]:
     """The status row of pod `namespace/name`; LookupError with kubectl's wording if unusable."""
     try:
@@ -89,8 +108,13 @@ def collect_status(api: client.CoreV1Api, namespace: str, name: str) -> dict[str
         raise
     if health_port(pod) is None:
         raise LookupError(f'error: pod "{name}" in namespace "{namespace}" has no sidecred sidecar')
-    try:
-        health: SidecarHealth | str = read_sidecar_health(api, pod)
-    except HealthUnavailable as exc:
-        health = str(exc)
-    return status_row(pod, health, read_sidecar_metrics(api, pod))
+    return pod_status(api, pod)
+
+
+def collect_statuses(
+    api: client.CoreV1Api, namespace: str | None, selector: str | None = None
+) -> list[dict[str, Any]]:
+    """The status rows of every injected pod in `namespace` (None: all), by namespace and name."""
+    pods = [p for p in list_injected(api, namespace, selector) if health_port(p) is not None]
+    pods.sort(key=lambda p: (p["metadata"].get("namespace", ""), p["metadata"].get("name", "")))
+    return [pod_status(api, pod) for pod in pods]

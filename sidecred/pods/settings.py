@@ -317,7 +317,7 @@ def _read_broker_ca(path: str, problems: list[str]) -> str | None:
     return text
 
 
-def _check_broker(values: dict[str, object], problems: list[str]) -> None:
+def _check_broker(values: dict[str, object], problems: list[str], read_ca: bool) -> None:
     if values["credential_source"] != "broker":
         return
     url = values["broker_url"]
@@ -332,11 +332,11 @@ def _check_broker(values: dict[str, object], problems: list[str]) -> None:
     path = values["broker_ca_file"]
     if not isinstance(path, str):
         problems.append("--credential-source broker needs --broker-ca-file (the broker's CA, PEM)")
-    else:
+    elif read_ca:
         values["broker_ca"] = _read_broker_ca(path, problems)
 
 
-def _check_values(values: dict[str, object], problems: list[str]) -> None:
+def _check_values(values: dict[str, object], problems: list[str], read_ca: bool = True) -> None:
     base = values["base_role_arn"]
     if isinstance(base, str):
         if not base.endswith("/"):
@@ -384,13 +384,17 @@ def _check_values(values: dict[str, object], problems: list[str]) -> None:
             "credentials, which every container on the node can reach; it is unsafe for "
             f"multi-tenant clusters. Use web-identity or broker, or pass {UNSAFE_ASSUME_ROLE_FLAG}"
         )
-    _check_broker(values, problems)
+    _check_broker(values, problems, read_ca)
 
 
-def config_from_args(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> Settings:
+def config_from_args(
+    args: argparse.Namespace, env: Mapping[str, str] | None = None, *, read_broker_ca: bool = True
+) -> Settings:
     """Build a validated Settings from parsed flags, falling back to env then defaults.
 
     Raises ValueError listing every invalid option, so the webhook refuses to start.
+    `read_broker_ca=False` leaves `broker_ca` unset instead of reading --broker-ca-file: for
+    tools away from the pod that mounts it, whose decisions do not depend on its text.
     """
     env = os.environ if env is None else env
     problems: list[str] = []
@@ -400,7 +404,7 @@ def config_from_args(args: argparse.Namespace, env: Mapping[str, str] | None = N
         if value is None and f.metadata["cli"]:
             value = env.get(env_name(f.name)) or None
         values[f.name] = f.default if value is None else _convert(f, value.strip(), problems)
-    _check_values(values, problems)
+    _check_values(values, problems, read_broker_ca)
     if problems:
         raise ValueError("sidecred webhook: invalid options: " + "; ".join(problems))
     return Settings(**values)  # type: ignore[arg-type]

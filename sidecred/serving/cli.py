@@ -1,4 +1,4 @@
-"""The command line both servers share: serving flags and JSON-line logging."""
+"""The command line the servers share (serving flags), and every command's JSON-line logging."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from sidecred.int_range import int_in_range_type, parse_int_in_range
-from sidecred.jsonlog import format_line
+from sidecred.jsonlog import DEFAULT_LEVEL, add_log_level_argument, format_line, parse_level
 from sidecred.serving.listen import BOTH_FAMILIES
 
 SHUTDOWN_DELAY_ENV = "SIDECRED_SHUTDOWN_DELAY"
@@ -33,19 +33,39 @@ class JsonLineFormatter(logging.Formatter):
         return format_line(record.levelname.lower(), record.getMessage(), fields, record.created)
 
 
-def configure_logging(level: int = logging.INFO) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+class _StderrHandler(logging.StreamHandler[IO[str]]):
+    """Writes each record to sys.stderr as it is then, not as it was when logging was set up
+    (a command run in-process, as the tests run them, may outlive a swapped stderr)."""
+
+    @property
+    def stream(self) -> IO[str]:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: object) -> None:
+        pass  # StreamHandler.__init__ assigns one; sys.stderr is always used
+
+
+def configure_logging(level: str = DEFAULT_LEVEL, stream: IO[str] | None = None) -> None:
+    """Route stdlib logging (ours, uvicorn's, the kubernetes client's) to one JSON-lines handler.
+
+    The kubernetes client and urllib3 stay at warning or above whatever the level: at debug
+    they log requests and responses, which carry tokens.
+    """
+    handler = _StderrHandler() if stream is None else logging.StreamHandler(stream)
     handler.setFormatter(JsonLineFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level)
+    root.setLevel(parse_level(level).upper())
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    for name in ("kubernetes", "urllib3"):
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
 
 
 def add_server_arguments(parser: argparse.ArgumentParser, default_port: int) -> None:
-    """--tls-cert, --tls-key, --port, --host, --shutdown-delay and --kubeconfig."""
+    """--tls-cert, --tls-key, --port, --host, --shutdown-delay, --kubeconfig and --log-level."""
     parser.add_argument("--tls-cert", required=True, type=Path, help="serving certificate (PEM)")
     parser.add_argument("--tls-key", required=True, type=Path, help="its private key (PEM)")
     parser.add_argument(
@@ -71,6 +91,7 @@ def add_server_arguments(parser: argparse.ArgumentParser, default_port: int) -> 
         "--kubeconfig",
         help="kubeconfig file (default: in-cluster service account, then ~/.kube/config)",
     )
+    add_log_level_argument(parser)
 
 
 def shutdown_delay(args: argparse.Namespace, env: dict[str, str] | None = None) -> int:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from sidecred.jsonlog import add_log_level_argument
 from sidecred.sidecar import log
 from sidecred.sidecar.config import ConfigError, SidecarConfig, load_config
 from sidecred.sidecar.credentials import Credentials, SourceError
@@ -60,7 +61,10 @@ def main(argv: list[str]) -> int:
         "credential_process JSON format (all settings from SIDECRED_* env).",
     )
     parser.add_argument("--container", help="the role of this container (its own role)")
-    container = parser.parse_args(argv).container
+    add_log_level_argument(parser)
+    args = parser.parse_args(argv)
+    log.set_level(args.log_level)
+    container = args.container
     try:
         config = role_config(load_config(), container)
     except ConfigError as exc:

@@ -22,7 +22,9 @@ from typing import Any
 
 import yaml
 
+from sidecred.jsonlog import add_log_level_argument
 from sidecred.pods.settings import Settings, add_config_arguments, config_from_args
+from sidecred.serving.cli import configure_logging
 from sidecred.webhook.decide import Decision, decide_mutation, decide_validation
 from sidecred.webhook.mutate import apply_patch
 from sidecred.webhook.review import pod_request
@@ -70,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "-q", "--quiet", action="store_true", help="print the decision lines only, no patched pods"
     )
+    add_log_level_argument(parser)
     add_config_arguments(parser)
     return parser
 
@@ -277,6 +280,7 @@ def main(argv: list[str]) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse already printed the usage error
         return 0 if exc.code == 0 else 2
+    configure_logging(args.log_level)
     try:
         config = config_from_args(args)
         inputs = read_inputs(args.files, args.namespace_files)

@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    configure_logging()
+    configure_logging(args.log_level)
     try:
         config = config_from_args(args)
         drain = Drain(shutdown_delay(args))

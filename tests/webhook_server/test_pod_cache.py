@@ -132,3 +132,13 @@ def test_a_relist_reports_pods_deleted_while_the_watch_was_away(
         what="relist",
     )
     assert seen == [("web-1", old["metadata"]["uid"])]
+
+
+def test_a_cache_stopped_with_forget_reports_every_pod_it_held(
+    removed: tuple[PodCache, list[tuple[str, str]]], stub: KubeApiStub
+) -> None:
+    cache, seen = removed
+    pod = stub.get("pods", "web-1", "shop")
+    cache.stop(forget=True)
+    assert cache.objects() == [] and not cache.synced
+    assert seen == [("web-1", pod["metadata"]["uid"])]

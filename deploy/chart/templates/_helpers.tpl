@@ -115,20 +115,16 @@ Arguments: dict "root" $ "values" .Values(.broker) "component" "webhook".
 */}}
 {{- define "sidecred.podScheduling" -}}
 {{- $values := .values -}}
+{{- $selector := include "sidecred.componentSelector" (dict "root" .root "component" .component) | fromYaml -}}
 {{- with .root.Values.imagePullSecrets }}
 imagePullSecrets:
   {{- toYaml . | nindent 2 }}
 {{- end }}
-{{- with $values.priorityClassName }}
+{{- with include "sidecred.priorityClassName" (dict "root" .root "values" $values) }}
 priorityClassName: {{ . }}
 {{- end }}
 securityContext:
-  runAsNonRoot: true
-  runAsUser: 65532
-  runAsGroup: 65532
-  fsGroup: 65532
-  seccompProfile:
-    type: RuntimeDefault
+  {{- include "sidecred.securityContext" (dict "root" .root "component" .component "key" "podSecurityContext") | nindent 2 }}
 affinity:
   {{- if $values.affinity }}
   {{- toYaml $values.affinity | nindent 2 }}
@@ -141,12 +137,26 @@ affinity:
           topologyKey: kubernetes.io/hostname
           labelSelector:
             matchLabels:
-              {{- include "sidecred.componentSelector" (dict "root" .root "component" .component) | nindent 14 }}
+              {{- toYaml $selector | nindent 14 }}
   {{- end }}
-{{- with $values.topologySpreadConstraints }}
 topologySpreadConstraints:
-  {{- toYaml . | nindent 2 }}
-{{- end }}
+  {{- if $values.topologySpreadConstraints }}
+  {{- range $values.topologySpreadConstraints }}
+  {{- $constraint := deepCopy . }}
+  {{- if not (hasKey $constraint "labelSelector") }}
+  {{- $_ := set $constraint "labelSelector" (dict "matchLabels" $selector) }}
+  {{- end }}
+  - {{- toYaml $constraint | nindent 4 }}
+  {{- end }}
+  {{- else }}
+  # Across zones where nodes have one; a soft rule, so a one-zone cluster schedules as before.
+  - maxSkew: 1
+    topologyKey: topology.kubernetes.io/zone
+    whenUnsatisfiable: ScheduleAnyway
+    labelSelector:
+      matchLabels:
+        {{- toYaml $selector | nindent 8 }}
+  {{- end }}
 {{- with $values.nodeSelector }}
 nodeSelector:
   {{- toYaml . | nindent 2 }}
@@ -157,17 +167,24 @@ tolerations:
 {{- end }}
 {{- end -}}
 
-{{/* The container security context of every sidecred container (Pod Security "restricted"). */}}
-{{- define "sidecred.containerSecurity" -}}
-runAsNonRoot: true
-runAsUser: 65532
-runAsGroup: 65532
-readOnlyRootFilesystem: true
-allowPrivilegeEscalation: false
-capabilities:
-  drop: ["ALL"]
-seccompProfile:
-  type: RuntimeDefault
+{{/* A component's priority class: its own value, else the chart's PriorityClass when it
+creates one, else none. Arguments: dict "root" $ "values" .Values(.broker). */}}
+{{- define "sidecred.priorityClassName" -}}
+{{- if .values.priorityClassName -}}
+{{- .values.priorityClassName -}}
+{{- else if .root.Values.priorityClass.create -}}
+{{- include "sidecred.fullname" .root -}}
+{{- end -}}
+{{- end -}}
+
+{{/* A security context: the webhook's value, and for the broker its own merged over it.
+Arguments: dict "root" $ "component" "webhook" "key" "podSecurityContext". */}}
+{{- define "sidecred.securityContext" -}}
+{{- $context := deepCopy (get .root.Values .key) -}}
+{{- if eq .component "broker" -}}
+{{- $context = mergeOverwrite $context (deepCopy (get .root.Values.broker .key)) -}}
+{{- end -}}
+{{- toYaml $context -}}
 {{- end -}}
 
 {{/* Draining on the way out (serving.drain): the server's delay after SIGTERM. */}}
