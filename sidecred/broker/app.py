@@ -49,10 +49,12 @@ def requested_container(values: list[str]) -> str | Refusal:
 
 class Syncing(Protocol):
     kind: str
-    last_error: str
 
     @property
     def synced(self) -> bool: ...
+
+    @property
+    def progress(self) -> str: ...
 
 
 def record_issuance(answer: Answer, elapsed: float, metrics: BrokerMetrics) -> None:
@@ -105,7 +107,7 @@ def create_app(
 
     def not_synced() -> str | None:
         reasons = [
-            f"{cache.kind} cache has not synced: {cache.last_error or 'waiting for the first list'}"
+            f"{cache.kind} cache has not synced: {cache.progress}"
             for cache in caches
             if not cache.synced
         ]

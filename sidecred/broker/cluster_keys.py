@@ -121,6 +121,11 @@ class ClusterKeys:
     def synced(self) -> bool:
         return self._keys is not None
 
+    @property
+    def progress(self) -> str:
+        """Why the keys are not there yet, for /readyz (as the watch caches say it)."""
+        return self.last_error or "waiting for the first fetch"
+
     def key_set(self) -> KeySet | None:
         return self._keys
 

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -34,7 +35,7 @@ class Reviewer(Protocol):
 
 
 class PodSource(Protocol):
-    def cached(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+    def cached(self, namespace: str, name: str) -> Mapping[str, Any] | None: ...
 
     def get(self, namespace: str, name: str) -> Lookup: ...
 

@@ -21,11 +21,12 @@ from sidecred.broker.cluster_keys import ClusterKeys
 from sidecred.broker.issuer import Issuer
 from sidecred.broker.metrics import BrokerMetrics
 from sidecred.broker.pod_events import RefusalEvents
-from sidecred.broker.sidecar_check import broker_sidecar_problem
+from sidecred.broker.sidecar_check import broker_sidecar_problem, projected_sidecar_problem
 from sidecred.broker.sts import RoleAssumer
 from sidecred.broker.token_review import TokenReviewer
 from sidecred.kube.client import KubeConfigUnavailable, load_core_api
 from sidecred.kube.event_flags import add_event_arguments, event_settings
+from sidecred.kube.projection import PodProjector
 from sidecred.kube.watch import NamespaceCache, PodCache
 from sidecred.pods.settings import Settings, add_config_arguments, config_from_args
 from sidecred.serving.cli import add_server_arguments, configure_logging, shutdown_delay
@@ -100,7 +101,12 @@ def build_issuer(
         metrics.forgotten_pods.inc()
         issuer.forget(uid)  # bound below, before the watch starts
 
-    pods = PodCache(api, record_api_call=metrics.record_api_call, on_removed=pod_removed)
+    # Each pod is checked against the canonical sidecar as it arrives; the cache keeps
+    # the verdict, not the containers.
+    projector = PodProjector(
+        frozenset({config.annotation_key}), lambda pod: broker_sidecar_problem(pod, config)
+    )
+    pods = PodCache(api, projector, record_api_call=metrics.record_api_call, on_removed=pod_removed)
     issuer = Issuer(
         config,
         keys,
@@ -108,7 +114,7 @@ def build_issuer(
         pods,
         namespaces,
         RoleAssumer(config.region),
-        broker_sidecar_problem,
+        projected_sidecar_problem,
         metrics,
         events=events,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from sidecred.kube.projection import PodProjection
 from sidecred.pods.canonical import check_sidecar
 from sidecred.pods.refusal import Refusal
 from sidecred.pods.settings import Settings
@@ -30,3 +31,11 @@ def broker_sidecar_problem(pod: Mapping[str, Any], config: Settings) -> str | No
     if not verdict.canonical:
         return "it has no sidecred container"
     return None
+
+
+def projected_sidecar_problem(pod: Mapping[str, Any], config: Settings) -> str | None:
+    """`broker_sidecar_problem`, answered from the verdict the pod cache computed when it
+    projected the pod (it keeps no containers); computed now for a whole pod."""
+    if isinstance(pod, PodProjection) and pod.checked:
+        return pod.sidecar_problem
+    return broker_sidecar_problem(pod, config)

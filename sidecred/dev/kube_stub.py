@@ -1,16 +1,19 @@
 """A small Kubernetes API server stand-in for tests and the demo.
 
 It serves the real JSON shapes the `kubernetes` client expects for a table of
-resources (namespaces, pods, events, configmaps, leases, webhook configurations): lists with
-`metadata.resourceVersion`, label and field selectors, a chunked watch stream
-of `{"type", "object"}` lines that stays open and pushes events as the test
-changes objects, GETs with a real `Status` 404, create (201, 409 when the name
-is taken), replace (409 on a stale resourceVersion, which leader election
-relies on), delete, and an `ERROR` event with code 410 when a watch asks for a
-compacted resourceVersion. A watch with a label selector sends ADDED when an
-object starts matching it and DELETED when it stops, as kube-apiserver does.
-Endpoints that are not plain storage (TokenReview, the service-account issuer's
-keys, the pod proxy) are added by the caller with `route()`.
+resources (namespaces, pods, events, configmaps, leases, webhook configurations):
+lists with `metadata.resourceVersion`, label and field selectors and pagination
+(`limit` and `continue`; a token older than the last compaction gets 410
+Expired), a chunked watch stream of `{"type", "object"}` lines that stays open
+and pushes events as the test changes objects, GETs with a real `Status` 404,
+create (201, 409 when the name is taken), replace (409 on a stale
+resourceVersion, which leader election relies on), delete, and an `ERROR` event
+with code 410 when a watch asks for a compacted resourceVersion. A watch with a
+label selector sends ADDED when an object starts matching it and DELETED when it
+stops, as kube-apiserver does. Objects are stored as their JSON bytes, so a
+cluster's worth of pods fits (`put_many` loads one). Endpoints that are not plain
+storage (TokenReview, the service-account issuer's keys, the pod proxy) are added
+by the caller with `route()`.
 
 It can be stopped and restarted on the same port (the "API server went away"
 case) and counts requests so tests can prove a warm cache makes none: for
@@ -20,6 +23,7 @@ as `<plural>.<verb>` (for example `pods.get`, `events.create`).
 
 from __future__ import annotations
 
+import bisect
 import collections
 import copy
 import datetime as dt
@@ -27,8 +31,9 @@ import json
 import re
 import socket
 import threading
+import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -41,6 +46,7 @@ NAMESPACES_PATH = "/api/v1/namespaces"
 # How often an idle watch stream looks at the stop flag; events wake it at once.
 _WATCH_POLL_SECONDS = 0.2
 _MAX_BODY = 4 << 20
+_MAX_SNAPSHOTS = 64  # paginated lists in progress (their continue tokens)
 
 
 @dataclass(frozen=True)
@@ -100,8 +106,6 @@ class StubResponse:
 
 
 Handler = Callable[[StubRequest], StubResponse]
-# (resourceVersion, plural, event type, object, its labels before a MODIFIED or None)
-History = tuple[int, str, str, dict[str, Any], dict[str, str] | None]
 
 
 def json_response(code: int, obj: object) -> StubResponse:
@@ -134,16 +138,37 @@ def status_object(
     return status
 
 
-def _field_matches(selector: str, obj: dict[str, Any]) -> bool:
+def _field_matches(selector: str, name: str, namespace: str | None) -> bool:
     """Field selectors on `metadata.name` and `metadata.namespace`, the ones used here."""
-    meta = obj.get("metadata", {})
-    fields = {"metadata.name": meta.get("name"), "metadata.namespace": meta.get("namespace")}
+    fields = {"metadata.name": name, "metadata.namespace": namespace}
     for term in filter(None, (t.strip() for t in selector.split(","))):
         negate = "!=" in term
         key, value = term.replace("!=", "=").replace("==", "=").split("=", 1)
         if (fields.get(key.strip()) == value.strip()) == negate:
             return False
     return True
+
+
+@dataclass(frozen=True)
+class _Stored:
+    """One stored object: its JSON as a list item (no kind or apiVersion), and what
+    selectors and writes read. Bytes, so a cluster's worth of pods fits in memory
+    and a list page is joined, not re-serialised."""
+
+    data: bytes
+    namespace: str | None
+    name: str
+    labels: dict[str, str]
+    uid: str
+    created: str
+
+    @property
+    def resource_version(self) -> str:
+        return str(json.loads(self.data)["metadata"].get("resourceVersion") or "")
+
+
+# (resourceVersion, plural, event type, object, its labels before a MODIFIED or None)
+History = tuple[int, str, str, _Stored, dict[str, str] | None]
 
 
 @dataclass
@@ -209,11 +234,16 @@ class KubeApiStub:
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
-        self._objects: dict[str, dict[tuple[str | None, str], dict[str, Any]]] = {
+        self._objects: dict[str, dict[tuple[str | None, str], _Stored]] = {
             plural: {} for plural in RESOURCES
         }
         # (rv, plural, type, object, labels before a MODIFIED): a selector watch needs both.
         self._history: list[History] = []
+        # continue token -> (the list's resourceVersion, keys still to send)
+        self._snapshots: collections.OrderedDict[str, tuple[int, list[tuple[str | None, str]]]] = (
+            collections.OrderedDict()
+        )
+        self._token_serial = 0
         self._resource_version = 100
         self._oldest_watchable = 0  # a watch from a resourceVersion below this gets 410
         self._routes: list[tuple[str, re.Pattern[str], str, Handler]] = []
@@ -223,6 +253,8 @@ class KubeApiStub:
         self._generation = 0  # bumped on stop so open watch streams end
         self.port = 0
         self.requests: collections.Counter[str] = collections.Counter()
+        # plural -> (the last resourceVersion written to a watch stream, time.monotonic() then)
+        self.watch_sent: dict[str, tuple[int, float]] = {}
 
     # --- lifecycle -----------------------------------------------------------------
     @property
@@ -278,36 +310,50 @@ class KubeApiStub:
     def put(self, plural: str, obj: dict[str, Any]) -> dict[str, Any]:
         """Create or replace an object as the test's side of the API server; returns a copy."""
         with self._cond:
-            obj = copy.deepcopy(obj)
-            resource = RESOURCES[plural]
-            meta = obj.setdefault("metadata", {})
-            obj.setdefault("kind", resource.kind)
-            obj.setdefault("apiVersion", resource.group_version)
-            key = (meta.get("namespace") if resource.namespaced else None, meta["name"])
-            old = self._objects[plural].get(key)
-            meta.setdefault("uid", old["metadata"]["uid"] if old else str(uuid.uuid4()))
-            meta.setdefault(
-                "creationTimestamp", old["metadata"]["creationTimestamp"] if old else _now()
-            )
-            self._record(plural, "MODIFIED" if old else "ADDED", obj)
-            return copy.deepcopy(obj)
+            stored = self._put(plural, copy.deepcopy(obj))
+            copied: dict[str, Any] = json.loads(self._full(plural, stored))
+            return copied
+
+    def put_many(self, plural: str, objects: Iterable[dict[str, Any]]) -> int:
+        """`put` for many objects at once (a cluster's worth), without returning copies."""
+        count = 0
+        with self._cond:
+            for obj in objects:
+                self._put(plural, obj)
+                count += 1
+        return count
+
+    def _put(self, plural: str, obj: dict[str, Any]) -> _Stored:
+        """Store `obj` (the caller's to give away) as created or replaced. Holds _cond."""
+        resource = RESOURCES[plural]
+        meta = obj.setdefault("metadata", {})
+        key = (meta.get("namespace") if resource.namespaced else None, meta["name"])
+        old = self._objects[plural].get(key)
+        meta.setdefault("uid", old.uid if old else str(uuid.uuid4()))
+        meta.setdefault("creationTimestamp", old.created if old else _now())
+        return self._record(plural, "MODIFIED" if old else "ADDED", obj)
 
     def get(self, plural: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
         with self._cond:
-            return copy.deepcopy(self._objects[plural].get((namespace, name)))
+            stored = self._objects[plural].get((namespace, name))
+            return None if stored is None else json.loads(self._full(plural, stored))
 
     def items(self, plural: str, namespace: str | None = None) -> list[dict[str, Any]]:
         with self._cond:
             return [
-                copy.deepcopy(obj)
-                for (ns, _), obj in self._objects[plural].items()
+                json.loads(self._full(plural, stored))
+                for (ns, _), stored in self._objects[plural].items()
                 if namespace is None or ns == namespace
             ]
 
+    def count(self, plural: str) -> int:
+        with self._cond:
+            return len(self._objects[plural])
+
     def delete(self, plural: str, name: str, namespace: str | None = None) -> None:
         with self._cond:
-            obj = copy.deepcopy(self._objects[plural][(namespace, name)])
-            self._record(plural, "DELETED", obj)
+            stored = self._objects[plural][(namespace, name)]
+            self._record(plural, "DELETED", json.loads(stored.data))
 
     def add_namespace(self, name: str, annotations: dict[str, str] | None = None) -> dict[str, Any]:
         return self.put(
@@ -337,62 +383,110 @@ class KubeApiStub:
         """Send a BOOKMARK with the current resourceVersion to open watches."""
         with self._cond:
             self._resource_version += 1
-            for plural, resource in RESOURCES.items():
-                obj = {
-                    "kind": resource.kind,
-                    "apiVersion": resource.group_version,
-                    "metadata": {"resourceVersion": str(self._resource_version)},
-                }
-                self._history.append((self._resource_version, plural, "BOOKMARK", obj, None))
+            for plural in RESOURCES:
+                obj = {"metadata": {"resourceVersion": str(self._resource_version)}}
+                stored = _Stored(json.dumps(obj).encode(), None, "", {}, "", "")
+                self._history.append((self._resource_version, plural, "BOOKMARK", stored, None))
             self._cond.notify_all()
 
     def compact(self) -> None:
-        """Forget history, as etcd compaction does: older resourceVersions get 410 Gone."""
+        """Forget history, as etcd compaction does: older resourceVersions get 410 Gone,
+        on a watch and on a list's next page alike."""
         with self._cond:
             self._oldest_watchable = self._resource_version
             self._history.clear()
+            self._snapshots.clear()
 
-    def _record(self, plural: str, event: str, obj: dict[str, Any]) -> None:
+    def _record(self, plural: str, event: str, obj: dict[str, Any]) -> _Stored:
         """Store (or drop) `obj` under a new resourceVersion and wake watchers. Holds _cond."""
         self._resource_version += 1
+        resource = RESOURCES[plural]
         meta = obj["metadata"]
         meta["resourceVersion"] = str(self._resource_version)
-        key = (meta.get("namespace") if RESOURCES[plural].namespaced else None, meta["name"])
+        namespace = meta.get("namespace") if resource.namespaced else None
+        key = (namespace, meta["name"])
+        obj.pop("kind", None)  # stored as a list item; GET and watch add them back
+        obj.pop("apiVersion", None)
+        stored = _Stored(
+            json.dumps(obj, separators=(",", ":")).encode(),
+            namespace,
+            meta["name"],
+            dict(meta.get("labels") or {}),
+            str(meta.get("uid") or ""),
+            str(meta.get("creationTimestamp") or ""),
+        )
         old = self._objects[plural].get(key)
-        before = dict(old["metadata"].get("labels") or {}) if old and event == "MODIFIED" else None
+        before = dict(old.labels) if old and event == "MODIFIED" else None
         if event == "DELETED":
             self._objects[plural].pop(key, None)
         else:
-            self._objects[plural][key] = obj
-        self._history.append((self._resource_version, plural, event, copy.deepcopy(obj), before))
+            self._objects[plural][key] = stored
+        self._history.append((self._resource_version, plural, event, stored, before))
         self._cond.notify_all()
+        return stored
+
+    @staticmethod
+    def _full(plural: str, stored: _Stored) -> bytes:
+        """The stored item as an object of its kind (kind and apiVersion first)."""
+        resource = RESOURCES[plural]
+        head = f'{{"kind":"{resource.kind}","apiVersion":"{resource.group_version}",'
+        return head.encode() + stored.data[1:]
 
     def _count(self, resource: Resource, verb: str) -> None:
         key = verb if resource.plural == "namespaces" else f"{resource.plural}.{verb}"
         self.requests[key] += 1
 
     # --- storage verbs (called by the HTTP handler) --------------------------------
-    def _list_body(self, target: _Target, query: dict[str, str]) -> dict[str, Any]:
+    def _matching(self, target: _Target, query: dict[str, str]) -> list[tuple[str | None, str]]:
+        """Keys of the stored objects a list names (namespace, label and field selectors),
+        in etcd's order: by namespace, then name."""
         labels, fields = query.get("labelSelector", ""), query.get("fieldSelector", "")
+        keys = [
+            key
+            for key, stored in self._objects[target.resource.plural].items()
+            if (target.namespace is None or key[0] == target.namespace)
+            and selector_matches(labels, stored.labels)
+            and _field_matches(fields, stored.name, stored.namespace)
+        ]
+        return sorted(keys, key=lambda key: (key[0] or "", key[1]))
+
+    def _list_body(self, target: _Target, query: dict[str, str]) -> StubResponse:
+        """One page of a list: all of it without `limit`; with it, `limit` objects and a
+        `continue` token for the rest (410 Expired once history was compacted).
+
+        Every page carries the first page's resourceVersion and names the objects that
+        matched then; later pages send their current state (skipping deleted ones), and a
+        watch from that resourceVersion replays whatever changed meanwhile."""
+        try:
+            limit = max(int(query.get("limit") or 0), 0)
+        except ValueError:
+            return json_response(400, status_object(400, "BadRequest", "invalid limit"))
         with self._cond:
-            items = []
-            for (ns, _), obj in self._objects[target.resource.plural].items():
-                if target.namespace is not None and ns != target.namespace:
-                    continue
-                if not selector_matches(labels, obj["metadata"].get("labels") or {}):
-                    continue
-                if not _field_matches(fields, obj):
-                    continue
-                item = copy.deepcopy(obj)
-                item.pop("kind", None)  # list items carry no kind/apiVersion
-                item.pop("apiVersion", None)
-                items.append(item)
-            return {
-                "kind": f"{target.resource.kind}List",
-                "apiVersion": target.resource.group_version,
-                "metadata": {"resourceVersion": str(self._resource_version)},
-                "items": items,
-            }
+            token = query.get("continue")
+            if token:
+                page = self._snapshots.get(token)
+                if page is None:
+                    message = "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter."  # fmt: skip
+                    return json_response(410, status_object(410, "Expired", message))
+                version, keys = page
+            else:
+                version, keys = self._resource_version, self._matching(target, query)
+            shown, rest = (keys[:limit], keys[limit:]) if limit else (keys, [])
+            stored = self._objects[target.resource.plural]
+            items = [stored[key].data for key in shown if key in stored]
+            metadata: dict[str, object] = {"resourceVersion": str(version)}
+            if rest:
+                self._token_serial += 1
+                next_token = f"{version}-{self._token_serial}"
+                self._snapshots[next_token] = (version, rest)
+                while len(self._snapshots) > _MAX_SNAPSHOTS:
+                    self._snapshots.popitem(last=False)
+                metadata["continue"] = next_token
+                metadata["remainingItemCount"] = len(rest)
+            self._snapshots.pop(token or "", None)
+        head = {"kind": f"{target.resource.kind}List", "apiVersion": target.resource.group_version}
+        body = json.dumps({**head, "metadata": metadata})[:-1].encode()
+        return StubResponse(200, body + b',"items":[' + b",".join(items) + b"]}")
 
     def _not_found(self, target: _Target) -> StubResponse:
         plural, name = target.resource.plural, target.name
@@ -404,11 +498,11 @@ class KubeApiStub:
         resource = target.resource
         if method == "DELETE":
             with self._cond:
-                obj = self._objects[resource.plural].get((target.namespace, target.name or ""))
-                if obj is None:
+                found = self._objects[resource.plural].get((target.namespace, target.name or ""))
+                if found is None:
                     return self._not_found(target)
-                self._record(resource.plural, "DELETED", copy.deepcopy(obj))
-                return json_response(200, obj)
+                self._record(resource.plural, "DELETED", json.loads(found.data))
+                return StubResponse(200, self._full(resource.plural, found))
         try:
             obj = json.loads(body or b"{}")
             meta = obj["metadata"]
@@ -431,16 +525,16 @@ class KubeApiStub:
                 if current is None:
                     return self._not_found(_Target(resource, target.namespace, name))
                 sent = meta.get("resourceVersion")
-                if sent and sent != current["metadata"]["resourceVersion"]:
+                if sent and sent != current.resource_version:
                     message = f'Operation cannot be fulfilled on {resource.plural} "{name}": the object has been modified'
                     status = status_object(409, "Conflict", message, name, resource.plural)
                     return json_response(409, status)
-                meta["uid"] = current["metadata"]["uid"]
-                meta["creationTimestamp"] = current["metadata"]["creationTimestamp"]
-            obj.setdefault("kind", resource.kind)
-            obj.setdefault("apiVersion", resource.group_version)
-            self._record(resource.plural, "ADDED" if method == "POST" else "MODIFIED", obj)
-            return json_response(201 if method == "POST" else 200, obj)
+                meta["uid"], meta["creationTimestamp"] = current.uid, current.created
+            event = "ADDED" if method == "POST" else "MODIFIED"
+            stored = self._record(resource.plural, event, obj)
+            return StubResponse(
+                201 if method == "POST" else 200, self._full(resource.plural, stored)
+            )
 
     # --- HTTP ----------------------------------------------------------------------
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
@@ -506,11 +600,16 @@ class _RequestHandler(BaseHTTPRequestHandler):
             if watching:
                 self._watch(target, query)
             else:
-                self._send(json_response(200, self.stub._list_body(target, query)))
-        elif method == "GET" and target.name is not None:
+                self._send(self.stub._list_body(target, query))
+        elif method == "GET":
             self.stub._count(target.resource, "get")
-            obj = self.stub.get(target.resource.plural, target.name, target.namespace)
-            self._send(json_response(200, obj) if obj else self.stub._not_found(target))
+            plural = target.resource.plural
+            with self.stub._cond:
+                found = self.stub._objects[plural].get((target.namespace, target.name or ""))
+            if found is None:
+                self._send(self.stub._not_found(target))
+            else:
+                self._send(StubResponse(200, self.stub._full(plural, found)))
         else:
             verb = {"POST": "create", "PUT": "replace", "DELETE": "delete"}[method]
             self.stub._count(target.resource, verb)
@@ -525,8 +624,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(response.body)
 
-    def _chunk(self, payload: dict[str, Any]) -> None:
-        data = json.dumps(payload).encode() + b"\n"
+    def _chunk(self, payload: dict[str, Any] | bytes) -> None:
+        data = (payload if isinstance(payload, bytes) else json.dumps(payload).encode()) + b"\n"
         self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
         self.wfile.flush()
 
@@ -572,17 +671,16 @@ class _RequestHandler(BaseHTTPRequestHandler):
             """The event this watch sends for `entry`, or None. As kube-apiserver does, an
             object that starts matching the label selector is ADDED and one that stops is
             DELETED."""
-            _, kind_plural, event, obj, before = entry
+            _, kind_plural, event, stored, before = entry
             if kind_plural != plural:
                 return None
             if event == "BOOKMARK":
                 return event if bookmarks else None
-            meta = obj["metadata"]
-            if target.namespace is not None and meta.get("namespace") != target.namespace:
+            if target.namespace is not None and stored.namespace != target.namespace:
                 return None
-            if not _field_matches(fields, obj):
+            if not _field_matches(fields, stored.name, stored.namespace):
                 return None
-            now = selector_matches(labels, meta.get("labels") or {})
+            now = selector_matches(labels, stored.labels)
             if before is None:
                 return event if now else None
             was = selector_matches(labels, before)
@@ -590,18 +688,25 @@ class _RequestHandler(BaseHTTPRequestHandler):
                 (was, now)
             )
 
+        def after(version: int) -> list[History]:
+            history = self.stub._history  # ordered by resourceVersion
+            return history[bisect.bisect_right(history, version, key=lambda e: e[0]) :]
+
         try:
             while not deadline.is_set():
                 with self.stub._cond:
-                    pending = [e for e in self.stub._history if e[0] > since]
+                    pending = after(since)
                     if not pending:
                         self.stub._cond.wait(_WATCH_POLL_SECONDS)
-                        pending = [e for e in self.stub._history if e[0] > since]
+                        pending = after(since)
                     if self.stub._generation != generation:
                         return
                 for entry in pending:
                     since = entry[0]
                     if event := sent_as(entry):
-                        self._chunk({"type": event, "object": entry[3]})
+                        kind = event.encode()
+                        body = self.stub._full(plural, entry[3])
+                        self._chunk(b'{"type":"' + kind + b'","object":' + body + b"}")
+                        self.stub.watch_sent[plural] = (entry[0], time.monotonic())
         finally:
             timer.cancel()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,7 +85,9 @@ class Admission:
     metrics: WebhookMetrics
     clock: Callable[[], float] = time.perf_counter
 
-    async def look_up_namespace(self, request: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
+    async def look_up_namespace(
+        self, request: dict[str, Any]
+    ) -> tuple[Mapping[str, Any] | None, str]:
         """The namespace the request needs (or None) and why it could not be read.
 
         A cache hit is answered on the event loop; only a miss, which may wait on
@@ -96,7 +98,7 @@ class Admission:
         if name is None:
             return None, ""
         # A cache that can answer without blocking (kube.watch.NamespaceCache.cached).
-        cached: Callable[[str], dict[str, Any] | None] | None = getattr(
+        cached: Callable[[str], Mapping[str, Any] | None] | None = getattr(
             self.namespaces, "cached", None
         )
         namespace = cached(name) if cached is not None else None

@@ -109,3 +109,33 @@ def test_the_stub_as_a_context_manager_listens_only_inside() -> None:
         assert api.list_namespace().items == []
     with pytest.raises(urllib3.exceptions.MaxRetryError):
         api.list_namespace(_request_timeout=2)
+
+
+def test_lists_page_by_page_with_one_resource_version(
+    stub: KubeApiStub, api: client.ApiClient
+) -> None:
+    for index in range(5):
+        stub.put("pods", _pod(f"p{index}", {"sidecred.dev/injected": "true"}))
+    stub.put("pods", _pod("plain", {}))
+    core = client.CoreV1Api(api)
+    first = core.list_pod_for_all_namespaces(label_selector="sidecred.dev/injected=true", limit=2)
+    assert [p.metadata.name for p in first.items] == ["p0", "p1"]
+    assert first.metadata.remaining_item_count == 3
+    stub.delete("pods", "p3", "shop")  # gone before its page: not sent
+    rest = core.list_pod_for_all_namespaces(limit=10, _continue=first.metadata._continue)
+    assert [p.metadata.name for p in rest.items] == ["p2", "p4"]
+    assert rest.metadata._continue is None
+    assert rest.metadata.resource_version == first.metadata.resource_version
+
+
+def test_a_continue_token_older_than_a_compaction_is_expired(
+    stub: KubeApiStub, api: client.ApiClient
+) -> None:
+    for index in range(3):
+        stub.put("pods", _pod(f"p{index}", {}))
+    core = client.CoreV1Api(api)
+    first = core.list_pod_for_all_namespaces(limit=1)
+    stub.compact()
+    with pytest.raises(ApiException) as err:
+        core.list_pod_for_all_namespaces(limit=1, _continue=first.metadata._continue)
+    assert err.value.status == 410 and "too old" in err.value.body

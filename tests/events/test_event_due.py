@@ -115,41 +115,42 @@ def _changed(**status: Any) -> dict[str, Any]:
     return changed
 
 
-@pytest.mark.parametrize(
-    ("case", "obj", "last", "expected"),
-    [
-        ("not ready", pod(), {}, True),
-        ("ready, never failed", pod(ready=True), {}, False),
-        ("ready after a failure", pod(ready=True), {UNAVAILABLE: unavailable(T0)}, True),
-        (
-            "ready, recovery reported",
-            pod(ready=True),
-            {UNAVAILABLE: unavailable(T0), AVAILABLE: PodEvent(AVAILABLE, "ok", T0 + 10)},
-            False,
-        ),
-        ("finished", _changed(phase="Succeeded"), {}, False),
-        ("no IP yet", _changed(podIP=""), {}, False),
-        (
-            "sidecar waiting",
-            _changed(
-                initContainerStatuses=[
-                    {"name": "sidecred", "ready": False, "state": {"waiting": {}}}
-                ]
-            ),
-            {},
-            False,
-        ),
-        ("no sidecar status", _changed(initContainerStatuses=[]), {}, False),
-    ],
-)
-def test_which_pods_are_read(case: str, obj: dict, last: dict, expected: bool) -> None:
-    assert needs_reading(obj, last) is expected, case
-
-
-def test_terminating_pod_is_not_read() -> None:
+def _terminating() -> dict[str, Any]:
     terminating = copy.deepcopy(pod())
     terminating["metadata"]["deletionTimestamp"] = "2026-11-30T16:00:00Z"
-    assert not needs_reading(terminating, {})
+    return terminating
+
+
+# (case, pod, its last events, whether its sidecar is read): also run on projections
+# (tests/scale/test_projected_decisions.py).
+READ_CASES = [
+    ("not ready", pod(), {}, True),
+    ("ready, never failed", pod(ready=True), {}, False),
+    ("ready after a failure", pod(ready=True), {UNAVAILABLE: unavailable(T0)}, True),
+    (
+        "ready, recovery reported",
+        pod(ready=True),
+        {UNAVAILABLE: unavailable(T0), AVAILABLE: PodEvent(AVAILABLE, "ok", T0 + 10)},
+        False,
+    ),
+    ("finished", _changed(phase="Succeeded"), {}, False),
+    ("no IP yet", _changed(podIP=""), {}, False),
+    (
+        "sidecar waiting",
+        _changed(
+            initContainerStatuses=[{"name": "sidecred", "ready": False, "state": {"waiting": {}}}]
+        ),
+        {},
+        False,
+    ),
+    ("no sidecar status", _changed(initContainerStatuses=[]), {}, False),
+    ("terminating", _terminating(), {}, False),
+]
+
+
+@pytest.mark.parametrize(("case", "obj", "last", "expected"), READ_CASES)
+def test_which_pods_are_read(case: str, obj: dict, last: dict, expected: bool) -> None:
+    assert needs_reading(obj, last) is expected, case
 
 
 def test_event_object_is_a_valid_core_v1_event_on_the_sidecar() -> None:

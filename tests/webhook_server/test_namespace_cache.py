@@ -9,6 +9,7 @@ from kubernetes import client
 
 from sidecred.dev.kube_stub import KubeApiStub
 from sidecred.kube import watch as kube
+from sidecred.kube.projection import NamespaceProjection
 from sidecred.kube.watch import (
     BACKOFF_MAX_SECONDS,
     CACHE,
@@ -28,11 +29,12 @@ def annotations(cache: NamespaceCache, name: str) -> dict | None:
     return None if obj is None else obj["metadata"].get("annotations", {})
 
 
-def test_list_fills_the_cache_with_plain_dicts(cache: NamespaceCache, stub: KubeApiStub) -> None:
+def test_list_fills_the_cache_with_projections(cache: NamespaceCache, stub: KubeApiStub) -> None:
     lookup = cache.get("shop")
     assert lookup.source == CACHE
-    assert isinstance(lookup.object, dict)
-    assert lookup.object["metadata"]["annotations"] == POLICY
+    assert isinstance(lookup.object, NamespaceProjection)
+    # Name and policy only: the labels, spec and status the stub sent are not kept.
+    assert dict(lookup.object) == {"metadata": {"name": "shop", "annotations": POLICY}}
     assert stub.requests["list"] == 1
     assert stub.requests["get"] == 0
 
