@@ -132,6 +132,9 @@ def project_namespace(obj: Mapping[str, Any]) -> NamespaceProjection:
 
 
 SidecarAt = tuple[str, str | None]  # (list name, the health port's env value or None)
+# ((list name, (container names...)), ...): what a per-container role map is checked against.
+ContainerNames = tuple[tuple[str, tuple[str, ...]], ...]
+CONTAINER_LISTS = ("initContainers", "containers", "ephemeralContainers")
 SidecarState = tuple[str, bool, bool]  # (status list, ready, running)
 
 
@@ -141,6 +144,7 @@ class PodProjection(Projection):
     __slots__ = (
         "_verdict",
         "annotations",
+        "containers",
         "deletion",
         "name",
         "namespace",
@@ -166,6 +170,7 @@ class PodProjection(Projection):
         pod_ip: str | None,
         sidecar: SidecarAt | None,
         sidecar_state: SidecarState | None,
+        containers: ContainerNames = (),
         verdict: object = _UNCHECKED,
     ) -> None:
         self.namespace = namespace
@@ -178,6 +183,7 @@ class PodProjection(Projection):
         self.pod_ip = pod_ip
         self.sidecar = sidecar
         self.sidecar_state = sidecar_state
+        self.containers = containers
         self._verdict = verdict
 
     @property
@@ -212,12 +218,14 @@ class PodProjection(Projection):
         part: dict[str, Any] = {}
         if self.service_account is not None:
             part["serviceAccountName"] = self.service_account
+        for list_name, names in self.containers:
+            part[list_name] = [{"name": name} for name in names if name != SIDECAR_NAME]
         if self.sidecar is not None:
             list_name, port = self.sidecar
             container: dict[str, Any] = {"name": SIDECAR_NAME}
             if port is not None:
                 container["env"] = [{"name": ENV_HEALTH_PORT, "value": port}]
-            part[list_name] = [container]
+            part[list_name] = [*part.get(list_name, []), container]
         return part
 
     def _status_part(self) -> dict[str, Any]:
@@ -242,6 +250,22 @@ def _sidecar_state(status: Mapping[str, Any]) -> SidecarState | None:
                 running = isinstance(state, dict) and "running" in state
                 return list_name, bool(entry.get("ready")), running
     return None
+
+
+def _container_names(spec: Mapping[str, Any]) -> ContainerNames:
+    """The names in each container list (only for pods whose annotations map roles to them
+    is this needed, but it is small and shared when it repeats)."""
+    kept: list[tuple[str, tuple[str, ...]]] = []
+    for list_name in CONTAINER_LISTS:
+        entries = spec.get(list_name)
+        names = tuple(
+            _share(entry["name"])
+            for entry in (entries if isinstance(entries, list) else [])
+            if isinstance(entry, dict) and isinstance(entry.get("name"), str)
+        )
+        if names:
+            kept.append((list_name, names))
+    return _shared_tuple(tuple(kept)) or ()
 
 
 def _part_of(obj: Mapping[str, Any], key: str) -> Mapping[str, Any]:
@@ -275,6 +299,7 @@ class PodProjector:
             pod_ip=_text(status.get("podIP")),
             sidecar=sidecar,
             sidecar_state=_shared_tuple(_sidecar_state(status)),
+            containers=_container_names(spec),
             verdict=self._verdict(obj) if self.sidecar_check is not None else _UNCHECKED,
         )
 
