@@ -30,6 +30,7 @@ from cryptography import x509
 
 from sidecred.int_range import int_in_range_or_problem
 from sidecred.pods.annotations import ROLE_KEY
+from sidecred.pods.dns_names import is_dns1123_subdomain
 from sidecred.sidecar.config import (
     CREDENTIAL_SOURCES,
     MAX_SESSION_DURATION,
@@ -54,10 +55,6 @@ ANNOTATION_KEY_RE = re.compile(
 )
 # Kubernetes resource quantities such as 10m, 64Mi, 0.5.
 QUANTITY_RE = re.compile(r"[0-9]+(?:\.[0-9]+)?(?:m|k|M|G|Ki|Mi|Gi)?")
-# A Kubernetes object name such as a Secret's: a DNS-1123 subdomain of at most 253 characters.
-DNS_SUBDOMAIN_RE = re.compile(
-    r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*"
-)
 PORTS = (1, 65535)
 
 
@@ -265,7 +262,7 @@ def _check_values(values: dict[str, object], problems: list[str]) -> None:
             if not QUANTITY_RE.fullmatch(str(values[kind])):
                 problems.append(f"{_flag(kind)}={values[kind]!r} is not a quantity")
     for name in cast(tuple[str, ...], values["sidecar_image_pull_secrets"]):
-        if len(name) > 253 or not DNS_SUBDOMAIN_RE.fullmatch(name):
+        if not is_dns1123_subdomain(name):
             problems.append(
                 f"--sidecar-image-pull-secrets names {name!r}, which is not a Secret name "
                 "(lower-case DNS subdomain such as registry-corp)"

@@ -11,15 +11,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sidecred.sidecar.token_file import generate_token
-from sidecred.webhook.access import (
-    check_connect,
-    check_token_request,
-    is_connect,
-    is_token_request,
-)
 from sidecred.pods.annotations import PodOptions, annotations_of, q, read_pod_options
 from sidecred.pods.canonical import SidecarVerdict, all_containers, check_sidecar, pod_role
+from sidecred.pods.dns_names import is_dns1123_label
 from sidecred.pods.names import SIDECAR_NAME
 from sidecred.pods.pod import (
     check_pod_shape,
@@ -32,6 +26,13 @@ from sidecred.pods.policy import evaluate_policy
 from sidecred.pods.refusal import Refusal
 from sidecred.pods.settings import Settings
 from sidecred.pods.sidecar_spec import plan_injection
+from sidecred.sidecar.token_file import generate_token
+from sidecred.webhook.access import (
+    check_connect,
+    check_token_request,
+    is_connect,
+    is_token_request,
+)
 from sidecred.webhook.isolation import check_isolation
 from sidecred.webhook.mutate import build_patch
 from sidecred.webhook.validate import check_app_containers, check_ephemeral, check_update
@@ -75,6 +76,8 @@ def namespace_to_lookup(request: Mapping[str, Any], config: Settings) -> str | N
     """The namespace whose policy this request needs, or None if it needs none.
 
     Only a pod CREATE that carries the role annotation is checked against policy.
+    A name that is not a DNS-1123 label, or an object namespace that is not the
+    request's, is never looked up: the decision refuses those (400) without it.
     """
     if config.namespace_policy == "off" or not is_pod_request(request):
         return None
@@ -87,7 +90,11 @@ def namespace_to_lookup(request: Mapping[str, Any], config: Settings) -> str | N
     annotations = metadata.get("annotations") if isinstance(metadata, dict) else None
     if not isinstance(annotations, dict) or config.annotation_key not in annotations:
         return None
-    return pod_namespace(request) or None
+    stated, requested = metadata.get("namespace"), request.get("namespace")
+    if stated and requested and stated != requested:
+        return None
+    name = pod_namespace(request)
+    return name if is_dns1123_label(name) else None
 
 
 def _check_policy(

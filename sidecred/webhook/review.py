@@ -11,8 +11,9 @@ from __future__ import annotations
 import base64
 import json
 import uuid
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal, NotRequired, TypedDict
+
+from sidecred.pods.dns_names import is_dns1123_label
 
 if TYPE_CHECKING:
     from sidecred.webhook.decide import Decision
@@ -282,6 +283,10 @@ def parse_review(body: bytes) -> AdmissionRequest:
     for name in ("namespace", "name", "subResource"):
         if name in request and not isinstance(request[name], str):
             problems.append(f"request.{name} string, got {_shape(request[name])}")
+    namespace = request.get("namespace")
+    if isinstance(namespace, str) and namespace and not is_dns1123_label(namespace):
+        # Checked before anything looks it up, logs it or remembers it.
+        problems.append(f"request.namespace a DNS-1123 label, got {_shape(namespace)}")
     needs_object = operation in ("CREATE", "UPDATE")
     if needs_object and not isinstance(request.get("object"), dict):
         problems.append(f"request.object for {operation}, got {_shape(request.get('object'))}")
