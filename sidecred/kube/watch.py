@@ -9,7 +9,9 @@ plain JSON dicts the API server sent (never typed models, which drop fields).
 A lookup answers from the cache without an API call. On a miss it reads the
 object directly and caches it, because an object created a moment before it
 is first asked about may not have reached the watch yet. If that read fails
-the lookup says why, and the caller fails closed.
+the lookup says why, and the caller fails closed. What misses may cost (a rate
+budget for those reads, a bounded memory of names found missing) is
+`kube.miss_budget`'s.
 
 `NamespaceCache` (the webhook's and the broker's namespace policies) and
 `PodCache` (sidecred's injected pods, by label) are the two instances.
@@ -31,6 +33,12 @@ import urllib3
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
+from sidecred.kube.miss_budget import (
+    NOT_FOUND_MAX_ENTRIES,
+    NOT_FOUND_TTL_SECONDS,
+    MissBudget,
+    RecentMisses,
+)
 from sidecred.pods.annotations import INJECTED_LABEL
 
 log = logging.getLogger(__name__)
@@ -43,10 +51,6 @@ WATCH_READ_SLACK_SECONDS = 30
 # A direct GET runs inside an admission request with a short webhook timeout.
 GET_TIMEOUT = (2.0, 3.0)  # (connect, read) seconds
 LIST_TIMEOUT = (5.0, 30.0)
-# A name the API server says does not exist is remembered this long, in at most
-# this many entries (oldest dropped first), so a flood naming it costs one GET.
-NOT_FOUND_TTL_SECONDS = 10.0
-NOT_FOUND_MAX_ENTRIES = 4096
 BACKOFF_INITIAL_SECONDS = 0.5
 BACKOFF_MAX_SECONDS = 30.0
 
@@ -54,6 +58,7 @@ CACHE = "cache"
 FETCHED = "api"
 NOT_FOUND = "not-found"
 UNAVAILABLE = "unavailable"
+THROTTLED = "throttled"  # not cached, and the miss budget allows no read now
 
 
 @dataclass(frozen=True)
@@ -61,7 +66,7 @@ class Lookup:
     """An object as a plain dict, or None with `error` saying why."""
 
     object: dict | None
-    source: str  # cache | api | not-found | unavailable
+    source: str  # cache | api | not-found | unavailable | throttled
     error: str = ""
 
 
@@ -105,6 +110,7 @@ class WatchCache:
         watch_timeout_seconds: int = WATCH_TIMEOUT_SECONDS,
         clock: Callable[[], float] = time.monotonic,
         remember_missing: bool = False,
+        miss_budget: MissBudget | None = None,
     ) -> None:
         self.kind = kind  # "namespace", "pod": for messages and logs
         self._list_func = list_func
@@ -115,9 +121,14 @@ class WatchCache:
         self._lock = threading.Lock()
         self._store: dict[Key, dict] = {}
         self._clock = clock
-        self._remember = remember_missing
-        # Recent 404s (key -> when), and the GET in flight per key that others wait on.
-        self._missing: collections.OrderedDict[Key, float] = collections.OrderedDict()
+        # Recent 404s, the rate budget for reads of uncached keys, and the GET in
+        # flight per key that others wait on.
+        self._missing = (
+            RecentMisses(NOT_FOUND_TTL_SECONDS, NOT_FOUND_MAX_ENTRIES, clock=clock)
+            if remember_missing
+            else None
+        )
+        self._miss_budget = miss_budget
         self._inflight: dict[Key, _Flight] = {}
         self._synced = threading.Event()
         self._stopping = threading.Event()
@@ -159,24 +170,10 @@ class WatchCache:
         with self._lock:
             return list(self._store.values())
 
-    def _recently_missing(self, key: Key) -> bool:
-        """Whether a GET found no such object within NOT_FOUND_TTL_SECONDS. Holds the lock."""
-        when = self._missing.get(key)
-        if when is None:
-            return False
-        if self._clock() - when < NOT_FOUND_TTL_SECONDS:
-            return True
-        del self._missing[key]
-        return False
-
     def _remember_missing(self, key: Key) -> None:
-        if not self._remember:
-            return
-        with self._lock:
-            self._missing[key] = self._clock()
-            self._missing.move_to_end(key)
-            while len(self._missing) > NOT_FOUND_MAX_ENTRIES:
-                self._missing.popitem(last=False)
+        if self._missing is not None:
+            with self._lock:
+                self._missing.add(key)
 
     def lookup(self, key: Key) -> Lookup:
         """From the cache; else from one GET per key at a time, shared by concurrent callers."""
@@ -185,11 +182,13 @@ class WatchCache:
             found = self._store.get(key)
             if found is not None:
                 return Lookup(found, CACHE)
-            if self._recently_missing(key):
+            if self._missing is not None and self._missing.recent(key):
                 return Lookup(None, NOT_FOUND, f"{shown} not found")
             flight = self._inflight.get(key)
             leader = flight is None
             if flight is None:
+                if self._miss_budget is not None and not self._miss_budget.try_spend():
+                    return Lookup(None, THROTTLED, f"{shown} is not known yet; retry")
                 flight = self._inflight[key] = _Flight()
         if not leader:
             flight.done.wait(GET_TIMEOUT[0] + GET_TIMEOUT[1] + 1.0)
@@ -272,7 +271,8 @@ class WatchCache:
             if kind in ("ADDED", "MODIFIED"):
                 with self._lock:
                     self._store[self._key(obj)] = obj
-                    self._missing.pop(self._key(obj), None)
+                    if self._missing is not None:
+                        self._missing.discard(self._key(obj))
             elif kind == "DELETED":
                 with self._lock:
                     self._store.pop(self._key(obj), None)
@@ -341,6 +341,8 @@ class NamespaceCache(WatchCache):
             return api.read_namespace(key[1], _request_timeout=GET_TIMEOUT, **kwargs)
 
         kwargs.setdefault("remember_missing", True)
+        # Any caller of the webhook can name namespaces that do not exist.
+        kwargs.setdefault("miss_budget", MissBudget(clock=kwargs.get("clock", time.monotonic)))
         super().__init__("namespace", api.list_namespace, read, **kwargs)
 
     def cached(self, name: str) -> dict | None:
