@@ -501,7 +501,7 @@ def test_wrongly_typed_fields_are_a_clear_400(field: str, value: Any) -> None:
     # Fixed: these crashed the decision (TypeError/AttributeError, an internal-error denial).
     pod = app_pod()
     pod["spec"]["containers"][0][field] = value
-    refused(mutate(pod), "bad-request", "is not a string")
+    refused(mutate(pod), "bad-request", f"spec.containers[app].{field}[", "must be a string")
 
 
 @pytest.fixture(scope="module")
@@ -530,24 +530,24 @@ def test_duplicate_keys_over_http_are_a_400(http: TestClient) -> None:
     assert 'duplicate key "kind"' in response.json()["error"]
 
 
-def test_malformed_projected_volumes_are_decided_without_a_crash() -> None:
-    # The API server never sends these (schema validation); anyone reaching the webhook can.
+def test_malformed_projected_volumes_are_a_400_naming_each_field() -> None:
+    # The API server never sends these (it decodes into Go types); anyone reaching the
+    # webhook can. Once they were read leniently; now every wrong type is named.
     pod = app_pod(
         volumes=[
             {"name": "odd", "projected": "not an object"},
             {"name": "odder", "projected": {"sources": 7}},
-            {
-                "name": "mine",
-                "projected": {
-                    "sources": [
-                        "x",
-                        {"serviceAccountToken": "y"},
-                        {"serviceAccountToken": {"audience": "sidecred"}},
-                    ]
-                },
-            },
+            {"name": "mine", "projected": {"sources": ["x", {"serviceAccountToken": "y"}]}},
         ]
     )
     del pod["metadata"]["annotations"]["iam.amazonaws.com/role"]
-    refused(mutate(pod), "sidecred-audience", 'volume "mine"')
-    refused(validate(admission_request(pod)), "sidecred-audience", 'volume "mine"')
+    for decision in (mutate(pod), validate(admission_request(pod))):
+        refused(
+            decision,
+            "bad-request",
+            "spec.volumes[odd].projected must be an object, got str 'not an object'",
+            "spec.volumes[odder].projected.sources must be a list, got int 7",
+            "spec.volumes[mine].projected.sources[0] must be an object",
+            "spec.volumes[mine].projected.sources[1].serviceAccountToken must be an object",
+        )
+        assert decision.code == 400
