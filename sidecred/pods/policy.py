@@ -143,6 +143,17 @@ def describe_policy(annotations: Mapping[str, str]) -> str:
     return "; ".join(parts)
 
 
+def withheld_denial(role_arn: str, namespace_name: str) -> str:
+    """A policy denial that names the role, the namespace and the annotations to read,
+    but neither their value nor whether they are missing or unusable: any caller of
+    the webhook can ask about any namespace."""
+    return (
+        f"sidecred: role {q(role_arn)} is not permitted in namespace {q(namespace_name)} "
+        f"(its {PERMITTED_KEY} or {ALLOWED_ROLES_KEY} annotation decides; "
+        "kubectl sidecred check -f pod.yaml shows why)"
+    )
+
+
 def evaluate_policy(
     role_arn: str,
     namespace_name: str,
@@ -190,4 +201,5 @@ __all__ = [
     "evaluate_policy",
     "glob_to_re2",
     "resolve_role",
+    "withheld_denial",
 ]

@@ -85,6 +85,13 @@ class Settings:
         "require a namespace allow-list, or turn policy off",
         choices=NAMESPACE_POLICIES,
     )
+    # Any pod can reach the webhook and ask about any namespace, so by default a
+    # denial names the annotation to read, not its value.
+    explain_denials: bool = option(
+        False,
+        "put the namespace policy's value in denials; only where a NetworkPolicy lets "
+        "nothing but the API server reach the webhook",
+    )
     credential_source: str = option(
         "web-identity",
         "where the sidecar gets credentials: STS with its web identity token, or the broker",

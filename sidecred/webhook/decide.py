@@ -22,7 +22,7 @@ from sidecred.pods.pod import (
     pod_label,
     pod_namespace,
 )
-from sidecred.pods.policy import evaluate_policy
+from sidecred.pods.policy import evaluate_policy, withheld_denial
 from sidecred.pods.refusal import Refusal
 from sidecred.pods.settings import Settings
 from sidecred.pods.sidecar_spec import plan_injection
@@ -118,7 +118,8 @@ def _check_policy(
     annotations = (namespace.get("metadata") or {}).get("annotations") or {}
     result = evaluate_policy(role_arn, name, annotations, config.base_role_arn)
     if not result.permitted:
-        raise Refusal(result.reason, result.message)
+        message = result.message if config.explain_denials else withheld_denial(role_arn, name)
+        raise Refusal(result.reason, message)
 
 
 def _check_host_network(pod: Mapping[str, Any], request: Mapping[str, Any]) -> None:
