@@ -3,6 +3,11 @@
 The sidecar writes lines with `format_line` directly; the webhook (and anything
 else on stdlib `logging`) installs `JsonLineFormatter`, which maps a record onto
 the same schema. Callers pass only non-secret fields.
+
+Fields often carry what a caller sent (a namespace, a pod name, a denial quoting
+an annotation), so every line is bounded whatever arrives: a string field is cut
+to FIELD_CHARS, a list to LIST_ITEMS, nested values likewise, and a traceback to
+EXCEPTION_CHARS. A cut says how much was left out.
 """
 
 from __future__ import annotations
@@ -13,6 +18,36 @@ import time
 from typing import Any
 
 RESERVED_KEYS = ("ts", "level", "event")
+FIELD_CHARS = 1024
+LIST_ITEMS = 16
+EXCEPTION_CHARS = 8192
+MAX_DEPTH = 4  # nested values below this are shown as text
+
+
+def cut_text(text: str, limit: int = FIELD_CHARS) -> str:
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}...({len(text) - limit} more characters)"
+
+
+def bounded(value: Any, depth: int = 0) -> Any:
+    """`value` with every string cut, every list and mapping shortened, nesting bounded."""
+    if isinstance(value, str):
+        return cut_text(value)
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if depth >= MAX_DEPTH or not isinstance(value, list | tuple | dict):
+        return cut_text(str(value))
+    if isinstance(value, dict):
+        items = list(value.items())
+        shown = {cut_text(str(k), 128): bounded(v, depth + 1) for k, v in items[:LIST_ITEMS]}
+        if len(items) > LIST_ITEMS:
+            shown["..."] = f"{len(items) - LIST_ITEMS} more"
+        return shown
+    shown_items = [bounded(v, depth + 1) for v in value[:LIST_ITEMS]]
+    if len(value) > LIST_ITEMS:
+        shown_items.append(f"...({len(value) - LIST_ITEMS} more)")
+    return shown_items
 
 
 def format_timestamp(now: float) -> str:
@@ -24,11 +59,15 @@ def format_timestamp(now: float) -> str:
 def format_line(level: str, event: str, fields: dict[str, Any], now: float) -> str:
     """One log line as compact JSON (pure: the caller supplies the time).
 
-    A field named like a schema key never overwrites `ts`, `level` or `event`.
+    A field named like a schema key never overwrites `ts`, `level` or `event`; every
+    field is bounded (`bounded`; a traceback in `exception` to EXCEPTION_CHARS).
     """
-    record: dict[str, Any] = {"ts": format_timestamp(now), "level": level, "event": event}
+    record: dict[str, Any] = {"ts": format_timestamp(now), "level": level, "event": cut_text(event)}
     for key, value in fields.items():
-        record.setdefault(key, value)
+        if key == "exception" and isinstance(value, str):
+            record.setdefault(key, cut_text(value, EXCEPTION_CHARS))
+        else:
+            record.setdefault(cut_text(str(key), 128), bounded(value))
     return json.dumps(record, default=str, separators=(",", ":"))
 
 
