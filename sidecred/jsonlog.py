@@ -6,7 +6,7 @@ the same schema. Callers pass only non-secret fields.
 
 Fields often carry what a caller sent (a namespace, a pod name, a denial quoting
 an annotation), so every line is bounded whatever arrives: a string field is cut
-to FIELD_CHARS, a list to LIST_ITEMS, nested values likewise, and a traceback to
+to FIELD_CHARS, a list to LIST_ITEMS (a mapping to MAP_ITEMS), nested values likewise, and a traceback to
 EXCEPTION_CHARS. A cut says how much was left out.
 """
 
@@ -20,6 +20,7 @@ from typing import Any
 RESERVED_KEYS = ("ts", "level", "event")
 FIELD_CHARS = 1024
 LIST_ITEMS = 16
+MAP_ITEMS = 64  # a mapping's keys are the code's (the start log's options), rarely a caller's
 EXCEPTION_CHARS = 8192
 MAX_DEPTH = 4  # nested values below this are shown as text
 
@@ -40,9 +41,9 @@ def bounded(value: Any, depth: int = 0) -> Any:
         return cut_text(str(value))
     if isinstance(value, dict):
         items = list(value.items())
-        shown = {cut_text(str(k), 128): bounded(v, depth + 1) for k, v in items[:LIST_ITEMS]}
-        if len(items) > LIST_ITEMS:
-            shown["..."] = f"{len(items) - LIST_ITEMS} more"
+        shown = {cut_text(str(k), 128): bounded(v, depth + 1) for k, v in items[:MAP_ITEMS]}
+        if len(items) > MAP_ITEMS:
+            shown["..."] = f"{len(items) - MAP_ITEMS} more"
         return shown
     shown_items = [bounded(v, depth + 1) for v in value[:LIST_ITEMS]]
     if len(value) > LIST_ITEMS:
