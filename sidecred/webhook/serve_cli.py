@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import ssl
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import uvicorn
 from kubernetes import client
 from kubernetes import config as kube_config
 
-from sidecred.int_range import int_in_range_type
+from sidecred.int_range import int_in_range_type, parse_int_in_range
 from sidecred.jsonlog import JsonLineFormatter
 from sidecred.webhook.app import create_app
 from sidecred.pods.settings import add_config_arguments, config_from_args
 from sidecred.kube.event_flags import add_event_arguments
 from sidecred.webhook.event_options import build_event_reporter
 from sidecred.kube.watch import NamespaceCache
+from sidecred.serving.body_budget import DEFAULT_BUDGET_MIB
 from sidecred.serving.limits import server_config
 from sidecred.webhook.metrics import WebhookMetrics
 from sidecred.kube.client import KubeConfigUnavailable, load_core_api
@@ -26,6 +29,8 @@ from sidecred.serving.cli import add_server_arguments, configure_logging
 from sidecred.serving.tls import DEFAULT_CHECK_INTERVAL, ReloadingServerContext
 
 log = logging.getLogger("sidecred.webhook")
+
+BODY_BUDGET_ENV = "SIDECRED_REQUEST_BODY_BUDGET_MIB"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,7 +41,27 @@ def build_parser() -> argparse.ArgumentParser:
     add_server_arguments(parser, default_port=8443)
     add_config_arguments(parser)
     add_event_arguments(parser)
+    budgets = parser.add_argument_group("budgets")
+    budgets.add_argument(
+        "--request-body-budget-mib",
+        metavar="MIB",
+        help="MiB of request bodies held at once across all connections; past it a "
+        f"request waits briefly, then gets 503 (default {DEFAULT_BUDGET_MIB}) "
+        f"[env {BODY_BUDGET_ENV}]",
+    )
     return parser
+
+
+def body_budget_bytes(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    """--request-body-budget-mib, else its env, else the default; ValueError if invalid.
+
+    At least 4 MiB, so one review of the largest size (3 MiB) always fits.
+    """
+    raw = args.request_body_budget_mib or env.get(BODY_BUDGET_ENV) or str(DEFAULT_BUDGET_MIB)
+    mib = parse_int_in_range(
+        "sidecred webhook: --request-body-budget-mib", raw, 4, 4096, unit="MiB"
+    )
+    return mib * 1024 * 1024
 
 
 def main(argv: list[str]) -> int:
@@ -44,6 +69,7 @@ def main(argv: list[str]) -> int:
     configure_logging()
     try:
         config = config_from_args(args)
+        bodies = body_budget_bytes(args, os.environ)
     except ValueError as exc:
         print(exc, file=sys.stderr)
         return 2
@@ -74,7 +100,7 @@ def main(argv: list[str]) -> int:
     except ValueError as exc:
         print(exc, file=sys.stderr)
         return 2
-    app = create_app(config, namespaces, metrics)
+    app = create_app(config, namespaces, metrics, body_budget_bytes=bodies)
     if reporter is not None:
         # uvicorn re-raises SIGTERM once it has shut down, so `finally` would not run:
         # release the Lease during the app's shutdown instead.
@@ -86,7 +112,14 @@ def main(argv: list[str]) -> int:
         reporter.start()
     log.info(
         "webhook starting",
-        extra={"fields": {"host": args.host, "port": args.port, "config": vars(config)}},
+        extra={
+            "fields": {
+                "host": args.host,
+                "port": args.port,
+                "config": vars(config),
+                "request_body_budget_bytes": bodies,
+            }
+        },
     )
     try:
         uvicorn.Server(server).run()
