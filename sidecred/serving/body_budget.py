@@ -26,13 +26,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import mmap
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
-DEFAULT_BUDGET_MIB = 64
+DEFAULT_BUDGET_MIB = 48
 WAIT_SECONDS = 1.5  # longest a request waits for room before it is answered 503
 STALLED_SECONDS = 1.0  # a body still arriving after this may give its room to another
+# Bodies up to this size (every ordinary review) may use the whole budget; larger ones
+# leave RESERVED_FRACTION of it to them, so large stalled bodies alone never make an
+# ordinary review wait.
+SMALL_BODY_BYTES = 64 * 1024
+RESERVED_FRACTION = 1 / 16
 
 
 class BudgetExhausted(Exception):
@@ -81,6 +87,7 @@ class BodyBudget:
         """`clock` dates the holds (how long a body has been arriving); the wait for
         room is timed by the event loop."""
         self.limit = limit
+        self.large_limit = limit - int(limit * RESERVED_FRACTION)
         self.wait_seconds = wait_seconds
         self.stalled_seconds = stalled_seconds
         self._clock = clock
@@ -89,6 +96,12 @@ class BodyBudget:
         self._recheck: asyncio.TimerHandle | None = None
         self.held = 0
         self.evictions = 0
+
+    def _room(self, size: int) -> int:
+        return self.limit if size <= SMALL_BODY_BYTES else self.large_limit
+
+    def _fits(self, size: int) -> bool:
+        return self.held + size <= self._room(size)
 
     def _stalled(self, now: float) -> Hold | None:
         """The oldest hold whose body is still arriving after `stalled_seconds`."""
@@ -123,7 +136,7 @@ class BodyBudget:
         some must still wait, look again once the oldest arriving body may be evicted."""
         self._recheck = None
         while self._waiters:
-            fitting = [w for w in self._waiters if self.held + w.size <= self.limit]
+            fitting = [w for w in self._waiters if self._fits(w.size)]
             if fitting:
                 waiter = min(fitting, key=lambda w: w.size)
                 self._waiters.remove(waiter)
@@ -148,10 +161,10 @@ class BodyBudget:
 
     async def acquire(self, size: int) -> Hold:
         """Room for `size` bytes; BudgetExhausted if none within `wait_seconds`."""
-        if size > self.limit:
-            raise BudgetExhausted(f"{size} bytes is more than the whole budget of {self.limit}")
+        if size > self._room(size):
+            raise BudgetExhausted(f"{size} bytes is more than the budget of {self._room(size)}")
         task = asyncio.current_task()
-        if not self._waiters and self.held + size <= self.limit:
+        if not self._waiters and self._fits(size):
             return self._give(size, task)
         loop = asyncio.get_running_loop()
         waiter = _Waiter(size, task, loop.create_future())
@@ -189,16 +202,25 @@ class BodyBudget:
 
 
 async def read_within(hold: Hold, chunks: AsyncIterator[bytes]) -> bytes:
-    """The body from `chunks`, read within `hold`; BodyEvicted if the budget took it back."""
-    parts: list[bytes] = []
+    """The body from `chunks`, read within `hold`; BodyEvicted if the budget took it back.
+
+    While it arrives the body is kept in an anonymous memory map of the declared size:
+    only the pages written take memory, and all of it goes back to the system the
+    moment the body is done with or evicted. Bodies in many heap chunks left the
+    allocator's heap fragmented after a siege, the process larger than its budget.
+    """
+    buffer = mmap.mmap(-1, max(hold.size, 1))
     try:
-        async for chunk in chunks:
-            parts.append(chunk)
-    except asyncio.CancelledError:
-        task = asyncio.current_task()
-        if not hold.evicted or task is None:
-            raise
-        task.uncancel()
-        raise BodyEvicted("the body was still arriving and its room went to another") from None
-    hold.arrived = True
-    return b"".join(parts)
+        try:
+            async for chunk in chunks:
+                buffer.write(chunk)  # h11 never delivers more than Content-Length
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if not hold.evicted or task is None:
+                raise
+            task.uncancel()
+            raise BodyEvicted("the body was still arriving and its room went to another") from None
+        hold.arrived = True
+        return buffer[: buffer.tell()]
+    finally:
+        buffer.close()

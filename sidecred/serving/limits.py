@@ -10,7 +10,9 @@ read buffer of TLS_READ_BUFFER_BYTES.
 
 uvicorn has no head timeout, and asyncio's TLS layer gives every connection a
 256 KiB read buffer and a 60 s handshake limit with no option to change either
-through uvicorn; `apply_tls_limits` sets both process-wide before serving.
+through uvicorn; `apply_tls_limits` sets both process-wide before serving, and
+with them how much of a body uvicorn buffers before the app reads it (a request
+waiting for room in the body budget holds no more than that).
 bench/idle_connections.py measures the effect (figures in bench/RESULTS.md).
 """
 
@@ -24,6 +26,7 @@ import ssl
 from typing import Any
 
 import uvicorn
+from uvicorn.protocols.http import h11_impl
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 log = logging.getLogger("sidecred.webhook")
@@ -34,13 +37,23 @@ MAX_CONNECTIONS = 1000
 MAX_HEAD_BYTES = 16 * 1024
 # One TLS record carries at most 16 KiB of plaintext; asyncio reads the socket into this.
 TLS_READ_BUFFER_BYTES = 32 * 1024
+# Encrypted bytes asyncio's TLS layer buffers for a connection whose reading is
+# paused (its request waits for room) before it stops reading the socket (KiB;
+# asyncio's own is 256).
+TLS_PAUSED_READ_KIB = 32
+# Body bytes uvicorn buffers for a request the app has not read yet (one that waits for
+# room in serving.body_budget) before it stops reading the socket; uvicorn's own is 64 KiB.
+UNREAD_BODY_BYTES = 16 * 1024
 KEEP_ALIVE_SECONDS = 5
 
 
 def apply_tls_limits() -> None:
-    """Bound asyncio's per-connection TLS read buffer and its handshake time, process-wide."""
+    """Bound asyncio's per-connection TLS read buffer and its handshake time, and uvicorn's
+    unread body buffer, process-wide."""
     asyncio.sslproto.SSLProtocol.max_size = TLS_READ_BUFFER_BYTES
     asyncio.constants.SSL_HANDSHAKE_TIMEOUT = TLS_HANDSHAKE_SECONDS
+    asyncio.constants.FLOW_CONTROL_HIGH_WATER_SSL_READ = TLS_PAUSED_READ_KIB
+    h11_impl.HIGH_WATER_LIMIT = UNREAD_BODY_BYTES
 
 
 class DeadlineH11Protocol(H11Protocol):

@@ -17,6 +17,8 @@ from sidecred.serving.body_budget import (
     read_within,
 )
 
+MIB = 1024 * 1024
+
 
 class Clock:
     def __init__(self) -> None:
@@ -73,7 +75,7 @@ def test_no_room_within_the_wait_is_refused_and_nothing_is_held() -> None:
         with pytest.raises(BudgetExhausted, match="hold 100 of 100 bytes"):
             await budget.acquire(1)
         assert budget.held == 100
-        with pytest.raises(BudgetExhausted, match="more than the whole budget"):
+        with pytest.raises(BudgetExhausted, match="more than the budget of 100"):
             await budget.acquire(101)
 
     run(scenario())
@@ -178,5 +180,23 @@ def test_the_smallest_waiting_request_gets_room_first() -> None:
         with pytest.raises(asyncio.CancelledError):
             await large
         assert budget.held == 5
+
+    run(scenario())
+
+
+def test_large_bodies_leave_room_for_small_ones() -> None:
+    async def scenario() -> None:
+        budget = BodyBudget(16 * MIB, wait_seconds=0.05)
+        assert budget.large_limit == 15 * MIB
+        large = [await budget.acquire(3 * MIB) for _ in range(5)]
+        with pytest.raises(BudgetExhausted):
+            await budget.acquire(3 * MIB)  # 15 MiB of large bodies is their share
+        small = [await budget.acquire(64 * 1024) for _ in range(16)]  # the last MiB is theirs
+        assert budget.held == 16 * MIB
+        with pytest.raises(BudgetExhausted):
+            await budget.acquire(1)
+        for hold in large + small:
+            budget.release(hold)
+        assert budget.held == 0
 
     run(scenario())

@@ -102,36 +102,57 @@ async def stall(port: int, ca: Path, announced: int, sent: int) -> bytes:
     return answer
 
 
-def test_stalled_bodies_stay_within_the_budget_and_ordinary_admissions_get_through(
-    webhook: WebhookProcess, http: httpx.Client
-) -> None:
-    """Six connections announce 2 MiB each, send most of it and stall: the 4 MiB budget
-    holds two; the rest wait and are refused; an ordinary admission takes the room of
-    the oldest stalled body and is answered."""
+def siege(
+    webhook: WebhookProcess, http: httpx.Client, count: int, announced: int, held: int
+) -> list[bytes]:
+    """`count` stalled bodies; once the budget holds `held` bytes of them, an ordinary
+    admission (answered and allowed). Returns what each stalled request was answered."""
 
-    async def siege() -> list[bytes]:
+    async def run() -> list[bytes]:
         ca = webhook.cert_dir / "ca.crt"
+        sent = announced - min(announced // 10, 100_000)
         attacks = [
-            asyncio.create_task(stall(webhook.port, ca, 2 * MIB, 2 * MIB - 100_000))
-            for _ in range(6)
+            asyncio.create_task(stall(webhook.port, ca, announced, sent)) for _ in range(count)
         ]
         await asyncio.to_thread(
             wait_until,
-            lambda: gauge(http, "sidecred_request_body_bytes") == BUDGET_MIB * MIB,
-            what="the stalled bodies to fill the budget",
+            lambda: gauge(http, "sidecred_request_body_bytes") == held,
+            what="the stalled bodies to take their share of the budget",
         )
         await asyncio.to_thread(ordinary_admission, http)
         assert gauge(http, "sidecred_request_body_bytes") <= BUDGET_MIB * MIB
         return await asyncio.gather(*attacks)
 
-    answers = asyncio.run(siege())
+    answers = asyncio.run(run())
     assert not any(a.startswith(b"HTTP/1.1 200") for a in answers)
-    refused = [a for a in answers if a.startswith(b"HTTP/1.1 503")]
-    assert refused, answers  # the others were closed at their deadline, unanswered
-    assert all(b"retry" in a and b"connection: close" in a.lower() for a in refused)
-    assert any(b"arrived too slowly" in a for a in refused)  # evicted for the admission
     wait_until(lambda: gauge(http, "sidecred_request_body_bytes") == 0, what="room given back")
     assert "Traceback" not in webhook.log()
+    return answers
+
+
+def refused(answers: list[bytes], reason: bytes) -> list[bytes]:
+    found = [a for a in answers if a.startswith(b"HTTP/1.1 503") and reason in a]
+    assert all(b"retry" in a and b"connection: close" in a.lower() for a in found)
+    return found
+
+
+def test_large_stalled_bodies_get_their_share_of_the_budget_and_no_more(
+    webhook: WebhookProcess, http: httpx.Client
+) -> None:
+    """Six connections announce 2 MiB each, send most of it and stall. Large bodies may
+    use 15/16 of the 4 MiB budget: one is held, the others are refused unread, and an
+    ordinary admission finds room at once."""
+    answers = siege(webhook, http, 6, 2 * MIB, 2 * MIB)
+    assert len(refused(answers, b"at its memory budget")) >= 4
+
+
+def test_small_stalled_bodies_give_way_to_an_ordinary_admission(
+    webhook: WebhookProcess, http: httpx.Client
+) -> None:
+    """Sixty-four connections announce 64 KiB each and stall, filling the whole budget:
+    the ordinary admission takes the room of the oldest stalled body, which is refused."""
+    answers = siege(webhook, http, 64, 64 * 1024, BUDGET_MIB * MIB)
+    assert refused(answers, b"arrived too slowly")
 
 
 def test_a_body_without_a_length_is_refused_before_it_is_read(http: httpx.Client) -> None:
