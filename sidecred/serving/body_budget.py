@@ -13,11 +13,11 @@ closes them. The API server sends a review in one piece, so a body still arrivin
 STALLED_SECONDS after it was given room is the first to go when a waiting request
 needs room: its reader is told (`Hold.evicted`) and answered 503, and its room
 passes on. Waiting requests get room smallest first, so an ordinary review (a few
-KiB) goes before every larger body waiting with it; and since at most
-MAX_CONNECTIONS connections are served (serving.limits), bodies smaller than
-budget / MAX_CONNECTIONS (64 KiB at the defaults) cannot fill the budget. A caller
-can thus slow its own bodies down, not an ordinary review: that waits at most
-about STALLED_SECONDS.
+KiB) goes before every larger body waiting with it, and bodies over
+SMALL_BODY_BYTES leave RESERVED_FRACTION of the budget to the small ones. A caller
+can thus slow its own bodies down, not an ordinary review: that finds room at once
+unless small stalled bodies fill the whole budget, and then waits about
+STALLED_SECONDS.
 
 Runs on the server's event loop; not thread safe.
 """
