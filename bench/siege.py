@@ -56,9 +56,10 @@ from bench.admission import BASE_ROLE_ARN, NAMESPACE, POLICY, SERVER_NAME, SERVI
 from sidecred.certs.cli import main as certs_main
 from sidecred.dev.kube_stub import KubeApiStub, write_kubeconfig
 from sidecred.dev.processes import stop_process, wait_until
+from sidecred.webhook.review import admission_request as raw_request
 from sidecred.webhook.review import admission_review, pod_request
 
-ATTACKS = ("stalled", "names", "unknown", "huge", "connections")
+ATTACKS = ("stalled", "names", "unknown", "huge", "patterns", "connections")
 PROBE_RATE = 20.0
 BASELINE_SECONDS = 3.0
 HUGE_SECONDS = 10.0
@@ -260,6 +261,35 @@ def attack_connections(target: Target) -> str:
     return f"1,000 connections, all closed after {time.monotonic() - started:.1f} s"
 
 
+def attack_patterns(target: Target) -> str:
+    """600 Namespace reviews to /validate, each carrying a distinct 1.5 KB policy pattern
+    (not in the review: found while working on it)."""
+    kind = {"group": "", "version": "v1", "kind": "Namespace"}
+    resource = {"group": "", "version": "v1", "resource": "namespaces"}
+    statuses: dict[str, int] = {}
+    with target.client() as http:
+        for index in range(600):
+            pattern = f"(?:x{index})" + "[a-z0-9]{100}" * 120
+            namespace = {
+                "apiVersion": "v1",
+                "kind": "Namespace",
+                "metadata": {
+                    "name": f"team-{index}",
+                    "annotations": {"iam.amazonaws.com/permitted": pattern},
+                },
+            }
+            request = raw_request(kind=kind, resource=resource, operation="CREATE", obj=namespace)
+            response = http.post(
+                "/validate",
+                content=json.dumps(admission_review(request)).encode(),
+                headers={"Content-Type": "application/json"},
+                extensions={"sni_hostname": SERVER_NAME},
+            )
+            key = str(response.status_code)
+            statuses[key] = statuses.get(key, 0) + 1
+    return "answers " + ", ".join(f"{k}: {v}" for k, v in sorted(statuses.items()))
+
+
 def attack_names(target: Target) -> str:
     statuses: dict[str, int] = {}
     with target.client() as http:
@@ -354,6 +384,7 @@ ATTACK_FUNCTIONS: dict[str, Callable[[Target], str]] = {
     "names": attack_names,
     "unknown": attack_unknown,
     "huge": attack_huge,
+    "patterns": attack_patterns,
     "connections": attack_connections,
 }
 
@@ -493,7 +524,8 @@ def report(runs: list[Run], command: str) -> bool:
         "valid namespaces that do not exist; huge = 4 clients sending 2 MiB reviews of a "
         f"10,000-container pod back to back for {HUGE_SECONDS:g} s; connections = 1,000 TLS "
         "connections announcing 64 KiB, sending 60 KB and stalling (not in the review; the "
-        "connection cap's own cost). `before` is the revision "
+        "connection cap's own cost); patterns = 600 Namespace reviews, each with a distinct 1.5 KB "
+        "policy pattern (not in the review either). `before` is the revision "
         "given with --before, measured the same way in the same run.\n\n"
         f"{table}\n\n{support.targets_table(verdicts)}"
     )

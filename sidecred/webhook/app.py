@@ -41,7 +41,7 @@ from sidecred.webhook.decide import (
     namespace_to_lookup,
 )
 from sidecred.webhook.metrics import WebhookMetrics
-from sidecred.webhook.namespace_review import with_namespace_review
+from sidecred.webhook.namespace_review import is_namespace_request, with_namespace_review
 from sidecred.webhook.review import (
     MAX_REVIEW_BYTES,
     AdmissionRequest,
@@ -132,9 +132,10 @@ class Admission:
     namespace up, decide, answer.
 
     A review over INLINE_REVIEW_BYTES is parsed, decided and serialised in one worker
-    thread, one at a time (`large_reviews`): a huge pod costs that thread's time, not
-    the event loop's, so ordinary reviews keep being answered meanwhile, and at most
-    one huge review is held in parsed form.
+    thread, one at a time: a huge pod costs that thread's time, not the event loop's,
+    so ordinary reviews keep being answered meanwhile, and at most one huge review is
+    held in parsed form. Namespace reviews, which compile the caller's patterns, are
+    decided there too.
     """
 
     config: Settings
@@ -207,16 +208,26 @@ class Admission:
         large = len(body) > INLINE_REVIEW_BYTES
         async with self._large_slot if large else contextlib.nullcontext():
             request = dict(await self._run(large, read_review, webhook, body))
-            try:
-                namespace, namespace_error = await self.look_up_namespace(request)
-            except Exception:
-                decision, payload = self.failed(webhook, request)
-            else:
-                decision, payload = await self._run(
-                    large, self.decide, webhook, decide_fn, request, namespace, namespace_error
+            # A Namespace review compiles the caller's regular expressions (up to 16 KiB,
+            # tens of ms): decided in the same worker thread.
+            compiles = not large and is_namespace_request(request)
+            async with self._large_slot if compiles else contextlib.nullcontext():
+                decision, payload = await self._decide_off_loop_if(
+                    large or compiles, webhook, decide_fn, request
                 )
         self.log_admission(webhook, request, decision, self.clock() - started)
         return Response(payload, media_type=JSON_MEDIA_TYPE)
+
+    async def _decide_off_loop_if(
+        self, off_loop: bool, webhook: str, decide_fn: Decide, request: dict[str, Any]
+    ) -> tuple[Decision, bytes]:
+        try:
+            namespace, namespace_error = await self.look_up_namespace(request)
+        except Exception:
+            return self.failed(webhook, request)
+        return await self._run(
+            off_loop, self.decide, webhook, decide_fn, request, namespace, namespace_error
+        )
 
     def decide(
         self,
