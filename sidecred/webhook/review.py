@@ -23,6 +23,7 @@ KIND = "AdmissionReview"
 # etcd stores objects up to 1.5 MiB and a review carries object and oldObject,
 # so 3 MiB admits every real request and bounds what a hostile caller can send.
 MAX_REVIEW_BYTES = 3 * 1024 * 1024
+MAX_WARNINGS = 16  # in one answer
 OPERATIONS = ("CREATE", "UPDATE", "DELETE", "CONNECT")
 # The options object the API server passes per operation (CONNECT passes none).
 _OPTIONS_KIND = {"CREATE": "CreateOptions", "UPDATE": "UpdateOptions", "DELETE": "DeleteOptions"}
@@ -297,6 +298,15 @@ def parse_review(body: bytes) -> AdmissionRequest:
     return request  # type: ignore[return-value]
 
 
+def bounded_warnings(warnings: tuple[str, ...]) -> list[str]:
+    """At most MAX_WARNINGS, the last saying how many more there were (the API server
+    truncates long lists of warnings too)."""
+    if len(warnings) <= MAX_WARNINGS:
+        return list(warnings)
+    more = len(warnings) - MAX_WARNINGS + 1
+    return [*warnings[: MAX_WARNINGS - 1], f"sidecred: and {more} more warnings"]
+
+
 def build_review(uid: str, decision: Decision) -> AdmissionReview:
     """The AdmissionReview response for `decision`, carrying the request's uid."""
     response: AdmissionResponse = {"uid": uid, "allowed": decision.allowed}
@@ -308,5 +318,5 @@ def build_review(uid: str, decision: Decision) -> AdmissionReview:
             json.dumps(decision.patch, separators=(",", ":")).encode()
         ).decode()
     if decision.warnings:
-        response["warnings"] = list(decision.warnings)
+        response["warnings"] = bounded_warnings(decision.warnings)
     return {"apiVersion": API_VERSION, "kind": KIND, "response": response}

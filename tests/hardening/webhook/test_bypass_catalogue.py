@@ -25,7 +25,7 @@ from sidecred.webhook.metrics import WebhookMetrics
 from sidecred.webhook.mutate import apply_patch
 from sidecred.pods.sidecar_spec import FULL_URI
 from sidecred.pods.pod import find_sidecar, iter_containers
-from sidecred.webhook.review import ReviewError, parse_review
+from sidecred.webhook.review import ReviewError, build_review, parse_review
 from tests.hardening.webhook.strategies import BASE_ROLE_ARN, admission_request, review_bytes
 
 CONFIG = Settings(base_role_arn=BASE_ROLE_ARN)
@@ -551,3 +551,22 @@ def test_malformed_projected_volumes_are_a_400_naming_each_field() -> None:
             "spec.volumes[mine].projected.sources[1].serviceAccountToken must be an object",
         )
         assert decision.code == 400
+
+
+def test_a_skip_list_longer_than_a_pod_can_be_is_refused_unread() -> None:
+    """Each skip-list name costs a problem or a warning: 100,000 of them made a denial
+    of megabytes from a review of half a megabyte."""
+    pod = app_pod()
+    names = ",".join(f"c{index}" for index in range(100_000))
+    pod["metadata"]["annotations"]["sidecred.dev/skip-containers"] = names
+    decision = mutate(pod)
+    refused(decision, "bad-annotation", "lists more than 250 names")
+    assert len(decision.message) < 500
+    pod["metadata"]["annotations"]["sidecred.dev/skip-containers"] = ",".join(
+        f"c{index}" for index in range(250)
+    )
+    decision = mutate(pod)  # 250 names the pod does not have: a warning each, 16 answered
+    assert decision.allowed and len(decision.warnings) == 250
+    answer = build_review("uid", decision)["response"]
+    assert len(answer["warnings"]) == 16
+    assert answer["warnings"][-1] == "sidecred: and 235 more warnings"
