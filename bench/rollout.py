@@ -31,7 +31,7 @@ import math
 import random
 import sys
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -235,17 +235,17 @@ def main() -> int:
         # on the steady time too: each pod refreshes at half its session, for ever.
         Schedule(
             "baseline: lockstep (no jitter, no desync)",
-            replace(DEFAULT_POLICY, jitter_fraction=0.0),
+            DEFAULT_POLICY.replace(jitter_fraction=0.0),
             lockstep=True,
         ),
         # No desync: a desync draw that may not start before half the session is
         # a steady draw, so the first refresh is jittered like every later one.
         Schedule(
             "what-if: no desync (first refresh drawn like a steady one)",
-            replace(DEFAULT_POLICY, earliest_desync_fraction=0.5),
+            DEFAULT_POLICY.replace(earliest_desync_fraction=0.5),
         ),
         # Wider steady jitter (capped by latest_remaining at 20 min left: 1800-2400 s).
-        Schedule("what-if: jitter_fraction 0.25", replace(DEFAULT_POLICY, jitter_fraction=0.25)),
+        Schedule("what-if: jitter_fraction 0.25", DEFAULT_POLICY.replace(jitter_fraction=0.25)),
     ]
     results = {}
     for schedule in schedules:

@@ -36,6 +36,7 @@ import random
 import secrets
 import shutil
 import sys
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -50,6 +51,7 @@ from sidecred.sidecar.cache import CredentialCache
 from sidecred.sidecar.config import credentials_uri
 from sidecred.sidecar.credentials import Credentials
 from sidecred.sidecar.endpoint import CredentialEndpoint
+from sidecred.sidecar.reactor import Reactor
 from sidecred.sidecar.refresh_loop import refresh_once
 from sidecred.sidecar.server import HttpServer, Request, Response
 
@@ -208,12 +210,16 @@ async def simulate_day(
     token = secrets.token_urlsafe(32)
     roster = clients(moto_url)
     servers, endpoints, procs = [], [], []
+    # The sidecar's own server loop, in a thread: the simulation drives the clock here.
+    reactor = Reactor()
     for _ in roster:
         endpoint = CountingEndpoint(CredentialEndpoint(cache, token, clock=clock), cache)
-        server = HttpServer(endpoint, "127.0.0.1", 0)
-        await server.start()
+        server = HttpServer(endpoint, "127.0.0.1", 0, reactor=reactor)
+        server.start()
         servers.append(server)
         endpoints.append(endpoint)
+    serving = threading.Thread(target=reactor.run, daemon=True)
+    serving.start()
     results = [ClientResult(c.name) for c in roster]
     try:
         await refresh_once(cache, sts)  # the sidecar is ready before the app starts
@@ -279,8 +285,15 @@ async def simulate_day(
                     await asyncio.wait_for(proc.wait(), 10)
                 except TimeoutError:
                     proc.kill()
-        for server in servers:
-            await server.close()
+
+        def stop() -> None:
+            for server in servers:
+                server.close()
+            reactor.stop()
+
+        reactor.call_from_thread(stop)
+        serving.join(10)
+        reactor.close()
     for result, endpoint in zip(results, endpoints, strict=True):
         result.fetches = sum(endpoint.generations.values())
         result.max_per_generation = max(endpoint.generations.values(), default=0)

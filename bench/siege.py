@@ -1,4 +1,4 @@
-"""Benchmark 10: the webhook under siege, each attack of the outside review against its budget.
+"""Benchmark 11: the webhook under siege, each attack of the outside review against its budget.
 
 Any pod can reach the webhook. The outside review knocked it over four ways; this
 repeats each against a real `sidecred webhook` process over TLS (pinned to CPU 0;
@@ -530,7 +530,7 @@ def report(runs: list[Run], command: str) -> bool:
         f"{table}\n\n{support.targets_table(verdicts)}"
     )
     print(body)
-    support.write_section("siege", "10. The webhook under siege", command, body)
+    support.write_section("siege", "11. The webhook under siege", command, body)
     return all(ok for _, _, ok in verdicts)
 
 

@@ -130,11 +130,12 @@ def pinned(cmd: list[str], cpu: str) -> list[str]:
 
 
 def memory_mib(pid: int) -> dict[str, float]:
-    """`Rss` and `Anonymous` (unshared, per-pod memory) of `pid` in MiB, from smaps_rollup."""
+    """`Rss`, `Pss` (shared pages divided among their users) and `Anonymous` (unshared,
+    per-pod memory) of `pid` in MiB, from smaps_rollup."""
     found: dict[str, float] = {}
     for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
         name, _, value = line.partition(":")
-        if name in ("Rss", "Anonymous"):
+        if name in ("Rss", "Pss", "Anonymous"):
             found[name] = int(value.split()[0]) / 1024
     return found
 
@@ -148,13 +149,15 @@ def children(pid: int) -> list[int]:
     return [int(p) for p in text.split()]
 
 
-def installed_python(work: Path, rev: str | None = None) -> Path:
+def installed_python(work: Path, rev: str | None = None, base: str | None = None) -> Path:
     """A Python with sidecred installed from a wheel (of the checkout, or of git `rev`).
 
     The checkout's editable install loads its own finder (pathlib, urllib,
     ipaddress...) into every process; a pod runs a regular install, so memory
-    is measured on one. Dependencies come from this venv's site-packages,
-    added as a plain path (its .pth files are not run).
+    is measured on one. The venv is made from `base` (default: this
+    interpreter), e.g. Debian's /usr/bin/python3, which the sidecar image
+    ships. Dependencies come from this venv's site-packages, added as a plain
+    path (its .pth files are not run); they must suit `base`'s minor version.
     """
     source = REPO
     if rev is not None:
@@ -181,7 +184,7 @@ def installed_python(work: Path, rev: str | None = None) -> Path:
         cwd=work,
     )
     venv = work / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    subprocess.run([base or sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     python = venv / "bin" / "python"
     site = subprocess.run(
         [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],

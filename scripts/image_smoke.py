@@ -12,8 +12,10 @@ capabilities dropped and no new privileges, on the host's network but bound to
    patch describes it (command, env, downward API values, volumes) against an
    STS emulator (moto_server), and a boto3 client with only the app container's
    env gets the annotated role through the SDK's default chain;
-3. the sidecar image holds the sidecar's import closure and nothing else, and
-   both images carry their OCI labels and run as 65532.
+3. the sidecar image holds the sidecar's import closure and nothing else (no
+   botocore, pip, setuptools, shell, apt, dpkg or perl), verifies TLS with
+   Debian's CA bundle, and the assume-role sidecar image adds botocore; every
+   image carries its OCI labels and runs as 65532.
 
 Exit 0 when every check passed; otherwise the failure and the containers' logs.
 """
@@ -61,7 +63,9 @@ HARDENED = ("--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privil
 # Modules the slim sidecar image must not hold (the webhook's dependencies and sidecred's own).
 NOT_IN_SIDECAR = ("fastapi", "uvicorn", "starlette", "kubernetes", "cryptography", "re2",
                   "prometheus_client", "yaml", "jsonpatch", "sidecred.webhook", "sidecred.certs",
-                  "sidecred.dev")  # fmt: skip
+                  "sidecred.dev", "sidecred.broker", "sidecred.pods", "pip", "setuptools")  # fmt: skip
+# Programs a sidecar image has no use for (it is a root filesystem of python3's own packages).
+NO_PROGRAMS = ("/bin/sh", "/usr/bin/bash", "/usr/bin/apt", "/usr/bin/dpkg", "/usr/bin/perl")
 APP_PROGRAM = "import json, boto3; print(json.dumps(boto3.client('sts').get_caller_identity()))"
 
 
@@ -239,20 +243,25 @@ def check_image_config(image: str, version: str, revision: str) -> None:
         raise SmokeFailure(f"{image}: user {config.get('User')!r}, wrong labels {wrong}")
 
 
-def check_sidecar_closure(image: str) -> None:
-    probe = ("import importlib.util as u, json, sys; "
-             f"print(json.dumps([m for m in {NOT_IN_SIDECAR!r} if u.find_spec(m)]))")  # fmt: skip
-    present = json.loads(
+def check_sidecar_closure(image: str, with_botocore: bool) -> None:
+    probe = ("import importlib.util as u, json, os, ssl; "
+             f"print(json.dumps([[m for m in {(*NOT_IN_SIDECAR, 'botocore')!r} if u.find_spec(m)],"
+             f" [p for p in {NO_PROGRAMS!r} if os.path.lexists(p)],"
+             " ssl.create_default_context().cert_store_stats()['x509_ca']]))")  # fmt: skip
+    modules, programs, cas = json.loads(
         podman("run", *HARDENED, "--rm", "--entrypoint", '["python3", "-c"]', image, probe)
     )
-    if present:
-        raise SmokeFailure(f"the sidecar image holds {', '.join(present)}")
-    print(f"image: sidecar holds none of {', '.join(NOT_IN_SIDECAR)}")
+    expected = ["botocore"] if with_botocore else []
+    if modules != expected or programs or cas < 100:
+        raise SmokeFailure(f"{image} holds {modules + programs} and {cas} CA certificates")
+    print(f"image: {image} holds none of {', '.join(NOT_IN_SIDECAR)} nor a shell, apt, dpkg or "
+          f"perl; {cas} CA certificates" + ("; botocore" if with_botocore else ""))  # fmt: skip
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for option in ("--webhook-image", "--sidecar-image", "--version", "--revision"):
+    for option in ("--webhook-image", "--sidecar-image", "--assume-role-image", "--version",
+                   "--revision"):  # fmt: skip
         parser.add_argument(option, required=True)
     args = parser.parse_args()
     with contextlib.ExitStack() as stack:
@@ -271,9 +280,10 @@ def main() -> int:
         stack.callback(stop_process, moto)
         sts_url = f"http://127.0.0.1:{port}"
         try:
-            for image in (args.webhook_image, args.sidecar_image):
+            for image in (args.webhook_image, args.sidecar_image, args.assume_role_image):
                 check_image_config(image, args.version, args.revision)
-            check_sidecar_closure(args.sidecar_image)
+            check_sidecar_closure(args.sidecar_image, with_botocore=False)
+            check_sidecar_closure(args.assume_role_image, with_botocore=True)
             patched = check_webhook(args.webhook_image, args.sidecar_image, work, stub.url)
             try:
                 wait_until(lambda: http_ok(sts_url + "/moto-api/"), TIMEOUT, "moto", 0.1, moto)

@@ -1,28 +1,79 @@
 """The one JSON log schema of every sidecred process: `ts`, `level`, `event`, then fields.
 
-The sidecar writes lines with `format_line` directly; the webhook (and anything
-else on stdlib `logging`) installs `JsonLineFormatter`, which maps a record onto
-the same schema. Callers pass only non-secret fields.
+The sidecar writes lines with `format_line` directly; the webhook, the broker and
+the other commands (on stdlib `logging`) install `sidecred.serving.cli.JsonLineFormatter`
+through `sidecred.serving.cli.configure_logging`, which maps a record onto the same
+schema. This module imports neither `logging` nor `typing`: the sidecar's serving
+process pays for what it imports, in every pod. Callers pass only non-secret fields.
 
 Fields often carry what a caller sent (a namespace, a pod name, a denial quoting
 an annotation), so every line is bounded whatever arrives: a string field is cut
-to FIELD_CHARS, a list to LIST_ITEMS (a mapping to MAP_ITEMS), nested values likewise, and a traceback to
-EXCEPTION_CHARS. A cut says how much was left out.
+to FIELD_CHARS, a list to LIST_ITEMS (a mapping to MAP_ITEMS), nested values
+likewise, and a traceback to EXCEPTION_CHARS. A cut says how much was left out.
 """
 
 from __future__ import annotations
 
 import json
-import logging
+import os
 import time
-from typing import Any
 
-RESERVED_KEYS = ("ts", "level", "event")
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Mapping
+    from typing import Any
+
+# `--log-level` of every command, and its env fallback; lines below the level are not written.
+LEVELS = ("debug", "info", "warning", "error")
+ENV_LOG_LEVEL = "SIDECRED_LOG_LEVEL"
+DEFAULT_LEVEL = "info"
 FIELD_CHARS = 1024
 LIST_ITEMS = 16
 MAP_ITEMS = 64  # a mapping's keys are the code's (the start log's options), rarely a caller's
 EXCEPTION_CHARS = 8192
 MAX_DEPTH = 4  # nested values below this are shown as text
+
+
+def parse_level(text: str) -> str:
+    """A level name (any case), or ValueError naming the accepted ones."""
+    level = text.strip().lower()
+    if level not in LEVELS:
+        raise ValueError(f"log level {text!r} is not one of {', '.join(LEVELS)}")
+    return level
+
+
+def level_from_env(env: Mapping[str, str] | None = None) -> str:
+    """`SIDECRED_LOG_LEVEL`, else info; ValueError when it is set to something else."""
+    value = (os.environ if env is None else env).get(ENV_LOG_LEVEL, "")
+    return parse_level(value) if value.strip() else DEFAULT_LEVEL
+
+
+def is_enabled(level: str, threshold: str) -> bool:
+    """Whether a line at `level` is written when the threshold is `threshold`."""
+    rank = LEVELS.index(level) if level in LEVELS else len(LEVELS)
+    return rank >= LEVELS.index(threshold)
+
+
+def add_log_level_argument(parser: argparse.ArgumentParser) -> None:
+    """`--log-level`, defaulting to `SIDECRED_LOG_LEVEL` (checked when the flag is parsed)."""
+
+    def level_type(text: str) -> str:
+        import argparse
+
+        try:
+            return parse_level(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    parser.add_argument(
+        "--log-level",
+        type=level_type,
+        default=os.environ.get(ENV_LOG_LEVEL) or DEFAULT_LEVEL,
+        metavar="|".join(LEVELS),
+        help=f"least severe log line written, as JSON on stderr (default ${ENV_LOG_LEVEL}, "
+        f"else {DEFAULT_LEVEL})",
+    )
 
 
 def cut_text(text: str, limit: int = FIELD_CHARS) -> str:
@@ -70,19 +121,3 @@ def format_line(level: str, event: str, fields: dict[str, Any], now: float) -> s
         else:
             record.setdefault(cut_text(str(key), 128), bounded(value))
     return json.dumps(record, default=str, separators=(",", ":"))
-
-
-class JsonLineFormatter(logging.Formatter):
-    """stdlib logging in the shared schema: `event` is the message, `logger` the logger's name.
-
-    Fields come from `extra={"fields": {...}}`; a traceback goes in `exception`.
-    """
-
-    def format(self, record: logging.LogRecord) -> str:
-        fields: dict[str, Any] = {"logger": record.name}
-        extra = getattr(record, "fields", None)
-        if isinstance(extra, dict):
-            fields.update(extra)
-        if record.exc_info:
-            fields["exception"] = self.formatException(record.exc_info)
-        return format_line(record.levelname.lower(), record.getMessage(), fields, record.created)

@@ -14,6 +14,9 @@ import sys
 from collections.abc import Sequence
 from importlib.machinery import ModuleSpec
 from types import ModuleType
+from typing import Any
+
+import pytest
 
 LAYOUT_LINKS = frozenset({"webhook", "sidecar", "certs", "broker"})
 
@@ -42,3 +45,22 @@ def _resolves_to_link(name: str) -> bool:
 
 
 sys.meta_path.insert(0, _LayoutLinkGuard())
+
+from tests.support import session_records  # noqa: E402  (after the guard is in place)
+
+# --- the end-of-session summary, gathered from every pytest-xdist worker ----------
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # an xdist worker: hand the records to the controller
+        workeroutput["sidecred_records"] = session_records.export()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    session_records.merge(getattr(node, "workeroutput", {}).get("sidecred_records", {}))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    session_records.write_summary(terminalreporter)

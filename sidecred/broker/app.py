@@ -6,7 +6,6 @@ STS). Log lines name the caller and the result, never the token or a key.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -16,9 +15,10 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from sidecred.broker.authorise import Refusal
 from sidecred.broker.issuer import Issuer, refused
 from sidecred.broker.metrics import BrokerMetrics
+from sidecred.pods.refusal import Refusal
+from sidecred.serving.drain import DRAINING, Drain
 from sidecred.serving.http import add_metrics_and_last_resort
 
 log = logging.getLogger("sidecred.broker")
@@ -41,6 +41,7 @@ def create_app(
     metrics: BrokerMetrics,
     *,
     clock: Callable[[], float] = time.perf_counter,
+    drain: Drain | None = None,
 ) -> FastAPI:
     app = FastAPI(title="sidecred broker", docs_url=None, redoc_url=None, openapi_url=None)
 
@@ -51,7 +52,7 @@ def create_app(
         except Exception:
             log.exception("issuance failed unexpectedly")
             message = "sidecred broker: internal error; see the broker's log"
-            answer = refused(Refusal(503, "InternalError", message))
+            answer = refused(Refusal("InternalError", message, 503))
         elapsed = clock() - started
         metrics.issuances.labels(answer.result).inc()
         metrics.issuance_latency.observe(elapsed)
@@ -63,11 +64,10 @@ def create_app(
         }
         if caller is not None:
             fields.update(namespace=caller.namespace, pod=caller.pod_name, uid=caller.pod_uid)
-        if isinstance(answer.body, dict):
-            fields["detail"] = answer.body["message"]
+        if answer.detail:
+            fields["detail"] = answer.detail
         log.info("issuance", extra={"fields": fields})
-        body = answer.body if isinstance(answer.body, bytes) else json.dumps(answer.body).encode()
-        return Response(body, status_code=answer.status, media_type=JSON_MEDIA_TYPE)
+        return Response(answer.body, status_code=answer.status, media_type=JSON_MEDIA_TYPE)
 
     app.add_route(CREDENTIALS_PATH, credentials, methods=["POST"])
 
@@ -77,6 +77,8 @@ def create_app(
 
     @app.get("/readyz")
     async def readyz() -> Response:
+        if drain is not None and drain.draining:
+            return JSONResponse({"status": "not ready", "reason": DRAINING}, status_code=503)
         waiting = [cache for cache in caches if not cache.synced]
         if not waiting:
             return JSONResponse({"status": "ready"})
@@ -90,7 +92,11 @@ def create_app(
         app,
         metrics,
         log,
-        lambda: JSONResponse(Refusal(503, "InternalError", "internal error").body(), 503),
+        lambda: Response(
+            Refusal("InternalError", "internal error", 503).error_body(),
+            status_code=503,
+            media_type=JSON_MEDIA_TYPE,
+        ),
     )
 
     return app

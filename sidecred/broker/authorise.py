@@ -1,34 +1,29 @@
 """The broker's authorisation: who is calling, may their pod have its role now? Pure.
 
 `authorise(caller, pod lookup, namespace lookup, config, sidecar_problem)`
-gives a `Grant` (what to ask STS for) or a `Refusal` (HTTP status, a stable
-code, a message a person can act on). The role comes only from the pod the
+gives a `Grant` (what to ask STS for) or a `Refusal` (a stable reason, which
+is the error code the sidecar sees, a message a person can act on, an HTTP status). The role comes only from the pod the
 caller's token is bound to, never from the request. Policy denials reuse the
 webhook's wording, so a refused issuance reads like a refused admission.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sidecred.sidecar.session_name import build_session_name
-from sidecred.pods.annotations import annotations_of, read_pod_options
-from sidecred.pods.settings import Settings
 from sidecred.kube.watch import NOT_FOUND, Lookup
-from sidecred.pods.session import namespaced_session_name
+from sidecred.pods.annotations import PodOptions, annotations_of, q, read_pod_options
 from sidecred.pods.policy import evaluate_policy
-from sidecred.pods.refusal import Refusal as PodRefusal
+from sidecred.pods.refusal import Refusal
 from sidecred.pods.roles import RoleError, resolve_role
+from sidecred.pods.session import custom_session_name
+from sidecred.pods.settings import Settings
+from sidecred.sidecar.session_name import build_session_name, session_tags
 
 # (pod, config) -> why the pod does not run the canonical broker-mode sidecar, or None.
 SidecarProblem = Callable[[Mapping[str, Any], Settings], str | None]
-
-
-def q(value: str) -> str:
-    return json.dumps(value)
 
 
 @dataclass(frozen=True)
@@ -51,37 +46,16 @@ class Grant:
 
     role_arn: str
     session_name: str
+    source_identity: str  # always `<namespace>.<pod>`, never from an annotation
     duration: int
     external_id: str | None
     tags: tuple[tuple[str, str], ...]
     pod_uid: str
 
 
-class Refusal(Exception):
-    """An issuance the broker will not make: HTTP status, stable code, readable message."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-
-    def __repr__(self) -> str:
-        return f"Refusal({self.status}, {self.code!r}, {self.message!r})"
-
-    def body(self) -> dict[str, str]:
-        """The JSON error both SDK families parse: JS v3 Code/Message, Go and Java code/message."""
-        return {
-            "Code": self.code,
-            "Message": self.message,
-            "code": self.code,
-            "message": self.message,
-        }
-
-
 def unavailable(message: str) -> Refusal:
     """The API server could not answer and nothing usable is cached: try again later."""
-    return Refusal(503, "KubernetesUnavailable", message)
+    return Refusal("KubernetesUnavailable", message, 503)
 
 
 def _found(lookup: Lookup, missing: Refusal, unreadable: str) -> Mapping[str, Any]:
@@ -96,23 +70,23 @@ def _found(lookup: Lookup, missing: Refusal, unreadable: str) -> Mapping[str, An
 def _check_pod(caller: Caller, lookup: Lookup) -> Mapping[str, Any]:
     gone = f"sidecred broker: {caller.label}, which the token is bound to, no longer exists"
     unreadable = f"sidecred broker: cannot read {caller.label}: {lookup.error}"
-    pod = _found(lookup, Refusal(403, "PodNotFound", gone), unreadable)
+    pod = _found(lookup, Refusal("PodNotFound", gone, 403), unreadable)
     metadata = pod.get("metadata") or {}
     uid = str(metadata.get("uid") or "")
     if uid != caller.pod_uid:
         raise Refusal(
-            403,
             "PodReplaced",
             f"sidecred broker: {caller.label} has uid {q(uid)}, but the token is bound to uid "
             f"{q(caller.pod_uid)}: the pod was replaced; the new pod's sidecar has its own token",
+            403,
         )
     account = str((pod.get("spec") or {}).get("serviceAccountName") or "default")
     if account != caller.service_account:
         raise Refusal(
-            403,
             "ServiceAccountMismatch",
             f"sidecred broker: {caller.label} runs as service account {q(account)}, but the "
             f"token is for {q(caller.service_account)}",
+            403,
         )
     return pod
 
@@ -122,15 +96,15 @@ def _resolve(caller: Caller, pod: Mapping[str, Any], config: Settings) -> str:
     value = annotations.get(config.annotation_key)
     if value is None:
         raise Refusal(
-            403,
             "PodNotAnnotated",
             f"sidecred broker: {caller.label} has no {config.annotation_key} annotation, so it "
             "has no role to issue",
+            403,
         )
     try:
         return resolve_role(str(value), config.base_role_arn, config.annotation_key)
     except RoleError as exc:
-        raise Refusal(403, "BadPodAnnotation", f"sidecred broker: {caller.label}: {exc}") from None
+        raise Refusal("BadPodAnnotation", f"sidecred broker: {caller.label}: {exc}", 403) from None
 
 
 def _check_policy(caller: Caller, role_arn: str, namespace: Lookup, config: Settings) -> None:
@@ -141,28 +115,28 @@ def _check_policy(caller: Caller, role_arn: str, namespace: Lookup, config: Sett
         f"sidecred: cannot check role {q(role_arn)}: the policy of namespace "
         f"{q(caller.namespace)} is unavailable ({namespace.error})"
     )
-    obj = _found(namespace, Refusal(403, "NamespaceNotFound", gone), unreadable)
+    obj = _found(namespace, Refusal("NamespaceNotFound", gone, 403), unreadable)
     annotations = annotations_of(obj)
     result = evaluate_policy(role_arn, caller.namespace, annotations, config.base_role_arn)
     if not result.permitted:
-        raise Refusal(403, "RoleNotPermitted", result.message)
+        raise Refusal("RoleNotPermitted", result.message, 403)
+
+
+def _pod_options(caller: Caller, pod: Mapping[str, Any], config: Settings) -> PodOptions:
+    try:
+        return read_pod_options(annotations_of(pod), config.session_duration, config.token_mode)
+    except Refusal as exc:
+        raise Refusal("BadPodAnnotation", f"{exc.message} ({caller.label})") from None
 
 
 def session_name_for(caller: Caller, override: str | None) -> str:
     """`<namespace>.<pod>`, or `<namespace>.<annotation>`: never another namespace's prefix."""
-    if override:
-        return namespaced_session_name(caller.namespace, override)
-    return build_session_name(caller.namespace, caller.pod_name)
-
-
-def session_tags(caller: Caller) -> tuple[tuple[str, str], ...]:
-    """EKS Pod Identity's session tag names, so ABAC policies carry over."""
-    return (
-        ("kubernetes-namespace", caller.namespace),
-        ("kubernetes-pod-name", caller.pod_name),
-        ("kubernetes-pod-uid", caller.pod_uid),
-        ("kubernetes-service-account", caller.service_account),
-    )
+    if not override:
+        return build_session_name(caller.namespace, caller.pod_name)
+    try:
+        return custom_session_name(caller.namespace, override)
+    except Refusal as exc:
+        raise Refusal("BadPodAnnotation", f"{exc.message} ({caller.label})") from None
 
 
 def authorise(
@@ -176,27 +150,27 @@ def authorise(
     try:
         pod_object = _check_pod(caller, pod)
         role_arn = _resolve(caller, pod_object, config)
-        annotations = annotations_of(pod_object)
-        options = read_pod_options(annotations, config.session_duration, config.token_mode)
+        options = _pod_options(caller, pod_object, config)
         problem = sidecar_problem(pod_object, config)
         if problem is not None:
             raise Refusal(
-                403,
                 "NoCanonicalSidecar",
                 f"sidecred broker: {caller.label} does not run sidecred's broker-mode sidecar "
                 f"for role {q(role_arn)}: {problem}",
+                403,
             )
         _check_policy(caller, role_arn, namespace, config)
         session_name = session_name_for(caller, options.session_name)
-    except PodRefusal as exc:
-        return Refusal(403, "BadPodAnnotation", f"{exc.message} ({caller.label})")
     except Refusal as refusal:
         return refusal
     return Grant(
         role_arn=role_arn,
         session_name=session_name,
+        source_identity=build_session_name(caller.namespace, caller.pod_name),
         duration=options.session_duration,
         external_id=options.external_id,
-        tags=session_tags(caller),
+        tags=session_tags(
+            caller.namespace, caller.pod_name, caller.pod_uid, caller.service_account
+        ),
         pod_uid=caller.pod_uid,
     )

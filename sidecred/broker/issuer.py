@@ -1,13 +1,17 @@
 """One issuance, from the Authorization header to the response body.
 
-Review the token (cached), read the pod and its namespace (watch caches),
-authorise as things are now, then hand out the pod's current credential
-generation or fetch a new one. Authorisation runs on every request, even when
-the credentials are cached, so a role taken out of a namespace's policy stops
-the next refresh.
+Identify the caller (the token verified locally, its pod from the watch cache;
+broker.identity), read its namespace (watch cache), authorise as things are
+now, then hand out the pod's current credential generation or fetch a new one.
+Authorisation runs on every request, even when the credentials are cached, so a
+role taken out of a namespace's policy stops the next refresh.
 
 Single flight: however many requests for one grant arrive together, one of
 them calls STS and the others wait for its answer.
+
+`forget(uid)`, called when the pod watch reports a pod gone (or out of its
+selector), drops everything held for that pod at once: its credentials, its
+STS call in flight (whose answer is then not kept) and its token reviews.
 """
 
 from __future__ import annotations
@@ -19,14 +23,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sidecred.broker.authorise import Caller, Grant, Refusal, SidecarProblem, authorise
+from sidecred.broker.authorise import Caller, Grant, SidecarProblem, authorise
+from sidecred.broker.identity import PodSource, Reviewer, Verifier, identify
 from sidecred.broker.metrics import BrokerMetrics
 from sidecred.broker.sts import RoleAssumer
-from sidecred.broker.token_review import bearer_token
+from sidecred.kube.watch import NamespaceSource
+from sidecred.pods.refusal import Refusal
+from sidecred.pods.settings import Settings
 from sidecred.sidecar.credentials import SourceError
 from sidecred.sidecar.wire import credentials_body
-from sidecred.pods.settings import Settings
-from sidecred.kube.watch import Lookup
 
 # A generation is handed out again only during the first quarter of its life.
 # A sidecar refreshes at about half its session, so each of its refreshes gets a
@@ -47,18 +52,6 @@ class EventSink(Protocol):
     def issued(self, caller: Caller, pod: Mapping[str, Any] | None) -> None: ...
 
 
-class Reviewer(Protocol):
-    def review(self, token: str) -> Caller | Refusal: ...
-
-
-class PodSource(Protocol):
-    def get(self, namespace: str, name: str) -> Lookup: ...
-
-
-class NamespaceSource(Protocol):
-    def get(self, name: str) -> Lookup: ...
-
-
 @dataclass(frozen=True)
 class Generation:
     """One STS answer for a grant, serialised once."""
@@ -71,15 +64,17 @@ class Generation:
 @dataclass(frozen=True)
 class Answer:
     status: int
-    body: dict[str, str] | bytes
-    result: str  # "issued" or the refusal's code, for metrics and logs
+    body: bytes
+    result: str  # "issued" or the refusal's reason, for metrics and logs
     caller: Caller | None = None
+    detail: str = ""  # the refusal's message, for the log
 
 
 class Issuer:
     def __init__(
         self,
         config: Settings,
+        verifier: Verifier,
         reviewer: Reviewer,
         pods: PodSource,
         namespaces: NamespaceSource,
@@ -91,6 +86,7 @@ class Issuer:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
+        self._verifier = verifier
         self._reviewer = reviewer
         self._pods = pods
         self._namespaces = namespaces
@@ -101,18 +97,16 @@ class Issuer:
         self._clock = clock
         self._lock = threading.Lock()
         self._held: dict[Grant, Generation] = {}
+        self._grants_by_uid: dict[str, set[Grant]] = {}  # so forgetting a pod costs its own
         self._inflight: dict[Grant, concurrent.futures.Future[bytes]] = {}
         self._next_sweep = clock() + SWEEP_INTERVAL_SECONDS
 
     def issue(self, authorization: str | None) -> Answer:
         """The answer to one `POST /v1/credentials` (no body is read: the role is the pod's)."""
-        token = bearer_token(authorization)
-        if isinstance(token, Refusal):
-            return refused(token)
-        caller = self._reviewer.review(token)
-        if isinstance(caller, Refusal):
-            return refused(caller)
-        pod = self._pods.get(caller.namespace, caller.pod_name)
+        identified = identify(authorization, self._verifier, self._reviewer, self._pods)
+        if isinstance(identified, Refusal):
+            return refused(identified)
+        caller, pod = identified.caller, identified.pod
         namespace = self._namespaces.get(caller.namespace)
         grant = authorise(caller, pod, namespace, self.config, self._sidecar_problem)
         if isinstance(grant, Refusal):
@@ -122,10 +116,10 @@ class Issuer:
         try:
             body = self.credentials(grant)
         except SourceError as exc:
-            return refused(Refusal(503, exc.code, f"sts:AssumeRole failed: {exc.message}"), caller)
+            return refused(Refusal(exc.code, f"sts:AssumeRole failed: {exc.message}", 503), caller)
         except TimeoutError:
             message = "sidecred broker: another request's sts:AssumeRole call did not finish"
-            return refused(Refusal(503, "StsTimeout", message), caller)
+            return refused(Refusal("StsTimeout", message, 503), caller)
         if self._events is not None:
             self._events.issued(caller, pod.object)
         return Answer(200, body, "issued", caller)
@@ -147,17 +141,18 @@ class Issuer:
             return future.result(timeout=FOLLOWER_WAIT_SECONDS)
         self._metrics.credential_cache.labels("miss").inc()
         try:
-            body = self._fetch(grant)
+            body = self._fetch(grant, future)
         except SourceError as exc:
             future.set_exception(exc)
             raise
         finally:
             with self._lock:
-                self._inflight.pop(grant, None)
+                if self._inflight.get(grant) is future:
+                    del self._inflight[grant]
         future.set_result(body)
         return body
 
-    def _fetch(self, grant: Grant) -> bytes:
+    def _fetch(self, grant: Grant, flight: concurrent.futures.Future[bytes]) -> bytes:
         issued_at = self._clock()
         try:
             creds = self._assumer.assume(grant)
@@ -172,17 +167,28 @@ class Issuer:
             expires_at,
         )
         with self._lock:
-            self._held[grant] = generation
+            if self._inflight.get(grant) is flight:  # the pod was not forgotten meanwhile
+                self._held[grant] = generation
+                self._grants_by_uid.setdefault(grant.pod_uid, set()).add(grant)
             if issued_at >= self._next_sweep:
                 self._next_sweep = issued_at + SWEEP_INTERVAL_SECONDS
                 for key in [k for k, g in self._held.items() if g.expires_at <= issued_at]:
                     del self._held[key]
+                    grants = self._grants_by_uid.get(key.pod_uid, set())
+                    grants.discard(key)
+                    if not grants:
+                        self._grants_by_uid.pop(key.pod_uid, None)
         return generation.body
 
-    def held_count(self) -> int:
+    def forget(self, uid: str) -> None:
+        """Drop everything held for pod `uid`: credentials, STS call in flight, token reviews."""
         with self._lock:
-            return len(self._held)
+            for grant in self._grants_by_uid.pop(uid, set()):
+                self._held.pop(grant, None)
+            for grant in [g for g in self._inflight if g.pod_uid == uid]:
+                del self._inflight[grant]
+        self._reviewer.forget(uid)
 
 
 def refused(refusal: Refusal, caller: Caller | None = None) -> Answer:
-    return Answer(refusal.status, refusal.body(), refusal.code, caller)
+    return Answer(refusal.status, refusal.error_body(), refusal.reason, caller, refusal.message)

@@ -38,10 +38,31 @@ class BrokerMetrics(ServerMetrics):
             ["result"],
             registry=self.registry,
         )
+        self.token_verifications = Counter(
+            "sidecred_broker_token_verifications",
+            "Bearer tokens verified locally (JWKS signature and claims), by result: verified, "
+            "or the refusal's code.",
+            ["result"],
+            registry=self.registry,
+        )
         self.token_reviews = Counter(
             "sidecred_broker_token_reviews",
-            "Token checks, by result: hit (cached answer), authenticated, refused, error.",
+            "TokenReviews for verified tokens whose pod the cache does not hold, by result: hit "
+            "(cached answer), authenticated, refused, error.",
             ["result"],
+            registry=self.registry,
+        )
+        self.signing_key_fetches = Counter(
+            "sidecred_broker_signing_key_fetches",
+            "Fetches of the cluster's service-account issuer and JWKS, by reason (start, "
+            "refresh, unknown-kid) and result (ok, error, or the HTTP status).",
+            ["reason", "result"],
+            registry=self.registry,
+        )
+        self.forgotten_pods = Counter(
+            "sidecred_broker_forgotten_pods",
+            "Pods whose state (credentials, token reviews) was dropped because the pod watch "
+            "reported them deleted or out of its selector.",
             registry=self.registry,
         )
 
@@ -49,3 +70,9 @@ class BrokerMetrics(ServerMetrics):
 
     def record_token_review(self, result: str) -> None:
         self.token_reviews.labels(result=result).inc()
+
+    def record_token_verification(self, result: str) -> None:
+        self.token_verifications.labels(result=result).inc()
+
+    def record_signing_key_fetch(self, reason: str, result: str) -> None:
+        self.signing_key_fetches.labels(reason=reason, result=result).inc()

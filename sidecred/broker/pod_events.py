@@ -1,4 +1,4 @@
-"""Pod events for the broker's refusals (DESIGN.md 7).
+"""Pod events for the broker's refusals.
 
 The injected sidecar has no readinessProbe, so a refusal after start-up (a role
 taken out of the namespace's policy) shows on the pod only once its credentials
@@ -26,7 +26,7 @@ from typing import Any
 
 from kubernetes import client
 
-from sidecred.broker.authorise import Caller, Refusal
+from sidecred.broker.authorise import Caller
 from sidecred.kube.events import (
     RATE_LIMIT_SECONDS,
     EventMetrics,
@@ -37,6 +37,7 @@ from sidecred.kube.events import (
     post_event,
 )
 from sidecred.kube.sidecar_health import SidecarHealth
+from sidecred.pods.refusal import Refusal
 
 REPORTER = "broker"
 ACTION = "IssueCredentials"
@@ -73,7 +74,7 @@ class RefusalEvents:
         """A refusal: a Warning on the caller's pod if it is a 403 and none was posted lately."""
         pod = own_pod(caller, pod)
         if refusal.status == 403 and pod is not None:
-            self._consider(pod, SidecarHealth(False, code=refusal.code, message=refusal.message))
+            self._consider(pod, SidecarHealth(False, code=refusal.reason, message=refusal.message))
 
     def issued(self, caller: Caller, pod: Mapping[str, Any] | None) -> None:
         """An issuance: a Normal event if this pod's last event was a refusal."""
@@ -95,7 +96,9 @@ class RefusalEvents:
         body = build_event(pod, event, self.instance, reporter=REPORTER, action=ACTION)
         self._poster.submit(self._post, pod, uid, event, body)
 
-    def _post(self, pod: Mapping[str, Any], uid: str, event: PodEvent, body: dict) -> None:
+    def _post(
+        self, pod: Mapping[str, Any], uid: str, event: PodEvent, body: dict[str, Any]
+    ) -> None:
         if post_event(self.api, pod, body, self.metrics):
             return
         with self._lock:

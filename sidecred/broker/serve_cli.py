@@ -14,22 +14,24 @@ import socket
 import ssl
 import sys
 
-import uvicorn
 from kubernetes import client
 
 from sidecred.broker.app import create_app
+from sidecred.broker.cluster_keys import ClusterKeys
 from sidecred.broker.issuer import Issuer
 from sidecred.broker.metrics import BrokerMetrics
 from sidecred.broker.pod_events import RefusalEvents
 from sidecred.broker.sidecar_check import broker_sidecar_problem
 from sidecred.broker.sts import RoleAssumer
 from sidecred.broker.token_review import TokenReviewer
-from sidecred.pods.settings import Settings, add_config_arguments, config_from_args
+from sidecred.kube.client import KubeConfigUnavailable, load_core_api
 from sidecred.kube.event_flags import add_event_arguments, event_settings
 from sidecred.kube.watch import NamespaceCache, PodCache
-from sidecred.serving.limits import server_config
-from sidecred.kube.client import KubeConfigUnavailable, load_core_api
-from sidecred.serving.cli import add_server_arguments, configure_logging
+from sidecred.pods.settings import Settings, add_config_arguments, config_from_args
+from sidecred.serving.cli import add_server_arguments, configure_logging, shutdown_delay
+from sidecred.serving.drain import Drain
+from sidecred.serving.listen import shown_address
+from sidecred.serving.run import serve_tls
 from sidecred.serving.tls import ReloadingServerContext
 
 log = logging.getLogger("sidecred.broker")
@@ -74,11 +76,51 @@ def load_settings(
     return config, tls, api
 
 
+def build_issuer(
+    config: Settings,
+    api: client.CoreV1Api,
+    metrics: BrokerMetrics,
+    events: RefusalEvents | None,
+) -> tuple[Issuer, ClusterKeys, NamespaceCache, PodCache]:
+    """The issuer and what it reads (not started): the cluster's signing keys, TokenReviews
+    for pods not cached, and the namespace and pod watches. A pod that leaves the pod
+    cache is forgotten at once."""
+    audience = config.broker_audience
+    namespaces = NamespaceCache(api, record_api_call=metrics.record_api_call)
+    keys = ClusterKeys(
+        api.api_client,
+        audience,
+        record=metrics.record_signing_key_fetch,
+        record_verification=metrics.record_token_verification,
+    )
+    reviewer = TokenReviewer(api.api_client, audience, record=metrics.record_token_review)
+
+    def pod_removed(key: tuple[str, str], uid: str) -> None:
+        """A pod deleted or out of the selector: its credentials and reviews go at once."""
+        metrics.forgotten_pods.inc()
+        issuer.forget(uid)  # bound below, before the watch starts
+
+    pods = PodCache(api, record_api_call=metrics.record_api_call, on_removed=pod_removed)
+    issuer = Issuer(
+        config,
+        keys,
+        reviewer,
+        pods,
+        namespaces,
+        RoleAssumer(config.region),
+        broker_sidecar_problem,
+        metrics,
+        events=events,
+    )
+    return issuer, keys, namespaces, pods
+
+
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    configure_logging()
+    configure_logging(args.log_level)
     try:
         config, tls, api = load_settings(args)
+        drain = Drain(shutdown_delay(args))
     except ValueError as exc:
         message = str(exc).removeprefix("sidecred webhook: ")
         print(f"sidecred broker: {message}", file=sys.stderr)
@@ -88,36 +130,31 @@ def main(argv: list[str]) -> int:
 
     metrics = BrokerMetrics()
     metrics.watch_certificate(lambda: tls.not_after)
-    audience = config.broker_audience
-    namespaces = NamespaceCache(api, record_api_call=metrics.record_api_call)
-    pods = PodCache(api, record_api_call=metrics.record_api_call)
-    reviewer = TokenReviewer(api.api_client, audience, record=metrics.record_token_review)
     events = None
     if event_settings(args)[0]:
         instance = os.environ.get("SIDECRED_POD_NAME") or socket.gethostname()
         events = RefusalEvents(api, metrics.pod_events, instance)
-    issuer = Issuer(
-        config,
-        reviewer,
-        pods,
-        namespaces,
-        RoleAssumer(config.region),
-        broker_sidecar_problem,
-        metrics,
-        events=events,
-    )
-    app = create_app(issuer, [namespaces, pods], metrics)
+    issuer, keys, namespaces, pods = build_issuer(config, api, metrics, events)
+    app = create_app(issuer, [namespaces, pods, keys], metrics, drain=drain)
+    keys.start()
     namespaces.start()
     pods.start()
     log.info(
         "broker starting",
-        extra={"fields": {"host": args.host, "port": args.port, "audience": audience}},
+        extra={
+            "fields": {
+                "host": shown_address(args.host),
+                "port": args.port,
+                "audience": config.broker_audience,
+                "shutdown_delay_seconds": drain.delay,
+            }
+        },
     )
     try:
-        uvicorn.Server(server_config(app, args.host, args.port, tls.server_context)).run()
+        return serve_tls(app, args.host, args.port, tls.server_context, drain)
     finally:
         if events is not None:
             events.stop()
         pods.stop()
         namespaces.stop()
-    return 0
+        keys.stop()

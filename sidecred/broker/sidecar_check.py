@@ -6,8 +6,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from sidecred.pods.canonical import check_sidecar
-from sidecred.pods.settings import Settings
 from sidecred.pods.refusal import Refusal
+from sidecred.pods.settings import Settings
 
 BROKER_SOURCE = "broker"
 

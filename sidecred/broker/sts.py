@@ -15,8 +15,7 @@ import botocore.session
 from botocore.exceptions import ClientError
 
 from sidecred.broker.authorise import Grant
-from sidecred.sidecar.credentials import Credentials, SourceError
-from sidecred.sidecar.sources import (
+from sidecred.sidecar.assume_role import (
     _CLIENT_CONFIG,
     ROLE_CHAINING_MAX_DURATION,
     _credentials_from_response,
@@ -24,6 +23,7 @@ from sidecred.sidecar.sources import (
     chained_duration,
     is_role_chaining_refusal,
 )
+from sidecred.sidecar.credentials import Credentials, SourceError
 
 
 class RoleAssumer:
@@ -57,7 +57,7 @@ class RoleAssumer:
             "RoleArn": grant.role_arn,
             "RoleSessionName": grant.session_name,
             "DurationSeconds": duration,
-            "SourceIdentity": grant.session_name,
+            "SourceIdentity": grant.source_identity,
             "Tags": [{"Key": key, "Value": value} for key, value in grant.tags],
         }
         if grant.external_id:

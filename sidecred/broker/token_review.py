@@ -1,17 +1,18 @@
-"""Who is calling: the caller's token reviewed by the API server (TokenReview), cached.
+"""A TokenReview, for the one case the broker's own checks cannot settle. Cached.
 
-The TokenReview is the verification. The cache only remembers its answer,
-keyed by a hash of the token, until shortly before the token's `exp` (read
-from the JWT payload without verifying it: it only bounds how long a verified
-answer is reused). A token whose pod is deleted is caught by the pod lookup
-that follows every review, cached or not.
+A token has already been verified locally (signature, issuer, audience, times,
+`kubernetes.io` claims) when it gets here; a review is made only when the pod
+it names is not in the broker's pod cache (a pod not seen yet, or one outside
+the selector), to let the API server confirm the binding. Its answer is
+remembered, keyed by a hash of the token, until shortly before the verified
+`exp`, and forgotten at once with the pod's uid (`forget`). Requests with the
+same token share one review in flight.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import collections
+import concurrent.futures
 import hashlib
 import json
 import threading
@@ -24,7 +25,10 @@ import urllib3
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from sidecred.broker.authorise import Caller, Refusal, unavailable
+from sidecred.broker.authorise import Caller, unavailable
+from sidecred.broker.jwt_verify import Verified
+from sidecred.pods.annotations import q
+from sidecred.pods.refusal import Refusal
 
 SA_PREFIX = "system:serviceaccount:"
 EXTRA_POD_NAME = "authentication.kubernetes.io/pod-name"
@@ -32,12 +36,9 @@ EXTRA_POD_UID = "authentication.kubernetes.io/pod-uid"
 # A verified answer is reused until this long before the token expires, so a
 # token is never accepted past its expiry on the strength of an old review.
 EXPIRY_MARGIN_SECONDS = 30.0
-# A token without a readable `exp` is reviewed again after this long.
-NO_EXPIRY_TTL_SECONDS = 60.0
 # A refused token is remembered this long, so a caller repeating a bad token costs no reviews.
 REFUSED_TTL_SECONDS = 10.0
 MAX_CACHED_REVIEWS = 20_000  # about 300 bytes each
-MAX_TOKEN_CHARS = 16 * 1024
 REVIEW_TIMEOUT = (2.0, 5.0)  # (connect, read) seconds
 
 
@@ -48,45 +49,7 @@ class Reviewed:
     caller: Caller | None
     refusal: Refusal | None
     reuse_until: float
-
-
-def bearer_token(authorization: str | None) -> str | Refusal:
-    """The token of an `Authorization: Bearer <token>` header, or a 401 saying what is wrong."""
-    if not authorization:
-        return Refusal(
-            401,
-            "MissingToken",
-            "sidecred broker: no Authorization header; send the pod's projected service-account "
-            "token (broker audience) as `Authorization: Bearer <token>`",
-        )
-    scheme, _, token = authorization.strip().partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token:
-        return Refusal(
-            401, "MissingToken", "sidecred broker: the Authorization header is not `Bearer <token>`"
-        )
-    if len(token) > MAX_TOKEN_CHARS or not _looks_like_jwt(token):
-        return Refusal(
-            401, "InvalidToken", "sidecred broker: the bearer token is not a service-account token"
-        )
-    return token
-
-
-def _looks_like_jwt(token: str) -> bool:
-    parts = token.split(".")
-    allowed = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
-    return len(parts) == 3 and all(part and set(part) <= allowed for part in parts)
-
-
-def token_expiry(token: str) -> float | None:
-    """The `exp` claim of a JWT (seconds since the epoch), read without verifying; None if absent."""
-    try:
-        payload = token.split(".")[1]
-        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    except (IndexError, ValueError, binascii.Error, UnicodeDecodeError):
-        return None
-    exp = claims.get("exp") if isinstance(claims, dict) else None
-    return float(exp) if isinstance(exp, int | float) and not isinstance(exp, bool) else None
+    uid: str  # the pod the token names: forgotten with it
 
 
 def _first(extra: Mapping[str, Any], key: str) -> str:
@@ -102,38 +65,39 @@ def caller_from_review(review: Mapping[str, Any], audience: str) -> Caller | Ref
     status = status if isinstance(status, Mapping) else {}
     if status.get("authenticated") is not True:
         cause = str(status.get("error") or "the token was not authenticated")
-        return Refusal(401, "InvalidToken", f"sidecred broker: token refused: {cause[:300]}")
+        return Refusal("InvalidToken", f"sidecred broker: token refused: {cause[:300]}", 401)
     audiences = status.get("audiences")
     if not isinstance(audiences, list) or audience not in audiences:
         return Refusal(
-            401,
             "WrongAudience",
-            f"sidecred broker: the token is not for audience {json.dumps(audience)}",
+            f"sidecred broker: the token is not for audience {q(audience)}",
+            401,
         )
-    user = status.get("user") if isinstance(status.get("user"), Mapping) else {}
+    user = status.get("user")
+    user = user if isinstance(user, Mapping) else {}
     username = str(user.get("username") or "")
     namespace, _, account = username.removeprefix(SA_PREFIX).partition(":")
     if not username.startswith(SA_PREFIX) or not namespace or not account:
         return Refusal(
-            401,
             "NotAServiceAccount",
-            f"sidecred broker: the token belongs to {json.dumps(username[:200])}, not a pod's "
-            "service account",
+            f"sidecred broker: the token belongs to {q(username)}, not a pod's service account",
+            401,
         )
-    extra = user.get("extra") if isinstance(user.get("extra"), Mapping) else {}
+    extra = user.get("extra")
+    extra = extra if isinstance(extra, Mapping) else {}
     pod_name, pod_uid = _first(extra, EXTRA_POD_NAME), _first(extra, EXTRA_POD_UID)
     if not pod_name or not pod_uid:
         return Refusal(
-            401,
             "TokenNotBoundToPod",
-            f"sidecred broker: the token of service account {json.dumps(username)} is not bound "
+            f"sidecred broker: the token of service account {q(username)} is not bound "
             "to a pod; use the projected token the webhook mounts in the sidecar",
+            401,
         )
     return Caller(namespace, account, pod_name, pod_uid)
 
 
 class TokenReviewer:
-    """Reviews tokens with the API server and remembers the answers (bounded, LRU)."""
+    """Reviews tokens with the API server and remembers the answers (bounded, LRU, by pod uid)."""
 
     def __init__(
         self,
@@ -149,23 +113,58 @@ class TokenReviewer:
         self._record = record  # "hit" | "authenticated" | "refused" | "error"
         self._lock = threading.Lock()
         self._cache: collections.OrderedDict[bytes, Reviewed] = collections.OrderedDict()
+        self._by_uid: dict[str, set[bytes]] = {}  # so forgetting a pod costs its own entries
+        self._inflight: dict[bytes, tuple[str, concurrent.futures.Future[Caller | Refusal]]] = {}
 
-    def review(self, token: str) -> Caller | Refusal:
+    def review(self, token: str, verified: Verified) -> Caller | Refusal:
+        """The API server's word on a locally verified token: its caller, or why not."""
         key = hashlib.sha256(token.encode()).digest()
-        now = self._clock()
+        uid = verified.caller.pod_uid
         with self._lock:
             cached = self._cache.get(key)
-            if cached is not None and now < cached.reuse_until:
+            if cached is not None and self._clock() < cached.reuse_until:
                 self._cache.move_to_end(key)
                 self._record("hit")
                 return cached.caller or cached.refusal  # type: ignore[return-value]
+            flight = self._inflight.get(key)
+            leader = flight is None
+            if flight is None:
+                flight = self._inflight[key] = (uid, concurrent.futures.Future())
+        if not leader:
+            self._record("hit")
+            try:
+                return flight[1].result(timeout=sum(REVIEW_TIMEOUT) + 1.0)
+            except (TimeoutError, concurrent.futures.CancelledError):
+                return unavailable("sidecred broker: another request's TokenReview did not finish")
+        try:
+            answer = self._answer(token, verified)
+        except BaseException:
+            with self._lock:
+                if self._inflight.get(key) is flight:
+                    del self._inflight[key]
+            flight[1].cancel()
+            raise
+        with self._lock:
+            # Stored only if the pod was not forgotten meanwhile (forget drops the flight).
+            if self._inflight.pop(key, None) is flight:
+                self._remember(key, answer, verified)
+        flight[1].set_result(answer)
+        return answer
+
+    def _answer(self, token: str, verified: Verified) -> Caller | Refusal:
         try:
             answer = caller_from_review(self._call(token), self.audience)
         except Refusal as refusal:
             self._record("error")
             return refusal
         self._record("refused" if isinstance(answer, Refusal) else "authenticated")
-        self._remember(key, answer, token, now)
+        if isinstance(answer, Caller) and answer != verified.caller:
+            return Refusal(
+                "InvalidToken",
+                "sidecred broker: token refused: the API server's review names another pod "
+                "than the token's claims",
+                401,
+            )
         return answer
 
     def _call(self, token: str) -> dict[str, Any]:
@@ -178,7 +177,7 @@ class TokenReviewer:
             response = self._api.create_token_review(
                 body, _preload_content=False, _request_timeout=REVIEW_TIMEOUT
             )
-            return json.loads(response.data)
+            review = json.loads(response.data)
         except ApiException as exc:
             raise unavailable(
                 f"sidecred broker: TokenReview failed: HTTP {exc.status} {exc.reason}".strip()
@@ -187,28 +186,43 @@ class TokenReviewer:
             raise unavailable(
                 f"sidecred broker: Kubernetes API unreachable for TokenReview: {type(exc).__name__}"
             ) from None
+        # Anything but an object has no status, so caller_from_review refuses it.
+        return review if isinstance(review, dict) else {}
 
-    def _remember(self, key: bytes, answer: Caller | Refusal, token: str, now: float) -> None:
+    def _remember(self, key: bytes, answer: Caller | Refusal, verified: Verified) -> None:
+        """Store a review's answer (a 503 is not an answer). Holds the lock."""
+        if isinstance(answer, Refusal) and answer.status != 401:
+            return
+        now = self._clock()
         if isinstance(answer, Refusal):
             until = now + REFUSED_TTL_SECONDS
         else:
-            expiry = token_expiry(token)
-            until = (
-                now + NO_EXPIRY_TTL_SECONDS if expiry is None else expiry - EXPIRY_MARGIN_SECONDS
-            )
+            until = verified.expires_at - EXPIRY_MARGIN_SECONDS
             if until <= now:
                 return
-        entry = Reviewed(
-            answer if isinstance(answer, Caller) else None,
-            answer if isinstance(answer, Refusal) else None,
-            until,
-        )
-        with self._lock:
-            self._cache[key] = entry
-            self._cache.move_to_end(key)
-            while len(self._cache) > MAX_CACHED_REVIEWS:
-                self._cache.popitem(last=False)
+        caller = answer if isinstance(answer, Caller) else None
+        refusal = answer if isinstance(answer, Refusal) else None
+        uid = verified.caller.pod_uid
+        self._cache[key] = Reviewed(caller, refusal, until, uid)
+        self._cache.move_to_end(key)
+        self._by_uid.setdefault(uid, set()).add(key)
+        while len(self._cache) > MAX_CACHED_REVIEWS:
+            old_key, old = self._cache.popitem(last=False)
+            self._drop_index(old.uid, old_key)
 
-    def cached_count(self) -> int:
+    def _drop_index(self, uid: str, key: bytes) -> None:
+        keys = self._by_uid.get(uid)
+        if keys is not None:
+            keys.discard(key)
+            if not keys:
+                del self._by_uid[uid]
+
+    def forget(self, uid: str) -> int:
+        """Drop every answer and review in flight for pod `uid`; how many answers were dropped."""
         with self._lock:
-            return len(self._cache)
+            stale = self._by_uid.pop(uid, set())
+            for key in stale:
+                self._cache.pop(key, None)
+            for key in [k for k, (owner, _) in self._inflight.items() if owner == uid]:
+                del self._inflight[key]
+        return len(stale)

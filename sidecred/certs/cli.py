@@ -46,6 +46,8 @@ from sidecred.certs.generate import (
     still_valid,
 )
 from sidecred.int_range import int_in_range_type
+from sidecred.jsonlog import add_log_level_argument
+from sidecred.serving.cli import configure_logging
 
 CA_CERT_FILE = "ca.crt"
 CA_KEY_FILE = "ca.key"
@@ -72,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--service", required=True, type=_dns_label, help="webhook Service name")
     parser.add_argument("--namespace", required=True, type=_dns_label, help="webhook namespace")
     parser.add_argument("--out", required=True, type=Path, help="output directory (created 0700)")
+    add_log_level_argument(parser)
     step = parser.add_mutually_exclusive_group()
     step.add_argument("--rotate-ca", action="store_true",
                       help="start a new CA; the bundle holds both until --drop-old-cas")  # fmt: skip
@@ -171,6 +174,7 @@ def write_plan(out: Path, plan: Plan) -> None:
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
+    configure_logging(args.log_level)
     try:
         plan = plan_files(args, dt.datetime.now(dt.UTC))
         write_plan(args.out, plan)

@@ -12,8 +12,8 @@
 7. a verdict: exit 0 only if every step behaved as expected.
 
 With `--credential-source broker` the broker sits in the middle: step 2 also
-starts `sidecred broker` over TLS (the API stub answers TokenReview and holds
-the admitted pod), the sidecar of step 4 gets its credentials from the broker,
+starts `sidecred broker` over TLS (the API stub publishes the issuer's signing
+keys, answers TokenReview and holds the admitted pod), the sidecar of step 4 gets its credentials from the broker,
 and a revocation step before the verdict takes the role out of the namespace's
 policy and shows the broker's 403 and the restarted sidecar's not-ready reason.
 
@@ -54,6 +54,7 @@ from sidecred.dev.local_pod import (
 )
 from sidecred.dev.processes import free_port, stop_process, wait_until
 from sidecred.dev.token_review import TokenAuthority
+from sidecred.jsonlog import ENV_LOG_LEVEL, add_log_level_argument
 from sidecred.pods.annotations import INJECTED_KEY, INJECTED_LABEL, PERMITTED_KEY, ROLE_KEY
 from sidecred.pods.names import SA_TOKEN_VOLUME, SIDECAR_NAME
 from sidecred.pods.sidecar_spec import AUTH_TOKEN
@@ -164,8 +165,12 @@ def shown_argv(argv: list[str]) -> str:
 
 
 def clean_env() -> dict[str, str]:
-    """This process's env without SIDECRED_* and AWS_* settings, so the demo is the same anywhere."""
-    return {k: v for k, v in os.environ.items() if not k.startswith(("SIDECRED_", "AWS_"))}
+    """This process's env without SIDECRED_* and AWS_* settings, so the demo is the same anywhere;
+    only the log level (`--log-level`) is passed on to every process the demo starts."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SIDECRED_", "AWS_"))}
+    if os.environ.get(ENV_LOG_LEVEL):
+        env[ENV_LOG_LEVEL] = os.environ[ENV_LOG_LEVEL]
+    return env
 
 
 # --- HTTPS to the webhook and the broker -----------------------------------------
@@ -399,12 +404,13 @@ class Demo:
         return out
 
     def start_api_stub(self) -> Path:
-        """The API stub with the example namespaces (and TokenReview); its kubeconfig."""
+        """The API stub with the example namespaces, the issuer's keys and TokenReview; its
+        kubeconfig."""
         self.stub = KubeApiStub()
         for namespace in self.namespaces:
             metadata = namespace.get("metadata") or {}
             self.stub.add_namespace(metadata["name"], metadata.get("annotations") or {})
-        self.authority = TokenAuthority(self.stub)  # POST .../tokenreviews, for the broker
+        self.authority = TokenAuthority(self.stub)  # JWKS and TokenReview, for the broker
         self.stub.start()
         self.stack.callback(self.stub.stop)
         names = ", ".join((n.get("metadata") or {}).get("name", "?") for n in self.namespaces)
@@ -475,7 +481,7 @@ class Demo:
         self.report.detail(f"sidecred {shown_argv(argv)}")
         self.report.detail(
             f"ready on https://{BROKER_HOST}:{port}: the only process holding base credentials "
-            "(the emulator's keys); it reviews tokens with the API stub's TokenReview"
+            "(the emulator's keys); it verifies tokens against the API stub's JWKS"
         )
         return pointing
 
@@ -520,7 +526,7 @@ class Demo:
         pod, issuer = self.patched, service_account_token
         if self.broker_mode:
             # The API server stores the admitted pod; the kubelet mints its broker-audience
-            # token, which the broker's TokenReview accepts.
+            # token, signed with the key the broker fetches from the stub's JWKS.
             pod, issuer = self.store_pod(self.patched), self.authority.local_pod_token
         self.pod = LocalPod(
             pod, environment=environment, startup_timeout=START_TIMEOUT, token_issuer=issuer
@@ -683,7 +689,7 @@ def wait_for_not_ready(pod: LocalPod, process: subprocess.Popen[bytes]) -> str:
 def http_answers(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=1) as resp:  # noqa: S310 (loopback http)
-            return resp.status < 500
+            return int(resp.status) < 500
     except urllib.error.HTTPError as exc:
         return exc.code < 500
     except OSError:
@@ -717,6 +723,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--token-mode", choices=contract.TOKEN_MODES, default="file", help="webhook --token-mode"
     )
     parser.add_argument("--show-pod", action="store_true", help="also print the patched pod (YAML)")
+    add_log_level_argument(parser)
     return parser
 
 
@@ -727,6 +734,7 @@ def missing_demo_extra() -> list[str]:
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
+    os.environ[ENV_LOG_LEVEL] = args.log_level  # for every process the demo starts
     missing = missing_demo_extra()
     if missing:
         print(

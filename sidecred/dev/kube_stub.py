@@ -1,14 +1,16 @@
 """A small Kubernetes API server stand-in for tests and the demo.
 
 It serves the real JSON shapes the `kubernetes` client expects for a table of
-resources (namespaces, pods, events, leases): lists with
+resources (namespaces, pods, events, configmaps, leases, webhook configurations): lists with
 `metadata.resourceVersion`, label and field selectors, a chunked watch stream
 of `{"type", "object"}` lines that stays open and pushes events as the test
 changes objects, GETs with a real `Status` 404, create (201, 409 when the name
 is taken), replace (409 on a stale resourceVersion, which leader election
 relies on), delete, and an `ERROR` event with code 410 when a watch asks for a
-compacted resourceVersion. Endpoints that are not plain storage (TokenReview,
-the pod proxy) are added by the caller with `route()`.
+compacted resourceVersion. A watch with a label selector sends ADDED when an
+object starts matching it and DELETED when it stops, as kube-apiserver does.
+Endpoints that are not plain storage (TokenReview, the service-account issuer's
+keys, the pod proxy) are added by the caller with `route()`.
 
 It can be stopped and restarted on the same port (the "API server went away"
 case) and counts requests so tests can prove a warm cache makes none: for
@@ -30,6 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 NAMESPACES_PATH = "/api/v1/namespaces"
@@ -56,7 +59,20 @@ RESOURCES = {
         Resource("namespaces", "Namespace", "v1", namespaced=False),
         Resource("pods", "Pod", "v1", namespaced=True),
         Resource("events", "Event", "v1", namespaced=True),
+        Resource("configmaps", "ConfigMap", "v1", namespaced=True),
         Resource("leases", "Lease", "coordination.k8s.io/v1", namespaced=True),
+        Resource(
+            "mutatingwebhookconfigurations",
+            "MutatingWebhookConfiguration",
+            "admissionregistration.k8s.io/v1",
+            namespaced=False,
+        ),
+        Resource(
+            "validatingwebhookconfigurations",
+            "ValidatingWebhookConfiguration",
+            "admissionregistration.k8s.io/v1",
+            namespaced=False,
+        ),
     )
 }
 
@@ -82,6 +98,8 @@ class StubResponse:
 
 
 Handler = Callable[[StubRequest], StubResponse]
+# (resourceVersion, plural, event type, object, its labels before a MODIFIED or None)
+History = tuple[int, str, str, dict[str, Any], dict[str, str] | None]
 
 
 def json_response(code: int, obj: object) -> StubResponse:
@@ -99,8 +117,8 @@ def _now() -> str:
 
 def status_object(
     code: int, reason: str, message: str, name: str | None = None, kind: str = "namespaces"
-) -> dict:
-    status: dict = {
+) -> dict[str, Any]:
+    status: dict[str, Any] = {
         "kind": "Status",
         "apiVersion": "v1",
         "metadata": {},
@@ -133,7 +151,7 @@ def _selector_matches(selector: str, labels: dict[str, str]) -> bool:
     return True
 
 
-def _field_matches(selector: str, obj: dict) -> bool:
+def _field_matches(selector: str, obj: dict[str, Any]) -> bool:
     """Field selectors on `metadata.name` and `metadata.namespace`, the ones used here."""
     meta = obj.get("metadata", {})
     fields = {"metadata.name": meta.get("name"), "metadata.namespace": meta.get("namespace")}
@@ -208,10 +226,11 @@ class KubeApiStub:
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
-        self._objects: dict[str, dict[tuple[str | None, str], dict]] = {
+        self._objects: dict[str, dict[tuple[str | None, str], dict[str, Any]]] = {
             plural: {} for plural in RESOURCES
         }
-        self._history: list[tuple[int, str, str, dict]] = []  # (rv, plural, type, object)
+        # (rv, plural, type, object, labels before a MODIFIED): a selector watch needs both.
+        self._history: list[History] = []
         self._resource_version = 100
         self._oldest_watchable = 0  # a watch from a resourceVersion below this gets 410
         self._routes: list[tuple[str, re.Pattern[str], str, Handler]] = []
@@ -273,7 +292,7 @@ class KubeApiStub:
         self._routes.append((method.upper(), re.compile(pattern), counter, handler))
 
     # --- state the tests change ----------------------------------------------------
-    def put(self, plural: str, obj: dict) -> dict:
+    def put(self, plural: str, obj: dict[str, Any]) -> dict[str, Any]:
         """Create or replace an object as the test's side of the API server; returns a copy."""
         with self._cond:
             obj = copy.deepcopy(obj)
@@ -290,11 +309,11 @@ class KubeApiStub:
             self._record(plural, "MODIFIED" if old else "ADDED", obj)
             return copy.deepcopy(obj)
 
-    def get(self, plural: str, name: str, namespace: str | None = None) -> dict | None:
+    def get(self, plural: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
         with self._cond:
             return copy.deepcopy(self._objects[plural].get((namespace, name)))
 
-    def items(self, plural: str, namespace: str | None = None) -> list[dict]:
+    def items(self, plural: str, namespace: str | None = None) -> list[dict[str, Any]]:
         with self._cond:
             return [
                 copy.deepcopy(obj)
@@ -307,7 +326,7 @@ class KubeApiStub:
             obj = copy.deepcopy(self._objects[plural][(namespace, name)])
             self._record(plural, "DELETED", obj)
 
-    def add_namespace(self, name: str, annotations: dict[str, str] | None = None) -> dict:
+    def add_namespace(self, name: str, annotations: dict[str, str] | None = None) -> dict[str, Any]:
         return self.put(
             "namespaces",
             {
@@ -321,7 +340,7 @@ class KubeApiStub:
             },
         )
 
-    def set_annotations(self, name: str, annotations: dict[str, str]) -> dict:
+    def set_annotations(self, name: str, annotations: dict[str, str]) -> dict[str, Any]:
         obj = self.get("namespaces", name)
         if obj is None:
             raise KeyError(name)
@@ -341,7 +360,7 @@ class KubeApiStub:
                     "apiVersion": resource.group_version,
                     "metadata": {"resourceVersion": str(self._resource_version)},
                 }
-                self._history.append((self._resource_version, plural, "BOOKMARK", obj))
+                self._history.append((self._resource_version, plural, "BOOKMARK", obj, None))
             self._cond.notify_all()
 
     def compact(self) -> None:
@@ -350,17 +369,19 @@ class KubeApiStub:
             self._oldest_watchable = self._resource_version
             self._history.clear()
 
-    def _record(self, plural: str, event: str, obj: dict) -> None:
+    def _record(self, plural: str, event: str, obj: dict[str, Any]) -> None:
         """Store (or drop) `obj` under a new resourceVersion and wake watchers. Holds _cond."""
         self._resource_version += 1
         meta = obj["metadata"]
         meta["resourceVersion"] = str(self._resource_version)
         key = (meta.get("namespace") if RESOURCES[plural].namespaced else None, meta["name"])
+        old = self._objects[plural].get(key)
+        before = dict(old["metadata"].get("labels") or {}) if old and event == "MODIFIED" else None
         if event == "DELETED":
             self._objects[plural].pop(key, None)
         else:
             self._objects[plural][key] = obj
-        self._history.append((self._resource_version, plural, event, copy.deepcopy(obj)))
+        self._history.append((self._resource_version, plural, event, copy.deepcopy(obj), before))
         self._cond.notify_all()
 
     def _count(self, resource: Resource, verb: str) -> None:
@@ -368,7 +389,7 @@ class KubeApiStub:
         self.requests[key] += 1
 
     # --- storage verbs (called by the HTTP handler) --------------------------------
-    def _list_body(self, target: _Target, query: dict[str, str]) -> dict:
+    def _list_body(self, target: _Target, query: dict[str, str]) -> dict[str, Any]:
         labels, fields = query.get("labelSelector", ""), query.get("fieldSelector", "")
         with self._cond:
             items = []
@@ -503,7 +524,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
                 self._watch(target, query)
             else:
                 self._send(json_response(200, self.stub._list_body(target, query)))
-        elif method == "GET":
+        elif method == "GET" and target.name is not None:
             self.stub._count(target.resource, "get")
             obj = self.stub.get(target.resource.plural, target.name, target.namespace)
             self._send(json_response(200, obj) if obj else self.stub._not_found(target))
@@ -521,7 +542,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(response.body)
 
-    def _chunk(self, payload: dict) -> None:
+    def _chunk(self, payload: dict[str, Any]) -> None:
         data = json.dumps(payload).encode() + b"\n"
         self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
         self.wfile.flush()
@@ -564,17 +585,26 @@ class _RequestHandler(BaseHTTPRequestHandler):
         timer.daemon = True
         timer.start()
 
-        def wanted(entry: tuple[int, str, str, dict]) -> bool:
-            _, kind_plural, event, obj = entry
+        def sent_as(entry: History) -> str | None:
+            """The event this watch sends for `entry`, or None. As kube-apiserver does, an
+            object that starts matching the label selector is ADDED and one that stops is
+            DELETED."""
+            _, kind_plural, event, obj, before = entry
             if kind_plural != plural:
-                return False
+                return None
             if event == "BOOKMARK":
-                return bookmarks
+                return event if bookmarks else None
             meta = obj["metadata"]
             if target.namespace is not None and meta.get("namespace") != target.namespace:
-                return False
-            return _selector_matches(labels, meta.get("labels") or {}) and _field_matches(
-                fields, obj
+                return None
+            if not _field_matches(fields, obj):
+                return None
+            now = _selector_matches(labels, meta.get("labels") or {})
+            if before is None:
+                return event if now else None
+            was = _selector_matches(labels, before)
+            return {(True, True): event, (False, True): "ADDED", (True, False): "DELETED"}.get(
+                (was, now)
             )
 
         try:
@@ -588,7 +618,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
                         return
                 for entry in pending:
                     since = entry[0]
-                    if wanted(entry):
-                        self._chunk({"type": entry[2], "object": entry[3]})
+                    if event := sent_as(entry):
+                        self._chunk({"type": event, "object": entry[3]})
         finally:
             timer.cancel()

@@ -60,7 +60,7 @@ from types import TracebackType
 from typing import Any
 
 from sidecred.dev.processes import ProcessExited, wait_until
-from sidecred.pods.pod import SIDECAR_NAME
+from sidecred.pods.names import SIDECAR_NAME
 
 # Characters the API server uses for the suffix of a generateName pod (no vowels).
 GENERATE_NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
@@ -250,7 +250,7 @@ def find_container(pod: Mapping[str, Any], name: str) -> dict[str, Any]:
     spec = pod.get("spec") or {}
     for list_name in ("initContainers", "containers"):
         for container in spec.get(list_name) or []:
-            if container.get("name") == name:
+            if isinstance(container, dict) and container.get("name") == name:
                 return container
     raise LocalPodError(f"the pod has no container named {name!r}")
 

@@ -1,26 +1,37 @@
-"""Pod-bound service-account tokens and `TokenReview` for the API server stub.
+"""Pod-bound service-account tokens, the issuer's keys, and `TokenReview` for the API server stub.
 
-`TokenAuthority(stub)` issues JWTs as the kubelet's projected volumes get them
-(audiences, expiry, bound to a pod) and answers
-`POST /apis/authentication.k8s.io/v1/tokenreviews` with the API server's
-shapes: `status.authenticated`, `status.user` (username
+`TokenAuthority(stub)` signs JWTs as the API server does for the kubelet's
+projected volumes (RS256 by default, or ES256; `kid` the SHA-256 of the public
+key; audiences, expiry, bound to a pod), publishes its keys where the API
+server does (`GET /.well-known/openid-configuration` and `GET /openid/v1/jwks`),
+and answers `POST /apis/authentication.k8s.io/v1/tokenreviews` with the API
+server's shapes: `status.authenticated`, `status.user` (username
 `system:serviceaccount:<ns>:<sa>`, uid, groups, `extra` with the pod's name
 and uid as lists), `status.audiences` (the requested audiences the token
 carries) and `status.error` for a token that is forged, expired, for other
-audiences, or bound to a pod that no longer exists.
+audiences, or bound to a pod that no longer exists. `rotate()` adds a new
+signing key and keeps publishing the old ones, as an API server does while
+tokens signed with them are still valid; `retire()` stops publishing one.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import hmac
 import json
-import secrets
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    decode_dss_signature,
+    encode_dss_signature,
+)
 
 from sidecred.dev.kube_stub import KubeApiStub, StubRequest, StubResponse, json_response
 from sidecred.dev.local_pod import PodIdentity
@@ -28,6 +39,10 @@ from sidecred.dev.local_pod import PodIdentity
 TOKENREVIEWS_PATH = r"/apis/authentication\.k8s\.io/v1/tokenreviews"
 ISSUER = "https://kubernetes.default.svc.cluster.local"
 INVALID = "invalid bearer token"
+
+
+DISCOVERY_PATH = r"/\.well-known/openid-configuration"
+JWKS_PATH = r"/openid/v1/jwks"
 
 
 def _b64(data: bytes) -> str:
@@ -38,8 +53,67 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
+def _b64_int(value: int, size: int | None = None) -> str:
+    return _b64(value.to_bytes(size or (value.bit_length() + 7) // 8))
+
+
+@dataclass(frozen=True)
+class IssuerKey:
+    """One signing key of the issuer: its id, algorithm and private half."""
+
+    kid: str
+    algorithm: str  # RS256 | ES256
+    private: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+
+    @classmethod
+    def generate(cls, algorithm: str = "RS256") -> IssuerKey:
+        private: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+        if algorithm == "RS256":
+            private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        elif algorithm == "ES256":
+            private = ec.generate_private_key(ec.SECP256R1())
+        else:
+            raise ValueError(f"unsupported algorithm {algorithm}")
+        der = private.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        return cls(_b64(hashlib.sha256(der).digest()), algorithm, private)  # as kube-apiserver
+
+    def jwk(self) -> dict[str, str]:
+        public = self.private.public_key()
+        common = {"use": "sig", "kid": self.kid, "alg": self.algorithm}
+        if isinstance(public, rsa.RSAPublicKey):
+            numbers = public.public_numbers()
+            return {**common, "kty": "RSA", "n": _b64_int(numbers.n), "e": _b64_int(numbers.e)}
+        point = public.public_numbers()
+        x, y = _b64_int(point.x, 32), _b64_int(point.y, 32)
+        return {**common, "kty": "EC", "crv": "P-256", "x": x, "y": y}
+
+    def sign(self, message: bytes) -> bytes:
+        if isinstance(self.private, rsa.RSAPrivateKey):
+            return self.private.sign(message, padding.PKCS1v15(), hashes.SHA256())
+        r, s = decode_dss_signature(self.private.sign(message, ec.ECDSA(hashes.SHA256())))
+        return r.to_bytes(32) + s.to_bytes(32)
+
+    def verify(self, message: bytes, signature: bytes) -> bool:
+        public = self.private.public_key()
+        try:
+            if isinstance(public, rsa.RSAPublicKey):
+                public.verify(signature, message, padding.PKCS1v15(), hashes.SHA256())
+            else:
+                if len(signature) != 64:
+                    return False
+                der = encode_dss_signature(
+                    int.from_bytes(signature[:32]), int.from_bytes(signature[32:])
+                )
+                public.verify(der, message, ec.ECDSA(hashes.SHA256()))
+        except InvalidSignature:
+            return False
+        return True
+
+
 class TokenAuthority:
-    """The cluster's token issuer for tests: signs tokens, and reviews them on the stub."""
+    """The cluster's token issuer for tests: signs tokens, publishes its keys, reviews tokens."""
 
     def __init__(
         self,
@@ -47,17 +121,48 @@ class TokenAuthority:
         *,
         node_name: str = "node-1",
         clock: Callable[[], float] = time.time,
+        algorithm: str = "RS256",
     ) -> None:
         self._stub = stub
-        self._key = secrets.token_bytes(32)
         self._clock = clock
         self.node_name = node_name
+        self.keys: list[IssuerKey] = [IssuerKey.generate(algorithm)]  # the last one signs
         stub.route("POST", TOKENREVIEWS_PATH, self.handle, counter="tokenreviews.create")
+        stub.route("GET", DISCOVERY_PATH, self.discovery, counter="openid.configuration")
+        stub.route("GET", JWKS_PATH, self.jwks, counter="openid.jwks")
+
+    # --- keys ----------------------------------------------------------------------
+    @property
+    def kid(self) -> str:
+        """The id of the key new tokens are signed with."""
+        return self.keys[-1].kid
+
+    def rotate(self, algorithm: str = "RS256") -> str:
+        """Sign new tokens with a new key; the old ones stay published. Returns the new kid."""
+        self.keys.append(IssuerKey.generate(algorithm))
+        return self.kid
+
+    def retire(self, kid: str) -> None:
+        """Stop publishing (and accepting) the key `kid`."""
+        self.keys = [key for key in self.keys if key.kid != kid]
+
+    def discovery(self, request: StubRequest) -> StubResponse:
+        return json_response(
+            200,
+            {
+                "issuer": ISSUER,
+                "jwks_uri": f"{ISSUER}/openid/v1/jwks",
+                "response_types_supported": ["id_token"],
+                "subject_types_supported": ["public"],
+                "id_token_signing_alg_values_supported": sorted({k.algorithm for k in self.keys}),
+            },
+        )
+
+    def jwks(self, request: StubRequest) -> StubResponse:
+        body = json.dumps({"keys": [key.jwk() for key in self.keys]}).encode()
+        return StubResponse(200, body, content_type="application/jwk-set+json")
 
     # --- issuing -------------------------------------------------------------------
-    def _sign(self, header_payload: str) -> str:
-        return _b64(hmac.new(self._key, header_payload.encode(), hashlib.sha256).digest())
-
     def issue(
         self,
         namespace: str,
@@ -67,8 +172,13 @@ class TokenAuthority:
         *,
         audiences: Iterable[str] = ("sidecred-broker",),
         expires_in: float = 3600,
+        kid: str | None = None,
     ) -> str:
-        """A token bound to a pod, as a projected volume holds it."""
+        """A token bound to a pod, as a projected volume holds it.
+
+        `kid` puts another key id in the header (the signature is still this
+        authority's current key): a forgery that names a key the cluster has.
+        """
         now = int(self._clock())
         claims = {
             "aud": list(audiences),
@@ -88,9 +198,10 @@ class TokenAuthority:
                 },
             },
         }
-        header = _b64(json.dumps({"alg": "HS256", "kid": "stub"}).encode())
-        signed = header + "." + _b64(json.dumps(claims).encode())
-        return signed + "." + self._sign(signed)
+        key = self.keys[-1]
+        header = {"alg": key.algorithm, "kid": kid or key.kid}
+        signed = _b64(json.dumps(header).encode()) + "." + _b64(json.dumps(claims).encode())
+        return signed + "." + _b64(key.sign(signed.encode()))
 
     def pod_token(self, pod: Mapping[str, Any], **kwargs: Any) -> str:
         """A token bound to `pod` (a pod object as stored in the stub)."""
@@ -119,11 +230,28 @@ class TokenAuthority:
     # --- reviewing -----------------------------------------------------------------
     def _claims(self, token: str) -> dict[str, Any]:
         parts = token.split(".")
-        if len(parts) != 3 or not hmac.compare_digest(
-            self._sign(parts[0] + "." + parts[1]), parts[2]
-        ):
-            raise ValueError(f"{INVALID}, token could not be verified")
-        return json.loads(_unb64(parts[1]))
+        unverified = ValueError(f"{INVALID}, token could not be verified")
+        if len(parts) != 3:
+            raise unverified
+        try:
+            header = json.loads(_unb64(parts[0]))
+            signature = _unb64(parts[2])
+        except ValueError:
+            raise unverified from None
+        keys = [
+            key
+            for key in self.keys
+            if isinstance(header, dict)
+            and key.kid == header.get("kid")
+            and key.algorithm == header.get("alg")
+        ]
+        signed = f"{parts[0]}.{parts[1]}".encode()
+        if not any(key.verify(signed, signature) for key in keys):
+            raise unverified
+        claims = json.loads(_unb64(parts[1]))
+        if not isinstance(claims, dict):
+            raise ValueError(f"{INVALID}, token claims are not a JSON object")
+        return claims
 
     def review_status(self, token: str, wanted: list[str]) -> dict[str, Any]:
         """The `status` of a TokenReview for `token` and the requested audiences."""

@@ -29,7 +29,7 @@ _FALSE = ("0", "false", "no", "off")
 
 
 def add_event_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("pod events (DESIGN.md 7)")
+    group = parser.add_argument_group("pod events")
     group.add_argument(
         "--events",
         action=argparse.BooleanOptionalAction,

@@ -24,7 +24,7 @@ from prometheus_client import CollectorRegistry, Counter
 from sidecred.kube.sidecar_health import (
     NOT_READY_STARTING,
     SidecarHealth,
-    pod_role,
+    injected_role,
     sidecar_status,
 )
 from sidecred.pods.annotations import EVENT_LABEL
@@ -79,7 +79,7 @@ def event_due(
     pod: Mapping[str, Any], health: SidecarHealth, last: LastEvents, now: float
 ) -> PodEvent | None:
     """The event to post for this pod now, if any."""
-    role = pod_role(pod) or "(unknown role)"
+    role = injected_role(pod) or "(unknown role)"
     unavailable = last.get(UNAVAILABLE)
     if health.ready:
         if awaits_recovery(last):

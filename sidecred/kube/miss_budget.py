@@ -100,6 +100,10 @@ class RecentMisses:
             oldest, _ = self._when.popitem(last=False)
             self.bytes -= key_bytes(oldest)
 
+    def clear(self) -> None:
+        self._when.clear()
+        self.bytes = 0
+
     def discard(self, key: Hashable) -> None:
         """Forget `key` (the watch has just delivered it, or its time is up)."""
         if self._when.pop(key, None) is not None:

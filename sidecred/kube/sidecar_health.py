@@ -61,7 +61,7 @@ def health_port(pod: Mapping[str, Any]) -> int | None:
     return int(value) if value and value.isdigit() else None
 
 
-def pod_role(pod: Mapping[str, Any]) -> str:
+def injected_role(pod: Mapping[str, Any]) -> str:
     """The role ARN the pod was injected for (the webhook's bookkeeping annotation)."""
     annotations = (pod.get("metadata") or {}).get("annotations") or {}
     return str(annotations.get(INJECTED_KEY) or "")
@@ -72,7 +72,7 @@ def sidecar_status(pod: Mapping[str, Any]) -> Mapping[str, Any]:
     status = pod.get("status") or {}
     for key in ("initContainerStatuses", "containerStatuses"):
         for entry in status.get(key) or []:
-            if entry.get("name") == SIDECAR_NAME:
+            if isinstance(entry, Mapping) and entry.get("name") == SIDECAR_NAME:
                 return entry
     return {}
 

@@ -9,9 +9,14 @@ plain JSON dicts the API server sent (never typed models, which drop fields).
 A lookup answers from the cache without an API call. On a miss it reads the
 object directly and caches it, because an object created a moment before it
 is first asked about may not have reached the watch yet. If that read fails
-the lookup says why, and the caller fails closed. What misses may cost (a rate
-budget for those reads, a bounded memory of names found missing) is
-`kube.miss_budget`'s.
+the lookup says why, and the caller fails closed. An object outside the label
+selector is answered but never cached: the watch would not report its deletion.
+What misses may cost (a rate budget for those reads, a bounded memory of names
+found missing) is `kube.miss_budget`'s.
+
+`on_removed(key, uid)` is told of every object that leaves the cache (deleted,
+leaving the selector, or missing from a relist), so its owner can drop what it
+holds for that uid at once.
 
 `NamespaceCache` (the webhook's and the broker's namespace policies) and
 `PodCache` (sidecred's injected pods, by label) are the two instances.
@@ -25,9 +30,9 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import urllib3
 from kubernetes import client, watch
@@ -65,13 +70,44 @@ THROTTLED = "throttled"  # not cached, and the miss budget allows no read now
 class Lookup:
     """An object as a plain dict, or None with `error` saying why."""
 
-    object: dict | None
+    object: dict[str, Any] | None
     source: str  # cache | api | not-found | unavailable | throttled
     error: str = ""
 
 
+class NamespaceSource(Protocol):
+    """Namespaces by name, as the webhook and the broker read them (NamespaceCache)."""
+
+    last_error: str
+
+    @property
+    def synced(self) -> bool: ...
+
+    def get(self, name: str) -> Lookup: ...
+
+
 # Only sidecred's own pods are watched: every pod the webhook injects carries this label.
 INJECTED_POD_SELECTOR = f"{INJECTED_LABEL}=true"
+
+
+def selector_matches(selector: str, labels: Mapping[str, str]) -> bool:
+    """Whether `labels` match an equality-based selector (`k=v`, `k==v`, `k!=v`, `k`, `!k`)."""
+    for term in filter(None, (t.strip() for t in selector.split(","))):
+        if "!=" in term:
+            key, value = term.split("!=", 1)
+            if labels.get(key.strip()) == value.strip():
+                return False
+        elif "=" in term:
+            key, value = term.replace("==", "=").split("=", 1)
+            if labels.get(key.strip()) != value.strip():
+                return False
+        elif term.startswith("!"):
+            if term[1:].strip() in labels:
+                return False
+        elif term not in labels:
+            return False
+    return True
+
 
 Key = tuple[str, str]  # (namespace, name); namespace "" for cluster-scoped objects
 
@@ -102,7 +138,7 @@ class WatchCache:
     def __init__(
         self,
         kind: str,
-        list_func: Callable,
+        list_func: Callable[..., Any],
         read_func: Callable[..., object],
         *,
         label_selector: str = "",
@@ -111,15 +147,17 @@ class WatchCache:
         clock: Callable[[], float] = time.monotonic,
         remember_missing: bool = False,
         miss_budget: MissBudget | None = None,
+        on_removed: Callable[[Key, str], None] | None = None,
     ) -> None:
         self.kind = kind  # "namespace", "pod": for messages and logs
         self._list_func = list_func
         self._read_func = read_func
         self._selector = {"label_selector": label_selector} if label_selector else {}
+        self._on_removed = on_removed
         self._record = record_api_call or (lambda verb, result: None)
         self._watch_timeout = watch_timeout_seconds
         self._lock = threading.Lock()
-        self._store: dict[Key, dict] = {}
+        self._store: dict[Key, dict[str, Any]] = {}
         self._clock = clock
         # Recent 404s, the rate budget for reads of uncached keys, and the GET in
         # flight per key that others wait on.
@@ -148,24 +186,42 @@ class WatchCache:
     def wait_synced(self, timeout: float) -> bool:
         return self._synced.wait(timeout)
 
+    @property
+    def running(self) -> bool:
+        """True while the list/watch thread runs (also while a stop() winds it down)."""
+        return self._thread is not None and self._thread.is_alive()
+
     def start(self) -> None:
+        """Start listing and watching; again after stop(), from an empty cache."""
+        if self.running:
+            raise RuntimeError(f"the {self.kind} cache is already running")
+        self._stopping.clear()
         name = f"{self.kind}-cache"
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def stop(self, timeout: float = 5.0, *, forget: bool = False) -> None:
+        """End the watch; with `forget`, drop every cached object too, each reported to
+        `on_removed` (not synced until a later start() has listed again)."""
         self._stopping.set()
         if self._watch is not None:
             self._watch.stop()  # shuts the stream's socket, waking the blocked read
         if self._thread is not None:
             self._thread.join(timeout)
+        if forget:
+            with self._lock:
+                gone, self._store = list(self._store.items()), {}
+                if self._missing is not None:
+                    self._missing.clear()
+            self._synced.clear()
+            self._removed(gone)
 
     # --- lookups -------------------------------------------------------------------
-    def cached_key(self, key: Key) -> dict | None:
+    def cached_key(self, key: Key) -> dict[str, Any] | None:
         with self._lock:
             return self._store.get(key)
 
-    def objects(self) -> list[dict]:
+    def objects(self) -> list[dict[str, Any]]:
         """Every cached object (a snapshot)."""
         with self._lock:
             return list(self._store.values())
@@ -213,13 +269,30 @@ class WatchCache:
         except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
             message = f"Kubernetes API unreachable reading {shown}: {_describe(exc)}"
             return Lookup(None, UNAVAILABLE, message)
+        if not self._selected(obj):
+            return Lookup(obj, FETCHED)
         with self._lock:
             # A watch event may have arrived meanwhile; it is at least as new.
             obj = self._store.setdefault(key, obj)
         return Lookup(obj, FETCHED)
 
+    # --- leaving the cache -----------------------------------------------------------
+    def _selected(self, obj: dict[str, Any]) -> bool:
+        """Whether the watch would report on `obj`: only then may the cache hold it."""
+        labels = (obj.get("metadata") or {}).get("labels") or {}
+        return selector_matches(self._selector.get("label_selector", ""), labels)
+
+    def _removed(self, gone: list[tuple[Key, dict[str, Any]]]) -> None:
+        if self._on_removed is None:
+            return
+        for key, obj in gone:
+            try:
+                self._on_removed(key, str((obj.get("metadata") or {}).get("uid") or ""))
+            except Exception:
+                log.exception("%s cache: on_removed failed for %s", self.kind, key)
+
     # --- list and watch ------------------------------------------------------------
-    def _call(self, verb: str, func: Callable, *args: object, **kwargs: object):
+    def _call(self, verb: str, func: Callable[..., Any], *args: object, **kwargs: object) -> Any:
         self.api_calls[verb] += 1
         try:
             result = func(*args, _preload_content=False, **kwargs)
@@ -233,7 +306,7 @@ class WatchCache:
         return result
 
     @staticmethod
-    def _key(obj: dict) -> Key:
+    def _key(obj: dict[str, Any]) -> Key:
         metadata = obj.get("metadata") or {}
         return (metadata.get("namespace") or "", metadata["name"])
 
@@ -244,7 +317,15 @@ class WatchCache:
         body = json.loads(response.data)
         store = {self._key(item): item for item in body.get("items") or []}
         with self._lock:
-            self._store = store
+            old, self._store = self._store, store
+        uids = {(key, (obj.get("metadata") or {}).get("uid")) for key, obj in store.items()}
+        self._removed(
+            [
+                (k, o)
+                for k, o in old.items()
+                if (k, (o.get("metadata") or {}).get("uid")) not in uids
+            ]
+        )
         self._synced.set()
         log.info("%s cache synced: %d objects", self.kind, len(store))
         return str(body["metadata"]["resourceVersion"])
@@ -276,6 +357,7 @@ class WatchCache:
             elif kind == "DELETED":
                 with self._lock:
                     self._store.pop(self._key(obj), None)
+                self._removed([(self._key(obj), obj)])
             resource_version = str(metadata.get("resourceVersion") or resource_version)
             if self._stopping.is_set():
                 break
@@ -313,26 +395,6 @@ class WatchCache:
             self._stopping.wait(delay)
 
 
-class StaticNamespaces:
-    """An in-memory namespace source with the NamespaceCache interface, for the pure tests,
-    the check CLI and the demo: the namespaces given, everything else not found."""
-
-    synced = True
-    last_error = ""
-
-    def __init__(self, *namespaces: dict) -> None:
-        self._by_name = {ns["metadata"]["name"]: ns for ns in namespaces}
-
-    def cached(self, name: str) -> dict | None:
-        return self._by_name.get(name)
-
-    def get(self, name: str) -> Lookup:
-        found = self._by_name.get(name)
-        if found is None:
-            return Lookup(None, NOT_FOUND, f'namespace "{name}" not found')
-        return Lookup(found, CACHE)
-
-
 class NamespaceCache(WatchCache):
     """Every namespace (their policy annotations decide admission and issuance)."""
 
@@ -345,7 +407,7 @@ class NamespaceCache(WatchCache):
         kwargs.setdefault("miss_budget", MissBudget(clock=kwargs.get("clock", time.monotonic)))
         super().__init__("namespace", api.list_namespace, read, **kwargs)
 
-    def cached(self, name: str) -> dict | None:
+    def cached(self, name: str) -> dict[str, Any] | None:
         return self.cached_key(("", name))
 
     def get(self, name: str) -> Lookup:
@@ -361,6 +423,10 @@ class PodCache(WatchCache):
 
         kwargs.setdefault("label_selector", INJECTED_POD_SELECTOR)
         super().__init__("pod", api.list_pod_for_all_namespaces, read, **kwargs)
+
+    def cached(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The pod if the watch holds it; never an API call."""
+        return self.cached_key((namespace, name))
 
     def get(self, namespace: str, name: str) -> Lookup:
         return self.lookup((namespace, name))

@@ -17,11 +17,11 @@ from kubernetes import client
 from sidecred.kube.sidecar_health import (
     HealthUnavailable,
     SidecarHealth,
-    pod_role,
+    injected_role,
     read_sidecar_health,
     sidecar_status,
 )
-from sidecred.kube.watch import INJECTED_POD_SELECTOR
+from sidecred.ops.injected import list_injected
 from sidecred.pods.annotations import q
 from sidecred.pods.policy import evaluate_policy
 from sidecred.pods.settings import Settings
@@ -59,7 +59,7 @@ def audit_pod(
     """What is wrong with one injected pod now; `health` is its /readyz answer or why it
     could not be read (only needed when the kubelet reports the sidecar not ready)."""
     metadata = pod.get("metadata") or {}
-    ns, name, role = str(metadata.get("namespace")), str(metadata.get("name")), pod_role(pod)
+    ns, name, role = str(metadata.get("namespace")), str(metadata.get("name")), injected_role(pod)
     findings = []
     if config.namespace_policy != "off":
         if namespace is None:
@@ -80,14 +80,11 @@ def audit_pod(
 
 
 def collect_findings(
-    api: client.CoreV1Api, namespace: str | None, config: Settings
+    api: client.CoreV1Api, namespace: str | None, config: Settings, selector: str | None = None
 ) -> list[Finding]:
-    """Audit sidecred's live pods in `namespace` (None: every namespace)."""
-    if namespace is None:
-        listed = api.list_pod_for_all_namespaces(label_selector=INJECTED_POD_SELECTOR, _preload_content=False)  # fmt: skip
-    else:
-        listed = api.list_namespaced_pod(namespace, label_selector=INJECTED_POD_SELECTOR, _preload_content=False)  # fmt: skip
-    pods = [p for p in json.loads(listed.data).get("items") or [] if is_live(p)]
+    """Audit sidecred's live pods in `namespace` (None: every namespace), those matching
+    `selector` (kubectl's `-l`) if given."""
+    pods = [p for p in list_injected(api, namespace, selector) if is_live(p)]
     namespaces: dict[str, dict[str, Any] | None] = {}
     findings: list[Finding] = []
     for pod in pods:
@@ -106,9 +103,10 @@ def collect_findings(
 
 def read_namespace(api: client.CoreV1Api, name: str) -> dict[str, Any] | None:
     try:
-        return json.loads(api.read_namespace(name, _preload_content=False).data)
+        namespace = json.loads(api.read_namespace(name, _preload_content=False).data)
     except client.ApiException:
         return None
+    return namespace if isinstance(namespace, dict) else None
 
 
 def finding_rows(findings: list[Finding]) -> list[dict[str, str]]:

@@ -15,26 +15,47 @@ from sidecred.kube.sidecar_health import (
     HealthUnavailable,
     SidecarHealth,
     health_port,
-    pod_role,
+    injected_role,
     proxy_get,
     read_sidecar_health,
     sidecar_status,
 )
+from sidecred.ops.injected import list_injected
 
-COLUMNS = ("name", "ready", "role", "expires", "last_error", "sts_calls", "sts_failures")
+COLUMNS = (
+    "namespace",
+    "name",
+    "ready",
+    "role",
+    "expires",
+    "last_error",
+    "sts_calls",
+    "sts_failures",
+)
 EXPIRY_METRIC = "sidecred_credentials_expiry_timestamp_seconds"
 
 
 def read_sidecar_metrics(api: client.CoreV1Api, pod: Mapping[str, Any]) -> dict[str, float]:
-    """The sidecar's unlabelled samples from /metrics ({} if they cannot be read)."""
+    """The sidecar's samples from /metrics, one value per name ({} if they cannot be read).
+
+    Each series has a `role` label (the pod's role, the containers' own): counters are
+    summed over it, the expiry is the earliest one held.
+    """
     try:
         status, text = proxy_get(api, pod, "metrics")
         if status != 200:
             return {}
-        families = text_string_to_metric_families(text)
-        return {s.name: s.value for f in families for s in f.samples if not s.labels}
+        samples = [s for f in text_string_to_metric_families(text) for s in f.samples]
     except (HealthUnavailable, ValueError):
         return {}
+    values: dict[str, float] = {}
+    for sample in samples:
+        if sample.name == EXPIRY_METRIC:
+            held = [v for v in (values.get(sample.name, 0.0), sample.value) if v > 0]
+            values[sample.name] = min(held, default=0.0)
+        else:
+            values[sample.name] = values.get(sample.name, 0.0) + sample.value
+    return values
 
 
 def status_row(
@@ -56,7 +77,7 @@ def status_row(
         "namespace": metadata.get("namespace"),
         "name": metadata.get("name"),
         "ready": str(ready).lower(),
-        "role": pod_role(pod),
+        "role": injected_role(pod),
         "expires": expires,
         "last_error": error,
         "sts_calls": _count(metrics, "sidecred_sts_calls_total"),
@@ -66,6 +87,15 @@ def status_row(
 
 def _count(metrics: Mapping[str, float], name: str) -> int | str:
     return int(metrics[name]) if name in metrics else ""
+
+
+def pod_status(api: client.CoreV1Api, pod: Mapping[str, Any]) -> dict[str, Any]:
+    """The status row of one injected pod, asking its sidecar through the pod proxy."""
+    try:
+        health: SidecarHealth | str = read_sidecar_health(api, pod)
+    except HealthUnavailable as exc:
+        health = str(exc)
+    return status_row(pod, health, read_sidecar_metrics(api, pod))
 
 
 def collect_status(api: client.CoreV1Api, namespace: str, name: str) -> dict[str, Any]:
@@ -78,8 +108,13 @@ def collect_status(api: client.CoreV1Api, namespace: str, name: str) -> dict[str
         raise
     if health_port(pod) is None:
         raise LookupError(f'error: pod "{name}" in namespace "{namespace}" has no sidecred sidecar')
-    try:
-        health: SidecarHealth | str = read_sidecar_health(api, pod)
-    except HealthUnavailable as exc:
-        health = str(exc)
-    return status_row(pod, health, read_sidecar_metrics(api, pod))
+    return pod_status(api, pod)
+
+
+def collect_statuses(
+    api: client.CoreV1Api, namespace: str | None, selector: str | None = None
+) -> list[dict[str, Any]]:
+    """The status rows of every injected pod in `namespace` (None: all), by namespace and name."""
+    pods = [p for p in list_injected(api, namespace, selector) if health_port(p) is not None]
+    pods.sort(key=lambda p: (p["metadata"].get("namespace", ""), p["metadata"].get("name", "")))
+    return [pod_status(api, pod) for pod in pods]

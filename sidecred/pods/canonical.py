@@ -1,49 +1,156 @@
-"""The canonical sidecar (DESIGN.md 3.3): the one definition of "the sidecar" for a pod.
+"""The canonical sidecar (SECURITY.md, Path 2): the one definition of "the sidecar" for a pod.
 
-Admission and the broker both ask the same two questions, so both import this
-module: what `sidecred` container would the webhook build for this pod and
-configuration (`canonical_sidecar`), and does the pod run exactly that and
-nothing else that could act as a sidecar (`check_sidecar`). "Already injected"
-is decided here, by the canonical sidecar being present, never by an annotation.
+Admission and the broker ask the same two questions, so both import this module:
+what `sidecred` container the webhook would build for a pod (`canonical_sidecar`),
+and whether the pod runs the sidecar and nothing else that could act as one
+(`check_sidecar`). "Already injected" is decided here, never by an annotation.
 
-Pure: plain pod dicts and a Settings in, data out. Refusal is raised only
+A container is the sidecar by the properties that decide who gets which role,
+not by equality with what today's configuration would build: a pod injected
+under an earlier configuration (another image tag, region or session length), by
+a second webhook replica still on it, or changed afterwards by another mutating
+webhook (env on every container, a registry rewrite) runs a genuine sidecar.
+What is compared, and why each matters:
+
+- the program: an image from the configured repositories (`--sidecar-image`'s and
+  `--sidecar-repositories`, any tag or digest), the command, no args or working
+  directory, and no command of anyone else run inside it (exec probes or hooks);
+- the identity it serves: the role env equal to the pod's resolved annotation, the
+  session name and external id from the pod's annotations, and the pod's name,
+  namespace, uid and service account from the downward API (the session name);
+- the source and where its token may go: the credential source, the broker URL and
+  the token paths as configured, and no env that could redirect or expose the
+  token or change the code it runs unless configuration set it (`redirecting_env`);
+- its token: the projected volume with the configured audience, mounted by the
+  sidecar alone, and no other volume mounted into the sidecar;
+- its security context: at least as strict as the one the webhook builds.
+
+Not compared, because none changes who gets which role: resources, pull policy,
+ports, probe and hook timings (not their handlers), terminationMessagePolicy, the
+list it sits in (native or container mode), the region (syntax checked: it names
+an AWS endpoint), session length, the ports in its env, token mode, drain time,
+token lifetime, the broker CA
+(it only decides whom the sidecar trusts at the configured broker URL, with a
+token good for nothing but this pod's own role there), and env that touches none
+of the above (`TZ`, `LANG`).
+
+Pure: a plain pod dict and a Settings in, a verdict out. Refusal is raised only
 for a role or option annotation that cannot be read.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from sidecred.pods.annotations import annotations_of, q, read_pod_options
-from sidecred.pods.names import RESERVED_VOLUMES, SA_TOKEN_VOLUME, SIDECAR_NAME
-from sidecred.pods.pod import find_sidecar, iter_containers, mounted_volumes
+from sidecred.pods.images import image_repository
+from sidecred.pods.names import (
+    RESERVED_VOLUMES,
+    SA_TOKEN_VOLUME,
+    SIDECAR_COMMAND,
+    SIDECAR_NAME,
+)
+from sidecred.pods.pod import env_value, find_sidecar, iter_containers, mounted_volumes
 from sidecred.pods.refusal import Refusal
 from sidecred.pods.roles import RoleError, resolve_role
 from sidecred.pods.settings import Settings
-from sidecred.pods.sidecar_spec import Injection, build_sidecar, build_volumes, plan_injection
+from sidecred.pods.sidecar_spec import (
+    WAIT_READY_COMMAND,
+    Injection,
+    build_sidecar,
+    build_volumes,
+    own_sidecar_env,
+    plan_injection,
+)
 from sidecred.sidecar import config as sc
+
+__all__ = [
+    "SidecarVerdict",
+    "all_containers",
+    "calls_sidecar",
+    "canonical_injection",
+    "canonical_sidecar",
+    "check_sidecar",
+    "forged_reason",
+    "image_repository",
+    "pod_role",
+    "redirecting_env",
+    "served_port",
+    "sidecar_difference",
+    "token_audiences",
+]
 
 ENV_PREFIX = "SIDECRED_"
 # A token-mode-env sidecar's token is random; the canonical one for a pod that has
 # none yet holds this marker, which no real sidecar carries, so it never matches.
 UNSET_TOKEN = "<generated at injection>"
-# Fields the API server or common admission plugins set on every container; a value
-# the webhook did not write is tolerated only for these keys (with these values).
-API_DEFAULTS: dict[str, object] = {
-    "terminationMessagePath": "/dev/termination-log",
-    "successThreshold": 1,
-    "scheme": "HTTP",
-    "protocol": "TCP",
-    "initialDelaySeconds": 0,
-    "defaultMode": 420,  # projected volumes
-}
-# Not part of what the sidecar runs: quantities are normalised by the API server,
-# and AlwaysPullImages rewrites the pull policy.
-IGNORED_KEYS = frozenset({"resources", "imagePullPolicy"})
+TERMINATION_LOG = "/dev/termination-log"
 _WORD_RE = re.compile(r"[^\w./-]+")
+# An AWS region name; it becomes part of the STS host name (sts.<region>.amazonaws.com).
+REGION_RE = re.compile(r"[a-z]{2}(?:-[a-z]+)+-[0-9]{1,2}")
+_NUMBER_RE = re.compile(r"[0-9]{1,6}(?:\.[0-9]{1,6})?")
+
+
+def _int_between(low: int, high: int) -> Callable[[str], bool]:
+    return lambda value: value.isascii() and value.isdigit() and low <= int(value) <= high
+
+
+# Sidecar settings the webhook writes that do not decide who gets which role, each
+# with the form its value must have (the sidecar reads it; a region is a host name).
+FREE_ENV: dict[str, tuple[Callable[[str], bool], str]] = {
+    sc.ENV_SESSION_DURATION: (
+        _int_between(sc.STS_MIN_SESSION_DURATION, sc.MAX_SESSION_DURATION),
+        "a session length in seconds",
+    ),
+    sc.ENV_REGION: (lambda value: REGION_RE.fullmatch(value) is not None, "an AWS region name"),
+    sc.ENV_PORT: (_int_between(1, 65535), "a port"),
+    sc.ENV_HEALTH_PORT: (_int_between(1, 65535), "a port"),
+    sc.ENV_SIDECAR_MODE: (sc.SIDECAR_MODES.__contains__, "a sidecar mode"),
+    sc.ENV_TOKEN_MODE: (sc.TOKEN_MODES.__contains__, "a token mode"),
+    sc.ENV_DRAIN_SECONDS: (
+        lambda value: _NUMBER_RE.fullmatch(value) is not None,
+        "a number of seconds",
+    ),
+    sc.ENV_BROKER_CA: (lambda value: True, "a CA bundle"),
+}
+
+# Env no container may give the sidecar unless configuration does: it decides where
+# the sidecar sends its token (endpoints, proxies, name resolution), whom it trusts
+# (CA bundles), what it writes where (TLS key logs) or what code it runs (loader and
+# interpreter paths; HOME holds the AWS config files).
+_REDIRECTING_PREFIXES = ("SIDECRED_", "AWS_", "SSL_", "OPENSSL_", "PYTHON", "LD_", "CURL_")
+_REDIRECTING_SUFFIXES = ("_PROXY", "_CA_BUNDLE", "_CA_CERTS")
+_REDIRECTING_NAMES = frozenset(
+    {"PATH", "HOME", "SSLKEYLOGFILE", "GCONV_PATH", "LOCALDOMAIN", "RES_OPTIONS", "HOSTALIASES"}
+)
+
+
+def redirecting_env(name: str) -> bool:
+    """Whether env `name` on the sidecar could redirect or expose its token, or change its code."""
+    upper = name.upper()
+    return (
+        upper.startswith(_REDIRECTING_PREFIXES)
+        or upper.endswith(_REDIRECTING_SUFFIXES)
+        or upper in _REDIRECTING_NAMES
+    )
+
+
+# Container fields the rules below judge; any other field with a value is refused.
+_JUDGED_FIELDS = frozenset(
+    {
+        "name", "image", "command", "args", "env", "volumeMounts", "securityContext",
+        "restartPolicy", "lifecycle", "startupProbe", "livenessProbe", "readinessProbe",
+        "terminationMessagePath",
+    }
+)  # fmt: skip
+# Not compared: the API server, admission plugins (AlwaysPullImages), other webhooks
+# and new releases change them, and none decides who gets which role.
+_FREE_FIELDS = frozenset(
+    {"resources", "resizePolicy", "imagePullPolicy", "terminationMessagePolicy", "ports"}
+)
 
 
 @dataclass(frozen=True)
@@ -96,60 +203,228 @@ def canonical_sidecar(
     return None if injection is None else build_sidecar(injection)
 
 
-def _shown(path: str, value: Any) -> str:
+def served_port(pod: Mapping[str, Any], config: Settings) -> int:
+    """The credential port of the pod's sidecar (the configured one when it has none)."""
+    found = find_sidecar(pod)
+    value = env_value(found[2], sc.ENV_PORT) if found else None
+    if value and FREE_ENV[sc.ENV_PORT][0](value):
+        return int(value)
+    return config.sidecar_port
+
+
+def _shown(name: str, value: Any) -> str:
     """A value for a message; never the endpoint's auth token."""
-    if sc.ENV_AUTH_TOKEN in path:
-        return "a different token"
-    return q(value, 160)
+    return "a different token" if name == sc.ENV_AUTH_TOKEN else q(value, 160)
 
 
-def _item_path(path: str, index: int, want: Any, got: Any) -> str:
-    """`env[SIDECRED_PORT]` when both entries have that name, else `env[3]`."""
-    name = want.get("name") if isinstance(want, dict) else None
-    same = isinstance(got, dict) and got.get("name") == name
-    return f"{path}[{name}]" if isinstance(name, str) and same else f"{path}[{index}]"
+def _empty(value: Any) -> bool:
+    return value is None or value is False or value in ("", [], {})
 
 
-def first_difference(expected: Any, actual: Any, path: str = "") -> str | None:
-    """Where `actual` departs from `expected`, tolerating only the API server's defaults."""
-    if isinstance(expected, dict) and isinstance(actual, dict):
-        for key in sorted(set(expected) | set(actual)):
-            if key in IGNORED_KEYS:
-                continue
-            where = f"{path}.{key}" if path else key
-            if key not in actual:
-                return f"{where} is missing"
-            if key not in expected:
-                if key in API_DEFAULTS and actual[key] == API_DEFAULTS[key]:
-                    continue
-                return f"{where} is set, and sidecred does not set it"
-            if found := first_difference(expected[key], actual[key], where):
-                return found
+def _field_ref(entry: Mapping[str, Any]) -> tuple[str, Any] | None:
+    source = entry.get("valueFrom")
+    if not isinstance(source, dict) or set(source) != {"fieldRef"}:
         return None
-    if isinstance(expected, list) and isinstance(actual, list):
-        for index, (want, got) in enumerate(zip(expected, actual, strict=False)):
-            if found := first_difference(want, got, _item_path(path, index, want, got)):
-                return found
-        if len(expected) != len(actual):
-            what = "has an extra entry" if len(actual) > len(expected) else "lacks an entry"
-            return f"{path}[{min(len(expected), len(actual))}] {what}"
+    ref = source["fieldRef"]
+    if not isinstance(ref, dict):
         return None
-    if expected != actual:
-        return f"{path} is {_shown(path, actual)}, not {_shown(path, expected)}"
+    return (ref.get("apiVersion") or "v1", ref.get("fieldPath"))  # the API server's default
+
+
+def _same_env(want: Mapping[str, Any], got: Mapping[str, Any]) -> bool:
+    if "valueFrom" in want:
+        return "value" not in got and _field_ref(got) == _field_ref(want)
+    return "valueFrom" not in got and got.get("value", "") == want["value"]
+
+
+def _entry_problem(
+    entry: Mapping[str, Any], expected: Mapping[str, Mapping[str, Any]], config: Settings
+) -> str | None:
+    """Why one env entry of the sidecar is not one it may carry (None if it may)."""
+    name = str(entry.get("name", ""))
+    literal = "valueFrom" not in entry
+    value = str(entry.get("value", ""))
+    if name in FREE_ENV:
+        valid, what = FREE_ENV[name]
+        if literal and valid(value):
+            return None
+        shown = q(value, 80) if literal else "taken from elsewhere (valueFrom)"
+        return f"env {name} is {shown}, not a literal value that is {what}"
+    if name in expected:
+        if _same_env(expected[name], entry):
+            return None
+        want = expected[name]
+        shown_want = _shown(name, want["value"]) if "value" in want else "the downward API"
+        shown_got = _shown(name, value) if literal else "taken from elsewhere (valueFrom)"
+        return f"env {name} is {shown_got}, not {shown_want}"
+    if literal and (name, value) in config.configured_sidecar_env:
+        return None
+    if any(name == configured for configured, _ in config.configured_sidecar_env):
+        return (
+            f"env {name} has a value configuration does not give (--sidecar-extra-env, or "
+            "--sidecar-accepted-env for sidecars injected before a change)"
+        )
+    if redirecting_env(name):
+        return (
+            f"env {name} is set, and only configuration may give the sidecar such env "
+            "(it could redirect or expose its token, or change the code it runs)"
+        )
     return None
 
 
-def image_repository(image: str) -> str:
-    """An image reference without tag or digest, with Docker Hub's implicit names spelled out."""
-    name = image.strip().split("@", 1)[0]
-    head, _, last = name.rpartition("/")
-    name = (head + "/" if head else "") + last.split(":", 1)[0]
-    parts = name.split("/")
-    if len(parts) == 1:
-        parts = ["docker.io", "library", *parts]
-    elif not ("." in parts[0] or ":" in parts[0] or parts[0] == "localhost"):
-        parts = ["docker.io", *parts]
-    return "/".join(parts).lower()
+def _env_problem(container: Mapping[str, Any], injection: Injection) -> str | None:
+    expected = {entry["name"]: entry for entry in own_sidecar_env(injection)}
+    seen = set()
+    for entry in container.get("env") or []:
+        seen.add(entry.get("name"))
+        if problem := _entry_problem(entry, expected, injection.config):
+            return problem
+    for name in expected:
+        if name not in FREE_ENV and name not in seen:
+            return f"env {name} is missing"
+    return None
+
+
+def _mounts_problem(container: Mapping[str, Any], expected: list[dict[str, Any]]) -> str | None:
+    """The sidecar mounts exactly its own volumes, where the webhook puts them."""
+    wanted = {mount["name"]: mount for mount in expected}
+    names = [mount.get("name") for mount in container.get("volumeMounts") or []]
+    for mount in container.get("volumeMounts") or []:
+        name = mount.get("name")
+        if name not in wanted:
+            return (
+                f"volumeMounts has {q(name)}, which the sidecar does not mount (another volume "
+                "could feed it what it reads or show what it writes)"
+            )
+        want = wanted[name]
+        extra = {
+            k: v
+            for k, v in mount.items()
+            if k not in ("name", "mountPath", "readOnly", "recursiveReadOnly")
+        }
+        if (
+            names.count(name) > 1
+            or mount.get("mountPath") != want["mountPath"]
+            or bool(mount.get("readOnly")) != bool(want.get("readOnly"))
+            or any(not _empty(v) and v != "None" for v in extra.values())
+        ):
+            return f"volumeMounts[{name}] is not where and how sidecred mounts it"
+    missing = [name for name in wanted if name not in names]
+    return f"volumeMounts lacks {q(missing[0])}" if missing else None
+
+
+# Pod Security "baseline" SELinux types; any other (spc_t, unconfined_t) is less confined.
+_SELINUX_TYPES = frozenset({"", "container_t", "container_init_t", "container_kvm_t"})
+_CONFINED_PROFILES = frozenset({"RuntimeDefault", "Localhost"})
+
+
+def _security_problem(context: Any) -> str | None:
+    """Whether a security context is at least as strict as the one the webhook builds."""
+    if not isinstance(context, dict):
+        return "securityContext is missing"
+    capabilities = context.get("capabilities") or {}
+    selinux = context.get("seLinuxOptions") or {}
+    checks = (
+        (context.get("runAsNonRoot") is True, "runAsNonRoot is not true"),
+        (_non_root_id(context.get("runAsUser")), "runAsUser is not a non-root user"),
+        (_non_root_id(context.get("runAsGroup")), "runAsGroup is not a non-root group"),
+        (context.get("readOnlyRootFilesystem") is True, "readOnlyRootFilesystem is not true"),
+        (context.get("allowPrivilegeEscalation") is False, "allowPrivilegeEscalation is not false"),
+        (not context.get("privileged"), "privileged is set"),
+        ("ALL" in (capabilities.get("drop") or []), "capabilities do not drop ALL"),
+        (not capabilities.get("add"), "capabilities add some"),
+        (
+            (context.get("seccompProfile") or {}).get("type") in _CONFINED_PROFILES,
+            "seccompProfile is not RuntimeDefault or Localhost",
+        ),
+        (context.get("procMount") in (None, "Default"), "procMount is not Default"),
+        (
+            selinux.get("type", "") in _SELINUX_TYPES and not selinux.get("user") and not selinux.get("role"),
+            "seLinuxOptions are less confined than the runtime's default",
+        ),
+        (
+            (context.get("appArmorProfile") or {"type": "RuntimeDefault"}).get("type") in _CONFINED_PROFILES,
+            "appArmorProfile is not RuntimeDefault or Localhost",
+        ),
+        (not (context.get("windowsOptions") or {}).get("hostProcess"), "windowsOptions.hostProcess is set"),
+    )  # fmt: skip
+    for holds, problem in checks:
+        if not holds:
+            return f"securityContext is less strict than sidecred's: {problem}"
+    return None
+
+
+def _non_root_id(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _handler_problem(where: str, handler: Any, allowed_exec: list[str] | None) -> str | None:
+    """Probes and hooks: no command of anyone else runs inside the sidecar, no other host."""
+    if not isinstance(handler, dict):
+        return None
+    run = handler.get("exec")
+    if run is not None and (allowed_exec is None or run != {"command": allowed_exec}):
+        return f"{where} runs a command inside the sidecar ({q(run, 120)})"
+    http_get = handler.get("httpGet")
+    if isinstance(http_get, dict) and http_get.get("host"):
+        return f"{where}.httpGet asks another host ({q(http_get['host'])})"
+    return None
+
+
+def _program_problem(container: Mapping[str, Any], config: Settings) -> str | None:
+    image = container.get("image")
+    if not isinstance(image, str) or image_repository(image) not in config.sidecar_repository_set:
+        accepted = ", ".join(sorted(config.sidecar_repository_set))
+        return (
+            f"image {q(image)} is not from a sidecar repository ({accepted}; "
+            "--sidecar-repositories lists mirrors)"
+        )
+    if container.get("command") != SIDECAR_COMMAND:
+        return f"command is {q(container.get('command'))}, not {q(SIDECAR_COMMAND)}"
+    if not _empty(container.get("args")):
+        return f"args is set ({q(container.get('args'), 120)}), and sidecred sets none"
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        if problem := _handler_problem(probe, container.get(probe), None):
+            return problem
+    lifecycle = container.get("lifecycle") or {}
+    for hook in sorted(lifecycle) if isinstance(lifecycle, dict) else ():
+        allowed = list(WAIT_READY_COMMAND) if hook == "postStart" else None
+        if problem := _handler_problem(f"lifecycle.{hook}", lifecycle[hook], allowed):
+            return problem
+    # The kubelet reports that file's content in the pod's status, readable by all.
+    if container.get("terminationMessagePath") not in (None, TERMINATION_LOG):
+        return f"terminationMessagePath is {q(container['terminationMessagePath'])}"
+    for key in sorted(set(container) - _JUDGED_FIELDS - _FREE_FIELDS):
+        if not _empty(container[key]):
+            return f"{key} is set, and sidecred does not set it"
+    return None
+
+
+def _placement_problem(list_name: str, container: Mapping[str, Any]) -> str | None:
+    restart = container.get("restartPolicy")
+    if list_name == "initContainers" and restart != "Always":
+        return "it is an init container without restartPolicy Always, not a native sidecar"
+    if list_name == "containers" and restart not in (None, "Always"):
+        return f"restartPolicy is {q(restart)}"
+    return None
+
+
+def sidecar_difference(
+    list_name: str, container: Mapping[str, Any], injection: Injection
+) -> str | None:
+    """Why `container` (named sidecred, in `list_name`) is not the pod's sidecar, or None.
+
+    Compares the properties that decide who gets which role (the module docstring
+    lists them and what is left alone).
+    """
+    expected_mounts = build_sidecar(injection).get("volumeMounts") or []
+    return (
+        _placement_problem(list_name, container)
+        or _program_problem(container, injection.config)
+        or _env_problem(container, injection)
+        or _mounts_problem(container, expected_mounts)
+        or _security_problem(container.get("securityContext"))
+    )
 
 
 def calls_sidecar(container: Mapping[str, Any]) -> bool:
@@ -184,7 +459,7 @@ def forged_reason(container: Mapping[str, Any], config: Settings) -> str | None:
     if container.get("name") == SIDECAR_NAME:
         return f"is named {q(SIDECAR_NAME)}, the name reserved for the sidecar"
     image = container.get("image")
-    if isinstance(image, str) and image_repository(image) == image_repository(config.sidecar_image):
+    if isinstance(image, str) and image_repository(image) in config.sidecar_repository_set:
         return f"runs the sidecar image {q(image)}"
     if calls_sidecar(container):
         return f"runs the sidecar ({q(' '.join(_command(container)), 120)})"
@@ -221,6 +496,33 @@ def token_audiences(volume: Mapping[str, Any]) -> list[str]:
     return [str(t.get("audience", "")) for t in tokens if isinstance(t, dict)]
 
 
+def _reserved_volume_difference(
+    volume: Mapping[str, Any], expected: Mapping[str, Any]
+) -> str | None:
+    """A reserved volume is of the kind sidecred builds; sizes and lifetimes are left alone."""
+    kinds = sorted(k for k, v in volume.items() if k != "name" and not _empty(v))
+    want = next(k for k in expected if k != "name")
+    if kinds != [want] or not isinstance(volume[want], dict):
+        return f"it is {q(kinds)}, not {q(want)}"
+    if want == "emptyDir":
+        medium = volume["emptyDir"].get("medium")
+        return None if medium == "Memory" else f'its medium is {q(medium)}, not "Memory"'
+    sources = volume["projected"].get("sources")
+    source = sources[0] if isinstance(sources, list) and len(sources) == 1 else None
+    token = source.get("serviceAccountToken") if isinstance(source, dict) else None
+    want_token = expected["projected"]["sources"][0]["serviceAccountToken"]
+    if (
+        not isinstance(token, dict)
+        or set(source or {}) != {"serviceAccountToken"}
+        or set(token) - {"audience", "expirationSeconds", "path"}
+        or token.get("path") != want_token["path"]
+    ):
+        return 'it is not one service-account token at path "token"'
+    if token.get("audience") != want_token["audience"]:
+        return f"its audience is {q(token.get('audience'))}, not {q(want_token['audience'])}"
+    return None
+
+
 def audience_problem(
     pod: Mapping[str, Any], config: Settings, injection: Injection | None
 ) -> Refusal | None:
@@ -235,7 +537,7 @@ def audience_problem(
                     f"sidecred: volume {q(name)} is reserved for sidecred's sidecar, which this "
                     f"pod does not run; remove it (or annotate the pod with {config.annotation_key})",
                 )
-            if difference := first_difference(expected[name], volume):
+            if difference := _reserved_volume_difference(volume, expected[name]):
                 return Refusal(
                     "forged-sidecar",
                     f"sidecred: volume {q(name)} is not the one sidecred builds ({difference})",
@@ -255,27 +557,22 @@ def audience_problem(
 def check_sidecar(
     pod: Mapping[str, Any], config: Settings, namespace: str | None = None
 ) -> SidecarVerdict:
-    """Whether the pod runs exactly the canonical sidecar, and the first forged-sidecar problem.
+    """Whether the pod runs the canonical sidecar, and the first forged-sidecar problem.
 
-    The sidecar must be the container named `sidecred`, in initContainers (native
-    mode) or containers (container mode), equal to `canonical_sidecar` up to the
-    API server's defaults. Any other container that could act as a sidecar
-    (`forged_reason`) and any sidecred-audience token outside it is a problem.
-    Raises Refusal (bad-annotation) when the role or option annotations are invalid.
+    The sidecar is the container named `sidecred`, in initContainers (a native
+    sidecar) or containers, with the properties `sidecar_difference` compares. Any
+    other container that could act as a sidecar (`forged_reason`) and any
+    sidecred-audience token outside it is a problem. A pure function of the pod
+    and the settings. Raises Refusal (bad-annotation) when the role or option
+    annotations are invalid.
     """
     injection = canonical_injection(pod, config, namespace)
-    expected = build_sidecar(injection) if injection else None
     found = find_sidecar(pod)
     location = found[:2] if found else None
     canonical = False
     problem: Refusal | None = None
-    if found is not None and expected is not None:
-        wanted_list = "initContainers" if config.sidecar_mode == "native" else "containers"
-        difference = (
-            first_difference(expected, found[2])
-            if found[0] == wanted_list
-            else f"it is in {found[0]}, not {wanted_list}"
-        )
+    if found is not None and injection is not None:
+        difference = sidecar_difference(found[0], found[2], injection)
         canonical = difference is None
         if difference:
             problem = Refusal(

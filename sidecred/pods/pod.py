@@ -8,7 +8,7 @@ on native sidecars).
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, cast
 
 from sidecred.pods.annotations import q
 from sidecred.pods.names import SIDECAR_NAME
@@ -95,9 +95,9 @@ def find_sidecar(pod: Mapping[str, Any]) -> tuple[str, int, dict[str, Any]] | No
     return None
 
 
-def check_pod_shape(pod: Any, where: str = "request.object") -> None:
-    """Refuse (400) a pod with more than MAX_CONTAINERS containers, or one whose fields
-    sidecred reads have the wrong JSON types (`pods.shape`).
+def check_pod_shape(pod: Any, where: str = "request.object") -> dict[str, Any]:
+    """The pod, or refuse (400) one with more than MAX_CONTAINERS containers or one whose
+    fields sidecred reads have the wrong JSON types (`pods.shape`).
 
     The API server only sends well-typed pods, but anyone who can reach the
     webhook can send anything; this turns junk into a clear answer, never a crash.
@@ -114,3 +114,4 @@ def check_pod_shape(pod: Any, where: str = "request.object") -> None:
         raise Refusal(
             "bad-request", f"sidecred: {where} is not a valid pod: " + "; ".join(problems), 400
         )
+    return cast("dict[str, Any]", pod)  # pod_problems refused anything but an object

@@ -1,29 +1,24 @@
-"""The session name the webhook and the broker give a pod's role session."""
+"""The session name a pod's `iam.amazonaws.com/session-name` annotation asks for."""
 
 from __future__ import annotations
 
-import hashlib
-
 from sidecred.pods.annotations import SESSION_NAME_KEY, q
 from sidecred.pods.refusal import Refusal
+from sidecred.sidecar.session_name import build_session_name
 
-SESSION_NAME_MAX = 64  # STS RoleSessionName limit
 
+def custom_session_name(namespace: str, value: str) -> str:
+    """`<namespace>.<value>` as the sidecar builds it, refused when cutting it to STS's 64
+    characters would cut into the namespace prefix.
 
-def namespaced_session_name(namespace: str, value: str) -> str:
-    """`<namespace>.<value>`, cut to STS's 64 characters with a short hash of the whole.
-
-    The namespace prefix always survives, so no pod can take a session name (or a
-    SourceIdentity derived from it) that starts with another namespace's name.
+    The prefix must survive whole, so no pod can take a session name that starts
+    with another namespace's name.
     """
-    full = f"{namespace}.{value}"
-    if len(full) <= SESSION_NAME_MAX:
-        return full
-    keep = SESSION_NAME_MAX - 9  # "-" and 8 hex digits
-    if len(namespace) + 2 > keep:
+    name = build_session_name(namespace, "", value)
+    if not name.startswith(f"{namespace}."):
         raise Refusal(
             "bad-annotation",
             f"sidecred: namespace {q(namespace)} is too long to prefix the custom session name "
             f"of {SESSION_NAME_KEY}; remove the annotation to use <namespace>.<pod name>",
         )
-    return full[:keep] + "-" + hashlib.sha256(full.encode()).hexdigest()[:8]
+    return name

@@ -18,6 +18,7 @@ own setting.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 from collections.abc import Mapping
@@ -31,6 +32,8 @@ from cryptography import x509
 from sidecred.int_range import int_in_range_or_problem
 from sidecred.pods.annotations import ROLE_KEY
 from sidecred.pods.dns_names import is_dns1123_subdomain
+from sidecred.pods.images import image_repository
+from sidecred.sidecar import config as sc
 from sidecred.sidecar.config import (
     CREDENTIAL_SOURCES,
     MAX_SESSION_DURATION,
@@ -56,6 +59,14 @@ ANNOTATION_KEY_RE = re.compile(
 # Kubernetes resource quantities such as 10m, 64Mi, 0.5.
 QUANTITY_RE = re.compile(r"[0-9]+(?:\.[0-9]+)?(?:m|k|M|G|Ki|Mi|Gi)?")
 PORTS = (1, 65535)
+# An env variable name as the API server accepts it (a C identifier, also with . and -).
+ENV_NAME_RE = re.compile(r"[-._a-zA-Z][-._a-zA-Z0-9]*")
+# The sidecar's settings the webhook writes itself; configuration cannot add them again.
+# (SIDECRED_RETRY_CAP_SECONDS is the one sidecar setting left to operators.)
+WEBHOOK_ENV_NAMES = frozenset(getattr(sc, name) for name in dir(sc) if name.startswith("ENV_")) - {
+    sc.ENV_RETRY_CAP_SECONDS
+}
+ENV_EXAMPLE = '[{"name": "HTTPS_PROXY", "value": "http://proxy.corp:3128"}]'
 
 
 def option(
@@ -65,10 +76,50 @@ def option(
     choices: tuple[str, ...] | None = None,
     limits: tuple[int, int] | None = None,
     cli: bool = True,
+    parse: Any = None,
 ) -> Any:
-    """A Settings field carrying its flag's help, choices and integer range."""
-    meta = {"help": help, "choices": choices, "limits": limits, "cli": cli}
+    """A Settings field carrying its flag's help, choices, integer range or parser.
+
+    `parse(flag, text, problems)` turns the flag's text into the value, appending
+    to `problems` what is wrong with it.
+    """
+    meta = {"help": help, "choices": choices, "limits": limits, "cli": cli, "parse": parse}
     return field(default=default, metadata=meta)
+
+
+def parse_env_list(flag: str, text: str, problems: list[str]) -> tuple[tuple[str, str], ...]:
+    """(name, value) pairs from a JSON list of {"name", "value"} objects (EnvVar, literal only)."""
+    try:
+        items = json.loads(text or "[]")
+    except ValueError as exc:
+        problems.append(f"{flag} is not JSON ({exc}); expected a list such as {ENV_EXAMPLE}")
+        return ()
+    if not isinstance(items, list):
+        problems.append(f"{flag} is not a JSON list; expected a list such as {ENV_EXAMPLE}")
+        return ()
+    pairs: list[tuple[str, str]] = []
+    for item in items:
+        name = item.get("name") if isinstance(item, dict) else None
+        if not isinstance(name, str):
+            problems.append(f"{flag}: {json.dumps(item)[:80]} is not an object with a name")
+            continue
+        if "valueFrom" in item:
+            problems.append(
+                f"{flag}: {name} uses valueFrom; only literal values are accepted, because a "
+                "ConfigMap or Secret reference is read in each pod's own namespace, which its "
+                "tenant controls"
+            )
+        elif set(item) - {"name", "value"}:
+            problems.append(f"{flag}: {name} has keys other than name and value")
+        value = item.get("value", "")
+        if not isinstance(value, str):
+            problems.append(f"{flag}: the value of {name} is not a string (quote it)")
+        if not ENV_NAME_RE.fullmatch(name):
+            problems.append(f"{flag}: {name!r} is not an env variable name")
+        elif name in WEBHOOK_ENV_NAMES:
+            problems.append(f"{flag}: {name} is a setting the webhook writes itself")
+        pairs.append((name, str(value)))
+    return tuple(pairs)
 
 
 @dataclass(frozen=True)
@@ -105,6 +156,27 @@ class Settings:
     # The slim image (Dockerfile target sidecar).
     sidecar_image: str = option(
         "ghcr.io/sidecred/sidecred-sidecar:0.1.0", "image of the injected sidecar"
+    )
+    # Mirrors: an image-rewrite policy, a pull-through cache, or the repository the
+    # sidecar came from before a move. The repository is what is trusted, not the tag.
+    sidecar_repositories: tuple[str, ...] = option(
+        (),
+        "comma-separated image repositories the sidecar may also come from (mirrors), "
+        "in any tag or digest, besides --sidecar-image's",
+    )
+    # Proxy, FIPS or STS endpoints, a CA bundle: env that decides where the sidecar sends
+    # its token, so only configuration gives it (values are visible in every pod spec).
+    sidecar_extra_env: tuple[tuple[str, str], ...] = option(
+        (),
+        f"env added to every sidecar, a JSON list such as {ENV_EXAMPLE}",
+        parse=parse_env_list,
+    )
+    # What an earlier sidecar_extra_env gave sidecars still running: accepted, not added.
+    sidecar_accepted_env: tuple[tuple[str, str], ...] = option(
+        (),
+        "env an earlier --sidecar-extra-env gave sidecars that still run: accepted on a "
+        "sidecar, not added (same JSON form)",
+        parse=parse_env_list,
     )
     sidecar_mode: str = option(
         "native", "native sidecar init container, or a regular container", choices=SIDECAR_MODES
@@ -143,10 +215,13 @@ class Settings:
         limits=(600, 2**31 - 1),  # the API server's minimum is 600 s
     )
     sidecar_cpu_request: str = option("10m", "sidecar CPU request")
-    sidecar_memory_request: str = option("32Mi", "sidecar memory request")
-    # start-up imports botocore; a tight limit slows every pod start
+    # Measured (bench/RESULTS.md, Footprint): the serving process holds about 12 MB RSS
+    # (5 MB anonymous); each `sidecred fetch` child adds about 17 MB RSS while it runs,
+    # and at most two run at once (however many roles the pod has).
+    sidecar_memory_request: str = option("16Mi", "sidecar memory request")
+    # Each fetch starts an interpreter; a tight CPU limit slows every pod's start.
     sidecar_cpu_limit: str = option("500m", "sidecar CPU limit")
-    sidecar_memory_limit: str = option("96Mi", "sidecar memory limit")
+    sidecar_memory_limit: str = option("48Mi", "sidecar memory limit")
     # Pod-level: added to spec.imagePullSecrets, so the kubelet can pull sidecar_image.
     sidecar_image_pull_secrets: tuple[str, ...] = option(
         (), "comma-separated Secret names added to each injected pod's imagePullSecrets"
@@ -156,6 +231,23 @@ class Settings:
     def sidecred_audiences(self) -> frozenset[str]:
         """The audiences only the canonical sidecar may hold a token for."""
         return frozenset((self.token_audience, self.broker_audience))
+
+    @property
+    def sidecar_repository_set(self) -> frozenset[str]:
+        """Repositories whose image may run as the sidecar: --sidecar-image's and the mirrors."""
+        return frozenset(map(image_repository, (self.sidecar_image, *self.sidecar_repositories)))
+
+    @property
+    def configured_sidecar_env(self) -> frozenset[tuple[str, str]]:
+        """Every (name, value) configuration gives or gave a sidecar."""
+        return frozenset(self.sidecar_extra_env + self.sidecar_accepted_env)
+
+    def loggable(self) -> dict[str, object]:
+        """The settings for a log line: env values (a proxy URL may hold a password) left out."""
+        shown: dict[str, object] = dict(vars(self))
+        for name in ("sidecar_extra_env", "sidecar_accepted_env"):
+            shown[name] = [env_name for env_name, _ in getattr(self, name)]
+        return shown
 
     @property
     def sidecar_token_audience(self) -> str:
@@ -200,6 +292,8 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _convert(f: Any, value: str, problems: list[str]) -> object:
+    if f.metadata["parse"] is not None:
+        return f.metadata["parse"](_flag(f.name), value, problems)
     choices = f.metadata["choices"]
     if choices and value not in choices:
         problems.append(f"{_flag(f.name)}={value!r} is not one of {', '.join(choices)}")
@@ -208,7 +302,8 @@ def _convert(f: Any, value: str, problems: list[str]) -> object:
             problems.append(f"{_flag(f.name)}={value!r} is not true or false")
         return value.lower() in TRUE_WORDS
     if f.metadata["limits"]:
-        return int_in_range_or_problem(_flag(f.name), value, *f.metadata["limits"], problems)
+        low, high = f.metadata["limits"]
+        return int_in_range_or_problem(_flag(f.name), value, low, high, problems)
     if isinstance(f.default, tuple):
         return tuple(dict.fromkeys(item.strip() for item in value.split(",") if item.strip()))
     return value
@@ -226,7 +321,7 @@ def _read_broker_ca(path: str, problems: list[str]) -> str | None:
     return text
 
 
-def _check_broker(values: dict[str, object], problems: list[str]) -> None:
+def _check_broker(values: dict[str, object], problems: list[str], read_ca: bool) -> None:
     if values["credential_source"] != "broker":
         return
     url = values["broker_url"]
@@ -241,11 +336,11 @@ def _check_broker(values: dict[str, object], problems: list[str]) -> None:
     path = values["broker_ca_file"]
     if not isinstance(path, str):
         problems.append("--credential-source broker needs --broker-ca-file (the broker's CA, PEM)")
-    else:
+    elif read_ca:
         values["broker_ca"] = _read_broker_ca(path, problems)
 
 
-def _check_values(values: dict[str, object], problems: list[str]) -> None:
+def _check_values(values: dict[str, object], problems: list[str], read_ca: bool = True) -> None:
     base = values["base_role_arn"]
     if isinstance(base, str):
         if not base.endswith("/"):
@@ -258,6 +353,12 @@ def _check_values(values: dict[str, object], problems: list[str]) -> None:
         values["base_role_arn"] = base
     if not ANNOTATION_KEY_RE.fullmatch(str(values["annotation_key"])):
         problems.append(f"--annotation-key={values['annotation_key']!r} is not an annotation key")
+    for name in cast(tuple[str, ...], values["sidecar_repositories"]):
+        if any(c.isspace() for c in name):
+            problems.append(f"--sidecar-repositories names {name!r}, which is not a repository")
+    env_names = [name for name, _ in cast(tuple[tuple[str, str], ...], values["sidecar_extra_env"])]
+    for name in sorted({n for n in env_names if env_names.count(n) > 1}):
+        problems.append(f"--sidecar-extra-env sets {name} more than once")
     for name in ("sidecar_image", "token_audience", "broker_audience", "region"):
         value = values[name]
         if isinstance(value, str) and (not value or any(c.isspace() for c in value)):
@@ -287,13 +388,17 @@ def _check_values(values: dict[str, object], problems: list[str]) -> None:
             "credentials, which every container on the node can reach; it is unsafe for "
             f"multi-tenant clusters. Use web-identity or broker, or pass {UNSAFE_ASSUME_ROLE_FLAG}"
         )
-    _check_broker(values, problems)
+    _check_broker(values, problems, read_ca)
 
 
-def config_from_args(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> Settings:
+def config_from_args(
+    args: argparse.Namespace, env: Mapping[str, str] | None = None, *, read_broker_ca: bool = True
+) -> Settings:
     """Build a validated Settings from parsed flags, falling back to env then defaults.
 
     Raises ValueError listing every invalid option, so the webhook refuses to start.
+    `read_broker_ca=False` leaves `broker_ca` unset instead of reading --broker-ca-file: for
+    tools away from the pod that mounts it, whose decisions do not depend on its text.
     """
     env = os.environ if env is None else env
     problems: list[str] = []
@@ -303,7 +408,7 @@ def config_from_args(args: argparse.Namespace, env: Mapping[str, str] | None = N
         if value is None and f.metadata["cli"]:
             value = env.get(env_name(f.name)) or None
         values[f.name] = f.default if value is None else _convert(f, value.strip(), problems)
-    _check_values(values, problems)
+    _check_values(values, problems, read_broker_ca)
     if problems:
         raise ValueError("sidecred webhook: invalid options: " + "; ".join(problems))
     return Settings(**values)  # type: ignore[arg-type]

@@ -56,33 +56,63 @@ Shape = Scalar | Obj | ListOf | MapOf
 
 STRING = Scalar("a string", lambda v: isinstance(v, str))
 BOOLEAN = Scalar("true or false", lambda v: isinstance(v, bool))
+INTEGER = Scalar("an integer", lambda v: isinstance(v, int) and not isinstance(v, bool))
 DNS_LABEL = Scalar("a DNS-1123 label (at most 63 of a-z, 0-9 and '-')", is_dns1123_label)
 DNS_SUBDOMAIN = Scalar(
     "a DNS-1123 subdomain (at most 253 of a-z, 0-9, '-' and '.')", is_dns1123_subdomain
 )
 
-SECURITY_CONTEXT = Obj({"privileged": BOOLEAN, "capabilities": Obj({"add": ListOf(STRING)})})
+SECURITY_CONTEXT = Obj(
+    {
+        "privileged": BOOLEAN,
+        "allowPrivilegeEscalation": BOOLEAN,
+        "readOnlyRootFilesystem": BOOLEAN,
+        "runAsNonRoot": BOOLEAN,
+        "runAsUser": INTEGER,
+        "runAsGroup": INTEGER,
+        "procMount": STRING,
+        "capabilities": Obj({"add": ListOf(STRING), "drop": ListOf(STRING)}),
+        "seLinuxOptions": Obj({"type": STRING, "user": STRING, "role": STRING}),
+        "seccompProfile": Obj({"type": STRING}),
+        "appArmorProfile": Obj({"type": STRING}),
+        "windowsOptions": Obj({"hostProcess": BOOLEAN}),
+    }
+)
+# A probe or a lifecycle hook.
+HANDLER = Obj({"exec": Obj({"command": ListOf(STRING)}), "httpGet": Obj({"host": STRING})})
+FIELD_REF = Obj({"apiVersion": STRING, "fieldPath": STRING})
+ENV_VAR = Obj(
+    {"name": STRING, "value": STRING, "valueFrom": Obj({"fieldRef": FIELD_REF})}, ("name",)
+)
 CONTAINER = Obj(
     {
         "name": STRING,
         "image": STRING,
         "command": ListOf(STRING),
         "args": ListOf(STRING),
-        "env": ListOf(Obj({"name": STRING, "value": STRING, "valueFrom": Obj()}, ("name",))),
+        "env": ListOf(ENV_VAR),
         "envFrom": ListOf(Obj({"prefix": STRING})),
-        "volumeMounts": ListOf(Obj({"name": STRING, "mountPath": STRING}, ("name",))),
+        "volumeMounts": ListOf(
+            Obj({"name": STRING, "mountPath": STRING, "readOnly": BOOLEAN}, ("name",))
+        ),
         "restartPolicy": STRING,
         "targetContainerName": STRING,
         "securityContext": SECURITY_CONTEXT,
+        "startupProbe": HANDLER,
+        "livenessProbe": HANDLER,
+        "readinessProbe": HANDLER,
+        "lifecycle": Obj({"postStart": HANDLER, "preStop": HANDLER}),
+        "terminationMessagePath": STRING,
     },
     ("name",),
 )
-TOKEN_SOURCE = Obj({"serviceAccountToken": Obj({"audience": STRING})})
+TOKEN_SOURCE = Obj({"serviceAccountToken": Obj({"audience": STRING, "path": STRING})})
 VOLUME = Obj(
     {
         "name": STRING,
         "projected": Obj({"sources": ListOf(TOKEN_SOURCE)}),
         "hostPath": Obj({"path": STRING}),
+        "emptyDir": Obj({"medium": STRING}),
     },
     ("name",),
 )

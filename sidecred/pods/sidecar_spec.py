@@ -21,9 +21,10 @@ from sidecred.pods.names import (
     TOKEN_VOLUME,
 )
 from sidecred.pods.pod import env_value, find_sidecar
-from sidecred.pods.session import namespaced_session_name
+from sidecred.pods.session import custom_session_name
 from sidecred.pods.settings import Settings
 from sidecred.sidecar import config as sc
+from sidecred.sidecar.config import TOKEN_MODES
 
 FULL_URI = "AWS_CONTAINER_CREDENTIALS_FULL_URI"
 RELATIVE_URI = "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"
@@ -56,17 +57,32 @@ def plan_injection(
     new_token: Callable[[], str],
     namespace: str,
 ) -> Injection:
-    """Settle the token (reused from an existing sidecar on reinvocation) and the session name."""
+    """Settle the port, token and session name.
+
+    A pod that already runs a sidecar (a reinvocation, or a replica on another
+    configuration injected it) keeps that sidecar's port, token mode and token, so
+    containers added later are pointed at the sidecar the pod has.
+    """
     existing = find_sidecar(pod)
-    token = None
-    if existing is not None and options.token_mode == "env":
-        token = env_value(existing[2], sc.ENV_AUTH_TOKEN) or None
-    if options.token_mode == "env" and token is None:
+    port, token_mode, token = config.sidecar_port, options.token_mode, None
+    if existing is not None:
+        port = _port_of(existing[2]) or port
+        mode = env_value(existing[2], sc.ENV_TOKEN_MODE)
+        token_mode = mode if mode in TOKEN_MODES else token_mode
+        if token_mode == "env":
+            token = env_value(existing[2], sc.ENV_AUTH_TOKEN) or None
+    if token_mode == "env" and token is None:
         token = new_token()
-    session = options.session_name and namespaced_session_name(namespace, options.session_name)
-    return Injection(
-        role_arn, options, config, config.sidecar_port, options.token_mode, token, session or None
-    )
+    session = options.session_name and custom_session_name(namespace, options.session_name)
+    return Injection(role_arn, options, config, port, token_mode, token, session or None)
+
+
+def _port_of(sidecar: Mapping[str, Any]) -> int | None:
+    """The credential port a sidecar container serves on, if its env names a valid one."""
+    value = env_value(sidecar, sc.ENV_PORT) or ""
+    if value.isascii() and value.isdigit() and 0 < int(value) < 65536:
+        return int(value)
+    return None
 
 
 def _field_env(name: str, field_path: str) -> dict[str, Any]:
@@ -87,7 +103,14 @@ def source_env(cfg: Settings) -> list[dict[str, Any]]:
 
 
 def sidecar_env(inj: Injection) -> list[dict[str, Any]]:
-    """Every setting the sidecar uses, in the pod spec for all to see."""
+    """Every setting the sidecar uses, in the pod spec for all to see: the webhook's own,
+    then the operator's (proxy, endpoints, CA bundle), which tenants cannot add."""
+    extra = [{"name": name, "value": value} for name, value in inj.config.sidecar_extra_env]
+    return own_sidecar_env(inj) + extra
+
+
+def own_sidecar_env(inj: Injection) -> list[dict[str, Any]]:
+    """The settings the webhook itself writes into the sidecar's env."""
     cfg, opts = inj.config, inj.options
     native = cfg.sidecar_mode == "native"
     env: list[dict[str, Any]] = [
@@ -131,7 +154,7 @@ def build_sidecar(inj: Injection) -> dict[str, Any]:
     cfg = inj.config
     native = cfg.sidecar_mode == "native"
     env = sidecar_env(inj)
-    mounts = []
+    mounts: list[dict[str, Any]] = []
     if inj.token_mode == "file":
         mounts.append({"name": TOKEN_VOLUME, "mountPath": TOKEN_DIR})
     if uses_sa_token(cfg):

@@ -55,7 +55,7 @@ class Hold:
 
     size: int
     since: float
-    task: asyncio.Task | None = None
+    task: asyncio.Task[object] | None = None
     arrived: bool = False  # the whole body is in: no longer evictable
     evicted: bool = False
     released: bool = field(default=False, repr=False)
@@ -64,7 +64,7 @@ class Hold:
 @dataclass(eq=False)
 class _Waiter:
     size: int
-    task: asyncio.Task | None
+    task: asyncio.Task[object] | None
     granted: asyncio.Future[Hold]
 
 
@@ -112,7 +112,7 @@ class BodyBudget:
                 return None  # the rest are younger
         return None
 
-    def _give(self, size: int, task: asyncio.Task | None) -> Hold:
+    def _give(self, size: int, task: asyncio.Task[object] | None) -> Hold:
         hold = Hold(size, self._clock(), task)
         self._holds[hold] = None
         self.held += size

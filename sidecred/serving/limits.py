@@ -1,4 +1,4 @@
-"""Keeping the webhook up against abuse (DESIGN.md 3.3, path 5): any pod can reach it.
+"""Keeping the webhook up against abuse (SECURITY.md, Path 5): any pod can reach it.
 
 Every connection must deliver a complete request (head and body) within
 REQUEST_DEADLINE_SECONDS of its TLS handshake or of its previous response, or it
@@ -63,8 +63,8 @@ def apply_tls_limits() -> None:
     asyncio.sslproto.SSLProtocol.max_size = TLS_READ_BUFFER_BYTES
     asyncio.constants.SSL_HANDSHAKE_TIMEOUT = TLS_HANDSHAKE_SECONDS
     asyncio.constants.SSL_SHUTDOWN_TIMEOUT = TLS_SHUTDOWN_SECONDS
-    asyncio.constants.FLOW_CONTROL_HIGH_WATER_SSL_READ = TLS_PAUSED_READ_KIB
-    h11_impl.HIGH_WATER_LIMIT = UNREAD_BODY_BYTES
+    asyncio.constants.FLOW_CONTROL_HIGH_WATER_SSL_READ = TLS_PAUSED_READ_KIB  # type: ignore[misc]
+    h11_impl.HIGH_WATER_LIMIT = UNREAD_BODY_BYTES  # type: ignore[attr-defined]
 
 
 class DeadlineH11Protocol(H11Protocol):
@@ -89,14 +89,14 @@ class DeadlineH11Protocol(H11Protocol):
         """Close the connection that has waited longest, at least WAITED_SECONDS, for a
         complete request; False when none has."""
         waiting = [
-            c
+            (c._waiting_since, c)
             for c in self.connections
-            if c is not self and getattr(c, "_waiting_since", None) is not None
+            if isinstance(c, DeadlineH11Protocol) and c is not self and c._waiting_since is not None
         ]
         if not waiting:
             return False
-        oldest = min(waiting, key=lambda c: c._waiting_since)
-        if self.loop.time() - oldest._waiting_since < WAITED_SECONDS:
+        since, oldest = min(waiting, key=lambda pair: pair[0])
+        if self.loop.time() - since < WAITED_SECONDS:
             return False
         oldest._cancel_deadline()
         oldest.transport.abort()  # no TLS goodbye for a connection that sent nothing usable

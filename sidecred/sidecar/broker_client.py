@@ -3,24 +3,28 @@
 Runs in `sidecred fetch`, so the projected token (broker audience) is read
 there, fresh each time, and never by the serving process. The broker's
 certificate is verified against `SIDECRED_BROKER_CA` (PEM text), hostname
-included. Wire contract (DESIGN 5): no body; 200 with the credentials JSON;
+included. Wire contract (sidecred/broker/app.py): no body; 200 with the credentials JSON;
 401/403/503 with `{"Code","Message","code","message"}`. A 403 is a refusal
 (the role is no longer permitted), reported like STS's AccessDenied.
 """
 
 from __future__ import annotations
 
-import http.client
 import json
 import ssl
 import urllib.parse
-from typing import Any
 
 from sidecred.sidecar.config import CREDENTIALS_PATH, SidecarConfig
 from sidecred.sidecar.credentials import Credentials, SourceError
+from sidecred.sidecar.http_post import ProtocolError, post
 from sidecred.sidecar.projected_token import read_projected_token
 from sidecred.sidecar.wire import parse_expiration
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+BROKER_CONNECT_TIMEOUT_SECONDS = 5.0
 BROKER_TIMEOUT_SECONDS = 15.0
 MAX_ANSWER_BYTES = 64 * 1024
 _FIELDS = ("AccessKeyId", "SecretAccessKey", "Token", "Expiration")
@@ -68,9 +72,14 @@ def read_answer(status: int, body: bytes, role_arn: str) -> Credentials:
     )
 
 
-def fetch_from_broker(config: SidecarConfig) -> Credentials:
-    """POST to the broker with the projected token; its credentials or a SourceError."""
+def fetch_from_broker(config: SidecarConfig, container: str | None = None) -> Credentials:
+    """POST to the broker with the projected token; its credentials or a SourceError.
+
+    `container`: ask for that container's own role (`?container=<c>`) instead of the pod's.
+    """
     host, port, path = broker_endpoint(config.broker_url or "")
+    if container is not None:
+        path += "?" + urllib.parse.urlencode({"container": container})
     token = read_projected_token(config.broker_token_file or "", "BrokerTokenUnreadable")
     try:
         context = ssl.create_default_context(cadata=config.broker_ca or "")
@@ -78,27 +87,31 @@ def fetch_from_broker(config: SidecarConfig) -> Credentials:
         raise SourceError(
             "BrokerCaInvalid", f"SIDECRED_BROKER_CA is not a PEM CA bundle: {exc}"
         ) from None
-    conn = http.client.HTTPSConnection(host, port, context=context, timeout=BROKER_TIMEOUT_SECONDS)
     try:
-        conn.request(
-            "POST", path, headers={"Authorization": f"Bearer {token}", "Content-Length": "0"}
+        answer = post(
+            host,
+            port,
+            path,
+            {"Authorization": f"Bearer {token}"},
+            b"",
+            tls=context,
+            connect_timeout=BROKER_CONNECT_TIMEOUT_SECONDS,
+            read_timeout=BROKER_TIMEOUT_SECONDS,
+            max_body=MAX_ANSWER_BYTES,
         )
-        response = conn.getresponse()
-        body = response.read(MAX_ANSWER_BYTES + 1)
     except ssl.SSLCertVerificationError as exc:
         raise SourceError(
             "BrokerCertificateInvalid",
             f"{config.broker_url} did not present a certificate SIDECRED_BROKER_CA verifies: "
             f"{exc.verify_message}",
         ) from None
-    except (OSError, http.client.HTTPException) as exc:
+    except (OSError, ProtocolError) as exc:
         raise SourceError(
             "BrokerUnreachable", f"cannot get credentials from {config.broker_url}: {exc}"
         ) from None
-    finally:
-        conn.close()
+    body = answer.body
     if len(body) > MAX_ANSWER_BYTES:
         raise SourceError(
             "BrokerAnswerInvalid", f"the broker's answer is over {MAX_ANSWER_BYTES} bytes"
         )
-    return read_answer(response.status, body, config.role_arn)
+    return read_answer(answer.status, body, config.role_arn)

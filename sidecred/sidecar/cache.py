@@ -56,8 +56,8 @@ class CredentialCache:
         self.next_refresh: datetime | None = None
         self.failures_in_row = 0
         self.retry_delay_seconds = 0.0  # the last backoff chosen, for the log
-        self.sts_calls = 0  # calls to the source (STS through `sidecred fetch`, or the broker)
-        self.sts_failures = 0
+        self.fetches = 0  # calls to the source: STS through `sidecred fetch`, or the broker
+        self.fetch_failures = 0
 
     # --- read side (request path) -------------------------------------------
     def lookup(self, now: datetime) -> tuple[int, bytes]:
@@ -108,7 +108,7 @@ class CredentialCache:
     def record_failure(self, error: SourceError) -> datetime:
         """Keep serving what is held; return when to retry (capped, jittered backoff)."""
         self.last_error = error
-        self.sts_failures += 1
+        self.fetch_failures += 1
         delay = retry_delay(self.failures_in_row, self.rng, self.policy)
         self.retry_delay_seconds = delay
         self.failures_in_row += 1

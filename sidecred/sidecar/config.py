@@ -10,11 +10,15 @@ pods it injects, not a setting any sidecar reads.
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 
 from sidecred.int_range import int_in_range_or_problem
+
+TYPE_CHECKING = False  # `typing` is not imported: the serving process would pay ~2 MB for it
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from typing import Any
 
 # --- env names (the contract) ------------------------------------------------
 ENV_ROLE_ARN = "SIDECRED_ROLE_ARN"
@@ -41,6 +45,9 @@ ENV_BROKER_CA = "SIDECRED_BROKER_CA"  # broker only: the CA bundle (PEM text, pu
 ENV_BROKER_TOKEN_FILE = (
     "SIDECRED_BROKER_TOKEN_FILE"  # broker only: projected token, broker audience
 )
+# Optional: the containers with a role of their own, as a JSON object keyed by container name:
+# {"<c>": {"role_arn": ..., "session_name": ..., "token_file": ... | "auth_token": ...}}
+ENV_CONTAINER_ROLES = "SIDECRED_CONTAINER_ROLES"
 
 # The credential sources, for the sidecar and the webhook alike. assume-role takes base
 # credentials from the pod's surroundings (the node's instance metadata): unsafe for
@@ -60,37 +67,126 @@ DEFAULT_RETRY_CAP_SECONDS = 60.0
 
 # The path the credential endpoint serves; the webhook builds the full URI from it.
 CREDENTIALS_PATH = "/v1/credentials"
+# A container's own role: /v1/containers/<container>/credentials.
+CONTAINER_CREDENTIALS_PREFIX = "/v1/containers/"
 LOOPBACK_HOST = "127.0.0.1"
+MAX_CONTAINER_ROLES = 64
+# What each container-role entry may hold: required fields, and the one the token mode adds.
+_ENTRY_FIELDS = ("role_arn", "session_name")
+_ENTRY_TOKEN_FIELD = {"file": "token_file", "env": "auth_token"}
 
 
 class ConfigError(ValueError):
     """A missing or invalid setting. The message names the variable and the fix."""
 
 
-@dataclass(frozen=True)
+class ContainerRole:
+    """A container's own role: its ARN, session name and endpoint token (file or value)."""
+
+    __slots__ = ("auth_token", "container", "role_arn", "session_name", "token_file")
+
+    def __init__(
+        self,
+        container: str,
+        role_arn: str,
+        session_name: str,
+        token_file: str | None = None,
+        auth_token: str | None = None,
+    ) -> None:
+        self.container = container
+        self.role_arn = role_arn
+        self.session_name = session_name
+        self.token_file = token_file
+        self.auth_token = auth_token
+
+    def __repr__(self) -> str:  # never the auth token
+        return f"ContainerRole({self.container!r}, {self.role_arn!r})"
+
+
+# SidecarConfig's fields: name -> default; None marks a required keyword.
+_CONFIG_FIELDS: dict[str, object] = {
+    "role_arn": None,  # "" when the pod has no pod-level role (container roles only)
+    "credential_source": None,
+    "session_duration": None,
+    "port": None,
+    "health_port": None,
+    "token_mode": None,
+    "sidecar_mode": None,
+    "pod_name": None,
+    "pod_namespace": None,
+    "pod_uid": None,
+    "service_account": None,
+    "token_file": "",
+    "auth_token": "",
+    "web_identity_token_file": "",
+    "external_id": "",
+    "session_name": "",
+    "region": "",
+    "drain_seconds": 0.0,
+    "retry_cap_seconds": DEFAULT_RETRY_CAP_SECONDS,
+    "broker_url": "",
+    "broker_ca": "",  # PEM text
+    "broker_token_file": "",
+    "container_roles": (),
+}
+
+
 class SidecarConfig:
-    role_arn: str
-    credential_source: str
-    session_duration: int
-    port: int
-    health_port: int
-    token_mode: str
-    sidecar_mode: str
-    pod_name: str
-    pod_namespace: str
-    pod_uid: str
-    service_account: str
-    token_file: str | None = None
-    auth_token: str | None = None
-    web_identity_token_file: str | None = None
-    external_id: str | None = None
-    session_name: str | None = None
-    region: str | None = None
-    drain_seconds: float = 0.0
-    retry_cap_seconds: float = DEFAULT_RETRY_CAP_SECONDS
-    broker_url: str | None = None
-    broker_ca: str | None = None  # PEM text
-    broker_token_file: str | None = None
+    """Every setting of one sidecar (a plain class: `dataclasses` costs every pod ~2 MB)."""
+
+    __slots__ = tuple(_CONFIG_FIELDS)
+
+    def __init__(self, **values: Any) -> None:
+        for name, default in _CONFIG_FIELDS.items():
+            if name in values:
+                value = values.pop(name)
+            elif default is None:
+                raise TypeError(f"SidecarConfig needs {name}")
+            else:
+                value = default
+            # "" stands for "not set" in the table; the attribute is None then.
+            object.__setattr__(self, name, None if value == "" == default else value)
+        if values:
+            raise TypeError(f"SidecarConfig has no {', '.join(values)}")
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("SidecarConfig is read-only")
+
+    def replace(self, **changes: Any) -> SidecarConfig:
+        values = {name: getattr(self, name) for name in _CONFIG_FIELDS}
+        values.update(changes)
+        return SidecarConfig(**values)
+
+    def container_role(self, container: str) -> ContainerRole | None:
+        for role in self.container_roles:
+            if role.container == container:
+                return role
+        return None
+
+    if TYPE_CHECKING:
+        role_arn: str
+        credential_source: str
+        session_duration: int
+        port: int
+        health_port: int
+        token_mode: str
+        sidecar_mode: str
+        pod_name: str
+        pod_namespace: str
+        pod_uid: str
+        service_account: str
+        token_file: str | None
+        auth_token: str | None
+        web_identity_token_file: str | None
+        external_id: str | None
+        session_name: str | None
+        region: str | None
+        drain_seconds: float
+        retry_cap_seconds: float
+        broker_url: str | None
+        broker_ca: str | None
+        broker_token_file: str | None
+        container_roles: tuple[ContainerRole, ...]
 
 
 def credentials_uri(port: int) -> str:
@@ -99,6 +195,91 @@ def credentials_uri(port: int) -> str:
     The literal 127.0.0.1 is used because old SDKs accept only it and localhost.
     """
     return f"http://{LOOPBACK_HOST}:{port}{CREDENTIALS_PATH}"
+
+
+def container_credentials_path(container: str) -> str:
+    """The path of `container`'s own role on the credential endpoint."""
+    return f"{CONTAINER_CREDENTIALS_PREFIX}{container}/credentials"
+
+
+def container_credentials_uri(port: int, container: str) -> str:
+    """The AWS_CONTAINER_CREDENTIALS_FULL_URI value for `container`'s own role."""
+    return f"http://{LOOPBACK_HOST}:{port}{container_credentials_path(container)}"
+
+
+def is_dns_label(name: str) -> bool:
+    """A DNS-1123 label, which is what a container name is."""
+    if not 0 < len(name) <= 63 or not name.isascii():
+        return False
+    if not (name[0].isalnum() and name[-1].isalnum()) or name != name.lower():
+        return False
+    return all(c.isalnum() or c == "-" for c in name)
+
+
+def _session_name_ok(name: str) -> bool:
+    # STS's RoleSessionName: [\w+=,.@-]{2,64}, ASCII.
+    return (
+        2 <= len(name) <= 64 and name.isascii() and all(c.isalnum() or c in "_+=,.@-" for c in name)
+    )
+
+
+def _container_entry(
+    container: str, entry: object, token_mode: str, problems: list[str]
+) -> ContainerRole | None:
+    where = f"{ENV_CONTAINER_ROLES}[{container!r}]"
+    if not is_dns_label(container):
+        problems.append(f"{ENV_CONTAINER_ROLES}: {container[:70]!r} is not a container name")
+        return None
+    if not isinstance(entry, dict):
+        problems.append(f"{where} is not an object")
+        return None
+    token_field = _ENTRY_TOKEN_FIELD.get(token_mode, "token_file")
+    allowed = (*_ENTRY_FIELDS, token_field)
+    unknown = sorted(set(entry) - set(allowed))
+    if unknown:
+        problems.append(
+            f"{where} has unknown field(s) {', '.join(map(repr, unknown))} (token mode {token_mode}: {', '.join(allowed)})"
+        )
+        return None
+    values = {}
+    for name in allowed:
+        value = entry.get(name)
+        if not isinstance(value, str) or not value.strip():
+            problems.append(f"{where}.{name} is not a non-empty string")
+            return None
+        values[name] = value.strip()
+    if not values["role_arn"].startswith("arn:"):
+        problems.append(f"{where}.role_arn={values['role_arn']!r} is not an ARN")
+        return None
+    if not _session_name_ok(values["session_name"]):
+        problems.append(
+            f"{where}.session_name={values['session_name']!r} is not a valid STS session name"
+        )
+        return None
+    return ContainerRole(container, **values)
+
+
+def parse_container_roles(
+    raw: str, token_mode: str, problems: list[str]
+) -> tuple[ContainerRole, ...]:
+    """SIDECRED_CONTAINER_ROLES, validated strictly; each problem appended to `problems`."""
+    if not raw.strip():
+        return ()
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        problems.append(f"{ENV_CONTAINER_ROLES} is not JSON ({exc})")
+        return ()
+    if not isinstance(data, dict):
+        problems.append(f"{ENV_CONTAINER_ROLES} is not a JSON object of container names")
+        return ()
+    if len(data) > MAX_CONTAINER_ROLES:
+        problems.append(
+            f"{ENV_CONTAINER_ROLES} has {len(data)} entries; at most {MAX_CONTAINER_ROLES}"
+        )
+        return ()
+    roles = [_container_entry(name, entry, token_mode, problems) for name, entry in data.items()]
+    return tuple(role for role in roles if role is not None)
 
 
 def _required(env: Mapping[str, str], name: str, problems: list[str]) -> str:
@@ -170,40 +351,8 @@ def _broker_settings(env: Mapping[str, str], problems: list[str]) -> dict[str, s
     return {"broker_url": url, "broker_ca": ca, "broker_token_file": token_file}
 
 
-def load_config(env: Mapping[str, str] | None = None) -> SidecarConfig:
-    """Read and validate the sidecar's settings; raise ConfigError listing every problem."""
-    env = os.environ if env is None else env
-    problems: list[str] = []
-
-    role_arn = _required(env, ENV_ROLE_ARN, problems)
-    if role_arn and not role_arn.startswith("arn:"):
-        problems.append(f"{ENV_ROLE_ARN}={role_arn!r} is not an ARN")
-    source = _choice(env, ENV_CREDENTIAL_SOURCE, CREDENTIAL_SOURCES, problems)
-    token_mode = _choice(env, ENV_TOKEN_MODE, TOKEN_MODES, problems)
-    sidecar_mode = _choice(env, ENV_SIDECAR_MODE, SIDECAR_MODES, problems)
-    port = _int_setting(env, ENV_PORT, 1, 65535, problems)
-    health_port = _int_setting(env, ENV_HEALTH_PORT, 1, 65535, problems)
-    if port and port == health_port:
-        problems.append(f"{ENV_PORT} and {ENV_HEALTH_PORT} are both {port}; they must differ")
-
-    low, high = STS_MIN_SESSION_DURATION, MAX_SESSION_DURATION
-    duration = _int_setting(env, ENV_SESSION_DURATION, low, high, problems, "seconds")
-
-    pod_name = _required(env, ENV_POD_NAME, problems)
-    pod_namespace = _required(env, ENV_POD_NAMESPACE, problems)
-    pod_uid = _required(env, ENV_POD_UID, problems)
-    service_account = _required(env, ENV_SERVICE_ACCOUNT, problems)
-
-    token_file, auth_token = _token_settings(env, token_mode, problems)
-
-    web_identity_token_file = env.get(ENV_WEB_IDENTITY_TOKEN_FILE) or None
-    if source == "web-identity" and not web_identity_token_file:
-        problems.append(
-            f"{ENV_WEB_IDENTITY_TOKEN_FILE} is not set (required for source web-identity)"
-        )
-
-    broker = _broker_settings(env, problems) if source == "broker" else {}
-
+def _timing_settings(env: Mapping[str, str], problems: list[str]) -> tuple[float, float]:
+    """(drain seconds, retry cap seconds), each optional."""
     drain = _seconds(
         env,
         ENV_DRAIN_SECONDS,
@@ -220,6 +369,51 @@ def load_config(env: Mapping[str, str] | None = None) -> SidecarConfig:
         "a number of seconds in (0, 3600]",
         problems,
     )
+    return drain, retry_cap
+
+
+def load_config(env: Mapping[str, str] | None = None) -> SidecarConfig:
+    """Read and validate the sidecar's settings; raise ConfigError listing every problem."""
+    env = os.environ if env is None else env
+    problems: list[str] = []
+
+    source = _choice(env, ENV_CREDENTIAL_SOURCE, CREDENTIAL_SOURCES, problems)
+    token_mode = _choice(env, ENV_TOKEN_MODE, TOKEN_MODES, problems)
+    containers = parse_container_roles(env.get(ENV_CONTAINER_ROLES, ""), token_mode, problems)
+    role_arn = env.get(ENV_ROLE_ARN, "").strip()
+    if not role_arn and not env.get(ENV_CONTAINER_ROLES, "").strip():
+        problems.append(f"{ENV_ROLE_ARN} is not set (nor {ENV_CONTAINER_ROLES})")
+    if role_arn and not role_arn.startswith("arn:"):
+        problems.append(f"{ENV_ROLE_ARN}={role_arn!r} is not an ARN")
+    sidecar_mode = _choice(env, ENV_SIDECAR_MODE, SIDECAR_MODES, problems)
+    port = _int_setting(env, ENV_PORT, 1, 65535, problems)
+    health_port = _int_setting(env, ENV_HEALTH_PORT, 1, 65535, problems)
+    if port and port == health_port:
+        problems.append(f"{ENV_PORT} and {ENV_HEALTH_PORT} are both {port}; they must differ")
+
+    low, high = STS_MIN_SESSION_DURATION, MAX_SESSION_DURATION
+    duration = _int_setting(env, ENV_SESSION_DURATION, low, high, problems, "seconds")
+
+    pod_name = _required(env, ENV_POD_NAME, problems)
+    pod_namespace = _required(env, ENV_POD_NAMESPACE, problems)
+    pod_uid = _required(env, ENV_POD_UID, problems)
+    service_account = _required(env, ENV_SERVICE_ACCOUNT, problems)
+
+    # The pod role's token; a pod with container roles only has none.
+    token_file, auth_token = (
+        _token_settings(env, token_mode, problems) if role_arn or not containers else (None, None)
+    )
+    _check_distinct_token_files(token_file, containers, problems)
+
+    web_identity_token_file = env.get(ENV_WEB_IDENTITY_TOKEN_FILE) or None
+    if source == "web-identity" and not web_identity_token_file:
+        problems.append(
+            f"{ENV_WEB_IDENTITY_TOKEN_FILE} is not set (required for source web-identity)"
+        )
+
+    broker = _broker_settings(env, problems) if source == "broker" else {}
+
+    drain, retry_cap = _timing_settings(env, problems)
 
     if problems:
         raise ConfigError("sidecred sidecar: invalid configuration: " + "; ".join(problems))
@@ -244,5 +438,22 @@ def load_config(env: Mapping[str, str] | None = None) -> SidecarConfig:
         region=env.get(ENV_REGION) or None,
         drain_seconds=drain,
         retry_cap_seconds=retry_cap,
+        container_roles=containers,
         **broker,
     )
+
+
+def _check_distinct_token_files(
+    pod_file: str | None, containers: tuple[ContainerRole, ...], problems: list[str]
+) -> None:
+    """Each role's token goes to its own file: a shared one would hand a role's token to another."""
+    seen = {os.path.normpath(pod_file): "the pod's role"} if pod_file else {}
+    for role in containers:
+        if role.token_file is None:
+            continue
+        path = os.path.normpath(role.token_file)
+        if path in seen:
+            problems.append(
+                f"{ENV_CONTAINER_ROLES}[{role.container!r}].token_file is also {seen[path]}'s"
+            )
+        seen[path] = f"container {role.container!r}"

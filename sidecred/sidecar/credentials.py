@@ -1,8 +1,7 @@
-"""What a credential source returns, and how it fails: no I/O, no botocore."""
+"""What a credential source returns, and how it fails: no I/O."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 
 
@@ -21,16 +20,37 @@ class SourceError(Exception):
         self.refused = refused
 
 
-@dataclass(slots=True, repr=False, eq=False)
 class Credentials:
-    """Temporary credentials for the pod's role (compared by identity; repr shows no secret)."""
+    """Temporary credentials for a role (compared by identity; repr shows no secret).
 
-    access_key_id: str
-    secret_access_key: str
-    session_token: str
-    expiration: datetime  # timezone-aware, UTC
-    account_id: str
-    role_arn: str
+    A plain class, not a dataclass: `dataclasses` imports `inspect`, which would
+    cost every pod's serving process about two megabytes.
+    """
+
+    __slots__ = (
+        "access_key_id",
+        "account_id",
+        "expiration",
+        "role_arn",
+        "secret_access_key",
+        "session_token",
+    )
+
+    def __init__(
+        self,
+        access_key_id: str,
+        secret_access_key: str,
+        session_token: str,
+        expiration: datetime,  # timezone-aware, UTC
+        account_id: str,
+        role_arn: str,
+    ) -> None:
+        self.access_key_id = access_key_id
+        self.secret_access_key = secret_access_key
+        self.session_token = session_token
+        self.expiration = expiration
+        self.account_id = account_id
+        self.role_arn = role_arn
 
     def __repr__(self) -> str:
         # Never let a secret reach a log line or traceback through repr().

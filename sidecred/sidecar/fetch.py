@@ -1,6 +1,7 @@
 """`sidecred fetch`: get this pod's credentials once and print them (credential_process JSON).
 
-The serving process runs it at each refresh, so botocore and the projected
+The serving process runs it at each refresh of each role (`--container C` for
+container C's own role), so TLS, the STS or broker client and the projected
 service-account token live only in this short-lived process. It is also a
 debugging tool: run in the sidecar's env, it shows what the source answers.
 Success: the AWS `credential_process` JSON on stdout, exit 0. Failure: one
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from sidecred.jsonlog import add_log_level_argument
 from sidecred.sidecar import log
 from sidecred.sidecar.config import ConfigError, SidecarConfig, load_config
 from sidecred.sidecar.credentials import Credentials, SourceError
@@ -22,30 +24,54 @@ EXIT_FAILED = 1
 EXIT_CONFIG = 2
 
 
-def fetch_credentials(config: SidecarConfig) -> Credentials:
-    """One call to the configured source; botocore is imported only for the STS sources."""
+def fetch_credentials(config: SidecarConfig, container: str | None = None) -> Credentials:
+    """One call to the configured source, for the pod's role or `container`'s own.
+
+    `config` is the role's: `role_config` has put the container's ARN and session
+    name in place; the broker is told which container's role is asked for.
+    """
     if config.credential_source == "broker":
         from sidecred.sidecar.broker_client import fetch_from_broker
 
-        return fetch_from_broker(config)
+        return fetch_from_broker(config, container)
     from sidecred.sidecar.sources import build_source
 
     return build_source(config).fetch()
 
 
+def role_config(config: SidecarConfig, container: str | None) -> SidecarConfig:
+    """The settings for one role: the pod's, or `container`'s own; ConfigError if there is none."""
+    if container is None:
+        if not config.role_arn:
+            raise ConfigError(
+                "sidecred fetch: this pod has no pod-level role; "
+                "use --container for a container's own role"
+            )
+        return config
+    entry = config.container_role(container)
+    if entry is None:
+        raise ConfigError(f"sidecred fetch: container {container!r} has no role of its own")
+    return config.replace(role_arn=entry.role_arn, session_name=entry.session_name)
+
+
 def main(argv: list[str]) -> int:
-    argparse.ArgumentParser(
+    parser = argparse.ArgumentParser(
         prog="sidecred fetch",
         description="Get this pod's AWS credentials once and print them in the "
         "credential_process JSON format (all settings from SIDECRED_* env).",
-    ).parse_args(argv)
+    )
+    parser.add_argument("--container", help="the role of this container (its own role)")
+    add_log_level_argument(parser)
+    args = parser.parse_args(argv)
+    log.set_level(args.log_level)
+    container = args.container
     try:
-        config = load_config()
+        config = role_config(load_config(), container)
     except ConfigError as exc:
         log.error("config_invalid", error=str(exc))
         return EXIT_CONFIG
     try:
-        creds = fetch_credentials(config)
+        creds = fetch_credentials(config, container)
     except SourceError as exc:
         log.error(
             FETCH_FAILED_EVENT,

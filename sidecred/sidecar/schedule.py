@@ -10,12 +10,16 @@ apart once, and then keeps them apart.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 
-@dataclass(frozen=True)
 class RefreshPolicy:
+    """The refresh and retry settings; `replace(**changes)` gives a variant.
+
+    A plain class of defaults rather than a dataclass: `dataclasses` imports
+    `inspect`, which would cost every pod's serving process about two megabytes.
+    """
+
     # Advisory: aim to refresh once this much time is left (or at half the
     # session, whichever comes first): far above the SDKs' 15 minute threshold,
     # and late enough that a 1 h session costs at most 2 STS calls an hour.
@@ -42,6 +46,21 @@ class RefreshPolicy:
     # Retry after a failed STS call: exponential from base, capped, full jitter.
     backoff_base_seconds: float = 1.0
     backoff_cap_seconds: float = 60.0
+
+    def __init__(self, **changes: object) -> None:
+        for name, value in changes.items():
+            if name.startswith("_") or not hasattr(RefreshPolicy, name) or callable(value):
+                raise TypeError(f"RefreshPolicy has no setting {name!r}")
+            setattr(self, name, value)
+
+    def replace(self, **changes: object) -> RefreshPolicy:
+        return RefreshPolicy(**{**self.__dict__, **changes})
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RefreshPolicy) and self.__dict__ == other.__dict__
+
+    # Mutable, so not hashable (what @dataclass(eq=True) would say).
+    __hash__ = None  # type: ignore[assignment]
 
 
 DEFAULT_POLICY = RefreshPolicy()

@@ -1,4 +1,4 @@
-"""A minimal asyncio HTTP/1.1 server for the sidecar's two small listeners.
+"""A minimal HTTP/1.1 server on the sidecar's own event loop (`reactor.py`), for its two listeners.
 
 Enough HTTP for SDK credential providers, kubelet probes and curl: GET
 requests, keep-alive, no bodies. Defensive limits keep one slow or hostile
@@ -9,15 +9,13 @@ concurrent connections.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import enum
+import errno
 import json
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from sidecred.sidecar import log
+from sidecred.sidecar.reactor import READ, WRITE, Reactor, Timer
 
 # The reason phrases of every status these listeners send (http.HTTPStatus's
 # enum would cost each pod's sidecar more memory than this whole table).
@@ -36,38 +34,81 @@ REASONS = {
 }
 
 
-@dataclass(frozen=True)
 class Request:
-    method: str
-    target: str
-    version: str
-    headers: dict[str, str]  # lower-case names; repeated headers joined with ", "
+    __slots__ = ("headers", "method", "target", "version")
+
+    def __init__(self, method: str, target: str, version: str, headers: dict[str, str]) -> None:
+        self.method = method
+        self.target = target
+        self.version = version
+        self.headers = headers  # lower-case names; repeated headers joined with ", "
 
 
-@dataclass(frozen=True)
 class Response:
-    status: int
-    body: bytes
-    content_type: str = "application/json"
-    headers: tuple[tuple[str, str], ...] = field(default=())
+    """An answer; equal answers are equal (and hash alike), so their rendering is cached."""
+
+    __slots__ = ("body", "content_type", "headers", "status")
+
+    def __init__(
+        self,
+        status: int,
+        body: bytes,
+        content_type: str = "application/json",
+        headers: tuple[tuple[str, str], ...] = (),
+    ) -> None:
+        self.status = status
+        self.body = body
+        self.content_type = content_type
+        self.headers = headers
+
+    def _key(self) -> tuple[int, bytes, str, tuple[tuple[str, str], ...]]:
+        return (self.status, self.body, self.content_type, self.headers)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Response) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
 
 
 Handler = Callable[[Request], Response]
 
 
-@dataclass(frozen=True)
 class Limits:
-    max_header_bytes: int = 8192  # request line + headers
-    # A new connection's first head, from the accept; later heads, from their first byte.
-    header_timeout: float = 10.0
-    idle_timeout: float = 30.0  # keep-alive: waiting for the next request's first byte
-    write_timeout: float = 10.0  # a client that won't read its response
-    max_connections: int = 128
-    # At the cap, the connection that has waited longest for a request head is
-    # closed to make room, once it has waited this long: slow or idle clients
-    # can't lock out one that sends its request at once.
-    evictable_after: float = 1.0
-    max_drained_body: int = 1024  # small bodies are read and ignored; larger ones get 413
+    """The server's defensive limits (plain class: `dataclasses` costs each pod ~2 MB)."""
+
+    __slots__ = (
+        "evictable_after",
+        "header_timeout",
+        "idle_timeout",
+        "max_connections",
+        "max_drained_body",
+        "max_header_bytes",
+        "write_timeout",
+    )
+
+    def __init__(
+        self,
+        *,
+        max_header_bytes: int = 8192,  # request line + headers
+        # A new connection's first head, from the accept; later heads, from their first byte.
+        header_timeout: float = 10.0,
+        idle_timeout: float = 30.0,  # keep-alive: waiting for the next request's first byte
+        write_timeout: float = 10.0,  # a client that won't read its response
+        max_connections: int = 128,
+        # At the cap, the connection that has waited longest for a request head is
+        # closed to make room, once it has waited this long: slow or idle clients
+        # can't lock out one that sends its request at once.
+        evictable_after: float = 1.0,
+        max_drained_body: int = 1024,  # small bodies are read and ignored; larger ones get 413
+    ) -> None:
+        self.max_header_bytes = max_header_bytes
+        self.header_timeout = header_timeout
+        self.idle_timeout = idle_timeout
+        self.write_timeout = write_timeout
+        self.max_connections = max_connections
+        self.evictable_after = evictable_after
+        self.max_drained_body = max_drained_body
 
 
 class BadRequest(Exception):
@@ -161,25 +202,33 @@ def _error_response(status: int, message: str) -> Response:
 
 
 class HttpServer:
-    """Serves `handler` on one listener; one `_Connection` protocol per client.
+    """Serves `handler` on one listener of `reactor`; one `_Connection` per client.
 
-    A protocol rather than streams: bytes accumulate in a buffer and each
-    complete head is parsed and answered in one pass, without a coroutine,
-    stream reader or timeout context per request (the profile's main costs).
+    Bytes accumulate in a buffer and each complete head is parsed and answered
+    in one pass; answers go straight to the socket, and only what the kernel
+    does not take at once waits for the socket to be writable.
     """
 
     def __init__(
-        self, handler: Handler, host: str, port: int, limits: Limits | None = None
+        self,
+        handler: Handler,
+        host: str,
+        port: int,
+        limits: Limits | None = None,
+        reactor: Reactor | None = None,
     ) -> None:
         self.handler = handler
         self.host = host
         self.requested_port = port
         self.limits = limits or Limits()
+        self.reactor = reactor or Reactor()
         self.slots = ConnectionSlots(self.limits.max_connections, self.limits.evictable_after)
-        self._server: asyncio.Server | None = None
+        self._sock: socket.socket | None = None
         # Rendered answers by (response, keep_alive, head_only): the credentials
         # body changes once per refresh, so the same few bytes are sent again and again.
         self._rendered: dict[tuple[Response, bool, bool], bytes] = {}
+        # Parsed heads by their bytes: an app's SDK sends the same head every time.
+        self._parsed: dict[bytes, tuple[Request, int, bool]] = {}
 
     @property
     def active(self) -> int:
@@ -188,26 +237,53 @@ class HttpServer:
 
     @property
     def port(self) -> int:
-        assert self._server is not None
-        return int(self._server.sockets[0].getsockname()[1])
+        assert self._sock is not None
+        return int(self._sock.getsockname()[1])
 
-    async def start(self, sock: socket.socket | None = None) -> None:
+    def start(self, sock: socket.socket | None = None) -> None:
         """Listen on (host, port), or on `sock` when the caller bound it (e.g. dual-stack)."""
-        loop = asyncio.get_running_loop()
-        if sock is not None:
-            self._server = await loop.create_server(lambda: _Connection(self), sock=sock)
-            return
-        self._server = await loop.create_server(
-            lambda: _Connection(self), self.host, self.requested_port, reuse_address=True
-        )
+        if sock is None:
+            sock = socket.create_server((self.host, self.requested_port), backlog=128)
+        sock.setblocking(False)
+        self._sock = sock
+        self.reactor.watch(sock, READ, self._accept)
 
-    async def close(self) -> None:
-        if self._server is None:
+    def close(self) -> None:
+        if self._sock is None:
             return
-        self._server.close()
+        self.reactor.forget(self._sock)
+        self._sock.close()
+        self._sock = None
         self.slots.close_all()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._server.wait_closed(), timeout=2)
+
+    def _accept(self, _events: int) -> None:
+        assert self._sock is not None
+        for _ in range(64):  # a bounded batch, so one flood can't starve the other listener
+            try:
+                sock, _address = self._sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    log.error("accept_failed", error=str(exc))
+                return
+            _Connection(self, sock)
+
+    def parse(self, head: bytes) -> tuple[Request, int, bool]:
+        """(request, body bytes to drain, keep-alive) of a head; BadRequest if refused.
+
+        Short heads are remembered (at most _PARSED_CAP of them, so at most a few
+        kilobytes): parsing is pure, and the hot path then skips it.
+        """
+        parsed = self._parsed.get(head)
+        if parsed is None:
+            request = parse_head(head)
+            parsed = (request, body_length(request, self.limits), wants_keep_alive(request))
+            if len(head) <= _PARSED_HEAD_BYTES:
+                if len(self._parsed) >= _PARSED_CAP:
+                    self._parsed.clear()
+                self._parsed[head] = parsed
+        return parsed
 
     def render(self, response: Response, keep_alive: bool, head_only: bool) -> bytes:
         key = (response, keep_alive, head_only)
@@ -263,7 +339,7 @@ class ConnectionSlots:
 
     def close_all(self) -> None:
         for connection in list(self._holders):
-            connection.transport.close()
+            connection.abort()
 
     def _evict_longest_waiting(self, now: float) -> bool:
         for connection, since in self._waiting.items():
@@ -275,7 +351,12 @@ class ConnectionSlots:
 
 
 _RENDERED_CAP = 256
+_PARSED_CAP = 32
+_PARSED_HEAD_BYTES = 1024
 _TOO_MANY = render_response(_error_response(503, "too many connections"), keep_alive=False)
+_RECV_BYTES = 65536
+# Unsent answer bytes above which a client counts as not reading (and is not read from).
+_HIGH_WATER = 64 * 1024
 
 
 def _find_head_end(buf: bytearray) -> tuple[int, int]:
@@ -297,92 +378,150 @@ def _find_head_end(buf: bytearray) -> tuple[int, int]:
     return -1, -1
 
 
-class Phase(enum.Enum):
-    """Where a connection is, which decides what its deadline means when it passes."""
+# Where a connection is, which decides what its deadline means when it passes.
+FIRST_HEAD = "first-head"  # no head yet: header timeout from the accept
+IDLE = "idle"  # kept alive between requests: idle timeout
+HEAD = "head"  # part of a later head arrived: header timeout from its first byte
+BODY = "body"  # draining a small body: header timeout
+WRITE_BLOCKED = "write-blocked"  # the client isn't reading its answers: write timeout
+CLOSING = "closing"  # what was written is being sent: write timeout, then abort
+CLOSED = "closed"
+_NOT_PROCESSING = frozenset({CLOSING, WRITE_BLOCKED, CLOSED})
 
-    FIRST_HEAD = "first-head"  # no head yet: header timeout from the accept
-    IDLE = "idle"  # kept alive between requests: idle timeout
-    HEAD = "head"  # part of a later head arrived: header timeout from its first byte
-    BODY = "body"  # draining a small body: header timeout
-    WRITE_BLOCKED = "write-blocked"  # the client isn't reading its answers: write timeout
-    CLOSING = "closing"  # what was written is being sent: write timeout, then abort
 
-
-class _Connection(asyncio.Protocol):
+class _Connection:
     """One client connection: parse heads from a buffer, answer, and keep its deadlines.
 
-    One timer per connection (`loop.call_at`), re-armed lazily: `deadline` may
-    move later without touching the timer, which on firing re-arms itself for
-    the current deadline; it is re-armed at once only when the deadline moves
-    earlier. What a passed deadline means depends on the `phase`.
+    One timer per connection, re-armed lazily: `deadline` may move later
+    without touching the timer, which on firing re-arms itself for the current
+    deadline; it is re-armed at once only when the deadline moves earlier.
+    What a passed deadline means depends on the `phase`.
     """
 
-    def __init__(self, server: HttpServer) -> None:
+    __slots__ = (
+        "buffer",
+        "deadline",
+        "eof",
+        "limits",
+        "outgoing",
+        "pending",
+        "phase",
+        "reactor",
+        "server",
+        "slots",
+        "sock",
+        "timer",
+        "to_drain",
+    )
+
+    def __init__(self, server: HttpServer, sock: socket.socket) -> None:
         self.server = server
         self.slots = server.slots
         self.limits = server.limits
-        self.loop = asyncio.get_running_loop()
-        self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self.reactor = server.reactor
+        self.sock = sock
         self.buffer = bytearray()
-        self.phase = Phase.FIRST_HEAD
-        self.pending: Request | None = None  # the request whose small body is being drained
+        self.outgoing = bytearray()  # written but not yet taken by the kernel
+        self.phase = FIRST_HEAD
+        # The request (and its keep-alive) whose small body is being drained.
+        self.pending: tuple[Request, bool] | None = None
         self.to_drain = 0
         self.deadline = 0.0
-        self.timer: asyncio.TimerHandle | None = None
-        self.timer_at = 0.0
-
-    # --- asyncio.Protocol ---------------------------------------------------
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        now = self.loop.time()
+        self.eof = False  # the client has sent all it will (it may still read)
+        self.timer: Timer | None = None
+        sock.setblocking(False)
+        now = self.reactor.time()
         if not self.slots.admit(self, now):
             # Refuse at once rather than queue: a flood must not hold the slots.
-            self.phase = Phase.CLOSING
-            self.transport.write(_TOO_MANY)
-            self.transport.close()
+            self._send(_TOO_MANY)
+            self.phase = CLOSING
+            self._finish_closing()
             return
+        self.reactor.watch(sock, READ, self._on_ready)
         self._set_deadline(now + self.limits.header_timeout)
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.phase = Phase.CLOSING
-        self.slots.release(self)
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+    # --- socket events ---------------------------------------------------------------
+    def _on_ready(self, events: int) -> None:
+        if events & WRITE:
+            self._flush()
+        if events & READ and self.phase not in (WRITE_BLOCKED, CLOSED):
+            self._read()
 
-    def data_received(self, data: bytes) -> None:
-        if self.phase is Phase.CLOSING:
+    def _read(self) -> None:
+        try:
+            data = self.sock.recv(_RECV_BYTES)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self.abort()
+            return
+        if not data:
+            # A client that half-closes has sent all it will: what is complete has
+            # been answered; an unfinished head gets no answer. Close once written,
+            # no longer watching for reads (an end of stream stays readable for ever).
+            self.eof = True
+            self._close()
+            if self.phase is CLOSING:
+                self._watch()
+            return
+        if self.phase is CLOSING:
             return
         self.buffer += data
-        if self.phase is not Phase.WRITE_BLOCKED:  # else answered once the client reads
-            self._process_safely()
-
-    def eof_received(self) -> bool:
-        # A client that half-closes has sent all it will: what is complete has
-        # been answered; an unfinished head gets no answer. Close once written.
-        self.phase = Phase.CLOSING
-        self.slots.busy(self)
-        self._set_deadline(self.loop.time() + self.limits.write_timeout)
-        return False
-
-    def pause_writing(self) -> None:
-        # The client isn't reading its answers: stop reading its requests, and
-        # give it the write timeout to catch up.
-        if self.phase is Phase.CLOSING:
-            return
-        self.phase = Phase.WRITE_BLOCKED
-        self.transport.pause_reading()
-        self._set_deadline(self.loop.time() + self.limits.write_timeout)
-
-    def resume_writing(self) -> None:
-        if self.phase is not Phase.WRITE_BLOCKED:
-            return
-        self.phase = Phase.IDLE  # writes block only right after an answer
-        self.transport.resume_reading()
-        self._set_deadline(self.loop.time() + self.limits.header_timeout)
         self._process_safely()
 
-    # --- requests -------------------------------------------------------------
+    def _send(self, data: bytes) -> None:
+        """Write `data`: straight to the socket, and what it does not take when it can."""
+        if not self.outgoing:
+            try:
+                sent = self.sock.send(data)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError:
+                self.abort()
+                return
+            if sent == len(data):
+                return
+            data = data[sent:]
+        self.outgoing += data
+        self._watch()
+        if len(self.outgoing) > _HIGH_WATER and self.phase not in (CLOSING, CLOSED):
+            # The client isn't reading its answers: stop reading its requests,
+            # and give it the write timeout to catch up.
+            self.phase = WRITE_BLOCKED
+            self._watch()
+            self._set_deadline(self.reactor.time() + self.limits.write_timeout)
+
+    def _flush(self) -> None:
+        try:
+            sent = self.sock.send(self.outgoing)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self.abort()
+            return
+        del self.outgoing[:sent]
+        if self.outgoing:
+            return
+        if self.phase is CLOSING:
+            self._finish_closing()
+            return
+        if self.phase is WRITE_BLOCKED:
+            self.phase = IDLE  # writes block only right after an answer
+            self._set_deadline(self.reactor.time() + self.limits.header_timeout)
+            self._watch()
+            self._process_safely()
+            return
+        self._watch()
+
+    def _watch(self) -> None:
+        events = WRITE if self.outgoing else 0
+        if self.phase not in (WRITE_BLOCKED, CLOSING, CLOSED):
+            events |= READ
+        elif self.phase is CLOSING and not self.eof:
+            events |= READ  # to notice a client that goes away while we flush
+        self.reactor.watch(self.sock, events, self._on_ready)
+
+    # --- requests ----------------------------------------------------------------------
     def _process_safely(self) -> None:
         try:
             self._process()
@@ -392,14 +531,14 @@ class _Connection(asyncio.Protocol):
 
     def _process(self) -> None:
         """Answer every complete request in the buffer, in order (pipelining)."""
-        while self.phase not in (Phase.CLOSING, Phase.WRITE_BLOCKED):
-            if self.phase is Phase.BODY:
+        while self.phase not in _NOT_PROCESSING:
+            if self.phase is BODY:
                 if len(self.buffer) < self.to_drain:
                     return  # the rest of the body is still on its way
                 del self.buffer[: self.to_drain]
-                request, self.pending, self.to_drain = self.pending, None, 0
-                assert request is not None
-                self._respond(request)
+                pending, self.pending, self.to_drain = self.pending, None, 0
+                assert pending is not None
+                self._respond(*pending)
             elif not self._take_head():
                 return
 
@@ -407,16 +546,16 @@ class _Connection(asyncio.Protocol):
         """Parse and answer the next head in the buffer; False while none is complete."""
         buf, limits = self.buffer, self.limits
         if not buf:
-            if self.phase is Phase.IDLE:
-                self._set_deadline(self.loop.time() + limits.idle_timeout)
+            if self.phase is IDLE:
+                self._set_deadline(self.reactor.time() + limits.idle_timeout)
             return False
         end, rest = _find_head_end(buf)
         if end < 0:
             if len(buf) > limits.max_header_bytes + 2:  # no head this long ends within the cap
                 self._refuse(BadRequest(431, "request header fields too large"))
-            elif self.phase is Phase.IDLE:
-                self.phase = Phase.HEAD
-                self._set_deadline(self.loop.time() + limits.header_timeout)
+            elif self.phase is IDLE:
+                self.phase = HEAD
+                self._set_deadline(self.reactor.time() + limits.header_timeout)
             return False
         if end > limits.max_header_bytes:
             self._refuse(BadRequest(431, "request header fields too large"))
@@ -425,45 +564,61 @@ class _Connection(asyncio.Protocol):
         del buf[:rest]
         self.slots.busy(self)
         try:
-            request = parse_head(head)
-            to_drain = body_length(request, limits)
+            request, to_drain, keep_alive = self.server.parse(head)
         except BadRequest as exc:
             self._refuse(exc)
             return False
         if to_drain > len(buf):
-            self.pending, self.to_drain, self.phase = request, to_drain, Phase.BODY
-            self._set_deadline(self.loop.time() + limits.header_timeout)
+            self.pending, self.to_drain, self.phase = (request, keep_alive), to_drain, BODY
+            self._set_deadline(self.reactor.time() + limits.header_timeout)
             return False
         del buf[:to_drain]
-        self._respond(request)
+        self._respond(request, keep_alive)
         return True
 
-    def _respond(self, request: Request) -> None:
-        keep_alive = wants_keep_alive(request)
+    def _respond(self, request: Request, keep_alive: bool) -> None:
         response = self.server.handler(request)
-        # Before the write, which may block it (pause_writing) or be the last.
-        self.phase = Phase.IDLE
-        self.transport.write(self.server.render(response, keep_alive, request.method == "HEAD"))
+        # Before the write, which may block it or be the last.
+        self.phase = IDLE
+        self._send(self.server.render(response, keep_alive, request.method == "HEAD"))
         if not keep_alive:
             self._close()
             return
-        self.slots.waiting(self, self.loop.time())
+        if self.phase is IDLE:
+            self.slots.waiting(self, self.reactor.time())
 
     def _refuse(self, exc: BadRequest) -> None:
-        self.transport.write(
-            render_response(_error_response(exc.status, exc.message), keep_alive=False)
-        )
+        self._send(render_response(_error_response(exc.status, exc.message), keep_alive=False))
         self._close()
 
-    # --- closing and deadlines ----------------------------------------------------
+    # --- closing and deadlines ----------------------------------------------------------
     def _close(self) -> None:
         """Close once what was written is sent; abort if it isn't sent within the write timeout."""
-        if self.phase is Phase.CLOSING:
+        if self.phase in (CLOSING, CLOSED):
             return
-        self.phase = Phase.CLOSING
+        self.phase = CLOSING
         self.slots.busy(self)
-        self.transport.close()
-        self._set_deadline(self.loop.time() + self.limits.write_timeout)
+        if not self.outgoing:
+            self._finish_closing()
+            return
+        self._watch()
+        self._set_deadline(self.reactor.time() + self.limits.write_timeout)
+
+    def _finish_closing(self) -> None:
+        self.phase = CLOSED
+        self.reactor.forget(self.sock)
+        self.sock.close()
+        self.slots.release(self)
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def abort(self) -> None:
+        """Close now, dropping whatever was not sent."""
+        if self.phase is CLOSED:
+            return
+        self.outgoing.clear()
+        self._finish_closing()
 
     def evict(self) -> None:
         """Make room at the connection cap: close now and free the slot at once."""
@@ -472,21 +627,22 @@ class _Connection(asyncio.Protocol):
 
     def _set_deadline(self, at: float) -> None:
         self.deadline = at
-        if self.timer is None or at < self.timer_at:
+        if self.timer is None or at < self.timer.when:
             if self.timer is not None:
                 self.timer.cancel()
-            self.timer = self.loop.call_at(at, self._on_deadline)
-            self.timer_at = at
+            self.timer = self.reactor.call_at(at, self._on_deadline)
 
     def _on_deadline(self) -> None:
         self.timer = None
-        if self.loop.time() < self.deadline:
+        if self.phase is CLOSED:
+            return
+        if self.reactor.time() < self.deadline:
             self._set_deadline(self.deadline)  # the deadline moved later since arming
             return
         phase = self.phase
-        if phase in (Phase.CLOSING, Phase.WRITE_BLOCKED):
-            self.transport.abort()  # the client won't take what it was sent
-        elif phase is Phase.BODY or not self.buffer:
+        if phase in (CLOSING, WRITE_BLOCKED):
+            self.abort()  # the client won't take what it was sent
+        elif phase is BODY or not self.buffer:
             self._close()  # idle, or a body that never came: close without an answer
         else:
             self._refuse(BadRequest(408, "request head not received in time"))

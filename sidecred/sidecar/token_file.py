@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import binascii
 import os
-import secrets
 
 # 32 random bytes, URL-safe base64 (43 characters): no CR/LF, which SDKs reject.
 TOKEN_BYTES = 32
@@ -18,8 +18,17 @@ TOKEN_FILE_MODE = 0o644
 
 
 def generate_token() -> str:
-    """A fresh endpoint token: made here for token mode file, by the webhook for mode env."""
-    return secrets.token_urlsafe(TOKEN_BYTES)
+    """A fresh endpoint token: made here for token mode file, by the webhook for mode env.
+
+    `secrets.token_urlsafe` without `secrets`, whose imports (hmac, OpenSSL) would
+    cost every pod's serving process several megabytes: the same `os.urandom`
+    bytes in URL-safe base64 without padding.
+    """
+    encoded = binascii.b2a_base64(os.urandom(TOKEN_BYTES), newline=False)
+    return encoded.rstrip(b"=").translate(_URLSAFE).decode("ascii")
+
+
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
 
 
 def write_token_file(path: str, token: str) -> None:
@@ -30,7 +39,7 @@ def write_token_file(path: str, token: str) -> None:
     every pod's sidecar about half a megabyte.)
     """
     directory = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(directory, f".token-{secrets.token_hex(8)}")
+    tmp = os.path.join(directory, f".token-{os.urandom(8).hex()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     try:
         with os.fdopen(fd, "w", encoding="ascii") as handle:

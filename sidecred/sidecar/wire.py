@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Any
 
 from sidecred.sidecar.credentials import Credentials, SourceError
+
+TYPE_CHECKING = False  # `typing` is not imported: the serving process would pay ~2 MB for it
+if TYPE_CHECKING:
+    from typing import Any
 
 # The event `sidecred fetch` logs (on stderr) when it cannot get credentials.
 FETCH_FAILED_EVENT = "fetch_failed"

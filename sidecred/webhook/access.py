@@ -1,4 +1,5 @@
-"""Reviews of requests that reach the sidecar's identity without creating a pod (DESIGN 3.3).
+"""Reviews of requests that reach the sidecar's identity without creating a pod
+(SECURITY.md, Paths 1 and 3).
 
 `serviceaccounts/token` CREATE (TokenRequest) for a sidecred audience, and
 `pods/exec` / `pods/attach` CONNECT into the sidecar. Pure: each check takes
@@ -11,9 +12,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from sidecred.pods.annotations import q
-from sidecred.pods.settings import Settings
 from sidecred.pods.names import SIDECAR_NAME
 from sidecred.pods.refusal import Refusal
+from sidecred.pods.settings import Settings
 
 NODES_GROUP = "system:nodes"
 CONNECT_SUBRESOURCES = ("exec", "attach")

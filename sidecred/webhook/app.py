@@ -17,14 +17,14 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
-from sidecred.kube.watch import CACHE, Lookup
+from sidecred.kube.watch import CACHE, NamespaceSource
 from sidecred.pods.settings import Settings
 from sidecred.serving.body_budget import (
     DEFAULT_BUDGET_MIB,
@@ -33,6 +33,7 @@ from sidecred.serving.body_budget import (
     BudgetExhausted,
     read_within,
 )
+from sidecred.serving.drain import DRAINING, Drain
 from sidecred.serving.http import add_metrics_and_last_resort
 from sidecred.webhook.decide import (
     Decision,
@@ -62,17 +63,6 @@ INTERNAL_ERROR_MESSAGE = (
     "sidecred: internal error while deciding this request; it is refused (fail closed). "
     "See the webhook's log for details."
 )
-
-
-class NamespaceSource(Protocol):
-    """What the app needs from the namespace cache (kube.watch.NamespaceCache)."""
-
-    @property
-    def synced(self) -> bool: ...
-
-    last_error: str
-
-    def get(self, name: str) -> Lookup: ...
 
 
 Decide = Callable[..., Decision]
@@ -148,7 +138,7 @@ class Admission:
         self._lane = ThreadPoolExecutor(max_workers=1, thread_name_prefix="large-review")
         self._large_slot = asyncio.Semaphore(1)
 
-    async def look_up_namespace(self, request: dict[str, Any]) -> tuple[dict | None, str]:
+    async def look_up_namespace(self, request: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
         """The namespace the request needs (or None) and why it could not be read.
 
         A cache hit is answered on the event loop; only a miss, which may wait on
@@ -159,7 +149,9 @@ class Admission:
         if name is None:
             return None, ""
         # A cache that can answer without blocking (kube.watch.NamespaceCache.cached).
-        cached: Callable[[str], dict | None] | None = getattr(self.namespaces, "cached", None)
+        cached: Callable[[str], dict[str, Any] | None] | None = getattr(
+            self.namespaces, "cached", None
+        )
         namespace = cached(name) if cached is not None else None
         if namespace is not None:
             self.metrics.record_namespace_lookup(CACHE)
@@ -225,16 +217,17 @@ class Admission:
             namespace, namespace_error = await self.look_up_namespace(request)
         except Exception:
             return self.failed(webhook, request)
-        return await self._run(
+        answered: tuple[Decision, bytes] = await self._run(
             off_loop, self.decide, webhook, decide_fn, request, namespace, namespace_error
         )
+        return answered
 
     def decide(
         self,
         webhook: str,
         decide_fn: Decide,
         request: dict[str, Any],
-        namespace: dict | None,
+        namespace: dict[str, Any] | None,
         namespace_error: str,
     ) -> tuple[Decision, bytes]:
         """The decision and the serialised review; an unexpected failure is a denial
@@ -283,6 +276,7 @@ def create_app(
     *,
     clock: Callable[[], float] = time.perf_counter,
     body_budget_bytes: int = DEFAULT_BUDGET_MIB * 1024 * 1024,
+    drain: Drain | None = None,
 ) -> FastAPI:
     """The webhook's routes wired to an Admission; request bodies share `body_budget_bytes`."""
     app = FastAPI(title="sidecred webhook", docs_url=None, redoc_url=None, openapi_url=None)
@@ -309,6 +303,8 @@ def create_app(
 
     @app.get("/readyz")
     async def readyz() -> Response:
+        if drain is not None and drain.draining:
+            return JSONResponse({"status": "not ready", "reason": DRAINING}, status_code=503)
         if namespaces.synced:
             return JSONResponse({"status": "ready"})
         cause = namespaces.last_error or "waiting for the first namespace list"

@@ -23,7 +23,9 @@ from typing import Any
 
 import yaml
 
+from sidecred.jsonlog import add_log_level_argument
 from sidecred.pods.settings import Settings, add_config_arguments, config_from_args
+from sidecred.serving.cli import configure_logging
 from sidecred.webhook.decide import Decision, decide_mutation, decide_validation
 from sidecred.webhook.mutate import apply_patch
 from sidecred.webhook.review import pod_request
@@ -71,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "-q", "--quiet", action="store_true", help="print the decision lines only, no patched pods"
     )
+    add_log_level_argument(parser)
     add_config_arguments(parser)
     return parser
 
@@ -163,7 +166,8 @@ class Inputs:
 
 
 def object_label(obj: dict[str, Any], index: int) -> str:
-    metadata = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+    metadata = obj.get("metadata")
+    metadata = metadata if isinstance(metadata, dict) else {}
     name = metadata.get("name") or metadata.get("generateName") or f"#{index}"
     return f"{obj.get('kind')}/{name}"
 
@@ -201,7 +205,8 @@ class Outcome:
 
 
 def namespace_for(pod: dict[str, Any], namespaces: dict[str, dict[str, Any]]) -> str:
-    metadata = pod.get("metadata") if isinstance(pod.get("metadata"), dict) else {}
+    metadata = pod.get("metadata")
+    metadata = metadata if isinstance(metadata, dict) else {}
     if metadata.get("namespace"):
         return str(metadata["namespace"])
     return next(iter(namespaces)) if len(namespaces) == 1 else "default"
@@ -279,6 +284,7 @@ def main(argv: list[str]) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse already printed the usage error
         return 0 if exc.code == 0 else 2
+    configure_logging(args.log_level)
     try:
         config = config_from_args(args)
         inputs = read_inputs(args.files, args.namespace_files)

@@ -12,7 +12,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from sidecred.pods.annotations import PodOptions, annotations_of, q, read_pod_options
-from sidecred.pods.canonical import SidecarVerdict, all_containers, check_sidecar, pod_role
+from sidecred.pods.canonical import (
+    SidecarVerdict,
+    all_containers,
+    check_sidecar,
+    pod_role,
+    served_port,
+)
 from sidecred.pods.dns_names import is_dns1123_label
 from sidecred.pods.names import SIDECAR_NAME
 from sidecred.pods.pod import (
@@ -35,7 +41,12 @@ from sidecred.webhook.access import (
 )
 from sidecred.webhook.isolation import check_isolation
 from sidecred.webhook.mutate import build_patch
-from sidecred.webhook.validate import check_app_containers, check_ephemeral, check_update
+from sidecred.webhook.validate import (
+    check_app_containers,
+    check_ephemeral,
+    check_injected_label,
+    check_update,
+)
 
 # Not a policy verdict: the same request can succeed once the namespace can be
 # read, so it is answered "service unavailable" (still a denial: fail closed).
@@ -51,13 +62,13 @@ class Decision:
     bad-annotation, host-network, forged-sidecar, namespace-unavailable,
     no-policy, not-permitted, bad-policy, shared-kernel-view, node-access,
     foreign-endpoint, mount-conflict, not-injected, role-changed, image-changed,
-    debug-target, sidecred-audience, token-request, sidecar-exec.
+    injected-label-removed, debug-target, sidecred-audience, token-request, sidecar-exec.
     """
 
     allowed: bool
     code: int = 200
     message: str = ""
-    patch: list[dict] | None = None  # JSON Patch ops
+    patch: list[dict[str, Any]] | None = None  # JSON Patch ops
     warnings: tuple[str, ...] = ()
     reason: str = "allowed"
 
@@ -65,7 +76,7 @@ class Decision:
 def deny(refusal: Refusal, warnings: list[str] | tuple[str, ...] = ()) -> Decision:
     return Decision(
         allowed=False,
-        code=refusal.code,
+        code=refusal.status,
         message=refusal.message,
         warnings=tuple(warnings),
         reason=refusal.reason,
@@ -90,7 +101,8 @@ def namespace_to_lookup(request: Mapping[str, Any], config: Settings) -> str | N
     annotations = metadata.get("annotations") if isinstance(metadata, dict) else None
     if not isinstance(annotations, dict) or config.annotation_key not in annotations:
         return None
-    stated, requested = metadata.get("namespace"), request.get("namespace")
+    stated = metadata.get("namespace") if isinstance(metadata, dict) else None
+    requested = request.get("namespace")
     if stated and requested and stated != requested:
         return None
     name = pod_namespace(request)
@@ -177,8 +189,7 @@ def _read_role_pod(request: Mapping[str, Any], config: Settings) -> _RolePod | N
     Raises Refusal for those, a malformed pod, a namespace mismatch, hostNetwork
     with a role, and a bad role or option annotation.
     """
-    pod = request.get("object")
-    check_pod_shape(pod)
+    pod = check_pod_shape(request.get("object"))
     _check_namespace(request)
     role_arn = pod_role(pod, config)
     if role_arn is not None:
@@ -234,13 +245,13 @@ def decide_mutation(
 
 
 def _decide_pod_update(request: Mapping[str, Any], config: Settings) -> Decision:
-    old, new = request.get("oldObject"), request.get("object")
-    check_pod_shape(old, "request.oldObject")
-    check_pod_shape(new)
+    old = check_pod_shape(request.get("oldObject"), "request.oldObject")
+    new = check_pod_shape(request.get("object"))
     if request.get("subResource") == "ephemeralcontainers":
         check_ephemeral(old, new, config)
     else:
         check_update(old, new, config)
+        check_injected_label(old, new, config)
     return Decision(allowed=True)
 
 
@@ -261,7 +272,7 @@ def _decide_pod_create(
             "sidecar: the sidecred mutating webhook did not run; check its registration",
         )
     _check_policy(read.role_arn, request, namespace, config, namespace_error)
-    check_app_containers(read.pod, read.options, config.sidecar_port)
+    check_app_containers(read.pod, read.options, served_port(read.pod, config))
     return Decision(allowed=True, warnings=tuple(warnings))
 
 
@@ -275,7 +286,7 @@ def decide_validation(
     """Decide a /validate request, after all mutations; never patches.
 
     Pods (CREATE, UPDATE, ephemeral containers), exec/attach into a pod, and
-    TokenRequests for a sidecred audience (DESIGN 3.3); anything else is skipped.
+    TokenRequests for a sidecred audience (SECURITY.md, Paths 1-3); anything else is skipped.
     """
     operation, subresource = request.get("operation"), request.get("subResource") or ""
     warnings: list[str] = []

@@ -10,12 +10,10 @@ predecessor.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,36 +23,24 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from sidecred.pods.annotations import EVENT_LABEL
-from sidecred.kube.watch import PodCache
-from sidecred.webhook.leader import RETRY_PERIOD_SECONDS, LeaseElector
-from sidecred.pods.names import SIDECAR_NAME
-from sidecred.pods.pod import find_sidecar
-from sidecred.kube.sidecar_health import (
-    NOT_READY_STARTING,
-    HealthUnavailable,
-    SidecarHealth,
-    pod_role,
-    read_sidecar_health,
-    sidecar_status,
-)
-
 from sidecred.kube.events import (
-    AVAILABLE,
-    RATE_LIMIT_SECONDS,
     SCAN_INTERVAL_SECONDS,
-    UNAVAILABLE,
     EventMetrics,
-    LastEvents,
     PodEvent,
-    awaits_recovery,
     build_event,
     event_due,
     event_from_object,
-    micro_time,
     needs_reading,
     post_event,
 )
+from sidecred.kube.sidecar_health import (
+    NOT_READY_STARTING,
+    HealthUnavailable,
+    read_sidecar_health,
+)
+from sidecred.kube.watch import PodCache
+from sidecred.pods.annotations import EVENT_LABEL
+from sidecred.webhook.leader import RETRY_PERIOD_SECONDS, LeaseElector
 
 log = logging.getLogger(__name__)
 
@@ -121,15 +107,31 @@ class EventReporter:
             leading = self.elector.step()
             self.metrics.leader.set(1 if leading else 0)
             if not leading:
-                self._seeded = False  # a later term reads back what others posted meanwhile
+                self.step_down()
             elif self.clock() >= next_scan and self.prepare_scan():
                 self.scan_once()
                 next_scan = self.clock() + self.scan_interval
             self._stopping.wait(self.retry_period)
 
+    def step_down(self) -> None:
+        """Out of the Lease: stop the pod watch and forget its pods, the events seen and the
+        gauges, so a follower holds no second copy and exports no stale alert. A later term
+        lists again and reads back what others posted meanwhile."""
+        self._seeded = False
+        if not self._pods_started and not self.last:
+            return
+        if self._pods_started:
+            self.pods.stop(forget=True)
+            self._pods_started = False
+        self.last.clear()
+        self.metrics.not_ready.clear()
+        log.info("event reporter stepped down: pod watch stopped, its state dropped")
+
     def prepare_scan(self) -> bool:
         """Start the pod watch and read back earlier events; True once both are done."""
         if not self._pods_started:
+            if self.pods.running:
+                return False  # the last term's watch is still winding down
             self.pods.start()
             self._pods_started = True
         if not self.pods.synced:
@@ -188,7 +190,7 @@ class EventReporter:
                 continue
             if not self.still_leading():
                 log.info("lost the event reporter's lease during a pass; stopping it")
-                break
+                return  # step_down() clears what this pass would have reported
             try:
                 health = read_sidecar_health(self.api, pod)
             except HealthUnavailable as exc:

@@ -170,10 +170,10 @@ def check_isolation(
         raise _host_path_refusal(label, f"volume {q(name)}", *host_paths[name])
     for kind, container in containers:
         name = str(container.get("name", ""))
-        if why := _node_access(container):
+        if access := _node_access(container):
             raise Refusal(
                 "node-access",
-                f"sidecred: {kind} {q(name)} in {label} {why}, so it could reach the node "
+                f"sidecred: {kind} {q(name)} in {label} {access}, so it could reach the node "
                 f"and read the credential sidecar's service-account token; {_instead(kind)}",
             )
         mounted = {m.get("name") for m in container.get("volumeMounts") or []}

@@ -16,12 +16,12 @@ replicas never lead at once.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import urllib3
 from kubernetes import client
@@ -50,7 +50,7 @@ class LeaseRecord:
     transitions: int = 0
 
     @classmethod
-    def from_lease(cls, lease: dict) -> LeaseRecord:
+    def from_lease(cls, lease: dict[str, Any]) -> LeaseRecord:
         spec = lease.get("spec") or {}
         return cls(
             holder=str(spec.get("holderIdentity") or ""),
@@ -70,7 +70,6 @@ def lease_action(record: LeaseRecord | None, identity: str, observed_at: float, 
     if not record.holder or now >= observed_at + record.duration:
         return TAKE_OVER
     return FOLLOW
-
 
 
 class LeaseElector:
@@ -99,7 +98,7 @@ class LeaseElector:
         self._observed_at = 0.0
         self.renewed_at = 0.0  # when the Lease was last written by this candidate (its clock)
 
-    def _read(self) -> tuple[LeaseRecord | None, dict | None]:
+    def _read(self) -> tuple[LeaseRecord | None, dict[str, Any] | None]:
         try:
             response = self.api.read_namespaced_lease(
                 self.name, self.namespace, _preload_content=False, _request_timeout=API_TIMEOUT
@@ -112,7 +111,7 @@ class LeaseElector:
         return LeaseRecord.from_lease(lease), lease
 
     def _write(
-        self, action: str, record: LeaseRecord | None, lease: dict | None, now: float
+        self, action: str, record: LeaseRecord | None, lease: dict[str, Any] | None, now: float
     ) -> None:
         stamp = micro_time(now)
         keep = action == RENEW and record is not None

@@ -1,4 +1,4 @@
-"""The injection patch (DESIGN.md 3.2): explicit JSON Patch ops on the pod as received.
+"""The injection patch (docs/architecture.md 2.1): explicit JSON Patch ops on the pod as received.
 
 Ops are explicit rather than diffed (`jsonpatch.make_patch` turns one insert
 into a cascade of `replace` ops on every shifted container), and ordered so
@@ -12,56 +12,39 @@ nothing twice and only gives the env to containers a later webhook added.
 from __future__ import annotations
 
 import copy
-import hashlib
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
 import jsonpatch
 
-from sidecred.sidecar import config as sc
 from sidecred.pods.annotations import (
     DEFAULT_CONTAINER_KEY,
     INJECTED_KEY,
     INJECTED_LABEL,
-    SESSION_NAME_KEY,
     SKIP_CONTAINERS_KEY,
-    PodOptions,
     q,
 )
-from sidecred.pods.settings import Settings
 from sidecred.pods.names import (
-    SA_TOKEN_DIR,
-    SA_TOKEN_FILE,
-    SA_TOKEN_VOLUME,
-    SIDECAR_COMMAND,
     SIDECAR_NAME,
     TOKEN_DIR,
-    TOKEN_FILE,
     TOKEN_VOLUME,
 )
-from sidecred.pods.pod import env_value, find_sidecar, has_env, iter_containers
+from sidecred.pods.pod import env_value, has_env, iter_containers
 from sidecred.pods.refusal import Refusal
-from sidecred.pods.session import namespaced_session_name
+from sidecred.pods.settings import Settings
 from sidecred.pods.sidecar_spec import (
     AUTH_TOKEN,
     AUTH_TOKEN_FILE,
     FULL_URI,
-    HEALTH_PORT_NAME,
-    Injection,
     REGION_VARS,
     RELATIVE_URI,
-    SIDECAR_UID,
-    WAIT_READY_COMMAND,
-    _field_env,
+    Injection,
     app_env,
     build_sidecar,
     build_volumes,
-    plan_injection,
-    sidecar_env,
-    source_env,
-    uses_sa_token,
 )
+from sidecred.sidecar import config as sc
+
 
 def escape(part: str) -> str:
     """One JSON Pointer reference token (RFC 6901)."""
@@ -197,8 +180,8 @@ def metadata_ops(pod: Mapping[str, Any], inj: Injection) -> list[dict[str, Any]]
     """
     annotations = (pod.get("metadata") or {}).get("annotations") or {}
     wanted = {INJECTED_KEY: inj.role_arn}
-    apps = [c.get("name") for c in (pod.get("spec") or {}).get("containers") or []]
-    apps = [name for name in apps if name != SIDECAR_NAME]
+    names = [c.get("name") for c in (pod.get("spec") or {}).get("containers") or []]
+    apps = [name for name in names if isinstance(name, str) and name != SIDECAR_NAME]
     if inj.config.sidecar_mode == "container" and apps:
         current = annotations.get(DEFAULT_CONTAINER_KEY)
         wanted[DEFAULT_CONTAINER_KEY] = current if current in apps else apps[0]
@@ -299,4 +282,5 @@ def sidecar_ops(
 
 def apply_patch(pod: Mapping[str, Any], ops: list[dict[str, Any]]) -> dict[str, Any]:
     """The pod after `ops`, as the API server would apply them."""
-    return jsonpatch.apply_patch(copy.deepcopy(dict(pod)), copy.deepcopy(ops))
+    patched: dict[str, Any] = jsonpatch.apply_patch(copy.deepcopy(dict(pod)), copy.deepcopy(ops))
+    return patched

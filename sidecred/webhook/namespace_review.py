@@ -1,4 +1,4 @@
-"""Namespace policy checked when it is written (DESIGN.md 3.4). Pure.
+"""Namespace policy checked when it is written. Pure.
 
 A Namespace CREATE/UPDATE whose annotations carry a role policy is refused
 when the policy does not parse (it would deny every pod there), with the very
@@ -17,15 +17,12 @@ from __future__ import annotations
 
 import functools
 import re
-import re._constants as sre_constants  # the stdlib regex parser reads RE2's common syntax too
-import re._parser as sre_parser
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from sidecred.pods.annotations import q
-from sidecred.pods.settings import Settings
-from sidecred.webhook.decide import Decision
+from sidecred.pods.pod import is_core_request
 from sidecred.pods.policy import (
     ALLOWED_ROLES_KEY,
     PERMITTED_KEY,
@@ -34,7 +31,9 @@ from sidecred.pods.policy import (
     parse_allowed_roles,
     parse_permitted,
 )
-from sidecred.pods.pod import is_core_request
+from sidecred.pods.settings import Settings
+from sidecred.webhook.decide import Decision
+from sidecred.webhook.pattern_witness import DIGITS, SHORTEST, SPAN_SLASH, witnesses
 
 POLICY_KEYS = (PERMITTED_KEY, ALLOWED_ROLES_KEY)
 # Any role ARN serves: a bad policy is refused whatever the role.
@@ -132,91 +131,6 @@ def with_namespace_review(decide: Callable[..., Decision]) -> Callable[..., Deci
 # --- what a pattern also permits -------------------------------------------------
 
 
-class _Unreadable(Exception):
-    """A construct the witness builder does not follow; no warning is given."""
-
-
-_CATEGORY_CHARS = {
-    sre_constants.CATEGORY_DIGIT: "0",
-    sre_constants.CATEGORY_WORD: "a",
-    sre_constants.CATEGORY_NOT_DIGIT: "a",
-    sre_constants.CATEGORY_NOT_WORD: "/",
-    sre_constants.CATEGORY_NOT_SPACE: "a",
-    sre_constants.CATEGORY_SPACE: " ",
-}
-
-
-def _class_char(items: list[tuple[Any, Any]], wanted: str) -> str | None:
-    """A character of `[...]`, preferring `wanted`; None if the class has none we can name."""
-    negate = bool(items) and items[0][0] is sre_constants.NEGATE
-    body = items[1:] if negate else items
-
-    def contains(ch: str) -> bool:
-        code = ord(ch)
-        for op, arg in body:
-            if op is sre_constants.LITERAL and arg == code:
-                return True
-            if op is sre_constants.RANGE and arg[0] <= code <= arg[1]:
-                return True
-            if op is sre_constants.CATEGORY and _CATEGORY_CHARS.get(arg) == ch:
-                return True
-        return False
-
-    for ch in (wanted, "a", "0", "-", "/"):
-        if contains(ch) != negate:
-            return ch
-    return None
-
-
-def _first_char(op: Any, arg: Any, wanted: str) -> str | None:
-    if op is sre_constants.LITERAL:
-        return chr(arg)
-    if op is sre_constants.ANY:
-        return wanted
-    if op is sre_constants.NOT_LITERAL:
-        return wanted if ord(wanted) != arg else "a"
-    if op is sre_constants.IN:
-        return _class_char(arg, wanted)
-    return None
-
-
-# How a witness fills an unbounded repeat of one character beyond its minimum.
-SHORTEST, SPAN_SLASH, DIGITS = "", "a/a", "0" * 12
-
-
-def _witness(tree: Any, fill: str) -> str:
-    """A string the parsed pattern matches: each unbounded repeat of a single character
-    adds `fill` when that character class allows all of it (SHORTEST adds nothing)."""
-    out = []
-    for op, arg in tree:
-        char = _first_char(op, arg, "a")
-        if char is not None:
-            out.append(char)
-        elif op in (sre_constants.MAX_REPEAT, sre_constants.MIN_REPEAT):
-            low, high, sub = arg
-            out.append(_witness(sub, fill) * low)
-            single = list(sub)
-            if fill and high > 1 and len(single) == 1:
-                if all(_first_char(*single[0], ch) == ch for ch in set(fill)):
-                    out.append(fill)
-        elif op is sre_constants.SUBPATTERN:
-            out.append(_witness(arg[-1], fill))
-        elif op is sre_constants.BRANCH:
-            out.append(_witness(arg[1][0], fill))
-        elif op is not sre_constants.AT:
-            raise _Unreadable(str(op))
-    return "".join(out)
-
-
-def _witnesses(pattern: str) -> dict[str, str]:
-    """Witnesses by fill; {} for a pattern the builder cannot read."""
-    try:
-        tree = sre_parser.parse(pattern)
-        return {fill: _witness(tree, fill) for fill in (SHORTEST, SPAN_SLASH, DIGITS)}
-    except (re.error, _Unreadable, RecursionError, OverflowError, ValueError):
-        return {}
-
-
 def _crosses_slash(key: str, matcher: Any, base_role: str, spanning: str) -> list[str]:
     found = _ROLE_ARN.fullmatch(spanning)
     if not (found and matcher.fullmatch(spanning)):
@@ -231,17 +145,17 @@ def _crosses_slash(key: str, matcher: Any, base_role: str, spanning: str) -> lis
 
 def risky_pattern_warnings(key: str, matcher: Any) -> list[str]:
     """What a compiled policy also permits, as sentences; [] when nothing risky is found."""
-    witnesses = _witnesses(matcher.pattern)
+    built = witnesses(matcher.pattern)
     base = next(
         (
             found
-            for w in (witnesses.get(SHORTEST), witnesses.get(DIGITS))
+            for w in (built.get(SHORTEST), built.get(DIGITS))
             if w is not None and matcher.fullmatch(w) and (found := _ROLE_ARN.fullmatch(w))
         ),
         None,
     )
     partition, account, role = base.groups() if base else ("aws", PROBE_ACCOUNTS[0], "")
-    warnings = _crosses_slash(key, matcher, role, witnesses.get(SPAN_SLASH, ""))
+    warnings = _crosses_slash(key, matcher, role, built.get(SPAN_SLASH, ""))
     any_role = f"arn:{partition}:iam::{account}:role/{PROBE_ROLE_NAME}"
     other = next(a for a in PROBE_ACCOUNTS if a != account)
     elsewhere = f"arn:{partition}:iam::{other}:role/{role or PROBE_ROLE_NAME}"

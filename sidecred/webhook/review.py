@@ -14,6 +14,7 @@ import re
 import uuid
 from typing import TYPE_CHECKING, Any, Literal, NotRequired, TypedDict
 
+from sidecred.pods.annotations import q
 from sidecred.pods.dns_names import is_dns1123_label
 
 if TYPE_CHECKING:
@@ -29,8 +30,6 @@ _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 OPERATIONS = ("CREATE", "UPDATE", "DELETE", "CONNECT")
 # The options object the API server passes per operation (CONNECT passes none).
 _OPTIONS_KIND = {"CREATE": "CreateOptions", "UPDATE": "UpdateOptions", "DELETE": "DeleteOptions"}
-POD_KIND = {"group": "", "version": "v1", "kind": "Pod"}
-POD_RESOURCE = {"group": "", "version": "v1", "resource": "pods"}
 # Who creates most pods: the ReplicaSet controller, as the API server reports it.
 CONTROLLER_USER = {
     "username": "system:serviceaccount:kube-system:replicaset-controller",
@@ -52,6 +51,10 @@ class GroupVersionResource(TypedDict):
     group: str
     version: str
     resource: str
+
+
+POD_KIND = GroupVersionKind(group="", version="v1", kind="Pod")
+POD_RESOURCE = GroupVersionResource(group="", version="v1", resource="pods")
 
 
 class AdmissionRequest(TypedDict):
@@ -209,8 +212,10 @@ def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     result = dict(pairs)
     if len(result) != len(pairs):
         seen: set[str] = set()
-        duplicate = next(key for key, _ in pairs if key in seen or seen.add(key))
-        raise ValueError(f"duplicate key {json.dumps(duplicate[:100])} in a JSON object")
+        for key, _ in pairs:
+            if key in seen:
+                raise ValueError(f"duplicate key {q(key, 100)} in a JSON object")
+            seen.add(key)
     return result
 
 
@@ -223,6 +228,36 @@ def _shape(value: Any) -> str:
     if value is None:
         return "null"
     return f"{type(value).__name__} {str(value)[:40]!r}"
+
+
+def _request_problems(request: dict[str, Any]) -> list[str]:
+    """What is wrong with the request's own fields, each as "<what was expected>, got ..."."""
+    problems: list[str] = []
+    operation = request.get("operation")
+    if operation not in OPERATIONS:
+        problems.append(f"request.operation one of {', '.join(OPERATIONS)}, got {operation!r}")
+    for name, keys in (
+        ("kind", ("group", "version", "kind")),
+        ("resource", ("group", "version", "resource")),
+    ):
+        value = request.get(name)
+        if not isinstance(value, dict) or not all(isinstance(value.get(k), str) for k in keys):
+            problems.append(
+                f"request.{name} object with string {'/'.join(keys)}, got {_shape(value)}"
+            )
+    for name in ("namespace", "name", "subResource"):
+        if name in request and not isinstance(request[name], str):
+            problems.append(f"request.{name} string, got {_shape(request[name])}")
+    namespace = request.get("namespace")
+    if isinstance(namespace, str) and namespace and not is_dns1123_label(namespace):
+        # Checked before anything looks it up, logs it or remembers it.
+        problems.append(f"request.namespace a DNS-1123 label, got {_shape(namespace)}")
+    needs_object = operation in ("CREATE", "UPDATE")
+    if needs_object and not isinstance(request.get("object"), dict):
+        problems.append(f"request.object for {operation}, got {_shape(request.get('object'))}")
+    if operation == "UPDATE" and not isinstance(request.get("oldObject"), dict):
+        problems.append(f"request.oldObject for UPDATE, got {_shape(request.get('oldObject'))}")
+    return problems
 
 
 def parse_review(body: bytes) -> AdmissionRequest:
@@ -249,7 +284,7 @@ def parse_review(body: bytes) -> AdmissionRequest:
         # of ms of a 3 MiB review, with the interpreter held throughout.
         if _SURROGATE_ESCAPE.search(text):
             json.dumps(review, ensure_ascii=False).encode("utf-8")
-    except UnicodeError as exc:
+    except (UnicodeDecodeError, UnicodeEncodeError) as exc:
         raise ReviewError(
             400, f"expected an AdmissionReview JSON object in UTF-8: {exc.reason}"
         ) from None
@@ -274,31 +309,7 @@ def parse_review(body: bytes) -> AdmissionRequest:
         raise ReviewError(
             400, f"expected request.uid non-empty string, got {_shape(request.get('uid'))}"
         )
-    problems = []
-    operation = request.get("operation")
-    if operation not in OPERATIONS:
-        problems.append(f"request.operation one of {', '.join(OPERATIONS)}, got {operation!r}")
-    for name, keys in (
-        ("kind", ("group", "version", "kind")),
-        ("resource", ("group", "version", "resource")),
-    ):
-        value = request.get(name)
-        if not isinstance(value, dict) or not all(isinstance(value.get(k), str) for k in keys):
-            problems.append(
-                f"request.{name} object with string {'/'.join(keys)}, got {_shape(value)}"
-            )
-    for name in ("namespace", "name", "subResource"):
-        if name in request and not isinstance(request[name], str):
-            problems.append(f"request.{name} string, got {_shape(request[name])}")
-    namespace = request.get("namespace")
-    if isinstance(namespace, str) and namespace and not is_dns1123_label(namespace):
-        # Checked before anything looks it up, logs it or remembers it.
-        problems.append(f"request.namespace a DNS-1123 label, got {_shape(namespace)}")
-    needs_object = operation in ("CREATE", "UPDATE")
-    if needs_object and not isinstance(request.get("object"), dict):
-        problems.append(f"request.object for {operation}, got {_shape(request.get('object'))}")
-    if operation == "UPDATE" and not isinstance(request.get("oldObject"), dict):
-        problems.append(f"request.oldObject for UPDATE, got {_shape(request.get('oldObject'))}")
+    problems = _request_problems(request)
     if problems:
         raise ReviewError(400, "expected " + "; ".join(problems))
     return request  # type: ignore[return-value]

@@ -9,25 +9,21 @@ import os
 import ssl
 import sys
 from collections.abc import Mapping
-from pathlib import Path
 
-import uvicorn
-from kubernetes import client
-from kubernetes import config as kube_config
-
-from sidecred.int_range import int_in_range_type, parse_int_in_range
-from sidecred.jsonlog import JsonLineFormatter
-from sidecred.webhook.app import create_app
-from sidecred.pods.settings import add_config_arguments, config_from_args
-from sidecred.kube.event_flags import add_event_arguments
-from sidecred.webhook.event_options import build_event_reporter
-from sidecred.kube.watch import NamespaceCache
-from sidecred.serving.body_budget import DEFAULT_BUDGET_MIB
-from sidecred.serving.limits import server_config
-from sidecred.webhook.metrics import WebhookMetrics
+from sidecred.int_range import parse_int_in_range
 from sidecred.kube.client import KubeConfigUnavailable, load_core_api
-from sidecred.serving.cli import add_server_arguments, configure_logging
+from sidecred.kube.event_flags import add_event_arguments
+from sidecred.kube.watch import NamespaceCache
+from sidecred.pods.settings import add_config_arguments, config_from_args
+from sidecred.serving.body_budget import DEFAULT_BUDGET_MIB
+from sidecred.serving.cli import add_server_arguments, configure_logging, shutdown_delay
+from sidecred.serving.drain import Drain
+from sidecred.serving.listen import shown_address
+from sidecred.serving.run import serve_tls
 from sidecred.serving.tls import DEFAULT_CHECK_INTERVAL, ReloadingServerContext
+from sidecred.webhook.app import create_app
+from sidecred.webhook.event_options import build_event_reporter
+from sidecred.webhook.metrics import WebhookMetrics
 
 log = logging.getLogger("sidecred.webhook")
 
@@ -67,10 +63,11 @@ def body_budget_bytes(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    configure_logging()
+    configure_logging(args.log_level)
     try:
         config = config_from_args(args)
         bodies = body_budget_bytes(args, os.environ)
+        drain = Drain(shutdown_delay(args))
     except ValueError as exc:
         print(exc, file=sys.stderr)
         return 2
@@ -101,17 +98,11 @@ def main(argv: list[str]) -> int:
     except ValueError as exc:
         print(exc, file=sys.stderr)
         return 2
-    app = create_app(config, namespaces, metrics, body_budget_bytes=bodies)
+    app = create_app(config, namespaces, metrics, body_budget_bytes=bodies, drain=drain)
     if reporter is not None:
         # uvicorn re-raises SIGTERM once it has shut down, so `finally` would not run:
         # release the Lease during the app's shutdown instead.
         app.router.on_shutdown.append(reporter.stop)
-    # Limits against abuse (serving.limits): any pod can reach the webhook.
-    server = server_config(app, args.host, args.port, tls.server_context)
-    # What start-up made (the kubernetes client's models, mostly) lives as long as the
-    # process: kept out of the collector's full passes, which otherwise walk it whenever
-    # a huge review's objects come and go, the event loop waiting ~50 ms each time.
-    gc.freeze()
     namespaces.start()
     if reporter is not None:
         reporter.start()
@@ -119,15 +110,20 @@ def main(argv: list[str]) -> int:
         "webhook starting",
         extra={
             "fields": {
-                "host": args.host,
+                "host": shown_address(args.host),
                 "port": args.port,
-                "config": vars(config),
+                "shutdown_delay_seconds": drain.delay,
+                "config": config.loggable(),
                 "request_body_budget_bytes": bodies,
             }
         },
     )
+    # What start-up made (the kubernetes client's models, mostly) lives as long as the
+    # process: kept out of the collector's full passes, which otherwise walk it whenever
+    # a huge review's objects come and go, the event loop waiting ~50 ms each time.
+    gc.freeze()
     try:
-        uvicorn.Server(server).run()
+        # Limits against abuse (serving.limits): any pod can reach the webhook.
+        return serve_tls(app, args.host, args.port, tls.server_context, drain)
     finally:
         namespaces.stop()
-    return 0

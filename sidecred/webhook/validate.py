@@ -1,4 +1,4 @@
-"""Checks for the validating webhook (DESIGN.md 3.3), run after every mutation.
+"""Checks for the validating webhook (SECURITY.md, Paths 1-3), run after every mutation.
 
 Pure functions over plain pod dicts; each raises Refusal with a stable reason
 and a message that says what to do.
@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sidecred.sidecar import config as sc
 from sidecred.pods.annotations import (
     INJECTED_KEY,
+    INJECTED_LABEL,
     PodOptions,
     annotations_of,
     q,
@@ -22,6 +22,7 @@ from sidecred.pods.pod import env_value, iter_containers, mounted_volumes
 from sidecred.pods.refusal import Refusal
 from sidecred.pods.settings import Settings
 from sidecred.pods.sidecar_spec import FULL_URI
+from sidecred.sidecar import config as sc
 from sidecred.webhook.isolation import check_isolation
 from sidecred.webhook.mutate import foreign_endpoint
 
@@ -59,6 +60,25 @@ def check_update(old: Mapping[str, Any], new: Mapping[str, Any], config: Setting
                 f"cannot change on an existing pod (was {q(str(before))}, now {q(str(after))}); "
                 "recreate the pod instead",
             )
+
+
+def check_injected_label(old: Mapping[str, Any], new: Mapping[str, Any], config: Settings) -> None:
+    """A pod that runs the sidecar keeps its injected label: the broker's and the webhook's pod
+    watches select by it, and a pod that leaves their selector is one they no longer follow
+    (the broker would not hear of its deletion)."""
+    before = ((old.get("metadata") or {}).get("labels") or {}).get(INJECTED_LABEL)
+    after = ((new.get("metadata") or {}).get("labels") or {}).get(INJECTED_LABEL)
+    if before is None or before == after:
+        return
+    if not any(runs_sidecar(container, config) for _, _, container in iter_containers(old)):
+        return
+    shown_after = "unset" if after is None else q(str(after), 200)
+    raise Refusal(
+        "injected-label-removed",
+        f"sidecred: label {INJECTED_LABEL} cannot change on a pod that runs the credential "
+        f"sidecar (was {q(str(before), 200)}, now {shown_after}); sidecred follows the pod by it. "
+        "Recreate the pod without the role annotation instead",
+    )
 
 
 def check_ephemeral(old: Mapping[str, Any], new: Mapping[str, Any], config: Settings) -> None:

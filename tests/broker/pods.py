@@ -20,9 +20,7 @@ POLICY = {"iam.amazonaws.com/permitted": BASE + "shop-.*"}
 REGION = "us-east-1"
 
 
-def broker_config(
-    ca_pem: str, url: str = "https://localhost:8444", **changes: Any
-) -> Settings:
+def broker_config(ca_pem: str, url: str = "https://localhost:8444", **changes: Any) -> Settings:
     """The options a webhook injecting broker-mode sidecars and its broker share."""
     config = Settings(
         base_role_arn=BASE,

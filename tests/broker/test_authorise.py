@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 from typing import Any
 
 import pytest
 
-from sidecred.broker.authorise import Caller, Grant, Refusal, authorise
+from sidecred.broker.authorise import Caller, Grant, authorise
 from sidecred.broker.sidecar_check import broker_sidecar_problem
 from sidecred.kube.watch import CACHE, NOT_FOUND, UNAVAILABLE, Lookup
+from sidecred.pods.refusal import Refusal
 
 from .pods import BASE, CONFIG, READER, broker_pod, namespace, plain_pod
 
@@ -70,6 +72,7 @@ def test_grant_carries_role_session_source_identity_and_pod_identity_tags() -> N
     assert grant == Grant(
         role_arn=READER,
         session_name="shop.web-1",
+        source_identity="shop.web-1",
         duration=3600,
         external_id="ext-42",
         tags=(
@@ -88,8 +91,8 @@ def test_role_name_resolves_and_annotations_set_duration_and_session_name() -> N
     assert isinstance(grant, Grant)
     assert grant.role_arn == BASE + "shop-writer"
     assert grant.duration == 7200
-    # The pod picks the suffix, never the namespace prefix.
-    assert grant.session_name == "shop.batch"
+    # The pod picks the suffix, never the namespace prefix, and never its source identity.
+    assert (grant.session_name, grant.source_identity) == ("shop.batch", "shop.web-1")
 
 
 ROWS = [
@@ -125,10 +128,10 @@ def test_refusals_say_what_to_fix(
 ) -> None:
     refusal = decide(copy.deepcopy(pod_), ns, **config)
     assert isinstance(refusal, Refusal), refusal
-    assert (refusal.status, refusal.code) == (status, code), refusal.message
+    assert (refusal.status, refusal.reason) == (status, code), refusal.message
     for word in words:
         assert word in refusal.message
-    assert refusal.body() == {
+    assert json.loads(refusal.error_body()) == {
         "Code": code,
         "Message": refusal.message,
         "code": code,

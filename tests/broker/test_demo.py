@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.e2e.support import ACCOUNT
 from tests.e2e.test_demo import run_demo
+
+pytestmark = pytest.mark.slow
 
 
 def test_the_broker_demo_shows_the_assumed_role_and_the_revocation() -> None:

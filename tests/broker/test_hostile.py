@@ -9,8 +9,12 @@ import socket
 import ssl
 import string
 
+import pytest
+
 from .broker_process import BROKER_HOST, SNI
 from .conftest import Cluster
+
+pytestmark = pytest.mark.slow
 
 SLOW_CLIENT_WAIT_SECONDS = 60  # bound on waiting for the broker to drop a stalled client
 
@@ -36,10 +40,11 @@ def garbage_tokens(rng: random.Random) -> list[str]:
     return jwt_like + shapes + ["a.b.c", "..", "ey.ey.ey", "\u00e9.\u00e9.\u00e9", ". . ."]
 
 
-def test_garbage_tokens_are_401_and_repeats_cost_no_reviews(cluster: Cluster) -> None:
+def test_garbage_tokens_are_401_and_cost_no_reviews(cluster: Cluster) -> None:
     tokens = garbage_tokens(random.Random(12))
+    reviews = cluster.stub.requests["tokenreviews.create"]
     with cluster.broker.client() as http:
-        for token in tokens:
+        for token in tokens + tokens:  # and the same bad tokens again
             response = http.post(
                 "/v1/credentials",
                 headers={"Authorization": f"Bearer {token}".encode()},
@@ -47,11 +52,6 @@ def test_garbage_tokens_are_401_and_repeats_cost_no_reviews(cluster: Cluster) ->
             )
             assert response.status_code == 401, (token, response.text)
             assert response.json()["code"] in ("InvalidToken", "MissingToken")
-        reviews = cluster.stub.requests["tokenreviews.create"]
-        for token in tokens:  # the same bad tokens again: refused from the review cache
-            headers = {"Authorization": f"Bearer {token}".encode()}
-            response = http.post("/v1/credentials", headers=headers, extensions=SNI)
-            assert response.status_code == 401
     assert cluster.stub.requests["tokenreviews.create"] == reviews
 
 

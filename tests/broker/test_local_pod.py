@@ -41,6 +41,8 @@ from .broker_process import BrokerProcess, start_broker
 from .conftest import start_stub
 from .pods import BASE, POLICY, READER, plain_pod
 
+pytestmark = pytest.mark.slow
+
 PERMITTED = "iam.amazonaws.com/permitted"
 
 

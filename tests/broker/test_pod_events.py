@@ -1,4 +1,4 @@
-"""The broker's pod events (DESIGN.md 7): a refused pod gets one Warning, a restored one a Normal.
+"""The broker's pod events: a refused pod gets one Warning, a restored one a Normal.
 
 Events are posted by one background thread in the order they were decided, and
 the decision is made before the refusal is answered. So once an event decided

@@ -11,10 +11,11 @@ from collections.abc import Iterator
 import pytest
 from prometheus_client import CollectorRegistry
 
-from sidecred.broker.authorise import Caller, Refusal
+from sidecred.broker.authorise import Caller
 from sidecred.broker.pod_events import RefusalEvents
 from sidecred.dev.kube_stub import KubeApiStub
 from sidecred.kube.events import AVAILABLE, RATE_LIMIT_SECONDS, UNAVAILABLE, EventMetrics
+from sidecred.pods.refusal import Refusal
 from tests.events.conftest import core_api
 
 from .pods import broker_pod
@@ -22,7 +23,7 @@ from .pods import broker_pod
 POD = broker_pod("web-1", uid="uid-1")
 CALLER = Caller("shop", "web", "web-1", "uid-1")
 REVOKED = Refusal(
-    403, "RoleNotPermitted", 'sidecred: role "r" is not permitted in namespace "shop"'
+    "RoleNotPermitted", 'sidecred: role "r" is not permitted in namespace "shop"', 403
 )
 
 
@@ -64,7 +65,7 @@ def test_available_only_after_a_warning_and_only_once(stub: KubeApiStub) -> None
 
 
 def test_401s_and_other_pods_post_nothing(stub: KubeApiStub) -> None:
-    unauthenticated = Refusal(401, "InvalidToken", "sidecred broker: the token is not valid")
+    unauthenticated = Refusal("InvalidToken", "sidecred broker: the token is not valid", 401)
     other = Caller("shop", "web", "web-1", "uid-2")  # the token names another uid
     events = RefusalEvents(core_api(stub.url), EventMetrics(CollectorRegistry()), "broker-0")
     events.refused(CALLER, POD, unauthenticated)

@@ -2,7 +2,7 @@
 
 Each client program resolves credentials through its SDK's default chain, calls
 sts:GetCallerIdentity and prints the caller's ARN. What a client should manage
-depends on its SDK version (DESIGN.md section 5), so the expected outcome is
+depends on its SDK version (README.md, "SDK compatibility"), so the expected outcome is
 derived from the version the tool reports, never assumed.
 """
 

@@ -25,6 +25,7 @@ from tests.compat.clients import (
     format_version,
 )
 from tests.compat.compat_sidecar import ROLE_NAME, Sidecar, start_sidecar, stop_sidecar
+from tests.support.session_records import COMPAT
 from tests.support.sts import MotoServer, create_role, start_moto, stop_moto
 
 
@@ -100,28 +101,13 @@ def go_clients(tmp_path_factory: pytest.TempPathFactory) -> GoClients:
 
 
 # --- results summary -------------------------------------------------------------
-# (sdk label, version, token mode, result) per test, printed at the end of the session.
-RESULTS: list[tuple[str, str, str, str]] = []
 
 
 @pytest.fixture
 def record_result() -> Callable[[str, tuple[int, ...] | None, str, str], None]:
-    """Record one matrix cell for the end-of-session summary."""
+    """Record one matrix cell for the end-of-session summary (tests/support/session_records.py)."""
 
     def record(label: str, version: tuple[int, ...] | None, token_mode: str, result: str) -> None:
-        RESULTS.append((label, format_version(version) if version else "?", token_mode, result))
+        COMPAT.append([label, format_version(version) if version else "?", token_mode, result])
 
     return record
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if not RESULTS:
-        return
-    terminalreporter.section("sidecred SDK compatibility")
-    for label, version, mode, result in RESULTS:
-        terminalreporter.write_line(f"compat: {label} {version} token={mode}: {result}")
-    terminalreporter.write_line("")
-    terminalreporter.write_line("| SDK | version | token mode | result |")
-    terminalreporter.write_line("| --- | --- | --- | --- |")
-    for label, version, mode, result in RESULTS:
-        terminalreporter.write_line(f"| {label} | {version} | {mode} | {result} |")

@@ -2,7 +2,7 @@
 
 Every client runs in every token mode. A client whose version supports the
 mode must print `assumed-role/<annotated role>/<namespace>.<pod>`; one that
-predates it (DESIGN.md section 5) must fail to find credentials rather than
+predates it (README.md, "SDK compatibility") must fail to find credentials rather than
 get any from the sidecar without its token. Missing tools fail in CI and are
 skipped, with the reason, only on a developer machine.
 """
@@ -19,6 +19,8 @@ import pytest
 from tests.compat.clients import TOKEN_MODES, Client, GoClients, build_clients, format_version
 from tests.compat.compat_sidecar import ROLE_NAME, Sidecar
 from tests.support.sts import MOTO_ACCOUNT_ID, MotoServer
+
+pytestmark = [pytest.mark.compat, pytest.mark.slow]
 
 CLIENT_IDS = [
     "boto3-current",

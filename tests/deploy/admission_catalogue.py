@@ -80,6 +80,13 @@ def annotated(pod: dict[str, Any], **annotations: str) -> dict[str, Any]:
     return pod
 
 
+def labelled(pod: dict[str, Any], **labels: str) -> dict[str, Any]:
+    """`pod` with exactly `labels` (for an UPDATE that removes some)."""
+    pod = copy.deepcopy(pod)
+    pod["metadata"]["labels"] = dict(labels)
+    return pod
+
+
 def with_spec(pod: dict[str, Any], **spec: Any) -> dict[str, Any]:
     pod = copy.deepcopy(pod)
     pod["spec"].update(spec)
@@ -133,7 +140,7 @@ def connect(sub_resource: str, container: str | None, pod: str = "web-0") -> dic
 def token_request(
     audiences: list[str] | None, user: dict[str, Any], bound_pod: str | None = None
 ) -> dict[str, Any]:
-    """A TokenRequest (serviceaccounts/token CREATE) as DESIGN 3.3 gives its shape."""
+    """A TokenRequest (serviceaccounts/token CREATE) as the API server sends it."""
     spec: dict[str, Any] = {"expirationSeconds": 3600}
     if audiences is not None:
         spec["audiences"] = audiences

@@ -13,7 +13,7 @@ from deploy import render
 # cert-manager's and the Prometheus Operator's kinds have no schema in
 # kubernetes-validate; tests check the fields the chart relies on instead.
 CERT_MANAGER_KINDS = frozenset({"Issuer", "Certificate"})
-CUSTOM_KINDS = CERT_MANAGER_KINDS | {"ServiceMonitor"}
+CUSTOM_KINDS = CERT_MANAGER_KINDS | {"ServiceMonitor", "PrometheusRule"}
 
 CA_BUNDLE = "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1JSUJJakFOQmdrcWhraUc5dzBCQVFFRkFBT0NBUThBTUlJQkNnS0NBUUVB"
 
@@ -38,6 +38,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "imagePullSecrets": [{"name": "registry-credentials"}],
         "sidecar": {"imagePullSecrets": ["registry-credentials", "registry-mirror"]},
         "priorityClassName": "",
+        "priorityClass": {"create": False, "value": 1000000},
         "nodeSelector": {"kubernetes.io/os": "linux"},
         "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "ops"}],
         "topologySpreadConstraints": [
@@ -98,7 +99,11 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
     },
     "monitoring-networkpolicy": {
         "credentialSource": "broker",
-        "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}}},
+        "metrics": {
+            "serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
+            "prometheusRule": {"enabled": True, "labels": {"release": "prometheus"}},
+            "dashboard": {"enabled": True},
+        },
         "networkPolicy": {"enabled": True},
     },
     "custom-annotation-key": {
@@ -107,6 +112,30 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "replicas": 3,
     },
     "opt-in-labels": {"namespaceLabels": {"sidecred.dev/enabled": "true"}},
+    # No pod events: neither component posts any, and neither is granted what they need.
+    "events-off": {"credentialSource": "broker", "events": {"enabled": False}},
+    # OpenShift assigns the user: the UID and GID keys removed with null, a CA bundle
+    # mounted into both components, the broker on its own priority class.
+    "openshift-extra-volumes": {
+        "credentialSource": "broker",
+        "podSecurityContext": {"runAsUser": None, "runAsGroup": None, "fsGroup": None},
+        "containerSecurityContext": {"runAsUser": None, "runAsGroup": None},
+        "extraVolumes": [{"name": "corp-ca", "configMap": {"name": "corp-ca-bundle"}}],
+        "extraVolumeMounts": [{"name": "corp-ca", "mountPath": "/etc/corp-ca", "readOnly": True}],
+        "topologySpreadConstraints": [
+            {
+                "maxSkew": 1,
+                "topologyKey": "kubernetes.io/hostname",
+                "whenUnsatisfiable": "DoNotSchedule",
+            }
+        ],
+        "broker": {
+            "priorityClassName": "platform-critical",
+            "containerSecurityContext": {"readOnlyRootFilesystem": True, "privileged": False},
+            "extraVolumes": [{"name": "proxy-ca", "secret": {"secretName": "proxy-ca"}}],
+            "extraVolumeMounts": [{"name": "proxy-ca", "mountPath": "/etc/proxy-ca"}],
+        },
+    },
 }
 
 
@@ -126,9 +155,13 @@ def _hooks_json(name: str) -> str:
     return json.dumps(render.render_objects(VALUE_SETS[name], hooks=True))
 
 
-def rendered_hooks(name: str) -> list[dict[str, Any]]:
-    """The chart's Helm hooks (the `helm test` pod) rendered with the named value set."""
-    return json.loads(_hooks_json(name))
+def rendered_hooks(name: str, event: str | None = "test") -> list[dict[str, Any]]:
+    """The chart's Helm hooks for `event` (`test`: the `helm test` pod; `pre-delete`: the
+    uninstall Job and its RBAC; None: all) rendered with the named value set."""
+    hooks = json.loads(_hooks_json(name))
+    return [
+        h for h in hooks if event is None or h["metadata"]["annotations"]["helm.sh/hook"] == event
+    ]
 
 
 def find(objects: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:

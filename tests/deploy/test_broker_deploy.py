@@ -1,4 +1,4 @@
-"""The broker as the chart deploys it (credentialSource broker, DESIGN 5): HA and
+"""The broker as the chart deploys it (credentialSource broker, docs/architecture.md 2.3): HA and
 restricted, the same image and settings as the webhook, its own AWS identity,
 TLS the sidecars verify, and the webhook pointing sidecars at it."""
 

@@ -44,7 +44,7 @@ def test_chart_lints_clean_in_strict_mode(name: str) -> None:
 
 @pytest.mark.parametrize("name", ALL_SETS)
 def test_every_rendered_object_is_valid_kubernetes(name: str) -> None:
-    objects = rendered(name) + rendered_hooks(name)
+    objects = rendered(name) + rendered_hooks(name, None)
     assert objects, "the chart rendered nothing"
     for obj in objects:
         if obj["kind"] in CUSTOM_KINDS:
@@ -77,13 +77,12 @@ WEBHOOK_RULES = [
     {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]},
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
     {"apiGroups": [""], "resources": ["pods/proxy"], "verbs": ["get"]},
-    {
-        "apiGroups": ["", "events.k8s.io"],
-        "resources": ["events"],
-        "verbs": ["create", "patch", "list"],
-    },
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "list"]},
 ]
+# With events.enabled false: the namespace policies only.
+WEBHOOK_RULES_WITHOUT_EVENTS = WEBHOOK_RULES[:1]
 BROKER_RULES = [
+    {"nonResourceURLs": ["/.well-known/openid-configuration", "/openid/v1/jwks"], "verbs": ["get"]},
     {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]},
     {"apiGroups": [""], "resources": ["pods", "namespaces"], "verbs": ["get", "list", "watch"]},
     {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
@@ -114,16 +113,28 @@ def _bound(objects: list[dict], binding_kind: str, role: dict, account: dict) ->
 @pytest.mark.parametrize("name", ALL_SETS)
 def test_rbac_is_exactly_what_each_component_needs(name: str) -> None:
     """Webhook: namespace policies, injected pods, their sidecars' /readyz through the
-    pod proxy, events; a Lease in its own namespace only. Broker: TokenReview, pods,
-    namespaces (DESIGN 5, 7)."""
+    pod proxy, events; a Lease in its own namespace only. Broker: the issuer's discovery
+    document and JWKS, TokenReview, pods, namespaces, events."""
     objects = rendered(name)
     broker = VALUE_SETS[name].get("credentialSource") == "broker"
+    events = VALUE_SETS[name].get("events", {}).get("enabled", True)
     assert kinds(objects).count("ClusterRole") == (2 if broker else 1)
-    assert kinds(objects).count("Role") == 1
+    assert kinds(objects).count("Role") == (1 if events else 0)
     webhook_account = find(objects, "ServiceAccount", "sidecred")
     cluster_role = find(objects, "ClusterRole", "sidecred")
-    assert cluster_role["rules"] == WEBHOOK_RULES
+    assert cluster_role["rules"] == (WEBHOOK_RULES if events else WEBHOOK_RULES_WITHOUT_EVENTS)
     _bound(objects, "ClusterRoleBinding", cluster_role, webhook_account)
+    if broker:
+        broker_role = find(objects, "ClusterRole", "sidecred-broker")
+        assert broker_role["rules"] == (BROKER_RULES if events else BROKER_RULES[:-1])
+        _bound(
+            objects,
+            "ClusterRoleBinding",
+            broker_role,
+            find(objects, "ServiceAccount", "sidecred-broker"),
+        )
+    if not events:
+        return
     role = find(objects, "Role", "sidecred")
     assert role["metadata"]["namespace"] == render.RELEASE_NAMESPACE
     assert role["rules"] == [
@@ -134,15 +145,6 @@ def test_rbac_is_exactly_what_each_component_needs(name: str) -> None:
         }
     ]
     _bound(objects, "RoleBinding", role, webhook_account)
-    if broker:
-        broker_role = find(objects, "ClusterRole", "sidecred-broker")
-        assert broker_role["rules"] == BROKER_RULES
-        _bound(
-            objects,
-            "ClusterRoleBinding",
-            broker_role,
-            find(objects, "ServiceAccount", "sidecred-broker"),
-        )
 
 
 def _webhook(objects: list[dict], kind: str) -> dict:
@@ -206,7 +208,7 @@ VALIDATING_RULES = {
 
 @pytest.mark.parametrize("name", ALL_SETS)
 def test_validating_webhooks_registration(name: str) -> None:
-    """Each path of DESIGN 3.3/3.4 has its rules, all at /validate with failurePolicy Fail;
+    """Each attack path of SECURITY.md, and the Namespace review, has its rules, all at /validate with failurePolicy Fail;
     what each condition selects is test_match_conditions' business."""
     hooks = find(rendered(name), "ValidatingWebhookConfiguration")["webhooks"]
     assert {hook["name"]: hook["rules"] for hook in hooks} == VALIDATING_RULES
@@ -286,7 +288,7 @@ def test_deployment_is_highly_available_and_restricted() -> None:
     spec = deployment["spec"]
     pod = spec["template"]["spec"]
     assert spec["replicas"] == 2
-    assert pod["priorityClassName"] == "system-cluster-critical"
+    assert pod["priorityClassName"] == find(objects, "PriorityClass")["metadata"]["name"]
     term = pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][0]
     assert term["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
     assert (
@@ -372,9 +374,9 @@ def test_default_settings_reach_the_webhook() -> None:
         "SIDECRED_DRAIN_SECONDS": "20",
         "SIDECRED_TOKEN_EXPIRATION": "86400",
         "SIDECRED_SIDECAR_CPU_REQUEST": "10m",
-        "SIDECRED_SIDECAR_MEMORY_REQUEST": "32Mi",
+        "SIDECRED_SIDECAR_MEMORY_REQUEST": "16Mi",
         "SIDECRED_SIDECAR_CPU_LIMIT": "500m",
-        "SIDECRED_SIDECAR_MEMORY_LIMIT": "96Mi",
+        "SIDECRED_SIDECAR_MEMORY_LIMIT": "48Mi",
     }
     assert _container(rendered("defaults"))["image"] == "ghcr.io/sidecred/sidecred:0.1.0"
 
@@ -452,6 +454,25 @@ def test_webhook_knows_its_namespace_and_name_for_the_event_lease() -> None:
         "fieldRef": {"fieldPath": "metadata.namespace"}
     }
     assert env["SIDECRED_POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+
+
+@pytest.mark.parametrize("name", ["defaults", "broker", "events-off"])
+def test_events_value_turns_both_components_events_on_or_off(name: str) -> None:
+    """The rendered arguments, parsed by the real webhook and broker parsers: with
+    events.enabled false neither posts events, so the RBAC above can leave them out."""
+    from sidecred.broker.serve_cli import build_parser as broker_parser
+    from sidecred.kube.event_flags import event_settings
+    from sidecred.webhook.serve_cli import build_parser as webhook_parser
+
+    wanted = VALUE_SETS[name].get("events", {}).get("enabled", True)
+    parsers = {"sidecred": webhook_parser(), "sidecred-broker": broker_parser()}
+    for obj in rendered(name):
+        if obj["kind"] != "Deployment":
+            continue
+        (container,) = obj["spec"]["template"]["spec"]["containers"]
+        args = container["args"][1:]  # after the subcommand
+        parsed = parsers[obj["metadata"]["name"]].parse_args(args)
+        assert event_settings(parsed, {})[0] is wanted, (obj["metadata"]["name"], args)
 
 
 def test_cert_manager_chain_issues_the_serving_certificate_and_injects_its_ca() -> None:
@@ -602,7 +623,7 @@ def test_documented_sidecred_certs_output_is_a_ca_bundle_the_chart_accepts(tmp_p
             validate_strict(obj)
 
 
-# DESIGN section 2 options the chart passes that the webhook on this branch does
+# Webhook options the chart passes that the webhook on this branch does
 # not read yet. The test below fails once one lands, so this set only shrinks.
 PENDING_OPTIONS: set[str] = set()
 PENDING_CHOICES: set[tuple[str, str]] = set()

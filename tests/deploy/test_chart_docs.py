@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -15,6 +16,8 @@ OPAQUE = {
     "global",
     "resources",
     "affinity",
+    "podSecurityContext",
+    "containerSecurityContext",
     "nodeSelector",
     "podAnnotations",
     "podLabels",
@@ -54,3 +57,25 @@ def test_readme_lists_no_value_that_does_not_exist() -> None:
     prefixes = {p.rsplit(".", 1)[0] for p in known if "." in p}
     documented = {d for d in _documented() if d.split(".")[0] in values}
     assert documented <= known | prefixes, sorted(documented - known - prefixes)
+
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def _mentioned() -> set[str]:
+    """Every value-shaped name in backticks anywhere in the chart README."""
+    return set(re.findall(r"`([A-Za-z][\w]*(?:\.[A-Za-z]\w*)*)`", README.read_text()))
+
+
+def test_readme_mentions_no_value_that_is_gone() -> None:
+    """A value chart 0.1.0 had and this chart does not (`sidecarImage`, ...) appears
+    nowhere in the chart README: prose that names one sends operators to a value the
+    schema refuses."""
+    old = _paths(yaml.safe_load((FIXTURES / "chart-0.1.0-values.yaml").read_text()))
+    values = yaml.safe_load((render.CHART_DIR / "values.yaml").read_text())
+    current = _paths(values)
+    prefixes = {p.rsplit(".", 1)[0] for p in current if "." in p}
+    gone = old - current - prefixes
+    assert {"sidecarImage", "sidecarMode", "namespace.create"} <= gone
+    stale = sorted(_mentioned() & gone)
+    assert not stale, f"{README.name} names values that no longer exist: {stale}"

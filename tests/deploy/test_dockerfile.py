@@ -1,6 +1,6 @@
 """The Dockerfile and its hash locks: hadolint, and the rules the design sets for the images.
 
-scripts/image builds and runs both images with podman; these tests check the
+scripts/image builds and runs the images with podman; these tests check the
 file, its locks and its build context, and run everywhere in seconds.
 """
 
@@ -26,7 +26,12 @@ DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 LOCKS = ROOT / "requirements"
 IMAGE_UID = 65532
-FINAL_STAGES = {"sidecar": "sidecar-venv", "webhook": "webhook-venv"}  # target -> its venv stage
+FINAL_STAGES = {"webhook": "webhook-venv"}  # target -> its venv stage (on the Debian base)
+# The sidecar images: FROM scratch, one root filesystem each (Debian package files + venv).
+SIDECAR_STAGES = {
+    "sidecar": ("sidecar-root", "sidecar-venv"),
+    "sidecar-assume-role": ("sidecar-assume-role-root", "sidecar-assume-role-venv"),
+}
 OCI_LABELS = ("source", "version", "revision")
 # The webhook's dependencies, none of which the sidecar imports.
 NOT_IN_SIDECAR = {"fastapi", "uvicorn", "starlette", "kubernetes", "cryptography", "google-re2",
@@ -88,6 +93,8 @@ def test_every_stage_starts_from_the_base_pinned_by_digest(parsed: DockerfilePar
     ), default
     froms = [i["value"] for i in parsed.structure if i["instruction"] == "FROM"]
     targets = {f"runtime AS {target}" for target in FINAL_STAGES}
+    targets |= {f"scratch AS {target}" for target in SIDECAR_STAGES}
+    targets |= {f"sidecar-root-base AS {root}" for root, _ in SIDECAR_STAGES.values()}
     assert all(v.startswith("${BASE_IMAGE} AS ") or v in targets for v in froms), froms
     assert list(_stages(parsed))[-1] == "webhook"  # the default target
 
@@ -114,24 +121,70 @@ def test_final_stages_copy_their_venv_only_and_run_non_root(
         assert f"org.opencontainers.image.{label}=" in labels, label
 
 
+@pytest.mark.parametrize("target", SIDECAR_STAGES)
+def test_sidecar_images_are_their_root_filesystem_only_and_run_non_root(
+    parsed: DockerfileParser, target: str
+) -> None:
+    stages = _stages(parsed)
+    root, venv = SIDECAR_STAGES[target]
+    final = stages[target]
+    assert final[0]["value"] == f"scratch AS {target}"
+    assert "RUN" not in [item["instruction"] for item in final]  # nothing runs in scratch
+    copies = [item["value"] for item in final if item["instruction"] in ("COPY", "ADD")]
+    assert copies == [f"--from={root} /rootfs/ /"]
+    root_copies = [i["value"] for i in stages[root] if i["instruction"] == "COPY"]
+    assert root_copies == [f"--from={venv} /opt/sidecred /rootfs/opt/sidecred"]
+    (user,) = [item["value"] for item in final if item["instruction"] == "USER"]
+    assert user == f"{IMAGE_UID}:{IMAGE_UID}"
+    (entrypoint,) = [item["value"] for item in final if item["instruction"] == "ENTRYPOINT"]
+    assert json.loads(entrypoint) == ["sidecred"]
+    env = " ".join(item["value"] for item in final if item["instruction"] == "ENV")
+    assert "PATH=/opt/sidecred/bin:/usr/bin" in env and "PYTHONDONTWRITEBYTECODE=1" in env
+    labels = " ".join(item["value"] for item in final if item["instruction"] == "LABEL")
+    for label in OCI_LABELS:
+        assert f"org.opencontainers.image.{label}=" in labels, label
+
+
+def test_the_sidecar_root_holds_python3s_packages_only(parsed: DockerfileParser) -> None:
+    base = " ".join(
+        i["value"] for i in _stages(parsed)["sidecar-root-base"] if i["instruction"] == "RUN"
+    )
+    listed = re.search(r"dpkg-query -L ([^>]*)>", base)
+    assert listed is not None
+    packages = set(listed.group(1).split())
+    assert packages == {"python3-minimal", "python3.11-minimal", "libpython3.11-minimal",
+                        "libpython3.11-stdlib", "libc6", "libssl3", "libexpat1", "zlib1g"}  # fmt: skip
+    for absent in ("bash", "dash", "perl", "apt", "dpkg", "python3-pip", "python3-setuptools"):
+        assert absent not in packages
+
+
 def test_installs_come_from_hash_locks_only(parsed: DockerfileParser) -> None:
     stages = _stages(parsed)
     locks = {"wheel": "requirements/build.txt", "webhook-venv": "/tmp/requirements.txt",
-             "sidecar-venv": "/tmp/requirements.txt"}  # fmt: skip
+             "sidecar-assume-role-venv": "/tmp/requirements.txt"}  # fmt: skip
     for stage, lock in locks.items():
         runs = " ".join(item["value"] for item in stages[stage] if item["instruction"] == "RUN")
         assert "--require-hashes --only-binary :all: " in runs and f"-r {lock}" in runs, stage
         assert "[test]" not in runs and "[demo]" not in runs and "-e " not in runs
     copies = {
         stage: [i["value"] for i in stages[stage] if i["instruction"] == "COPY"]
-        for stage in FINAL_STAGES.values()
+        for stage in ("webhook-venv", "sidecar-venv", "sidecar-assume-role-venv")
     }
     assert "requirements/image.txt /tmp/requirements.txt" in copies["webhook-venv"]
-    assert "requirements/sidecar-image.txt /tmp/requirements.txt" in copies["sidecar-venv"]
-    sidecar_runs = " ".join(i["value"] for i in stages["sidecar-venv"] if i["instruction"] == "RUN")
-    assert 'rm -r "${site:?}/webhook" "${site:?}/certs" "${site:?}/dev" "${site:?}/broker"' in (
-        sidecar_runs
+    assert (
+        "requirements/sidecar-assume-role.txt /tmp/requirements.txt"
+        in copies["sidecar-assume-role-venv"]
     )
+    # The default sidecar installs no third-party package at all, and no pip into its venv.
+    assert copies["sidecar-venv"] == ["--from=wheel /dist/ /dist/"]
+    for stage in ("sidecar-venv", "sidecar-assume-role-venv"):
+        runs = " ".join(i["value"] for i in stages[stage] if i["instruction"] == "RUN")
+        assert "python3 -m venv --without-pip /opt/sidecred" in runs, stage
+        assert 'rm -r "${site:?}/webhook" "${site:?}/certs" "${site:?}/dev" "${site:?}/broker"' in (
+            runs
+        )
+    sidecar_runs = " ".join(i["value"] for i in stages["sidecar-venv"] if i["instruction"] == "RUN")
+    assert '"${site:?}/sidecar/assume_role.py"' in sidecar_runs
     # The demo's stand-ins ship in the wheel, not in either runtime image.
     webhook_runs = " ".join(i["value"] for i in stages["webhook-venv"] if i["instruction"] == "RUN")
     assert "rm -r /opt/sidecred/lib/python3.*/site-packages/sidecred/dev " in webhook_runs
@@ -139,7 +192,7 @@ def test_installs_come_from_hash_locks_only(parsed: DockerfileParser) -> None:
 
 def test_locks_pin_every_dependency_of_pyproject_with_hashes() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    image, sidecar = _pins(LOCKS / "image.txt"), _pins(LOCKS / "sidecar-image.txt")
+    image, sidecar = _pins(LOCKS / "image.txt"), _pins(LOCKS / "sidecar-assume-role.txt")
     build = _pins(LOCKS / "build.txt")
     for lock in (image, sidecar, build):
         assert lock and all(hashes for _, hashes in lock.values()), lock
@@ -150,7 +203,8 @@ def test_locks_pin_every_dependency_of_pyproject_with_hashes() -> None:
     assert Requirement(project["build-system"]["requires"][0]).specifier.contains(
         build["setuptools"][0]
     )
-    # The sidecar image: botocore at the webhook image's version, none of the webhook's dependencies.
+    # The assume-role sidecar image: botocore at the webhook image's version, none of the
+    # webhook's other dependencies.
     assert sidecar["botocore"] == image["botocore"]
     assert not NOT_IN_SIDECAR & set(sidecar), sidecar
 
@@ -185,7 +239,7 @@ def test_build_context_holds_every_package_and_nothing_else_needed() -> None:
         if item["instruction"] == "COPY" and not item["value"].startswith("--from")
         for source in item["value"].split()[:-1]
     }
-    locks = {"requirements", "requirements/image.txt", "requirements/sidecar-image.txt"}
+    locks = {"requirements", "requirements/image.txt", "requirements/sidecar-assume-role.txt"}
     metadata_files = {"pyproject.toml", "README.md", "LICENSE", *locks}
     # deploy/examples: the target of the sidecred/dev/examples symlink (the demo's package data).
     assert copied == {*metadata_files, *folders, "deploy/examples"}

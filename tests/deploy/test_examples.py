@@ -6,10 +6,13 @@ import json
 import re
 from pathlib import Path
 
+import helm_python
 import pytest
 import yaml
 
 from deploy import render
+from sidecred.pods.settings import Settings
+from sidecred.webhook.namespace_review import review_namespace
 from tests.deploy.chart_support import CUSTOM_KINDS, validate_strict
 
 EXAMPLES = render.DEPLOY_DIR / "examples"
@@ -129,3 +132,71 @@ def test_assume_role_trust_policy_trusts_the_base_role_with_external_id_tags_and
         "kubernetes-pod-uid",
         "kubernetes-service-account",
     }
+
+
+# --- the policies operators copy -------------------------------------------------------
+
+BASE_ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/"
+DOCS = [
+    render.DEPLOY_DIR.parent / "README.md",
+    render.DEPLOY_DIR / "README.md",
+    render.CHART_DIR / "README.md",
+]
+_SHOWN_POLICY = re.compile(
+    r"(iam\.amazonaws\.com/(?:permitted|allowed-roles))[=:] ?"
+    r"(?:(\[[^\]]*\])|'([^']+)'|\"([^\"]+)\"|([^`'\"\s]+))"
+)
+
+
+def _review(key: str, value: str, name: str = "shop") -> tuple[bool, tuple[str, ...], str]:
+    namespace = {"metadata": {"name": name, "annotations": {key: value}}}
+    verdict = review_namespace(namespace, None, Settings(base_role_arn=BASE_ROLE_ARN))
+    return verdict.allowed, verdict.warnings, verdict.message
+
+
+def _notes(values: dict) -> str:
+    with helm_python.Chart.load(render.CHART_DIR) as chart:
+        rendered = chart.render(values, name="sidecred", namespace="sidecred", is_install=True)
+    return rendered["sidecred/templates/NOTES.txt"]
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("namespace-*.yaml")), ids=lambda p: p.stem)
+def test_example_namespace_policies_draw_no_warning(path: Path) -> None:
+    """The webhook warns about a policy that permits more than it seems (`shop-.*` also
+    permits role/shop-x/admin): the examples people copy must not be such a policy."""
+    obj = _one(path)
+    annotations = obj["metadata"]["annotations"]
+    for key in ("iam.amazonaws.com/permitted", "iam.amazonaws.com/allowed-roles"):
+        if key in annotations:
+            assert _review(key, annotations[key], obj["metadata"]["name"])[:2] == (True, ())
+
+
+def test_shop_policy_permits_its_roles_and_none_in_a_deeper_path() -> None:
+    shop = _one(EXAMPLES / "namespace-shop.yaml")["metadata"]["annotations"]
+    pattern = re.compile(shop["iam.amazonaws.com/permitted"])
+    assert pattern.fullmatch(f"{BASE_ROLE_ARN}shop-reader")
+    assert pattern.fullmatch(f"{BASE_ROLE_ARN}shop-writer")
+    assert not pattern.fullmatch(f"{BASE_ROLE_ARN}shop-x/admin")
+
+
+@pytest.mark.parametrize("base_role_arn", ["", BASE_ROLE_ARN], ids=["arns", "base-role-arn"])
+def test_notes_suggest_a_policy_that_draws_no_warning(base_role_arn: str) -> None:
+    notes = _notes({"baseRoleArn": base_role_arn})
+    shown = [m for m in _SHOWN_POLICY.finditer(notes)]
+    assert len(shown) == 1
+    key, *value = shown[0].groups()
+    assert _review(key, next(v for v in value if v))[:2] == (True, ())
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: str(p.relative_to(render.DEPLOY_DIR.parent)))
+def test_policies_in_the_guides_draw_no_warning_unless_shown_refused(doc: Path) -> None:
+    """A policy a guide shows is either clean, or shown with the very refusal it gets."""
+    text = doc.read_text()
+    for match in _SHOWN_POLICY.finditer(text):
+        key, *value = match.groups()
+        shown = next(v for v in value if v).replace('\\"', '"')  # also inside JSON output
+        allowed, warnings, message = _review(key, shown)
+        if allowed:
+            assert warnings == (), (doc.name, match.group(0), warnings)
+        else:
+            assert message in text, (doc.name, match.group(0), message)

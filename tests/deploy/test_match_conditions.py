@@ -29,6 +29,8 @@ from tests.deploy.webhook_selection import (
 )
 from tests.webhook.fixture_cases import fixture_paths, load_case, request_of
 
+pytestmark = pytest.mark.slow
+
 MUTATING, VALIDATING = "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"
 ROLE_KEY = "iam.amazonaws.com/role"
 INJECTED_KEY = "sidecred.dev/injected"
@@ -73,6 +75,12 @@ CATALOGUE: list[tuple[str, dict[str, Any], str, str]] = [
     (
         "update-removes-annotations",
         cat.updated(cat.INJECTED_POD, cat.annotated(cat.INJECTED_POD)),
+        NOT_SENT,
+        CALLED,
+    ),
+    (
+        "update-removes-injected-label",
+        cat.updated(cat.INJECTED_POD, cat.labelled(cat.INJECTED_POD, app="db")),
         NOT_SENT,
         CALLED,
     ),

@@ -1,4 +1,4 @@
-"""The chart's registration of Namespace reviews (DESIGN.md 3.4): its matchConditions,
+"""The chart's registration of Namespace reviews: its matchConditions,
 evaluated with cel-python as the API server evaluates them, send /validate exactly the
 namespace fixtures (tests/webhook/fixtures/namespace-*.yaml) whose Namespace carries a policy."""
 

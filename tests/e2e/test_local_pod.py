@@ -36,6 +36,8 @@ from tests.e2e.support import (
 from tests.support.injected_sidecar import local_config
 from tests.support.sts import MOTO_REGION, MotoServer, free_port
 
+pytestmark = pytest.mark.slow
+
 IDENTITY = PodIdentity("web-7d9f", "shop", "0f0e0d0c-0000-4000-8000-000000000001", "web")
 
 

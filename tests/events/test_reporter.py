@@ -3,6 +3,7 @@ stub's pod proxy by the real kubernetes client, Events posted to the stub."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -11,7 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from sidecred.dev.kube_stub import KubeApiStub, json_response, status_object
 from sidecred.dev.processes import wait_until
-from sidecred.kube.events import AVAILABLE, UNAVAILABLE
+from sidecred.kube.events import AVAILABLE, UNAVAILABLE, micro_time
 from sidecred.kube.watch import PodCache
 from sidecred.webhook.event_reporter import EventReporter, ReporterMetrics
 from sidecred.webhook.leader import LeaseElector
@@ -162,3 +163,45 @@ def test_a_replica_without_the_lease_posts_nothing(
     other.scan_once()  # renews (tries to) before reading: the Lease is held, so it stops
     assert not other.elector.leading
     assert events(stub, UNAVAILABLE) == [] and stub.requests["pods.proxy"] == 0
+
+
+def _take_lease(stub: KubeApiStub, holder: str) -> None:
+    """Another replica holds the Lease, freshly renewed (as after a missed renewal)."""
+    lease = stub.get("leases", "sidecred-events", WEBHOOK_NAMESPACE)
+    spec = dict(lease["spec"], holderIdentity=holder, renewTime=micro_time(time.time()))
+    stub.put("leases", {"metadata": lease["metadata"], "spec": spec})
+
+
+def test_losing_the_lease_stops_the_pod_watch_and_clears_the_gauges(
+    failing: Failing, reporters: Callable[..., EventReporter]
+) -> None:
+    """A follower keeps no pod watch (a second copy of every injected pod) and exports no
+    not-ready gauge (an alert that would fire from a replica that stopped looking)."""
+    stub = failing.stub
+    reporter = reporters(scan_interval=0.05, retry_period=0.05)
+    registry = reporter.metrics.registry
+    reporter.start()
+    wait_until(lambda: events(stub, UNAVAILABLE), what="the first event")
+    wait_until(lambda: registry.get_sample_value("sidecred_sidecars_not_ready", {"code": "AccessDenied"}) == 1)  # fmt: skip
+    assert reporter.pods.running and reporter.pods.objects()
+    watches = stub.requests["pods.watch"]
+    _take_lease(stub, "webhook-9")
+    wait_until(lambda: not reporter.pods.running, what="the pod watch to stop")
+    assert registry.get_sample_value("sidecred_event_reporter_leader") == 0
+    assert (
+        registry.get_sample_value("sidecred_sidecars_not_ready", {"code": "AccessDenied"}) is None
+    )
+    assert reporter.pods.objects() == [] and not reporter.pods.synced and reporter.last == {}
+    # Still following for three more rounds: no pod listed, watched or read meanwhile.
+    passes, lists, reads = scans(reporter), stub.requests["pods.list"], stub.requests["pods.proxy"]
+    rounds = stub.requests["leases.get"]
+    wait_until(lambda: stub.requests["leases.get"] >= rounds + 3, what="three follower rounds")
+    assert (scans(reporter), stub.requests["pods.list"]) == (passes, lists)
+    assert stub.requests["pods.watch"] == watches and stub.requests["pods.proxy"] == reads
+    # The Lease comes back (the other holder released it): the watch starts again, the
+    # gauge returns, and the event posted in the first term is read back, not repeated.
+    _take_lease(stub, "")
+    wait_until(lambda: scans(reporter) >= passes + 2, what="passes in the second term")
+    assert reporter.pods.running and reporter.pods.synced
+    assert registry.get_sample_value("sidecred_sidecars_not_ready", {"code": "AccessDenied"}) == 1
+    assert len(events(stub, UNAVAILABLE)) == 1

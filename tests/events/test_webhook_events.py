@@ -16,6 +16,8 @@ from sidecred.dev.processes import free_port, stop_process, wait_until
 from tests.events.conftest import WEBHOOK_NAMESPACE, Failing, events
 from tests.webhook_server.webhook_process import SNI, WebhookProcess, issue_certificates
 
+pytestmark = pytest.mark.slow
+
 
 def run_webhook(tmp: Path, stub: KubeApiStub, *flags: str) -> WebhookProcess:
     """`sidecred webhook` as the chart runs it: its pod namespace from the downward API."""

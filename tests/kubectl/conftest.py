@@ -3,6 +3,7 @@
 shop (permits shop-*):  web-ok (sidecar ready), web-refused (STS refuses), plain (not injected)
 cart (now permits only cart-*):  old-reader (admitted for shop-reader, revoked since),
                                  done-job (revoked too, but Succeeded: not audited)
+sidecred:  the settings ConfigMap the chart installs with its defaults
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from deploy import render
 from sidecred.dev.kube_stub import KubeApiStub
 from sidecred.dev.kube_stub import write_kubeconfig as write_stub_kubeconfig
 from sidecred.dev.processes import wait_until
@@ -33,6 +35,12 @@ class Cluster:
     kubeconfig: Path
     ok: SidecarProcess
     refused: SidecarProcess
+
+
+def deployed_settings(values: dict | None = None, **release: str) -> dict:
+    """The settings ConfigMap the chart installs (release sidecred in sidecred by default)."""
+    (configmap,) = [o for o in render.render_objects(values, **release) if o["kind"] == "ConfigMap"]
+    return configmap
 
 
 def write_kubeconfig(path: Path, server: str) -> Path:
@@ -70,6 +78,7 @@ def cluster(
     stub.add_namespace("shop", {"iam.amazonaws.com/permitted": ACCOUNT_ROLES + "[^/]*"})
     stub.add_namespace("cart", {"iam.amazonaws.com/allowed-roles": '["arn:aws:iam::123456789012:role/cart-*"]'})  # fmt: skip
     add_pod_proxy(stub)
+    stub.put("configmaps", deployed_settings())
     stub.put("pods", injected_pod(ok, "web-ok", ready=True))
     stub.put("pods", injected_pod(refused, "web-refused"))
     plain = injected_pod(ok, "plain", ready=True)

@@ -73,7 +73,7 @@ def test_audit_all_namespaces_finds_the_revoked_pod_and_the_refused_sidecar(
     cluster: Cluster, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, out, _ = run(capsys, "audit", "-A", "--kubeconfig", str(cluster.kubeconfig))
-    assert code == 0
+    assert code == 1  # problems found
     header, *rows = table(out)
     assert header == ["NAMESPACE", "NAME", "ROLE", "PROBLEM", "DETAIL"]
     assert [r[:4] for r in rows] == [
@@ -92,7 +92,7 @@ def test_audit_follows_the_context_namespace_and_outputs_yaml(
 ) -> None:
     kubeconfig = ("--kubeconfig", str(cluster.kubeconfig))
     code, out, _ = run(capsys, "audit", "--context", "cart", "-o", "yaml", *kubeconfig)
-    assert code == 0
+    assert code == 1
     [item] = yaml.safe_load(out)["items"]
     assert (item["namespace"], item["name"], item["problem"]) == ("cart", "old-reader", "RoleNotPermitted")  # fmt: skip
     # The policy comes back: the pod is permitted again.
@@ -110,7 +110,7 @@ def test_audit_knows_allowed_roles_names_through_the_base_role_arn(
     kubeconfig = ("--kubeconfig", str(cluster.kubeconfig))
     code, out, _ = run(capsys, "audit", "-n", "cart", *kubeconfig, "-o", "json")
     [item] = json.loads(out)["items"]  # without the base ARN the name cannot be resolved
-    assert code == 0 and "has no --base-role-arn to resolve it" in item["detail"]
+    assert code == 1 and "has no --base-role-arn to resolve it" in item["detail"]
     code, out, _ = run(capsys, "audit", "-n", "cart", *kubeconfig, "-o", "json", "--base-role-arn", "arn:aws:iam::123456789012:role/")  # fmt: skip
     assert code == 0 and json.loads(out)["items"] == []
 
@@ -125,6 +125,6 @@ def test_the_installed_plugin_runs_as_kubectl_would(cluster: Cluster, tmp_path: 
         timeout=60,
         check=False,
     )
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 1, done.stderr  # it found problems
     names = {(i["namespace"], i["name"]) for i in json.loads(done.stdout)["items"]}
     assert names == {("cart", "old-reader"), ("shop", "web-refused")}

@@ -8,13 +8,8 @@ import json
 import logging
 import re
 
-from sidecred.jsonlog import (
-    EXCEPTION_CHARS,
-    FIELD_CHARS,
-    LIST_ITEMS,
-    JsonLineFormatter,
-    format_line,
-)
+from sidecred.jsonlog import EXCEPTION_CHARS, FIELD_CHARS, LIST_ITEMS, format_line
+from sidecred.serving.cli import JsonLineFormatter
 from sidecred.sidecar import log as sidecar_log
 
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.timeout(600), pytest.mark.slow]
 
 
 def uv() -> str:
@@ -144,3 +144,13 @@ def test_demo_runs_from_the_wheel_with_its_extra(installed: Installed) -> None:
     result = installed.sidecred("demo")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "every step behaved as expected" in result.stdout
+
+
+def test_the_wheel_ships_the_kubectl_plugin(installed: Installed) -> None:
+    """`kubectl-sidecred` is installed where kubectl finds plugins (next to `sidecred`)."""
+    plugin = installed.venv / "bin" / "kubectl-sidecred"
+    result = run(plugin, "--help", cwd=installed.elsewhere)
+    assert result.returncode == 0, result.stderr
+    assert all(f"\n    {command} " in result.stdout for command in ("check", "status", "audit"))
+    usage = run(plugin, "audit", "--kubeconfig", installed.elsewhere / "none", cwd=installed.elsewhere)  # fmt: skip
+    assert usage.returncode == 2 and "cannot load the kubeconfig" in usage.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ from sidecred.dev.processes import wait_until
 from sidecred.sidecar.broker_client import broker_endpoint, fetch_from_broker
 from sidecred.sidecar.config import load_config
 from sidecred.sidecar.credentials import SourceError
+from sidecred.sidecar.fetch import fetch_credentials, role_config
 from tests.sidecar.sidecar_process import WAIT_SECONDS, sidecar_env
 from tests.support.scripted_broker import (
     BROKER_ROLE_ARN,
@@ -18,6 +20,8 @@ from tests.support.scripted_broker import (
     error_answer,
     issue_localhost_certificate,
 )
+
+pytestmark = pytest.mark.slow
 
 
 def broker_env(tmp_path: Path, broker: ScriptedBroker, **overrides: str) -> dict[str, str]:
@@ -47,6 +51,24 @@ def test_posts_the_fresh_projected_token_and_no_body(scripted_broker_factory, tm
     assert (first.method, first.path, first.body) == ("POST", "/v1/credentials", b"")
     assert first.headers["authorization"] == f"Bearer {projected}"
     assert second.headers["authorization"] == "Bearer rotated-token"
+
+
+def test_a_containers_role_is_asked_for_by_container(scripted_broker_factory, tmp_path: Path):
+    broker = scripted_broker_factory()
+    backup = "arn:aws:iam::123456789012:role/backup"
+    roles = {
+        "backup": {
+            "role_arn": backup,
+            "session_name": "shop.web.backup",
+            "token_file": str(tmp_path / "b"),
+        }
+    }
+    env = broker_env(tmp_path, broker, SIDECRED_CONTAINER_ROLES=json.dumps(roles))
+    config = role_config(load_config(env), "backup")
+    creds = fetch_credentials(config, "backup")
+    assert creds.role_arn == backup  # what the broker issued is served as the container's role
+    (received,) = broker.received
+    assert received.path == "/v1/credentials?container=backup" and received.body == b""
 
 
 @pytest.mark.parametrize(

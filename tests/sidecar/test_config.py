@@ -110,3 +110,85 @@ def test_every_whole_number_setting_takes_only_ascii_digits_in_range(value, frag
 
 def test_a_valid_whole_number_setting_is_read() -> None:
     assert load_config({**VALID, c.ENV_PORT: " 8100 "}).port == 8100
+
+
+# --- SIDECRED_CONTAINER_ROLES ---------------------------------------------------------
+BACKUP = {
+    "role_arn": "arn:aws:iam::111122223333:role/backup",
+    "session_name": "shop.web-1.backup",
+    "token_file": "/var/run/sidecred/backup/token",
+}
+
+
+def with_roles(roles: object, **overrides: str) -> dict[str, str]:
+    import json
+
+    return {**VALID, c.ENV_CONTAINER_ROLES: json.dumps(roles), **overrides}
+
+
+def test_container_roles_are_read():
+    cfg = load_config(with_roles({"backup": BACKUP}))
+    (role,) = cfg.container_roles
+    assert (role.container, role.role_arn, role.session_name) == (
+        "backup",
+        BACKUP["role_arn"],
+        BACKUP["session_name"],
+    )
+    assert role.token_file == BACKUP["token_file"] and role.auth_token is None
+    assert cfg.container_role("backup") is role and cfg.container_role("web") is None
+
+
+def test_container_roles_alone_without_a_pod_role():
+    env = with_roles({"backup": BACKUP})
+    del env[c.ENV_ROLE_ARN], env[c.ENV_TOKEN_FILE]
+    cfg = load_config(env)
+    assert cfg.role_arn == "" and cfg.token_file is None and len(cfg.container_roles) == 1
+
+
+def test_container_roles_in_token_mode_env_carry_their_token_and_repr_hides_it():
+    entry = {**{k: BACKUP[k] for k in ("role_arn", "session_name")}, "auth_token": "s3cret-tok"}
+    env = with_roles({"backup": entry}, **{c.ENV_TOKEN_MODE: "env", c.ENV_AUTH_TOKEN: "pod-tok"})
+    (role,) = load_config(env).container_roles
+    assert role.auth_token == "s3cret-tok" and role.token_file is None
+    assert "s3cret-tok" not in repr(role)
+
+
+@pytest.mark.parametrize(
+    ("roles", "fragment"),
+    [
+        ("not json", "SIDECRED_CONTAINER_ROLES is not JSON"),
+        (["backup"], "is not a JSON object of container names"),
+        ({"Backup": BACKUP}, "'Backup' is not a container name"),
+        ({"-x": BACKUP}, "'-x' is not a container name"),
+        (
+            {"backup": "arn:aws:iam::1:role/x"},
+            "SIDECRED_CONTAINER_ROLES['backup'] is not an object",
+        ),
+        ({"backup": {**BACKUP, "extra": "x"}}, "unknown field(s) 'extra'"),
+        ({"backup": {**BACKUP, "auth_token": "x"}}, "unknown field(s) 'auth_token'"),
+        ({"backup": {**BACKUP, "role_arn": 7}}, ".role_arn is not a non-empty string"),
+        (
+            {"backup": {k: v for k, v in BACKUP.items() if k != "session_name"}},
+            ".session_name is not",
+        ),
+        ({"backup": {**BACKUP, "role_arn": "backup"}}, "role_arn='backup' is not an ARN"),
+        ({"backup": {**BACKUP, "session_name": "a b"}}, "is not a valid STS session name"),
+        (
+            {"backup": {**BACKUP, "token_file": "/var/run/sidecred/token"}},
+            "['backup'].token_file is also the pod's role's",
+        ),
+        ({f"c{n}": BACKUP for n in range(65)}, "has 65 entries; at most 64"),
+    ],
+)
+def test_bad_container_roles_are_a_clear_start_up_error(roles, fragment):
+    env = {**VALID, c.ENV_CONTAINER_ROLES: roles} if isinstance(roles, str) else with_roles(roles)
+    with pytest.raises(ConfigError) as err:
+        load_config(env)
+    assert fragment in str(err.value)
+
+
+def test_two_containers_may_not_share_a_token_file():
+    other = {**BACKUP, "role_arn": "arn:aws:iam::111122223333:role/other"}
+    with pytest.raises(ConfigError) as err:
+        load_config(with_roles({"backup": BACKUP, "other": other}))
+    assert "['other'].token_file is also container 'backup''s" in str(err.value)

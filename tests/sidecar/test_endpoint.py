@@ -77,7 +77,7 @@ def setup(scripted_sts_factory, tmp_path: Path, monkeypatch):
     config = load_config(env)
     cache = CredentialCache(config.role_arn, clock=clock, rng=random.Random(1))
     creds = CredentialEndpoint(cache, TOKEN, clock)
-    health = HealthEndpoint(cache, creds, clock)
+    health = HealthEndpoint(creds, clock)
     return behaviour, sts, clock, cache, creds, health, InProcessSource(config)
 
 
@@ -215,7 +215,7 @@ def test_backoff_grows_while_sts_refuses(setup):
         asyncio.run(refresh_once(cache, source))
         ceilings.append((cache.next_refresh - clock.now).total_seconds())
     assert all(0 <= d <= 60 for d in ceilings)
-    assert cache.failures_in_row == 8 and cache.sts_failures == 8
+    assert cache.failures_in_row == 8 and cache.fetch_failures == 8
 
 
 def test_metrics_count_responses(setup):
@@ -224,10 +224,10 @@ def test_metrics_count_responses(setup):
     creds(get("/v1/credentials"))
     creds(get("/v1/credentials", "bad"))
     text = health(get("/metrics", None)).body.decode()
-    assert 'sidecred_credential_requests_total{code="200"} 1' in text
-    assert 'sidecred_credential_requests_total{code="403"} 1' in text
-    assert "sidecred_sts_calls_total 1" in text
-    assert "sidecred_ready 1" in text
+    assert 'sidecred_credential_requests_total{role="pod",code="200"} 1' in text
+    assert 'sidecred_credential_requests_total{role="pod",code="403"} 1' in text
+    assert 'sidecred_sts_calls_total{role="pod"} 1' in text
+    assert 'sidecred_ready{role="pod"} 1' in text
     assert "ASIA" not in text
 
 

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import subprocess
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -14,7 +12,8 @@ import pytest
 from sidecred.sidecar.cache import CredentialCache
 from sidecred.sidecar.credentials import SourceError
 from sidecred.sidecar.fetch_process import FetchProcess
-from sidecred.sidecar.refresh_loop import run_refresh_loop
+from sidecred.sidecar.reactor import Reactor
+from sidecred.sidecar.refresh_loop import Refresher
 from sidecred.sidecar.schedule import DEFAULT_POLICY
 from tests.sidecar.sidecar_process import REPO, ROLE_ARN, run_cli, sidecar_env
 from tests.support.scripted_sts import access_denied, success_xml
@@ -92,18 +91,29 @@ def test_fetch_config_error_exits_2(tmp_path: Path):
     assert "SIDECRED_ROLE_ARN is not set" in result.stderr
 
 
+def children() -> set[int]:
+    """This process's children, running or not yet reaped (zombies)."""
+    return {
+        int(pid)
+        for listing in Path("/proc/self/task").glob("*/children")
+        for pid in listing.read_text().split()
+    }
+
+
 def fetch_with(command: list[str], timeout: float = 60.0) -> tuple[FetchProcess, SourceError]:
+    """Run one fetch; the child it started must be gone (killed and reaped) afterwards."""
     source = FetchProcess(ROLE_ARN, "shop.web", tuple(command), timeout)
+    before = children()
     with pytest.raises(SourceError) as err:
-        asyncio.run(source.fetch())
+        source.fetch_blocking()
+    assert children() <= before
     return source, err.value
 
 
 def test_a_hanging_fetch_is_killed_and_reaped():
-    source, error = fetch_with([PY, "-c", "import time; time.sleep(600)"], timeout=0.5)
+    _source, error = fetch_with([PY, "-c", "import time; time.sleep(600)"], timeout=0.5)
     assert error.code == "FetchTimeout"
     assert "did not finish within 0.5 s and was killed" in error.message
-    assert source.last_pid is not None and gone(source.last_pid)
 
 
 @pytest.mark.parametrize(
@@ -118,40 +128,127 @@ def test_a_hanging_fetch_is_killed_and_reaped():
     ],
 )
 def test_a_crashing_fetch_is_reported_and_reaped(script, expected):
-    source, error = fetch_with([PY, "-c", script])
+    _source, error = fetch_with([PY, "-c", script])
     assert error.code in ("FetchProcessFailed", "FetchOutputInvalid")
     assert expected in error.message
-    assert source.last_pid is not None and gone(source.last_pid)
 
 
 def test_a_hanging_fetch_is_retried_with_backoff_and_leaves_no_zombie():
     source = FetchProcess(ROLE_ARN, "shop.web", (PY, "-c", "import time; time.sleep(600)"), 0.2)
-    policy = replace(DEFAULT_POLICY, backoff_base_seconds=0.01, backoff_cap_seconds=0.05)
+    policy = DEFAULT_POLICY.replace(backoff_base_seconds=0.01, backoff_cap_seconds=0.05)
     cache = CredentialCache(ROLE_ARN, policy=policy)
     pids: list[int] = []
+    reactor = Reactor()
+    refresher = Refresher(reactor, cache, source, {})
+    original_start = source.start
 
-    async def scenario() -> None:
-        stop = asyncio.Event()
-        loop_task = asyncio.create_task(run_refresh_loop(cache, source, stop))
-        while cache.failures_in_row < 3:
-            if source.last_pid is not None and source.last_pid not in pids:
-                pids.append(source.last_pid)
-            await asyncio.sleep(0.01)  # polling the loop's state, not synchronising on time
-        stop.set()
-        await loop_task
+    def start(reactor_: Reactor, done):  # note every child, and stop after the third failure
+        def noted(result):
+            done(result)
+            if cache.failures_in_row >= 3:
+                reactor.stop()
 
-    asyncio.run(scenario())
-    assert cache.failures_in_row >= 3 and cache.sts_calls >= 3
+        run = original_start(reactor_, noted)
+        pids.append(run.pid)
+        return run
+
+    source.start = start  # type: ignore[method-assign]
+    try:
+        refresher.start()
+        reactor.run()
+        refresher.stop()
+    finally:
+        reactor.close()
+    assert cache.failures_in_row == 3 and cache.fetches == 3
     assert cache.last_error is not None and cache.last_error.code == "FetchTimeout"
     assert all(gone(pid) for pid in pids) and len(pids) >= 2
 
 
-def test_serving_modules_do_not_import_botocore_or_http_clients():
-    # (asyncio itself imports ssl, so that one is not avoidable.)
+def test_serving_modules_do_not_import_botocore_tls_asyncio_or_http_clients():
     code = (
         "import sys, sidecred.sidecar.runtime, sidecred.sidecar.main;"
-        "print(sorted(m for m in ('botocore', 'http.client', 'email', 'urllib.request')"
-        " if m in sys.modules))"
+        "print(sorted(m for m in ('botocore', 'http.client', 'email', 'urllib.request', 'ssl',"
+        " 'asyncio', 'dataclasses', 'subprocess') if m in sys.modules))"
     )
     result = subprocess.run([PY, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     assert result.stdout.strip() == "[]"
+
+
+class TimedSource:
+    """A source whose fetch answers on the reactor a moment later; counts fetches in flight."""
+
+    def __init__(self, name: str, tally: dict[str, int]) -> None:
+        self.role_arn, self.session_name, self.tally = f"{ROLE_ARN}-{name}", f"shop.{name}", tally
+
+    def start(self, reactor: Reactor, done):
+        self.tally["now"] += 1
+        self.tally["most"] = max(self.tally["most"], self.tally["now"])
+
+        class Run:
+            def kill(self) -> None: ...
+
+        run = Run()
+        run.done = done
+
+        def answer() -> None:
+            self.tally["now"] -= 1
+            self.tally["fetched"] += 1
+            run.done = None
+            done(SourceError("Throttling", "Rate exceeded"))
+
+        reactor.call_later(0.01, answer)
+        return run
+
+
+def test_the_gate_lets_two_roles_fetch_at_once_and_the_rest_wait_their_turn():
+    from sidecred.sidecar.refresh_loop import FetchGate
+
+    reactor = Reactor()
+    gate = FetchGate(limit=2)
+    tally = {"now": 0, "most": 0, "fetched": 0}
+    policy = DEFAULT_POLICY.replace(backoff_base_seconds=60.0)  # one fetch each within the test
+    refreshers = [
+        Refresher(
+            reactor, CredentialCache(ROLE_ARN, policy=policy), TimedSource(n, tally), {}, gate
+        )
+        for n in ("pod", "a", "b", "c", "d")
+    ]
+
+    def check() -> None:
+        if tally["fetched"] == len(refreshers):
+            reactor.stop()
+        else:
+            reactor.call_later(0.005, check)
+
+    try:
+        for refresher in refreshers:
+            refresher.start()
+        reactor.call_later(0.005, check)
+        reactor.run()
+    finally:
+        for refresher in refreshers:
+            refresher.stop()
+        reactor.close()
+    assert tally["fetched"] == 5 and tally["most"] == 2
+    assert all(r.cache.fetches == 1 and r.cache.failures_in_row == 1 for r in refreshers)
+    assert gate.running == 0 and gate.waiting == []
+
+
+def test_stopping_a_refresher_kills_its_fetch_and_frees_its_place_once():
+    from sidecred.sidecar.refresh_loop import FetchGate
+
+    source = FetchProcess(ROLE_ARN, "shop.web", (PY, "-c", "import time; time.sleep(600)"), 600)
+    reactor = Reactor()
+    gate = FetchGate(limit=1)
+    refresher = Refresher(reactor, CredentialCache(ROLE_ARN), source, {}, gate)
+    try:
+        refresher.start()  # spawns the child at once, without running the loop
+        run = refresher.running
+        assert run is not None and run.pid is not None and not gone(run.pid)
+        assert gate.running == 1
+        refresher.stop()
+        assert gone(run.pid) and gate.running == 0
+        assert run.timer is not None and run.timer.callback is None  # its timeout is cancelled
+        assert run.done is None  # and it will answer nobody
+    finally:
+        reactor.close()

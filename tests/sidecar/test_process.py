@@ -90,8 +90,8 @@ def test_sdk_fetches_credentials_once_for_fifty_calls(
 
     assert app.returncode == 0, app.stderr
     assert app.stdout.split() == [EXPECTED_ARN]
-    assert sidecar.metric('sidecred_credential_requests_total{code="200"}') == 1
-    assert sidecar.metric("sidecred_sts_calls_total") == 1
+    assert sidecar.metric('sidecred_credential_requests_total{role="pod",code="200"}') == 1
+    assert sidecar.metric('sidecred_sts_calls_total{role="pod"}') == 1
 
 
 def test_sts_down_at_start_then_recovers(moto_sts_factory, sidecar_factory, tmp_path: Path):
@@ -103,10 +103,10 @@ def test_sts_down_at_start_then_recovers(moto_sts_factory, sidecar_factory, tmp_
 
     status, text = sidecar.readyz()
     assert status == 503
-    assert "Could not connect to the endpoint URL" in text
+    assert f"StsUnreachable: cannot reach http://127.0.0.1:{port}" in text
     status, body = sidecar.credentials(sidecar.token())
     assert status == 503
-    assert body["Code"] == body["code"] == "EndpointConnectionError"
+    assert body["Code"] == body["code"] == "StsUnreachable"
     assert f"127.0.0.1:{port}" in body["Message"] == body["message"]
     assert sidecar.process.poll() is None
 

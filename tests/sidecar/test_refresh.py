@@ -73,15 +73,6 @@ def test_desync_schedule_table(session_s, jitter, expected_after_issue):
     assert at == ISSUED + expected_after_issue
 
 
-@pytest.mark.parametrize("session_s", [3600, 7200, 21600, 43200])
-@pytest.mark.parametrize("jitter", [0.0, 0.3, 0.999])
-@pytest.mark.parametrize("desync", [False, True])
-def test_served_credentials_keep_a_margin_over_the_sdk_threshold(session_s, jitter, desync):
-    expires = ISSUED + timedelta(seconds=session_s)
-    at = next_refresh_at(ISSUED, expires, ISSUED, FixedRandom(jitter), desync=desync)
-    assert expires - at >= DEFAULT_POLICY.latest_remaining > DEFAULT_POLICY.mandatory_remaining
-
-
 @given(
     lifetime_s=st.integers(min_value=16 * 60, max_value=12 * 3600),
     draw=st.floats(min_value=0.0, max_value=1.0, exclude_max=True),
@@ -102,6 +93,8 @@ def test_no_response_ever_carries_fifteen_minutes_or_less(lifetime_s, draw, desy
     left = expires - at
     assert left >= DEFAULT_POLICY.mandatory_remaining + DEFAULT_POLICY.refresh_margin
     assert left > timedelta(minutes=15)
+    if lifetime_s >= 3600:  # room for the whole window: the margin over the SDKs' line holds
+        assert left >= DEFAULT_POLICY.latest_remaining > DEFAULT_POLICY.mandatory_remaining
 
 
 @pytest.mark.parametrize("desync", [False, True])

@@ -1,15 +1,16 @@
-"""HTTP edge cases against the real asyncio server, in-process on 127.0.0.1."""
+"""HTTP edge cases against the real server on its own loop, in-process on 127.0.0.1."""
 
 from __future__ import annotations
 
-import asyncio
 import socket
-import threading
 from collections.abc import Iterator
 
 import pytest
 
-from sidecred.sidecar.server import BadRequest, HttpServer, Limits, Request, Response, parse_head
+from sidecred.dev.processes import wait_until
+from sidecred.sidecar.reactor import WRITE
+from sidecred.sidecar.server import BadRequest, Limits, Request, Response, parse_head
+from tests.support.reactor_server import RunningServer
 
 
 def echo(request: Request) -> Response:
@@ -20,37 +21,23 @@ def echo(request: Request) -> Response:
     )
 
 
-class RunningServer:
-    def __init__(self, limits: Limits) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.server = HttpServer(echo, "127.0.0.1", 0, limits)
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        asyncio.run_coroutine_threadsafe(self.server.start(), self.loop).result(10)
-        self.port = self.server.port
-
-    def connect(self) -> Client:
-        return Client(socket.create_connection(("127.0.0.1", self.port), timeout=10))
-
-    def close(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.server.close(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
-
-
 @pytest.fixture
 def server_factory() -> Iterator:
-    servers: list[RunningServer] = []
+    servers: list[Server] = []
 
-    def factory(**limits) -> RunningServer:
-        srv = RunningServer(Limits(**limits))
+    def factory(**limits) -> Server:
+        srv = Server(echo, Limits(**limits))
         servers.append(srv)
         return srv
 
     yield factory
     for srv in servers:
         srv.close()
+
+
+class Server(RunningServer):
+    def connect(self) -> Client:
+        return Client(socket.create_connection(("127.0.0.1", self.port), timeout=10))
 
 
 class Client:
@@ -246,3 +233,68 @@ def test_reason_phrases_are_the_standard_ones():
     from sidecred.sidecar.server import REASONS
 
     assert REASONS == {status: HTTPStatus(status).phrase for status in REASONS}
+
+
+def test_a_half_closed_client_that_does_not_read_is_not_polled_for_reads():
+    """While a closing answer waits for the client, the end of its stream is read once.
+
+    An end of stream stays readable: watching for reads after it would wake the loop
+    for ever (a busy loop) until the write timeout.
+    """
+    big = b"x" * (4 * 1024 * 1024)  # more than the kernel takes at once
+
+    def handler(request: Request) -> Response:
+        return Response(200, big, "application/octet-stream")
+
+    srv = Server(handler, Limits(write_timeout=3600.0))
+    try:
+        client = socket.socket()
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        client.connect(("127.0.0.1", srv.port))
+        client.sendall(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+        client.shutdown(socket.SHUT_WR)
+
+        def watched_events() -> int | None:
+            """What the loop watches the one client connection for (None: not watched)."""
+            keys = list(srv.reactor.selector.get_map().values())
+            conns = [k for k in keys if getattr(k.data, "__name__", "") == "_on_ready"]
+            return conns[0].events if conns else None
+
+        wait_until(
+            lambda: watched_events() == WRITE, 10.0, "the closing connection to watch writes only"
+        )
+        assert srv.active == 1  # still open, its answer still waiting for the client
+        received = 0
+        while chunk := client.recv(1 << 20):
+            received += len(chunk)
+        assert received > len(big)  # head and the whole body, then the server closed
+        client.close()
+    finally:
+        srv.close()
+
+
+def test_parsed_heads_are_remembered_bounded_and_refusals_never():
+    from sidecred.sidecar.server import _PARSED_CAP, HttpServer
+
+    server = HttpServer(echo, "127.0.0.1", 0)
+    head = b"GET /v1/credentials HTTP/1.1\r\nAuthorization: tok\r\nConnection: close"
+    first = server.parse(head)
+    assert server.parse(bytes(head)) is first  # the same bytes: parsed once
+    request, to_drain, keep_alive = first
+    assert (request.target, request.headers["authorization"], to_drain, keep_alive) == (
+        "/v1/credentials",
+        "tok",
+        0,
+        False,
+    )
+    for n in range(3 * _PARSED_CAP):
+        server.parse(f"GET /{n} HTTP/1.1\r\nHost: x".encode())
+    assert len(server._parsed) <= _PARSED_CAP
+    with pytest.raises(BadRequest):
+        server.parse(b"GET / HTTP/2.0")
+    with pytest.raises(BadRequest):
+        server.parse(b"GET / HTTP/2.0")  # refused again: refusals are not remembered
+    long_head = b"GET / HTTP/1.1\r\nX-Pad: " + b"a" * 2048
+    server.parse(long_head)
+    assert long_head not in server._parsed  # long heads are parsed every time
+    server.reactor.close()

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
 
-from sidecred.sidecar.config import load_config
-from sidecred.sidecar.credentials import SourceError
-from sidecred.sidecar.sources import (
+from sidecred.sidecar.assume_role import (
     ROLE_CHAINING_MAX_DURATION,
     AssumeRoleSource,
-    WebIdentitySource,
-    build_source,
     chained_duration,
 )
+from sidecred.sidecar.config import load_config
+from sidecred.sidecar.credentials import SourceError
+from sidecred.sidecar.sources import WebIdentitySource, build_source
 from tests.sidecar.sidecar_process import ROLE_ARN, sidecar_env
 from tests.support.scripted_sts import (
     access_denied,
@@ -164,3 +164,27 @@ def test_web_identity_token_missing_or_empty(scripted_sts_factory, tmp_path, use
     assert err.value.code == "WebIdentityTokenUnreadable"
     assert str(token_file) in err.value.message
     assert sts.calls == []
+
+
+def test_assume_role_without_botocore_installed_says_which_image_has_it(
+    scripted_sts_factory, tmp_path, use_env, monkeypatch
+):
+    # The default sidecar image has no botocore: importing it fails as it would there.
+    sts = scripted_sts_factory(lambda p: (200, success_xml(p)))
+    config = use_env(sidecar_env(tmp_path, sts.url, source="assume-role"))
+    monkeypatch.delitem(sys.modules, "sidecred.sidecar.assume_role", raising=False)
+    monkeypatch.setitem(sys.modules, "botocore.session", None)
+    with pytest.raises(SourceError) as err:
+        build_source(config)
+    assert err.value.code == "AssumeRoleUnavailable"
+    assert "botocore" in err.value.message and "-assume-role sidecar image" in err.value.message
+    assert sts.calls == []
+
+
+def test_web_identity_needs_no_botocore(scripted_sts_factory, tmp_path, use_env, monkeypatch):
+    sts = scripted_sts_factory(lambda p: (200, success_xml(p)))
+    config = use_env(sidecar_env(tmp_path, sts.url))
+    for name in [m for m in sys.modules if m == "botocore" or m.startswith("botocore.")]:
+        monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.setitem(sys.modules, "botocore", None)
+    assert build_source(config).fetch().access_key_id == "ASIAFAULTSTSKEY00001"

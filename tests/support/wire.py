@@ -1,4 +1,5 @@
-"""Answers' shapes the tests check against, written from DESIGN.md, not from the code."""
+"""Answers' shapes the tests check against, written from the documented contracts
+(README.md, SECURITY.md), not from the code."""
 
 # The container credential endpoint's JSON (the sidecar's GET and the broker's POST
 # /v1/credentials), in this order.

@@ -175,3 +175,69 @@ def test_a_bad_pull_secret_name_stops_the_webhook_at_start(
     assert code == 2
     assert f"--sidecar-image-pull-secrets names {name!r}, which is not a Secret name" in err
     assert "registry-corp'" not in err and "Traceback" not in err
+
+
+def test_sidecar_repositories_and_env_are_read_from_flags_and_env() -> None:
+    config = parse(
+        ["--sidecar-repositories", "registry.corp.example/sidecred-sidecar, mirror.example/x:1"],
+        {
+            "SIDECRED_SIDECAR_EXTRA_ENV": '[{"name": "HTTPS_PROXY", "value": "http://p:3128"}]',
+            "SIDECRED_SIDECAR_ACCEPTED_ENV": '[{"name": "HTTPS_PROXY", "value": "http://old:3128"}]',
+        },
+    )
+    assert config.sidecar_repository_set == {
+        "ghcr.io/sidecred/sidecred-sidecar",
+        "registry.corp.example/sidecred-sidecar",
+        "mirror.example/x",
+    }
+    assert config.sidecar_extra_env == (("HTTPS_PROXY", "http://p:3128"),)
+    assert config.configured_sidecar_env == {
+        ("HTTPS_PROXY", "http://p:3128"),
+        ("HTTPS_PROXY", "http://old:3128"),
+    }
+    # The start log names the env, never its values (a proxy URL may carry a password).
+    shown = config.loggable()
+    assert shown["sidecar_extra_env"] == ["HTTPS_PROXY"]
+    assert "http://p:3128" not in str(shown)
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        ("HTTPS_PROXY=http://p", "is not JSON"),
+        ('{"name": "X"}', "is not a JSON list"),
+        ('["X"]', "is not an object with a name"),
+        (
+            '[{"name": "HTTPS_PROXY", "valueFrom": {"secretKeyRef": {"name": "p", "key": "url"}}}]',
+            "only literal values are accepted, because a ConfigMap or Secret reference",
+        ),
+        ('[{"name": "X", "value": 3}]', "is not a string (quote it)"),
+        ('[{"name": "X", "value": "1", "other": 1}]', "has keys other than name and value"),
+        ('[{"name": "A=B", "value": "1"}]', "is not an env variable name"),
+        ('[{"name": "SIDECRED_ROLE_ARN", "value": "arn:x"}]', "a setting the webhook writes"),
+        ('[{"name": "X", "value": "1"}, {"name": "X", "value": "2"}]', "sets X more than once"),
+    ],
+)
+def test_bad_sidecar_env_stops_the_webhook_at_start(value: str, fragment: str) -> None:
+    with pytest.raises(ValueError, match="--sidecar-extra-env") as caught:
+        parse(["--sidecar-extra-env", value])
+    assert fragment in str(caught.value)
+
+
+def test_the_retry_cap_is_the_sidecar_setting_left_to_operators() -> None:
+    value = '[{"name": "SIDECRED_RETRY_CAP_SECONDS", "value": "30"}]'
+    assert parse(["--sidecar-extra-env", value]).sidecar_extra_env == (
+        ("SIDECRED_RETRY_CAP_SECONDS", "30"),
+    )
+
+
+def test_the_readme_lists_every_webhook_option() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme.split("\n## Webhook options\n", 1)[1].split("\n## ", 1)[0]
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser)
+    flags = {s for a in parser._actions for s in a.option_strings if s.startswith("--")} - {
+        "--help"
+    }
+    missing = sorted(f for f in flags if f"`{f}`" not in section and f"{f}`" not in section)
+    assert not missing, f"options without a row in README.md: {missing}"

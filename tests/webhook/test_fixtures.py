@@ -10,11 +10,11 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
-from sidecred.webhook.decide import decide_mutation, decide_validation
-from sidecred.webhook.mutate import apply_patch, init_before_sidecar
-from sidecred.pods.sidecar_spec import FULL_URI
 from sidecred.pods.names import SA_TOKEN_VOLUME, SIDECAR_NAME
 from sidecred.pods.pod import iter_containers
+from sidecred.pods.sidecar_spec import FULL_URI
+from sidecred.webhook.decide import decide_mutation, decide_validation
+from sidecred.webhook.mutate import apply_patch, init_before_sidecar
 from tests.webhook.fixture_cases import (
     FIXED_TOKEN,
     config_of,

@@ -1,4 +1,4 @@
-"""Namespace policy checked when it is written (DESIGN.md 3.4): the fixtures in
+"""Namespace policy checked when it is written: the fixtures in
 fixtures/namespace-*.yaml through the pure decision and the /validate dispatch, the
 risky-pattern probes, and one refusal and one warning through the real webhook over TLS."""
 
@@ -10,10 +10,19 @@ from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
-import re2
 import pytest
+import re2
 import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 
+from sidecred.pods.policy import (
+    ALLOWED_ROLES_KEY,
+    PERMITTED_KEY,
+    compile_allowed_roles,
+    compile_permitted,
+    evaluate_policy,
+)
 from sidecred.pods.settings import Settings
 from sidecred.webhook.decide import Decision, decide_validation
 from sidecred.webhook.namespace_review import (
@@ -22,13 +31,7 @@ from sidecred.webhook.namespace_review import (
     risky_pattern_warnings,
     with_namespace_review,
 )
-from sidecred.pods.policy import (
-    ALLOWED_ROLES_KEY,
-    PERMITTED_KEY,
-    compile_allowed_roles,
-    compile_permitted,
-    evaluate_policy,
-)
+from sidecred.webhook.pattern_witness import witnesses
 from sidecred.webhook.review import parse_review
 from tests.webhook.fixture_cases import BASE_ROLE_ARN, FIXTURES
 from tests.webhook_server.conftest import start_stub
@@ -132,6 +135,31 @@ def test_risky_patterns(pattern: str, warned: bool) -> None:
         # Every example a warning quotes is one the policy really permits.
         for quoted in [w for w in warning.split('"') if w.startswith("arn:")]:
             assert compile_permitted(pattern).fullmatch(quoted), quoted
+
+
+_ATOMS = ["a", "shop", "-", ".", "/", "[^/]", "[a-z0-9-]", "\\w", "\\d", "\\S", "[]a]",
+          "(shop|cart)", "(?:x|y)", "(?P<n>q)", "[0-9]", "\\.", "[/a]", "\\x41", "(?i:z)"]  # fmt: skip
+_REPEATS = ["", "*", "+", "?", "{2}", "{1,3}", "*?", "{0,}", "{0,64}"]
+_PREFIXES = ["arn:aws:iam::111122223333:role/", "arn:aws:iam::[0-9]{12}:role/",
+             "arn:aws:iam::(111122223333|444455556666):role/", "(?i)arn:.*:iam::\\d+:role/", ""]  # fmt: skip
+
+
+@given(
+    st.sampled_from(_PREFIXES),
+    st.lists(st.tuples(st.sampled_from(_ATOMS), st.sampled_from(_REPEATS)), max_size=5),
+)
+def test_every_witness_is_matched_by_the_pattern(prefix: str, parts: list[tuple[str, str]]) -> None:
+    """The witnesses built from a pattern's syntax are strings RE2 itself full-matches."""
+    pattern = prefix + "".join(atom + repeat for atom, repeat in parts)
+    built = witnesses(pattern)
+    assert set(built) == {"", "a/a", "0" * 12}
+    for witness in built.values():
+        assert compile_permitted(pattern).fullmatch(witness), (pattern, witness)
+
+
+@pytest.mark.parametrize("pattern", ["(a)\\1", "\\pL+", "\\Qa.b\\E", "[[:alpha:]]", "a{", "(a"])
+def test_a_pattern_the_reader_does_not_follow_gives_no_witness(pattern: str) -> None:
+    assert witnesses(pattern) == {}
 
 
 # --- through the real webhook over TLS ----------------------------------------------

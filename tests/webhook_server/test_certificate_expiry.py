@@ -18,8 +18,18 @@ ARGS = ["--service", "sidecred", "--namespace", "sidecred-system"]
 
 
 def issue(out: Path, days: int) -> float:
-    """Issue a serving certificate valid `days`; return its expiry (Unix time)."""
-    assert certs_main([*ARGS, "--out", str(out), "--days", str(days)]) == 0
+    """Issue a serving certificate valid `days`; return its expiry (Unix time).
+
+    The command sets up its own logging (root handlers replaced), which would drop
+    pytest's capture handler in mid-test: the process's logging is put back after it.
+    """
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        assert certs_main([*ARGS, "--out", str(out), "--days", str(days)]) == 0
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
     return x509.load_pem_x509_certificate(
         (out / "tls.crt").read_bytes()
     ).not_valid_after_utc.timestamp()

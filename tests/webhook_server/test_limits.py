@@ -17,11 +17,11 @@ import pytest
 import uvicorn
 
 from sidecred.dev.processes import free_port, wait_until
-from sidecred.kube.watch import StaticNamespaces
 from sidecred.pods.settings import Settings
 from sidecred.serving import limits
 from sidecred.webhook.app import create_app
 from sidecred.webhook.metrics import WebhookMetrics
+from tests.support.static_namespaces import StaticNamespaces
 
 from .webhook_process import SERVER_NAME, issue_certificates
 

@@ -34,10 +34,12 @@ class WebhookProcess:
     port: int
     cert_dir: Path
     log_file: Path
+    host: str = "127.0.0.1"  # where it is reached ("" listens everywhere: reached on 127.0.0.1)
 
     @property
     def url(self) -> str:
-        return f"https://127.0.0.1:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host or "127.0.0.1"
+        return f"https://{host}:{self.port}"
 
     def client(self, ca_file: Path | None = None) -> httpx.Client:
         """An HTTPS client that verifies the certificate against our CA for the service name."""
@@ -56,7 +58,7 @@ class WebhookProcess:
 SNI = {"sni_hostname": SERVER_NAME}
 
 
-def start_webhook(tmp: Path, kube_url: str, *extra: str) -> WebhookProcess:
+def start_webhook(tmp: Path, kube_url: str, *extra: str, host: str = "127.0.0.1") -> WebhookProcess:
     cert_dir = tmp / "tls"
     if not (cert_dir / "tls.crt").exists():
         issue_certificates(cert_dir)
@@ -69,7 +71,7 @@ def start_webhook(tmp: Path, kube_url: str, *extra: str) -> WebhookProcess:
             [
                 *(sys.executable, "-m", "sidecred.cli", "webhook"),
                 *("--tls-cert", str(cert_dir / "tls.crt"), "--tls-key", str(cert_dir / "tls.key")),
-                *("--host", "127.0.0.1", "--port", str(port), "--kubeconfig", str(kubeconfig)),
+                *("--host", host, "--port", str(port), "--kubeconfig", str(kubeconfig)),
                 *("--base-role-arn", BASE_ROLE_ARN),
                 *extra,
             ],
@@ -77,7 +79,7 @@ def start_webhook(tmp: Path, kube_url: str, *extra: str) -> WebhookProcess:
             stderr=subprocess.STDOUT,
             env=env,
         )
-    webhook = WebhookProcess(process, port, cert_dir, log_file)
+    webhook = WebhookProcess(process, port, cert_dir, log_file, host)
 
     def answers() -> bool:
         if process.poll() is not None:

@@ -84,6 +84,15 @@ SIDECRED_SIDECAR_IMAGE: {{ include "sidecred.sidecarImage" . | quote }}
 {{- with .Values.sidecar.imagePullSecrets }}
 SIDECRED_SIDECAR_IMAGE_PULL_SECRETS: {{ join "," . | quote }}
 {{- end }}
+{{- with .Values.sidecar.repositories }}
+SIDECRED_SIDECAR_REPOSITORIES: {{ join "," . | quote }}
+{{- end }}
+{{- with .Values.sidecar.extraEnv }}
+SIDECRED_SIDECAR_EXTRA_ENV: {{ toJson . | quote }}
+{{- end }}
+{{- with .Values.sidecar.acceptedExtraEnv }}
+SIDECRED_SIDECAR_ACCEPTED_ENV: {{ toJson . | quote }}
+{{- end }}
 SIDECRED_SIDECAR_MODE: {{ .Values.sidecar.mode | quote }}
 SIDECRED_TOKEN_MODE: {{ .Values.sidecar.tokenMode | quote }}
 {{- with .Values.region }}
@@ -112,20 +121,16 @@ Arguments: dict "root" $ "values" .Values(.broker) "component" "webhook".
 */}}
 {{- define "sidecred.podScheduling" -}}
 {{- $values := .values -}}
+{{- $selector := include "sidecred.componentSelector" (dict "root" .root "component" .component) | fromYaml -}}
 {{- with .root.Values.imagePullSecrets }}
 imagePullSecrets:
   {{- toYaml . | nindent 2 }}
 {{- end }}
-{{- with $values.priorityClassName }}
+{{- with include "sidecred.priorityClassName" (dict "root" .root "values" $values) }}
 priorityClassName: {{ . }}
 {{- end }}
 securityContext:
-  runAsNonRoot: true
-  runAsUser: 65532
-  runAsGroup: 65532
-  fsGroup: 65532
-  seccompProfile:
-    type: RuntimeDefault
+  {{- include "sidecred.securityContext" (dict "root" .root "component" .component "key" "podSecurityContext") | nindent 2 }}
 affinity:
   {{- if $values.affinity }}
   {{- toYaml $values.affinity | nindent 2 }}
@@ -138,12 +143,26 @@ affinity:
           topologyKey: kubernetes.io/hostname
           labelSelector:
             matchLabels:
-              {{- include "sidecred.componentSelector" (dict "root" .root "component" .component) | nindent 14 }}
+              {{- toYaml $selector | nindent 14 }}
   {{- end }}
-{{- with $values.topologySpreadConstraints }}
 topologySpreadConstraints:
-  {{- toYaml . | nindent 2 }}
-{{- end }}
+  {{- if $values.topologySpreadConstraints }}
+  {{- range $values.topologySpreadConstraints }}
+  {{- $constraint := deepCopy . }}
+  {{- if not (hasKey $constraint "labelSelector") }}
+  {{- $_ := set $constraint "labelSelector" (dict "matchLabels" $selector) }}
+  {{- end }}
+  - {{- toYaml $constraint | nindent 4 }}
+  {{- end }}
+  {{- else }}
+  # Across zones where nodes have one; a soft rule, so a one-zone cluster schedules as before.
+  - maxSkew: 1
+    topologyKey: topology.kubernetes.io/zone
+    whenUnsatisfiable: ScheduleAnyway
+    labelSelector:
+      matchLabels:
+        {{- toYaml $selector | nindent 8 }}
+  {{- end }}
 {{- with $values.nodeSelector }}
 nodeSelector:
   {{- toYaml . | nindent 2 }}
@@ -154,17 +173,50 @@ tolerations:
 {{- end }}
 {{- end -}}
 
-{{/* The container security context of every sidecred container (Pod Security "restricted"). */}}
-{{- define "sidecred.containerSecurity" -}}
-runAsNonRoot: true
-runAsUser: 65532
-runAsGroup: 65532
-readOnlyRootFilesystem: true
-allowPrivilegeEscalation: false
-capabilities:
-  drop: ["ALL"]
-seccompProfile:
-  type: RuntimeDefault
+{{/* A component's priority class: its own value, else the chart's PriorityClass when it
+creates one, else none. Arguments: dict "root" $ "values" .Values(.broker). */}}
+{{- define "sidecred.priorityClassName" -}}
+{{- if .values.priorityClassName -}}
+{{- .values.priorityClassName -}}
+{{- else if .root.Values.priorityClass.create -}}
+{{- include "sidecred.fullname" .root -}}
+{{- end -}}
+{{- end -}}
+
+{{/* A security context: the webhook's value, and for the broker its own merged over it.
+Arguments: dict "root" $ "component" "webhook" "key" "podSecurityContext". */}}
+{{- define "sidecred.securityContext" -}}
+{{- $context := deepCopy (get .root.Values .key) -}}
+{{- if eq .component "broker" -}}
+{{- $context = mergeOverwrite $context (deepCopy (get .root.Values.broker .key)) -}}
+{{- end -}}
+{{- toYaml $context -}}
+{{- end -}}
+
+{{/* Draining on the way out (serving.drain): the server's delay after SIGTERM. */}}
+{{- define "sidecred.drainArgs" -}}
+- --shutdown-delay
+- {{ .Values.drain.delaySeconds | quote }}
+{{- end -}}
+
+{{/* The container's preStop sleep, before SIGTERM: the endpoints controller takes the
+terminating pod out of its Service meanwhile. */}}
+{{- define "sidecred.drainLifecycle" -}}
+{{- if .Values.drain.preStopSeconds -}}
+lifecycle:
+  preStop:
+    sleep:
+      seconds: {{ .Values.drain.preStopSeconds }}
+{{- end }}
+{{- end -}}
+
+{{/* The pod's grace period: the preStop sleep, the delay and 10 s to finish (serving.limits). */}}
+{{- define "sidecred.drainGrace" -}}
+{{- $needed := add .Values.drain.preStopSeconds .Values.drain.delaySeconds 10 -}}
+{{- if lt (int .Values.drain.terminationGracePeriodSeconds) (int $needed) -}}
+{{- fail (printf "drain.terminationGracePeriodSeconds (%v) must be at least preStopSeconds + delaySeconds + 10 (%v)" .Values.drain.terminationGracePeriodSeconds $needed) -}}
+{{- end -}}
+terminationGracePeriodSeconds: {{ .Values.drain.terminationGracePeriodSeconds }}
 {{- end -}}
 
 {{/* HTTPS readiness and liveness probes on the port named https. */}}
@@ -312,10 +364,12 @@ Arguments: dict "obj" "object" "root" $. */}}
 ['{{ join "', '" $auds }}']
 {{- end -}}
 
-{{/* Repositories that hold the sidecar (the injected image and the webhook's,
-which carries the same entry point), lowercased, without tag or digest. */}}
+{{/* Repositories that hold the sidecar (the injected image, its mirrors and the
+webhook's, which carries the same entry point), lowercased, without tag or digest. */}}
 {{- define "sidecred.imageRepositories" -}}
-{{- $repos := list (lower .Values.image.repository) (lower .Values.sidecar.image.repository) | uniq -}}
+{{- $repos := list (lower .Values.image.repository) (lower .Values.sidecar.image.repository) -}}
+{{- range .Values.sidecar.repositories }}{{ $repos = append $repos (lower .) }}{{ end -}}
+{{- $repos = uniq $repos -}}
 ['{{ join "', '" $repos }}']
 {{- end -}}
 

@@ -8,6 +8,7 @@ a request carrying the token, and the process keeps serving.
 
 from __future__ import annotations
 
+import _operator
 import hmac
 import http.client
 import json
@@ -22,6 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from sidecred.sidecar import endpoint as endpoint_module
 from sidecred.sidecar.cache import CredentialCache
 from sidecred.sidecar.credentials import Credentials
 from sidecred.sidecar.endpoint import CredentialEndpoint
@@ -120,6 +122,7 @@ def render(request: tuple) -> bytes:
     return eol.join(lines) + eol + eol
 
 
+@pytest.mark.fuzz
 @settings(
     max_examples=250,
     deadline=None,
@@ -157,15 +160,19 @@ def test_process_survives_a_burst_of_garbage(sidecar):
 
 
 # --- the token --------------------------------------------------------------------
-def test_token_is_compared_with_hmac_compare_digest(monkeypatch):
+def test_token_is_compared_in_constant_time(monkeypatch):
+    # The C compare hmac.compare_digest falls back to without OpenSSL (same contract).
+    assert endpoint_module.compare_digest is _operator._compare_digest
+    for a, b in [(b"the-token", b"the-token"), (b"the-tokeX", b"the-token"), (b"", b"x")]:
+        assert endpoint_module.compare_digest(a, b) == hmac.compare_digest(a, b)
     calls: list[tuple[bytes, bytes]] = []
-    real = hmac.compare_digest
+    real = endpoint_module.compare_digest
 
     def spy(a, b):
         calls.append((a, b))
         return real(a, b)
 
-    monkeypatch.setattr(hmac, "compare_digest", spy)
+    monkeypatch.setattr(endpoint_module, "compare_digest", spy)
 
     cache = CredentialCache(ROLE_ARN)
     now = datetime.now(UTC)

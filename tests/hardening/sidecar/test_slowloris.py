@@ -20,6 +20,8 @@ from sidecred.dev.processes import wait_until
 from sidecred.sidecar.server import Limits
 from tests.sidecar.sidecar_process import WAIT_SECONDS, sidecar_env
 
+pytestmark = pytest.mark.slow
+
 LIMITS = Limits()  # what the sidecar process runs with
 SLOW = 100
 IDLE = LIMITS.max_connections - SLOW + 40  # together 40 over the cap

@@ -20,6 +20,8 @@ from sidecred.dev.processes import wait_until
 from tests.sidecar.sidecar_process import WAIT_SECONDS, SidecarProcess, sidecar_env
 from tests.support.sts_fault_proxy import ERRORS, StsFaultProxy
 
+pytestmark = pytest.mark.slow
+
 FAILING_MODES = ("refused", *ERRORS)
 
 
@@ -34,7 +36,10 @@ def refreshes(sidecar: SidecarProcess) -> int:
 def expected_error(mode: str, proxy: StsFaultProxy) -> tuple[str, str]:
     """The STS error code and the text every channel must carry for `mode`."""
     if mode == "refused":
-        return "EndpointConnectionError", f'Could not connect to the endpoint URL: "{proxy.url}/"'
+        return (
+            "StsUnreachable",
+            f"cannot reach {proxy.url.rstrip('/')}: [Errno 111] Connection refused",
+        )
     _, code, message = ERRORS[mode]
     return code, message
 
@@ -233,7 +238,7 @@ def test_backoff_is_capped_and_jittered(sts_proxy_factory, sidecar_factory, tmp_
 
 @pytest.mark.parametrize("mode", ["throttling", "server-error"])
 def test_each_failed_refresh_is_one_sts_call(mode, sts_proxy, sidecar_factory, tmp_path: Path):
-    # botocore must not retry underneath the refresh loop: a throttled STS would
+    # The STS call must not retry underneath the refresh loop: a throttled STS would
     # get twice the calls, outside the loop's backoff and unlogged.
     sts_proxy.mode = mode
     sidecar = sidecar_factory(sidecar_env(tmp_path, sts_proxy.url))

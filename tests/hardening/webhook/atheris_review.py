@@ -12,8 +12,8 @@ import atheris
 
 with atheris.instrument_imports():
     from sidecred.pods import pod, policy, roles  # noqa: F401
-    from sidecred.webhook import decide, mutate, review, validate  # noqa: F401
     from sidecred.pods.settings import Settings
+    from sidecred.webhook import decide, mutate, review, validate  # noqa: F401
 
 CONFIG = Settings(base_role_arn="arn:aws:iam::111122223333:role/")
 NAMESPACE = {

@@ -1,13 +1,11 @@
 """Shared by the fuzzers: their hypothesis settings, and a session count of examples run
-(printed by conftest at the end)."""
+(printed at the end, see tests/support/session_records.py)."""
 
 from __future__ import annotations
 
-import collections
-
 from hypothesis import HealthCheck, settings
 
-EXAMPLES: collections.Counter[str] = collections.Counter()
+from tests.support.session_records import EXAMPLES
 
 
 def count_example(name: str) -> None:

@@ -14,7 +14,6 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from sidecred.sidecar import config as sc
 from sidecred.pods.annotations import (
     EXTERNAL_ID_KEY,
     INJECTED_KEY,
@@ -23,10 +22,11 @@ from sidecred.pods.annotations import (
     SKIP_CONTAINERS_KEY,
     TOKEN_MODE_KEY,
 )
-from sidecred.pods.settings import Settings
-from sidecred.pods.sidecar_spec import AUTH_TOKEN, AUTH_TOKEN_FILE, FULL_URI
 from sidecred.pods.names import SA_TOKEN_DIR, SA_TOKEN_VOLUME, TOKEN_DIR, TOKEN_VOLUME
 from sidecred.pods.policy import ALLOWED_ROLES_KEY, PERMITTED_KEY
+from sidecred.pods.settings import Settings
+from sidecred.pods.sidecar_spec import AUTH_TOKEN, AUTH_TOKEN_FILE, FULL_URI
+from sidecred.sidecar import config as sc
 from sidecred.webhook.review import admission_request as review_request
 from sidecred.webhook.review import pod_request
 

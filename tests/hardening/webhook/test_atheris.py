@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = [pytest.mark.fuzz, pytest.mark.slow]
+
 pytest.importorskip("atheris")
 
 ROOT = Path(__file__).resolve().parents[3]

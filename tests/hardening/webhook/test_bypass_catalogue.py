@@ -16,17 +16,17 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
+from sidecred.pods.pod import find_sidecar, iter_containers
+from sidecred.pods.settings import Settings
+from sidecred.pods.sidecar_spec import FULL_URI
 from sidecred.sidecar import config as sc
 from sidecred.webhook.app import create_app
-from sidecred.pods.settings import Settings
 from sidecred.webhook.decide import Decision, decide_mutation, decide_validation
-from sidecred.kube.watch import StaticNamespaces
 from sidecred.webhook.metrics import WebhookMetrics
 from sidecred.webhook.mutate import apply_patch
-from sidecred.pods.sidecar_spec import FULL_URI
-from sidecred.pods.pod import find_sidecar, iter_containers
 from sidecred.webhook.review import ReviewError, build_review, parse_review
 from tests.hardening.webhook.strategies import BASE_ROLE_ARN, admission_request, review_bytes
+from tests.support.static_namespaces import StaticNamespaces
 
 CONFIG = Settings(base_role_arn=BASE_ROLE_ARN)
 ASSUME_ROLE = Settings(base_role_arn=BASE_ROLE_ARN, credential_source="assume-role")

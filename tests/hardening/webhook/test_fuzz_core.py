@@ -16,6 +16,7 @@ from typing import Any
 
 import jsonpatch
 import kubernetes_validate
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -34,6 +35,8 @@ from tests.hardening.webhook.strategies import (
     review_bytes,
     reviews,
 )
+
+pytestmark = [pytest.mark.fuzz, pytest.mark.slow]
 
 TOKEN = "fuzz-token-0123456789abcdefghijklmnopqrstuvw"
 DENY_CODES = {400, 403, 503}

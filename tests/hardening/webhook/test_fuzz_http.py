@@ -18,9 +18,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
-from sidecred.webhook.app import create_app
 from sidecred.pods.settings import Settings
-from sidecred.kube.watch import StaticNamespaces
+from sidecred.webhook.app import create_app
 from sidecred.webhook.metrics import WebhookMetrics
 from tests.hardening.webhook.examples import count_example, fuzz
 from tests.hardening.webhook.strategies import (
@@ -32,6 +31,9 @@ from tests.hardening.webhook.strategies import (
     review_bytes,
     reviews,
 )
+from tests.support.static_namespaces import StaticNamespaces
+
+pytestmark = [pytest.mark.fuzz, pytest.mark.slow]
 
 POLICY = {"iam.amazonaws.com/permitted": BASE_ROLE_ARN + "shop-.*"}
 CONTENT_TYPES = ("application/json", "application/json; charset=utf-8", "text/plain", "")

@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
+from sidecred.pods.policy import ALLOWED_ROLES_KEY, PERMITTED_KEY, evaluate_policy
 from sidecred.pods.settings import Settings
 from sidecred.webhook.decide import decide_mutation
-from sidecred.pods.policy import ALLOWED_ROLES_KEY, PERMITTED_KEY, evaluate_policy
 from sidecred.webhook.review import ReviewError, parse_review
 from tests.hardening.webhook.strategies import BASE_ROLE_ARN, admission_request
 

@@ -46,6 +46,12 @@ SHOP = {"metadata": {"name": "shop", "annotations": {"iam.amazonaws.com/permitte
 TOKEN = "t" * 43
 
 
+HANDLER = {
+    "exec": {"command": ["/bin/check"]},
+    "httpGet": {"path": "/ready", "port": 8080, "host": "127.0.0.1"},
+}
+
+
 def full_container(name: str, **fields: Any) -> dict[str, Any]:
     """A container with every field pods.shape.CONTAINER lists."""
     return {
@@ -55,11 +61,34 @@ def full_container(name: str, **fields: Any) -> dict[str, Any]:
         "args": ["--verbose"],
         "env": [
             {"name": "LOG_LEVEL", "value": "info"},
-            {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+            {
+                "name": "POD_IP",
+                "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "status.podIP"}},
+            },
         ],
         "envFrom": [{"prefix": "APP_", "configMapRef": {"name": "settings"}}],
-        "volumeMounts": [{"name": "logs", "mountPath": f"/var/log/{name}"}],
-        "securityContext": {"privileged": False, "capabilities": {"add": ["NET_BIND_SERVICE"]}},
+        "volumeMounts": [{"name": "logs", "mountPath": f"/var/log/{name}", "readOnly": False}],
+        "securityContext": {
+            "privileged": False,
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "runAsUser": 1000,
+            "runAsGroup": 1000,
+            "procMount": "Default",
+            "capabilities": {"add": ["NET_BIND_SERVICE"], "drop": ["ALL"]},
+            "seLinuxOptions": {"type": "container_t", "user": "system_u", "role": "system_r"},
+            "seccompProfile": {"type": "RuntimeDefault"},
+            "appArmorProfile": {"type": "RuntimeDefault"},
+            "windowsOptions": {"hostProcess": False},
+        },
+        # Both kinds of handler in each (the API server takes one; the webhook reads both).
+        **{
+            probe: copy.deepcopy(HANDLER)
+            for probe in ("startupProbe", "livenessProbe", "readinessProbe")
+        },
+        "lifecycle": {"postStart": copy.deepcopy(HANDLER), "preStop": copy.deepcopy(HANDLER)},
+        "terminationMessagePath": "/dev/termination-log",
         **fields,
     }
 
@@ -93,6 +122,7 @@ EVERY_FIELD_POD: dict[str, Any] = {
         ],
         "volumes": [
             {"name": "logs", "hostPath": {"path": "/var/log/pods-app"}},
+            {"name": "scratch", "emptyDir": {"medium": "Memory"}},
             {
                 "name": "vault-token",
                 "projected": {
@@ -245,7 +275,7 @@ JSON_KINDS: dict[str, Any] = {
     "list": [],
     "object": {},
 }
-RIGHT_KINDS = {"a string": {"string"}, "true or false": {"true"}}
+RIGHT_KINDS = {"a string": {"string"}, "true or false": {"true"}, "an integer": {"5"}}
 
 
 def wrong_values(shape: Shape) -> dict[str, Any]:

@@ -16,9 +16,9 @@ from kubernetes import client
 
 from sidecred.dev.kube_stub import KubeApiStub
 from sidecred.dev.processes import wait_until
+from sidecred.kube.watch import NamespaceCache
 from sidecred.pods.settings import Settings
 from sidecred.webhook.decide import decide_mutation, namespace_to_lookup
-from sidecred.kube.watch import NamespaceCache
 from tests.hardening.webhook.strategies import BASE_ROLE_ARN, admission_request
 
 CONFIG = Settings(base_role_arn=BASE_ROLE_ARN)

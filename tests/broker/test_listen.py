@@ -1,0 +1,22 @@
+"""The broker listens on both address families by default (IPv6 and dual-stack clusters)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.webhook_server.test_listen import answers, needs_ipv6
+
+from .broker_process import BROKER_HOST, start_broker
+from .conftest import Cluster
+
+
+@needs_ipv6
+def test_by_default_the_broker_answers_on_ipv4_and_ipv6(cluster: Cluster, tmp_path: Path) -> None:
+    broker = start_broker(tmp_path, cluster.stub.url, cluster.sts.url, "--host", "")
+    try:
+        ca = broker.cert_dir / "ca.crt"
+        assert answers("127.0.0.1", broker.port, ca, BROKER_HOST)
+        assert answers("[::1]", broker.port, ca, BROKER_HOST)
+        assert '"host":"every IPv4 and IPv6 address"' in broker.log()
+    finally:
+        broker.stop()
