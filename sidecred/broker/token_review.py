@@ -59,39 +59,36 @@ def _first(extra: Mapping[str, Any], key: str) -> str:
     return ""
 
 
+def _unauthorised(code: str, why: str) -> Refusal:
+    return Refusal(code, f"sidecred broker: {why}", 401)
+
+
 def caller_from_review(review: Mapping[str, Any], audience: str) -> Caller | Refusal:
     """The pod a TokenReview's `status` names, or a 401 naming what is wrong. Pure."""
     status = review.get("status") if isinstance(review, Mapping) else None
     status = status if isinstance(status, Mapping) else {}
     if status.get("authenticated") is not True:
         cause = str(status.get("error") or "the token was not authenticated")
-        return Refusal("InvalidToken", f"sidecred broker: token refused: {cause[:300]}", 401)
+        return _unauthorised("InvalidToken", f"token refused: {cause[:300]}")
     audiences = status.get("audiences")
     if not isinstance(audiences, list) or audience not in audiences:
-        return Refusal(
-            "WrongAudience",
-            f"sidecred broker: the token is not for audience {q(audience)}",
-            401,
-        )
+        return _unauthorised("WrongAudience", f"the token is not for audience {q(audience)}")
     user = status.get("user")
     user = user if isinstance(user, Mapping) else {}
     username = str(user.get("username") or "")
     namespace, _, account = username.removeprefix(SA_PREFIX).partition(":")
     if not username.startswith(SA_PREFIX) or not namespace or not account:
-        return Refusal(
-            "NotAServiceAccount",
-            f"sidecred broker: the token belongs to {q(username)}, not a pod's service account",
-            401,
+        return _unauthorised(
+            "NotAServiceAccount", f"the token belongs to {q(username)}, not a pod's service account"
         )
     extra = user.get("extra")
     extra = extra if isinstance(extra, Mapping) else {}
     pod_name, pod_uid = _first(extra, EXTRA_POD_NAME), _first(extra, EXTRA_POD_UID)
     if not pod_name or not pod_uid:
-        return Refusal(
+        return _unauthorised(
             "TokenNotBoundToPod",
-            f"sidecred broker: the token of service account {q(username)} is not bound "
-            "to a pod; use the projected token the webhook mounts in the sidecar",
-            401,
+            f"the token of service account {q(username)} is not bound to a pod; "
+            "use the projected token the webhook mounts in the sidecar",
         )
     return Caller(namespace, account, pod_name, pod_uid)
 

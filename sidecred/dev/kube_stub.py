@@ -35,6 +35,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from sidecred.kube.watch import selector_matches
+
 NAMESPACES_PATH = "/api/v1/namespaces"
 # How often an idle watch stream looks at the stop flag; events wake it at once.
 _WATCH_POLL_SECONDS = 0.2
@@ -130,25 +132,6 @@ def status_object(
     if name is not None:
         status["details"] = {"name": name, "kind": kind}
     return status
-
-
-def _selector_matches(selector: str, labels: dict[str, str]) -> bool:
-    """Equality-based label selectors: `k=v`, `k==v`, `k!=v`, `k`, `!k`, comma-joined."""
-    for term in filter(None, (t.strip() for t in selector.split(","))):
-        if "!=" in term:
-            key, value = term.split("!=", 1)
-            if labels.get(key.strip()) == value.strip():
-                return False
-        elif "=" in term:
-            key, value = term.replace("==", "=").split("=", 1)
-            if labels.get(key.strip()) != value.strip():
-                return False
-        elif term.startswith("!"):
-            if term[1:] in labels:
-                return False
-        elif term not in labels:
-            return False
-    return True
 
 
 def _field_matches(selector: str, obj: dict[str, Any]) -> bool:
@@ -396,7 +379,7 @@ class KubeApiStub:
             for (ns, _), obj in self._objects[target.resource.plural].items():
                 if target.namespace is not None and ns != target.namespace:
                     continue
-                if not _selector_matches(labels, obj["metadata"].get("labels") or {}):
+                if not selector_matches(labels, obj["metadata"].get("labels") or {}):
                     continue
                 if not _field_matches(fields, obj):
                     continue
@@ -599,10 +582,10 @@ class _RequestHandler(BaseHTTPRequestHandler):
                 return None
             if not _field_matches(fields, obj):
                 return None
-            now = _selector_matches(labels, meta.get("labels") or {})
+            now = selector_matches(labels, meta.get("labels") or {})
             if before is None:
                 return event if now else None
-            was = _selector_matches(labels, before)
+            was = selector_matches(labels, before)
             return {(True, True): event, (False, True): "ADDED", (True, False): "DELETED"}.get(
                 (was, now)
             )

@@ -33,8 +33,8 @@ from sidecred.serving.body_budget import (
     BudgetExhausted,
     read_within,
 )
-from sidecred.serving.drain import DRAINING, Drain
-from sidecred.serving.http import add_metrics_and_last_resort
+from sidecred.serving.drain import Drain
+from sidecred.serving.http import add_health_probes, add_metrics_and_last_resort
 from sidecred.webhook.decide import (
     Decision,
     decide_mutation,
@@ -297,21 +297,13 @@ def create_app(
     app.add_route("/mutate", mutate, methods=["POST"])
     app.add_route("/validate", validate, methods=["POST"])
 
-    @app.get("/healthz")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get("/readyz")
-    async def readyz() -> Response:
-        if drain is not None and drain.draining:
-            return JSONResponse({"status": "not ready", "reason": DRAINING}, status_code=503)
+    def not_synced() -> str | None:
         if namespaces.synced:
-            return JSONResponse({"status": "ready"})
+            return None
         cause = namespaces.last_error or "waiting for the first namespace list"
-        return JSONResponse(
-            {"status": "not ready", "reason": f"namespace cache has not synced: {cause}"},
-            status_code=503,
-        )
+        return f"namespace cache has not synced: {cause}"
+
+    add_health_probes(app, drain, not_synced)
 
     add_metrics_and_last_resort(
         app, metrics, log, lambda: error_response(500, "internal error; see the webhook's log")

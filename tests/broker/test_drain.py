@@ -15,8 +15,8 @@ from pathlib import Path
 
 import httpx
 
-from sidecred.dev.processes import free_port, wait_until
-from tests.support.admitting_clients import CallingClients, answered_while_draining
+from sidecred.dev.processes import free_port
+from tests.support.admitting_clients import answered_while_draining, terminate_while_calling
 from tests.support.service_proxy import Backend, ServiceProxy, https_readiness
 from tests.support.sts import start_moto, stop_moto
 
@@ -32,7 +32,7 @@ def test_a_replica_terminated_while_sidecars_refresh_drops_none(tmp_path: Path) 
     service_port = free_port()
     service_url = f"https://{BROKER_HOST}:{service_port}"
     brokers: list[BrokerProcess] = []
-    proxy = clients = None
+    proxy = None
     try:
         for index in range(2):
             home = tmp_path / f"replica-{index}"
@@ -52,18 +52,9 @@ def test_a_replica_terminated_while_sidecars_refresh_drops_none(tmp_path: Path) 
                 return f"HTTP {response.status_code}: {response.text[:200]}"
             return None if response.json()["RoleArn"] == READER else "another role"
 
-        wait_until(lambda: all(b.ready for b in proxy.backends), timeout=30, what="both ready")
-        clients = CallingClients(service_port, ca, issue)
-        wait_until(lambda: clients.tally.answered >= 40, timeout=60, what="issuances flowing")
         victim = brokers[0]
-        victim.process.send_signal(signal.SIGTERM)
-        wait_until(lambda: victim.process.poll() is not None, timeout=60, what="replica exit")
-        at_exit = clients.tally.answered
-        wait_until(lambda: clients.tally.answered >= at_exit + 40, timeout=60, what="more")
-        tally = clients.stop()
+        tally, _ = terminate_while_calling(proxy, ca, issue, victim.process)
     finally:
-        if clients is not None:
-            clients.stop()
         if proxy is not None:
             proxy.close()
         for broker in brokers:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.webhook_server.test_listen import answers, needs_ipv6
+from tests.support.listening import assert_answers_on_both_families, needs_ipv6
 
 from .broker_process import BROKER_HOST, start_broker
 from .conftest import Cluster
@@ -14,9 +14,6 @@ from .conftest import Cluster
 def test_by_default_the_broker_answers_on_ipv4_and_ipv6(cluster: Cluster, tmp_path: Path) -> None:
     broker = start_broker(tmp_path, cluster.stub.url, cluster.sts.url, "--host", "")
     try:
-        ca = broker.cert_dir / "ca.crt"
-        assert answers("127.0.0.1", broker.port, ca, BROKER_HOST)
-        assert answers("[::1]", broker.port, ca, BROKER_HOST)
-        assert '"host":"every IPv4 and IPv6 address"' in broker.log()
+        assert_answers_on_both_families(broker, BROKER_HOST)
     finally:
         broker.stop()

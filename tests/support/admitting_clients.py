@@ -8,12 +8,17 @@ that is not the expected one, and every transport error, as a drop.
 from __future__ import annotations
 
 import json
+import signal
 import ssl
+import subprocess
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import httpx
+
+from sidecred.dev.processes import wait_until
+from tests.support.service_proxy import ServiceProxy
 
 
 @dataclass
@@ -63,6 +68,31 @@ class CallingClients:
         for thread in self._threads:
             thread.join(timeout=60)
         return self.tally
+
+
+def terminate_while_calling(
+    proxy: ServiceProxy,
+    ca_file: str,
+    call: Callable[[httpx.Client], str | None],
+    victim: subprocess.Popen[bytes],
+    after: int = 40,
+) -> tuple[Tally, int]:
+    """Keep clients calling through `proxy` and SIGTERM `victim` once 40 calls are answered.
+
+    Returns the clients' tally, stopped `after` answers past the victim's exit, and
+    how many had been answered when it exited.
+    """
+    wait_until(lambda: all(b.ready for b in proxy.backends), timeout=30, what="all ready")
+    clients = CallingClients(proxy.port, ca_file, call)
+    try:
+        wait_until(lambda: clients.tally.answered >= 40, timeout=60, what="calls flowing")
+        victim.send_signal(signal.SIGTERM)
+        wait_until(lambda: victim.poll() is not None, timeout=60, what="replica exit")
+        at_exit = clients.tally.answered
+        wait_until(lambda: clients.tally.answered >= at_exit + after, timeout=60, what="more")
+    finally:
+        tally = clients.stop()
+    return tally, at_exit
 
 
 def answered_while_draining(log: str, answer: str) -> int:

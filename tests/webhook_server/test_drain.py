@@ -17,7 +17,7 @@ import pytest
 
 from sidecred.dev.kube_stub import KubeApiStub
 from sidecred.dev.processes import wait_until
-from tests.support.admitting_clients import CallingClients, answered_while_draining
+from tests.support.admitting_clients import answered_while_draining, terminate_while_calling
 from tests.support.service_proxy import Backend, ServiceProxy, https_readiness
 
 from .conftest import start_stub
@@ -66,20 +66,10 @@ def test_a_replica_terminated_while_admissions_flow_drops_none(
     webhooks = replicas(tmp_path, stub.url, 2, "--shutdown-delay", DELAY)
     ca = str(tmp_path / "tls" / "ca.crt")
     proxy = ServiceProxy([Backend(w.port) for w in webhooks], https_readiness(ca, SERVER_NAME))
-    clients = None
+    victim = webhooks[0]
     try:
-        wait_until(lambda: all(b.ready for b in proxy.backends), timeout=30, what="both ready")
-        clients = CallingClients(proxy.port, ca, admit)
-        wait_until(lambda: clients.tally.answered >= 40, timeout=60, what="admissions flowing")
-        victim = webhooks[0]
-        victim.process.send_signal(signal.SIGTERM)
-        wait_until(lambda: victim.process.poll() is not None, timeout=60, what="replica exit")
-        at_exit = clients.tally.answered
-        wait_until(lambda: clients.tally.answered >= at_exit + 40, timeout=60, what="more")
-        tally = clients.stop()
+        tally, at_exit = terminate_while_calling(proxy, ca, admit, victim.process)
     finally:
-        if clients is not None:
-            clients.stop()
         proxy.close()
         for webhook in webhooks:
             webhook.stop()

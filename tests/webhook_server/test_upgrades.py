@@ -15,7 +15,6 @@ from __future__ import annotations
 import copy
 import json
 import shutil
-import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -26,10 +25,10 @@ import pytest
 from sidecred.dev.kube_stub import KubeApiStub
 from sidecred.webhook.mutate import apply_patch
 from sidecred.webhook.review import admission_review, pod_request
-from tests.support.admitting_clients import CallingClients
+from tests.support.admitting_clients import terminate_while_calling
 from tests.support.service_proxy import Backend, ServiceProxy, https_readiness
 
-from .conftest import start_stub, wait_until
+from .conftest import start_stub
 from .webhook_process import (
     SERVER_NAME,
     SNI,
@@ -294,19 +293,10 @@ def test_a_rolling_upgrade_refuses_and_drops_no_admission(
     )
     readiness = https_readiness(str(certificates / "ca.crt"), SERVER_NAME)
     proxy = ServiceProxy([Backend(old.port), Backend(new.port)], readiness)
-    clients = None
     try:
-        wait_until(lambda: all(b.ready for b in proxy.backends), timeout=30, what="both ready")
-        clients = CallingClients(proxy.port, str(certificates / "ca.crt"), admit_and_validate)
-        wait_until(lambda: clients.tally.answered >= 40, timeout=60, what="admissions")
-        old.process.send_signal(signal.SIGTERM)
-        wait_until(lambda: old.process.poll() is not None, timeout=60, what="old replica exit")
-        at_exit = clients.tally.answered
-        wait_until(lambda: clients.tally.answered >= at_exit + 20, timeout=60, what="more")
-        tally = clients.stop()
+        ca = str(certificates / "ca.crt")
+        tally, _ = terminate_while_calling(proxy, ca, admit_and_validate, old.process, after=20)
     finally:
-        if clients is not None:
-            clients.stop()
         proxy.close()
         old.stop()
         new.stop()
