@@ -1,4 +1,5 @@
-"""The broker's HTTP app: `POST /v1/credentials`, `/healthz`, `/readyz`, `/metrics`.
+"""The broker's HTTP app: `POST /v1/credentials[?container=<c>]`, `/healthz`, `/readyz`,
+`/metrics`.
 
 The issuance runs in a worker thread (a cache miss waits on the API server or
 STS). Log lines name the caller and the result, never the token or a key.
@@ -15,8 +16,10 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from sidecred.broker.issuer import Issuer, refused
+from sidecred.broker.issuer import Answer, Issuer, refused
 from sidecred.broker.metrics import BrokerMetrics
+from sidecred.pods.annotations import q
+from sidecred.pods.container_roles import is_container_name
 from sidecred.pods.refusal import Refusal
 from sidecred.serving.drain import Drain
 from sidecred.serving.http import add_health_probes, add_metrics_and_last_resort
@@ -25,6 +28,23 @@ log = logging.getLogger("sidecred.broker")
 
 JSON_MEDIA_TYPE = "application/json"
 CREDENTIALS_PATH = "/v1/credentials"
+CONTAINER_PARAM = "container"  # ?container=<c>: that container's own role
+
+
+def requested_container(values: list[str]) -> str | Refusal:
+    """The container named by the query ("" for the pod's role), or a 400 saying what is wrong."""
+    if not values:
+        return ""
+    if len(values) > 1:
+        return Refusal("InvalidContainer", "sidecred broker: name one container at most", 400)
+    if not is_container_name(values[0]):
+        return Refusal(
+            "InvalidContainer",
+            f"sidecred broker: container={q(values[0], 80)} is not a container name "
+            "(a DNS-1123 label)",
+            400,
+        )
+    return values[0]
 
 
 class Syncing(Protocol):
@@ -35,6 +55,25 @@ class Syncing(Protocol):
 
     @property
     def progress(self) -> str: ...
+
+
+def record_issuance(answer: Answer, elapsed: float, metrics: BrokerMetrics) -> None:
+    """Count one answer (by result and role: the pod's or a container's own) and log it."""
+    metrics.issuances.labels(answer.result, "container" if answer.container else "pod").inc()
+    metrics.issuance_latency.observe(elapsed)
+    caller = answer.caller
+    fields: dict[str, object] = {
+        "result": answer.result,
+        "status": answer.status,
+        "duration_ms": round(elapsed * 1000, 3),
+    }
+    if caller is not None:
+        fields.update(namespace=caller.namespace, pod=caller.pod_name, uid=caller.pod_uid)
+    if answer.container:
+        fields["container"] = answer.container
+    if answer.detail:
+        fields["detail"] = answer.detail
+    log.info("issuance", extra={"fields": fields})
 
 
 def create_app(
@@ -49,26 +88,19 @@ def create_app(
 
     async def credentials(request: Request) -> Response:
         started = clock()
+        container = requested_container(request.query_params.getlist(CONTAINER_PARAM))
         try:
-            answer = await run_in_threadpool(issuer.issue, request.headers.get("authorization"))
+            if isinstance(container, Refusal):
+                answer = refused(container)
+            else:
+                answer = await run_in_threadpool(
+                    issuer.issue, request.headers.get("authorization"), container
+                )
         except Exception:
             log.exception("issuance failed unexpectedly")
             message = "sidecred broker: internal error; see the broker's log"
             answer = refused(Refusal("InternalError", message, 503))
-        elapsed = clock() - started
-        metrics.issuances.labels(answer.result).inc()
-        metrics.issuance_latency.observe(elapsed)
-        caller = answer.caller
-        fields: dict[str, object] = {
-            "result": answer.result,
-            "status": answer.status,
-            "duration_ms": round(elapsed * 1000, 3),
-        }
-        if caller is not None:
-            fields.update(namespace=caller.namespace, pod=caller.pod_name, uid=caller.pod_uid)
-        if answer.detail:
-            fields["detail"] = answer.detail
-        log.info("issuance", extra={"fields": fields})
+        record_issuance(answer, clock() - started, metrics)
         return Response(answer.body, status_code=answer.status, media_type=JSON_MEDIA_TYPE)
 
     app.add_route(CREDENTIALS_PATH, credentials, methods=["POST"])

@@ -1,9 +1,11 @@
 """The broker's authorisation: who is calling, may their pod have its role now? Pure.
 
-`authorise(caller, pod lookup, namespace lookup, config, sidecar_problem)`
+`authorise(caller, pod lookup, namespace lookup, config, sidecar_problem, container)`
 gives a `Grant` (what to ask STS for) or a `Refusal` (a stable reason, which
 is the error code the sidecar sees, a message a person can act on, an HTTP status). The role comes only from the pod the
-caller's token is bound to, never from the request. Policy denials reuse the
+caller's token is bound to, never from the request: the request may only name
+one of the pod's containers, whose role is the one the pod's admitted
+`sidecred.dev/container-roles` gives it. Policy denials reuse the
 webhook's wording, so a refused issuance reads like a refused admission.
 """
 
@@ -14,11 +16,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from sidecred.kube.watch import NOT_FOUND, Lookup
-from sidecred.pods.annotations import PodOptions, annotations_of, q, read_pod_options
+from sidecred.pods.annotations import (
+    CONTAINER_ROLES_KEY,
+    PodOptions,
+    annotations_of,
+    q,
+    read_pod_options,
+)
+from sidecred.pods.container_roles import read_container_roles
+from sidecred.pods.pod import iter_containers
 from sidecred.pods.policy import evaluate_policy
 from sidecred.pods.refusal import Refusal
 from sidecred.pods.roles import RoleError, resolve_role
-from sidecred.pods.session import custom_session_name
+from sidecred.pods.session import container_session_name, custom_session_name
 from sidecred.pods.settings import Settings
 from sidecred.sidecar.session_name import build_session_name, session_tags
 
@@ -51,6 +61,7 @@ class Grant:
     external_id: str | None
     tags: tuple[tuple[str, str], ...]
     pod_uid: str
+    container: str = ""  # the container whose own role this is; "" for the pod's role
 
 
 def unavailable(message: str) -> Refusal:
@@ -95,10 +106,15 @@ def _resolve(caller: Caller, pod: Mapping[str, Any], config: Settings) -> str:
     annotations = annotations_of(pod)
     value = annotations.get(config.annotation_key)
     if value is None:
+        also = (
+            f"; its containers' own roles ({CONTAINER_ROLES_KEY}) are asked for with "
+            "?container=<name>"
+            if CONTAINER_ROLES_KEY in annotations
+            else ", so it has no role to issue"
+        )
         raise Refusal(
             "PodNotAnnotated",
-            f"sidecred broker: {caller.label} has no {config.annotation_key} annotation, so it "
-            "has no role to issue",
+            f"sidecred broker: {caller.label} has no {config.annotation_key} annotation{also}",
             403,
         )
     try:
@@ -107,7 +123,36 @@ def _resolve(caller: Caller, pod: Mapping[str, Any], config: Settings) -> str:
         raise Refusal("BadPodAnnotation", f"sidecred broker: {caller.label}: {exc}", 403) from None
 
 
-def _check_policy(caller: Caller, role_arn: str, namespace: Lookup, config: Settings) -> None:
+def _resolve_container(
+    caller: Caller, pod: Mapping[str, Any], config: Settings, container: str
+) -> str:
+    """The role the pod's admitted annotations give `container` as its own, or a 403."""
+    annotations = annotations_of(pod)
+    pod_role = _resolve(caller, pod, config) if config.annotation_key in annotations else None
+    options = _pod_options(caller, pod, config)
+    try:
+        roles = read_container_roles(pod, pod_role, config.base_role_arn, options.skip_containers)
+    except Refusal as exc:
+        raise Refusal("BadPodAnnotation", f"{exc.message} ({caller.label})") from None
+    role_arn = roles.role_of(container)
+    if role_arn is not None:
+        return role_arn
+    if container in roles.none:
+        why = f'{CONTAINER_ROLES_KEY} gives it no credentials ("")'
+    elif container in {str(c.get("name")) for _, _, c in iter_containers(pod)}:
+        why = f"it has no role of its own in {CONTAINER_ROLES_KEY} (it uses the pod's role)"
+    else:
+        why = "the pod has no container of that name"
+    raise Refusal(
+        "NoContainerRole",
+        f"sidecred broker: container {q(container)} of {caller.label} has no role to issue: {why}",
+        403,
+    )
+
+
+def _check_policy(
+    caller: Caller, role_arn: str, namespace: Lookup, config: Settings, container: str = ""
+) -> None:
     if config.namespace_policy == "off":
         return
     gone = f"sidecred broker: namespace {q(caller.namespace)} does not exist"
@@ -119,7 +164,12 @@ def _check_policy(caller: Caller, role_arn: str, namespace: Lookup, config: Sett
     annotations = annotations_of(obj)
     result = evaluate_policy(role_arn, caller.namespace, annotations, config.base_role_arn)
     if not result.permitted:
-        raise Refusal("RoleNotPermitted", result.message, 403)
+        message = result.message
+        if container:
+            message = message.replace(
+                "sidecred: ", f"sidecred: container {q(container)} ({CONTAINER_ROLES_KEY}): ", 1
+            )
+        raise Refusal("RoleNotPermitted", message, 403)
 
 
 def _pod_options(caller: Caller, pod: Mapping[str, Any], config: Settings) -> PodOptions:
@@ -129,8 +179,11 @@ def _pod_options(caller: Caller, pod: Mapping[str, Any], config: Settings) -> Po
         raise Refusal("BadPodAnnotation", f"{exc.message} ({caller.label})") from None
 
 
-def session_name_for(caller: Caller, override: str | None) -> str:
-    """`<namespace>.<pod>`, or `<namespace>.<annotation>`: never another namespace's prefix."""
+def session_name_for(caller: Caller, override: str | None, container: str = "") -> str:
+    """`<namespace>.<pod>`, or `<namespace>.<annotation>`: never another namespace's prefix;
+    for a container's own role `<namespace>.<pod>.<container>` (or `.<annotation>.<container>`)."""
+    if container:
+        return container_session_name(caller.namespace, override or caller.pod_name, container)
     if not override:
         return build_session_name(caller.namespace, caller.pod_name)
     try:
@@ -145,22 +198,31 @@ def authorise(
     namespace: Lookup,
     config: Settings,
     sidecar_problem: SidecarProblem,
+    container: str = "",
 ) -> Grant | Refusal:
-    """The grant for this caller's pod as things are now, or why there is none."""
+    """The grant for this caller's pod as things are now, or why there is none.
+
+    `container` asks for that container's own role (sidecred.dev/container-roles);
+    "" for the pod's role.
+    """
     try:
         pod_object = _check_pod(caller, pod)
-        role_arn = _resolve(caller, pod_object, config)
+        if container:
+            role_arn = _resolve_container(caller, pod_object, config, container)
+        else:
+            role_arn = _resolve(caller, pod_object, config)
         options = _pod_options(caller, pod_object, config)
+        whose = f"container {q(container)}'s role" if container else "role"
         problem = sidecar_problem(pod_object, config)
         if problem is not None:
             raise Refusal(
                 "NoCanonicalSidecar",
                 f"sidecred broker: {caller.label} does not run sidecred's broker-mode sidecar "
-                f"for role {q(role_arn)}: {problem}",
+                f"for {whose} {q(role_arn)}: {problem}",
                 403,
             )
-        _check_policy(caller, role_arn, namespace, config)
-        session_name = session_name_for(caller, options.session_name)
+        _check_policy(caller, role_arn, namespace, config, container)
+        session_name = session_name_for(caller, options.session_name, container)
     except Refusal as refusal:
         return refusal
     return Grant(
@@ -173,4 +235,5 @@ def authorise(
             caller.namespace, caller.pod_name, caller.pod_uid, caller.service_account
         ),
         pod_uid=caller.pod_uid,
+        container=container,
     )

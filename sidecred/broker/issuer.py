@@ -47,9 +47,13 @@ FOLLOWER_WAIT_SECONDS = 30.0
 class EventSink(Protocol):
     """Where the issuer reports refusals and issuances for pod events (broker.pod_events)."""
 
-    def refused(self, caller: Caller, pod: Mapping[str, Any] | None, refusal: Refusal) -> None: ...
+    def refused(
+        self, caller: Caller, pod: Mapping[str, Any] | None, refusal: Refusal, container: str = ""
+    ) -> None: ...
 
-    def issued(self, caller: Caller, pod: Mapping[str, Any] | None) -> None: ...
+    def issued(
+        self, caller: Caller, pod: Mapping[str, Any] | None, container: str = ""
+    ) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,7 @@ class Answer:
     result: str  # "issued" or the refusal's reason, for metrics and logs
     caller: Caller | None = None
     detail: str = ""  # the refusal's message, for the log
+    container: str = ""  # the container whose own role was asked for; "" for the pod's
 
 
 class Issuer:
@@ -101,28 +106,29 @@ class Issuer:
         self._inflight: dict[Grant, concurrent.futures.Future[bytes]] = {}
         self._next_sweep = clock() + SWEEP_INTERVAL_SECONDS
 
-    def issue(self, authorization: str | None) -> Answer:
+    def issue(self, authorization: str | None, container: str = "") -> Answer:
         """The answer to one `POST /v1/credentials` (no body is read: the role is the pod's)."""
         identified = identify(authorization, self._verifier, self._reviewer, self._pods)
         if isinstance(identified, Refusal):
             return refused(identified)
         caller, pod = identified.caller, identified.pod
         namespace = self._namespaces.get(caller.namespace)
-        grant = authorise(caller, pod, namespace, self.config, self._sidecar_problem)
+        grant = authorise(caller, pod, namespace, self.config, self._sidecar_problem, container)
         if isinstance(grant, Refusal):
             if self._events is not None:
-                self._events.refused(caller, pod.object, grant)
-            return refused(grant, caller)
+                self._events.refused(caller, pod.object, grant, container)
+            return refused(grant, caller, container)
         try:
             body = self.credentials(grant)
         except SourceError as exc:
-            return refused(Refusal(exc.code, f"sts:AssumeRole failed: {exc.message}", 503), caller)
+            refusal = Refusal(exc.code, f"sts:AssumeRole failed: {exc.message}", 503)
+            return refused(refusal, caller, container)
         except TimeoutError:
             message = "sidecred broker: another request's sts:AssumeRole call did not finish"
-            return refused(Refusal("StsTimeout", message, 503), caller)
+            return refused(Refusal("StsTimeout", message, 503), caller, container)
         if self._events is not None:
-            self._events.issued(caller, pod.object)
-        return Answer(200, body, "issued", caller)
+            self._events.issued(caller, pod.object, container)
+        return Answer(200, body, "issued", caller, container=container)
 
     def credentials(self, grant: Grant) -> bytes:
         """The grant's current generation, or a new one from STS (one call per grant at a time)."""
@@ -190,5 +196,6 @@ class Issuer:
         self._reviewer.forget(uid)
 
 
-def refused(refusal: Refusal, caller: Caller | None = None) -> Answer:
-    return Answer(refusal.status, refusal.error_body(), refusal.reason, caller, refusal.message)
+def refused(refusal: Refusal, caller: Caller | None = None, container: str = "") -> Answer:
+    body = refusal.error_body()
+    return Answer(refusal.status, body, refusal.reason, caller, refusal.message, container)

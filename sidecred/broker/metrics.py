@@ -15,8 +15,9 @@ class BrokerMetrics(ServerMetrics):
         super().__init__()
         self.issuances = Counter(
             "sidecred_broker_issuances",
-            "Credential requests answered, by result: issued, or the refusal's code.",
-            ["result"],
+            "Credential requests answered, by result (issued, or the refusal's code) and role "
+            "(pod: the pod's role; container: a container's own).",
+            ["result", "role"],
             registry=self.registry,
         )
         self.issuance_latency = Histogram(

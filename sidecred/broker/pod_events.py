@@ -45,6 +45,11 @@ MAX_TRACKED_PODS = 10_000  # pods remembered for the rate limit; the oldest go f
 SWEEP_INTERVAL_SECONDS = 60.0
 
 
+def tracking_key(uid: str, container: str) -> str:
+    """What the rate limit is kept per: the pod's uid, or `<uid>/<container>` for its own role."""
+    return f"{uid}/{container}" if container else uid
+
+
 def own_pod(caller: Caller, pod: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
     """The pod if it is the caller's own (same uid): only then does an event belong on it."""
     if pod is None or str((pod.get("metadata") or {}).get("uid") or "") != caller.pod_uid:
@@ -70,20 +75,29 @@ class RefusalEvents:
     def __post_init__(self) -> None:
         self._next_sweep = self.clock() + SWEEP_INTERVAL_SECONDS
 
-    def refused(self, caller: Caller, pod: Mapping[str, Any] | None, refusal: Refusal) -> None:
-        """A refusal: a Warning on the caller's pod if it is a 403 and none was posted lately."""
+    def refused(
+        self, caller: Caller, pod: Mapping[str, Any] | None, refusal: Refusal, container: str = ""
+    ) -> None:
+        """A refusal: a Warning on the caller's pod if it is a 403 and none was posted lately.
+
+        A container's own role is tracked apart from the pod's, so one role's issuance
+        never reads as another's recovery.
+        """
         pod = own_pod(caller, pod)
         if refusal.status == 403 and pod is not None:
-            self._consider(pod, SidecarHealth(False, code=refusal.reason, message=refusal.message))
+            health = SidecarHealth(
+                False, code=refusal.reason, message=refusal.message, container=container
+            )
+            self._consider(pod, health, tracking_key(caller.pod_uid, container))
 
-    def issued(self, caller: Caller, pod: Mapping[str, Any] | None) -> None:
-        """An issuance: a Normal event if this pod's last event was a refusal."""
+    def issued(self, caller: Caller, pod: Mapping[str, Any] | None, container: str = "") -> None:
+        """An issuance: a Normal event if this role's last event was a refusal."""
         pod = own_pod(caller, pod)
-        if pod is not None and caller.pod_uid in self._last:  # a racy read, settled under the lock
-            self._consider(pod, SidecarHealth(True))
+        key = tracking_key(caller.pod_uid, container)
+        if pod is not None and key in self._last:  # a racy read, settled under the lock
+            self._consider(pod, SidecarHealth(True, container=container), key)
 
-    def _consider(self, pod: Mapping[str, Any], health: SidecarHealth) -> None:
-        uid = str(pod["metadata"]["uid"])
+    def _consider(self, pod: Mapping[str, Any], health: SidecarHealth, uid: str) -> None:
         with self._lock:
             known = self._last.get(uid, {})
             if health.ready and not awaits_recovery(known):

@@ -8,8 +8,11 @@
 4. the sidecar started exactly as the patched pod describes it (local_pod);
 5. an application run with only the patched app container's env, calling
    sts:GetCallerIdentity through the SDK's default chain;
-6. the denied example pod sent to /mutate, and the denial printed;
-7. a verdict: exit 0 only if every step behaved as expected.
+6. a pod with a role per container (deploy/examples/pod-app-and-backup.yaml):
+   admitted, its sidecar started, app and backup each reaching their own role,
+   metrics no credentials, and one container's token refused on another's URI;
+7. the denied example pod sent to /mutate, and the denial printed;
+8. a verdict: exit 0 only if every step behaved as expected.
 
 With `--credential-source broker` the broker sits in the middle: step 2 also
 starts `sidecred broker` over TLS (the API stub publishes the issuer's signing
@@ -47,22 +50,30 @@ import yaml
 
 from sidecred.dev.kube_stub import KubeApiStub, write_kubeconfig
 from sidecred.dev.local_pod import (
+    AppResult,
     LocalPod,
     LocalPodError,
+    find_container,
     resolve_command,
     service_account_token,
 )
 from sidecred.dev.processes import free_port, stop_process, wait_until
 from sidecred.dev.token_review import TokenAuthority
 from sidecred.jsonlog import ENV_LOG_LEVEL, add_log_level_argument
-from sidecred.pods.annotations import INJECTED_KEY, INJECTED_LABEL, PERMITTED_KEY, ROLE_KEY
+from sidecred.pods.annotations import (
+    CONTAINER_ROLES_KEY,
+    INJECTED_KEY,
+    INJECTED_LABEL,
+    PERMITTED_KEY,
+    ROLE_KEY,
+)
 from sidecred.pods.names import SA_TOKEN_VOLUME, SIDECAR_NAME
-from sidecred.pods.sidecar_spec import AUTH_TOKEN
+from sidecred.pods.sidecar_spec import AUTH_TOKEN, AUTH_TOKEN_FILE, FULL_URI
 from sidecred.sidecar import config as contract
 from sidecred.webhook.check_cli import build_request, load_yaml_object
 from sidecred.webhook.mutate import apply_patch
 
-STEP_COUNT = 7  # 8 with the broker (its revocation step)
+STEP_COUNT = 8  # 9 with the broker (its revocation step)
 # Package data in a wheel; in a checkout a symlink to deploy/examples.
 DEFAULT_EXAMPLES = Path(__file__).resolve().parent / "examples"
 # What the `demo` extra brings: the STS emulator (moto[server]) and boto3 for the application.
@@ -77,6 +88,8 @@ EMULATOR_ACCESS_KEY_ID = "AKIAIOSFODNN7EXAMPLE"
 EMULATOR_SECRET_ACCESS_KEY = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 START_TIMEOUT = 30.0  # seconds for a started process to answer
 SECRET_ENV = {AUTH_TOKEN, contract.ENV_AUTH_TOKEN}
+ENV_CONTAINER_ROLES = contract.ENV_CONTAINER_ROLES
+ROLES_EXAMPLE = "pod-app-and-backup.yaml"
 STATIC_KEY_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 POLL_SECONDS = 0.05
 
@@ -268,9 +281,27 @@ def describe_env(entry: dict[str, Any]) -> str:
     value = str(entry.get("value", ""))
     if name in SECRET_ENV:
         value = f"<per-pod token, {len(value)} characters>"
+    elif name == ENV_CONTAINER_ROLES:
+        value = masked_container_roles(value)
     elif name == contract.ENV_BROKER_CA:
         value = f"<the broker's CA bundle, {value.count('BEGIN CERTIFICATE')} PEM certificate(s)>"
     return f"{name}={value}"
+
+
+def masked_container_roles(value: str) -> str:
+    """SIDECRED_CONTAINER_ROLES for printing: each auth token replaced by its length."""
+    try:
+        entries = json.loads(value)
+    except ValueError:
+        return "<not JSON>"
+    if not isinstance(entries, dict):
+        return "<not a JSON object>"
+    for entry in entries.values():
+        if isinstance(entry, dict) and "auth_token" in entry:
+            entry["auth_token"] = (
+                f"<per-container token, {len(str(entry['auth_token']))} characters>"
+            )
+    return json.dumps(entries)
 
 
 def summarise_pod(pod: dict[str, Any], warnings: list[str]) -> str:
@@ -315,12 +346,16 @@ class Demo:
         examples = Path(self.args.examples)
         self.allowed_pod = load_yaml_object(str(examples / "pod-allowed.yaml"), "pod")
         self.denied_pod = load_yaml_object(str(examples / "pod-denied.yaml"), "pod")
+        self.roles_pod = load_yaml_object(str(examples / ROLES_EXAMPLE), "pod")
         self.namespaces = [
             load_yaml_object(str(path), "namespace")
             for path in sorted(examples.glob("namespace-*.yaml"))
         ]
         annotations = (self.allowed_pod.get("metadata") or {}).get("annotations") or {}
         self.role = RoleRef.parse(annotations.get(ROLE_KEY, ""))
+        roles = (self.roles_pod.get("metadata") or {}).get("annotations") or {}
+        own = json.loads(roles.get(CONTAINER_ROLES_KEY, "{}"))
+        self.backup_role = RoleRef.parse(str(own.get("backup", "")))
 
         with self.report.step(1, "Start an STS emulator and create the role"):
             self.start_sts()
@@ -335,10 +370,12 @@ class Demo:
             self.start_sidecar()
         with self.report.step(5, "Run the application with only its container's env"):
             self.run_application()
-        with self.report.step(6, "Admit deploy/examples/pod-denied.yaml (POST /mutate)"):
+        with self.report.step(6, f"A role per container: deploy/examples/{ROLES_EXAMPLE}"):
+            self.run_role_per_container()
+        with self.report.step(7, "Admit deploy/examples/pod-denied.yaml (POST /mutate)"):
             self.admit_denied()
         if self.broker_mode:
-            with self.report.step(7, "Revoke: take the role out of the namespace's policy"):
+            with self.report.step(8, "Revoke: take the role out of the namespace's policy"):
                 self.revoke()
 
     @property
@@ -381,12 +418,13 @@ class Demo:
                 }
             ],
         }
-        created = iam.create_role(
-            RoleName=self.role.name, Path=self.role.path, AssumeRolePolicyDocument=json.dumps(trust)
-        )["Role"]["Arn"]
-        if created != self.role.arn:
-            raise DemoFailure(f"the emulator created {created}, not the pod's role {self.role.arn}")
-        self.report.detail(f"created role {created}")
+        for role in (self.role, self.backup_role):
+            created = iam.create_role(
+                RoleName=role.name, Path=role.path, AssumeRolePolicyDocument=json.dumps(trust)
+            )["Role"]["Arn"]
+            if created != role.arn:
+                raise DemoFailure(f"the emulator created {created}, not the pod's role {role.arn}")
+            self.report.detail(f"created role {created}")
 
     def issue_certificates(self, service: str, out: Path) -> Path:
         certs = subprocess.run(
@@ -485,52 +523,65 @@ class Demo:
         )
         return pointing
 
-    def admit_allowed(self) -> None:
-        request = build_request(self.allowed_pod, "shop") | {"dryRun": False}
+    def admit(self, pod: dict[str, Any], which: str) -> dict[str, Any]:
+        """`pod` through /mutate and /validate over TLS; the patched pod. Prints the patch."""
+        request = build_request(pod, "shop") | {"dryRun": False}
         response = self.webhook.review("/mutate", request)
         if not response.get("allowed"):
-            raise DemoFailure(f"/mutate denied the allowed pod: {response.get('status')}")
+            raise DemoFailure(f"/mutate denied the {which} pod: {response.get('status')}")
         if response.get("patchType") != "JSONPatch" or not response.get("patch"):
             raise DemoFailure("/mutate allowed the pod but sent no JSON Patch")
         patch = json.loads(base64.b64decode(response["patch"]))
-        self.patched = apply_patch(self.allowed_pod, patch)
+        patched = apply_patch(pod, patch)
         warnings = list(response.get("warnings") or [])
         self.report.detail(f"decision: allowed, {len(patch)} JSON Patch operations")
-        self.report.detail(summarise_pod(self.patched, warnings))
-        injected = (self.patched["metadata"].get("annotations") or {}).get(INJECTED_KEY)
-        if injected != self.role.arn:
-            raise DemoFailure(f"{INJECTED_KEY} is {injected!r}, not {self.role.arn!r}")
-
+        self.report.detail(summarise_pod(patched, warnings))
         validation = self.webhook.review(
-            "/validate", build_request(self.patched, "shop") | {"dryRun": False}
+            "/validate", build_request(patched, "shop") | {"dryRun": False}
         )
         if not validation.get("allowed"):
             raise DemoFailure(f"/validate denied the patched pod: {validation.get('status')}")
         self.report.detail("/validate: the patched pod is allowed")
         if self.args.show_pod:
-            self.report.detail("patched pod:\n" + yaml.safe_dump(self.patched, sort_keys=False))
+            self.report.detail("patched pod:\n" + yaml.safe_dump(patched, sort_keys=False))
+        return patched
 
-    def start_sidecar(self) -> None:
+    def admit_allowed(self) -> None:
+        self.patched = self.admit(self.allowed_pod, "allowed")
+        injected = (self.patched["metadata"].get("annotations") or {}).get(INJECTED_KEY)
+        if injected != self.role.arn:
+            raise DemoFailure(f"{INJECTED_KEY} is {injected!r}, not {self.role.arn!r}")
+
+    def environment(self) -> dict[str, str]:
+        """The surroundings, not the pod: STS is the emulator, no shared config from this
+        machine, and no instance metadata to fall back on."""
         home = self.workdir / "aws-empty"
-        home.mkdir()
+        home.mkdir(exist_ok=True)
         (home / "config").touch()
         (home / "credentials").touch()
-        # The surroundings, not the pod: STS is the emulator, no shared config from
-        # this machine, and no instance metadata to fall back on.
         environment = {
             "AWS_ENDPOINT_URL_STS": self.sts_url,
             "AWS_CONFIG_FILE": str(home / "config"),
             "AWS_SHARED_CREDENTIALS_FILE": str(home / "credentials"),
             "AWS_EC2_METADATA_DISABLED": "true",
         }
-        pod, issuer = self.patched, service_account_token
+        if os.environ.get("PYTHONPATH"):  # the sidecar runs the sidecred the demo runs
+            environment["PYTHONPATH"] = os.environ["PYTHONPATH"]
+        return environment
+
+    def local_pod(self, patched: dict[str, Any]) -> LocalPod:
+        pod, issuer = patched, service_account_token
         if self.broker_mode:
             # The API server stores the admitted pod; the kubelet mints its broker-audience
             # token, signed with the key the broker fetches from the stub's JWKS.
-            pod, issuer = self.store_pod(self.patched), self.authority.local_pod_token
-        self.pod = LocalPod(
-            pod, environment=environment, startup_timeout=START_TIMEOUT, token_issuer=issuer
+            pod, issuer = self.store_pod(patched), self.authority.local_pod_token
+        return LocalPod(
+            pod, environment=self.environment(), startup_timeout=START_TIMEOUT, token_issuer=issuer
         )
+
+    def start_sidecar(self) -> None:
+        environment = self.environment()
+        self.pod = self.local_pod(self.patched)
         self.stack.enter_context(self.pod)
         self.report.detail(
             f"pod {self.pod.identity.namespace}/{self.pod.identity.name} "
@@ -547,22 +598,26 @@ class Demo:
             if '"started"' in line:
                 self.report.detail(f"sidecar log: {line.strip()}")
 
-    def run_application(self) -> None:
-        result = self.pod.run_app("app", [sys.executable, "-c", APP_PROGRAM], timeout=START_TIMEOUT)
+    def run_identity(self, pod: LocalPod, container: str) -> tuple[dict[str, Any], AppResult]:
+        """Run APP_PROGRAM in `container` with only its env: (what it saw, the run)."""
+        result = pod.run_app(container, [sys.executable, "-c", APP_PROGRAM], timeout=START_TIMEOUT)
         leaked = sorted(k for k in result.env if k.startswith("SIDECRED_") or k in STATIC_KEY_ENV)
         if leaked:
-            raise DemoFailure(f"the app container's env holds {', '.join(leaked)}")
-        shown = ", ".join(sorted(result.env))
-        self.report.detail(f"app env (names only): {shown}")
+            raise DemoFailure(f"the {container} container's env holds {', '.join(leaked)}")
         if result.exit_code != 0:
             raise DemoFailure(
                 f"the application exited {result.exit_code}:\n{result.stderr.strip()[-2000:]}\n"
-                f"sidecar log tail:\n{self.pod.sidecar_log_tail()}"
+                f"sidecar log tail:\n{pod.sidecar_log_tail()}"
             )
         try:
             seen = json.loads(result.stdout.strip().splitlines()[-1])
         except (ValueError, IndexError):
             raise DemoFailure(f"the application printed no identity: {result.stdout!r}") from None
+        return seen, result
+
+    def run_application(self) -> None:
+        seen, result = self.run_identity(self.pod, "app")
+        self.report.detail(f"app env (names only): {', '.join(sorted(result.env))}")
         session = f"{self.pod.identity.namespace}.{self.pod.identity.name}"
         expected_arn = f"arn:aws:sts::{self.role.account}:assumed-role/{self.role.name}/{session}"
         self.report.detail(f"credential provider: {seen['CredentialProvider']}")
@@ -577,6 +632,34 @@ class Demo:
         if seen["Arn"] != expected_arn:
             raise DemoFailure(f"expected {expected_arn}, the application got {seen['Arn']}")
         self.report.detail(f"matches the annotated role {self.role.arn} and session {session}")
+
+    def run_role_per_container(self) -> None:
+        """app on the pod's role, backup on its own, metrics on none; tokens kept apart."""
+        self.pod.stop()  # the first pod is done; one sidecar at a time on the demo's ports
+        patched = self.admit(self.roles_pod, "role-per-container")
+        with contextlib.ExitStack() as stack:
+            pod = stack.enter_context(self.local_pod(patched))
+            identity = f"{pod.identity.namespace}.{pod.identity.name}"
+            tokens: dict[str, tuple[str, str]] = {}
+            for container, role, session in (
+                ("app", self.role, identity),
+                ("backup", self.backup_role, f"{identity}.backup"),
+            ):
+                seen, result = self.run_identity(pod, container)
+                expected = f"arn:aws:sts::{role.account}:assumed-role/{role.name}/{session}"
+                uri = result.env[FULL_URI]
+                self.report.detail(f"{container}: {uri} -> {seen['Arn']}")
+                if seen["Arn"] != expected or seen["CredentialProvider"] != "container-role":
+                    raise DemoFailure(f"{container} expected {expected}, got {seen['Arn']}")
+                tokens[container] = (uri, container_token(result.env))
+            metrics = pod.env_for(find_container(pod.pod, "metrics"))
+            if any(k.startswith(("AWS_CONTAINER_", "SIDECRED_")) for k in metrics):
+                raise DemoFailure("the metrics container got credential env")
+            self.report.detail('metrics: no credential env, no token (mapped to "")')
+            status = credentials_status(tokens["backup"][0], tokens["app"][1])
+            self.report.detail(f"app's token on backup's URI: HTTP {status}")
+            if status != 403:
+                raise DemoFailure(f"app's token on backup's URI got HTTP {status}, not 403")
 
     def admit_denied(self) -> None:
         request = build_request(self.denied_pod, "shop") | {"dryRun": False}
@@ -611,6 +694,7 @@ class Demo:
         self.report.detail(
             f"kubectl annotate namespace {namespace} --overwrite {PERMITTED_KEY}={narrowed}"
         )
+        self.pod.prepare()  # its sidecar stopped at step 6; the kubelet's token for the broker
         token = broker_token(self.pod)
         headers = {"Authorization": f"Bearer {token}"}
 
@@ -635,6 +719,23 @@ class Demo:
             "a running sidecar turns not ready at its next refresh, keeps serving what it "
             "still holds, and every credential handed out expires within one session (1 h)"
         )
+
+
+def container_token(env: dict[str, str]) -> str:
+    """A container's auth token: the content of its token file, or its env value."""
+    if AUTH_TOKEN_FILE in env:
+        return Path(env[AUTH_TOKEN_FILE]).read_text().strip()
+    return env.get(AUTH_TOKEN, "")
+
+
+def credentials_status(uri: str, token: str) -> int:
+    """The HTTP status of GET `uri` with `token`, as an SDK would ask."""
+    request = urllib.request.Request(uri, headers={"Authorization": token})  # noqa: S310
+    try:
+        with urllib.request.urlopen(request, timeout=5) as resp:  # noqa: S310 (loopback http)
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
 
 
 def broker_token(pod: LocalPod) -> str:

@@ -20,7 +20,9 @@ Two translations stand in for what a container runtime provides:
   (`/var/run/sidecred/token`); here the volume is a temporary directory. An env
   value that is a container's own mount path, or a path under it, is rewritten
   to the directory. Only mounts of that container are used, so an app cannot
-  reach a volume it does not mount. Nothing else (commands, args) is rewritten.
+  reach a volume it does not mount. So is such a path among the string values of an
+  env value holding a JSON object (the token files in `SIDECRED_CONTAINER_ROLES`).
+  Nothing else (commands, args) is rewritten.
 - **Executables.** There is no image: `command[0]` is looked up on this
   machine's PATH. `sidecred` resolves to the console script installed next to
   the running interpreter, else the one on PATH, else
@@ -174,6 +176,29 @@ def rewrite_mount_paths(value: str, mounts: Mapping[str, Path]) -> str:
     return value
 
 
+def rewrite_json_mount_paths(value: str, mounts: Mapping[str, Path]) -> str:
+    """`value` rewritten as `rewrite_mount_paths` does, or, when it is a JSON object, with
+    every string in it rewritten so (the object written back compactly)."""
+    if not value.startswith("{"):
+        return rewrite_mount_paths(value, mounts)
+    try:
+        data = json.loads(value)
+    except ValueError:
+        return rewrite_mount_paths(value, mounts)
+
+    def rewrite(node: Any) -> Any:
+        if isinstance(node, str):
+            return rewrite_mount_paths(node, mounts)
+        if isinstance(node, dict):
+            return {key: rewrite(item) for key, item in node.items()}
+        if isinstance(node, list):
+            return [rewrite(item) for item in node]
+        return node
+
+    rewritten = rewrite(data)
+    return value if rewritten == data else json.dumps(rewritten, separators=(",", ":"))
+
+
 def container_env(
     pod: Mapping[str, Any],
     container: Mapping[str, Any],
@@ -199,7 +224,7 @@ def container_env(
             raise LocalPodError(
                 f"container {name!r} env {var} comes from {kinds}, which the local runner cannot fill"
             )
-        env[var] = rewrite_mount_paths(value, mounts)
+        env[var] = rewrite_json_mount_paths(value, mounts)
     return env
 
 

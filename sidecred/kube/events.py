@@ -24,6 +24,7 @@ from prometheus_client import CollectorRegistry, Counter
 from sidecred.kube.sidecar_health import (
     NOT_READY_STARTING,
     SidecarHealth,
+    container_roles,
     injected_role,
     sidecar_status,
 )
@@ -79,18 +80,23 @@ def event_due(
     pod: Mapping[str, Any], health: SidecarHealth, last: LastEvents, now: float
 ) -> PodEvent | None:
     """The event to post for this pod now, if any."""
-    role = injected_role(pod) or "(unknown role)"
+    # A not-ready answer may name the one role it is about (a sidecar with several roles).
+    named = "" if health.ready else health.role_arn
+    role = f'role "{named or injected_role(pod) or "(unknown role)"}"'
+    if health.container:
+        arn = named or container_roles(pod).get(health.container) or "(unknown role)"
+        role = f'the own role "{arn}" of container "{health.container}"'
     unavailable = last.get(UNAVAILABLE)
     if health.ready:
         if awaits_recovery(last):
             until = f" (valid until {health.expires})" if health.expires else ""
-            return PodEvent(AVAILABLE, f'sidecar holds credentials for role "{role}"{until}', now)
+            return PodEvent(AVAILABLE, f"sidecar holds credentials for {role}{until}", now)
         return None
     if health.code == NOT_READY_STARTING:
         return None  # the first fetch is still running: nothing has failed yet
     if unavailable is not None and now - unavailable.at < RATE_LIMIT_SECONDS:
         return None
-    message = f'sidecar cannot get credentials for role "{role}": {health.code}: {health.message}'
+    message = f"sidecar cannot get credentials for {role}: {health.code}: {health.message}"
     return PodEvent(UNAVAILABLE, message[:MAX_MESSAGE_CHARS], now)
 
 

@@ -9,7 +9,9 @@ sidecred status` read it with `GET /api/v1/namespaces/NS/pods/NAME:PORT/proxy/re
 
 from __future__ import annotations
 
+import json
 import re
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -20,13 +22,18 @@ from kubernetes.client.exceptions import ApiException
 
 from sidecred.pods.annotations import INJECTED_KEY
 from sidecred.pods.names import SIDECAR_NAME
-from sidecred.pods.pod import env_value, find_sidecar
+from sidecred.pods.pod import env_value, find_sidecar, iter_containers
+from sidecred.pods.sidecar_spec import CONTAINER_CREDENTIALS_PREFIX, ENV_CONTAINER_ROLES, FULL_URI
 from sidecred.sidecar import config as sc
 
 PROXY_TIMEOUT = (2.0, 5.0)  # (connect, read) seconds; the sidecar answers from memory
 NOT_READY_STARTING = "CredentialsNotReady"  # the sidecar's code while its first fetch runs
 _READY = re.compile(r"ready: credentials for (\S+) valid until (\S+)")
 _NOT_READY = re.compile(r"not ready: ([^:\s]+): (.*)", re.DOTALL)
+# A sidecar serving several roles names the one that is not ready (the sidecar's own
+# wording, sidecar/endpoint.py): `container <c> role <arn>: <code>: <message>`.
+_ONE_ROLE = re.compile(r"(?:pod role|container (\S+) role) (\S+): ([^:\s]+): (.*)", re.DOTALL)
+_ANOTHER_ROLE = re.compile(r"; (?:pod role|container \S+ role) \S+: ")
 
 
 @dataclass(frozen=True)
@@ -38,6 +45,7 @@ class SidecarHealth:
     expires: str = ""  # RFC 3339, when ready
     code: str = ""  # when not ready: STS's, the broker's or the sidecar's code
     message: str = ""
+    container: str = ""  # the container whose own role this is about ("" for the pod's)
 
 
 class HealthUnavailable(Exception):
@@ -50,7 +58,14 @@ def parse_readyz(status: int, body: str) -> SidecarHealth:
     if status == 200 and (found := _READY.fullmatch(text)):
         return SidecarHealth(True, role_arn=found.group(1), expires=found.group(2))
     if status == 503 and (found := _NOT_READY.fullmatch(text)):
-        return SidecarHealth(False, code=found.group(1), message=found.group(2).strip())
+        code, message = found.group(1), found.group(2).strip()
+        one = _ONE_ROLE.fullmatch(message)
+        if one is None or _ANOTHER_ROLE.search(message):
+            return SidecarHealth(False, code=code, message=message)
+        container, role_arn, code, message = one.groups()
+        return SidecarHealth(
+            False, role_arn=role_arn, code=code, message=message.strip(), container=container or ""
+        )
     raise HealthUnavailable(f"not a sidecar /readyz answer (HTTP {status}): {text[:200]!r}")
 
 
@@ -62,9 +77,53 @@ def health_port(pod: Mapping[str, Any]) -> int | None:
 
 
 def injected_role(pod: Mapping[str, Any]) -> str:
-    """The role ARN the pod was injected for (the webhook's bookkeeping annotation)."""
+    """The role ARN the pod was injected for (the webhook's bookkeeping annotation); for a pod
+    whose roles are all its containers' own, those roles as `<container>=<ARN>,...`."""
     annotations = (pod.get("metadata") or {}).get("annotations") or {}
-    return str(annotations.get(INJECTED_KEY) or "")
+    role = str(annotations.get(INJECTED_KEY) or "")
+    if role:
+        return role
+    return ",".join(f"{name}={arn}" for name, arn in sorted(container_roles(pod).items()))
+
+
+def container_roles(pod: Mapping[str, Any]) -> dict[str, str]:
+    """container -> its own role ARN, as the pod's sidecar serves them (never a token)."""
+    sidecar = find_sidecar(pod)
+    raw = env_value(sidecar[2], ENV_CONTAINER_ROLES) if sidecar else None
+    try:
+        entries = json.loads(raw) if raw else {}
+    except (ValueError, RecursionError):
+        return {}
+    if not isinstance(entries, dict):
+        return {}
+    return {
+        str(name): str(entry["role_arn"])
+        for name, entry in entries.items()
+        if isinstance(entry, dict) and isinstance(entry.get("role_arn"), str)
+    }
+
+
+def roles_by_container(pod: Mapping[str, Any]) -> dict[str, str]:
+    """container -> the role ARN its credential env reaches ("" for none), for every init and
+    regular container but the sidecar, read from the injected pod spec."""
+    sidecar = find_sidecar(pod)
+    if sidecar is None:
+        return {}
+    pod_role_arn = env_value(sidecar[2], sc.ENV_ROLE_ARN) or ""
+    own = container_roles(pod)
+    roles = {}
+    for _, _, container in iter_containers(pod):
+        name = str(container.get("name", ""))
+        if name == SIDECAR_NAME:
+            continue
+        path = urllib.parse.urlsplit(env_value(container, FULL_URI) or "").path
+        if path == sc.CREDENTIALS_PATH:
+            roles[name] = pod_role_arn
+        elif path == f"{CONTAINER_CREDENTIALS_PREFIX}{name}/credentials":
+            roles[name] = own.get(name, "")
+        else:
+            roles[name] = ""
+    return roles
 
 
 def sidecar_status(pod: Mapping[str, Any]) -> Mapping[str, Any]:

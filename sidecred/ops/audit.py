@@ -1,5 +1,6 @@
-"""`kubectl sidecred audit`: running injected pods whose role their namespace's policy no
-longer permits (revoked since admission), and pods whose sidecar has no credentials.
+"""`kubectl sidecred audit`: running injected pods whose roles (the pod's, and each container's
+own) their namespace's policy no longer permits (revoked since admission), and pods whose
+sidecar has no credentials.
 
 `audit_pod` is the pure judgement; `collect_findings` reads the cluster (injected pods by
 label, their namespaces, a not-ready sidecar's /readyz through the pod proxy).
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from kubernetes import client
@@ -17,17 +18,19 @@ from kubernetes import client
 from sidecred.kube.sidecar_health import (
     HealthUnavailable,
     SidecarHealth,
+    container_roles,
     injected_role,
     read_sidecar_health,
+    roles_by_container,
     sidecar_status,
 )
 from sidecred.ops.injected import list_injected
-from sidecred.pods.annotations import q
+from sidecred.pods.annotations import INJECTED_KEY, q
 from sidecred.pods.policy import evaluate_policy
 from sidecred.pods.settings import Settings
 
 ROLE_NOT_PERMITTED, SIDECAR_NOT_READY = "RoleNotPermitted", "SidecarNotReady"
-COLUMNS = ("namespace", "name", "role", "problem", "detail")
+COLUMNS = ("namespace", "name", "containers", "role", "problem", "detail")
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,20 @@ class Finding:
     role: str
     problem: str  # ROLE_NOT_PERMITTED | SIDECAR_NOT_READY
     detail: str
+    containers: str = ""  # the containers using `role`, comma-separated ("" for the sidecar)
+
+
+def pod_roles_to_audit(pod: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(role ARN, containers using it) for the pod's role and each container's own."""
+    annotations = (pod.get("metadata") or {}).get("annotations") or {}
+    used = roles_by_container(pod)
+    roles = []
+    pod_role_arn = str(annotations.get(INJECTED_KEY) or "")
+    if pod_role_arn:
+        users = [name for name, arn in used.items() if arn == pod_role_arn]
+        roles.append((pod_role_arn, ",".join(users)))
+    roles += [(arn, name) for name, arn in sorted(container_roles(pod).items())]
+    return roles
 
 
 def is_live(pod: Mapping[str, Any]) -> bool:
@@ -62,14 +79,15 @@ def audit_pod(
     ns, name, role = str(metadata.get("namespace")), str(metadata.get("name")), injected_role(pod)
     findings = []
     if config.namespace_policy != "off":
-        if namespace is None:
-            detail = f"sidecred: namespace {q(ns)} could not be read"
-            findings.append(Finding(ns, name, role, ROLE_NOT_PERMITTED, detail))
-        else:
+        for arn, users in pod_roles_to_audit(pod):
+            if namespace is None:
+                detail = f"sidecred: namespace {q(ns)} could not be read"
+                findings.append(Finding(ns, name, arn, ROLE_NOT_PERMITTED, detail, users))
+                continue
             annotations = (namespace.get("metadata") or {}).get("annotations") or {}
-            result = evaluate_policy(role, ns, annotations, config.base_role_arn)
+            result = evaluate_policy(arn, ns, annotations, config.base_role_arn)
             if not result.permitted:
-                findings.append(Finding(ns, name, role, ROLE_NOT_PERMITTED, result.message))
+                findings.append(Finding(ns, name, arn, ROLE_NOT_PERMITTED, result.message, users))
     if not sidecar_ready(pod):
         if isinstance(health, SidecarHealth):
             detail = f"{health.code}: {health.message}" if not health.ready else "ready now"
@@ -98,7 +116,7 @@ def collect_findings(
             except HealthUnavailable as exc:
                 health = str(exc)
         findings += audit_pod(pod, namespaces[ns], config, health)
-    return sorted(findings, key=lambda f: (f.namespace, f.name, f.problem))
+    return sorted(findings, key=lambda f: (f.namespace, f.name, f.problem, f.containers))
 
 
 def read_namespace(api: client.CoreV1Api, name: str) -> dict[str, Any] | None:
@@ -110,4 +128,4 @@ def read_namespace(api: client.CoreV1Api, name: str) -> dict[str, Any] | None:
 
 
 def finding_rows(findings: list[Finding]) -> list[dict[str, str]]:
-    return [asdict(f) for f in findings]
+    return [{column: getattr(f, column) for column in COLUMNS} for f in findings]

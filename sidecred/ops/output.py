@@ -12,11 +12,18 @@ OUTPUT_FORMATS = ("table", "json", "yaml")
 NONE = "<none>"  # kubectl's marker for an empty cell
 
 
+def cell(value: Any) -> str:
+    """One table cell; a mapping as `key=value,...` with kubectl's marker for empty values."""
+    if isinstance(value, Mapping):
+        return (
+            ",".join(f"{k}={v if v not in (None, '') else NONE}" for k, v in value.items()) or NONE
+        )
+    return str(value) if value not in (None, "") else NONE
+
+
 def render_table(columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> str:
     """Uppercase headers, left-aligned columns three spaces apart, one row per object."""
-    cells = [
-        [str(row.get(c)) if row.get(c) not in (None, "") else NONE for c in columns] for row in rows
-    ]
+    cells = [[cell(row.get(c)) for c in columns] for row in rows]
     headers = [c.upper().replace("_", " ") for c in columns]
     widths = [max(len(x) for x in column) for column in zip(headers, *cells, strict=True)]
     lines = ["   ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip() for line in [headers, *cells]]  # fmt: skip

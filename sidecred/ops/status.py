@@ -1,5 +1,6 @@
-"""`kubectl sidecred status POD`: the sidecar's readiness, role, last error and credential
-expiry, read through the API server's pod proxy (its /readyz and /metrics)."""
+"""`kubectl sidecred status POD`: the sidecar's readiness, the role each container reaches,
+last error and credential expiry, read through the API server's pod proxy (its /readyz and
+/metrics) and the pod spec."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from sidecred.kube.sidecar_health import (
     injected_role,
     proxy_get,
     read_sidecar_health,
+    roles_by_container,
     sidecar_status,
 )
 from sidecred.ops.injected import list_injected
@@ -27,6 +29,7 @@ COLUMNS = (
     "name",
     "ready",
     "role",
+    "containers",
     "expires",
     "last_error",
     "sts_calls",
@@ -78,6 +81,7 @@ def status_row(
         "name": metadata.get("name"),
         "ready": str(ready).lower(),
         "role": injected_role(pod),
+        "containers": roles_by_container(pod),  # container -> the role it reaches ("" none)
         "expires": expires,
         "last_error": error,
         "sts_calls": _count(metrics, "sidecred_sts_calls_total"),

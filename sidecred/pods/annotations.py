@@ -25,6 +25,7 @@ SESSION_NAME_KEY = "iam.amazonaws.com/session-name"
 SKIP_CONTAINERS_KEY = "sidecred.dev/skip-containers"
 SESSION_DURATION_KEY = "sidecred.dev/session-duration"
 TOKEN_MODE_KEY = "sidecred.dev/token-mode"
+CONTAINER_ROLES_KEY = "sidecred.dev/container-roles"  # JSON: container -> role, "" = none
 # --- written by the webhook --------------------------------------------------------
 INJECTED_KEY = "sidecred.dev/injected"  # annotation: the role ARN the sidecar was injected for
 INJECTED_LABEL = "sidecred.dev/injected"  # label "true": what pod watchers select by

@@ -45,7 +45,9 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sidecred.pods.annotations import annotations_of, q, read_pod_options
+from sidecred.pods.annotations import CONTAINER_ROLES_KEY, annotations_of, q, read_pod_options
+from sidecred.pods.container_roles import ContainerRoles, read_container_roles
+from sidecred.pods.container_tokens import token_problem
 from sidecred.pods.images import image_repository
 from sidecred.pods.names import (
     RESERVED_VOLUMES,
@@ -175,6 +177,20 @@ def pod_role(pod: Mapping[str, Any], config: Settings) -> str | None:
         raise Refusal("bad-annotation", f"sidecred: {exc}") from None
 
 
+def wants_sidecar(pod: Mapping[str, Any], config: Settings) -> bool:
+    """Whether the pod asks for credentials: a role for the pod, or for some of its containers."""
+    annotations = annotations_of(pod)
+    return config.annotation_key in annotations or CONTAINER_ROLES_KEY in annotations
+
+
+def pod_roles(pod: Mapping[str, Any], config: Settings) -> tuple[str | None, ContainerRoles]:
+    """The pod's resolved role (None without one) and its containers' own; Refusal if unusable."""
+    role_arn = pod_role(pod, config)
+    options = read_pod_options(annotations_of(pod), config.session_duration, config.token_mode)
+    roles = read_container_roles(pod, role_arn, config.base_role_arn, options.skip_containers)
+    return role_arn, roles
+
+
 def _namespace_of(pod: Mapping[str, Any], namespace: str | None) -> str:
     return namespace or str((pod.get("metadata") or {}).get("namespace") or "")
 
@@ -183,12 +199,12 @@ def canonical_injection(
     pod: Mapping[str, Any], config: Settings, namespace: str | None = None
 ) -> Injection | None:
     """The Injection the webhook plans for this pod; None when the pod asks for no role."""
-    role_arn = pod_role(pod, config)
-    if role_arn is None:
+    if not wants_sidecar(pod, config):
         return None
+    role_arn, roles = pod_roles(pod, config)
     options = read_pod_options(annotations_of(pod), config.session_duration, config.token_mode)
     return plan_injection(
-        pod, role_arn, options, config, lambda: UNSET_TOKEN, _namespace_of(pod, namespace)
+        pod, role_arn, options, config, lambda: UNSET_TOKEN, _namespace_of(pod, namespace), roles
     )
 
 
@@ -214,7 +230,11 @@ def served_port(pod: Mapping[str, Any], config: Settings) -> int:
 
 def _shown(name: str, value: Any) -> str:
     """A value for a message; never the endpoint's auth token."""
-    return "a different token" if name == sc.ENV_AUTH_TOKEN else q(value, 160)
+    if name == sc.ENV_AUTH_TOKEN:
+        return "a different token"
+    if name == sc.ENV_CONTAINER_ROLES and "auth_token" in str(value):
+        return "a different value (its auth tokens not shown)"
+    return q(value, 160)
 
 
 def _empty(value: Any) -> bool:
@@ -591,5 +611,5 @@ def check_sidecar(
                 f"sidecred: container {q(container.get('name', ''))} {why}; only the sidecar "
                 "the webhook adds may do that",
             )
-    problem = problem or audience_problem(pod, config, injection)
+    problem = problem or audience_problem(pod, config, injection) or token_problem(pod, injection)
     return SidecarVerdict(canonical=canonical, problem=problem, location=location)

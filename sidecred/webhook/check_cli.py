@@ -6,7 +6,8 @@ CronJob), `List`s of them, Namespaces (their policy annotations are used for
 the pods in them) and anything else, which is skipped. For each pod (template)
 it builds the CREATE AdmissionRequest the API server would send, runs the
 mutating decision and then the validating one on the patched pod, and prints
-one decision line, its warnings and a summary of the patch; then the patched
+one decision line, its warnings, the role each container reaches (`none` for a
+container without credentials) and a summary of the patch; then the patched
 pods as YAML unless `--quiet`. Exit 0 all allowed, 1 any denied, 2 usage or
 file error. A closed pipe (`| head`) ends it quietly.
 """
@@ -23,6 +24,7 @@ from typing import Any
 import yaml
 
 from sidecred.jsonlog import add_log_level_argument
+from sidecred.kube.sidecar_health import roles_by_container
 from sidecred.pods.settings import Settings, add_config_arguments, config_from_args
 from sidecred.serving.cli import configure_logging
 from sidecred.webhook.decide import Decision, decide_mutation, decide_validation
@@ -248,6 +250,9 @@ def check_pod(
     warnings = list(dict.fromkeys([*decision.warnings, *validation.warnings]))
     patch = decision.patch or []
     details = [f"warning: {warning}" for warning in warnings]
+    if roles := roles_by_container(patched):
+        shown = ", ".join(f"{name}={arn or 'none'}" for name, arn in roles.items())
+        details.append(f"roles: {shown}")
     details += [f"patch: {line}" for line in summarise_patch(patch)]
     return Outcome(True, f"{subject}: allowed ({decision.reason})", details, patched)
 

@@ -11,14 +11,22 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sidecred.pods.annotations import PodOptions, annotations_of, q, read_pod_options
+from sidecred.pods.annotations import (
+    CONTAINER_ROLES_KEY,
+    PodOptions,
+    annotations_of,
+    q,
+    read_pod_options,
+)
 from sidecred.pods.canonical import (
     SidecarVerdict,
     all_containers,
+    canonical_injection,
     check_sidecar,
-    pod_role,
-    served_port,
+    pod_roles,
+    wants_sidecar,
 )
+from sidecred.pods.container_roles import ContainerRoles
 from sidecred.pods.names import SIDECAR_NAME
 from sidecred.pods.pod import (
     check_pod_shape,
@@ -96,7 +104,9 @@ def namespace_to_lookup(request: Mapping[str, Any], config: Settings) -> str | N
         return None
     metadata = obj.get("metadata")
     annotations = metadata.get("annotations") if isinstance(metadata, dict) else None
-    if not isinstance(annotations, dict) or config.annotation_key not in annotations:
+    if not isinstance(annotations, dict) or not (
+        config.annotation_key in annotations or CONTAINER_ROLES_KEY in annotations
+    ):
         return None
     return pod_namespace(request) or None
 
@@ -123,6 +133,26 @@ def _check_policy(
     result = evaluate_policy(role_arn, name, annotations, config.base_role_arn)
     if not result.permitted:
         raise Refusal(result.reason, result.message)
+
+
+def _check_roles_policy(
+    read: _RolePod,
+    request: Mapping[str, Any],
+    namespace: Mapping[str, Any] | None,
+    config: Settings,
+    namespace_error: str,
+) -> None:
+    """The pod's role and every container's own, each against the namespace's policy."""
+    if read.role_arn is not None:
+        _check_policy(read.role_arn, request, namespace, config, namespace_error)
+    for container, role_arn in read.roles.own:
+        try:
+            _check_policy(role_arn, request, namespace, config, namespace_error)
+        except Refusal as refusal:
+            where = f"sidecred: container {q(container)} ({CONTAINER_ROLES_KEY}): "
+            raise Refusal(
+                refusal.reason, where + refusal.message.removeprefix("sidecred: "), refusal.status
+            ) from None
 
 
 def _check_host_network(pod: Mapping[str, Any], request: Mapping[str, Any]) -> None:
@@ -166,8 +196,9 @@ class _RolePod:
     """A CREATEd pod that asks for a role, read and checked as both webhooks need it."""
 
     pod: Mapping[str, Any]
-    role_arn: str
+    role_arn: str | None  # None when only containers have roles
     options: PodOptions
+    roles: ContainerRoles
     verdict: SidecarVerdict
 
 
@@ -182,18 +213,19 @@ def _read_role_pod(request: Mapping[str, Any], config: Settings) -> _RolePod | N
     """
     pod = check_pod_shape(request.get("object"))
     _check_namespace(request)
-    role_arn = pod_role(pod, config)
-    if role_arn is not None:
+    wanted = wants_sidecar(pod, config)
+    if wanted:
         _check_host_network(pod, request)
-    if role_arn is not None or find_sidecar(pod) is not None:
+    if wanted or find_sidecar(pod) is not None:
         _check_sidecar_isolation(pod, request)
     verdict = check_sidecar(pod, config, pod_namespace(request))
     if verdict.problem is not None:
         raise verdict.problem
-    if role_arn is None:
+    if not wanted:
         return None
+    role_arn, roles = pod_roles(pod, config)
     options = read_pod_options(annotations_of(pod), config.session_duration, config.token_mode)
-    return _RolePod(pod, role_arn, options, verdict)
+    return _RolePod(pod, role_arn, options, roles, verdict)
 
 
 def _is_pod_create(request: Mapping[str, Any]) -> bool:
@@ -220,9 +252,15 @@ def decide_mutation(
         read = _read_role_pod(request, config)
         if read is None:
             return Decision(allowed=True, reason="no-role")
-        _check_policy(read.role_arn, request, namespace, config, namespace_error)
+        _check_roles_policy(read, request, namespace, config, namespace_error)
         injection = plan_injection(
-            read.pod, read.role_arn, read.options, config, new_token, pod_namespace(request)
+            read.pod,
+            read.role_arn,
+            read.options,
+            config,
+            new_token,
+            pod_namespace(request),
+            read.roles,
         )
         ops, patch_warnings = build_patch(
             read.pod, injection, add_sidecar=not read.verdict.canonical
@@ -257,13 +295,16 @@ def _decide_pod_create(
     if read is None:
         return Decision(allowed=True, reason="no-role", warnings=tuple(warnings))
     if not read.verdict.canonical:
+        asked = f"role {q(read.role_arn)}" if read.role_arn else f"roles in {CONTAINER_ROLES_KEY}"
         raise Refusal(
             "not-injected",
-            f"sidecred: {pod_label(request)} has role {q(read.role_arn)} but no {q(SIDECAR_NAME)} "
+            f"sidecred: {pod_label(request)} has {asked} but no {q(SIDECAR_NAME)} "
             "sidecar: the sidecred mutating webhook did not run; check its registration",
         )
-    _check_policy(read.role_arn, request, namespace, config, namespace_error)
-    check_app_containers(read.pod, read.options, served_port(read.pod, config))
+    _check_roles_policy(read, request, namespace, config, namespace_error)
+    injection = canonical_injection(read.pod, config, pod_namespace(request))
+    if injection is not None:
+        check_app_containers(read.pod, injection)
     return Decision(allowed=True, warnings=tuple(warnings))
 
 

@@ -26,8 +26,6 @@ from sidecred.pods.annotations import (
 )
 from sidecred.pods.names import (
     SIDECAR_NAME,
-    TOKEN_DIR,
-    TOKEN_VOLUME,
 )
 from sidecred.pods.pod import env_value, has_env, iter_containers
 from sidecred.pods.refusal import Refusal
@@ -42,8 +40,9 @@ from sidecred.pods.sidecar_spec import (
     app_env,
     build_sidecar,
     build_volumes,
+    expected_uri,
+    token_mount,
 )
-from sidecred.sidecar import config as sc
 
 
 def escape(part: str) -> str:
@@ -84,14 +83,18 @@ def _container_ops(
     name = container.get("name", "")
     base = pointer("spec", list_name, index)
     ops: list[dict[str, Any]] = []
-    uri = sc.credentials_uri(inj.port)
+    uri = expected_uri(inj, name)
+    if uri is None:
+        return []
     current = env_value(container, FULL_URI)
     if current is not None and current != uri:
         raise foreign_endpoint(name, current, uri)
-    if warning := outranking_env_warning(name, container, inj.role_arn):
+    cred = inj.credential_of(name)
+    role = cred.role_arn if cred is not None else str(inj.role_arn)
+    if warning := outranking_env_warning(name, container, role):
         warnings.append(warning)
 
-    wanted = app_env(inj)
+    wanted = app_env(inj, name)
     if inj.config.region and not any(has_env(container, v) for v in REGION_VARS):
         if container.get("envFrom"):
             # An explicit env entry would silently outrank a region the envFrom source sets.
@@ -115,24 +118,27 @@ def _container_ops(
             )
     additions = [e for e in wanted if not has_env(container, e["name"])]
     ops += append_ops(base + "/env", container.get("env"), additions)
-    if inj.token_mode == "file":
-        ops += _token_mount_ops(base, container)
+    mount = token_mount(inj, name)
+    if mount is not None:
+        ops += _token_mount_ops(base, container, mount)
     return ops
 
 
-def _token_mount_ops(base: str, container: Mapping[str, Any]) -> list[dict[str, Any]]:
+def _token_mount_ops(
+    base: str, container: Mapping[str, Any], mount: dict[str, Any]
+) -> list[dict[str, Any]]:
     """Mount the auth token's directory read-only, unless mounted or taken by another volume."""
     mounts = container.get("volumeMounts")
-    if any(m.get("name") == TOKEN_VOLUME for m in mounts or []):
+    if any(m.get("name") == mount["name"] for m in mounts or []):
         return []
-    clash = [m for m in mounts or [] if m.get("mountPath", "").rstrip("/") == TOKEN_DIR]
+    path = mount["mountPath"]
+    clash = [m for m in mounts or [] if m.get("mountPath", "").rstrip("/") == path]
     if clash:
         raise Refusal(
             "mount-conflict",
             f"sidecred: container {q(container.get('name', ''))} mounts volume "
-            f"{q(clash[0].get('name', ''))} at {TOKEN_DIR}, which sidecred reserves for its token",
+            f"{q(clash[0].get('name', ''))} at {path}, which sidecred reserves for its token",
         )
-    mount = {"name": TOKEN_VOLUME, "mountPath": TOKEN_DIR, "readOnly": True}
     return append_ops(base + "/volumeMounts", mounts, [mount])
 
 
@@ -179,7 +185,8 @@ def metadata_ops(pod: Mapping[str, Any], inj: Injection) -> list[dict[str, Any]]
     (everything read through it is checked again); the annotation holds the role.
     """
     annotations = (pod.get("metadata") or {}).get("annotations") or {}
-    wanted = {INJECTED_KEY: inj.role_arn}
+    # The pod's role; "" for a pod whose roles are all its containers' own.
+    wanted = {INJECTED_KEY: inj.role_arn or ""}
     names = [c.get("name") for c in (pod.get("spec") or {}).get("containers") or []]
     apps = [name for name in names if isinstance(name, str) and name != SIDECAR_NAME]
     if inj.config.sidecar_mode == "container" and apps:
@@ -234,6 +241,8 @@ def build_patch(
         )
     for list_name, index, container in iter_containers(pod):
         if container.get("name") in (SIDECAR_NAME, *skip, *early):
+            continue
+        if not inj.gets_credentials(container.get("name", "")):
             continue
         ops += _container_ops(list_name, index, container, inj, warnings)
 

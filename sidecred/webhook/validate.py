@@ -10,19 +10,18 @@ from collections.abc import Mapping
 from typing import Any
 
 from sidecred.pods.annotations import (
+    CONTAINER_ROLES_KEY,
     INJECTED_KEY,
     INJECTED_LABEL,
-    PodOptions,
     annotations_of,
     q,
 )
 from sidecred.pods.canonical import forged_reason, token_audiences
-from sidecred.pods.names import SA_TOKEN_VOLUME, SIDECAR_NAME
+from sidecred.pods.names import CONTAINER_TOKEN_VOLUME_PREFIX, SA_TOKEN_VOLUME, SIDECAR_NAME
 from sidecred.pods.pod import env_value, iter_containers, mounted_volumes
 from sidecred.pods.refusal import Refusal
 from sidecred.pods.settings import Settings
-from sidecred.pods.sidecar_spec import FULL_URI
-from sidecred.sidecar import config as sc
+from sidecred.pods.sidecar_spec import FULL_URI, Injection, expected_uri
 from sidecred.webhook.isolation import check_isolation
 from sidecred.webhook.mutate import foreign_endpoint
 
@@ -33,9 +32,10 @@ def runs_sidecar(container: Mapping[str, Any], config: Settings) -> bool:
 
 
 def check_update(old: Mapping[str, Any], new: Mapping[str, Any], config: Settings) -> None:
-    """On UPDATE the role is fixed: its annotation, the injection record and the sidecar image."""
+    """On UPDATE the roles are fixed: the pod's and its containers' annotations, the injection
+    record and the sidecar image."""
     old_ann, new_ann = annotations_of(old), annotations_of(new)
-    for key in (config.annotation_key, INJECTED_KEY):
+    for key in (config.annotation_key, CONTAINER_ROLES_KEY, INJECTED_KEY):
         before, after = old_ann.get(key), new_ann.get(key)
         if before != after:
             shown_before = "unset" if before is None else q(before, 200)
@@ -90,10 +90,13 @@ def check_ephemeral(old: Mapping[str, Any], new: Mapping[str, Any], config: Sett
     """
     protected = {c.get("name") for _, _, c in iter_containers(new) if runs_sidecar(c, config)}
     protected.add(SIDECAR_NAME)
+    # The sidecar's own token, and the auth tokens of containers with a role of their own
+    # (a debug container is none of them).
     sidecred_volumes = {SA_TOKEN_VOLUME} | {
         v.get("name")
         for v in (new.get("spec") or {}).get("volumes") or []
         if set(token_audiences(v)) & config.sidecred_audiences
+        or str(v.get("name", "")).startswith(CONTAINER_TOKEN_VOLUME_PREFIX)
     }
     existing = {c.get("name") for c in (old.get("spec") or {}).get("ephemeralContainers") or []}
     # Admitted before; judging them again would block every later debug container.
@@ -131,18 +134,18 @@ def check_ephemeral(old: Mapping[str, Any], new: Mapping[str, Any], config: Sett
         )
 
 
-def check_app_containers(pod: Mapping[str, Any], options: PodOptions, port: int) -> None:
-    """Application containers use only this pod's sidecar (on `port`).
+def check_app_containers(pod: Mapping[str, Any], injection: Injection) -> None:
+    """Application containers use only this pod's sidecar, each at its own role's URI.
 
     That no container but the sidecar mounts its token is canonical.check_sidecar's job.
     """
-    expected = sc.credentials_uri(port)
     for _, _, container in iter_containers(pod):
         if container.get("name") == SIDECAR_NAME:
             continue
         name = container.get("name", "")
-        if name in options.skip_containers:
+        if name in injection.options.skip_containers:
             continue
+        expected = expected_uri(injection, name)
         uri = env_value(container, FULL_URI)
-        if uri is not None and uri != expected:
+        if expected is not None and uri is not None and uri != expected:
             raise foreign_endpoint(name, uri, expected)

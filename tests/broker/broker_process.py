@@ -50,12 +50,16 @@ class BrokerProcess:
         context = ssl.create_default_context(cafile=str(self.cert_dir / "ca.crt"))
         return httpx.Client(base_url=self.url, verify=context, timeout=30.0)
 
-    def issue(self, token: str | None, http: httpx.Client | None = None) -> httpx.Response:
+    def issue(
+        self, token: str | None, http: httpx.Client | None = None, container: str | None = None
+    ) -> httpx.Response:
+        """POST /v1/credentials (with ?container=<c> for that container's own role)."""
         headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+        params = {} if container is None else {"container": container}
         if http is not None:
-            return http.post("/v1/credentials", headers=headers, extensions=SNI)
+            return http.post("/v1/credentials", headers=headers, params=params, extensions=SNI)
         with self.client() as own:
-            return own.post("/v1/credentials", headers=headers, extensions=SNI)
+            return own.post("/v1/credentials", headers=headers, params=params, extensions=SNI)
 
     def metric(self, name: str, **labels: str) -> float:
         """One sample of the broker's /metrics (0 when absent)."""

@@ -50,7 +50,11 @@ def namespace(name: str = "shop", annotations: dict[str, str] | None = None) -> 
 
 
 def plain_pod(
-    name: str, namespace_name: str, annotations: dict[str, str], service_account: str
+    name: str,
+    namespace_name: str,
+    annotations: dict[str, str],
+    service_account: str,
+    containers: tuple[str, ...] = ("app",),
 ) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
@@ -58,7 +62,7 @@ def plain_pod(
         "metadata": {"name": name, "namespace": namespace_name, "annotations": annotations},
         "spec": {
             "serviceAccountName": service_account,
-            "containers": [{"name": "app", "image": "app", "command": ["app"]}],
+            "containers": [{"name": c, "image": c, "command": [c]} for c in containers],
         },
     }
 
@@ -73,6 +77,7 @@ def broker_pod(
     uid: str | None = None,
     annotations: dict[str, str] | None = None,
     admitted_under: dict[str, str] | None = None,
+    containers: tuple[str, ...] = ("app",),
 ) -> dict[str, Any]:
     """A pod as the API server stores it after the webhook (with `config`) admitted it.
 
@@ -83,7 +88,7 @@ def broker_pod(
     notes = dict(annotations or {})
     if role is not None:
         notes["iam.amazonaws.com/role"] = role
-    pod = plain_pod(name, namespace_name, notes, service_account)
+    pod = plain_pod(name, namespace_name, notes, service_account, containers)
     request = pod_request(pod, namespace=namespace_name)
     decision = decide_mutation(request, namespace(namespace_name, admitted_under), config)
     if not decision.allowed:

@@ -112,7 +112,9 @@ def test_a_pod_gets_its_role_through_the_broker_and_loses_it_on_revocation(
             "Provider": "container-role",
         }
         assert not [k for k in result.env if k.startswith("SIDECRED_")]
-    assert cluster.broker.metric("sidecred_broker_issuances_total", result="issued") >= 1
+    assert (
+        cluster.broker.metric("sidecred_broker_issuances_total", result="issued", role="pod") >= 1
+    )
 
     second = cluster.admit("web-2")  # admitted while the role was permitted
     cluster.stub.set_annotations("shop", {PERMITTED: BASE + "other-.*"})

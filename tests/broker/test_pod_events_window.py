@@ -73,3 +73,33 @@ def test_401s_and_other_pods_post_nothing(stub: KubeApiStub) -> None:
     events.refused(CALLER, None, REVOKED)
     events.stop()
     assert stub.items("events", "shop") == []
+
+
+def test_a_container_roles_refusal_names_the_container_and_is_tracked_apart(
+    stub: KubeApiStub,
+) -> None:
+    """backup's own role refused while the pod's role keeps being issued: one Warning naming
+    backup and its role, and no Normal event until backup's role is issued again."""
+    pod = broker_pod(
+        "web-2",
+        uid="uid-2",
+        containers=("app", "backup"),
+        annotations={"sidecred.dev/container-roles": '{"backup": "shop-backup"}'},
+    )
+    caller = Caller("shop", "web", "web-2", "uid-2")
+    backup_role = "arn:aws:iam::123456789012:role/shop-backup"
+    now = [0.0]
+    events = RefusalEvents(core_api(stub.url), EventMetrics(CollectorRegistry()), "broker-0", clock=lambda: now[0])  # fmt: skip
+    events.refused(caller, pod, REVOKED, "backup")
+    now[0] = 1
+    events.issued(caller, pod)  # the pod's role: no recovery of backup's
+    now[0] = 2
+    events.issued(caller, pod, "backup")
+    events.stop()
+    posted = sorted(stub.items("events", "shop"), key=lambda e: e["eventTime"])
+    assert [e["reason"] for e in posted] == [UNAVAILABLE, AVAILABLE]
+    assert posted[0]["message"].startswith(
+        f'sidecar cannot get credentials for the own role "{backup_role}" of container "backup": '
+        "RoleNotPermitted: "
+    )
+    assert 'container "backup"' in posted[1]["message"]

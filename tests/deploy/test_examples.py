@@ -41,6 +41,7 @@ def test_the_expected_examples_exist() -> None:
         "namespace-team.yaml",
         "pod-shop-reader.yaml",
         "pod-allowed.yaml",
+        "pod-app-and-backup.yaml",
         "pod-denied.yaml",
         "trust-policy-web-identity.json",
         "trust-policy-assume-role.json",
@@ -82,6 +83,13 @@ def test_allowed_and_denied_pods_ask_for_roles_on_either_side_of_the_shop_policy
         assert role.startswith(f"arn:aws:iam::{ACCOUNT}:role/"), path
         assert bool(pattern.fullmatch(role)) is permitted, path
     assert _one(EXAMPLES / "pod-allowed.yaml")["kind"] == "Pod"  # the demo reads a bare pod
+    # The demo's pod with a role per container: every role it names is permitted too.
+    roles_pod = _one(EXAMPLES / "pod-app-and-backup.yaml")
+    annotations = roles_pod["metadata"]["annotations"]
+    own = json.loads(annotations["sidecred.dev/container-roles"])
+    assert own == {"backup": f"arn:aws:iam::{ACCOUNT}:role/shop-backup", "metrics": ""}
+    for role in (annotations[ROLE_KEY], own["backup"]):
+        assert pattern.fullmatch(role), role
 
 
 def render_values_audience() -> str:

@@ -34,6 +34,7 @@ pytestmark = pytest.mark.slow
 MUTATING, VALIDATING = "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"
 ROLE_KEY = "iam.amazonaws.com/role"
 INJECTED_KEY = "sidecred.dev/injected"
+CONTAINER_ROLES_KEY = "sidecred.dev/container-roles"
 
 # (id, request, mutating outcome, validating outcome) with the default values.
 CATALOGUE: list[tuple[str, dict[str, Any], str, str]] = [
@@ -69,6 +70,23 @@ CATALOGUE: list[tuple[str, dict[str, Any], str, str]] = [
         "injected-only-annotation",
         cat.pod_request(cat.annotated(cat.DEPLOYMENT_POD, **{INJECTED_KEY: cat.ROLE})),
         SKIPPED,
+        CALLED,
+    ),
+    # A role for some containers only (sidecred.dev/container-roles): both webhooks, so the
+    # sidecar is injected and each container's role meets the policy.
+    (
+        "container-roles-only-pod",
+        cat.pod_request(cat.annotated(cat.DEPLOYMENT_POD, **{CONTAINER_ROLES_KEY: '{"app": "x"}'})),
+        CALLED,
+        CALLED,
+    ),
+    (
+        "update-changes-container-roles",
+        cat.updated(
+            cat.annotated(cat.INJECTED_POD, **{CONTAINER_ROLES_KEY: '{"app": "x"}'}),
+            cat.annotated(cat.INJECTED_POD, **{CONTAINER_ROLES_KEY: '{"app": "admin"}'}),
+        ),
+        NOT_SENT,
         CALLED,
     ),
     ("injected-pod-update", cat.updated(cat.INJECTED_POD), NOT_SENT, CALLED),

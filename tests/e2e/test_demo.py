@@ -36,8 +36,8 @@ def test_demo_succeeds_and_prints_the_assumed_role(args: tuple[str, ...]) -> Non
     done = run_demo(*args)
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
-    for step in range(1, 8):
-        assert f"[{step}/7]" in out
+    for step in range(1, 9):
+        assert f"[{step}/8]" in out
     assert "FAILED" not in out
     assert (
         f"assumed role ARN:    arn:aws:sts::{ACCOUNT}:assumed-role/shop-reader/shop.shop-reader"
@@ -47,6 +47,18 @@ def test_demo_succeeds_and_prints_the_assumed_role(args: tuple[str, ...]) -> Non
     assert "credential provider: container-role" in out
     assert f'role "arn:aws:iam::{ACCOUNT}:role/admin" is not permitted in namespace "shop"' in out
     assert "every step behaved as expected" in out
+    # A role per container: app on the pod's role, backup on its own, metrics on none.
+    assert (
+        "app: http://127.0.0.1:" in out
+        and f"/v1/credentials -> arn:aws:sts::{ACCOUNT}:assumed-role/shop-reader/shop.shop-nightly"
+        in out
+    )
+    assert (
+        f"/v1/containers/backup/credentials -> arn:aws:sts::{ACCOUNT}:assumed-role/shop-backup/"
+        "shop.shop-nightly.backup" in out
+    )
+    assert "metrics: no credential env, no token" in out
+    assert "app's token on backup's URI: HTTP 403" in out
     # The app's env never carries keys or the sidecar's settings.
     app_env = next(line for line in out.splitlines() if "app env (names only)" in line)
     assert "AWS_ACCESS_KEY_ID" not in app_env and "SIDECRED_" not in app_env

@@ -80,6 +80,25 @@ def test_rewrite_mount_paths(value: str, expected: str) -> None:
     assert rewrite_mount_paths(value, mounts) == expected
 
 
+def test_paths_inside_a_json_env_value_are_mapped_too() -> None:
+    """SIDECRED_CONTAINER_ROLES names each container's token file inside its JSON."""
+    mounts = {"/var/run/sidecred": Path("/tmp/tok"), "/var/run/sidecred/backup": Path("/tmp/b")}
+    roles = {
+        "backup": {"role_arn": "arn:x", "session_name": "/var/run/sidecred", "token_file": "/var/run/sidecred/backup/token"},
+        "report": {"token_file": "/elsewhere/token", "list": ["/var/run/sidecred/x"], "n": 1},
+    }  # fmt: skip
+    container = {"name": "sidecred", "env": [{"name": "ROLES", "value": json.dumps(roles)}]}
+    env = container_env({"spec": {}}, container, IDENTITY, mounts)
+    assert json.loads(env["ROLES"]) == {
+        "backup": {"role_arn": "arn:x", "session_name": "/tmp/tok", "token_file": "/tmp/b/token"},
+        "report": {"token_file": "/elsewhere/token", "list": ["/tmp/tok/x"], "n": 1},
+    }
+    # Unchanged JSON, and text that only looks like JSON, are kept as they are.
+    for value in ('{"a": "b"}', "{not json /var/run/sidecred"):
+        container["env"] = [{"name": "X", "value": value}]
+        assert container_env({"spec": {}}, container, IDENTITY, mounts)["X"] == value
+
+
 def test_container_env_fills_field_refs_and_maps_only_own_mounts() -> None:
     pod = {"metadata": {"labels": {"app": "web"}}, "spec": {}}
     container = {

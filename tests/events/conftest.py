@@ -46,7 +46,13 @@ def core_api(url: str) -> client.CoreV1Api:
 
 
 def injected_pod(
-    sidecar: SidecarProcess, name: str = "web-7d4b9c-x2x9q", *, ready: bool = False
+    sidecar: SidecarProcess,
+    name: str = "web-7d4b9c-x2x9q",
+    *,
+    ready: bool = False,
+    role: str = ROLE_ARN,
+    containers: tuple[str, ...] = ("app",),
+    annotations: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """The pod the webhook patched for `sidecar`'s role and ports, as the kubelet reports it
     while the sidecar runs: Pending (a native sidecar that has not started), IP 127.0.0.1."""
@@ -58,9 +64,12 @@ def injected_pod(
             "namespace": "shop",
             "uid": sidecar.env["SIDECRED_POD_UID"],
             "labels": {"app": "web", "sidecred.dev/injected": "true"},
-            "annotations": {"iam.amazonaws.com/role": ROLE_ARN},
+            "annotations": {"iam.amazonaws.com/role": role, **(annotations or {})},
         },
-        "spec": {"serviceAccountName": "web", "containers": [{"name": "app", "image": "app"}]},
+        "spec": {
+            "serviceAccountName": "web",
+            "containers": [{"name": c, "image": c} for c in containers],
+        },
     }
     config = Settings(
         sidecar_port=sidecar.port,

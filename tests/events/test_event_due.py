@@ -200,3 +200,32 @@ def test_parse_readyz(status: int, body: str, expected: SidecarHealth) -> None:
 def test_answers_that_are_not_the_sidecars_are_refused(status: int, body: str) -> None:
     with pytest.raises(HealthUnavailable, match=f"HTTP {status}"):
         parse_readyz(status, body)
+
+
+def test_a_not_ready_answer_naming_one_role_names_it_in_the_event() -> None:
+    """A sidecar with several roles names the one not ready (sidecar/endpoint.py's words)."""
+    backup = "arn:aws:iam::111122223333:role/shop-backup"
+    body = f"not ready: AccessDenied: container backup role {backup}: AccessDenied: no\n"
+    health = parse_readyz(503, body)
+    assert (health.container, health.role_arn, health.code, health.message) == (
+        "backup", backup, "AccessDenied", "no",
+    )  # fmt: skip
+    event = event_due(pod(), health, {}, T0)
+    assert event is not None
+    assert event.message == (
+        f'sidecar cannot get credentials for the own role "{backup}" of container "backup": '
+        "AccessDenied: no"
+    )
+    only_pod = parse_readyz(503, f"not ready: AccessDenied: pod role {ROLE}: AccessDenied: no")
+    assert (only_pod.container, only_pod.role_arn, only_pod.message) == ("", ROLE, "no")
+    # Two roles not ready: the answer is kept whole, naming both.
+    both = (
+        f"not ready: AccessDenied: pod role {ROLE}: AccessDenied: no; "
+        f"container backup role {backup}: AccessDenied: no"
+    )
+    health = parse_readyz(503, both)
+    assert (
+        health.container == ""
+        and health.message.startswith("pod role")
+        and "backup" in health.message
+    )

@@ -3,8 +3,10 @@ stub's pod proxy by the real kubernetes client, Events posted to the stub."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from kubernetes import client
@@ -22,9 +24,11 @@ from tests.events.conftest import (
     answer_normally,
     core_api,
     events,
+    injected_pod,
     pod_status,
 )
-from tests.sidecar.sidecar_process import ROLE_ARN
+from tests.sidecar.sidecar_process import ROLE_ARN, SidecarProcess, sidecar_env
+from tests.support.scripted_sts import ScriptedSts, access_denied
 
 STS_MESSAGE = "Not authorized to perform sts:AssumeRoleWithWebIdentity (fault-injected)"
 
@@ -205,3 +209,44 @@ def test_losing_the_lease_stops_the_pod_watch_and_clears_the_gauges(
     assert reporter.pods.running and reporter.pods.synced
     assert registry.get_sample_value("sidecred_sidecars_not_ready", {"code": "AccessDenied"}) == 1
     assert len(events(stub, UNAVAILABLE)) == 1
+
+
+BACKUP_ARN = "arn:aws:iam::123456789012:role/shop-backup"
+
+
+def refuse_backup(params: dict[str, str]) -> tuple[int, str]:
+    """STS that answers the pod's role and refuses backup's own."""
+    if params.get("RoleArn") == BACKUP_ARN:
+        return access_denied(params)
+    return answer_normally(params)
+
+
+def test_an_event_names_the_container_whose_own_role_is_refused(
+    tmp_path: Path,
+    stub: KubeApiStub,
+    scripted_sts_factory: Callable[..., ScriptedSts],
+    sidecar_factory: Callable[..., SidecarProcess],
+    reporters: Callable[..., EventReporter],
+) -> None:
+    """A real sidecar serving the pod's role and backup's (the webhook's own env for a pod
+    with sidecred.dev/container-roles): STS refuses only backup's, and the Warning names
+    backup and its role, not the pod's."""
+    sts = scripted_sts_factory(refuse_backup)
+    roles = {"sidecred.dev/container-roles": json.dumps({"backup": BACKUP_ARN})}
+    env = sidecar_env(tmp_path, sts.url, annotations=roles, containers=("app", "backup"))
+    sidecar = sidecar_factory(env)
+    wait_until(
+        lambda: (
+            "AccessDenied" in (body := sidecar.readyz()[1]) and "CredentialsNotReady" not in body
+        ),
+        what="backup's refusal, with the pod's role held",
+    )
+    pod = injected_pod(sidecar, containers=("app", "backup"), annotations=roles)
+    stub.put("pods", pod)
+    reporter = start_scanning(reporters())
+    reporter.scan_once()
+    [event] = events(stub, UNAVAILABLE)
+    assert event["message"] == (
+        f'sidecar cannot get credentials for the own role "{BACKUP_ARN}" of container "backup": '
+        f"AccessDenied: {STS_MESSAGE}"
+    )

@@ -8,14 +8,18 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 from sidecred.ops.kubectl import main
-from tests.kubectl.conftest import Cluster
+from tests.events.conftest import injected_pod
+from tests.kubectl.conftest import ACCOUNT_ROLES, Cluster
 from tests.sidecar.sidecar_process import ROLE_ARN
 
+CONTAINER_ROLES_KEY = "sidecred.dev/container-roles"
+BACKUP = "arn:aws:iam::123456789012:role/shop-backup"
 STS_ERROR = "AccessDenied: Not authorized to perform sts:AssumeRoleWithWebIdentity (fault-injected)"
 
 
@@ -36,10 +40,12 @@ def test_status_of_a_sidecar_whose_sts_refuses(
     code, out, _ = run(capsys, "status", "web-refused", "--kubeconfig", str(cluster.kubeconfig))
     assert code == 0
     header, row = table(out)
-    assert header == ["NAME", "READY", "ROLE", "EXPIRES", "LAST ERROR", "STS CALLS", "STS FAILURES"]
-    assert row[:3] == ["web-refused", "false", ROLE_ARN]
-    assert row[3] == "<none>" and row[4] == STS_ERROR
-    calls, failures = int(row[5]), int(row[6])  # every call failed (one may be in flight)
+    assert header == [
+        "NAME", "READY", "ROLE", "CONTAINERS", "EXPIRES", "LAST ERROR", "STS CALLS", "STS FAILURES",
+    ]  # fmt: skip
+    assert row[:4] == ["web-refused", "false", ROLE_ARN, f"app={ROLE_ARN}"]
+    assert row[4] == "<none>" and row[5] == STS_ERROR
+    calls, failures = int(row[6]), int(row[7])  # every call failed (one may be in flight)
     assert failures >= 1 and calls - failures in (0, 1)
 
 
@@ -75,16 +81,16 @@ def test_audit_all_namespaces_finds_the_revoked_pod_and_the_refused_sidecar(
     code, out, _ = run(capsys, "audit", "-A", "--kubeconfig", str(cluster.kubeconfig))
     assert code == 1  # problems found
     header, *rows = table(out)
-    assert header == ["NAMESPACE", "NAME", "ROLE", "PROBLEM", "DETAIL"]
-    assert [r[:4] for r in rows] == [
-        ["cart", "old-reader", ROLE_ARN, "RoleNotPermitted"],
-        ["shop", "web-refused", ROLE_ARN, "SidecarNotReady"],
+    assert header == ["NAMESPACE", "NAME", "CONTAINERS", "ROLE", "PROBLEM", "DETAIL"]
+    assert [r[:5] for r in rows] == [
+        ["cart", "old-reader", "app", ROLE_ARN, "RoleNotPermitted"],
+        ["shop", "web-refused", "<none>", ROLE_ARN, "SidecarNotReady"],
     ]
-    assert rows[0][4] == (
+    assert rows[0][5] == (
         f'sidecred: role "{ROLE_ARN}" is not permitted in namespace "cart": '
         'iam.amazonaws.com/allowed-roles=["arn:aws:iam::123456789012:role/cart-*"]'
     )
-    assert rows[1][4] == STS_ERROR
+    assert rows[1][5] == STS_ERROR
 
 
 def test_audit_follows_the_context_namespace_and_outputs_yaml(
@@ -128,3 +134,44 @@ def test_the_installed_plugin_runs_as_kubectl_would(cluster: Cluster, tmp_path: 
     assert done.returncode == 1, done.stderr  # it found problems
     names = {(i["namespace"], i["name"]) for i in json.loads(done.stdout)["items"]}
     assert names == {("cart", "old-reader"), ("shop", "web-refused")}
+
+
+def _container_roles_pod(cluster: Cluster) -> dict[str, Any]:
+    """cart/nightly: app on the pod's role cart-app (permitted), backup on its own role
+    shop-backup (not permitted in cart any more), metrics with none."""
+    pod = injected_pod(
+        cluster.ok,
+        "nightly",
+        ready=True,
+        role=ACCOUNT_ROLES + "cart-app",
+        containers=("app", "backup", "metrics"),
+        annotations={CONTAINER_ROLES_KEY: f'{{"backup": "{BACKUP}", "metrics": ""}}'},
+    )
+    pod["metadata"].update(namespace="cart", uid="uid-nightly")
+    return cluster.stub.put("pods", pod)
+
+
+def test_status_and_audit_show_roles_per_container(
+    cluster: Cluster, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _container_roles_pod(cluster)
+    kubeconfig = ("--kubeconfig", str(cluster.kubeconfig))
+    code, out, _ = run(capsys, "status", "nightly", "-n", "cart", *kubeconfig, "-o", "json")
+    [item] = json.loads(out)["items"]
+    assert code == 0 and item["role"] == ACCOUNT_ROLES + "cart-app"
+    assert item["containers"] == {
+        "app": ACCOUNT_ROLES + "cart-app",
+        "backup": BACKUP,
+        "metrics": "",
+    }
+    code, out, _ = run(capsys, "status", "nightly", "-n", "cart", *kubeconfig)
+    assert f"app={ACCOUNT_ROLES}cart-app,backup={BACKUP},metrics=<none>" in table(out)[1]
+
+    code, out, _ = run(capsys, "audit", "-n", "cart", *kubeconfig)
+    header, *rows = table(out)  # one namespace: no NAMESPACE column
+    assert header == ["NAME", "CONTAINERS", "ROLE", "PROBLEM", "DETAIL"]
+    found = {(r[0], r[1]): r for r in rows}
+    # Only backup's own role is revoked: the pod's role, which app uses, is still permitted.
+    assert set(found) == {("old-reader", "app"), ("nightly", "backup")}
+    assert found["nightly", "backup"][2:4] == [BACKUP, "RoleNotPermitted"]
+    assert f'role "{BACKUP}" is not permitted in namespace "cart"' in found["nightly", "backup"][4]

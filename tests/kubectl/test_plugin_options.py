@@ -37,7 +37,8 @@ def test_status_of_every_injected_pod_across_namespaces(
         ["shop", "web-ok", "true"],
         ["shop", "web-refused", "false"],
     ]
-    assert rows[3][5] == STS_ERROR and all(r[3] == ROLE_ARN for r in rows)
+    assert rows[3][6] == STS_ERROR and all(r[3] == ROLE_ARN for r in rows)
+    assert all(r[4] == f"app={ROLE_ARN}" for r in rows)  # the role each container reaches
 
 
 def test_status_of_the_context_namespace_with_a_selector(

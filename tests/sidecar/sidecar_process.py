@@ -37,6 +37,7 @@ def sidecar_env(
     token_mode: str = "file",  # noqa: S107 (a mode name, not a password)
     annotations: dict[str, str] | None = None,
     webhook: dict[str, Any] | None = None,
+    containers: tuple[str, ...] = ("app",),
     **overrides: str,
 ) -> dict[str, str]:
     """The sidecar's env from the webhook's own patch, resolved as a kubelet would.
@@ -72,6 +73,7 @@ def sidecar_env(
         environment,
         annotations=annotations,
         auth_token=WEBHOOK_AUTH_TOKEN,
+        containers=containers,
     )
     env.update(overrides)
     return env

@@ -43,6 +43,7 @@ def injected_pod(
     annotations: Mapping[str, str] | None = None,
     pod_name: str = POD_NAME,
     auth_token: str | None = None,
+    containers: tuple[str, ...] = ("app",),
 ) -> dict[str, Any]:
     """A pod annotated with `role_arn`, as the API server stores it after the webhook's patch."""
     pod: dict[str, Any] = {
@@ -56,7 +57,7 @@ def injected_pod(
         },
         "spec": {
             "serviceAccountName": SERVICE_ACCOUNT,
-            "containers": [{"name": "app", "image": "app:1"}],
+            "containers": [{"name": name, "image": f"{name}:1"} for name in containers],
         },
     }
     namespace = {

@@ -20,6 +20,8 @@ Each `fixtures/<scenario>.yaml` holds:
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,18 @@ from sidecred.webhook.review import CONTROLLER_USER, admission_request
 FIXTURES = Path(__file__).parent / "fixtures"
 BASE_ROLE_ARN = "arn:aws:iam::111122223333:role/"
 FIXED_TOKEN = "fixed-test-token-0123456789abcdefghijklmnopq"
+
+
+def fixed_tokens() -> Callable[[], str]:
+    """Token mode env's token source for one decision: FIXED_TOKEN for the first role,
+    then `FIXED_TOKEN-2`, `-3`, ... (each role's token is its own)."""
+    count = itertools.count(1)
+
+    def new_token() -> str:
+        n = next(count)
+        return FIXED_TOKEN if n == 1 else f"{FIXED_TOKEN}-{n}"
+
+    return new_token
 
 
 def fixture_paths() -> list[Path]:
@@ -94,7 +108,7 @@ def pod_of(case: dict[str, Any]) -> dict[str, Any]:
     if not case.get("injected"):
         return pod
     decision = decide_mutation(
-        pod_request(pod), case.get("namespace"), config_of(case), new_token=lambda: FIXED_TOKEN
+        pod_request(pod), case.get("namespace"), config_of(case), new_token=fixed_tokens()
     )
     assert decision.allowed and decision.patch, decision.message
     return apply_patch(apply_patch(pod, decision.patch), case.get("edit") or [])
@@ -134,5 +148,5 @@ def run_case(case: dict[str, Any]) -> Decision:
     if case.get("webhook", "mutate") == "validate":
         return decide_validation(request, namespace, config, namespace_error=error)
     return decide_mutation(
-        request, namespace, config, new_token=lambda: FIXED_TOKEN, namespace_error=error
+        request, namespace, config, new_token=fixed_tokens(), namespace_error=error
     )

@@ -279,3 +279,25 @@ def test_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
     assert process.wait(timeout=60) == 0
     assert first == b"Deployment/shop-reader in shop: allowed (injected)\n"
     assert stderr == ""
+
+
+def test_check_shows_the_role_each_container_reaches_and_refuses_a_bad_map(
+    tmp_path: Path,
+) -> None:
+    pod_file, ns_file = write_case(tmp_path, "container-roles-app-backup-metrics-file-mode")
+    result = run_check("--pod", str(pod_file), "--namespace", str(ns_file), "-q", *BASE)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout == "Pod/web-0 in shop: allowed (injected)\n"
+    result = run_check("--pod", str(pod_file), "--namespace", str(ns_file), *BASE)
+    roles = (
+        "  roles: app=arn:aws:iam::111122223333:role/shop-app, "
+        "backup=arn:aws:iam::111122223333:role/shop-backup, metrics=none\n"
+    )
+    assert roles in result.stdout
+    pod_file, ns_file = write_case(tmp_path, "deny-container-role-not-permitted")
+    result = run_check("--pod", str(pod_file), "--namespace", str(ns_file), *BASE)
+    assert result.returncode == 1
+    assert result.stdout.startswith(
+        "Pod/web-0 in shop: denied by mutation (code 403, not-permitted): sidecred: container "
+        '"backup" (sidecred.dev/container-roles): role "arn:aws:iam::111122223333:role/admin"'
+    )

@@ -10,6 +10,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
+from sidecred.pods.annotations import CONTAINER_ROLES_KEY
 from sidecred.pods.names import SA_TOKEN_VOLUME, SIDECAR_NAME
 from sidecred.pods.pod import iter_containers
 from sidecred.pods.sidecar_spec import FULL_URI
@@ -79,6 +80,10 @@ def check_restricted_sidecar(pod: dict[str, Any]) -> None:
             assert set(volume) - {"name"} <= {"emptyDir", "projected"}
 
 
+def original_env_names(container: dict[str, Any]) -> set[str]:
+    return {e["name"] for e in container.get("env") or []}
+
+
 def check_injected_pod(case: dict[str, Any], patched: dict[str, Any]) -> None:
     """Properties every injected pod has, whatever the fixture."""
     assert kubernetes_validate.validate(patched, SCHEMA_VERSION, strict=True)
@@ -95,6 +100,8 @@ def check_injected_pod(case: dict[str, Any], patched: dict[str, Any]) -> None:
     }
     original = containers_by_name(pod_of(case))
     skip |= set(init_before_sidecar(patched, config))
+    annotations = case["pod"]["metadata"].get("annotations", {})
+    own_roles = json.loads(annotations.get(CONTAINER_ROLES_KEY, "{}"))
     for name, container in containers_by_name(patched).items():
         mounts = {m["name"] for m in container.get("volumeMounts") or []}
         if name == SIDECAR_NAME:
@@ -102,17 +109,28 @@ def check_injected_pod(case: dict[str, Any], patched: dict[str, Any]) -> None:
             assert (SA_TOKEN_VOLUME in mounts) == (config.credential_source != "assume-role")
             continue
         assert SA_TOKEN_VOLUME not in mounts, f"{name} must not see the service-account token"
+        # One container's token is never another's (sidecred.dev/container-roles).
+        token_volumes = {m for m in mounts if m.startswith("sidecred-token")}
+        if own_roles.get(name):
+            assert token_volumes <= {f"sidecred-token-{name}"}, (name, token_volumes)
+        else:
+            assert token_volumes <= {"sidecred-token"}, (name, token_volumes)
         # User env is kept exactly, in order, ahead of anything added.
         before = original[name].get("env") or []
         assert (container.get("env") or [])[: len(before)] == before
-        if name not in skip:
+        gets_role = own_roles.get(
+            name, "" if name in own_roles else annotations.get(config.annotation_key)
+        )
+        if name not in skip and gets_role:
             assert FULL_URI in env_map(container), f"{name} lacks {FULL_URI}"
+        if name not in skip and not gets_role and name not in original_env_names(original[name]):
+            assert FULL_URI not in env_map(container), f"{name} should get no credentials"
     # Run again (reinvocationPolicy IfNeeded): nothing is added twice.
     again = decide_mutation(
         dict(request_of(case), object=patched),
         case.get("namespace"),
         config,
-        new_token=lambda: "a-different-token",
+        new_token=lambda: "a-different-token",  # the present sidecar's tokens are kept
     )
     assert again.allowed and again.patch is None, again
     # The validating webhook, after all mutations, accepts the result.

@@ -15,6 +15,7 @@ from typing import Any
 from hypothesis import strategies as st
 
 from sidecred.pods.annotations import (
+    CONTAINER_ROLES_KEY,
     EXTERNAL_ID_KEY,
     INJECTED_KEY,
     SESSION_DURATION_KEY,
@@ -139,6 +140,21 @@ ENV_VALUES = (
     "",
 )
 
+# sidecred.dev/container-roles values: valid for some pods, hostile for others.
+CONTAINER_ROLE_MAPS = (
+    '{"worker": "shop-writer"}',
+    '{"worker": "shop-writer", "app": ""}',
+    '{"app": "", "creds": "' + BASE_ROLE_ARN + 'shop-reader"}',
+    '{"worker": "admin"}',
+    '{"sidecred": "shop-writer"}',
+    '{"worker": "shop-writer", "worker": "shop-reader"}',
+    '{"app": "shop-writer", "worker": "shop-writer"}',
+    '{"app": ["shop-writer"]}',
+    '{"Bad_Name": ""}',
+    "[]",
+    "{",
+    "",
+)
 CONTAINER_NAMES = ("app", "worker", "sidecred", "istio-proxy", "creds", "debugger", "init-db")
 VOLUME_NAMES = (TOKEN_VOLUME, SA_TOKEN_VOLUME, "data", "kube-api-access-x7k2p", "host")
 # hostPath paths for the "host" volume -> whether it shows the node's view of the
@@ -269,6 +285,7 @@ def annotations(draw: st.DrawFn) -> dict[str, str]:
         TOKEN_MODE_KEY: text_or(("file", "env", "FILE", "none")),
         EXTERNAL_ID_KEY: text_or(("ext-123", "a", "x" * 1300)),
         SESSION_NAME_KEY: text_or(("my-session", "bad session", "s" * 70)),
+        CONTAINER_ROLES_KEY: text_or(CONTAINER_ROLE_MAPS),
         "iam.amazonaws.com/Role": text_or(ROLES),
     }
     for key, values in optional.items():

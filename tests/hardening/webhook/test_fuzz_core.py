@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import base64
 import copy
+import itertools
 import json
+from collections.abc import Callable
 from typing import Any
 
 import jsonpatch
@@ -39,6 +41,14 @@ from tests.hardening.webhook.strategies import (
 pytestmark = [pytest.mark.fuzz, pytest.mark.slow]
 
 TOKEN = "fuzz-token-0123456789abcdefghijklmnopqrstuvw"
+
+
+def tokens(prefix: str = TOKEN) -> Callable[[], str]:
+    """Token mode env's source for one decision: each role's token its own, as in production."""
+    count = itertools.count()
+    return lambda: f"{prefix}-{next(count)}"
+
+
 DENY_CODES = {400, 403, 503}
 
 
@@ -98,9 +108,7 @@ def test_parse_review_mutated_reviews(data: st.DataObject) -> None:
         return
     # Whatever parses is a request the deciders can take without crashing.
     for config in CONFIGS[:2]:
-        check_decision(
-            decide_mutation(parsed, None, config, new_token=lambda: TOKEN), parsed["uid"]
-        )
+        check_decision(decide_mutation(parsed, None, config, new_token=tokens()), parsed["uid"])
         check_decision(decide_validation(parsed, None, config), parsed["uid"])
 
 
@@ -116,9 +124,11 @@ def test_decisions_are_total_well_formed_and_deterministic(
     for decide in (decide_mutation, decide_validation):
         kwargs: dict[str, Any] = {"namespace_error": error}
         if decide is decide_mutation:
-            kwargs["new_token"] = lambda: TOKEN
+            kwargs["new_token"] = tokens()
         first = decide(request, namespace, config, **kwargs)
         check_decision(first, request["uid"])
+        if decide is decide_mutation:
+            kwargs["new_token"] = tokens()
         assert decide(request, namespace, config, **kwargs) == first
         assert (request, namespace) == before, "the decision changed its input"
 
@@ -131,12 +141,12 @@ def test_permitted_patch_applies_validates_and_is_idempotent(
     count_example("mutate: patch applies, validates, idempotent")
     request = dict(request, operation="CREATE", oldObject=None)
     request.pop("subResource", None)
-    decision = decide_mutation(request, namespace, config, new_token=lambda: TOKEN)
+    decision = decide_mutation(request, namespace, config, new_token=tokens())
     if not decision.allowed or not decision.patch:
         return
     patched = jsonpatch.apply_patch(request["object"], decision.patch)
     again = decide_mutation(
-        dict(request, object=patched), namespace, config, new_token=lambda: "another-token"
+        dict(request, object=patched), namespace, config, new_token=tokens("another-token")
     )
     assert again.allowed and again.patch is None, again
     validated = decide_validation(dict(request, object=patched), namespace, config)
@@ -197,7 +207,7 @@ def test_no_admitted_pod_shows_the_sidecar_to_another_container(
         return
     request = dict(request, operation="CREATE", oldObject=None)
     request.pop("subResource", None)
-    decision = decide_mutation(request, namespace, config, new_token=lambda: TOKEN)
+    decision = decide_mutation(request, namespace, config, new_token=tokens())
     if decision.allowed and decision.patch:
         pod = jsonpatch.apply_patch(pod, decision.patch)
     if decision.allowed and _has_sidecar(pod):
@@ -240,7 +250,7 @@ def test_patched_pod_of_a_schema_valid_pod_is_schema_valid(
     request = dict(request, operation="CREATE", oldObject=None)
     request.pop("subResource", None)
     namespace = {"metadata": {"name": "shop", "annotations": {"iam.amazonaws.com/permitted": ".*"}}}
-    decision = decide_mutation(request, namespace, config, new_token=lambda: TOKEN)
+    decision = decide_mutation(request, namespace, config, new_token=tokens())
     if not decision.allowed or not decision.patch or not schema_valid(request["object"]):
         return
     patched = jsonpatch.apply_patch(request["object"], decision.patch)
