@@ -489,7 +489,8 @@ def report(results: dict[str, dict[str, dict]], loads: dict[str, float], command
             "(Python's allocations, not RSS): what it holds once synced, and the transient peak "
             "above that while it lists. RSS grows by more than the held bytes (freed page "
             "objects leave the allocator's arenas partly used); the peak is the list's, one "
-            "page at a time.",
+            "page at a time. The first row also holds the client's one-time allocations "
+            "(about 2 MiB), which the larger rows spread over more pods.",
             support.markdown_table(
                 [
                     "row",
