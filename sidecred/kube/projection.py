@@ -6,8 +6,9 @@ from (a read-only Mapping of the same shape, built on access) but holds only:
 
 - for a pod: namespace, name, uid, service account, deletion timestamp, the
   annotations sidecred and IAM define (`sidecred.dev/*`, `iam.amazonaws.com/*`, and
-  the configured role key), which list holds the container named `sidecred` and
-  its health port, the pod's phase and IP, the sidecar's readiness as the kubelet
+  the configured role key), its containers' names (init, regular, ephemeral; for
+  `sidecred.dev/container-roles`), which list holds the container named `sidecred`
+  and its health port, the pod's phase and IP, the sidecar's readiness as the kubelet
   reports it, and (when the cache was given the check) the canonical-sidecar
   verdict, computed from the whole pod at projection time;
 - for a namespace: its name and those annotations (its policy).
@@ -141,6 +142,7 @@ class PodProjection(Projection):
     __slots__ = (
         "_verdict",
         "annotations",
+        "containers",
         "deletion",
         "name",
         "namespace",
@@ -166,6 +168,7 @@ class PodProjection(Projection):
         pod_ip: str | None,
         sidecar: SidecarAt | None,
         sidecar_state: SidecarState | None,
+        containers: tuple[tuple[str, str], ...] = (),
         verdict: object = _UNCHECKED,
     ) -> None:
         self.namespace = namespace
@@ -178,6 +181,7 @@ class PodProjection(Projection):
         self.pod_ip = pod_ip
         self.sidecar = sidecar
         self.sidecar_state = sidecar_state
+        self.containers = containers
         self._verdict = verdict
 
     @property
@@ -212,12 +216,14 @@ class PodProjection(Projection):
         part: dict[str, Any] = {}
         if self.service_account is not None:
             part["serviceAccountName"] = self.service_account
-        if self.sidecar is not None:
-            list_name, port = self.sidecar
-            container: dict[str, Any] = {"name": SIDECAR_NAME}
-            if port is not None:
-                container["env"] = [{"name": ENV_HEALTH_PORT, "value": port}]
-            part[list_name] = [container]
+        sidecar_list, port = self.sidecar if self.sidecar is not None else ("", None)
+        for list_name, name in self.containers:
+            container: dict[str, Any] = {"name": name}
+            if list_name == sidecar_list and name == SIDECAR_NAME:
+                sidecar_list = ""  # the first one named so, as find_sidecar reads it
+                if port is not None:
+                    container["env"] = [{"name": ENV_HEALTH_PORT, "value": port}]
+            part.setdefault(list_name, []).append(container)
         return part
 
     def _status_part(self) -> dict[str, Any]:
@@ -242,6 +248,21 @@ def _sidecar_state(status: Mapping[str, Any]) -> SidecarState | None:
                 running = isinstance(state, dict) and "running" in state
                 return list_name, bool(entry.get("ready")), running
     return None
+
+
+CONTAINER_LISTS = ("initContainers", "containers", "ephemeralContainers")
+
+
+def _container_names(spec: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    """(list, name) of every init, regular and ephemeral container, in order."""
+    names = []
+    for list_name in CONTAINER_LISTS:
+        entries = spec.get(list_name)
+        for entry in entries if isinstance(entries, list) else []:
+            name = entry.get("name") if isinstance(entry, dict) else None
+            if isinstance(name, str):
+                names.append((list_name, _share(name)))
+    return tuple(names)
 
 
 def _part_of(obj: Mapping[str, Any], key: str) -> Mapping[str, Any]:
@@ -275,6 +296,7 @@ class PodProjector:
             pod_ip=_text(status.get("podIP")),
             sidecar=sidecar,
             sidecar_state=_shared_tuple(_sidecar_state(status)),
+            containers=_shared_tuple(_container_names(spec)) or (),
             verdict=self._verdict(obj) if self.sidecar_check is not None else _UNCHECKED,
         )
 
