@@ -7,6 +7,7 @@ lowering the rate (no coordinated omission). Connections are kept alive and
 reused; a new one opens when all are busy. Prints one JSON line.
 
     python3 bench/open_loop.py URL --rate 200 --seconds 10 [--body FILE] [--cafile F --server-name N]
+        [--stop-file F]   (stop sending once F exists: a run as long as another's)
 """
 
 from __future__ import annotations
@@ -64,9 +65,19 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
 
     async def one(due: float) -> None:
         nonlocal errors
+        reused = bool(idle)
         conn = idle.pop() if idle else await connect()
         try:
-            status = await conn.exchange(request)
+            try:
+                status = await conn.exchange(request)
+            except asyncio.IncompleteReadError as exc:
+                if not (reused and not exc.partial):
+                    raise
+                # The server closed this kept-alive connection before any answer (its idle
+                # timeout): sent again on a new one, as Go's HTTP client (the API server's) does.
+                conn.writer.close()
+                conn = await connect()
+                status = await conn.exchange(request)
         except (OSError, asyncio.IncompleteReadError, ValueError):
             errors += 1
             conn.writer.close()
@@ -80,7 +91,10 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     total = int(args.rate * args.seconds)
     start = time.perf_counter() + 0.05
     tasks = []
+    stop_file = Path(args.stop_file) if args.stop_file else None
     for i in range(total):
+        if stop_file is not None and stop_file.exists():
+            break
         due = start + i / args.rate
         delay = due - time.perf_counter()
         if delay > 0:
@@ -115,6 +129,7 @@ def main() -> None:
     parser.add_argument("--body", help="POST this file's bytes (GET when absent)")
     parser.add_argument("--cafile", help="CA bundle that signs the server's certificate")
     parser.add_argument("--server-name", help="TLS server name to send and verify")
+    parser.add_argument("--stop-file", help="stop sending once this file exists")
     print(json.dumps(asyncio.run(run(parser.parse_args()))))
 
 

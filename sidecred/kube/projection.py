@@ -133,6 +133,9 @@ def project_namespace(obj: Mapping[str, Any]) -> NamespaceProjection:
 
 
 SidecarAt = tuple[str, str | None]  # (list name, the health port's env value or None)
+# ((list name, (container names...)), ...): what a per-container role map is checked against.
+ContainerNames = tuple[tuple[str, tuple[str, ...]], ...]
+CONTAINER_LISTS = ("initContainers", "containers", "ephemeralContainers")
 SidecarState = tuple[str, bool, bool]  # (status list, ready, running)
 
 
@@ -168,7 +171,7 @@ class PodProjection(Projection):
         pod_ip: str | None,
         sidecar: SidecarAt | None,
         sidecar_state: SidecarState | None,
-        containers: tuple[tuple[str, str], ...] = (),
+        containers: ContainerNames = (),
         verdict: object = _UNCHECKED,
     ) -> None:
         self.namespace = namespace
@@ -216,14 +219,14 @@ class PodProjection(Projection):
         part: dict[str, Any] = {}
         if self.service_account is not None:
             part["serviceAccountName"] = self.service_account
-        sidecar_list, port = self.sidecar if self.sidecar is not None else ("", None)
-        for list_name, name in self.containers:
-            container: dict[str, Any] = {"name": name}
-            if list_name == sidecar_list and name == SIDECAR_NAME:
-                sidecar_list = ""  # the first one named so, as find_sidecar reads it
-                if port is not None:
-                    container["env"] = [{"name": ENV_HEALTH_PORT, "value": port}]
-            part.setdefault(list_name, []).append(container)
+        for list_name, names in self.containers:
+            part[list_name] = [{"name": name} for name in names if name != SIDECAR_NAME]
+        if self.sidecar is not None:
+            list_name, port = self.sidecar
+            container: dict[str, Any] = {"name": SIDECAR_NAME}
+            if port is not None:
+                container["env"] = [{"name": ENV_HEALTH_PORT, "value": port}]
+            part[list_name] = [*part.get(list_name, []), container]
         return part
 
     def _status_part(self) -> dict[str, Any]:
@@ -250,19 +253,20 @@ def _sidecar_state(status: Mapping[str, Any]) -> SidecarState | None:
     return None
 
 
-CONTAINER_LISTS = ("initContainers", "containers", "ephemeralContainers")
-
-
-def _container_names(spec: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
-    """(list, name) of every init, regular and ephemeral container, in order."""
-    names = []
+def _container_names(spec: Mapping[str, Any]) -> ContainerNames:
+    """The names in each container list (only for pods whose annotations map roles to them
+    is this needed, but it is small and shared when it repeats)."""
+    kept: list[tuple[str, tuple[str, ...]]] = []
     for list_name in CONTAINER_LISTS:
         entries = spec.get(list_name)
-        for entry in entries if isinstance(entries, list) else []:
-            name = entry.get("name") if isinstance(entry, dict) else None
-            if isinstance(name, str):
-                names.append((list_name, _share(name)))
-    return tuple(names)
+        names = tuple(
+            _share(entry["name"])
+            for entry in (entries if isinstance(entries, list) else [])
+            if isinstance(entry, dict) and isinstance(entry.get("name"), str)
+        )
+        if names:
+            kept.append((list_name, names))
+    return _shared_tuple(tuple(kept)) or ()
 
 
 def _part_of(obj: Mapping[str, Any], key: str) -> Mapping[str, Any]:
@@ -296,7 +300,7 @@ class PodProjector:
             pod_ip=_text(status.get("podIP")),
             sidecar=sidecar,
             sidecar_state=_shared_tuple(_sidecar_state(status)),
-            containers=_shared_tuple(_container_names(spec)) or (),
+            containers=_container_names(spec),
             verdict=self._verdict(obj) if self.sidecar_check is not None else _UNCHECKED,
         )
 

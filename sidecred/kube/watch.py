@@ -19,6 +19,8 @@ object directly and caches it, because an object created a moment before it
 is first asked about may not have reached the watch yet. If that read fails
 the lookup says why, and the caller fails closed. An object outside the label
 selector is answered but never cached: the watch would not report its deletion.
+What misses may cost (a rate budget for those reads, a bounded memory of names
+found missing) is `kube.miss_budget`'s.
 
 `on_removed(key, uid)` is told of every object that leaves the cache (deleted,
 leaving the selector, or missing from a relist), so its owner can drop what it
@@ -47,6 +49,12 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from sidecred.kube.list_items import list_items
+from sidecred.kube.miss_budget import (
+    NOT_FOUND_MAX_ENTRIES,
+    NOT_FOUND_TTL_SECONDS,
+    MissBudget,
+    RecentMisses,
+)
 from sidecred.kube.projection import PodProjector, Projection, project_namespace
 from sidecred.pods.annotations import INJECTED_LABEL
 
@@ -64,10 +72,6 @@ LIST_TIMEOUT = (5.0, 30.0)
 # page's text (about 6 MB for large pods); its items are parsed and projected one by
 # one (sidecred.kube.list_items), so the event loop is never held for a whole page.
 LIST_PAGE_SIZE = 500
-# A name the API server says does not exist is remembered this long, in at most
-# this many entries (oldest dropped first), so a flood naming it costs one GET.
-NOT_FOUND_TTL_SECONDS = 10.0
-NOT_FOUND_MAX_ENTRIES = 4096
 BACKOFF_INITIAL_SECONDS = 0.5
 BACKOFF_MAX_SECONDS = 30.0
 
@@ -75,6 +79,7 @@ CACHE = "cache"
 FETCHED = "api"
 NOT_FOUND = "not-found"
 UNAVAILABLE = "unavailable"
+THROTTLED = "throttled"  # not cached, and the miss budget allows no read now
 
 
 @dataclass(frozen=True)
@@ -82,7 +87,7 @@ class Lookup:
     """An object (a cache's projection, or a plain dict), or None with `error` saying why."""
 
     object: Mapping[str, Any] | None
-    source: str  # cache | api | not-found | unavailable
+    source: str  # cache | api | not-found | unavailable | throttled
     error: str = ""
 
 
@@ -189,6 +194,7 @@ class WatchCache:
         page_size: int = LIST_PAGE_SIZE,
         clock: Callable[[], float] = time.monotonic,
         remember_missing: bool = False,
+        miss_budget: MissBudget | None = None,
         on_removed: Callable[[Key, str], None] | None = None,
     ) -> None:
         self.kind = kind  # "namespace", "pod": for messages and logs
@@ -205,9 +211,14 @@ class WatchCache:
         # While a list runs: keys held before it that no page has named yet.
         self._unseen: set[Key] | None = None
         self._clock = clock
-        self._remember = remember_missing
-        # Recent 404s (key -> when), and the GET in flight per key that others wait on.
-        self._missing: collections.OrderedDict[Key, float] = collections.OrderedDict()
+        # Recent 404s, the rate budget for reads of uncached keys, and the GET in
+        # flight per key that others wait on.
+        self._missing = (
+            RecentMisses(NOT_FOUND_TTL_SECONDS, NOT_FOUND_MAX_ENTRIES, clock=clock)
+            if remember_missing
+            else None
+        )
+        self._miss_budget = miss_budget
         self._inflight: dict[Key, _Flight] = {}
         self._synced = threading.Event()
         self._stopping = threading.Event()
@@ -265,7 +276,8 @@ class WatchCache:
             with self._lock:
                 gone = [(key, _uid_of(value)) for key, value in self._store.items()]
                 self._store = {}
-                self._missing.clear()
+                if self._missing is not None:
+                    self._missing.clear()
             self._synced.clear()
             self._removed(gone)
 
@@ -294,24 +306,10 @@ class WatchCache:
         with self._lock:
             return list(self._store.values())
 
-    def _recently_missing(self, key: Key) -> bool:
-        """Whether a GET found no such object within NOT_FOUND_TTL_SECONDS. Holds the lock."""
-        when = self._missing.get(key)
-        if when is None:
-            return False
-        if self._clock() - when < NOT_FOUND_TTL_SECONDS:
-            return True
-        del self._missing[key]
-        return False
-
     def _remember_missing(self, key: Key) -> None:
-        if not self._remember:
-            return
-        with self._lock:
-            self._missing[key] = self._clock()
-            self._missing.move_to_end(key)
-            while len(self._missing) > NOT_FOUND_MAX_ENTRIES:
-                self._missing.popitem(last=False)
+        if self._missing is not None:
+            with self._lock:
+                self._missing.add(key)
 
     def lookup(self, key: Key) -> Lookup:
         """From the cache; else from one GET per key at a time, shared by concurrent callers."""
@@ -320,11 +318,13 @@ class WatchCache:
             found = self._store.get(key)
             if found is not None:
                 return Lookup(found, CACHE)
-            if self._recently_missing(key):
+            if self._missing is not None and self._missing.recent(key):
                 return Lookup(None, NOT_FOUND, f"{shown} not found")
             flight = self._inflight.get(key)
             leader = flight is None
             if flight is None:
+                if self._miss_budget is not None and not self._miss_budget.try_spend():
+                    return Lookup(None, THROTTLED, f"{shown} is not known yet; retry")
                 flight = self._inflight[key] = _Flight()
         if not leader:
             flight.done.wait(GET_TIMEOUT[0] + GET_TIMEOUT[1] + 1.0)
@@ -455,7 +455,8 @@ class WatchCache:
                     replaced.append((key, _uid_of(old)))
                 self._store[key] = value
                 self._unseen.discard(key)
-                self._missing.pop(key, None)
+                if self._missing is not None:
+                    self._missing.discard(key)
         return replaced
 
     def _apply(self, kind: str, obj: Mapping[str, Any]) -> None:
@@ -463,7 +464,8 @@ class WatchCache:
             key, value = self._key(obj), self._project(obj)
             with self._lock:
                 self._store[key] = value
-                self._missing.pop(key, None)
+                if self._missing is not None:
+                    self._missing.discard(key)
         elif kind == "DELETED":
             key = self._key(obj)
             with self._lock:
@@ -547,6 +549,8 @@ class NamespaceCache(WatchCache):
             return api.read_namespace(key[1], _request_timeout=GET_TIMEOUT, **kwargs)
 
         kwargs.setdefault("remember_missing", True)
+        # Any caller of the webhook can name namespaces that do not exist.
+        kwargs.setdefault("miss_budget", MissBudget(clock=kwargs.get("clock", time.monotonic)))
         super().__init__("namespace", api.list_namespace, read, project_namespace, **kwargs)
 
     def cached(self, name: str) -> Projection | None:

@@ -12,6 +12,7 @@ from typing import Any
 from sidecred.int_range import parse_int_in_range
 from sidecred.pods.names import SIDECAR_NAME
 from sidecred.pods.refusal import Refusal
+from sidecred.pods.shape import MAX_CONTAINERS
 from sidecred.sidecar.config import (
     MAX_SESSION_DURATION,
     MIN_SESSION_DURATION,
@@ -71,7 +72,16 @@ class PodOptions:
 
 def _skip_list(raw: str | None, problems: list[str]) -> frozenset[str]:
     skip: set[str] = set()
-    for name in (part.strip() for part in (raw or "").split(",")):
+    entries = (raw or "").split(",", MAX_CONTAINERS)
+    if len(entries) > MAX_CONTAINERS:
+        # More names than a pod may have containers: refused before each is read (every
+        # one would cost a problem or a warning).
+        problems.append(
+            f"{SKIP_CONTAINERS_KEY} lists more than {MAX_CONTAINERS} names; a pod has at "
+            f"most {MAX_CONTAINERS} containers"
+        )
+        return frozenset()
+    for name in (part.strip() for part in entries):
         if not name:
             continue
         if not CONTAINER_NAME_RE.fullmatch(name):

@@ -8,11 +8,12 @@ on native sidecars).
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, cast
 
 from sidecred.pods.annotations import q
 from sidecred.pods.names import SIDECAR_NAME
 from sidecred.pods.refusal import Refusal
+from sidecred.pods.shape import MAX_CONTAINERS, container_count, pod_problems
 
 CONTAINER_LISTS = ("initContainers", "containers")
 
@@ -94,84 +95,23 @@ def find_sidecar(pod: Mapping[str, Any]) -> tuple[str, int, dict[str, Any]] | No
     return None
 
 
-def _is_str_map(value: Any) -> bool:
-    return isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
-
-
-def _container_problems(list_name: str, item: Mapping[str, Any]) -> list[str]:
-    """Wrongly typed fields of one container that sidecred reads."""
-    where = f"spec.{list_name}[{item['name']}]"
-    problems = []
-    for key, field in (("env", "value"), ("volumeMounts", "mountPath")):
-        entries = item.get(key)
-        if entries is None:
-            continue
-        if not (
-            isinstance(entries, list)
-            and all(isinstance(e, dict) and isinstance(e.get("name"), str) for e in entries)
-        ):
-            problems.append(f"{where}.{key} is not a list of named objects")
-            continue
-        for entry in entries:
-            if entry.get(field) is not None and not isinstance(entry[field], str):
-                problems.append(f"{where}.{key}[{entry['name']}].{field} is not a string")
-    for key in ("command", "args"):
-        value = item.get(key)
-        if value is not None and not (
-            isinstance(value, list) and all(isinstance(v, str) for v in value)
-        ):
-            problems.append(f"{where}.{key} is not a list of strings")
-    for key in ("image", "targetContainerName", "restartPolicy"):
-        value = item.get(key)
-        if value is not None and not isinstance(value, str):
-            problems.append(f"{where}.{key} is not a string")
-    return problems
-
-
 def check_pod_shape(pod: Any, where: str = "request.object") -> dict[str, Any]:
-    """The pod, or refuse (400) an object whose fields sidecred reads have the wrong JSON types.
+    """The pod, or refuse (400) one with more than MAX_CONTAINERS containers or one whose
+    fields sidecred reads have the wrong JSON types (`pods.shape`).
 
     The API server only sends well-typed pods, but anyone who can reach the
     webhook can send anything; this turns junk into a clear answer, never a crash.
     """
-    problems = []
-    if not isinstance(pod, dict):
-        raise Refusal("bad-request", f"sidecred: {where} is not a JSON object", 400)
-    metadata = pod.get("metadata")
-    metadata = {} if metadata is None else metadata
-    if not isinstance(metadata, dict):
-        problems.append("metadata is not an object")
-    else:
-        for key in ("annotations", "labels"):
-            if metadata.get(key) is not None and not _is_str_map(metadata[key]):
-                problems.append(f"metadata.{key} is not a map of strings")
-        for key in ("name", "namespace", "generateName"):
-            if metadata.get(key) is not None and not isinstance(metadata[key], str):
-                problems.append(f"metadata.{key} is not a string")
-        owners = metadata.get("ownerReferences")
-        if owners is not None and not (
-            isinstance(owners, list) and all(isinstance(o, dict) for o in owners)
-        ):
-            problems.append("metadata.ownerReferences is not a list of objects")
-    spec = pod.get("spec")
-    spec = {} if spec is None else spec
-    if not isinstance(spec, dict):
-        problems.append("spec is not an object")
-        spec = {}
-    for list_name in (*CONTAINER_LISTS, "ephemeralContainers", "volumes"):
-        items = spec.get(list_name)
-        if items is None:
-            continue
-        if not isinstance(items, list) or not all(
-            isinstance(i, dict) and isinstance(i.get("name"), str) for i in items
-        ):
-            problems.append(f"spec.{list_name} is not a list of named objects")
-            continue
-        if list_name != "volumes":
-            for item in items:
-                problems += _container_problems(list_name, item)
-    if problems:
+    count = container_count(pod)
+    if count > MAX_CONTAINERS:
+        raise Refusal(
+            "too-many-containers",
+            f"sidecred: {where} has {count} containers (init, regular and ephemeral); "
+            f"sidecred admits pods with at most {MAX_CONTAINERS}",
+            400,
+        )
+    if problems := pod_problems(pod):
         raise Refusal(
             "bad-request", f"sidecred: {where} is not a valid pod: " + "; ".join(problems), 400
         )
-    return pod
+    return cast("dict[str, Any]", pod)  # pod_problems refused anything but an object

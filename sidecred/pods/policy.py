@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import re2
 
@@ -68,7 +69,9 @@ def _compile(key: str, pattern: str, *, check_length: bool = True) -> re2._Regex
             f"{key}={q(pattern)} is not valid Unicode text: {exc.reason} at {exc.start}"
         ) from None
     try:
-        return re2.compile(pattern, options=_options())
+        # Not re2.compile: it keeps the last 128 patterns it compiled, up to RE2_MAX_MEM
+        # each, in a cache of its own, and a pattern a caller sends must not stay.
+        return re2._Regexp(pattern, _options())
     except re2.error as exc:
         detail = exc.args[0] if exc.args else exc
         if isinstance(detail, bytes):
@@ -76,9 +79,8 @@ def _compile(key: str, pattern: str, *, check_length: bool = True) -> re2._Regex
         raise PolicyError(f"{key}={q(pattern)} is not a valid RE2 expression: {detail}") from None
 
 
-@functools.lru_cache(maxsize=512)
-def compile_permitted(pattern: str) -> re2._Regexp:
-    """Compile a permitted annotation (cached: namespaces repeat across admissions)."""
+def parse_permitted(pattern: str) -> re2._Regexp:
+    """Compile a permitted annotation."""
     return _compile(PERMITTED_KEY, pattern)
 
 
@@ -87,8 +89,7 @@ def glob_to_re2(glob: str) -> str:
     return "[^/]*".join(re2.escape(part) for part in glob.split("*"))
 
 
-@functools.lru_cache(maxsize=512)
-def compile_allowed_roles(raw: str, base_role_arn: str | None) -> re2._Regexp:
+def parse_allowed_roles(raw: str, base_role_arn: str | None) -> re2._Regexp:
     """Parse and compile an allowed-roles annotation into one RE2 alternation."""
     if len(raw) > MAX_PATTERN_CHARS:
         raise PolicyError(
@@ -130,6 +131,22 @@ def compile_allowed_roles(raw: str, base_role_arn: str | None) -> re2._Regexp:
     return _compile(ALLOWED_ROLES_KEY, "|".join(alternatives), check_length=False)
 
 
+class Compilers(NamedTuple):
+    """How a policy's annotations become matchers: `parse_permitted`, `parse_allowed_roles`."""
+
+    permitted: Callable[[str], re2._Regexp]
+    allowed_roles: Callable[[str, str | None], re2._Regexp]
+
+
+# The policies of the cluster's namespaces, compiled once: admissions repeat them. Only
+# policies read from the API server go here; a policy a caller sends (a Namespace review)
+# is compiled for that request alone (`Compilers(parse_permitted, parse_allowed_roles)`),
+# or 512 callers' patterns of up to RE2_MAX_MEM each would stay in memory.
+compile_permitted = functools.lru_cache(maxsize=512)(parse_permitted)
+compile_allowed_roles = functools.lru_cache(maxsize=512)(parse_allowed_roles)
+CACHED = Compilers(compile_permitted, compile_allowed_roles)
+
+
 def describe_policy(annotations: Mapping[str, str]) -> str:
     """The policy annotations as `key="value"` pairs, for denial messages."""
     parts = []
@@ -143,11 +160,23 @@ def describe_policy(annotations: Mapping[str, str]) -> str:
     return "; ".join(parts)
 
 
+def withheld_denial(role_arn: str, namespace_name: str) -> str:
+    """A policy denial that names the role, the namespace and the annotations to read,
+    but neither their value nor whether they are missing or unusable: any caller of
+    the webhook can ask about any namespace."""
+    return (
+        f"sidecred: role {q(role_arn)} is not permitted in namespace {q(namespace_name)} "
+        f"(its {PERMITTED_KEY} or {ALLOWED_ROLES_KEY} annotation decides; "
+        "kubectl sidecred check -f pod.yaml shows why)"
+    )
+
+
 def evaluate_policy(
     role_arn: str,
     namespace_name: str,
     namespace_annotations: Mapping[str, str],
     base_role_arn: str | None,
+    compilers: Compilers = CACHED,
 ) -> PolicyResult:
     """Decide whether `role_arn` is permitted in the namespace by its annotations."""
     permitted_raw = namespace_annotations.get(PERMITTED_KEY)
@@ -164,9 +193,9 @@ def evaluate_policy(
     try:
         matchers = []
         if permitted_raw is not None:
-            matchers.append(compile_permitted(str(permitted_raw)))
+            matchers.append(compilers.permitted(str(permitted_raw)))
         if allowed_raw is not None:
-            matchers.append(compile_allowed_roles(str(allowed_raw), base_role_arn))
+            matchers.append(compilers.allowed_roles(str(allowed_raw), base_role_arn))
     except PolicyError as exc:
         return PolicyResult(
             False, "bad-policy", f"sidecred: namespace {ns} has an unusable role policy: {exc}"
@@ -190,4 +219,5 @@ __all__ = [
     "evaluate_policy",
     "glob_to_re2",
     "resolve_role",
+    "withheld_denial",
 ]

@@ -31,6 +31,7 @@ from cryptography import x509
 
 from sidecred.int_range import int_in_range_or_problem
 from sidecred.pods.annotations import ROLE_KEY
+from sidecred.pods.dns_names import is_dns1123_subdomain
 from sidecred.pods.images import image_repository
 from sidecred.sidecar import config as sc
 from sidecred.sidecar.config import (
@@ -57,10 +58,6 @@ ANNOTATION_KEY_RE = re.compile(
 )
 # Kubernetes resource quantities such as 10m, 64Mi, 0.5.
 QUANTITY_RE = re.compile(r"[0-9]+(?:\.[0-9]+)?(?:m|k|M|G|Ki|Mi|Gi)?")
-# A Kubernetes object name such as a Secret's: a DNS-1123 subdomain of at most 253 characters.
-DNS_SUBDOMAIN_RE = re.compile(
-    r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*"
-)
 PORTS = (1, 65535)
 # An env variable name as the API server accepts it (a C identifier, also with . and -).
 ENV_NAME_RE = re.compile(r"[-._a-zA-Z][-._a-zA-Z0-9]*")
@@ -138,6 +135,13 @@ class Settings:
         "require",
         "require a namespace allow-list, or turn policy off",
         choices=NAMESPACE_POLICIES,
+    )
+    # Any pod can reach the webhook and ask about any namespace, so by default a
+    # denial names the annotation to read, not its value.
+    explain_denials: bool = option(
+        False,
+        "put the namespace policy's value in denials; only where a NetworkPolicy lets "
+        "nothing but the API server reach the webhook",
     )
     credential_source: str = option(
         "web-identity",
@@ -366,7 +370,7 @@ def _check_values(values: dict[str, object], problems: list[str], read_ca: bool 
             if not QUANTITY_RE.fullmatch(str(values[kind])):
                 problems.append(f"{_flag(kind)}={values[kind]!r} is not a quantity")
     for name in cast(tuple[str, ...], values["sidecar_image_pull_secrets"]):
-        if len(name) > 253 or not DNS_SUBDOMAIN_RE.fullmatch(name):
+        if not is_dns1123_subdomain(name):
             problems.append(
                 f"--sidecar-image-pull-secrets names {name!r}, which is not a Secret name "
                 "(lower-case DNS subdomain such as registry-corp)"

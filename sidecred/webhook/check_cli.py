@@ -15,6 +15,7 @@ file error. A closed pipe (`| head`) ends it quietly.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from collections.abc import Iterable, Iterator
@@ -226,6 +227,9 @@ def check_pod(
     `missing` says why the pod's namespace is not in `namespaces` when the caller knows
     (`kubectl sidecred check` reads them from the cluster).
     """
+    # Whoever runs the check holds the namespaces (the files, or read with their own
+    # credentials), so denials show the policy's value.
+    config = dataclasses.replace(config, explain_denials=True)
     namespace = namespace_for(pod, namespaces)
     namespace_obj = namespaces.get(namespace)
     if namespace_obj is not None:

@@ -27,6 +27,7 @@ from sidecred.pods.canonical import (
     wants_sidecar,
 )
 from sidecred.pods.container_roles import ContainerRoles
+from sidecred.pods.dns_names import is_dns1123_label
 from sidecred.pods.names import SIDECAR_NAME
 from sidecred.pods.pod import (
     check_pod_shape,
@@ -35,7 +36,7 @@ from sidecred.pods.pod import (
     pod_label,
     pod_namespace,
 )
-from sidecred.pods.policy import evaluate_policy
+from sidecred.pods.policy import evaluate_policy, withheld_denial
 from sidecred.pods.refusal import Refusal
 from sidecred.pods.settings import Settings
 from sidecred.pods.sidecar_spec import plan_injection
@@ -94,6 +95,8 @@ def namespace_to_lookup(request: Mapping[str, Any], config: Settings) -> str | N
     """The namespace whose policy this request needs, or None if it needs none.
 
     Only a pod CREATE that carries the role annotation is checked against policy.
+    A name that is not a DNS-1123 label, or an object namespace that is not the
+    request's, is never looked up: the decision refuses those (400) without it.
     """
     if config.namespace_policy == "off" or not is_pod_request(request):
         return None
@@ -108,7 +111,12 @@ def namespace_to_lookup(request: Mapping[str, Any], config: Settings) -> str | N
         config.annotation_key in annotations or CONTAINER_ROLES_KEY in annotations
     ):
         return None
-    return pod_namespace(request) or None
+    stated = metadata.get("namespace") if isinstance(metadata, dict) else None
+    requested = request.get("namespace")
+    if stated and requested and stated != requested:
+        return None
+    name = pod_namespace(request)
+    return name if is_dns1123_label(name) else None
 
 
 def _check_policy(
@@ -132,7 +140,8 @@ def _check_policy(
     annotations = (namespace.get("metadata") or {}).get("annotations") or {}
     result = evaluate_policy(role_arn, name, annotations, config.base_role_arn)
     if not result.permitted:
-        raise Refusal(result.reason, result.message)
+        message = result.message if config.explain_denials else withheld_denial(role_arn, name)
+        raise Refusal(result.reason, message)
 
 
 def _check_roles_policy(

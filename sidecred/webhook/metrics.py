@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from collections.abc import Callable
+
+from prometheus_client import Counter, Gauge, Histogram
 
 from sidecred.serving.metrics import LATENCY_BUCKETS, ServerMetrics
 
@@ -29,12 +31,20 @@ class WebhookMetrics(ServerMetrics):
             ["webhook", "reason"],
             registry=self.registry,
         )
+        self.request_body_bytes = Gauge(
+            "sidecred_request_body_bytes",
+            "Bytes of request bodies held now, across all connections (--request-body-budget-mib).",
+            registry=self.registry,
+        )
         self.bad_requests = Counter(
             "sidecred_bad_requests",
             "Webhook requests that were not a usable AdmissionReview, by HTTP status.",
             ["webhook", "status"],
             registry=self.registry,
         )
+
+    def watch_request_bodies(self, held: Callable[[], float]) -> None:
+        self.request_body_bytes.set_function(held)
 
     def record_admission(
         self, webhook: str, operation: str, allowed: bool, reason: str, seconds: float

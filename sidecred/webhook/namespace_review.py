@@ -15,6 +15,7 @@ warning, never a false one.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -25,9 +26,10 @@ from sidecred.pods.pod import is_core_request
 from sidecred.pods.policy import (
     ALLOWED_ROLES_KEY,
     PERMITTED_KEY,
-    compile_allowed_roles,
-    compile_permitted,
+    Compilers,
     evaluate_policy,
+    parse_allowed_roles,
+    parse_permitted,
 )
 from sidecred.pods.settings import Settings
 from sidecred.webhook.decide import Decision
@@ -77,17 +79,22 @@ def review_namespace(
     if not annotations:
         return NamespaceVerdict(True)
     name = str(((obj.get("metadata") or {}).get("name")) or "")
-    result = evaluate_policy(_ANY_ROLE, name, annotations, config.base_role_arn)
+    # The caller wrote these patterns: compiled for this review alone, each once.
+    compilers = Compilers(
+        functools.lru_cache(maxsize=1)(parse_permitted),
+        functools.lru_cache(maxsize=1)(parse_allowed_roles),
+    )
+    result = evaluate_policy(_ANY_ROLE, name, annotations, config.base_role_arn, compilers)
     if result.reason == "bad-policy":
         if old is not None and policy_annotations(old) == annotations:
             return NamespaceVerdict(True, warnings=(result.message,))
         return NamespaceVerdict(False, result.message)
     warnings: list[str] = []
     if PERMITTED_KEY in annotations:
-        matcher = compile_permitted(annotations[PERMITTED_KEY])
+        matcher = compilers.permitted(annotations[PERMITTED_KEY])
         warnings += risky_pattern_warnings(PERMITTED_KEY, matcher)
     if ALLOWED_ROLES_KEY in annotations:
-        matcher = compile_allowed_roles(annotations[ALLOWED_ROLES_KEY], config.base_role_arn)
+        matcher = compilers.allowed_roles(annotations[ALLOWED_ROLES_KEY], config.base_role_arn)
         warnings += risky_pattern_warnings(ALLOWED_ROLES_KEY, matcher)
     prefix = f"sidecred: namespace {q(name)}: "
     return NamespaceVerdict(True, warnings=tuple(prefix + w for w in warnings))

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import uuid
 from typing import TYPE_CHECKING, Any, Literal, NotRequired, TypedDict
 
 from sidecred.pods.annotations import q
+from sidecred.pods.dns_names import is_dns1123_label
 
 if TYPE_CHECKING:
     from sidecred.webhook.decide import Decision
@@ -23,6 +25,8 @@ KIND = "AdmissionReview"
 # etcd stores objects up to 1.5 MiB and a review carries object and oldObject,
 # so 3 MiB admits every real request and bounds what a hostile caller can send.
 MAX_REVIEW_BYTES = 3 * 1024 * 1024
+MAX_WARNINGS = 16  # in one answer
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 OPERATIONS = ("CREATE", "UPDATE", "DELETE", "CONNECT")
 # The options object the API server passes per operation (CONNECT passes none).
 _OPTIONS_KIND = {"CREATE": "CreateOptions", "UPDATE": "UpdateOptions", "DELETE": "DeleteOptions"}
@@ -226,6 +230,36 @@ def _shape(value: Any) -> str:
     return f"{type(value).__name__} {str(value)[:40]!r}"
 
 
+def _request_problems(request: dict[str, Any]) -> list[str]:
+    """What is wrong with the request's own fields, each as "<what was expected>, got ..."."""
+    problems: list[str] = []
+    operation = request.get("operation")
+    if operation not in OPERATIONS:
+        problems.append(f"request.operation one of {', '.join(OPERATIONS)}, got {operation!r}")
+    for name, keys in (
+        ("kind", ("group", "version", "kind")),
+        ("resource", ("group", "version", "resource")),
+    ):
+        value = request.get(name)
+        if not isinstance(value, dict) or not all(isinstance(value.get(k), str) for k in keys):
+            problems.append(
+                f"request.{name} object with string {'/'.join(keys)}, got {_shape(value)}"
+            )
+    for name in ("namespace", "name", "subResource"):
+        if name in request and not isinstance(request[name], str):
+            problems.append(f"request.{name} string, got {_shape(request[name])}")
+    namespace = request.get("namespace")
+    if isinstance(namespace, str) and namespace and not is_dns1123_label(namespace):
+        # Checked before anything looks it up, logs it or remembers it.
+        problems.append(f"request.namespace a DNS-1123 label, got {_shape(namespace)}")
+    needs_object = operation in ("CREATE", "UPDATE")
+    if needs_object and not isinstance(request.get("object"), dict):
+        problems.append(f"request.object for {operation}, got {_shape(request.get('object'))}")
+    if operation == "UPDATE" and not isinstance(request.get("oldObject"), dict):
+        problems.append(f"request.oldObject for UPDATE, got {_shape(request.get('oldObject'))}")
+    return problems
+
+
 def parse_review(body: bytes) -> AdmissionRequest:
     """Return the validated `request` of an AdmissionReview, or raise ReviewError.
 
@@ -245,7 +279,11 @@ def parse_review(body: bytes) -> AdmissionRequest:
         )
         # A "\ud800" escape yields a lone surrogate, which has no UTF-8 form: the API
         # server never sends one, and echoing it back would make the response unencodable.
-        json.dumps(review, ensure_ascii=False).encode("utf-8")
+        # Only an escape can make one (strict UTF-8 refused the rest), so the whole review
+        # is re-encoded to find it only when the text has such an escape: that takes tens
+        # of ms of a 3 MiB review, with the interpreter held throughout.
+        if _SURROGATE_ESCAPE.search(text):
+            json.dumps(review, ensure_ascii=False).encode("utf-8")
     except (UnicodeDecodeError, UnicodeEncodeError) as exc:
         raise ReviewError(
             400, f"expected an AdmissionReview JSON object in UTF-8: {exc.reason}"
@@ -271,30 +309,19 @@ def parse_review(body: bytes) -> AdmissionRequest:
         raise ReviewError(
             400, f"expected request.uid non-empty string, got {_shape(request.get('uid'))}"
         )
-    problems = []
-    operation = request.get("operation")
-    if operation not in OPERATIONS:
-        problems.append(f"request.operation one of {', '.join(OPERATIONS)}, got {operation!r}")
-    for name, keys in (
-        ("kind", ("group", "version", "kind")),
-        ("resource", ("group", "version", "resource")),
-    ):
-        value = request.get(name)
-        if not isinstance(value, dict) or not all(isinstance(value.get(k), str) for k in keys):
-            problems.append(
-                f"request.{name} object with string {'/'.join(keys)}, got {_shape(value)}"
-            )
-    for name in ("namespace", "name", "subResource"):
-        if name in request and not isinstance(request[name], str):
-            problems.append(f"request.{name} string, got {_shape(request[name])}")
-    needs_object = operation in ("CREATE", "UPDATE")
-    if needs_object and not isinstance(request.get("object"), dict):
-        problems.append(f"request.object for {operation}, got {_shape(request.get('object'))}")
-    if operation == "UPDATE" and not isinstance(request.get("oldObject"), dict):
-        problems.append(f"request.oldObject for UPDATE, got {_shape(request.get('oldObject'))}")
+    problems = _request_problems(request)
     if problems:
         raise ReviewError(400, "expected " + "; ".join(problems))
     return request  # type: ignore[return-value]
+
+
+def bounded_warnings(warnings: tuple[str, ...]) -> list[str]:
+    """At most MAX_WARNINGS, the last saying how many more there were (the API server
+    truncates long lists of warnings too)."""
+    if len(warnings) <= MAX_WARNINGS:
+        return list(warnings)
+    more = len(warnings) - MAX_WARNINGS + 1
+    return [*warnings[: MAX_WARNINGS - 1], f"sidecred: and {more} more warnings"]
 
 
 def build_review(uid: str, decision: Decision) -> AdmissionReview:
@@ -308,5 +335,5 @@ def build_review(uid: str, decision: Decision) -> AdmissionReview:
             json.dumps(decision.patch, separators=(",", ":")).encode()
         ).decode()
     if decision.warnings:
-        response["warnings"] = list(decision.warnings)
+        response["warnings"] = bounded_warnings(decision.warnings)
     return {"apiVersion": API_VERSION, "kind": KIND, "response": response}

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
+import os
 import ssl
 import sys
+from collections.abc import Mapping
 
+from sidecred.int_range import parse_int_in_range
 from sidecred.kube.client import KubeConfigUnavailable, load_core_api
 from sidecred.kube.event_flags import add_event_arguments
 from sidecred.kube.watch import NamespaceCache
 from sidecred.pods.settings import add_config_arguments, config_from_args
+from sidecred.serving.body_budget import DEFAULT_BUDGET_MIB
 from sidecred.serving.cli import add_server_arguments, configure_logging, shutdown_delay
 from sidecred.serving.drain import Drain
 from sidecred.serving.listen import shown_address
@@ -22,6 +27,8 @@ from sidecred.webhook.metrics import WebhookMetrics
 
 log = logging.getLogger("sidecred.webhook")
 
+BODY_BUDGET_ENV = "SIDECRED_REQUEST_BODY_BUDGET_MIB"
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -31,7 +38,27 @@ def build_parser() -> argparse.ArgumentParser:
     add_server_arguments(parser, default_port=8443)
     add_config_arguments(parser)
     add_event_arguments(parser)
+    budgets = parser.add_argument_group("budgets")
+    budgets.add_argument(
+        "--request-body-budget-mib",
+        metavar="MIB",
+        help="MiB of request bodies held at once across all connections; past it a "
+        f"request waits briefly, then gets 503 (default {DEFAULT_BUDGET_MIB}) "
+        f"[env {BODY_BUDGET_ENV}]",
+    )
     return parser
+
+
+def body_budget_bytes(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    """--request-body-budget-mib, else its env, else the default; ValueError if invalid.
+
+    At least 4 MiB, so one review of the largest size (3 MiB) always fits.
+    """
+    raw = args.request_body_budget_mib or env.get(BODY_BUDGET_ENV) or str(DEFAULT_BUDGET_MIB)
+    mib = parse_int_in_range(
+        "sidecred webhook: --request-body-budget-mib", raw, 4, 4096, unit="MiB"
+    )
+    return mib * 1024 * 1024
 
 
 def main(argv: list[str]) -> int:
@@ -39,6 +66,7 @@ def main(argv: list[str]) -> int:
     configure_logging(args.log_level)
     try:
         config = config_from_args(args)
+        bodies = body_budget_bytes(args, os.environ)
         drain = Drain(shutdown_delay(args))
     except ValueError as exc:
         print(exc, file=sys.stderr)
@@ -70,7 +98,7 @@ def main(argv: list[str]) -> int:
     except ValueError as exc:
         print(exc, file=sys.stderr)
         return 2
-    app = create_app(config, namespaces, metrics, drain=drain)
+    app = create_app(config, namespaces, metrics, body_budget_bytes=bodies, drain=drain)
     if reporter is not None:
         # uvicorn re-raises SIGTERM once it has shut down, so `finally` would not run:
         # release the Lease during the app's shutdown instead.
@@ -86,9 +114,14 @@ def main(argv: list[str]) -> int:
                 "port": args.port,
                 "shutdown_delay_seconds": drain.delay,
                 "config": config.loggable(),
+                "request_body_budget_bytes": bodies,
             }
         },
     )
+    # What start-up made (the kubernetes client's models, mostly) lives as long as the
+    # process: kept out of the collector's full passes, which otherwise walk it whenever
+    # a huge review's objects come and go, the event loop waiting ~50 ms each time.
+    gc.freeze()
     try:
         # Limits against abuse (serving.limits): any pod can reach the webhook.
         return serve_tls(app, args.host, args.port, tls.server_context, drain)

@@ -81,6 +81,22 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
             "tls": {"existingSecret": "broker-serving"},
         },
     },
+    # Denials that show the policy, where only the API server (and Prometheus) may ask.
+    "explain-denials": {
+        "explainDenials": True,
+        "requestBodyBudgetMiB": 96,
+        "networkPolicy": {
+            "enabled": True,
+            "apiServerCIDRs": ["10.0.0.0/24", "10.0.1.0/24"],
+            "webhookSources": [
+                {
+                    "namespaceSelector": {
+                        "matchLabels": {"kubernetes.io/metadata.name": "monitoring"}
+                    }
+                }
+            ],
+        },
+    },
     "monitoring-networkpolicy": {
         "credentialSource": "broker",
         "metrics": {

@@ -345,6 +345,19 @@ def test_webhook_command_and_tls_files_come_from_the_mounted_secret() -> None:
     assert volumes["tls"]["secret"]["secretName"] == serving["spec"]["secretName"]
 
 
+@pytest.mark.parametrize(("name", "budget"), [("defaults", 48), ("explain-denials", 96)])
+def test_the_webhook_reads_its_arguments_and_its_body_budget(name: str, budget: int) -> None:
+    from sidecred.webhook.serve_cli import body_budget_bytes, build_parser
+
+    args = build_parser().parse_args(_container(rendered(name))["args"][1:])
+    assert body_budget_bytes(args, {}) == budget * 1024 * 1024
+
+
+def test_explain_denials_reaches_the_webhook_only_when_asked() -> None:
+    assert "SIDECRED_EXPLAIN_DENIALS" not in settings(rendered("defaults"))
+    assert settings(rendered("explain-denials"))["SIDECRED_EXPLAIN_DENIALS"] == "true"
+
+
 def test_default_settings_reach_the_webhook() -> None:
     assert settings(rendered("defaults")) == {
         "SIDECRED_ANNOTATION_KEY": "iam.amazonaws.com/role",
@@ -542,6 +555,13 @@ def test_existing_secret_mode_uses_the_given_secret_and_ca_bundle() -> None:
             },
             "broker.tls.existingSecret is required",
         ),
+        ({"explainDenials": True}, "explainDenials puts namespace policies in denials"),
+        (
+            {"explainDenials": True, "networkPolicy": {"enabled": True}},
+            "needs networkPolicy.enabled and networkPolicy.apiServerCIDRs",
+        ),
+        ({"requestBodyBudgetMiB": 2}, "requestBodyBudgetMiB"),
+        ({"networkPolicy": {"enabled": True, "apiServerCIDRs": ["api.example"]}}, "apiServerCIDRs"),
     ],
     ids=[
         "tls-nothing",
@@ -562,6 +582,10 @@ def test_existing_secret_mode_uses_the_given_secret_and_ca_bundle() -> None:
         "sidecar-pull-secret-as-object",
         "sidecar-pull-secret-bad-name",
         "broker-tls-without-cert-manager",
+        "explain-denials-open-to-every-pod",
+        "explain-denials-without-api-server-ranges",
+        "body-budget-under-one-review",
+        "api-server-range-not-a-cidr",
     ],
 )
 def test_bad_values_fail_to_render_with_a_message_naming_the_value(
@@ -640,4 +664,5 @@ def test_chart_settings_are_read_by_the_webhook_config(name: str, tmp_path: Path
     for key, value in readable.items():
         parsed = getattr(config, by_env[key])
         shown = ",".join(parsed) if isinstance(parsed, tuple) else str(parsed)
+        shown = shown.lower() if isinstance(parsed, bool) else shown
         assert shown.rstrip("/") == value.rstrip("/"), (key, parsed, value)

@@ -39,7 +39,7 @@ SUBSTITUTIONS = {
 # Commands that need a cluster, a registry or AWS: logged, never faked.
 NEEDS_CLUSTER = {
     ("kubectl", v)
-    for v in ("label", "annotate", "get", "logs", "rollout", "delete", "apply", "create")
+    for v in ("label", "annotate", "get", "logs", "rollout", "delete", "apply", "create", "run")
 } | {("helm", v) for v in ("test", "history", "rollback", "uninstall", "get")}
 OUTSIDE = {"aws", "skopeo", "docker"}
 # chart 0.1.0 values as an operator set them: none renamed by 0.2.0, then some.

@@ -155,6 +155,19 @@ CATALOGUE: list[tuple[str, dict[str, Any], str, str]] = [
         )
         for flag in ("shareProcessNamespace", "hostPID", "hostIPC")
     ],
+    # The webhook under siege (SECURITY.md, "Budgets"): a huge annotated pod reaches
+    # both webhooks, which refuse it by its container count before reading it.
+    (
+        "annotated-pod-with-300-containers",
+        cat.pod_request(
+            cat.with_spec(
+                cat.ANNOTATED_POD,
+                containers=[{"name": f"c{i}", "image": "app:1"} for i in range(300)],
+            )
+        ),
+        CALLED,
+        CALLED,
+    ),
     (
         "ordinary-pod-sharing-processes",
         cat.pod_request(

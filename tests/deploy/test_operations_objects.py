@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from deploy import render
-from tests.deploy.chart_support import find, kinds, rendered
+from tests.deploy.chart_support import find, kinds, rendered, rendered_hooks
 
 
 def test_off_by_default() -> None:
@@ -41,3 +41,22 @@ def test_network_policies_admit_only_the_serving_ports() -> None:
         assert policy["spec"]["podSelector"]["matchLabels"].items() <= pods.items()
         assert policy["spec"]["policyTypes"] == ["Ingress"]
         assert policy["spec"]["ingress"] == [{"ports": [{"protocol": "TCP", "port": port}]}]
+
+
+def test_the_webhook_takes_connections_only_from_the_api_server_when_its_ranges_are_given() -> None:
+    objects = rendered("explain-denials")
+    policy = find(objects, "NetworkPolicy", "sidecred")
+    (rule,) = policy["spec"]["ingress"]
+    assert rule["ports"] == [{"protocol": "TCP", "port": 8443}]
+    blocks = [peer["ipBlock"]["cidr"] for peer in rule["from"] if "ipBlock" in peer]
+    assert blocks == ["10.0.0.0/24", "10.0.1.0/24"]
+    selectors = [peer for peer in rule["from"] if "ipBlock" not in peer]
+    (test_pod,) = rendered_hooks("explain-denials")
+    assert selectors[0]["podSelector"]["matchLabels"].items() <= (
+        test_pod["metadata"]["labels"].items()
+    )  # `helm test` still reaches it
+    assert selectors[1] == {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}
+    }
+    for peer in selectors[:1]:
+        assert "namespaceSelector" not in peer  # the release namespace only

@@ -8,7 +8,7 @@ import json
 import logging
 import re
 
-from sidecred.jsonlog import format_line
+from sidecred.jsonlog import EXCEPTION_CHARS, FIELD_CHARS, LIST_ITEMS, format_line
 from sidecred.serving.cli import JsonLineFormatter
 from sidecred.sidecar import log as sidecar_log
 
@@ -63,3 +63,30 @@ def test_a_traceback_goes_in_its_own_field() -> None:
         entry = webhook_line("request failed", exc_info=True)
     assert entry["event"] == "request failed"
     assert "ValueError: bad body" in str(entry["exception"])
+
+
+def test_every_field_is_bounded_whatever_a_caller_sent() -> None:
+    huge = "n" * 60_000
+    fields = {
+        "namespace": huge,
+        "warnings": [huge] * 1000,
+        "nested": {"a": {"b": {"c": {"d": {"e": huge}}}}},
+        huge: "a key is a field too",
+    }
+    line = format_line("info", "admission " + huge, fields, 0.0)
+    entry = json.loads(line)
+    assert len(line) < 40_000  # from about 60 MB of text
+    assert entry["namespace"] == "n" * FIELD_CHARS + f"...({60_000 - FIELD_CHARS} more characters)"
+    assert len(entry["warnings"]) == LIST_ITEMS + 1
+    assert entry["warnings"][-1] == f"...({1000 - LIST_ITEMS} more)"
+    assert entry["event"].startswith("admission nnn") and len(entry["event"]) < FIELD_CHARS + 40
+    assert isinstance(entry["nested"]["a"]["b"]["c"]["d"], str)  # deeper than MAX_DEPTH: text
+
+
+def test_a_traceback_is_bounded_too() -> None:
+    try:
+        raise KeyError("k" * 100_000)
+    except KeyError:
+        entry = webhook_line("request failed", exc_info=True)
+    assert len(entry["exception"]) < EXCEPTION_CHARS + 40
+    assert entry["exception"].startswith("Traceback")

@@ -11,15 +11,23 @@ from typing import Any
 
 import kubernetes_validate
 import pytest
+import re2
 import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sidecred.pods.policy import compile_permitted, evaluate_policy
+from sidecred.pods.policy import (
+    ALLOWED_ROLES_KEY,
+    PERMITTED_KEY,
+    compile_allowed_roles,
+    compile_permitted,
+    evaluate_policy,
+)
 from sidecred.pods.settings import Settings
 from sidecred.webhook.decide import Decision, decide_validation
 from sidecred.webhook.namespace_review import (
     decide_namespace,
+    review_namespace,
     risky_pattern_warnings,
     with_namespace_review,
 )
@@ -190,3 +198,20 @@ def test_over_tls(webhook: WebhookProcess, stem: str) -> None:
             assert fragment in response["status"]["message"]
     for fragment in expect.get("warnings", []):
         assert any(fragment in w for w in response.get("warnings", [])), response
+
+
+def test_patterns_a_caller_sends_are_not_kept() -> None:
+    """A Namespace review carries the caller's patterns; they are compiled for that review
+    alone. Kept in the admissions' cache, 512 callers' patterns held hundreds of MB."""
+    compile_permitted.cache_clear()
+    kept_by_re2 = re2._Regexp._make.cache_info().currsize  # re2.compile's own cache
+    for index in range(600):
+        pattern = f"(?:x{index})" + "[a-z0-9]{100}" * 12
+        namespace = {"metadata": {"name": "ns", "annotations": {PERMITTED_KEY: pattern}}}
+        assert review_namespace(namespace, None, Settings()).allowed
+    assert compile_permitted.cache_info().currsize == 0
+    assert re2._Regexp._make.cache_info().currsize == kept_by_re2
+    compile_allowed_roles.cache_clear()
+    allowed = {"metadata": {"name": "ns", "annotations": {ALLOWED_ROLES_KEY: '["shop-*"]'}}}
+    assert review_namespace(allowed, None, Settings(base_role_arn=BASE_ROLE_ARN)).allowed
+    assert compile_allowed_roles.cache_info().currsize == 0

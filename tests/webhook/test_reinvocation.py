@@ -107,8 +107,13 @@ def test_port_changes_follow_config() -> None:
 
 
 def test_namespace_to_lookup() -> None:
-    request = pod_request(pod(), namespace="from-request")
-    assert namespace_to_lookup(request, CONFIG) == "shop"  # object.metadata.namespace wins
+    assert namespace_to_lookup(pod_request(pod(), namespace="shop"), CONFIG) == "shop"
+    # An object namespace that is not the request's is refused by the decision, unread.
+    assert namespace_to_lookup(pod_request(pod(), namespace="from-request"), CONFIG) is None
+    for impossible in ("x" * 64, "Shop", "shop_1", "-shop", "shop.example", "a" * 60_000):
+        odd = pod()
+        odd["metadata"]["namespace"] = impossible
+        assert namespace_to_lookup(pod_request(odd), CONFIG) is None, impossible
     no_ns = pod()
     del no_ns["metadata"]["namespace"]
     assert (

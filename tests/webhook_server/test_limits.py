@@ -115,6 +115,7 @@ def test_connections_over_the_cap_are_closed_at_once(
 ) -> None:
     port, ca = server
     monkeypatch.setattr(limits, "REQUEST_DEADLINE_SECONDS", 60.0)  # hold the cap's worth open
+    monkeypatch.setattr(limits, "WAITED_SECONDS", 60.0)  # none has waited long enough to go
     held = [connect(port, ca) for _ in range(limits.MAX_CONNECTIONS)]
     try:
         for sock in held:  # an answer proves the server counts the connection
@@ -127,6 +128,30 @@ def test_connections_over_the_cap_are_closed_at_once(
         for sock in held:
             sock.close()
     wait_until(lambda: served(port, ca), what="a connection under the cap is served")
+
+
+def test_at_the_cap_a_new_connection_takes_the_place_of_the_longest_waiting(
+    server: tuple[int, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Held connections cannot lock the API server out: a connection that has waited
+    WAITED_SECONDS for its next request makes room for a new one."""
+    port, ca = server
+    monkeypatch.setattr(limits, "REQUEST_DEADLINE_SECONDS", 60.0)
+    monkeypatch.setattr(limits, "WAITED_SECONDS", 0.0)
+    held = [connect(port, ca) for _ in range(limits.MAX_CONNECTIONS)]
+    try:
+        for sock in held:
+            sock.sendall(HEALTHZ)
+            assert read_response(sock) == 200
+        with connect(port, ca) as extra:
+            extra.sendall(HEALTHZ_CLOSE)
+            assert read_to_eof(extra).startswith(b"HTTP/1.1 200")
+        assert read_to_eof(held[0]) == b""  # the longest waiting, closed to make room
+        held[1].sendall(HEALTHZ)
+        assert read_response(held[1]) == 200  # the others still served
+    finally:
+        for sock in held:
+            sock.close()
 
 
 def served(port: int, ca: Path) -> bool:

@@ -8,7 +8,6 @@ import pytest
 from kubernetes import client
 
 from sidecred.dev.kube_stub import KubeApiStub
-from sidecred.kube import watch as kube
 from sidecred.kube.projection import NamespaceProjection
 from sidecred.kube.watch import (
     BACKOFF_MAX_SECONDS,
@@ -199,14 +198,3 @@ def test_missing_namespace_is_forgotten_when_created_or_after_the_ttl(stub: Kube
         assert stub.requests["get"] == gets + 1  # expired: asked again
     finally:
         cache.stop()
-
-
-def test_missing_namespaces_are_bounded(
-    cache: NamespaceCache, stub: KubeApiStub, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(kube, "NOT_FOUND_MAX_ENTRIES", 3)
-    for name in ("a1", "a2", "a3", "a4"):
-        assert cache.get(name).source == NOT_FOUND
-    assert stub.requests["get"] == 4
-    assert cache.get("a4").source == NOT_FOUND and stub.requests["get"] == 4
-    assert cache.get("a1").source == NOT_FOUND and stub.requests["get"] == 5  # oldest dropped

@@ -34,6 +34,8 @@ def flags_of(key: ConfigKey, broker_ca: Path) -> list[str]:
     for name, value in key:
         if name == "broker_ca":
             flags += ["--broker-ca-file", str(broker_ca)]
+        elif value == "True":
+            flags.append("--" + name.replace("_", "-"))  # a switch
         else:
             flags += ["--" + name.replace("_", "-"), value]
     return flags

@@ -73,6 +73,12 @@ SIDECRED_BASE_ROLE_ARN: {{ . | quote }}
 {{- end }}
 SIDECRED_ANNOTATION_KEY: {{ .Values.annotationKey | quote }}
 SIDECRED_NAMESPACE_POLICY: {{ .Values.namespacePolicy | quote }}
+{{- if .Values.explainDenials }}
+{{- if not (and .Values.networkPolicy.enabled .Values.networkPolicy.apiServerCIDRs) }}
+{{- fail "explainDenials puts namespace policies in denials, which any pod that reaches the webhook could then read: it needs networkPolicy.enabled and networkPolicy.apiServerCIDRs (see deploy/README.md)" }}
+{{- end }}
+SIDECRED_EXPLAIN_DENIALS: "true"
+{{- end }}
 SIDECRED_CREDENTIAL_SOURCE: {{ .Values.credentialSource | quote }}
 SIDECRED_SIDECAR_IMAGE: {{ include "sidecred.sidecarImage" . | quote }}
 {{- with .Values.sidecar.imagePullSecrets }}

@@ -259,6 +259,12 @@ def containers(draw: st.DrawFn, name: str, *, init: bool = False) -> dict[str, A
         container["restartPolicy"] = "Always"
     if draw(st.integers(0, 3)) == 0:
         container["securityContext"] = draw(security_contexts())
+    if draw(st.integers(0, 3)) == 0:
+        source: dict[str, Any] = {"configMapRef": {"name": "settings"}}
+        prefix = draw(st.sampled_from((None, "APP_", "SIDECRED_", "SIDE", "")))
+        if prefix is not None:
+            source["prefix"] = prefix
+        container["envFrom"] = [source]
     return container
 
 
@@ -322,6 +328,12 @@ def pods(draw: st.DrawFn) -> dict[str, Any]:
             else {"name": v, "emptyDir": {}}
             for v in volumes
         ]
+    if draw(st.integers(0, 3)) == 0:
+        audience = draw(st.sampled_from(AUDIENCES))
+        token = {"serviceAccountToken": {"audience": audience, "path": "token"}}
+        spec.setdefault("volumes", []).append({"name": "tokens", "projected": {"sources": [token]}})
+    if draw(st.integers(0, 3)) == 0:
+        spec["imagePullSecrets"] = [{"name": draw(st.sampled_from(("registry", "registry-corp")))}]
     for flag in ("hostNetwork", "shareProcessNamespace", "hostPID", "hostIPC"):
         if draw(st.integers(0, 5)) == 0:
             spec[flag] = True
@@ -352,6 +364,34 @@ def junked(draw: st.DrawFn, value: Any) -> Any:
         for part in path[:-1]:
             parent = parent[part]
         parent[path[-1]] = junk
+    return result
+
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return repr(value)
+    return "number" if isinstance(value, int | float) else type(value).__name__
+
+
+WRONG_TYPES = (None, True, 5, 1.5, "x", [], {}, [5], {"k": 5})
+
+
+@st.composite
+def retyped(draw: st.DrawFn, value: Any) -> Any:
+    """`value` with one of its fields given a value of another JSON type (`envFrom: 5`,
+    `mountPath: null`, `imagePullSecrets: {}`): what a direct caller can send and the
+    API server never does."""
+    result = copy.deepcopy(value)
+    paths = [p for p in _paths(result) if p]
+    if not paths:
+        return result
+    path = draw(st.sampled_from(paths))
+    parent = result
+    for part in path[:-1]:
+        parent = parent[part]
+    current = parent[path[-1]]
+    choices = [w for w in WRONG_TYPES if _json_kind(w) != _json_kind(current)]
+    parent[path[-1]] = copy.deepcopy(draw(st.sampled_from(choices)))
     return result
 
 
@@ -391,8 +431,12 @@ def admission_request(
 def requests(draw: st.DrawFn, *, junk: bool = True) -> dict[str, Any]:
     """An AdmissionRequest for a pod CREATE, UPDATE or ephemeral-container UPDATE."""
     pod = draw(pods())
-    if junk and draw(st.integers(0, 2)) == 0:
-        pod = draw(junked(pod))
+    if junk:
+        damage = draw(st.integers(0, 5))
+        if damage == 0:
+            pod = draw(junked(pod))
+        elif damage == 1:
+            pod = draw(retyped(pod))
     kind = draw(st.sampled_from(("CREATE", "CREATE", "UPDATE", "ephemeral")))
     if kind == "CREATE":
         return admission_request(pod)

@@ -24,7 +24,7 @@ from sidecred.webhook.app import create_app
 from sidecred.webhook.decide import Decision, decide_mutation, decide_validation
 from sidecred.webhook.metrics import WebhookMetrics
 from sidecred.webhook.mutate import apply_patch
-from sidecred.webhook.review import ReviewError, parse_review
+from sidecred.webhook.review import ReviewError, build_review, parse_review
 from tests.hardening.webhook.strategies import BASE_ROLE_ARN, admission_request, review_bytes
 from tests.support.static_namespaces import StaticNamespaces
 
@@ -501,7 +501,7 @@ def test_wrongly_typed_fields_are_a_clear_400(field: str, value: Any) -> None:
     # Fixed: these crashed the decision (TypeError/AttributeError, an internal-error denial).
     pod = app_pod()
     pod["spec"]["containers"][0][field] = value
-    refused(mutate(pod), "bad-request", "is not a string")
+    refused(mutate(pod), "bad-request", f"spec.containers[app].{field}[", "must be a string")
 
 
 @pytest.fixture(scope="module")
@@ -530,24 +530,43 @@ def test_duplicate_keys_over_http_are_a_400(http: TestClient) -> None:
     assert 'duplicate key "kind"' in response.json()["error"]
 
 
-def test_malformed_projected_volumes_are_decided_without_a_crash() -> None:
-    # The API server never sends these (schema validation); anyone reaching the webhook can.
+def test_malformed_projected_volumes_are_a_400_naming_each_field() -> None:
+    # The API server never sends these (it decodes into Go types); anyone reaching the
+    # webhook can. Once they were read leniently; now every wrong type is named.
     pod = app_pod(
         volumes=[
             {"name": "odd", "projected": "not an object"},
             {"name": "odder", "projected": {"sources": 7}},
-            {
-                "name": "mine",
-                "projected": {
-                    "sources": [
-                        "x",
-                        {"serviceAccountToken": "y"},
-                        {"serviceAccountToken": {"audience": "sidecred"}},
-                    ]
-                },
-            },
+            {"name": "mine", "projected": {"sources": ["x", {"serviceAccountToken": "y"}]}},
         ]
     )
     del pod["metadata"]["annotations"]["iam.amazonaws.com/role"]
-    refused(mutate(pod), "sidecred-audience", 'volume "mine"')
-    refused(validate(admission_request(pod)), "sidecred-audience", 'volume "mine"')
+    for decision in (mutate(pod), validate(admission_request(pod))):
+        refused(
+            decision,
+            "bad-request",
+            "spec.volumes[odd].projected must be an object, got str 'not an object'",
+            "spec.volumes[odder].projected.sources must be a list, got int 7",
+            "spec.volumes[mine].projected.sources[0] must be an object",
+            "spec.volumes[mine].projected.sources[1].serviceAccountToken must be an object",
+        )
+        assert decision.code == 400
+
+
+def test_a_skip_list_longer_than_a_pod_can_be_is_refused_unread() -> None:
+    """Each skip-list name costs a problem or a warning: 100,000 of them made a denial
+    of megabytes from a review of half a megabyte."""
+    pod = app_pod()
+    names = ",".join(f"c{index}" for index in range(100_000))
+    pod["metadata"]["annotations"]["sidecred.dev/skip-containers"] = names
+    decision = mutate(pod)
+    refused(decision, "bad-annotation", "lists more than 250 names")
+    assert len(decision.message) < 500
+    pod["metadata"]["annotations"]["sidecred.dev/skip-containers"] = ",".join(
+        f"c{index}" for index in range(250)
+    )
+    decision = mutate(pod)  # 250 names the pod does not have: a warning each, 16 answered
+    assert decision.allowed and len(decision.warnings) == 250
+    answer = build_review("uid", decision)["response"]
+    assert len(answer["warnings"]) == 16
+    assert answer["warnings"][-1] == "sidecred: and 235 more warnings"

@@ -22,7 +22,8 @@ from sidecred.webhook.decide import decide_mutation
 from sidecred.webhook.review import ReviewError, parse_review
 from tests.hardening.webhook.strategies import BASE_ROLE_ARN, admission_request
 
-CONFIG = Settings(base_role_arn=BASE_ROLE_ARN)
+# Denials here show the policy (--explain-denials): the tests read why it was refused.
+CONFIG = Settings(base_role_arn=BASE_ROLE_ARN, explain_denials=True)
 # A valid role ARN: 63 "a"s and a "-" (a role name is at most 64 characters), so
 # every pattern below fails only after trying every way to split the run of "a"s.
 LONG_A_ROLE = BASE_ROLE_ARN + "a" * 63 + "-"
