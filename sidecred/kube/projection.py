@@ -6,8 +6,9 @@ from (a read-only Mapping of the same shape, built on access) but holds only:
 
 - for a pod: namespace, name, uid, service account, deletion timestamp, the
   annotations sidecred and IAM define (`sidecred.dev/*`, `iam.amazonaws.com/*`, and
-  the configured role key), which list holds the container named `sidecred` and
-  its health port, the pod's phase and IP, the sidecar's readiness as the kubelet
+  the configured role key), its containers' names (init, regular, ephemeral; for
+  `sidecred.dev/container-roles`), which list holds the container named `sidecred`
+  and its health port, the pod's phase and IP, the sidecar's readiness as the kubelet
   reports it, and (when the cache was given the check) the canonical-sidecar
   verdict, computed from the whole pod at projection time;
 - for a namespace: its name and those annotations (its policy).

@@ -31,6 +31,7 @@ from sidecred.kube.sidecar_health import health_port, injected_role, sidecar_sta
 from sidecred.kube.watch import CACHE, Lookup
 from sidecred.pods.settings import Settings
 from tests.broker import test_authorise as broker_cases
+from tests.broker import test_container_roles as roles_cases
 from tests.broker.pods import CONFIG
 from tests.events import test_event_due as event_cases
 from tests.webhook.fixture_cases import fixture_paths, load_case, run_case
@@ -156,3 +157,45 @@ def test_the_realistic_pod_runs_the_canonical_sidecar_and_its_namespace_permits_
     assert pod_as("projected", pod, config).sidecar_problem is None
     annotations = project_namespace(namespace_object("team1-ns00001"))["metadata"]["annotations"]
     assert annotations == {"iam.amazonaws.com/permitted": pod["metadata"]["annotations"]["iam.amazonaws.com/role"]}  # fmt: skip
+
+
+# --- the broker and sidecred.dev/container-roles: the pod's container names are kept -----
+def _roles_rows() -> list[tuple[str, dict[str, Any], str, dict[str, Any]]]:
+    narrowed = roles_cases.namespace(annotations={"iam.amazonaws.com/permitted": roles_cases.READER})  # fmt: skip
+    changed = roles_cases.roles_pod()
+    changed["metadata"]["annotations"][roles_cases.KEY] = '{"backup": "shop-admin", "metrics": ""}'
+    only = roles_cases.roles_pod(role=None, value='{"backup": "shop-backup"}')
+    pod, ns = roles_cases.roles_pod(), roles_cases.namespace()
+    return [
+        ("own-role", pod, "backup", ns),
+        ("pod-role", pod, "", ns),
+        ("no-credentials", pod, "metrics", ns),
+        ("uses-pod-role", pod, "app", ns),
+        ("no-such-container", pod, "cron", ns),
+        ("the-sidecar", pod, "sidecred", ns),
+        ("map-only-no-container", only, "", ns),
+        ("map-only", only, "backup", ns),
+        ("revoked", pod, "backup", narrowed),
+        ("map-changed", changed, "backup", ns),
+    ]
+
+
+ROLES_ROWS = _roles_rows()
+
+
+@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize(
+    ("pod", "container", "namespace"),
+    [row[1:] for row in ROLES_ROWS],
+    ids=[row[0] for row in ROLES_ROWS],
+)
+def test_broker_container_roles_decide_the_same(
+    pod: dict[str, Any], container: str, namespace: dict[str, Any], form: str
+) -> None:
+    def decide(form_: str) -> Grant | Refusal:
+        check = broker_sidecar_problem if form_ == "full" else projected_sidecar_problem
+        pod_lookup = Lookup(pod_as(form_, copy.deepcopy(pod), CONFIG), CACHE)
+        ns_lookup = Lookup(namespace_as(form_, namespace), CACHE)
+        return authorise(roles_cases.CALLER, pod_lookup, ns_lookup, CONFIG, check, container)
+
+    assert _outcome(decide(form)) == _outcome(decide("full"))
