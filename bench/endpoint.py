@@ -155,7 +155,10 @@ bytes (no parsing, no auth, no limits). Server pinned to CPU {support.SERVER_CPU
 
 {summary}
 """
-    support.write_section("endpoint", "1. Credential endpoint", "python3 bench/endpoint.py", body)
+    command = "python3 bench/endpoint.py" + (
+        f" --seconds {args.seconds:g}" if args.seconds != 5 else ""
+    )
+    support.write_section("endpoint", "1. Credential endpoint", command, body)
     return 0
 
 
