@@ -6,6 +6,7 @@ test runs in its own process, every load generator in another, on 127.0.0.1.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -15,11 +16,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 # Re-exported: the benchmarks use these as support.free_port, support.http_get, ...
 from sidecred.dev.processes import free_port, stop_process, wait_until
@@ -202,6 +204,45 @@ def installed_python(work: Path, rev: str | None = None, base: str | None = None
     ).stdout.strip()
     Path(site, "sidecred-bench-deps.pth").write_text(deps + "\n")
     return python
+
+
+class Sampler:
+    """Calls `sample()` every `interval` seconds in a daemon thread, from `with` to its end."""
+
+    interval = 0.1
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.sample()
+
+    def sample(self) -> None:
+        raise NotImplementedError
+
+
+class RssSampler(Sampler):
+    """The peak VmRSS of a process in KiB, sampled every 50 ms."""
+
+    interval = 0.05
+
+    def __init__(self, pid: int) -> None:
+        super().__init__()
+        self.pid, self.peak_kib = pid, 0
+
+    def sample(self) -> None:
+        with contextlib.suppress(OSError, RuntimeError):  # the process may be gone
+            self.peak_kib = max(self.peak_kib, rss_kib(self.pid))
 
 
 def rss_kib(pid: int) -> int:
