@@ -6,6 +6,7 @@ test runs in its own process, every load generator in another, on 127.0.0.1.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -39,6 +40,31 @@ ROLE_ARN = f"arn:aws:iam::{MOTO_ACCOUNT_ID}:role/bench-reader"
 # other, so neither steals the other's CPU and runs are comparable.
 SERVER_CPU = "0"
 LOADGEN_CPU = "1"
+
+
+# --- command line ----------------------------------------------------------------
+def options(doc: str, script: str, **defaults: float | tuple[float, str]) -> argparse.Namespace:
+    """Parse a benchmark's numeric options: `rate_seconds=10.0` is `--rate-seconds`, typed by
+    its default, or `(default, help)`. The description is `doc`'s first paragraph.
+
+    The result's `command` is the command line to record with the results: `script` with
+    the options that differ from their defaults, so a shortened run says it was one.
+    """
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    plain: dict[str, float] = {}
+    for name, spec in defaults.items():
+        default, help_text = spec if isinstance(spec, tuple) else (spec, None)
+        flag = "--" + name.replace("_", "-")
+        parser.add_argument(flag, type=type(default), default=default, help=help_text)
+        plain[name] = default
+    args = parser.parse_args()
+    words = [f"python3 bench/{Path(script).name}"]
+    for name, default in plain.items():
+        value = getattr(args, name)
+        if value != default:
+            words.append(f"--{name.replace('_', '-')} {value:g}")
+    args.command = " ".join(words)
+    return args
 
 
 # --- machine and report ----------------------------------------------------------
@@ -93,6 +119,13 @@ def write_section(name: str, title: str, command: str, body: str) -> None:
         text = text.rstrip("\n") + "\n\n" + section + "\n"
     RESULTS.write_text(text if text.endswith("\n") else text + "\n")
     print(f"\nwrote the {name!r} section of {RESULTS.relative_to(REPO)}")
+
+
+def publish(name: str, title: str, command: str, setup: str, table: str, verdicts: str) -> None:
+    """Print a benchmark's table and target verdicts, and write them below `setup` as its
+    section of bench/RESULTS.md."""
+    print("\n" + table + "\n\n" + verdicts)
+    write_section(name, title, command, f"{setup.strip()}\n\n{table}\n\n{verdicts}")
 
 
 def targets_table(rows: Sequence[Sequence[object]]) -> str:
