@@ -20,7 +20,7 @@ import concurrent.futures
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from sidecred.broker.authorise import Caller, Grant, SidecarProblem, authorise
@@ -75,44 +75,42 @@ class Answer:
     container: str = ""  # the container whose own role was asked for; "" for the pod's
 
 
+@dataclass(eq=False)
 class Issuer:
-    def __init__(
-        self,
-        config: Settings,
-        identifier: Identifier,
-        namespaces: NamespaceSource,
-        assumer: RoleAssumer,
-        sidecar_problem: SidecarProblem,
-        metrics: BrokerMetrics,
-        *,
-        events: EventSink | None = None,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.config = config
-        self._identifier = identifier
-        self._namespaces = namespaces
-        self._assumer = assumer
-        self._sidecar_problem = sidecar_problem
-        self._metrics = metrics
-        self._events = events
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._held: dict[Grant, Generation] = {}
-        self._grants_by_uid: dict[str, set[Grant]] = {}  # so forgetting a pod costs its own
-        self._inflight: dict[Grant, concurrent.futures.Future[bytes]] = {}
-        self._next_sweep = clock() + SWEEP_INTERVAL_SECONDS
+    """Answers `POST /v1/credentials` (see the module's docstring); holds one generation per
+    grant."""
+
+    config: Settings
+    identifier: Identifier
+    namespaces: NamespaceSource
+    assumer: RoleAssumer
+    sidecar_problem: SidecarProblem
+    metrics: BrokerMetrics
+    events: EventSink | None = field(default=None, kw_only=True)
+    clock: Callable[[], float] = field(default=time.time, kw_only=True)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _held: dict[Grant, Generation] = field(default_factory=dict, init=False, repr=False)
+    # so forgetting a pod costs its own grants, not a walk over every grant
+    _grants_by_uid: dict[str, set[Grant]] = field(default_factory=dict, init=False, repr=False)
+    _inflight: dict[Grant, concurrent.futures.Future[bytes]] = field(
+        default_factory=dict, init=False, repr=False
+    )
+    _next_sweep: float = field(default=0.0, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._next_sweep = self.clock() + SWEEP_INTERVAL_SECONDS
 
     def issue(self, authorization: str | None, container: str = "") -> Answer:
         """The answer to one `POST /v1/credentials` (no body is read: the role is the pod's)."""
-        identified = self._identifier.identify(authorization)
+        identified = self.identifier.identify(authorization)
         if isinstance(identified, Refusal):
             return refused(identified)
         caller, pod = identified.caller, identified.pod
-        namespace = self._namespaces.get(caller.namespace)
-        grant = authorise(caller, pod, namespace, self.config, self._sidecar_problem, container)
+        namespace = self.namespaces.get(caller.namespace)
+        grant = authorise(caller, pod, namespace, self.config, self.sidecar_problem, container)
         if isinstance(grant, Refusal):
-            if self._events is not None:
-                self._events.refused(caller, pod.object, grant, container)
+            if self.events is not None:
+                self.events.refused(caller, pod.object, grant, container)
             return refused(grant, caller, container)
         try:
             body = self.credentials(grant)
@@ -122,26 +120,26 @@ class Issuer:
         except TimeoutError:
             message = "sidecred broker: another request's sts:AssumeRole call did not finish"
             return refused(Refusal("StsTimeout", message, 503), caller, container)
-        if self._events is not None:
-            self._events.issued(caller, pod.object, container)
+        if self.events is not None:
+            self.events.issued(caller, pod.object, container)
         return Answer(200, body, "issued", caller, container=container)
 
     def credentials(self, grant: Grant) -> bytes:
         """The grant's current generation, or a new one from STS (one call per grant at a time)."""
-        now = self._clock()
+        now = self.clock()
         with self._lock:
             held = self._held.get(grant)
             if held is not None and now < held.reuse_until:
-                self._metrics.credential_cache.labels("hit").inc()
+                self.metrics.credential_cache.labels("hit").inc()
                 return held.body
             future = self._inflight.get(grant)
             leader = future is None
             if future is None:
                 future = self._inflight[grant] = concurrent.futures.Future()
         if not leader:
-            self._metrics.credential_cache.labels("hit").inc()
+            self.metrics.credential_cache.labels("hit").inc()
             return future.result(timeout=FOLLOWER_WAIT_SECONDS)
-        self._metrics.credential_cache.labels("miss").inc()
+        self.metrics.credential_cache.labels("miss").inc()
         try:
             body = self._fetch(grant, future)
         except SourceError as exc:
@@ -155,13 +153,13 @@ class Issuer:
         return body
 
     def _fetch(self, grant: Grant, flight: concurrent.futures.Future[bytes]) -> bytes:
-        issued_at = self._clock()
+        issued_at = self.clock()
         try:
-            creds = self._assumer.assume(grant)
+            creds = self.assumer.assume(grant)
         except SourceError as exc:
-            self._metrics.sts_calls.labels(exc.code).inc()
+            self.metrics.sts_calls.labels(exc.code).inc()
             raise
-        self._metrics.sts_calls.labels("ok").inc()
+        self.metrics.sts_calls.labels("ok").inc()
         expires_at = creds.expiration.timestamp()
         generation = Generation(
             credentials_body(creds),
@@ -189,7 +187,7 @@ class Issuer:
                 self._held.pop(grant, None)
             for grant in [g for g in self._inflight if g.pod_uid == uid]:
                 del self._inflight[grant]
-        self._identifier.reviewer.forget(uid)
+        self.identifier.reviewer.forget(uid)
 
 
 def refused(refusal: Refusal, caller: Caller | None = None, container: str = "") -> Answer:
