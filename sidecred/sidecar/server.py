@@ -75,40 +75,28 @@ Handler = Callable[[Request], Response]
 
 
 class Limits:
-    """The server's defensive limits (plain class: `dataclasses` costs each pod ~2 MB)."""
+    """The server's defensive limits. The class holds the defaults the sidecar runs with;
+    an instance may override some by keyword (a plain class: `dataclasses` costs each pod
+    ~2 MB)."""
 
-    __slots__ = (
-        "evictable_after",
-        "header_timeout",
-        "idle_timeout",
-        "max_connections",
-        "max_drained_body",
-        "max_header_bytes",
-        "write_timeout",
-    )
+    max_header_bytes = 8192  # request line + headers
+    # A new connection's first head, from the accept; later heads, from their first byte.
+    header_timeout = 10.0
+    idle_timeout = 30.0  # keep-alive: waiting for the next request's first byte
+    write_timeout = 10.0  # a client that won't read its response
+    max_connections = 128
+    # At the cap, the connection that has waited longest for a request head is
+    # closed to make room, once it has waited this long: slow or idle clients
+    # can't lock out one that sends its request at once.
+    evictable_after = 1.0
+    max_drained_body = 1024  # small bodies are read and ignored; larger ones get 413
 
-    def __init__(
-        self,
-        *,
-        max_header_bytes: int = 8192,  # request line + headers
-        # A new connection's first head, from the accept; later heads, from their first byte.
-        header_timeout: float = 10.0,
-        idle_timeout: float = 30.0,  # keep-alive: waiting for the next request's first byte
-        write_timeout: float = 10.0,  # a client that won't read its response
-        max_connections: int = 128,
-        # At the cap, the connection that has waited longest for a request head is
-        # closed to make room, once it has waited this long: slow or idle clients
-        # can't lock out one that sends its request at once.
-        evictable_after: float = 1.0,
-        max_drained_body: int = 1024,  # small bodies are read and ignored; larger ones get 413
-    ) -> None:
-        self.max_header_bytes = max_header_bytes
-        self.header_timeout = header_timeout
-        self.idle_timeout = idle_timeout
-        self.write_timeout = write_timeout
-        self.max_connections = max_connections
-        self.evictable_after = evictable_after
-        self.max_drained_body = max_drained_body
+    def __init__(self, **overrides: float) -> None:
+        for name, value in overrides.items():
+            default = Limits.__dict__.get(name)
+            if not isinstance(default, int | float):
+                raise TypeError(f"Limits has no {name}")
+            setattr(self, name, type(default)(value))
 
 
 class BadRequest(Exception):
