@@ -9,7 +9,6 @@ sidecred status` read it with `GET /api/v1/namespaces/NS/pods/NAME:PORT/proxy/re
 
 from __future__ import annotations
 
-import json
 import re
 import urllib.parse
 from collections.abc import Mapping
@@ -23,7 +22,11 @@ from kubernetes.client.exceptions import ApiException
 from sidecred.pods.annotations import INJECTED_KEY
 from sidecred.pods.names import SIDECAR_NAME
 from sidecred.pods.pod import env_value, find_sidecar, iter_containers
-from sidecred.pods.sidecar_spec import CONTAINER_CREDENTIALS_PREFIX, ENV_CONTAINER_ROLES, FULL_URI
+from sidecred.pods.sidecar_spec import (
+    CONTAINER_CREDENTIALS_PREFIX,
+    FULL_URI,
+    sidecar_entry_field,
+)
 from sidecred.sidecar import config as sc
 
 PROXY_TIMEOUT = (2.0, 5.0)  # (connect, read) seconds; the sidecar answers from memory
@@ -88,19 +91,7 @@ def injected_role(pod: Mapping[str, Any]) -> str:
 
 def container_roles(pod: Mapping[str, Any]) -> dict[str, str]:
     """container -> its own role ARN, as the pod's sidecar serves them (never a token)."""
-    sidecar = find_sidecar(pod)
-    raw = env_value(sidecar[2], ENV_CONTAINER_ROLES) if sidecar else None
-    try:
-        entries = json.loads(raw) if raw else {}
-    except (ValueError, RecursionError):
-        return {}
-    if not isinstance(entries, dict):
-        return {}
-    return {
-        str(name): str(entry["role_arn"])
-        for name, entry in entries.items()
-        if isinstance(entry, dict) and isinstance(entry.get("role_arn"), str)
-    }
+    return sidecar_entry_field(pod, "role_arn")
 
 
 def roles_by_container(pod: Mapping[str, Any]) -> dict[str, str]:

@@ -83,23 +83,28 @@ class Injection:
         return self.role_arn is not None or self.credential_of(container) is not None
 
 
-def existing_container_tokens(pod: Mapping[str, Any]) -> dict[str, str]:
-    """container -> auth token from the pod's present sidecar (a reinvocation), if readable."""
-    existing = find_sidecar(pod)
-    raw = env_value(existing[2], ENV_CONTAINER_ROLES) if existing is not None else None
+def sidecar_entry_field(pod: Mapping[str, Any], key: str) -> dict[str, str]:
+    """container -> `key` of its entry in the pod's present sidecar's container roles
+    (`role_arn`, `auth_token`), for each entry where it is a non-empty string; {} when the
+    pod has no sidecar or its env is not a readable JSON object."""
+    sidecar = find_sidecar(pod)
+    raw = env_value(sidecar[2], ENV_CONTAINER_ROLES) if sidecar is not None else None
     try:
-        data = json.loads(raw) if raw else {}
+        entries = json.loads(raw) if raw else {}
     except (ValueError, RecursionError):
         return {}
-    if not isinstance(data, dict):
+    if not isinstance(entries, dict):
         return {}
     return {
-        name: entry["auth_token"]
-        for name, entry in data.items()
-        if isinstance(entry, dict)
-        and isinstance(entry.get("auth_token"), str)
-        and entry["auth_token"]
+        str(name): entry[key]
+        for name, entry in entries.items()
+        if isinstance(entry, dict) and isinstance(entry.get(key), str) and entry[key]
     }
+
+
+def existing_container_tokens(pod: Mapping[str, Any]) -> dict[str, str]:
+    """container -> auth token from the pod's present sidecar (a reinvocation), if readable."""
+    return sidecar_entry_field(pod, "auth_token")
 
 
 def plan_injection(
