@@ -34,6 +34,7 @@ from sidecred.broker.jwt_verify import (
 )
 from sidecred.kube.watch import next_backoff
 from sidecred.pods.refusal import Refusal
+from sidecred.serving.background import Background
 
 log = logging.getLogger("sidecred.broker")
 
@@ -76,8 +77,8 @@ class ClusterKeys:
         self._keys: KeySet | None = None
         self._refetch_lock = threading.Lock()
         self._last_refetch: float | None = None
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._background = Background("signing-keys", self._run)
+        self._stopping = self._background.stopping
         self.last_error = ""
 
     # --- verification --------------------------------------------------------------
@@ -164,13 +165,10 @@ class ClusterKeys:
 
     # --- lifecycle -----------------------------------------------------------------
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="signing-keys", daemon=True)
-        self._thread.start()
+        self._background.start()
 
     def stop(self, timeout: float = 5.0) -> None:
-        self._stopping.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        self._background.stop(timeout)
 
     def _run(self) -> None:
         delay = 0.0

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -40,6 +39,7 @@ from sidecred.kube.sidecar_health import (
 )
 from sidecred.kube.watch import PodCache
 from sidecred.pods.annotations import EVENT_LABEL
+from sidecred.serving.background import Background
 from sidecred.webhook.leader import RETRY_PERIOD_SECONDS, LeaseElector
 
 log = logging.getLogger(__name__)
@@ -84,19 +84,19 @@ class EventReporter:
     retry_period: float = RETRY_PERIOD_SECONDS
     clock: Callable[[], float] = time.time
     last: dict[str, dict[str, PodEvent]] = field(default_factory=dict)  # pod uid -> reason -> event
-    _stopping: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
+    _background: Background = field(init=False, repr=False)
     _seeded: bool = False
     _pods_started: bool = False
 
+    def __post_init__(self) -> None:
+        self._background = Background("event-reporter", self.run)
+        self._stopping = self._background.stopping
+
     def start(self) -> None:
-        self._thread = threading.Thread(target=self.run, name="event-reporter", daemon=True)
-        self._thread.start()
+        self._background.start()
 
     def stop(self, timeout: float = 5.0) -> None:
-        self._stopping.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        self._background.stop(timeout)
         self.elector.release()
         if self._pods_started:
             self.pods.stop()
