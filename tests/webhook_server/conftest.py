@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 from kubernetes import client
@@ -48,6 +50,20 @@ def module_webhook(name: str, *flags: str) -> Callable[..., Iterator[WebhookProc
         process.stop()
 
     return webhook
+
+
+@contextmanager
+def webhook_on_stub(tmp: Path, *flags: str) -> Iterator[WebhookProcess]:
+    """A `sidecred webhook` process started with flags on an API server stub of its own."""
+    api = start_stub()
+    try:
+        process = start_webhook(tmp, api.url, *flags)
+        try:
+            yield process
+        finally:
+            process.stop()
+    finally:
+        api.stop()
 
 
 def core_api(url: str) -> client.CoreV1Api:
