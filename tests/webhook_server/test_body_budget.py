@@ -16,16 +16,9 @@ from sidecred.serving.body_budget import (
     Hold,
     read_within,
 )
+from tests.support.clock import Clock
 
 MIB = 1024 * 1024
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 async def chunks_from(queue: asyncio.Queue[bytes | None]) -> AsyncIterator[bytes]:
@@ -83,7 +76,7 @@ def test_no_room_within_the_wait_is_refused_and_nothing_is_held() -> None:
 
 def test_a_stalled_body_gives_its_room_to_a_waiting_request() -> None:
     async def scenario() -> None:
-        clock = Clock()
+        clock = Clock(100.0)
         budget = BodyBudget(100, wait_seconds=30, stalled_seconds=1.0, clock=clock)
         feed: asyncio.Queue[bytes | None] = asyncio.Queue()
         held: list[Hold] = []
@@ -110,7 +103,7 @@ def test_a_stalled_body_gives_its_room_to_a_waiting_request() -> None:
 
 def test_a_young_or_complete_body_is_never_evicted() -> None:
     async def scenario() -> None:
-        clock = Clock()
+        clock = Clock(100.0)
         budget = BodyBudget(100, wait_seconds=0.05, stalled_seconds=1.0, clock=clock)
         young = await budget.acquire(50)
         complete = await budget.acquire(50)
@@ -160,7 +153,7 @@ def test_the_smallest_waiting_request_gets_room_first() -> None:
     """A large body that has waited longer does not take the room an ordinary review needs."""
 
     async def scenario() -> None:
-        clock = Clock()
+        clock = Clock(100.0)
         budget = BodyBudget(100, wait_seconds=30, stalled_seconds=1.0, clock=clock)
         stalled = await budget.acquire(95)  # its body never arrives
         stalled.task = None  # no reader to wake in this test
