@@ -18,7 +18,6 @@ Targets: >= 1000 admissions/s; p99 <= 10 ms at 200/s.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 import json
@@ -133,10 +132,12 @@ def open_loop(url: str, body_file: Path, ca_file: Path, seconds: float) -> dict[
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=5.0, help="wrk duration per level")
-    parser.add_argument("--rate-seconds", type=float, default=10.0, help="fixed-rate duration")
-    args = parser.parse_args()
+    args = support.options(
+        __doc__,
+        __file__,
+        seconds=(5.0, "wrk duration per level"),
+        rate_seconds=(10.0, "fixed-rate duration"),
+    )
 
     work = support.workdir("admission")
     cert_dir = work / "tls"
@@ -279,8 +280,7 @@ def main() -> int:
             ],
         ],
     )
-    print("\n" + table + "\n\n" + summary)
-    body = f"""
+    setup = f"""
 Setup: `sidecred webhook` (one uvicorn worker, TLS certificate from `sidecred certs`, namespace
 cache synced from `webhook.kube_stub` in the benchmark process) and the baseline
 `bench/baseline_admission.py` (FastAPI + uvicorn, same TLS, fixed allow). The request is a
@@ -290,12 +290,8 @@ permits; every webhook answer is an injection with a JSON patch). Closed loop: `
 {FIXED_RATE:g}/s for {args.rate_seconds:g} s, latency from each request's due time. Servers pinned to
 CPU {support.SERVER_CPU}, load generators to CPU {support.LOADGEN_CPU}. API calls are the stub's
 GET and LIST counters during all measured loads (the watch stream stays open).
-
-{table}
-
-{summary}
 """
-    support.write_section("admission", "4. Admission", "python3 bench/admission.py", body)
+    support.publish("admission", "4. Admission", args.command, setup, table, summary)
     return 0
 
 

@@ -13,7 +13,6 @@ Targets: p99 <= 2 ms at concurrency 10; throughput >= 50% of the baseline.
 
 from __future__ import annotations
 
-import argparse
 import socket
 import subprocess
 import sys
@@ -69,9 +68,7 @@ def start_baseline(port: int, response_file: Path) -> subprocess.Popen[bytes]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=5.0, help="load duration per level")
-    args = parser.parse_args()
+    args = support.options(__doc__, __file__, seconds=(5.0, "load duration per level"))
 
     work = support.workdir("endpoint")
     moto = support.start_moto()
@@ -143,22 +140,14 @@ def main() -> int:
             ],
         ],
     )
-    print("\n" + table + "\n\n" + summary)
-    body = f"""
+    setup = f"""
 Setup: a real `sidecred sidecar` (web-identity, token mode env) holding credentials from a local
 `moto_server`; `wrk -t1 -cN -d{args.seconds:g}s` with a Lua script setting `Authorization`, against
 `GET /v1/credentials` (every answer a 200 with the {len(response)}-byte credentials response).
 Baseline in the same run: `bench/baseline_server.py`, a minimal asyncio server returning the same
 bytes (no parsing, no auth, no limits). Server pinned to CPU {support.SERVER_CPU}, wrk to CPU {support.LOADGEN_CPU}.
-
-{table}
-
-{summary}
 """
-    command = "python3 bench/endpoint.py" + (
-        f" --seconds {args.seconds:g}" if args.seconds != 5 else ""
-    )
-    support.write_section("endpoint", "1. Credential endpoint", command, body)
+    support.publish("endpoint", "1. Credential endpoint", args.command, setup, table, summary)
     return 0
 
 

@@ -24,7 +24,6 @@ import io
 import json
 import ssl
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -80,36 +79,27 @@ async def idle_flood(port: int, context: ssl.SSLContext, count: int) -> list[flo
     return list(await asyncio.gather(*(hold_idle(port, context, opened) for _ in range(count))))
 
 
-class Probe:
-    """Admissions every `interval` seconds and RSS samples, in a thread, until stopped."""
+class Probe(support.RssSampler):
+    """Admissions every 100 ms, each after an RSS sample, in a thread, until stopped."""
+
+    interval = 0.1
 
     def __init__(self, url: str, body: bytes, context: ssl.SSLContext, pid: int) -> None:
-        self.url, self.body, self.context, self.pid = url, body, context, pid
+        super().__init__(pid)
+        self.url, self.body, self.context = url, body, context
         self.latencies: list[float] = []
         self.errors = 0
-        self.peak_rss_kib = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> Probe:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.1):
-            self.peak_rss_kib = max(self.peak_rss_kib, support.rss_kib(self.pid))
-            started = time.monotonic()
-            try:
-                answer = post(self.url, self.body, self.context)
-                assert answer["response"]["allowed"] is True  # type: ignore[index]
-            except Exception:
-                self.errors += 1
-                continue
-            self.latencies.append(time.monotonic() - started)
+    def sample(self) -> None:
+        super().sample()
+        started = time.monotonic()
+        try:
+            answer = post(self.url, self.body, self.context)
+            assert answer["response"]["allowed"] is True  # type: ignore[index]
+        except Exception:
+            self.errors += 1
+            return
+        self.latencies.append(time.monotonic() - started)
 
 
 def baseline(url: str, body: bytes, context: ssl.SSLContext, rounds: int = 30) -> list[float]:
@@ -211,7 +201,7 @@ def main() -> int:
             closed = asyncio.run(idle_flood(port, context, args.connections))
         rows = {
             "rss0": rss0,
-            "rss1": probe.peak_rss_kib / 1024,
+            "rss1": probe.peak_kib / 1024,
             "p50_0": support.median(rest),
             "max0": max(rest),
             "p50_1": support.median(probe.latencies),

@@ -9,7 +9,6 @@ holding the most samples, by own time and by inclusive time.
 
 from __future__ import annotations
 
-import argparse
 import collections
 import subprocess
 import sys
@@ -41,11 +40,7 @@ def summarise(collapsed: Path, top: int) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--connections", type=int, default=100)
-    parser.add_argument("--seconds", type=float, default=8.0)
-    parser.add_argument("--top", type=int, default=25)
-    args = parser.parse_args()
+    args = support.options(__doc__, __file__, connections=100, seconds=8.0, top=25)
     work = support.workdir("profile")
     moto = support.start_moto()
     sidecar = None

@@ -24,7 +24,6 @@ RESULTS.md), so the larger windows are reported beside it.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import heapq
 import math
@@ -221,11 +220,7 @@ def window_name(window: int) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--pods", type=int, default=500)
-    parser.add_argument("--hours", type=float, default=4.0)
-    parser.add_argument("--seed", type=int, default=1)
-    args = parser.parse_args()
+    args = support.options(__doc__, __file__, pods=500, hours=4.0, seed=1)
     log.info = log.debug = lambda *a, **k: None  # type: ignore[assignment,method-assign]  # thousands of refresh lines
 
     ours_name = "sidecred (default policy)"
@@ -415,7 +410,7 @@ STS calls per 10 minutes (sidecred, default policy):
 {chart}
 ```
 """
-    support.write_section("rollout", "5. Mass rollout", "python3 bench/rollout.py", body)
+    support.write_section("rollout", "5. Mass rollout", args.command, body)
     return 0
 
 

@@ -40,8 +40,8 @@ import resource
 import ssl
 import subprocess
 import sys
-import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -165,28 +165,6 @@ class Target:
         return httpx.Client(base_url=self.url, verify=context, timeout=30.0)
 
 
-class RssSampler:
-    """The peak VmRSS of a process, sampled every 50 ms in a thread."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid, self.peak_kib = pid, 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> RssSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.05):
-            with contextlib.suppress(OSError, RuntimeError):
-                self.peak_kib = max(self.peak_kib, support.rss_kib(self.pid))
-
-
 def probe(
     target: Target, seconds: float, body_file: Path, stop_file: Path | None = None
 ) -> subprocess.Popen[str]:
@@ -206,6 +184,20 @@ def probe(
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def post_review(http: httpx.Client, path: str, body: bytes) -> httpx.Response:
+    """POST an AdmissionReview as the API server does (JSON, the service name as SNI)."""
+    return http.post(
+        path,
+        content=body,
+        headers={"Content-Type": "application/json"},
+        extensions={"sni_hostname": SERVER_NAME},
+    )
+
+
+def answered(statuses: Counter[str]) -> str:
+    return "answers " + ", ".join(f"{k}: {v}" for k, v in sorted(statuses.items()))
 
 
 def probe_result(process: subprocess.Popen[str]) -> dict[str, Any]:
@@ -266,7 +258,7 @@ def attack_patterns(target: Target) -> str:
     (not in the review: found while working on it)."""
     kind = {"group": "", "version": "v1", "kind": "Namespace"}
     resource = {"group": "", "version": "v1", "resource": "namespaces"}
-    statuses: dict[str, int] = {}
+    statuses: Counter[str] = Counter()
     with target.client() as http:
         for index in range(600):
             pattern = f"(?:x{index})" + "[a-z0-9]{100}" * 120
@@ -279,19 +271,16 @@ def attack_patterns(target: Target) -> str:
                 },
             }
             request = raw_request(kind=kind, resource=resource, operation="CREATE", obj=namespace)
-            response = http.post(
-                "/validate",
-                content=json.dumps(admission_review(request)).encode(),
-                headers={"Content-Type": "application/json"},
-                extensions={"sni_hostname": SERVER_NAME},
+            response = post_review(
+                http, "/validate", json.dumps(admission_review(request)).encode()
             )
             key = str(response.status_code)
-            statuses[key] = statuses.get(key, 0) + 1
-    return "answers " + ", ".join(f"{k}: {v}" for k, v in sorted(statuses.items()))
+            statuses[key] += 1
+    return answered(statuses)
 
 
 def attack_names(target: Target) -> str:
-    statuses: dict[str, int] = {}
+    statuses: Counter[str] = Counter()
     with target.client() as http:
         for index in range(1200):
             name = f"{index:05d}" + "n" * 59_995
@@ -303,17 +292,12 @@ def attack_names(target: Target) -> str:
                 body = review_bytes(pod, namespace="placeholder").replace(
                     b'"namespace": "placeholder"', json.dumps({"namespace": name})[1:-1].encode()
                 )
-            response = http.post(
-                "/mutate",
-                content=body,
-                headers={"Content-Type": "application/json"},
-                extensions={"sni_hostname": SERVER_NAME},
-            )
+            response = post_review(http, "/mutate", body)
             key = str(response.status_code)
             if response.status_code == 200:
                 key += " allowed" if response.json()["response"]["allowed"] else " denied"
-            statuses[key] = statuses.get(key, 0) + 1
-    return "answers " + ", ".join(f"{k}: {v}" for k, v in sorted(statuses.items()))
+            statuses[key] += 1
+    return answered(statuses)
 
 
 def attack_unknown(target: Target) -> str:
@@ -321,12 +305,8 @@ def attack_unknown(target: Target) -> str:
     with target.client() as http:
         for index in range(600):
             namespace = f"ghost-{index}"
-            http.post(
-                "/mutate",
-                content=review_bytes(ordinary_pod(namespace=namespace), namespace=namespace),
-                headers={"Content-Type": "application/json"},
-                extensions={"sni_hostname": SERVER_NAME},
-            )
+            body = review_bytes(ordinary_pod(namespace=namespace), namespace=namespace)
+            post_review(http, "/mutate", body)
     return f"600 names in {time.monotonic() - started:.1f} s"
 
 
@@ -349,33 +329,27 @@ def attack_huge(target: Target) -> str:
         )
         for _ in range(4)
     ]
-    counts: dict[str, int] = {}
+    counts: Counter[str] = Counter()
     for sender in senders:
         out, _ = sender.communicate(timeout=HUGE_SECONDS + 120)
-        for key, value in json.loads(out.strip().splitlines()[-1]).items():
-            counts[key] = counts.get(key, 0) + value
+        counts.update(json.loads(out.strip().splitlines()[-1]))
     return "huge reviews answered: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
 
 
 def send_huge(url: str, ca: str, seconds: float) -> None:
     """One huge-review client: send, wait for the answer, repeat for `seconds`."""
     body = huge_review()
-    counts: dict[str, int] = {}
+    counts: Counter[str] = Counter()
     deadline = time.monotonic() + seconds
     context = ssl.create_default_context(cafile=ca)
     with httpx.Client(base_url=url, verify=context, timeout=60.0) as http:
         while time.monotonic() < deadline:
-            response = http.post(
-                "/mutate",
-                content=body,
-                headers={"Content-Type": "application/json"},
-                extensions={"sni_hostname": SERVER_NAME},
-            )
+            response = post_review(http, "/mutate", body)
             key = str(response.status_code)
             if response.status_code == 200:
                 answer = response.json()["response"]
                 key += f" {answer.get('status', {}).get('code', 200)}"
-            counts[key] = counts.get(key, 0) + 1
+            counts[key] += 1
     print(json.dumps(counts))
 
 
@@ -418,7 +392,7 @@ def run_attack(target: Target, attack: str, body_file: Path) -> Run:
         gets, log_size = target.gets(), target.log.stat().st_size
         stop_file = target.work / f"stop-{target.label}-{attack}"
         started = time.monotonic()
-        with RssSampler(target.process.pid) as rss:
+        with support.RssSampler(target.process.pid) as rss:
             prober = probe(target, 600.0, body_file, stop_file)
             result.outcome = ATTACK_FUNCTIONS[attack](target)
             result.seconds = time.monotonic() - started

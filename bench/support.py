@@ -6,6 +6,8 @@ test runs in its own process, every load generator in another, on 127.0.0.1.
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import json
 import os
 import platform
@@ -15,11 +17,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 # Re-exported: the benchmarks use these as support.free_port, support.http_get, ...
 from sidecred.dev.processes import free_port, stop_process, wait_until
@@ -37,6 +40,31 @@ ROLE_ARN = f"arn:aws:iam::{MOTO_ACCOUNT_ID}:role/bench-reader"
 # other, so neither steals the other's CPU and runs are comparable.
 SERVER_CPU = "0"
 LOADGEN_CPU = "1"
+
+
+# --- command line ----------------------------------------------------------------
+def options(doc: str, script: str, **defaults: float | tuple[float, str]) -> argparse.Namespace:
+    """Parse a benchmark's numeric options: `rate_seconds=10.0` is `--rate-seconds`, typed by
+    its default, or `(default, help)`. The description is `doc`'s first paragraph.
+
+    The result's `command` is the command line to record with the results: `script` with
+    the options that differ from their defaults, so a shortened run says it was one.
+    """
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    plain: dict[str, float] = {}
+    for name, spec in defaults.items():
+        default, help_text = spec if isinstance(spec, tuple) else (spec, None)
+        flag = "--" + name.replace("_", "-")
+        parser.add_argument(flag, type=type(default), default=default, help=help_text)
+        plain[name] = default
+    args = parser.parse_args()
+    words = [f"python3 bench/{Path(script).name}"]
+    for name, default in plain.items():
+        value = getattr(args, name)
+        if value != default:
+            words.append(f"--{name.replace('_', '-')} {value:g}")
+    args.command = " ".join(words)
+    return args
 
 
 # --- machine and report ----------------------------------------------------------
@@ -91,6 +119,13 @@ def write_section(name: str, title: str, command: str, body: str) -> None:
         text = text.rstrip("\n") + "\n\n" + section + "\n"
     RESULTS.write_text(text if text.endswith("\n") else text + "\n")
     print(f"\nwrote the {name!r} section of {RESULTS.relative_to(REPO)}")
+
+
+def publish(name: str, title: str, command: str, setup: str, table: str, verdicts: str) -> None:
+    """Print a benchmark's table and target verdicts, and write them below `setup` as its
+    section of bench/RESULTS.md."""
+    print("\n" + table + "\n\n" + verdicts)
+    write_section(name, title, command, f"{setup.strip()}\n\n{table}\n\n{verdicts}")
 
 
 def targets_table(rows: Sequence[Sequence[object]]) -> str:
@@ -202,6 +237,45 @@ def installed_python(work: Path, rev: str | None = None, base: str | None = None
     ).stdout.strip()
     Path(site, "sidecred-bench-deps.pth").write_text(deps + "\n")
     return python
+
+
+class Sampler:
+    """Calls `sample()` every `interval` seconds in a daemon thread, from `with` to its end."""
+
+    interval = 0.1
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.sample()
+
+    def sample(self) -> None:
+        raise NotImplementedError
+
+
+class RssSampler(Sampler):
+    """The peak VmRSS of a process in KiB, sampled every 50 ms."""
+
+    interval = 0.05
+
+    def __init__(self, pid: int) -> None:
+        super().__init__()
+        self.pid, self.peak_kib = pid, 0
+
+    def sample(self) -> None:
+        with contextlib.suppress(OSError, RuntimeError):  # the process may be gone
+            self.peak_kib = max(self.peak_kib, rss_kib(self.pid))
 
 
 def rss_kib(pid: int) -> int:

@@ -66,22 +66,28 @@ def bearer_token(authorization: str | None) -> str | Refusal:
     return token
 
 
-def identify(
-    authorization: str | None, verifier: Verifier, reviewer: Reviewer, pods: PodSource
-) -> Identified | Refusal:
-    """The caller and its pod, or why not (401 for the token, 503 when the API server is needed
-    and cannot answer)."""
-    token = bearer_token(authorization)
-    if isinstance(token, Refusal):
-        return token
-    verified = verifier.verify(token)
-    if isinstance(verified, Refusal):
-        return verified
-    caller = verified.caller
-    cached = pods.cached(caller.namespace, caller.pod_name)
-    if cached is not None:
-        return Identified(caller, Lookup(cached, CACHE))
-    reviewed = reviewer.review(token, verified)
-    if isinstance(reviewed, Refusal):
-        return reviewed
-    return Identified(caller, pods.get(caller.namespace, caller.pod_name))
+@dataclass(frozen=True)
+class Identifier:
+    """The three parts that turn a bearer token into its caller and pod (steps 1-3 above)."""
+
+    verifier: Verifier
+    reviewer: Reviewer
+    pods: PodSource
+
+    def identify(self, authorization: str | None) -> Identified | Refusal:
+        """The caller and its pod, or why not (401 for the token, 503 when the API server is
+        needed and cannot answer)."""
+        token = bearer_token(authorization)
+        if isinstance(token, Refusal):
+            return token
+        verified = self.verifier.verify(token)
+        if isinstance(verified, Refusal):
+            return verified
+        caller = verified.caller
+        cached = self.pods.cached(caller.namespace, caller.pod_name)
+        if cached is not None:
+            return Identified(caller, Lookup(cached, CACHE))
+        reviewed = self.reviewer.review(token, verified)
+        if isinstance(reviewed, Refusal):
+            return reviewed
+        return Identified(caller, self.pods.get(caller.namespace, caller.pod_name))

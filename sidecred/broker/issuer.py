@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sidecred.broker.authorise import Caller, Grant, SidecarProblem, authorise
-from sidecred.broker.identity import PodSource, Reviewer, Verifier, identify
+from sidecred.broker.identity import Identifier
 from sidecred.broker.metrics import BrokerMetrics
 from sidecred.broker.sts import RoleAssumer
 from sidecred.kube.watch import NamespaceSource
@@ -79,9 +79,7 @@ class Issuer:
     def __init__(
         self,
         config: Settings,
-        verifier: Verifier,
-        reviewer: Reviewer,
-        pods: PodSource,
+        identifier: Identifier,
         namespaces: NamespaceSource,
         assumer: RoleAssumer,
         sidecar_problem: SidecarProblem,
@@ -91,9 +89,7 @@ class Issuer:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
-        self._verifier = verifier
-        self._reviewer = reviewer
-        self._pods = pods
+        self._identifier = identifier
         self._namespaces = namespaces
         self._assumer = assumer
         self._sidecar_problem = sidecar_problem
@@ -108,7 +104,7 @@ class Issuer:
 
     def issue(self, authorization: str | None, container: str = "") -> Answer:
         """The answer to one `POST /v1/credentials` (no body is read: the role is the pod's)."""
-        identified = identify(authorization, self._verifier, self._reviewer, self._pods)
+        identified = self._identifier.identify(authorization)
         if isinstance(identified, Refusal):
             return refused(identified)
         caller, pod = identified.caller, identified.pod
@@ -193,7 +189,7 @@ class Issuer:
                 self._held.pop(grant, None)
             for grant in [g for g in self._inflight if g.pod_uid == uid]:
                 del self._inflight[grant]
-        self._reviewer.forget(uid)
+        self._identifier.reviewer.forget(uid)
 
 
 def refused(refusal: Refusal, caller: Caller | None = None, container: str = "") -> Answer:

@@ -18,6 +18,7 @@ from kubernetes import client
 
 from sidecred.broker.app import create_app
 from sidecred.broker.cluster_keys import ClusterKeys
+from sidecred.broker.identity import Identifier
 from sidecred.broker.issuer import Issuer
 from sidecred.broker.metrics import BrokerMetrics
 from sidecred.broker.pod_events import RefusalEvents
@@ -109,9 +110,7 @@ def build_issuer(
     pods = PodCache(api, projector, record_api_call=metrics.record_api_call, on_removed=pod_removed)
     issuer = Issuer(
         config,
-        keys,
-        reviewer,
-        pods,
+        Identifier(keys, reviewer, pods),
         namespaces,
         RoleAssumer(config.region),
         projected_sidecar_problem,

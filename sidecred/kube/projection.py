@@ -139,63 +139,33 @@ CONTAINER_LISTS = ("initContainers", "containers", "ephemeralContainers")
 SidecarState = tuple[str, bool, bool]  # (status list, ready, running)
 
 
+@dataclass(slots=True, kw_only=True, eq=False, repr=False)  # a Mapping's own eq and repr
 class PodProjection(Projection):
     """What decisions read of one pod (see the module's docstring)."""
 
-    __slots__ = (
-        "_verdict",
-        "annotations",
-        "containers",
-        "deletion",
-        "name",
-        "namespace",
-        "phase",
-        "pod_ip",
-        "service_account",
-        "sidecar",
-        "sidecar_state",
-        "uid",
-    )
+    namespace: str
+    name: str
+    uid: str
+    service_account: str | None
+    deletion: str | None
+    annotations: tuple[str, ...]
+    phase: str | None
+    pod_ip: str | None
+    sidecar: SidecarAt | None
+    sidecar_state: SidecarState | None
+    containers: ContainerNames = ()
+    verdict: object = _UNCHECKED  # the canonical-sidecar check's answer, if it ran
     _parts = ("metadata", "spec", "status")
-
-    def __init__(
-        self,
-        *,
-        namespace: str,
-        name: str,
-        uid: str,
-        service_account: str | None,
-        deletion: str | None,
-        annotations: tuple[str, ...],
-        phase: str | None,
-        pod_ip: str | None,
-        sidecar: SidecarAt | None,
-        sidecar_state: SidecarState | None,
-        containers: ContainerNames = (),
-        verdict: object = _UNCHECKED,
-    ) -> None:
-        self.namespace = namespace
-        self.name = name
-        self.uid = uid
-        self.service_account = service_account
-        self.deletion = deletion
-        self.annotations = annotations
-        self.phase = phase
-        self.pod_ip = pod_ip
-        self.sidecar = sidecar
-        self.sidecar_state = sidecar_state
-        self.containers = containers
-        self._verdict = verdict
 
     @property
     def checked(self) -> bool:
         """Whether the canonical-sidecar check ran when the pod was projected."""
-        return self._verdict is not _UNCHECKED
+        return self.verdict is not _UNCHECKED
 
     @property
     def sidecar_problem(self) -> str | None:
         """The check's verdict: why the pod does not run the canonical sidecar, or None."""
-        verdict = self._verdict
+        verdict = self.verdict
         if verdict is _UNCHECKED:
             raise ValueError("this projection was made without the canonical-sidecar check")
         return verdict if isinstance(verdict, str) else None

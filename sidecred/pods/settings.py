@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 from cryptography import x509
 
 from sidecred.int_range import int_in_range_or_problem
+from sidecred.json_setting import json_setting
 from sidecred.pods.annotations import ROLE_KEY
 from sidecred.pods.dns_names import is_dns1123_subdomain
 from sidecred.pods.images import image_repository
@@ -89,13 +90,8 @@ def option(
 
 def parse_env_list(flag: str, text: str, problems: list[str]) -> tuple[tuple[str, str], ...]:
     """(name, value) pairs from a JSON list of {"name", "value"} objects (EnvVar, literal only)."""
-    try:
-        items = json.loads(text or "[]")
-    except ValueError as exc:
-        problems.append(f"{flag} is not JSON ({exc}); expected a list such as {ENV_EXAMPLE}")
-        return ()
-    if not isinstance(items, list):
-        problems.append(f"{flag} is not a JSON list; expected a list such as {ENV_EXAMPLE}")
+    items = json_setting(flag, text or "[]", list, f"a list such as {ENV_EXAMPLE}", problems)
+    if items is None:
         return ()
     pairs: list[tuple[str, str]] = []
     for item in items:

@@ -145,11 +145,11 @@ POD = Obj(
 
 
 def shown(value: Any) -> str:
-    """What arrived, briefly, for a message."""
+    """What arrived, briefly, for a message (in JSON's words: an object, an array)."""
     if isinstance(value, dict):
         return "an object"
     if isinstance(value, list):
-        return "a list"
+        return "an array"
     if value is None:
         return "null"
     if isinstance(value, bool):

@@ -10,10 +10,10 @@ pods it injects, not a setting any sidecar reads.
 
 from __future__ import annotations
 
-import json
 import os
 
 from sidecred.int_range import int_in_range_or_problem
+from sidecred.json_setting import json_setting
 
 TYPE_CHECKING = False  # `typing` is not imported: the serving process would pay ~2 MB for it
 if TYPE_CHECKING:
@@ -48,6 +48,7 @@ ENV_BROKER_TOKEN_FILE = (
 # Optional: the containers with a role of their own, as a JSON object keyed by container name:
 # {"<c>": {"role_arn": ..., "session_name": ..., "token_file": ... | "auth_token": ...}}
 ENV_CONTAINER_ROLES = "SIDECRED_CONTAINER_ROLES"
+CONTAINER_ROLES_EXAMPLE = 'an object from container name to {"role_arn", "session_name", its token}'
 
 # The credential sources, for the sidecar and the webhook alike. assume-role takes base
 # credentials from the pod's surroundings (the node's instance metadata): unsafe for
@@ -265,13 +266,8 @@ def parse_container_roles(
     """SIDECRED_CONTAINER_ROLES, validated strictly; each problem appended to `problems`."""
     if not raw.strip():
         return ()
-    try:
-        data = json.loads(raw)
-    except ValueError as exc:
-        problems.append(f"{ENV_CONTAINER_ROLES} is not JSON ({exc})")
-        return ()
-    if not isinstance(data, dict):
-        problems.append(f"{ENV_CONTAINER_ROLES} is not a JSON object of container names")
+    data = json_setting(ENV_CONTAINER_ROLES, raw, dict, CONTAINER_ROLES_EXAMPLE, problems)
+    if data is None:
         return ()
     if len(data) > MAX_CONTAINER_ROLES:
         problems.append(

@@ -119,31 +119,6 @@ def namespace_to_lookup(request: Mapping[str, Any], config: Settings) -> str | N
     return name if is_dns1123_label(name) else None
 
 
-def _check_policy(
-    role_arn: str,
-    request: Mapping[str, Any],
-    namespace: Mapping[str, Any] | None,
-    config: Settings,
-    namespace_error: str,
-) -> None:
-    if config.namespace_policy == "off":
-        return
-    name = pod_namespace(request)
-    if namespace is None:
-        cause = namespace_error or "it could not be looked up"
-        raise Refusal(
-            "namespace-unavailable",
-            f"sidecred: cannot check role {q(role_arn)}: the policy of namespace {q(name)} is "
-            f"unavailable ({cause}); pods with a role are refused until it can be read",
-            NAMESPACE_UNAVAILABLE_CODE,
-        )
-    annotations = (namespace.get("metadata") or {}).get("annotations") or {}
-    result = evaluate_policy(role_arn, name, annotations, config.base_role_arn)
-    if not result.permitted:
-        message = result.message if config.explain_denials else withheld_denial(role_arn, name)
-        raise Refusal(result.reason, message)
-
-
 def _check_roles_policy(
     read: _RolePod,
     request: Mapping[str, Any],
@@ -152,16 +127,26 @@ def _check_roles_policy(
     namespace_error: str,
 ) -> None:
     """The pod's role and every container's own, each against the namespace's policy."""
-    if read.role_arn is not None:
-        _check_policy(read.role_arn, request, namespace, config, namespace_error)
-    for container, role_arn in read.roles.own:
-        try:
-            _check_policy(role_arn, request, namespace, config, namespace_error)
-        except Refusal as refusal:
-            where = f"sidecred: container {q(container)} ({CONTAINER_ROLES_KEY}): "
+    if config.namespace_policy == "off":
+        return
+    name = pod_namespace(request)
+    pod_role = [("", read.role_arn)] if read.role_arn is not None else []
+    own = [(f"container {q(c)} ({CONTAINER_ROLES_KEY}): ", arn) for c, arn in read.roles.own]
+    for where, role_arn in pod_role + own:
+        if namespace is None:
+            cause = namespace_error or "it could not be looked up"
             raise Refusal(
-                refusal.reason, where + refusal.message.removeprefix("sidecred: "), refusal.status
-            ) from None
+                "namespace-unavailable",
+                f"sidecred: {where}cannot check role {q(role_arn)}: the policy of namespace "
+                f"{q(name)} is unavailable ({cause}); pods with a role are refused until it can "
+                "be read",
+                NAMESPACE_UNAVAILABLE_CODE,
+            )
+        annotations = (namespace.get("metadata") or {}).get("annotations") or {}
+        result = evaluate_policy(role_arn, name, annotations, config.base_role_arn)
+        if not result.permitted:
+            message = result.message if config.explain_denials else withheld_denial(role_arn, name)
+            raise Refusal(result.reason, f"sidecred: {where}" + message.removeprefix("sidecred: "))
 
 
 def _check_host_network(pod: Mapping[str, Any], request: Mapping[str, Any]) -> None:

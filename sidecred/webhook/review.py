@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal, NotRequired, TypedDict
 
 from sidecred.pods.annotations import q
 from sidecred.pods.dns_names import is_dns1123_label
+from sidecred.pods.shape import shown
 
 if TYPE_CHECKING:
     from sidecred.webhook.decide import Decision
@@ -219,17 +220,6 @@ def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
-def _shape(value: Any) -> str:
-    """A short description of what arrived, for error messages."""
-    if isinstance(value, dict):
-        return "an object"
-    if isinstance(value, list):
-        return "an array"
-    if value is None:
-        return "null"
-    return f"{type(value).__name__} {str(value)[:40]!r}"
-
-
 def _request_problems(request: dict[str, Any]) -> list[str]:
     """What is wrong with the request's own fields, each as "<what was expected>, got ..."."""
     problems: list[str] = []
@@ -243,20 +233,20 @@ def _request_problems(request: dict[str, Any]) -> list[str]:
         value = request.get(name)
         if not isinstance(value, dict) or not all(isinstance(value.get(k), str) for k in keys):
             problems.append(
-                f"request.{name} object with string {'/'.join(keys)}, got {_shape(value)}"
+                f"request.{name} object with string {'/'.join(keys)}, got {shown(value)}"
             )
     for name in ("namespace", "name", "subResource"):
         if name in request and not isinstance(request[name], str):
-            problems.append(f"request.{name} string, got {_shape(request[name])}")
+            problems.append(f"request.{name} string, got {shown(request[name])}")
     namespace = request.get("namespace")
     if isinstance(namespace, str) and namespace and not is_dns1123_label(namespace):
         # Checked before anything looks it up, logs it or remembers it.
-        problems.append(f"request.namespace a DNS-1123 label, got {_shape(namespace)}")
+        problems.append(f"request.namespace a DNS-1123 label, got {shown(namespace)}")
     needs_object = operation in ("CREATE", "UPDATE")
     if needs_object and not isinstance(request.get("object"), dict):
-        problems.append(f"request.object for {operation}, got {_shape(request.get('object'))}")
+        problems.append(f"request.object for {operation}, got {shown(request.get('object'))}")
     if operation == "UPDATE" and not isinstance(request.get("oldObject"), dict):
-        problems.append(f"request.oldObject for UPDATE, got {_shape(request.get('oldObject'))}")
+        problems.append(f"request.oldObject for UPDATE, got {shown(request.get('oldObject'))}")
     return problems
 
 
@@ -291,7 +281,7 @@ def parse_review(body: bytes) -> AdmissionRequest:
     except (ValueError, RecursionError) as exc:
         raise ReviewError(400, f"expected an AdmissionReview JSON object: {exc}") from None
     if not isinstance(review, dict):
-        raise ReviewError(400, f"expected an AdmissionReview JSON object, got {_shape(review)}")
+        raise ReviewError(400, f"expected an AdmissionReview JSON object, got {shown(review)}")
     request = review.get("request")
     uid = request.get("uid") if isinstance(request, dict) else None
     uid = uid if isinstance(uid, str) and uid else None
@@ -304,10 +294,10 @@ def parse_review(body: bytes) -> AdmissionRequest:
             f"got apiVersion {api_version!r} kind {kind!r}",
         )
     if not isinstance(request, dict):
-        raise ReviewError(400, f"expected AdmissionReview.request object, got {_shape(request)}")
+        raise ReviewError(400, f"expected AdmissionReview.request object, got {shown(request)}")
     if uid is None:
         raise ReviewError(
-            400, f"expected request.uid non-empty string, got {_shape(request.get('uid'))}"
+            400, f"expected request.uid non-empty string, got {shown(request.get('uid'))}"
         )
     problems = _request_problems(request)
     if problems:

@@ -36,15 +36,13 @@ def check_update(old: Mapping[str, Any], new: Mapping[str, Any], config: Setting
     record and the sidecar image."""
     old_ann, new_ann = annotations_of(old), annotations_of(new)
     for key in (config.annotation_key, CONTAINER_ROLES_KEY, INJECTED_KEY):
-        before, after = old_ann.get(key), new_ann.get(key)
-        if before != after:
-            shown_before = "unset" if before is None else q(before, 200)
-            shown_after = "unset" if after is None else q(after, 200)
-            raise Refusal(
-                "role-changed",
-                f"sidecred: annotation {key} cannot change on an existing pod (was {shown_before}, "
-                f"now {shown_after}); change the pod template and let the controller recreate the pod",
-            )
+        _unchanged(
+            "role-changed",
+            f"annotation {key}",
+            old_ann.get(key),
+            new_ann.get(key),
+            "change the pod template and let the controller recreate the pod",
+        )
     # Every container that runs the sidecar, not only the one named sidecred: a second
     # sidecar admitted at CREATE must not turn into an arbitrary image later either.
     new_images = {c.get("name"): c.get("image") for _, _, c in iter_containers(new)}
@@ -52,14 +50,27 @@ def check_update(old: Mapping[str, Any], new: Mapping[str, Any], config: Setting
         if not runs_sidecar(container, config):
             continue
         name = container.get("name", "")
-        before, after = container.get("image"), new_images.get(name)
-        if before != after:
-            raise Refusal(
-                "image-changed",
-                f"sidecred: the {q(name)} container runs the credential sidecar, so its image "
-                f"cannot change on an existing pod (was {q(str(before))}, now {q(str(after))}); "
-                "recreate the pod instead",
-            )
+        _unchanged(
+            "image-changed",
+            f"the {q(name)} container runs the credential sidecar, so its image",
+            container.get("image"),
+            new_images.get(name),
+            "recreate the pod instead",
+        )
+
+
+def _shown(value: object) -> str:
+    return "unset" if value is None else q(str(value), 200)
+
+
+def _unchanged(reason: str, what: str, before: object, after: object, instead: str) -> None:
+    """Refuse an UPDATE that changes what must stay as admitted."""
+    if before != after:
+        raise Refusal(
+            reason,
+            f"sidecred: {what} cannot change on an existing pod (was {_shown(before)}, "
+            f"now {_shown(after)}); {instead}",
+        )
 
 
 def check_injected_label(old: Mapping[str, Any], new: Mapping[str, Any], config: Settings) -> None:
@@ -72,11 +83,10 @@ def check_injected_label(old: Mapping[str, Any], new: Mapping[str, Any], config:
         return
     if not any(runs_sidecar(container, config) for _, _, container in iter_containers(old)):
         return
-    shown_after = "unset" if after is None else q(str(after), 200)
     raise Refusal(
         "injected-label-removed",
         f"sidecred: label {INJECTED_LABEL} cannot change on a pod that runs the credential "
-        f"sidecar (was {q(str(before), 200)}, now {shown_after}); sidecred follows the pod by it. "
+        f"sidecar (was {_shown(before)}, now {_shown(after)}); sidecred follows the pod by it. "
         "Recreate the pod without the role annotation instead",
     )
 

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sidecred.broker.authorise import Caller, Grant
+from sidecred.broker.identity import Identifier
 from sidecred.broker.issuer import Issuer
 from sidecred.broker.jwt_verify import Verified
 from sidecred.broker.metrics import BrokerMetrics
@@ -65,9 +66,7 @@ class World:
     def issuer(self, metrics: BrokerMetrics | None = None) -> Issuer:
         return Issuer(
             CONFIG,
-            self,
-            self,
-            self,
+            Identifier(self, self, self),
             self,
             self,  # type: ignore[arg-type]
             broker_sidecar_problem,

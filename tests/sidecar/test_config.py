@@ -157,7 +157,7 @@ def test_container_roles_in_token_mode_env_carry_their_token_and_repr_hides_it()
     ("roles", "fragment"),
     [
         ("not json", "SIDECRED_CONTAINER_ROLES is not JSON"),
-        (["backup"], "is not a JSON object of container names"),
+        (["backup"], "is not a JSON object; expected an object from container name to"),
         ({"Backup": BACKUP}, "'Backup' is not a container name"),
         ({"-x": BACKUP}, "'-x' is not a container name"),
         (
