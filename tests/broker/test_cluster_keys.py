@@ -22,34 +22,40 @@ from sidecred.dev.kube_stub import (
 from sidecred.dev.processes import wait_until
 from sidecred.dev.token_review import TokenAuthority
 from sidecred.pods.refusal import Refusal
+from tests.support.clock import Clock
 
 AUDIENCE = "sidecred-broker"
 FETCHES = ("openid.configuration", "openid.jwks")
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def stub() -> Iterator[KubeApiStub]:
-    api = KubeApiStub()
-    yield api
-    api.stop()
+    with KubeApiStub() as api:
+        yield api
 
 
 @pytest.fixture
 def authority(stub: KubeApiStub) -> TokenAuthority:
-    made = TokenAuthority(stub)
-    stub.start()
-    return made
+    return TokenAuthority(stub)
 
 
-def keys_for(stub: KubeApiStub, clock: Clock, fetched: list[tuple[str, str]]) -> ClusterKeys:
+Fetches = list[tuple[str, str]]
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(1000.0)
+
+
+@pytest.fixture
+def fetched() -> Fetches:
+    """(reason, result) of each fetch the keys make, in order."""
+    return []
+
+
+@pytest.fixture
+def keys(stub: KubeApiStub, clock: Clock, fetched: Fetches) -> ClusterKeys:
+    """Keys read from the stub on the test's clock: not started, nothing fetched yet."""
     api = client.ApiClient(client.Configuration(host=stub.url))
     return ClusterKeys(
         api, AUDIENCE, clock=clock, record=lambda reason, result: fetched.append((reason, result))
@@ -61,9 +67,8 @@ def token(authority: TokenAuthority, **kwargs: str) -> str:
 
 
 def test_before_the_first_fetch_a_good_token_is_503_and_junk_still_401(
-    stub: KubeApiStub, authority: TokenAuthority
+    keys: ClusterKeys, stub: KubeApiStub, authority: TokenAuthority
 ) -> None:
-    keys = keys_for(stub, Clock(), [])
     waiting = keys.verify(token(authority))
     assert isinstance(waiting, Refusal) and waiting.status == 503
     assert "not loaded yet" in waiting.message
@@ -73,10 +78,8 @@ def test_before_the_first_fetch_a_good_token_is_503_and_junk_still_401(
 
 
 def test_the_started_keys_verify_the_issuers_tokens(
-    stub: KubeApiStub, authority: TokenAuthority
+    keys: ClusterKeys, fetched: Fetches, authority: TokenAuthority
 ) -> None:
-    fetched: list[tuple[str, str]] = []
-    keys = keys_for(stub, Clock(), fetched)
     keys.start()
     try:
         wait_until(lambda: keys.synced, what="the first fetch")
@@ -88,10 +91,8 @@ def test_the_started_keys_verify_the_issuers_tokens(
 
 
 def test_invented_key_ids_cost_one_fetch_per_thirty_seconds(
-    stub: KubeApiStub, authority: TokenAuthority
+    keys: ClusterKeys, clock: Clock, fetched: Fetches, stub: KubeApiStub, authority: TokenAuthority
 ) -> None:
-    clock, fetched = Clock(), list[tuple[str, str]]()
-    keys = keys_for(stub, clock, fetched)
     assert keys._fetch("start") is not None
     for _ in range(200):
         refused = keys.verify(token(authority, kid=str(uuid.uuid4())))
@@ -107,10 +108,8 @@ def test_invented_key_ids_cost_one_fetch_per_thirty_seconds(
 
 
 def test_a_rotation_costs_one_fetch_however_many_callers_carry_the_new_key(
-    stub: KubeApiStub, authority: TokenAuthority
+    keys: ClusterKeys, fetched: Fetches, authority: TokenAuthority
 ) -> None:
-    clock, fetched = Clock(), list[tuple[str, str]]()
-    keys = keys_for(stub, clock, fetched)
     assert keys._fetch("start") is not None
     old = token(authority)
     authority.rotate("ES256")
@@ -123,9 +122,8 @@ def test_a_rotation_costs_one_fetch_however_many_callers_carry_the_new_key(
 
 
 def test_a_retired_key_stops_verifying_at_the_next_refresh(
-    stub: KubeApiStub, authority: TokenAuthority
+    keys: ClusterKeys, authority: TokenAuthority
 ) -> None:
-    keys = keys_for(stub, Clock(), [])
     assert keys._fetch("start") is not None
     old_kid, old = authority.kid, token(authority)
     authority.rotate()
@@ -137,10 +135,8 @@ def test_a_retired_key_stops_verifying_at_the_next_refresh(
 
 
 def test_a_failed_fetch_keeps_the_keys_and_says_why(
-    stub: KubeApiStub, authority: TokenAuthority
+    keys: ClusterKeys, fetched: Fetches, stub: KubeApiStub, authority: TokenAuthority
 ) -> None:
-    fetched: list[tuple[str, str]] = []
-    keys = keys_for(stub, Clock(), fetched)
     assert keys._fetch("start") is not None
     stub.stop()
     assert keys._fetch("refresh") is None
@@ -149,7 +145,9 @@ def test_a_failed_fetch_keeps_the_keys_and_says_why(
     assert fetched == [("start", "ok"), ("refresh", "error")]
 
 
-def test_forbidden_discovery_is_reported_for_readiness(stub: KubeApiStub) -> None:
+def test_forbidden_discovery_is_reported_for_readiness(
+    keys: ClusterKeys, fetched: Fetches, stub: KubeApiStub
+) -> None:
     """Without the issuer-discovery RBAC the API server answers 403; /readyz says so."""
 
     def forbidden(request: StubRequest) -> StubResponse:
@@ -157,9 +155,6 @@ def test_forbidden_discovery_is_reported_for_readiness(stub: KubeApiStub) -> Non
         return json_response(403, status_object(403, "Forbidden", message))
 
     stub.route("GET", r"/\.well-known/openid-configuration", forbidden, "forbidden")
-    stub.start()
-    fetched: list[tuple[str, str]] = []
-    keys = keys_for(stub, Clock(), fetched)
     assert keys._fetch("start") is None
     assert not keys.synced
     assert "HTTP 403" in keys.last_error

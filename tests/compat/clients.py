@@ -28,6 +28,7 @@ GO_SDK_V2_SRC = Path("/usr/share/gocode/src/github.com/aws/aws-sdk-go-v2")
 GO_SDK_V2_CONFIG_VERSION = GO_SDK_V2_SRC / "config" / "go_module_metadata.go"
 
 TOKEN_MODES = ("file", "env")
+CLIENT_TIMEOUT = 120  # seconds; a bound for a hung client, not a timing assertion
 
 Version = tuple[int, ...]
 
@@ -89,6 +90,22 @@ class Client:
         # Some tools print their version on stderr (older AWS CLI v1).
         return parse_version(out.stdout or out.stderr)
 
+    def run(self, sts_url: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+        """One GetCallerIdentity call with exactly `env`."""
+        return subprocess.run(
+            self.command(sts_url),
+            env=env,
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=CLIENT_TIMEOUT,
+        )
+
+
+def outcome(run: subprocess.CompletedProcess[str]) -> str:
+    """A client run's exit code and output, for an assertion's message."""
+    return f"exit {run.returncode}\nstdout: {run.stdout}\nstderr: {run.stderr[-3000:]}"
+
 
 def _which(name: str) -> Path:
     found = shutil.which(name)
@@ -101,6 +118,21 @@ class GoClients:
 
     v1: Path
     v2: Path
+
+
+def _aws_cli(
+    id: str, label: str, aws: Path, token_file_since: Version, *, endpoint_flag: bool = False
+) -> Client:
+    """An AWS CLI: `aws sts get-caller-identity` prints the ARN, `aws --version` the version."""
+    call = [str(aws), "sts", "get-caller-identity", "--query", "Arn", "--output", "text"]
+    return Client(
+        id=id,
+        label=label,
+        command=lambda url: call + (["--endpoint-url", url] if endpoint_flag else []),
+        version_command=[str(aws), "--version"],
+        token_file_since=token_file_since,
+        needs=[aws],
+    )
 
 
 def build_clients(go: GoClients) -> list[Client]:
@@ -120,7 +152,6 @@ def build_clients(go: GoClients) -> list[Client]:
         str(GO_SDK_V2_CONFIG_VERSION),
     ]
     whoami_rb = COMPAT_DIR / "ruby" / "whoami.rb"
-    cli_call = ["sts", "get-caller-identity", "--query", "Arn", "--output", "text"]
     return [
         Client(
             id="boto3-current",
@@ -137,14 +168,7 @@ def build_clients(go: GoClients) -> list[Client]:
             token_file_since=(1, 34, 41),
             needs=[old_python],
         ),
-        Client(
-            id="awscli-v1",
-            label="AWS CLI v1 (pip)",
-            command=lambda _url: [str(cli_v1), *cli_call],
-            version_command=[str(cli_v1), "--version"],
-            token_file_since=(1, 30, 0),
-            needs=[cli_v1],
-        ),
+        _aws_cli("awscli-v1", "AWS CLI v1 (pip)", cli_v1, (1, 30, 0)),
         Client(
             id="js-v3",
             label="AWS SDK for JavaScript v3 (npm)",
@@ -162,14 +186,13 @@ def build_clients(go: GoClients) -> list[Client]:
             token_file_since=(3, 503, 1),
             needs=[node, COMPAT_DIR / "js" / "node_modules" / "client-sts-min"],
         ),
-        Client(
-            id="awscli-v2-debian",
-            label="AWS CLI v2 (Debian awscli)",
-            # CLI v2 before 2.13 ignores AWS_ENDPOINT_URL_STS.
-            command=lambda url: [str(DEBIAN_AWSCLI), *cli_call, "--endpoint-url", url],
-            version_command=[str(DEBIAN_AWSCLI), "--version"],
-            token_file_since=(2, 15, 0),
-            needs=[DEBIAN_AWSCLI],
+        # CLI v2 before 2.13 ignores AWS_ENDPOINT_URL_STS.
+        _aws_cli(
+            "awscli-v2-debian",
+            "AWS CLI v2 (Debian awscli)",
+            DEBIAN_AWSCLI,
+            (2, 15, 0),
+            endpoint_flag=True,
         ),
         Client(
             id="go-v1-debian",

@@ -21,7 +21,9 @@ from tests.compat.clients import (
     GO_SDK_V2_SRC,
     REPO,
     VENVS,
+    Client,
     GoClients,
+    build_clients,
     format_version,
 )
 from tests.compat.compat_sidecar import ROLE_NAME, Sidecar, start_sidecar, stop_sidecar
@@ -98,6 +100,28 @@ def go_clients(tmp_path_factory: pytest.TempPathFactory) -> GoClients:
         v1=build_go_client("go", out / "whoami-go", GO_SDK_SRC),
         v2=build_go_client("go-v2", out / "whoami-go-v2", GO_SDK_V2_SRC),
     )
+
+
+@pytest.fixture
+def on_missing() -> Callable[[Client, str], None]:
+    """What a test does with a client that is not installed, before it fails or skips."""
+    return lambda client, missing: None
+
+
+@pytest.fixture
+def client(
+    client_id: str, go_clients: GoClients, on_missing: Callable[[Client, str], None]
+) -> Client:
+    """The client the test is parametrised with (`client_id`). Not installed: a failure
+    in CI, a skip with the reason on a developer machine."""
+    found = {c.id: c for c in build_clients(go_clients)}[client_id]
+    missing = found.missing()
+    if missing:
+        on_missing(found, missing)
+        if os.environ.get("CI"):
+            pytest.fail(f"{found.label}: {missing}")
+        pytest.skip(f"{found.label}: {missing} (CI unset)")
+    return found
 
 
 # --- results summary -------------------------------------------------------------

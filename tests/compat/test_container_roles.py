@@ -10,7 +10,6 @@ get nothing); with `metrics`' env no client gets credentials.
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from sidecred.pods.settings import Settings
 from sidecred.webhook.decide import decide_mutation, decide_validation
 from sidecred.webhook.mutate import apply_patch
 from sidecred.webhook.review import pod_request
-from tests.compat.clients import REPO, TOKEN_MODES, Client, GoClients, build_clients
+from tests.compat.clients import REPO, TOKEN_MODES, Client, outcome
 from tests.support.injected_sidecar import local_config
 from tests.support.sts import MOTO_ACCOUNT_ID, MOTO_REGION, MotoServer, create_role
 
@@ -30,7 +29,6 @@ from tests.support.sts import MOTO_ACCOUNT_ID, MOTO_REGION, MotoServer, create_r
 CLIENT_IDS = ["boto3-current", "awscli-v1", "awscli-v2-debian", "js-v3", "go-v1-debian", "go-v2-debian"]  # fmt: skip
 CONTAINERS = ("app", "backup", "metrics")
 APP_ROLE, BACKUP_ROLE = "compat-app", "compat-backup"
-CLIENT_TIMEOUT = 120  # seconds; a bound for a hung client, not a timing assertion
 
 
 def roles_pod(token_mode: str, config: Settings) -> dict[str, Any]:
@@ -105,42 +103,21 @@ def container_env(pod: LocalPod, name: str, workdir: Path, sts_url: str) -> dict
     }
 
 
-def _client(client_id: str, go_clients: GoClients) -> Client:
-    client = {c.id: c for c in build_clients(go_clients)}[client_id]
-    missing = client.missing()
-    if missing:
-        if os.environ.get("CI"):
-            pytest.fail(f"{client.label}: {missing}")
-        pytest.skip(f"{client.label}: {missing} (CI unset)")
-    return client
-
-
-def _run(
-    client: Client, env: dict[str, str], sts_url: str, cwd: Path
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        client.command(sts_url), env=env, cwd=cwd, capture_output=True, text=True, timeout=CLIENT_TIMEOUT
-    )  # fmt: skip
+@pytest.fixture
+def pod(pods: dict[str, LocalPod], token_mode: str) -> LocalPod:
+    """The running pod of the test's token mode."""
+    return pods[token_mode]
 
 
 @pytest.mark.parametrize("container", ["app", "backup"])
 @pytest.mark.parametrize("token_mode", TOKEN_MODES)
 @pytest.mark.parametrize("client_id", CLIENT_IDS)
 def test_sdk_reaches_its_containers_own_role(
-    client_id: str,
-    token_mode: str,
-    container: str,
-    go_clients: GoClients,
-    sts: MotoServer,
-    pods: dict[str, LocalPod],
-    tmp_path: Path,
+    client: Client, token_mode: str, container: str, sts: MotoServer, pod: LocalPod, tmp_path: Path
 ) -> None:
-    client = _client(client_id, go_clients)
     version = client.read_version()
-    pod = pods[token_mode]
-    env = container_env(pod, container, tmp_path, sts.url)
-    run = _run(client, env, sts.url, tmp_path)
-    detail = f"exit {run.returncode}\nstdout: {run.stdout}\nstderr: {run.stderr[-3000:]}"
+    run = client.run(sts.url, container_env(pod, container, tmp_path, sts.url), tmp_path)
+    detail = outcome(run)
     role, session = (APP_ROLE, f"shop.{pod.identity.name}")
     if container == "backup":
         role, session = BACKUP_ROLE, f"shop.{pod.identity.name}.backup"
@@ -154,16 +131,10 @@ def test_sdk_reaches_its_containers_own_role(
 @pytest.mark.parametrize("token_mode", TOKEN_MODES)
 @pytest.mark.parametrize("client_id", ["boto3-current", "js-v3", "go-v2-debian"])
 def test_a_container_mapped_to_nothing_gets_no_credentials(
-    client_id: str,
-    token_mode: str,
-    go_clients: GoClients,
-    sts: MotoServer,
-    pods: dict[str, LocalPod],
-    tmp_path: Path,
+    client: Client, sts: MotoServer, pod: LocalPod, tmp_path: Path
 ) -> None:
-    client = _client(client_id, go_clients)
-    env = container_env(pods[token_mode], "metrics", tmp_path, sts.url)
+    env = container_env(pod, "metrics", tmp_path, sts.url)
     assert not [k for k in env if k.startswith("AWS_CONTAINER_")]
-    run = _run(client, env, sts.url, tmp_path)
+    run = client.run(sts.url, env, tmp_path)
     assert run.returncode != 0 and "compat-" not in run.stdout, run.stdout + run.stderr
     assert "credential" in run.stderr.lower(), run.stderr[-2000:]

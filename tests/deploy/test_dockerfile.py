@@ -99,6 +99,24 @@ def test_every_stage_starts_from_the_base_pinned_by_digest(parsed: DockerfilePar
     assert list(_stages(parsed))[-1] == "webhook"  # the default target
 
 
+def _values(instructions: list[dict], *kinds: str) -> list[str]:
+    """The values of the instructions of these kinds (FROM, RUN, ...), in order."""
+    return [item["value"] for item in instructions if item["instruction"] in kinds]
+
+
+def _assert_runs_sidecred_non_root(final: list[dict], path: str) -> None:
+    """A final image: the image UID, `sidecred` as entrypoint, PATH, and the OCI labels."""
+    (user,) = _values(final, "USER")
+    assert user == f"{IMAGE_UID}:{IMAGE_UID}"
+    (entrypoint,) = _values(final, "ENTRYPOINT")
+    assert json.loads(entrypoint) == ["sidecred"]
+    env = " ".join(_values(final, "ENV"))
+    assert f"PATH={path}" in env and "PYTHONDONTWRITEBYTECODE=1" in env
+    labels = " ".join(_values(final, "LABEL"))
+    for label in OCI_LABELS:
+        assert f"org.opencontainers.image.{label}=" in labels, label
+
+
 @pytest.mark.parametrize("target", FINAL_STAGES)
 def test_final_stages_copy_their_venv_only_and_run_non_root(
     parsed: DockerfileParser, target: str
@@ -108,17 +126,9 @@ def test_final_stages_copy_their_venv_only_and_run_non_root(
     final = stages["runtime"] + stages[target][1:]  # the target's instructions after runtime's
     instructions = [item["instruction"] for item in final]
     assert "RUN" not in instructions  # nothing is installed or built in a runtime stage
-    copies = [item["value"] for item in final if item["instruction"] in ("COPY", "ADD")]
+    copies = _values(final, "COPY", "ADD")
     assert copies == [f"--from={FINAL_STAGES[target]} /opt/sidecred /opt/sidecred"]  # root-owned
-    (user,) = [item["value"] for item in final if item["instruction"] == "USER"]
-    assert user == f"{IMAGE_UID}:{IMAGE_UID}"
-    (entrypoint,) = [item["value"] for item in final if item["instruction"] == "ENTRYPOINT"]
-    assert json.loads(entrypoint) == ["sidecred"]
-    env = " ".join(item["value"] for item in final if item["instruction"] == "ENV")
-    assert "PATH=/opt/sidecred/bin:$PATH" in env and "PYTHONDONTWRITEBYTECODE=1" in env
-    labels = " ".join(item["value"] for item in final if item["instruction"] == "LABEL")
-    for label in OCI_LABELS:
-        assert f"org.opencontainers.image.{label}=" in labels, label
+    _assert_runs_sidecred_non_root(final, "/opt/sidecred/bin:$PATH")
 
 
 @pytest.mark.parametrize("target", SIDECAR_STAGES)
@@ -130,19 +140,11 @@ def test_sidecar_images_are_their_root_filesystem_only_and_run_non_root(
     final = stages[target]
     assert final[0]["value"] == f"scratch AS {target}"
     assert "RUN" not in [item["instruction"] for item in final]  # nothing runs in scratch
-    copies = [item["value"] for item in final if item["instruction"] in ("COPY", "ADD")]
+    copies = _values(final, "COPY", "ADD")
     assert copies == [f"--from={root} /rootfs/ /"]
     root_copies = [i["value"] for i in stages[root] if i["instruction"] == "COPY"]
     assert root_copies == [f"--from={venv} /opt/sidecred /rootfs/opt/sidecred"]
-    (user,) = [item["value"] for item in final if item["instruction"] == "USER"]
-    assert user == f"{IMAGE_UID}:{IMAGE_UID}"
-    (entrypoint,) = [item["value"] for item in final if item["instruction"] == "ENTRYPOINT"]
-    assert json.loads(entrypoint) == ["sidecred"]
-    env = " ".join(item["value"] for item in final if item["instruction"] == "ENV")
-    assert "PATH=/opt/sidecred/bin:/usr/bin" in env and "PYTHONDONTWRITEBYTECODE=1" in env
-    labels = " ".join(item["value"] for item in final if item["instruction"] == "LABEL")
-    for label in OCI_LABELS:
-        assert f"org.opencontainers.image.{label}=" in labels, label
+    _assert_runs_sidecred_non_root(final, "/opt/sidecred/bin:/usr/bin")
 
 
 def test_the_sidecar_root_holds_python3s_packages_only(parsed: DockerfileParser) -> None:

@@ -11,25 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from sidecred.dev.kube_stub import KubeApiStub
 from tests.deploy.chart_support import CA_BUNDLE, find, rendered_hooks
-from tests.webhook_server.webhook_process import (
-    SERVER_NAME,
-    WebhookProcess,
-    issue_certificates,
-    start_webhook,
-)
+from tests.webhook_server.conftest import webhook_on_stub
+from tests.webhook_server.webhook_process import SERVER_NAME, WebhookProcess, issue_certificates
 
 
 @pytest.fixture(scope="module")
 def webhook(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebhookProcess]:
-    api = KubeApiStub()
-    api.add_namespace("default")
-    api.start()
-    process = start_webhook(tmp_path_factory.mktemp("webhook"), api.url)
-    yield process
-    process.stop()
-    api.stop()
+    with webhook_on_stub(tmp_path_factory.mktemp("webhook")) as process:
+        yield process
 
 
 def _hook_container(value_set: str) -> dict:

@@ -18,33 +18,27 @@ from typing import Any
 
 import pytest
 
-from sidecred.dev.kube_stub import KubeApiStub
 from sidecred.dev.local_pod import LocalPod
 from sidecred.dev.processes import free_port
 from sidecred.webhook.mutate import apply_patch
 from tests.e2e.support import ACCOUNT, WHOAMI, environment
 from tests.support.sts import MOTO_REGION, MotoServer
-from tests.webhook_server.conftest import start_stub
+from tests.webhook_server.conftest import webhook_on_stub
 from tests.webhook_server.webhook_process import (
     WebhookProcess,
     decode_patch,
     pod,
     post_review,
     review,
-    start_webhook,
 )
 
 
 @pytest.fixture(scope="module")
 def webhook(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebhookProcess]:
-    stub: KubeApiStub = start_stub()
     flags = ("--region", MOTO_REGION, "--sidecar-port", str(free_port()))
-    process = start_webhook(
-        tmp_path_factory.mktemp("webhook"), stub.url, *flags, "--health-port", str(free_port())
-    )
-    yield process
-    process.stop()
-    stub.stop()
+    flags += ("--health-port", str(free_port()))
+    with webhook_on_stub(tmp_path_factory.mktemp("webhook"), *flags) as process:
+        yield process
 
 
 def sidecar(obj: dict[str, Any]) -> dict[str, Any]:

@@ -36,6 +36,11 @@ class Cluster:
     ok: SidecarProcess
     refused: SidecarProcess
 
+    @property
+    def kubeconfig_args(self) -> tuple[str, str]:
+        """`--kubeconfig` and the stub's kubeconfig, for a `kubectl sidecred` command line."""
+        return ("--kubeconfig", str(self.kubeconfig))
+
 
 def deployed_settings(values: dict | None = None, **release: str) -> dict:
     """The settings ConfigMap the chart installs (release sidecred in sidecred by default)."""

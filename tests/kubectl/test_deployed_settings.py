@@ -30,16 +30,17 @@ def test_check_resolves_bare_role_names_with_the_deployed_base_arn(
 ) -> None:
     """Without the cluster's base role ARN a bare name is denied; the operator no longer
     has to repeat the webhook's --base-role-arn to get the cluster's answer."""
-    kubeconfig = ("--kubeconfig", str(cluster.kubeconfig))
     pod = _reader_pod(tmp_path / "pod.yaml")
-    code, out, _ = run(capsys, "check", "-f", pod, *kubeconfig)
+    code, out, _ = run(capsys, "check", "-f", pod, *cluster.kubeconfig_args)
     assert code == 1 and "no --base-role-arn" in out
     cluster.stub.put("configmaps", deployed_settings({"baseRoleArn": BASE}))
-    code, out, err = run(capsys, "check", "-f", pod, *kubeconfig)
+    code, out, err = run(capsys, "check", "-f", pod, *cluster.kubeconfig_args)
     assert (code, out, err) == (0, "Pod/report in shop: allowed (injected)\n", "")
     # A flag given here still wins over the cluster's setting.
     other = "arn:aws:iam::999999999999:role/"
-    code, out, _ = run(capsys, "check", "-f", pod, *kubeconfig, "--base-role-arn", other)
+    code, out, _ = run(
+        capsys, "check", "-f", pod, *cluster.kubeconfig_args, "--base-role-arn", other
+    )
     assert code == 1 and f"{other}reader" in out
 
 
@@ -47,15 +48,14 @@ def test_audit_uses_the_deployed_policy_mode_and_base_arn(
     cluster: Cluster, capsys: pytest.CaptureFixture[str]
 ) -> None:
     cluster.stub.set_annotations("cart", {"iam.amazonaws.com/allowed-roles": '["reader"]'})
-    kubeconfig = ("--kubeconfig", str(cluster.kubeconfig))
-    code, out, _ = run(capsys, "audit", "-n", "cart", *kubeconfig, "-o", "yaml")
+    code, out, _ = run(capsys, "audit", "-n", "cart", *cluster.kubeconfig_args, "-o", "yaml")
     assert code == 1 and "has no --base-role-arn" in out
     cluster.stub.put("configmaps", deployed_settings({"baseRoleArn": BASE}))
-    assert run(capsys, "audit", "-n", "cart", *kubeconfig)[0] == 0
+    assert run(capsys, "audit", "-n", "cart", *cluster.kubeconfig_args)[0] == 0
     cluster.stub.set_annotations("cart", {"iam.amazonaws.com/allowed-roles": '["cart-*"]'})
-    assert run(capsys, "audit", "-n", "cart", *kubeconfig)[0] == 1
+    assert run(capsys, "audit", "-n", "cart", *cluster.kubeconfig_args)[0] == 1
     cluster.stub.put("configmaps", deployed_settings({"namespacePolicy": "off"}))
-    code, out, err = run(capsys, "audit", "-n", "cart", *kubeconfig)
+    code, out, err = run(capsys, "audit", "-n", "cart", *cluster.kubeconfig_args)
     assert (code, err) == (0, "No problems found in namespace cart.\n")
 
 
@@ -69,17 +69,15 @@ def test_a_release_of_another_name_and_the_broker_source(
     assert (settings["metadata"]["namespace"], settings["metadata"]["name"]) == ("ops", "platform-sidecred")  # fmt: skip
     assert not Path(settings["data"]["SIDECRED_BROKER_CA_FILE"]).exists()
     cluster.stub.put("configmaps", settings)
-    kubeconfig = ("--kubeconfig", str(cluster.kubeconfig))
     pod = _reader_pod(tmp_path / "pod.yaml")
     release = ("--release", "platform", "--release-namespace", "ops")
-    code, out, err = run(capsys, "check", "-f", pod, *kubeconfig, *release)
+    code, out, err = run(capsys, "check", "-f", pod, *cluster.kubeconfig_args, *release)
     assert (code, out, err) == (0, "Pod/report in shop: allowed (injected)\n", "")
 
 
 def test_without_the_configmap_it_says_what_it_judges_with(
     cluster: Cluster, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    kubeconfig = ("--kubeconfig", str(cluster.kubeconfig))
-    code, _, err = run(capsys, "audit", "-A", *kubeconfig, "--release", "elsewhere")
+    code, _, err = run(capsys, "audit", "-A", *cluster.kubeconfig_args, "--release", "elsewhere")
     assert code == 1  # the revoked pod and the refused sidecar, as with the defaults
     assert "no deployed settings (configmap sidecred/elsewhere-sidecred: not found)" in err

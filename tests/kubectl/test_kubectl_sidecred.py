@@ -37,7 +37,7 @@ def table(text: str) -> list[list[str]]:
 def test_status_of_a_sidecar_whose_sts_refuses(
     cluster: Cluster, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, _ = run(capsys, "status", "web-refused", "--kubeconfig", str(cluster.kubeconfig))
+    code, out, _ = run(capsys, "status", "web-refused", *cluster.kubeconfig_args)
     assert code == 0
     header, row = table(out)
     assert header == [
@@ -52,7 +52,7 @@ def test_status_of_a_sidecar_whose_sts_refuses(
 def test_status_of_a_ready_sidecar_as_json(
     cluster: Cluster, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, _ = run(capsys, "status", "web-ok", "-n", "shop", "--kubeconfig", str(cluster.kubeconfig), "-o", "json")  # fmt: skip
+    code, out, _ = run(capsys, "status", "web-ok", "-n", "shop", *cluster.kubeconfig_args, "-o", "json")  # fmt: skip
     assert code == 0
     [item] = json.loads(out)["items"]
     assert item["kind"] == "SidecarStatus" and item["ready"] == "true" and item["role"] == ROLE_ARN
@@ -64,21 +64,20 @@ def test_status_of_a_ready_sidecar_as_json(
 def test_status_errors_are_kubectl_like(
     cluster: Cluster, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    kubeconfig = ("--kubeconfig", str(cluster.kubeconfig))
-    assert run(capsys, "status", "nope", *kubeconfig)[::2] == (1, 'Error from server (NotFound): pods "nope" not found\n')  # fmt: skip
+    assert run(capsys, "status", "nope", *cluster.kubeconfig_args)[::2] == (1, 'Error from server (NotFound): pods "nope" not found\n')  # fmt: skip
     cluster.stub.put("pods", {"metadata": {"name": "bare", "namespace": "shop"}, "spec": {"containers": [{"name": "app", "image": "app"}]}})  # fmt: skip
-    code, _, err = run(capsys, "status", "bare", *kubeconfig)
+    code, _, err = run(capsys, "status", "bare", *cluster.kubeconfig_args)
     assert code == 1 and 'pod "bare" in namespace "shop" has no sidecred sidecar' in err
     code, _, err = run(capsys, "status", "x", "--kubeconfig", "/nonexistent/kubeconfig")
     assert code == 2 and "cannot load the kubeconfig" in err
     assert run(capsys, "status")[0] == 2  # POD is required
-    assert run(capsys, "status", "web-ok", "-o", "wide", *kubeconfig)[0] == 2
+    assert run(capsys, "status", "web-ok", "-o", "wide", *cluster.kubeconfig_args)[0] == 2
 
 
 def test_audit_all_namespaces_finds_the_revoked_pod_and_the_refused_sidecar(
     cluster: Cluster, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, _ = run(capsys, "audit", "-A", "--kubeconfig", str(cluster.kubeconfig))
+    code, out, _ = run(capsys, "audit", "-A", *cluster.kubeconfig_args)
     assert code == 1  # problems found
     header, *rows = table(out)
     assert header == ["NAMESPACE", "NAME", "CONTAINERS", "ROLE", "PROBLEM", "DETAIL"]
@@ -96,16 +95,15 @@ def test_audit_all_namespaces_finds_the_revoked_pod_and_the_refused_sidecar(
 def test_audit_follows_the_context_namespace_and_outputs_yaml(
     cluster: Cluster, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    kubeconfig = ("--kubeconfig", str(cluster.kubeconfig))
-    code, out, _ = run(capsys, "audit", "--context", "cart", "-o", "yaml", *kubeconfig)
+    code, out, _ = run(capsys, "audit", "--context", "cart", "-o", "yaml", *cluster.kubeconfig_args)
     assert code == 1
     [item] = yaml.safe_load(out)["items"]
     assert (item["namespace"], item["name"], item["problem"]) == ("cart", "old-reader", "RoleNotPermitted")  # fmt: skip
     # The policy comes back: the pod is permitted again.
     cluster.stub.set_annotations("cart", {"iam.amazonaws.com/permitted": ".*"})
-    code, out, err = run(capsys, "audit", "-n", "cart", *kubeconfig)
+    code, out, err = run(capsys, "audit", "-n", "cart", *cluster.kubeconfig_args)
     assert (code, out) == (0, "") and err == "No problems found in namespace cart.\n"
-    code, out, _ = run(capsys, "audit", "-n", "cart", "-o", "json", *kubeconfig)
+    code, out, _ = run(capsys, "audit", "-n", "cart", "-o", "json", *cluster.kubeconfig_args)
     assert json.loads(out)["items"] == []
 
 
@@ -113,18 +111,17 @@ def test_audit_knows_allowed_roles_names_through_the_base_role_arn(
     cluster: Cluster, capsys: pytest.CaptureFixture[str]
 ) -> None:
     cluster.stub.set_annotations("cart", {"iam.amazonaws.com/allowed-roles": '["reader"]'})
-    kubeconfig = ("--kubeconfig", str(cluster.kubeconfig))
-    code, out, _ = run(capsys, "audit", "-n", "cart", *kubeconfig, "-o", "json")
+    code, out, _ = run(capsys, "audit", "-n", "cart", *cluster.kubeconfig_args, "-o", "json")
     [item] = json.loads(out)["items"]  # without the base ARN the name cannot be resolved
     assert code == 1 and "has no --base-role-arn to resolve it" in item["detail"]
-    code, out, _ = run(capsys, "audit", "-n", "cart", *kubeconfig, "-o", "json", "--base-role-arn", "arn:aws:iam::123456789012:role/")  # fmt: skip
+    code, out, _ = run(capsys, "audit", "-n", "cart", *cluster.kubeconfig_args, "-o", "json", "--base-role-arn", "arn:aws:iam::123456789012:role/")  # fmt: skip
     assert code == 0 and json.loads(out)["items"] == []
 
 
 def test_the_installed_plugin_runs_as_kubectl_would(cluster: Cluster, tmp_path: Path) -> None:
     plugin = Path(sys.executable).with_name("kubectl-sidecred")
     done = subprocess.run(
-        [str(plugin), "audit", "-A", "-o", "json", "--kubeconfig", str(cluster.kubeconfig)],
+        [str(plugin), "audit", "-A", "-o", "json", *cluster.kubeconfig_args],
         capture_output=True,
         text=True,
         cwd=tmp_path,
@@ -155,8 +152,9 @@ def test_status_and_audit_show_roles_per_container(
     cluster: Cluster, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _container_roles_pod(cluster)
-    kubeconfig = ("--kubeconfig", str(cluster.kubeconfig))
-    code, out, _ = run(capsys, "status", "nightly", "-n", "cart", *kubeconfig, "-o", "json")
+    code, out, _ = run(
+        capsys, "status", "nightly", "-n", "cart", *cluster.kubeconfig_args, "-o", "json"
+    )
     [item] = json.loads(out)["items"]
     assert code == 0 and item["role"] == ACCOUNT_ROLES + "cart-app"
     assert item["containers"] == {
@@ -164,10 +162,10 @@ def test_status_and_audit_show_roles_per_container(
         "backup": BACKUP,
         "metrics": "",
     }
-    code, out, _ = run(capsys, "status", "nightly", "-n", "cart", *kubeconfig)
+    code, out, _ = run(capsys, "status", "nightly", "-n", "cart", *cluster.kubeconfig_args)
     assert f"app={ACCOUNT_ROLES}cart-app,backup={BACKUP},metrics=<none>" in table(out)[1]
 
-    code, out, _ = run(capsys, "audit", "-n", "cart", *kubeconfig)
+    code, out, _ = run(capsys, "audit", "-n", "cart", *cluster.kubeconfig_args)
     header, *rows = table(out)  # one namespace: no NAMESPACE column
     assert header == ["NAME", "CONTAINERS", "ROLE", "PROBLEM", "DETAIL"]
     found = {(r[0], r[1]): r for r in rows}

@@ -29,21 +29,25 @@ MONITORING = REPO / "deploy" / "monitoring"
 EXTERNAL_METRICS = {"up"}
 
 
-def selectors(node: Any) -> Iterator[str]:
-    """Metric names of every vector selector in a parsed PromQL expression."""
+def vector_selectors(node: Any) -> Iterator[promql_parser.VectorSelector]:
+    """Every vector selector in a parsed PromQL expression, also inside range selectors."""
     if isinstance(node, promql_parser.VectorSelector):
-        if node.name:
-            yield node.name
+        yield node
         return
     if isinstance(node, promql_parser.MatrixSelector):
-        yield from selectors(node.vector_selector)
+        yield from vector_selectors(node.vector_selector)
         return
     for attribute in ("expr", "lhs", "rhs", "param"):
         child = getattr(node, attribute, None)
         if child is not None:
-            yield from selectors(child)
+            yield from vector_selectors(child)
     for arg in getattr(node, "args", None) or []:
-        yield from selectors(arg)
+        yield from vector_selectors(arg)
+
+
+def selectors(node: Any) -> Iterator[str]:
+    """Metric names of every vector selector in a parsed PromQL expression."""
+    return (selector.name for selector in vector_selectors(node) if selector.name)
 
 
 def metric_names(expr: str) -> set[str]:
@@ -196,18 +200,8 @@ def test_every_alert_links_to_its_runbook_section() -> None:
 
 
 def _job_matchers(node: Any) -> Iterator[str]:
-    if isinstance(node, promql_parser.VectorSelector):
-        yield from (m.value for m in node.matchers.matchers if m.name == "job")
-        return
-    if isinstance(node, promql_parser.MatrixSelector):
-        yield from _job_matchers(node.vector_selector)
-        return
-    for attribute in ("expr", "lhs", "rhs", "param"):
-        child = getattr(node, attribute, None)
-        if child is not None:
-            yield from _job_matchers(child)
-    for arg in getattr(node, "args", None) or []:
-        yield from _job_matchers(arg)
+    for selector in vector_selectors(node):
+        yield from (m.value for m in selector.matchers.matchers if m.name == "job")
 
 
 @pytest.mark.parametrize("release", ["sidecred", "platform"])
@@ -284,18 +278,8 @@ def test_chart_ships_the_dashboard_for_grafanas_sidecar() -> None:
 
 def _matchers(node: Any) -> Iterator[tuple[str, dict[str, str]]]:
     """(metric, {label: value}) of every vector selector."""
-    if isinstance(node, promql_parser.VectorSelector):
-        yield node.name, {m.name: m.value for m in node.matchers.matchers}
-        return
-    if isinstance(node, promql_parser.MatrixSelector):
-        yield from _matchers(node.vector_selector)
-        return
-    for attribute in ("expr", "lhs", "rhs", "param"):
-        child = getattr(node, attribute, None)
-        if child is not None:
-            yield from _matchers(child)
-    for arg in getattr(node, "args", None) or []:
-        yield from _matchers(arg)
+    for selector in vector_selectors(node):
+        yield selector.name, {m.name: m.value for m in selector.matchers.matchers}
 
 
 def test_dashboard_has_cluster_job_and_namespace_variables() -> None:

@@ -61,6 +61,13 @@ def pod_as(form: str, pod: dict[str, Any], config: Settings) -> Any:
 
 
 # --- admission: the namespace the webhook's cache holds ---------------------------------
+def named_rows(argnames: tuple[str, ...], rows: list[tuple[Any, ...]]) -> pytest.MarkDecorator:
+    """Parametrise over rows of (test id, *values)."""
+    return pytest.mark.parametrize(
+        argnames, [row[1:] for row in rows], ids=[row[0] for row in rows]
+    )
+
+
 @pytest.mark.parametrize("form", FORMS)
 @pytest.mark.parametrize("path", PATHS, ids=[p.stem for p in PATHS])
 def test_admission_decides_the_same(path: Path, form: str) -> None:
@@ -101,11 +108,7 @@ def _authorise(pod: Any, namespace: Any, config: Settings, form: str) -> Grant |
 
 
 @pytest.mark.parametrize("form", FORMS)
-@pytest.mark.parametrize(
-    ("pod", "namespace", "overrides"),
-    [row[1:] for row in BROKER_ROWS],
-    ids=[row[0] for row in BROKER_ROWS],
-)
+@named_rows(("pod", "namespace", "overrides"), BROKER_ROWS)
 def test_broker_decides_the_same(
     pod: Any, namespace: Any, overrides: dict[str, Any], form: str
 ) -> None:
@@ -141,9 +144,7 @@ def _event_outcome(pod: Any, last: dict) -> tuple[Any, ...]:
 
 
 @pytest.mark.parametrize("form", FORMS)
-@pytest.mark.parametrize(
-    ("pod", "last"), [row[1:] for row in EVENT_ROWS], ids=[row[0] for row in EVENT_ROWS]
-)
+@named_rows(("pod", "last"), EVENT_ROWS)
 def test_events_decide_the_same(pod: dict[str, Any], last: dict, form: str) -> None:
     projected = pod if form == "full" else PodProjector()(as_from_api(pod))
     assert _event_outcome(projected, last) == _event_outcome(pod, last)
@@ -184,11 +185,7 @@ ROLES_ROWS = _roles_rows()
 
 
 @pytest.mark.parametrize("form", FORMS)
-@pytest.mark.parametrize(
-    ("pod", "container", "namespace"),
-    [row[1:] for row in ROLES_ROWS],
-    ids=[row[0] for row in ROLES_ROWS],
-)
+@named_rows(("pod", "container", "namespace"), ROLES_ROWS)
 def test_broker_container_roles_decide_the_same(
     pod: dict[str, Any], container: str, namespace: dict[str, Any], form: str
 ) -> None:

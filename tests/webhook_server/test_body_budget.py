@@ -16,21 +16,27 @@ from sidecred.serving.body_budget import (
     Hold,
     read_within,
 )
+from tests.support.clock import Clock
 
 MIB = 1024 * 1024
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 async def chunks_from(queue: asyncio.Queue[bytes | None]) -> AsyncIterator[bytes]:
     while (chunk := await queue.get()) is not None:
         yield chunk
+
+
+def clocked_budget(wait_seconds: float) -> tuple[Clock, BodyBudget]:
+    """A 100-byte budget on a hand-moved clock, where a body stalls after one second."""
+    clock = Clock(100.0)
+    return clock, BodyBudget(100, wait_seconds=wait_seconds, stalled_seconds=1.0, clock=clock)
+
+
+async def cancel(task: asyncio.Task) -> None:
+    """Cancel the task and see the cancellation come out of it, not swallowed."""
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
 
 
 def run(coroutine) -> object:
@@ -83,8 +89,7 @@ def test_no_room_within_the_wait_is_refused_and_nothing_is_held() -> None:
 
 def test_a_stalled_body_gives_its_room_to_a_waiting_request() -> None:
     async def scenario() -> None:
-        clock = Clock()
-        budget = BodyBudget(100, wait_seconds=30, stalled_seconds=1.0, clock=clock)
+        clock, budget = clocked_budget(wait_seconds=30)
         feed: asyncio.Queue[bytes | None] = asyncio.Queue()
         held: list[Hold] = []
 
@@ -110,8 +115,7 @@ def test_a_stalled_body_gives_its_room_to_a_waiting_request() -> None:
 
 def test_a_young_or_complete_body_is_never_evicted() -> None:
     async def scenario() -> None:
-        clock = Clock()
-        budget = BodyBudget(100, wait_seconds=0.05, stalled_seconds=1.0, clock=clock)
+        _, budget = clocked_budget(wait_seconds=0.05)
         young = await budget.acquire(50)
         complete = await budget.acquire(50)
         complete.since -= 10
@@ -148,9 +152,7 @@ def test_a_cancel_that_is_not_an_eviction_is_not_swallowed() -> None:
 
         task = asyncio.create_task(reader())
         await asyncio.sleep(0)
-        task.cancel()  # a server shutting down, say
-        with pytest.raises(asyncio.CancelledError):
-            await task
+        await cancel(task)  # a server shutting down, say
         assert budget.held == 0
 
     run(scenario())
@@ -160,8 +162,7 @@ def test_the_smallest_waiting_request_gets_room_first() -> None:
     """A large body that has waited longer does not take the room an ordinary review needs."""
 
     async def scenario() -> None:
-        clock = Clock()
-        budget = BodyBudget(100, wait_seconds=30, stalled_seconds=1.0, clock=clock)
+        clock, budget = clocked_budget(wait_seconds=30)
         stalled = await budget.acquire(95)  # its body never arrives
         stalled.task = None  # no reader to wake in this test
         other = await budget.acquire(5)
@@ -176,9 +177,7 @@ def test_the_smallest_waiting_request_gets_room_first() -> None:
         # The large one still cannot fit beside it, stalled body evicted or not.
         assert stalled.evicted and not large.done()
         assert budget.held == 5
-        large.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await large
+        await cancel(large)
         assert budget.held == 5
 
     run(scenario())

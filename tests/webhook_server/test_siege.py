@@ -28,7 +28,7 @@ from sidecred.dev.processes import wait_until
 from sidecred.kube.miss_budget import MISS_READ_BURST, MISS_READS_PER_SECOND
 from sidecred.pods.shape import MAX_CONTAINERS
 
-from .conftest import POLICY, start_stub
+from .conftest import POLICY, module_webhook
 from .webhook_process import (
     SERVER_NAME,
     SNI,
@@ -43,22 +43,7 @@ BUDGET_MIB = 4
 MIB = 1024 * 1024
 
 
-@pytest.fixture(scope="module")
-def stub() -> Iterator[KubeApiStub]:
-    api = start_stub()
-    yield api
-    api.stop()
-
-
-@pytest.fixture(scope="module")
-def webhook(
-    stub: KubeApiStub, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[WebhookProcess]:
-    process = start_webhook(
-        tmp_path_factory.mktemp("siege"), stub.url, "--request-body-budget-mib", str(BUDGET_MIB)
-    )
-    yield process
-    process.stop()
+webhook = module_webhook("siege", "--request-body-budget-mib", str(BUDGET_MIB))
 
 
 @pytest.fixture
@@ -180,11 +165,11 @@ def impossible(index: int, where: str) -> dict[str, Any]:
 
 
 def test_impossible_names_cost_no_api_call_and_bounded_log(
-    webhook: WebhookProcess, http: httpx.Client, stub: KubeApiStub
+    webhook: WebhookProcess, http: httpx.Client, module_stub: KubeApiStub
 ) -> None:
     """1,200 requests naming distinct 60,000-character namespaces: a 400 each, no GET, and
     a log line of bounded size each (once 1,200 GETs and 145 MB of log)."""
-    gets, log_before = stub.requests["get"], len(webhook.log())
+    gets, log_before = module_stub.requests["get"], len(webhook.log())
     for index in range(600):
         response = http.post("/mutate", json=impossible(index, "request"), extensions=SNI)
         assert response.status_code == 400
@@ -193,18 +178,18 @@ def test_impossible_names_cost_no_api_call_and_bounded_log(
         answer = post_review(http, "/mutate", impossible(index, "object"))
         assert answer["allowed"] is False and answer["status"]["code"] == 400
         assert "metadata.namespace must be a DNS-1123 label" in answer["status"]["message"]
-    assert stub.requests["get"] == gets
+    assert module_stub.requests["get"] == gets
     wait_until(lambda: webhook.log().count("nnnnnnnnnn") >= 1200, what="1,200 log lines")
     assert len(webhook.log()) - log_before < 1200 * 2048
 
 
 # --- API calls: unknown names ----------------------------------------------------------
 def test_a_flood_of_unknown_namespaces_costs_a_bounded_number_of_gets(
-    http: httpx.Client, stub: KubeApiStub
+    http: httpx.Client, module_stub: KubeApiStub
 ) -> None:
     """600 distinct valid names that do not exist: GETs stop at the burst plus the rate
     (once 600 GETs in 4.5 s); the rest are refused 'not known yet, retry'."""
-    gets = stub.requests["get"]
+    gets = module_stub.requests["get"]
     loop = asyncio.new_event_loop()
     started = loop.time()
     answers = []
@@ -213,7 +198,7 @@ def test_a_flood_of_unknown_namespaces_costs_a_bounded_number_of_gets(
         answers.append(post_review(http, "/mutate", review(ghost, namespace=f"ghost-{index}")))
     elapsed = loop.time() - started
     loop.close()
-    spent = stub.requests["get"] - gets
+    spent = module_stub.requests["get"] - gets
     assert spent <= MISS_READ_BURST + MISS_READS_PER_SECOND * (elapsed + 1)
     assert all(a["allowed"] is False and a["status"]["code"] == 503 for a in answers)
     messages = [a["status"]["message"] for a in answers]
@@ -301,8 +286,8 @@ def test_a_denial_does_not_tell_the_policy(http: httpx.Client) -> None:
     assert 'namespace "shop"' in message and "iam.amazonaws.com/permitted" in message
 
 
-def test_explain_denials_puts_the_policy_back(stub: KubeApiStub, tmp_path: Path) -> None:
-    explaining = start_webhook(tmp_path, stub.url, "--explain-denials")
+def test_explain_denials_puts_the_policy_back(module_stub: KubeApiStub, tmp_path: Path) -> None:
+    explaining = start_webhook(tmp_path, module_stub.url, "--explain-denials")
     try:
         with explaining.client() as client:
             answer = post_review(client, "/mutate", review(pod("admin")))

@@ -13,6 +13,7 @@ from cryptography import x509
 
 from sidecred.certs.cli import main as certs_main
 from sidecred.serving.tls import ReloadingServerContext
+from tests.support.clock import Clock
 
 SERVICE, NAMESPACE = "sidecred", "sidecred-system"
 SERVER_NAME = f"{SERVICE}.{NAMESPACE}.svc"
@@ -23,19 +24,11 @@ def issue(out: Path, *, force: bool = False) -> None:
     assert certs_main(args + (["--force"] if force else [])) == 0
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
-def tls_server(tmp_path: Path) -> Iterator[tuple[ReloadingServerContext, int, FakeClock]]:
+def tls_server(tmp_path: Path) -> Iterator[tuple[ReloadingServerContext, int, Clock]]:
     """A loopback TLS server that completes handshakes with the reloading context."""
     issue(tmp_path)
-    clock = FakeClock()
+    clock = Clock()
     reloading = ReloadingServerContext(
         tmp_path / "tls.crt", tmp_path / "tls.key", check_interval=10.0, clock=clock
     )
@@ -112,7 +105,7 @@ def test_symlink_swap_is_detected(tmp_path: Path) -> None:
     data.symlink_to("v1")
     for name in ("tls.crt", "tls.key"):
         (tmp_path / name).symlink_to(f"..data/{name}")
-    clock = FakeClock()
+    clock = Clock()
     reloading = ReloadingServerContext(
         tmp_path / "tls.crt", tmp_path / "tls.key", check_interval=1.0, clock=clock
     )

@@ -28,7 +28,6 @@ from sidecred.webhook.review import admission_review, pod_request
 from tests.support.admitting_clients import terminate_while_calling
 from tests.support.service_proxy import Backend, ServiceProxy, https_readiness
 
-from .conftest import start_stub
 from .webhook_process import (
     SERVER_NAME,
     SNI,
@@ -73,13 +72,6 @@ ONE_WAY = {"sidecar.image.repository (a mirror)", "sidecar.extraEnv"}
 
 
 @pytest.fixture(scope="module")
-def stub() -> Iterator[KubeApiStub]:
-    api = start_stub()
-    yield api
-    api.stop()
-
-
-@pytest.fixture(scope="module")
 def certificates(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One serving certificate for every replica (one Secret in a cluster)."""
     tls = tmp_path_factory.mktemp("certs") / "tls"
@@ -94,10 +86,10 @@ def replica(tmp: Path, certificates: Path, stub: KubeApiStub, *flags: str) -> We
 
 @pytest.fixture(scope="module")
 def before(
-    stub: KubeApiStub, certificates: Path, tmp_path_factory: pytest.TempPathFactory
+    module_stub: KubeApiStub, certificates: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[WebhookProcess]:
     """The replica still on the release before: the defaults."""
-    process = replica(tmp_path_factory.mktemp("before"), certificates, stub)
+    process = replica(tmp_path_factory.mktemp("before"), certificates, module_stub)
     yield process
     process.stop()
 
@@ -167,11 +159,11 @@ def check_across(first: WebhookProcess, second: WebhookProcess) -> None:
 def test_replicas_on_two_releases_accept_each_others_pods(
     value: str,
     before: WebhookProcess,
-    stub: KubeApiStub,
+    module_stub: KubeApiStub,
     certificates: Path,
     tmp_path: Path,
 ) -> None:
-    after = replica(tmp_path, certificates, stub, *UPGRADES[value])
+    after = replica(tmp_path, certificates, module_stub, *UPGRADES[value])
     try:
         check_across(before, after)
         if value not in ONE_WAY:
@@ -228,7 +220,7 @@ def test_other_mutating_webhooks_between_mutation_and_validation(
 
 
 def test_a_registry_rewrite_is_accepted_for_the_listed_mirrors_only(
-    before: WebhookProcess, stub: KubeApiStub, certificates: Path, tmp_path: Path
+    before: WebhookProcess, module_stub: KubeApiStub, certificates: Path, tmp_path: Path
 ) -> None:
     injected = mutate(before, pod("shop-reader"))
     rewrite_registry("ghcr.io/sidecred/", "registry.corp.example/platform/")(injected)
@@ -238,7 +230,7 @@ def test_a_registry_rewrite_is_accepted_for_the_listed_mirrors_only(
     message = refused["status"]["message"]
     assert f'image "{MIRROR}:0.1.0" is not from a sidecar repository' in message
     assert "--sidecar-repositories" in message
-    mirrored = replica(tmp_path, certificates, stub, "--sidecar-repositories", MIRROR)
+    mirrored = replica(tmp_path, certificates, module_stub, "--sidecar-repositories", MIRROR)
     try:
         answer = validate(mirrored, injected)
         assert answer["allowed"], answer.get("status")
@@ -279,15 +271,15 @@ def admit_and_validate(http: httpx.Client) -> str | None:
 
 
 def test_a_rolling_upgrade_refuses_and_drops_no_admission(
-    stub: KubeApiStub, certificates: Path, tmp_path: Path
+    module_stub: KubeApiStub, certificates: Path, tmp_path: Path
 ) -> None:
     """The issue's reproduction: a new image tag and a region, old and new replicas behind
     one Service, the old one terminated while pods are admitted."""
-    old = replica(tmp_path / "old", certificates, stub, "--shutdown-delay", "5")
+    old = replica(tmp_path / "old", certificates, module_stub, "--shutdown-delay", "5")
     new = replica(
         tmp_path / "new",
         certificates,
-        stub,
+        module_stub,
         *("--shutdown-delay", "5", "--sidecar-image", f"{OLD_REPOSITORY}:0.2.0"),
         *("--region", "eu-west-1"),
     )

@@ -18,7 +18,7 @@ from cryptography import x509
 
 from sidecred.dev.kube_stub import KubeApiStub
 
-from .conftest import POLICY, start_stub, wait_until
+from .conftest import POLICY, module_webhook, wait_until
 from .webhook_process import (
     SERVER_NAME,
     SNI,
@@ -35,24 +35,7 @@ PERMITTED_ROLE = "shop-reader"
 FORBIDDEN_ROLE = "reader"
 
 
-@pytest.fixture(scope="module")
-def module_stub() -> Iterator[KubeApiStub]:
-    api = start_stub()
-    yield api
-    api.stop()
-
-
-@pytest.fixture(scope="module")
-def webhook(
-    module_stub: KubeApiStub, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[WebhookProcess]:
-    process = start_webhook(
-        tmp_path_factory.mktemp("webhook"),
-        module_stub.url,
-        *("--sidecar-image-pull-secrets", "registry-corp"),
-    )
-    yield process
-    process.stop()
+webhook = module_webhook("webhook", "--sidecar-image-pull-secrets", "registry-corp")
 
 
 @pytest.fixture(scope="module")
