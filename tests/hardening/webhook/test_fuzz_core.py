@@ -77,7 +77,7 @@ def check_decision(decision: Decision, uid: str) -> None:
         assert ops == decision.patch and response["patchType"] == "JSONPatch"
 
 
-@fuzz(6000)
+@fuzz(3000)
 @given(st.binary(max_size=400))
 def test_parse_review_random_bytes(body: bytes) -> None:
     count_example("parse_review random bytes")
@@ -87,7 +87,7 @@ def test_parse_review_random_bytes(body: bytes) -> None:
         assert 400 <= exc.status_code < 500
 
 
-@fuzz(1500)
+@fuzz(750)
 @given(st.data())
 def test_parse_review_mutated_reviews(data: st.DataObject) -> None:
     """A real review with nodes replaced by junk, then sometimes cut or byte-flipped."""
@@ -112,7 +112,7 @@ def test_parse_review_mutated_reviews(data: st.DataObject) -> None:
         check_decision(decide_validation(parsed, None, config), parsed["uid"])
 
 
-@fuzz(3000)
+@fuzz(1500)
 @given(reviews(), namespaces(), st.sampled_from(CONFIGS))
 def test_decisions_are_total_well_formed_and_deterministic(
     request: dict[str, Any], namespace: dict[str, Any] | None, config: Any
@@ -133,7 +133,7 @@ def test_decisions_are_total_well_formed_and_deterministic(
         assert (request, namespace) == before, "the decision changed its input"
 
 
-@fuzz(2000)
+@fuzz(1000)
 @given(requests(junk=False), namespaces(), st.sampled_from(CONFIGS))
 def test_permitted_patch_applies_validates_and_is_idempotent(
     request: dict[str, Any], namespace: dict[str, Any] | None, config: Any
@@ -189,7 +189,7 @@ def _all_containers(pod: dict[str, Any]) -> list[dict[str, Any]]:
     return [c for name in lists for c in spec.get(name) or []]
 
 
-@fuzz(2000)
+@fuzz(1000)
 @given(requests(junk=False), namespaces(), st.sampled_from(CONFIGS))
 def test_no_admitted_pod_shows_the_sidecar_to_another_container(
     request: dict[str, Any], namespace: dict[str, Any] | None, config: Any
@@ -217,7 +217,7 @@ def test_no_admitted_pod_shows_the_sidecar_to_another_container(
         assert not _views_of_the_sidecar(pod, _all_containers(pod), declared=True), validated
 
 
-@fuzz(2000)
+@fuzz(1000)
 @given(json_values)
 def test_parse_review_arbitrary_json_documents(value: Any) -> None:
     count_example("parse_review arbitrary JSON documents")
@@ -240,7 +240,7 @@ def schema_valid(pod: dict[str, Any]) -> bool:
     return True
 
 
-@fuzz(150)
+@fuzz(75)
 @given(requests(junk=False), st.sampled_from(CONFIGS[:3]))
 def test_patched_pod_of_a_schema_valid_pod_is_schema_valid(
     request: dict[str, Any], config: Any

@@ -74,7 +74,7 @@ def post(http: TestClient, path: str, body: bytes, content_type: str = "applicat
     return http.post(path, content=body, headers=headers)
 
 
-@fuzz(2000)
+@fuzz(1000)
 @given(
     st.sampled_from(("/mutate", "/validate")),
     st.binary(max_size=300),
@@ -87,7 +87,7 @@ def test_random_bodies_get_a_4xx(
     check_answer(post(http, path, body, content_type))
 
 
-@fuzz(800)
+@fuzz(400)
 @given(st.sampled_from(("/mutate", "/validate")), st.data())
 def test_mutated_reviews_never_5xx(http: TestClient, path: str, data: st.DataObject) -> None:
     count_example("http: mutated reviews")
@@ -100,7 +100,7 @@ def test_mutated_reviews_never_5xx(http: TestClient, path: str, data: st.DataObj
     check_answer(post(http, path, body))
 
 
-@fuzz(1500)
+@fuzz(750)
 @given(
     st.sampled_from(("/mutate", "/validate")),
     reviews(),
@@ -121,7 +121,7 @@ def test_reviews_are_answered_with_their_uid(
         jsonpatch.apply_patch(request["object"], ops)  # only pod CREATEs are patched
 
 
-@fuzz(1500)
+@fuzz(750)
 @given(st.sampled_from(("/mutate", "/validate")), json_values)
 def test_arbitrary_json_documents_get_a_4xx(http: TestClient, path: str, value: Any) -> None:
     count_example("http: arbitrary JSON documents")
