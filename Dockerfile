@@ -150,17 +150,15 @@ USER 65532:65532
 ENTRYPOINT ["sidecred"]
 
 # The sidecar images are their root filesystem alone (FROM scratch), root-owned and
-# read-only to the user: nothing in them writes anywhere.
-FROM scratch AS sidecar
+# read-only to the user: nothing in them writes anywhere. Both take their metadata,
+# user and entry point from sidecar-image.
+FROM scratch AS sidecar-image
 ARG VERSION=0.1.0
 ARG REVISION=unknown
 LABEL org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.source="https://github.com/sidecred/sidecred" \
       org.opencontainers.image.version="${VERSION}" \
-      org.opencontainers.image.revision="${REVISION}" \
-      org.opencontainers.image.title="sidecred-sidecar" \
-      org.opencontainers.image.description="sidecred's credential sidecar: per-pod AWS IAM credentials on the pod's loopback"
-COPY --from=sidecar-root /rootfs/ /
+      org.opencontainers.image.revision="${REVISION}"
 ENV PATH=/opt/sidecred/bin:/usr/bin \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
@@ -168,22 +166,15 @@ USER 65532:65532
 ENTRYPOINT ["sidecred"]
 CMD ["sidecar"]
 
-FROM scratch AS sidecar-assume-role
-ARG VERSION=0.1.0
-ARG REVISION=unknown
-LABEL org.opencontainers.image.licenses="Apache-2.0" \
-      org.opencontainers.image.source="https://github.com/sidecred/sidecred" \
-      org.opencontainers.image.version="${VERSION}" \
-      org.opencontainers.image.revision="${REVISION}" \
-      org.opencontainers.image.title="sidecred-sidecar-assume-role" \
+FROM sidecar-image AS sidecar
+LABEL org.opencontainers.image.title="sidecred-sidecar" \
+      org.opencontainers.image.description="sidecred's credential sidecar: per-pod AWS IAM credentials on the pod's loopback"
+COPY --from=sidecar-root /rootfs/ /
+
+FROM sidecar-image AS sidecar-assume-role
+LABEL org.opencontainers.image.title="sidecred-sidecar-assume-role" \
       org.opencontainers.image.description="sidecred's credential sidecar with botocore, for the unsafe assume-role source"
 COPY --from=sidecar-assume-role-root /rootfs/ /
-ENV PATH=/opt/sidecred/bin:/usr/bin \
-    PYTHONDONTWRITEBYTECODE=1 \
-    PYTHONUNBUFFERED=1
-USER 65532:65532
-ENTRYPOINT ["sidecred"]
-CMD ["sidecar"]
 
 FROM runtime AS webhook
 LABEL org.opencontainers.image.title="sidecred" \

@@ -93,7 +93,7 @@ def test_every_stage_starts_from_the_base_pinned_by_digest(parsed: DockerfilePar
     ), default
     froms = [i["value"] for i in parsed.structure if i["instruction"] == "FROM"]
     targets = {f"runtime AS {target}" for target in FINAL_STAGES}
-    targets |= {f"scratch AS {target}" for target in SIDECAR_STAGES}
+    targets |= {"scratch AS sidecar-image"} | {f"sidecar-image AS {t}" for t in SIDECAR_STAGES}
     targets |= {f"sidecar-root-base AS {root}" for root, _ in SIDECAR_STAGES.values()}
     assert all(v.startswith("${BASE_IMAGE} AS ") or v in targets for v in froms), froms
     assert list(_stages(parsed))[-1] == "webhook"  # the default target
@@ -137,8 +137,9 @@ def test_sidecar_images_are_their_root_filesystem_only_and_run_non_root(
 ) -> None:
     stages = _stages(parsed)
     root, venv = SIDECAR_STAGES[target]
-    final = stages[target]
-    assert final[0]["value"] == f"scratch AS {target}"
+    assert stages[target][0]["value"] == f"sidecar-image AS {target}"
+    assert stages["sidecar-image"][0]["value"] == "scratch AS sidecar-image"
+    final = stages["sidecar-image"] + stages[target][1:]  # the target's after the shared stage's
     assert "RUN" not in [item["instruction"] for item in final]  # nothing runs in scratch
     copies = _values(final, "COPY", "ADD")
     assert copies == [f"--from={root} /rootfs/ /"]
