@@ -7,7 +7,10 @@ Standard library only: the sidecar imports it.
 from __future__ import annotations
 
 import json
-from typing import Any
+
+TYPE_CHECKING = False  # `typing` is not imported: the sidecar's serving process would pay for it
+if TYPE_CHECKING:
+    from typing import Any
 
 _KIND_NAMES = {dict: "object", list: "list"}
 

@@ -18,7 +18,7 @@ from sidecred.json_setting import json_setting
 TYPE_CHECKING = False  # `typing` is not imported: the serving process would pay ~2 MB for it
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
-    from typing import Any
+    from typing import Any, ClassVar, Self
 
 # --- env names (the contract) ------------------------------------------------
 ENV_ROLE_ARN = "SIDECRED_ROLE_ARN"
@@ -81,27 +81,59 @@ class ConfigError(ValueError):
     """A missing or invalid setting. The message names the variable and the fix."""
 
 
-class ContainerRole:
+class _Fields:
+    """Read-only attributes set by keyword from a table, `_FIELDS`: name -> default, None
+    marking a required keyword; "" stands for "not set" there, and the attribute is None
+    then (a plain class: `dataclasses` costs every pod ~2 MB)."""
+
+    __slots__ = ()
+    _FIELDS: ClassVar[Mapping[str, object]]
+
+    def __init__(self, **values: Any) -> None:
+        for name, default in self._FIELDS.items():
+            if name in values:
+                value = values.pop(name)
+            elif default is None:
+                raise TypeError(f"{type(self).__name__} needs {name}")
+            else:
+                value = default
+            object.__setattr__(self, name, None if value == "" == default else value)
+        if values:
+            raise TypeError(f"{type(self).__name__} has no {', '.join(values)}")
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"{type(self).__name__} is read-only")
+
+    def replace(self, **changes: Any) -> Self:
+        values = {name: getattr(self, name) for name in self._FIELDS}
+        values.update(changes)
+        return type(self)(**values)
+
+
+_ROLE_FIELDS: dict[str, object] = {
+    "container": None,
+    "role_arn": None,
+    "session_name": None,
+    "token_file": "",  # token mode file: where the sidecar writes the container's token
+    "auth_token": "",  # token mode env: the token the webhook gave the container
+}
+
+
+class ContainerRole(_Fields):
     """A container's own role: its ARN, session name and endpoint token (file or value)."""
 
-    __slots__ = ("auth_token", "container", "role_arn", "session_name", "token_file")
-
-    def __init__(
-        self,
-        container: str,
-        role_arn: str,
-        session_name: str,
-        token_file: str | None = None,
-        auth_token: str | None = None,
-    ) -> None:
-        self.container = container
-        self.role_arn = role_arn
-        self.session_name = session_name
-        self.token_file = token_file
-        self.auth_token = auth_token
+    __slots__ = tuple(_ROLE_FIELDS)
+    _FIELDS = _ROLE_FIELDS
 
     def __repr__(self) -> str:  # never the auth token
         return f"ContainerRole({self.container!r}, {self.role_arn!r})"
+
+    if TYPE_CHECKING:
+        container: str
+        role_arn: str
+        session_name: str
+        token_file: str | None
+        auth_token: str | None
 
 
 # SidecarConfig's fields: name -> default; None marks a required keyword.
@@ -132,31 +164,11 @@ _CONFIG_FIELDS: dict[str, object] = {
 }
 
 
-class SidecarConfig:
-    """Every setting of one sidecar (a plain class: `dataclasses` costs every pod ~2 MB)."""
+class SidecarConfig(_Fields):
+    """Every setting of one sidecar."""
 
     __slots__ = tuple(_CONFIG_FIELDS)
-
-    def __init__(self, **values: Any) -> None:
-        for name, default in _CONFIG_FIELDS.items():
-            if name in values:
-                value = values.pop(name)
-            elif default is None:
-                raise TypeError(f"SidecarConfig needs {name}")
-            else:
-                value = default
-            # "" stands for "not set" in the table; the attribute is None then.
-            object.__setattr__(self, name, None if value == "" == default else value)
-        if values:
-            raise TypeError(f"SidecarConfig has no {', '.join(values)}")
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError("SidecarConfig is read-only")
-
-    def replace(self, **changes: Any) -> SidecarConfig:
-        values = {name: getattr(self, name) for name in _CONFIG_FIELDS}
-        values.update(changes)
-        return SidecarConfig(**values)
+    _FIELDS = _CONFIG_FIELDS
 
     def container_role(self, container: str) -> ContainerRole | None:
         for role in self.container_roles:
@@ -257,7 +269,7 @@ def _container_entry(
             f"{where}.session_name={values['session_name']!r} is not a valid STS session name"
         )
         return None
-    return ContainerRole(container, **values)
+    return ContainerRole(container=container, **values)
 
 
 def parse_container_roles(

@@ -4,6 +4,8 @@ the packages depend on each other only in the directions docs/architecture.md gi
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -83,3 +85,16 @@ def test_the_sidecar_imports_only_itself_and_three_small_helpers() -> None:
         "sidecred.jsonlog",
     }
     assert package_imports("sidecar") <= allowed
+
+
+def test_the_serving_sidecar_loads_no_heavy_standard_modules() -> None:
+    """`typing`, `dataclasses` and `inspect` each cost every pod's sidecar memory (1-2 MB);
+    the serving process and its fetch child import none of them."""
+    probe = (
+        "import sys, sidecred.sidecar.main, sidecred.sidecar.runtime, sidecred.sidecar.fetch;"
+        "print(sorted({'typing', 'dataclasses', 'inspect'} & set(sys.modules)))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    assert out.stdout.strip() == "[]"
