@@ -28,17 +28,7 @@ from sidecred.webhook.review import admission_review, pod_request
 from tests.support.admitting_clients import terminate_while_calling
 from tests.support.service_proxy import Backend, ServiceProxy, https_readiness
 
-from .webhook_process import (
-    SERVER_NAME,
-    SNI,
-    WebhookProcess,
-    decode_patch,
-    issue_certificates,
-    pod,
-    post_review,
-    review,
-    start_webhook,
-)
+from . import webhook_process as wp
 
 OLD_REPOSITORY = "ghcr.io/sidecred/sidecred-sidecar"
 MIRROR = "registry.corp.example/platform/sidecred-sidecar"
@@ -75,43 +65,43 @@ ONE_WAY = {"sidecar.image.repository (a mirror)", "sidecar.extraEnv"}
 def certificates(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One serving certificate for every replica (one Secret in a cluster)."""
     tls = tmp_path_factory.mktemp("certs") / "tls"
-    issue_certificates(tls)
+    wp.issue_certificates(tls)
     return tls
 
 
-def replica(tmp: Path, certificates: Path, stub: KubeApiStub, *flags: str) -> WebhookProcess:
+def replica(tmp: Path, certificates: Path, stub: KubeApiStub, *flags: str) -> wp.WebhookProcess:
     shutil.copytree(certificates, tmp / "tls")
-    return start_webhook(tmp, stub.url, *flags)
+    return wp.start_webhook(tmp, stub.url, *flags)
 
 
 @pytest.fixture(scope="module")
 def before(
     module_stub: KubeApiStub, certificates: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[WebhookProcess]:
+) -> Iterator[wp.WebhookProcess]:
     """The replica still on the release before: the defaults."""
     process = replica(tmp_path_factory.mktemp("before"), certificates, module_stub)
     yield process
     process.stop()
 
 
-def mutate(webhook: WebhookProcess, obj: dict[str, Any]) -> dict[str, Any]:
+def mutate(webhook: wp.WebhookProcess, obj: dict[str, Any]) -> dict[str, Any]:
     """The pod as the API server stores it after `webhook`'s mutation (which must allow it)."""
     with webhook.client() as http:
-        answer = post_review(http, "/mutate", review(obj))
+        answer = wp.post_review(http, "/mutate", wp.review(obj))
     assert answer["allowed"], answer.get("status")
-    return apply_patch(obj, decode_patch(answer)) if answer.get("patch") else obj
+    return apply_patch(obj, wp.decode_patch(answer)) if answer.get("patch") else obj
 
 
 def validate(
-    webhook: WebhookProcess, obj: dict[str, Any], old: dict[str, Any] | None = None
+    webhook: wp.WebhookProcess, obj: dict[str, Any], old: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """/validate of a CREATE, or of an UPDATE from `old`."""
     if old is None:
-        body = review(obj)
+        body = wp.review(obj)
     else:
         body = dict(admission_review(pod_request(obj, operation="UPDATE", old_pod=old)))
     with webhook.client() as http:
-        return post_review(http, "/validate", body)
+        return wp.post_review(http, "/validate", body)
 
 
 def named(obj: dict[str, Any]) -> dict[str, Any]:
@@ -128,10 +118,10 @@ def sidecars(obj: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-def check_across(first: WebhookProcess, second: WebhookProcess) -> None:
+def check_across(first: wp.WebhookProcess, second: wp.WebhookProcess) -> None:
     """Mutated by `first`: validated by `second`, on CREATE and on a later UPDATE, and a
     reinvocation by `second` (after another webhook added a container) adds no sidecar."""
-    injected = mutate(first, pod("shop-reader"))
+    injected = mutate(first, wp.pod("shop-reader"))
     answer = validate(second, injected)
     assert answer["allowed"], answer.get("status")
     late = copy.deepcopy(injected)
@@ -158,7 +148,7 @@ def check_across(first: WebhookProcess, second: WebhookProcess) -> None:
 @pytest.mark.parametrize("value", UPGRADES)
 def test_replicas_on_two_releases_accept_each_others_pods(
     value: str,
-    before: WebhookProcess,
+    before: wp.WebhookProcess,
     module_stub: KubeApiStub,
     certificates: Path,
     tmp_path: Path,
@@ -209,9 +199,9 @@ NEIGHBOURS: dict[str, Callable[[dict[str, Any]], None]] = {
 
 @pytest.mark.parametrize("policy", NEIGHBOURS.values(), ids=NEIGHBOURS)
 def test_other_mutating_webhooks_between_mutation_and_validation(
-    policy: Callable[[dict[str, Any]], None], before: WebhookProcess
+    policy: Callable[[dict[str, Any]], None], before: wp.WebhookProcess
 ) -> None:
-    injected = mutate(before, pod("shop-reader"))
+    injected = mutate(before, wp.pod("shop-reader"))
     policy(injected)
     reinvoked = mutate(before, injected)  # reinvocationPolicy: IfNeeded
     assert len(sidecars(reinvoked)) == 1
@@ -220,9 +210,9 @@ def test_other_mutating_webhooks_between_mutation_and_validation(
 
 
 def test_a_registry_rewrite_is_accepted_for_the_listed_mirrors_only(
-    before: WebhookProcess, module_stub: KubeApiStub, certificates: Path, tmp_path: Path
+    before: wp.WebhookProcess, module_stub: KubeApiStub, certificates: Path, tmp_path: Path
 ) -> None:
-    injected = mutate(before, pod("shop-reader"))
+    injected = mutate(before, wp.pod("shop-reader"))
     rewrite_registry("ghcr.io/sidecred/", "registry.corp.example/platform/")(injected)
     refused = validate(before, injected)
     assert not refused["allowed"]
@@ -239,12 +229,12 @@ def test_a_registry_rewrite_is_accepted_for_the_listed_mirrors_only(
 
 
 def test_env_that_could_redirect_the_token_is_refused_even_from_a_policy(
-    before: WebhookProcess,
+    before: wp.WebhookProcess,
 ) -> None:
     """A policy adding AWS_* or proxy env to every container hits the sidecar too: refused,
     saying that only sidecred's configuration may give the sidecar such env."""
     for name, value in (("AWS_REGION", "eu-west-1"), ("HTTPS_PROXY", "http://proxy:3128")):
-        injected = mutate(before, pod("shop-reader"))
+        injected = mutate(before, wp.pod("shop-reader"))
         env_on_every_container(name, value)(injected)
         refused = validate(before, injected)
         assert not refused["allowed"]
@@ -257,13 +247,16 @@ def test_env_that_could_redirect_the_token_is_refused_even_from_a_policy(
 def admit_and_validate(http: httpx.Client) -> str | None:
     """One pod through the Service: mutated by one replica, validated by whichever answers."""
     mutated = http.post(
-        "/mutate", json=review(pod("shop-reader")), extensions=SNI, headers={"Connection": "close"}
+        "/mutate",
+        json=wp.review(wp.pod("shop-reader")),
+        extensions=wp.SNI,
+        headers={"Connection": "close"},
     )
     if mutated.status_code != 200 or not mutated.json()["response"]["allowed"]:
         return f"mutate: {mutated.status_code} {mutated.text[:300]}"
-    injected = apply_patch(pod("shop-reader"), decode_patch(mutated.json()["response"]))
+    injected = apply_patch(wp.pod("shop-reader"), wp.decode_patch(mutated.json()["response"]))
     checked = http.post(
-        "/validate", json=review(injected), extensions=SNI, headers={"Connection": "close"}
+        "/validate", json=wp.review(injected), extensions=wp.SNI, headers={"Connection": "close"}
     )
     if checked.status_code != 200 or not checked.json()["response"]["allowed"]:
         return f"validate: {checked.status_code} {checked.text[:300]}"
@@ -283,7 +276,7 @@ def test_a_rolling_upgrade_refuses_and_drops_no_admission(
         *("--shutdown-delay", "5", "--sidecar-image", f"{OLD_REPOSITORY}:0.2.0"),
         *("--region", "eu-west-1"),
     )
-    readiness = https_readiness(str(certificates / "ca.crt"), SERVER_NAME)
+    readiness = https_readiness(str(certificates / "ca.crt"), wp.SERVER_NAME)
     proxy = ServiceProxy([Backend(old.port), Backend(new.port)], readiness)
     try:
         ca = str(certificates / "ca.crt")
