@@ -151,7 +151,9 @@ class Settings:
     )
     # The slim image (Dockerfile target sidecar).
     sidecar_image: str = option(
-        "ghcr.io/sidecred/sidecred-sidecar:0.1.0", "image of the injected sidecar"
+        "ghcr.io/sidecred/sidecred-sidecar:0.1.0",
+        "image of the injected sidecar (with --credential-source assume-role the default is "
+        "its -assume-role tag, which adds botocore)",
     )
     # Mirrors: an image-rewrite policy, a pull-through cache, or the repository the
     # sidecar came from before a move. The repository is what is trusted, not the tag.
@@ -407,4 +409,15 @@ def config_from_args(
     _check_values(values, problems, read_broker_ca)
     if problems:
         raise ValueError("sidecred webhook: invalid options: " + "; ".join(problems))
+    values["sidecar_image"] = sidecar_image_for(values)
     return Settings(**values)  # type: ignore[arg-type]
+
+
+def sidecar_image_for(values: Mapping[str, object]) -> object:
+    """The assume-role source signs with botocore, which only the `-assume-role` tag of the
+    default sidecar image holds: that tag is the default for it. A chosen image is kept."""
+    image = values["sidecar_image"]
+    default = next(f.default for f in fields(Settings) if f.name == "sidecar_image")
+    if values["credential_source"] == "assume-role" and image == default:
+        return f"{default}-assume-role"
+    return image

@@ -139,6 +139,16 @@ def test_assume_role_needs_the_unsafe_flag() -> None:
         parse([], {"SIDECRED_ALLOW_UNSAFE_ASSUME_ROLE_NODE_CREDENTIALS": "sure"})
 
 
+def test_the_assume_role_source_defaults_to_the_sidecar_image_with_botocore() -> None:
+    """Only the -assume-role tag can sign; an image chosen by flag or env is kept."""
+    unsafe = ["--credential-source", "assume-role", "--allow-unsafe-assume-role-node-credentials"]
+    assert parse(unsafe).sidecar_image == f"{Settings().sidecar_image}-assume-role"
+    assert parse([]).sidecar_image == Settings().sidecar_image
+    mirror = "registry.corp/sidecred-sidecar:0.1.0-assume-role"
+    assert parse([*unsafe, "--sidecar-image", mirror]).sidecar_image == mirror
+    assert parse(unsafe, {"SIDECRED_SIDECAR_IMAGE": mirror}).sidecar_image == mirror
+
+
 @pytest.mark.parametrize("value", ["²", "١٢", "6 1080", "0x10"])
 def test_non_ascii_and_odd_digits_are_refused(value: str) -> None:
     with pytest.raises(ValueError, match="is not a whole number"):
