@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import gc
 import logging
 import os
 import ssl
@@ -118,10 +117,6 @@ def main(argv: list[str]) -> int:
             }
         },
     )
-    # What start-up made (the kubernetes client's models, mostly) lives as long as the
-    # process: kept out of the collector's full passes, which otherwise walk it whenever
-    # a huge review's objects come and go, the event loop waiting ~50 ms each time.
-    gc.freeze()
     try:
         # Limits against abuse (serving.limits): any pod can reach the webhook.
         return serve_tls(app, args.host, args.port, tls.server_context, drain)
