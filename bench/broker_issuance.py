@@ -54,13 +54,15 @@ from kubernetes import client
 from bench import support
 from sidecred.broker.authorise import Grant
 from sidecred.broker.cluster_keys import ClusterKeys
+from sidecred.broker.identity import Identifier
 from sidecred.broker.issuer import Issuer
 from sidecred.broker.jwt_verify import Verified
 from sidecred.broker.metrics import BrokerMetrics
-from sidecred.broker.sidecar_check import broker_sidecar_problem
+from sidecred.broker.sidecar_check import broker_sidecar_problem, projected_sidecar_problem
 from sidecred.broker.token_review import TokenReviewer
 from sidecred.dev.kube_stub import KubeApiStub
 from sidecred.dev.token_review import TokenAuthority
+from sidecred.kube.projection import PodProjector
 from sidecred.kube.watch import CACHE, Lookup, PodCache
 from sidecred.sidecar.credentials import Credentials
 from sidecred.sidecar.schedule import next_refresh_at
@@ -220,8 +222,15 @@ def start_replica(stub: KubeApiStub, clock: SimClock, sts: CountingSts) -> Repli
         raise RuntimeError(f"the stub's JWKS: {keys.last_error}")
     reviewer = TokenReviewer(api, AUDIENCE, clock=clock)
     issuer: Issuer | None = None
+    # As the broker builds it (broker/serve_cli.py): each pod checked against the
+    # canonical sidecar as it arrives, the cache keeping the verdict.
+    projector = PodProjector(
+        frozenset({CONFIG.annotation_key}), lambda pod: broker_sidecar_problem(pod, CONFIG)
+    )
     pods = PodCache(
-        client.CoreV1Api(api), on_removed=lambda key, uid: issuer and issuer.forget(uid)
+        client.CoreV1Api(api),
+        projector,
+        on_removed=lambda key, uid: issuer and issuer.forget(uid),
     )
     pods.start()
     if not pods.wait_synced(30):
@@ -230,12 +239,10 @@ def start_replica(stub: KubeApiStub, clock: SimClock, sts: CountingSts) -> Repli
     metrics = BrokerMetrics()
     issuer = Issuer(
         CONFIG,
-        keys,
-        reviewer,
-        pods,
+        Identifier(keys, reviewer, pods),
         namespaces,
         sts,
-        broker_sidecar_problem,
+        projected_sidecar_problem,
         metrics,
         clock=clock,  # type: ignore[arg-type]
     )
