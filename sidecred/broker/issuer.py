@@ -26,11 +26,10 @@ from typing import Any, Protocol
 from sidecred.broker.authorise import Caller, Grant, SidecarProblem, authorise
 from sidecred.broker.identity import Identifier
 from sidecred.broker.metrics import BrokerMetrics
-from sidecred.broker.sts import RoleAssumer
 from sidecred.kube.watch import NamespaceSource
 from sidecred.pods.refusal import Refusal
 from sidecred.pods.settings import Settings
-from sidecred.sidecar.credentials import SourceError
+from sidecred.sidecar.credentials import Credentials, SourceError
 from sidecred.sidecar.wire import credentials_body
 
 # A generation is handed out again only during the first quarter of its life.
@@ -42,6 +41,13 @@ REUSE_FRACTION = 0.25
 SWEEP_INTERVAL_SECONDS = 60.0
 # How long a request waits for another request's STS call for the same grant.
 FOLLOWER_WAIT_SECONDS = 30.0
+
+
+class Assumer(Protocol):
+    """Where the issuer gets a grant's credentials: `sts:AssumeRole` (broker.sts.RoleAssumer)
+    in the broker; raises SourceError when STS refuses or fails."""
+
+    def assume(self, grant: Grant) -> Credentials: ...
 
 
 class EventSink(Protocol):
@@ -83,7 +89,7 @@ class Issuer:
     config: Settings
     identifier: Identifier
     namespaces: NamespaceSource
-    assumer: RoleAssumer
+    assumer: Assumer
     sidecar_problem: SidecarProblem
     metrics: BrokerMetrics
     events: EventSink | None = field(default=None, kw_only=True)

@@ -37,6 +37,12 @@ class World:
         self.entered = threading.Event()
 
     # verifier, reviewer, pods, namespaces
+    last_error = ""
+
+    @property
+    def synced(self) -> bool:
+        return True
+
     def verify(self, token: str) -> Verified | Refusal:
         return Verified(self.caller, NOW + 3600)
 
@@ -68,7 +74,7 @@ class World:
             CONFIG,
             Identifier(self, self, self),
             self,
-            self,  # type: ignore[arg-type]
+            self,
             broker_sidecar_problem,
             metrics or BrokerMetrics(),
             clock=lambda: NOW,
