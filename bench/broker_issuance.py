@@ -42,6 +42,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +64,7 @@ from sidecred.broker.token_review import TokenReviewer
 from sidecred.dev.kube_stub import KubeApiStub
 from sidecred.dev.token_review import TokenAuthority
 from sidecred.kube.projection import PodProjector
-from sidecred.kube.watch import CACHE, Lookup, PodCache
+from sidecred.kube.watch import CACHE, Key, Lookup, PodCache
 from sidecred.sidecar.credentials import Credentials
 from sidecred.sidecar.schedule import next_refresh_at
 from tests.broker.broker_process import SNI, BrokerProcess, start_broker
@@ -100,7 +101,8 @@ def issue(http: httpx.Client, token: str) -> None:
 
 
 def direct_assume_role(sts_url: str, count: int) -> list[float]:
-    sts = botocore.session.get_session().create_client(
+    # Any: botocore builds a client's methods at run time, so assume_role has no static type.
+    sts: Any = botocore.session.get_session().create_client(
         "sts",
         region_name="us-east-1",
         endpoint_url=sts_url,
@@ -108,7 +110,7 @@ def direct_assume_role(sts_url: str, count: int) -> list[float]:
         aws_secret_access_key=FAKE_SECRET_ACCESS_KEY,
     )
     return [
-        timed(lambda i=i: sts.assume_role(RoleArn=READER, RoleSessionName=f"shop.direct-{i}"))
+        timed(partial(sts.assume_role, RoleArn=READER, RoleSessionName=f"shop.direct-{i}"))
         for i in range(count)
     ]
 
@@ -138,7 +140,9 @@ def start_stub(clock: Callable[[], float] = time.time) -> tuple[KubeApiStub, Tok
     stub.put("namespaces", namespace())
     authority = TokenAuthority(stub, clock=clock)
     stub.start()
-    stub._server.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # type: ignore[union-attr]
+    server = stub._server
+    assert server is not None  # started above
+    server.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return stub, authority
 
 
@@ -156,10 +160,10 @@ def measure_processes(pods: int, workdir: Path) -> Measured:
         tokens = [authority.pod_token(pod) for pod in made]
         with broker.client() as http:
             http.get("/healthz", extensions=SNI)
-            miss = [timed(lambda t=t: issue(http, t)) for t in tokens]
+            miss = [timed(partial(issue, http, t)) for t in tokens]
             fresh = [authority.pod_token(pod) for pod in made]  # the kubelet rotated them
-            rotated = [timed(lambda t=t: issue(http, t)) for t in fresh]
-            hit = [timed(lambda t=t: issue(http, t)) for _ in range(HIT_ROUNDS) for t in fresh]
+            rotated = [timed(partial(issue, http, t)) for t in fresh]
+            hit = [timed(partial(issue, http, t)) for _ in range(HIT_ROUNDS) for t in fresh]
             healthz = [timed(lambda: http.get("/healthz", extensions=SNI)) for _ in range(2000)]
         rss_loaded = support.rss_kib(broker.process.pid) / 1024
         direct = direct_assume_role(sts.url, min(pods, 500))
@@ -222,6 +226,11 @@ def start_replica(stub: KubeApiStub, clock: SimClock, sts: CountingSts) -> Repli
         raise RuntimeError(f"the stub's JWKS: {keys.last_error}")
     reviewer = TokenReviewer(api, AUDIENCE, clock=clock)
     issuer: Issuer | None = None
+
+    def forget(key: Key, uid: str) -> None:
+        if issuer is not None:
+            issuer.forget(uid)
+
     # As the broker builds it (broker/serve_cli.py): each pod checked against the
     # canonical sidecar as it arrives, the cache keeping the verdict.
     projector = PodProjector(
@@ -230,7 +239,7 @@ def start_replica(stub: KubeApiStub, clock: SimClock, sts: CountingSts) -> Repli
     pods = PodCache(
         client.CoreV1Api(api),
         projector,
-        on_removed=lambda key, uid: issuer and issuer.forget(uid),
+        on_removed=forget,
     )
     pods.start()
     if not pods.wait_synced(30):
@@ -244,7 +253,7 @@ def start_replica(stub: KubeApiStub, clock: SimClock, sts: CountingSts) -> Repli
         sts,
         projected_sidecar_problem,
         metrics,
-        clock=clock,  # type: ignore[arg-type]
+        clock=clock,
     )
     return Replica(issuer, pods, keys)
 
@@ -365,7 +374,7 @@ def measure_verification() -> VerifyCost:
             if not isinstance(keys.verify(token), Verified):
                 raise RuntimeError(f"{name} token not verified")
             samples[name] = [
-                timed(lambda t=token: keys.verify(t)) * 1000 for _ in range(VERIFY_ROUNDS)
+                timed(partial(keys.verify, token)) * 1000 for _ in range(VERIFY_ROUNDS)
             ]
         reviewer = TokenReviewer(api, AUDIENCE)
         review = [timed(lambda: reviewer._call(rs256)) * 1000 for _ in range(REVIEW_ROUNDS)]
