@@ -26,6 +26,7 @@ import subprocess
 import sys
 import urllib.request
 from pathlib import Path
+from typing import TypedDict
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -113,7 +114,20 @@ def start_server(cmd: list[str], log_path: Path) -> subprocess.Popen[bytes]:
         )
 
 
-def open_loop(url: str, body_file: Path, ca_file: Path, seconds: float) -> dict[str, float]:
+class OpenLoopResult(TypedDict):
+    """bench/open_loop.py's last output line, as JSON gives it back (status codes as strings)."""
+
+    requests: int
+    errors: int
+    statuses: dict[str, int]
+    achieved_rate: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    max_ms: float
+
+
+def open_loop(url: str, body_file: Path, ca_file: Path, seconds: float) -> OpenLoopResult:
     cmd = [
         sys.executable,
         str(Path(__file__).with_name("open_loop.py")),
@@ -219,11 +233,11 @@ def main() -> int:
                     f"  p99 {result.p99_ms:.2f} ms  cpu {result.cpu_us_per_request:.0f} us/adm"
                     f"  errors {result.socket_errors + result.non2xx}"
                 )
-        fixed: dict[str, dict[str, float]] = {}
+        fixed: dict[str, OpenLoopResult] = {}
         for name, (url, _) in targets.items():
             fixed[name] = open_loop(url, body_file, ca_file, args.rate_seconds)
             if name == "webhook":
-                webhook_requests += int(fixed[name]["requests"])
+                webhook_requests += fixed[name]["requests"]
             print(f"{name:8} {FIXED_RATE:g}/s: {json.dumps(fixed[name])}")
         api_calls = sum(stub.requests[k] for k in ("get", "list")) - api_before
     finally:
@@ -241,7 +255,7 @@ def main() -> int:
                 f"{f['p50_ms']:.2f}",
                 f"{f['p99_ms']:.2f}",
                 "",
-                int(f["errors"]) + sum(v for k, v in dict(f["statuses"]).items() if k != "200"),
+                f["errors"] + sum(v for k, v in f["statuses"].items() if k != "200"),
                 "",
             ]
         )

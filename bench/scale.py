@@ -106,7 +106,10 @@ class Churn:
                 self.made += 1
             time.sleep(0.005)
         self.finished = time.monotonic()
-        self.last_version = int(self.stub.get("pods", *_key(self.pool[(total - 1) % len(self.pool)]))["metadata"]["resourceVersion"])  # fmt: skip
+        last = self.stub.get("pods", *_key(self.pool[(total - 1) % len(self.pool)]))
+        if last is None:
+            raise RuntimeError("the last pod written is not in the stub")
+        self.last_version = int(last["metadata"]["resourceVersion"])
 
     def status(self, request: StubRequest) -> StubResponse:
         sent = self.stub.watch_sent.get("pods", (0, 0.0))
@@ -311,7 +314,7 @@ def proc_kib(pid: int, field_name: str) -> int:
 
 def stub_get(setup: Setup, path: str, method: str = "GET") -> dict[str, Any]:
     parts = urlsplit(setup.stub_url)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    conn = http.client.HTTPConnection(parts.netloc, timeout=10)
     try:
         conn.request(method, path)
         return json.loads(conn.getresponse().read())
@@ -412,7 +415,7 @@ def slope(results: dict[str, dict[str, dict]], kind: str, low: str, high: str, c
 
 
 def row_lines(name: str, row: dict[str, dict]) -> list[list[object]]:
-    lines = []
+    lines: list[list[object]] = []
     for kind in ("webhook", "broker"):
         r = row[kind]
         health = r["healthz"]
@@ -423,7 +426,7 @@ def row_lines(name: str, row: dict[str, dict]) -> list[list[object]]:
             name, kind, support.fmt(r["ready_s"], 1), support.fmt(r["synced_s"], 1),
             mib(r["rss_kib"]), mib(r["hwm_kib"]), mib(r["hwm_kib"] - r["rss_kib"]),
             f"{support.fmt(health['p99_ms'], 1)} / {support.fmt(health['max_ms'], 0)} / {health['failed']} of {health['count']}",
-            f"{support.fmt(during[0], 1)} ({during[1]}) vs {support.fmt(after[0], 1)}" if during else "",
+            f"{support.fmt(during[0], 1)} ({during[1]}) vs {support.fmt(after[0], 1)}" if during and after else "",
             support.fmt(r["idle_cpu_pct"], 1),
             f"{support.fmt(churned['rate'], 0)}/s, {support.fmt(churned['us_per_event'], 0)} us, {support.fmt(churned['behind_s'] or 0, 2)} s" if churned else "",
         ])  # fmt: skip

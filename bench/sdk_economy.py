@@ -209,7 +209,9 @@ async def simulate_day(
     cache = CredentialCache(sts.role_arn, clock=clock, rng=random.Random(args.seed))
     token = secrets.token_urlsafe(32)
     roster = clients(moto_url)
-    servers, endpoints, procs = [], [], []
+    servers: list[HttpServer] = []
+    endpoints: list[CountingEndpoint] = []
+    procs: list[asyncio.subprocess.Process | None] = []  # None for a CLI, run per command
     # The sidecar's own server loop, in a thread: the simulation drives the clock here.
     reactor = Reactor()
     for _ in roster:
@@ -311,7 +313,7 @@ def main() -> int:
     )
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
-    log.info = log.debug = lambda *a, **k: None  # type: ignore[assignment,method-assign]
+    log.info = log.debug = lambda *a, **k: None
 
     moto = support.start_moto()
     outcomes = {}

@@ -56,8 +56,13 @@ from bench.admission import BASE_ROLE_ARN, NAMESPACE, POLICY, SERVER_NAME, SERVI
 from sidecred.certs.cli import main as certs_main
 from sidecred.dev.kube_stub import KubeApiStub, write_kubeconfig
 from sidecred.dev.processes import stop_process, wait_until
+from sidecred.webhook.review import (
+    GroupVersionKind,
+    GroupVersionResource,
+    admission_review,
+    pod_request,
+)
 from sidecred.webhook.review import admission_request as raw_request
-from sidecred.webhook.review import admission_review, pod_request
 
 ATTACKS = ("stalled", "names", "unknown", "huge", "patterns", "connections")
 PROBE_RATE = 20.0
@@ -256,8 +261,8 @@ def attack_connections(target: Target) -> str:
 def attack_patterns(target: Target) -> str:
     """600 Namespace reviews to /validate, each carrying a distinct 1.5 KB policy pattern
     (not in the review: found while working on it)."""
-    kind = {"group": "", "version": "v1", "kind": "Namespace"}
-    resource = {"group": "", "version": "v1", "resource": "namespaces"}
+    kind = GroupVersionKind(group="", version="v1", kind="Namespace")
+    resource = GroupVersionResource(group="", version="v1", resource="namespaces")
     statuses: Counter[str] = Counter()
     with target.client() as http:
         for index in range(600):

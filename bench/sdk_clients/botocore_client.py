@@ -10,11 +10,14 @@ import os
 import sys
 
 import botocore.session
+from botocore.credentials import Credentials
 
 session = botocore.session.get_session()
-credentials = None
+credentials: Credentials | None = None
 for line in sys.stdin:
     os.environ["SIDECRED_BENCH_NOW"] = line.strip()
     if credentials is None:
         credentials = session.get_credentials()
+    if credentials is None:
+        sys.exit("botocore found no credentials")
     print(credentials.get_frozen_credentials().access_key, flush=True)

@@ -7,6 +7,7 @@ clock changes; the SDK's own refresh logic and its HTTP fetches run as shipped.
 
 import datetime
 import os
+from typing import Any
 
 
 def _bench_now() -> datetime.datetime:
@@ -23,11 +24,14 @@ def _install() -> None:
         return
     original = credentials.RefreshableCredentials.__init__
 
-    def __init__(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+    # self: Any, as botocore's stubs do not declare the private _time_fetcher set here.
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
         original(self, *args, **kwargs)
         self._time_fetcher = _bench_now
 
-    credentials.RefreshableCredentials.__init__ = __init__
+    # Replacing the method on the class is the point of this module; mypy rejects any
+    # assignment to a method (and ruff a setattr with a constant name), so it is waived here.
+    credentials.RefreshableCredentials.__init__ = __init__  # type: ignore[method-assign]
 
 
 if os.environ.get("SIDECRED_BENCH_CLOCK") == "1":
