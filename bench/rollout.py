@@ -221,7 +221,7 @@ def window_name(window: int) -> str:
 
 def main() -> int:
     args = support.options(__doc__, __file__, pods=500, hours=4.0, seed=1)
-    log.info = log.debug = lambda *a, **k: None  # type: ignore[assignment,method-assign]  # thousands of refresh lines
+    log.info = log.debug = lambda *a, **k: None  # thousands of refresh lines
 
     ours_name = "sidecred (default policy)"
     schedules = [

@@ -22,11 +22,14 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 # Re-exported: the benchmarks use these as support.free_port, support.http_get, ...
 from sidecred.dev.processes import free_port, stop_process, wait_until
 from tests.sidecar.sidecar_process import SidecarProcess, http_get
+
+if TYPE_CHECKING:  # at run time imported where used: the module imports pytest
+    from tests.support.sts import MotoServer
 
 __all__ = ["SidecarProcess", "free_port", "http_get", "stop_process", "wait_until"]
 
@@ -287,7 +290,7 @@ def rss_kib(pid: int) -> int:
 
 
 # --- STS emulator ----------------------------------------------------------------------
-def start_moto():  # type: ignore[no-untyped-def]
+def start_moto() -> MotoServer:
     """moto_server on a free loopback port, plus the role the sidecars assume."""
     from tests.support.sts import create_role
     from tests.support.sts import start_moto as start

@@ -78,7 +78,7 @@ class StsFaultProxy:
         self._listen(port)
         assert self._server is not None
         self.port = int(self._server.server_address[1])
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url: str = f"http://127.0.0.1:{self.port}"
 
     # --- control ---------------------------------------------------------------
     @property
