@@ -47,6 +47,8 @@ WINDOW_S = 10
 WINDOWS_S = (10, 60, 600)  # the target's window, and larger ones where 2x is not below chance
 START_SPREAD_S = 10.0
 SESSION_S = 3600
+# A pod refreshes at about half its session; lockstep pods all at 3600 s.
+MIN_HOURS = 2.0
 EPOCH = datetime(2025, 1, 1, tzinfo=UTC)
 TARGET_PEAK_RATIO = 2.0
 
@@ -221,6 +223,8 @@ def window_name(window: int) -> str:
 
 def main() -> int:
     args = support.options(__doc__, __file__, pods=500, hours=4.0, seed=1)
+    if args.hours < MIN_HOURS:  # the second generation is what the run compares
+        raise SystemExit(f"rollout: --hours must be at least {MIN_HOURS:g}: two refresh rounds")
     log.info = log.debug = lambda *a, **k: None  # thousands of refresh lines
 
     ours_name = "sidecred (default policy)"

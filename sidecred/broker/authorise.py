@@ -28,9 +28,13 @@ from sidecred.pods.pod import iter_containers
 from sidecred.pods.policy import evaluate_policy
 from sidecred.pods.refusal import Refusal
 from sidecred.pods.roles import RoleError, resolve_role
-from sidecred.pods.session import container_session_name, custom_session_name
+from sidecred.pods.session import custom_session_name
 from sidecred.pods.settings import Settings
-from sidecred.sidecar.session_name import build_session_name, session_tags
+from sidecred.sidecar.session_name import (
+    build_session_name,
+    container_session_name,
+    session_tags,
+)
 
 # (pod, config) -> why the pod does not run the canonical broker-mode sidecar, or None.
 SidecarProblem = Callable[[Mapping[str, Any], Settings], str | None]

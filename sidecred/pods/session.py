@@ -31,18 +31,12 @@ def session_pod_label(pod: Mapping[str, Any]) -> str:
     """The pod's part of a container role's session name, the same at every admission stage.
 
     A pod created through generateName has no name when the mutating webhook sees it,
-    so its generateName (without the trailing "-") stands in, there and later alike.
+    so its generateName (without the trailing "-") stands in, there and later alike. The
+    sidecar and the broker, which know the pod's name, name the sessions after it unless
+    the pod has a custom session name.
     """
     metadata = pod.get("metadata") or {}
     generate_name = str(metadata.get("generateName") or "")
     if generate_name:
         return generate_name.rstrip("-.") or generate_name
     return str(metadata.get("name") or "pod")
-
-
-def container_session_name(namespace: str, pod_label: str, container: str) -> str:
-    """`<namespace>.<pod>.<container>`, cut to STS's 64 characters with a hash like the pod's.
-
-    `pod_label` is the pod's name, or the value of iam.amazonaws.com/session-name when set.
-    """
-    return build_session_name(namespace, f"{pod_label}.{container}")

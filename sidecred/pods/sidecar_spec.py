@@ -26,10 +26,11 @@ from sidecred.pods.names import (
     container_token_volume,
 )
 from sidecred.pods.pod import env_value, find_sidecar
-from sidecred.pods.session import container_session_name, custom_session_name, session_pod_label
+from sidecred.pods.session import custom_session_name, session_pod_label
 from sidecred.pods.settings import Settings
 from sidecred.sidecar import config as sc
 from sidecred.sidecar.config import TOKEN_MODES
+from sidecred.sidecar.session_name import container_session_name
 
 FULL_URI = "AWS_CONTAINER_CREDENTIALS_FULL_URI"
 RELATIVE_URI = "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"

@@ -14,6 +14,7 @@ import os
 
 from sidecred.int_range import int_in_range_or_problem
 from sidecred.json_setting import json_setting
+from sidecred.sidecar.session_name import container_session_name
 
 TYPE_CHECKING = False  # `typing` is not imported: the serving process would pay ~2 MB for it
 if TYPE_CHECKING:
@@ -175,6 +176,15 @@ class SidecarConfig(_Fields):
             if role.container == container:
                 return role
         return None
+
+    def session_name_of(self, role: ContainerRole) -> str:
+        """The session name of a container's own role: `<namespace>.<pod>.<container>` with
+        this pod's name (downward API), as the broker names it, since the webhook may have
+        seen only the pod's generateName; with a custom session name (SIDECRED_SESSION_NAME),
+        the webhook's `<namespace>.<value>.<container>` from the role's entry."""
+        if self.session_name:
+            return role.session_name
+        return container_session_name(self.pod_namespace, self.pod_name, role.container)
 
     if TYPE_CHECKING:
         role_arn: str

@@ -51,7 +51,7 @@ def role_config(config: SidecarConfig, container: str | None) -> SidecarConfig:
     entry = config.container_role(container)
     if entry is None:
         raise ConfigError(f"sidecred fetch: container {container!r} has no role of its own")
-    return config.replace(role_arn=entry.role_arn, session_name=entry.session_name)
+    return config.replace(role_arn=entry.role_arn, session_name=config.session_name_of(entry))
 
 
 def main(argv: list[str]) -> int:

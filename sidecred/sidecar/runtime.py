@@ -94,7 +94,8 @@ def build_roles(reactor: Reactor, config: SidecarConfig) -> tuple[CredentialEndp
     containers = {}
     for entry in config.container_roles:
         token = auth_token(config.token_mode, entry.token_file, entry.auth_token)
-        role = Role(reactor, config, entry.role_arn, entry.session_name, entry.container, gate)
+        session_name = config.session_name_of(entry)
+        role = Role(reactor, config, entry.role_arn, session_name, entry.container, gate)
         roles.append(role)
         containers[entry.container] = (role.cache, token)
     return CredentialEndpoint(pod_cache, pod_token, containers=containers), roles

@@ -44,6 +44,14 @@ def build_session_name(namespace: str, pod_name: str, override: str | None = Non
     return name
 
 
+def container_session_name(namespace: str, pod_label: str, container: str) -> str:
+    """`<namespace>.<pod>.<container>`, cut to STS's 64 characters with a hash like the pod's.
+
+    `pod_label` is the pod's name, or the value of iam.amazonaws.com/session-name when set.
+    """
+    return build_session_name(namespace, f"{pod_label}.{container}")
+
+
 def session_tags(
     namespace: str, pod_name: str, pod_uid: str, service_account: str
 ) -> tuple[tuple[str, str], ...]:

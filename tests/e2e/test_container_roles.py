@@ -59,18 +59,28 @@ class World:
     webhooks: dict[str, WebhookProcess]  # by credential source
     tmp: Path
 
-    def admit(self, source: str, name: str, token_mode: str) -> dict[str, Any]:
-        """The pod through /mutate and then /validate over TLS, stored as the API server would."""
+    def admit(
+        self, source: str, name: str, token_mode: str, generate_name: str = ""
+    ) -> dict[str, Any]:
+        """The pod through /mutate and then /validate over TLS, stored as the API server would.
+
+        With `generate_name` the pod is a controller's: the mutating webhook sees it without
+        a name, and `name` is the one the API server then gives it (validation sees that).
+        """
         annotations = {
             "iam.amazonaws.com/role": READER,
             "sidecred.dev/container-roles": CONTAINER_ROLES,
             "sidecred.dev/token-mode": token_mode,
         }
         pod = plain_pod(name, "shop", annotations, "web", ("app", "backup", "metrics"))
+        if generate_name:
+            pod["metadata"]["generateName"] = generate_name
+            del pod["metadata"]["name"]
         with self.webhooks[source].client() as http:
             answer = post_review(http, "/mutate", review(pod))
             assert answer["allowed"], answer
             patched = apply_patch(copy.deepcopy(pod), decode_patch(answer))
+            patched["metadata"]["name"] = name
             validated = post_review(http, "/validate", review(patched))
             assert validated["allowed"], validated
         patched["metadata"].setdefault("labels", {})["sidecred.dev/injected"] = "true"
@@ -176,6 +186,23 @@ def test_each_container_reaches_its_own_role_and_no_other(
             # Each token lives in its own volume; app does not mount backup's.
             app_mounts = {m["name"] for m in pod.pod["spec"]["containers"][0]["volumeMounts"]}
             assert app_mounts == {"sidecred-token"}
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_a_controllers_pod_names_each_containers_session_after_the_pod(
+    world: World, source: str
+) -> None:
+    """A Deployment's pod has no name at admission; each role's session still carries the
+    name the pod got (`<ns>.<pod>.<container>`), so CloudTrail tells its replicas apart."""
+    name = f"web-{source}-7d4b9c-x2k4q"
+    stored = world.admit(source, name, "file", generate_name=f"web-{source}-7d4b9c-")
+    with world.local_pod(stored) as pod:
+        app = pod.run_app("app", WHOAMI, timeout=60)
+        backup = pod.run_app("backup", WHOAMI, timeout=60)
+    assert whoami(app) == f"arn:aws:sts::123456789012:assumed-role/shop-reader/shop.{name}"
+    assert whoami(backup) == (
+        f"arn:aws:sts::123456789012:assumed-role/shop-backup/shop.{name}.backup"
+    )
 
 
 def test_revoking_backups_role_refuses_it_through_the_broker_and_names_the_container(

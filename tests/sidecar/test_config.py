@@ -138,6 +138,23 @@ def test_container_roles_are_read():
     assert cfg.container_role("backup") is role and cfg.container_role("web") is None
 
 
+def test_a_containers_session_is_named_after_the_pod_it_runs_in():
+    """The webhook names a controller's pod's sessions by its generateName (the pod has no
+    name yet); the sidecar uses the pod's name, as the broker does. A custom session name
+    is the webhook's whole."""
+    entry = {**BACKUP, "session_name": "shop.web-7d4b9c.backup"}
+    env = with_roles({"backup": entry}, **{c.ENV_POD_NAME: "web-7d4b9c-x2k4q"})
+    cfg = load_config(env)
+    assert cfg.session_name_of(cfg.container_roles[0]) == "shop.web-7d4b9c-x2k4q.backup"
+    custom = {**BACKUP, "session_name": "shop.nightly.backup"}
+    cfg = load_config(with_roles({"backup": custom}, **{c.ENV_SESSION_NAME: "shop.nightly"}))
+    assert cfg.session_name_of(cfg.container_roles[0]) == "shop.nightly.backup"
+    long_pod = "p" * 60
+    cfg = load_config(with_roles({"backup": BACKUP}, **{c.ENV_POD_NAME: long_pod}))
+    name = cfg.session_name_of(cfg.container_roles[0])
+    assert len(name) == 64 and name.startswith("shop.ppp")  # cut with a hash, like the pod's
+
+
 def test_container_roles_alone_without_a_pod_role():
     env = with_roles({"backup": BACKUP})
     del env[c.ENV_ROLE_ARN], env[c.ENV_TOKEN_FILE]

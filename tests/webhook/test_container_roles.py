@@ -14,8 +14,9 @@ from hypothesis import strategies as st
 
 from sidecred.kube.sidecar_health import container_roles, injected_role, roles_by_container
 from sidecred.pods.container_roles import MAX_CHARS, MAX_ENTRIES, MAX_ROLE_CONTAINER_CHARS
-from sidecred.pods.session import container_session_name, session_pod_label
+from sidecred.pods.session import session_pod_label
 from sidecred.pods.settings import Settings
+from sidecred.sidecar.session_name import container_session_name
 from sidecred.webhook.decide import decide_mutation, decide_validation
 from sidecred.webhook.mutate import apply_patch
 from tests.webhook.fixture_cases import BASE_ROLE_ARN, fixed_tokens, pod_request
