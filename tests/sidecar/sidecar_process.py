@@ -139,9 +139,14 @@ class SidecarProcess:
         return [json.loads(line) for line in self.log().splitlines() if line.strip()]
 
     def wait_ready(self, timeout: float = WAIT_SECONDS, interval: float = POLL_SECONDS) -> None:
-        """Until /readyz is 200; fails at once if the process exits."""
-        what = f"readyz 200; log:\n{self.log()}"
-        wait_until(lambda: self.readyz()[0] == 200, timeout, what, interval, self.process)
+        """Until /readyz is 200; fails at once if the process exits. A failure shows the last
+        /readyz answer and the sidecar's log as they are then."""
+        try:
+            wait_until(
+                lambda: self.readyz()[0] == 200, timeout, "readyz 200", interval, self.process
+            )
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; /readyz: {self.readyz()!r}; log:\n{self.log()}") from None
 
     def signal(self, sig: int = signal.SIGTERM) -> None:
         self.process.send_signal(sig)
