@@ -108,6 +108,7 @@ class _Run:
         self.pid: int | None = None
         self.returncode: int | None = None
         self.output: dict[int, bytearray] = {}
+        self.open_fds: set[int] = set()  # this child's pipes not closed yet
         self.timer: Timer | None = None
         try:
             self._spawn()
@@ -140,6 +141,7 @@ class _Run:
                 os.close(fd)
         for fd in (out_r, err_r):
             self.output[fd] = bytearray()
+            self.open_fds.add(fd)
             self.reactor.watch(fd, READ, self._reader(fd))
         self.stdout_fd, self.stderr_fd = out_r, err_r
 
@@ -164,10 +166,13 @@ class _Run:
             self._reap()
 
     def _closed(self, fd: int) -> bool:
-        return fd not in self.reactor.selector.get_map()
+        # This run's own record, not the selector's: once closed, the number may be another
+        # child's pipe (the lowest free number is reused), and it is not this run's to close.
+        return fd not in self.open_fds
 
     def _close_pipe(self, fd: int) -> None:
         if not self._closed(fd):
+            self.open_fds.discard(fd)
             self.reactor.forget(fd)
             os.close(fd)
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from sidecred.sidecar.cache import CredentialCache
-from sidecred.sidecar.credentials import SourceError
+from sidecred.sidecar.credentials import Credentials, SourceError
 from sidecred.sidecar.fetch_process import FetchProcess
 from sidecred.sidecar.reactor import Reactor
 from sidecred.sidecar.refresh_loop import Refresher
@@ -252,3 +253,43 @@ def test_stopping_a_refresher_kills_its_fetch_and_frees_its_place_once():
         assert run.done is None  # and it will answer nobody
     finally:
         reactor.close()
+
+
+def test_a_child_whose_closed_pipe_number_another_child_takes_still_finishes():
+    """Two roles fetch at once: A closes its stdout first and its stderr later; B starts in
+    between, and its new pipe takes the number A's stdout had. A must still be reaped when
+    its stderr closes (not left until its timeout), and B's pipe must stay B's."""
+    reactor = Reactor()
+    outcomes: dict[str, Credentials | SourceError] = {}
+
+    def done(name: str) -> Callable[[Credentials | SourceError], None]:
+        def record(result: Credentials | SourceError) -> None:
+            outcomes[name] = result
+            if len(outcomes) == 2:
+                reactor.stop()
+
+        return record
+
+    first = FetchProcess(
+        ROLE_ARN, "shop.a", (PY, "-c", "import os, time; os.close(1); time.sleep(0.5)"), 5.0
+    )
+    second = FetchProcess(
+        ROLE_ARN, "shop.b", (PY, "-c", "import time; time.sleep(1); print('not json')"), 5.0
+    )
+    first_run = first.start(reactor, done("first"))
+    stdout_number = first_run.stdout_fd
+    started: list[int] = []
+
+    def start_second() -> None:
+        started.append(second.start(reactor, done("second")).stdout_fd)
+
+    reactor.call_later(0.3, start_second)  # A's stdout has closed by then; its stderr has not
+    try:
+        reactor.run()
+    finally:
+        reactor.close()
+    assert started == [stdout_number]  # the number was taken again: the case under test
+    assert isinstance(outcomes["first"], SourceError)
+    assert outcomes["first"].code != "FetchTimeout", outcomes["first"].message
+    assert isinstance(outcomes["second"], SourceError)
+    assert "printed no credential_process JSON" in outcomes["second"].message
