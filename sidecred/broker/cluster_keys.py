@@ -78,7 +78,6 @@ class ClusterKeys:
         self._refetch_lock = threading.Lock()
         self._last_refetch: float | None = None
         self._background = Background("signing-keys", self._run)
-        self._stopping = self._background.stopping
         self.last_error = ""
 
     # --- verification --------------------------------------------------------------
@@ -172,10 +171,10 @@ class ClusterKeys:
 
     def _run(self) -> None:
         delay = 0.0
-        while not self._stopping.is_set():
+        while not self._background.stopping.is_set():
             if self._fetch("refresh" if self.synced else "start") is not None:
                 delay = 0.0
-                self._stopping.wait(self._refresh_seconds)
+                self._background.stopping.wait(self._refresh_seconds)
             else:
                 delay = next_backoff(delay)
-                self._stopping.wait(delay)
+                self._background.stopping.wait(delay)

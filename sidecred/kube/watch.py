@@ -57,6 +57,7 @@ from sidecred.kube.miss_budget import (
 )
 from sidecred.kube.projection import PodProjector, Projection, project_namespace
 from sidecred.pods.annotations import INJECTED_LABEL
+from sidecred.serving.background import Background
 
 log = logging.getLogger(__name__)
 
@@ -221,8 +222,7 @@ class WatchCache:
         self._miss_budget = miss_budget
         self._inflight: dict[Key, _Flight] = {}
         self._synced = threading.Event()
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._background = Background(f"{kind}-cache", self._run)
         self._response: Any = None  # the open watch stream, shut by stop()
         self.last_error = ""
         self.listed = 0  # objects the list in progress (or the last one) has loaded
@@ -254,24 +254,20 @@ class WatchCache:
     @property
     def running(self) -> bool:
         """True while the list/watch thread runs (also while a stop() winds it down)."""
-        return self._thread is not None and self._thread.is_alive()
+        return self._background.running
 
     def start(self) -> None:
         """Start listing and watching; again after stop(), from an empty cache."""
         if self.running:
             raise RuntimeError(f"the {self.kind} cache is already running")
-        self._stopping.clear()
-        name = f"{self.kind}-cache"
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
+        self._background.start()
 
     def stop(self, timeout: float = 5.0, *, forget: bool = False) -> None:
         """End the watch; with `forget`, drop every cached object too, each reported to
         `on_removed` (not synced until a later start() has listed again)."""
-        self._stopping.set()
-        self._shut_stream()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        self._background.stopping.set()
+        self._shut_stream()  # wakes the read blocked on the stream, so the thread sees it
+        self._background.stop(timeout)
         if forget:
             with self._lock:
                 gone = [(key, _uid_of(value)) for key, value in self._store.items()]
@@ -430,7 +426,7 @@ class WatchCache:
                 self.listed += len(entries)
                 if not token:
                     break
-                if self._stopping.is_set():
+                if self._background.stopping.is_set():
                     return version
             with self._lock:
                 gone = [(k, _uid_of(self._store.pop(k))) for k in self._unseen if k in self._store]
@@ -487,7 +483,7 @@ class WatchCache:
         self._response = response
         events = 0
         try:
-            if self._stopping.is_set():
+            if self._background.stopping.is_set():
                 return resource_version, events
             for line in _lines(response):
                 event = json.loads(line)
@@ -498,7 +494,7 @@ class WatchCache:
                 self._apply(event.get("type"), obj)
                 metadata = obj.get("metadata") or {}
                 resource_version = str(metadata.get("resourceVersion") or resource_version)
-                if self._stopping.is_set():
+                if self._background.stopping.is_set():
                     break
         finally:
             self._response = None
@@ -509,7 +505,7 @@ class WatchCache:
         resource_version: str | None = None
         delay = 0.0
         expired = 0  # 410s in a row: the first relists at once, later ones back off
-        while not self._stopping.is_set():
+        while not self._background.stopping.is_set():
             try:
                 if resource_version is None:
                     resource_version = self._relist()
@@ -531,14 +527,14 @@ class WatchCache:
                 self.last_error = _describe(exc)
             except Exception as exc:  # the stream broke; reconnect below
                 self.last_error = _describe(exc)
-            if self._stopping.is_set():
+            if self._background.stopping.is_set():
                 break
             delay = next_backoff(delay)
             if self.last_error:
                 log.warning(
                     "%s watch failed (%s); retrying in %.1fs", self.kind, self.last_error, delay
                 )
-            self._stopping.wait(delay)
+            self._background.stopping.wait(delay)
 
 
 class NamespaceCache(WatchCache):

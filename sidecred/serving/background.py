@@ -1,4 +1,5 @@
-"""One daemon thread that runs a server's periodic work until the server stops."""
+"""One daemon thread that runs a server's background work (a periodic refresh, a watch)
+until the server stops."""
 
 from __future__ import annotations
 
@@ -16,7 +17,14 @@ class Background:
         self.stopping = threading.Event()
         self._thread: threading.Thread | None = None
 
+    @property
+    def running(self) -> bool:
+        """True while the thread runs (also while a stop() winds it down)."""
+        return self._thread is not None and self._thread.is_alive()
+
     def start(self) -> None:
+        """Start the thread; again after stop()."""
+        self.stopping.clear()
         self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
         self._thread.start()
 

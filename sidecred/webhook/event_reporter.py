@@ -90,7 +90,6 @@ class EventReporter:
 
     def __post_init__(self) -> None:
         self._background = Background("event-reporter", self.run)
-        self._stopping = self._background.stopping
 
     def start(self) -> None:
         self._background.start()
@@ -103,7 +102,7 @@ class EventReporter:
 
     def run(self) -> None:
         next_scan = 0.0
-        while not self._stopping.is_set():
+        while not self._background.stopping.is_set():
             leading = self.elector.step()
             self.metrics.leader.set(1 if leading else 0)
             if not leading:
@@ -111,7 +110,7 @@ class EventReporter:
             elif self.clock() >= next_scan and self.prepare_scan():
                 self.scan_once()
                 next_scan = self.clock() + self.scan_interval
-            self._stopping.wait(self.retry_period)
+            self._background.stopping.wait(self.retry_period)
 
     def step_down(self) -> None:
         """Out of the Lease: stop the pod watch and forget its pods, the events seen and the
