@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from sidecred.broker.issuer import Answer, Issuer, refused
 from sidecred.broker.metrics import BrokerMetrics
 from sidecred.pods.annotations import q
-from sidecred.pods.container_roles import is_container_name
+from sidecred.pods.dns_names import is_dns1123_label
 from sidecred.pods.refusal import Refusal
 from sidecred.serving.drain import Drain
 from sidecred.serving.http import add_health_probes, add_metrics_and_last_resort
@@ -37,7 +37,7 @@ def requested_container(values: list[str]) -> str | Refusal:
         return ""
     if len(values) > 1:
         return Refusal("InvalidContainer", "sidecred broker: name one container at most", 400)
-    if not is_container_name(values[0]):
+    if not is_dns1123_label(values[0]):  # a container name
         return Refusal(
             "InvalidContainer",
             f"sidecred broker: container={q(values[0], 80)} is not a container name "

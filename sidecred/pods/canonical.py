@@ -55,7 +55,7 @@ from sidecred.pods.names import (
     SIDECAR_COMMAND,
     SIDECAR_NAME,
 )
-from sidecred.pods.pod import env_value, find_sidecar, iter_containers, mounted_volumes
+from sidecred.pods.pod import find_sidecar, iter_containers, mounted_volumes
 from sidecred.pods.refusal import Refusal
 from sidecred.pods.roles import RoleError, resolve_role
 from sidecred.pods.settings import Settings
@@ -66,6 +66,8 @@ from sidecred.pods.sidecar_spec import (
     build_volumes,
     own_sidecar_env,
     plan_injection,
+    port_of,
+    sidecar_mounts,
 )
 from sidecred.sidecar import config as sc
 
@@ -222,10 +224,7 @@ def canonical_sidecar(
 def served_port(pod: Mapping[str, Any], config: Settings) -> int:
     """The credential port of the pod's sidecar (the configured one when it has none)."""
     found = find_sidecar(pod)
-    value = env_value(found[2], sc.ENV_PORT) if found else None
-    if value and FREE_ENV[sc.ENV_PORT][0](value):
-        return int(value)
-    return config.sidecar_port
+    return (port_of(found[2]) if found else None) or config.sidecar_port
 
 
 def _shown(name: str, value: Any) -> str:
@@ -437,7 +436,7 @@ def sidecar_difference(
     Compares the properties that decide who gets which role (the module docstring
     lists them and what is left alone).
     """
-    expected_mounts = build_sidecar(injection).get("volumeMounts") or []
+    expected_mounts = sidecar_mounts(injection)
     return (
         _placement_problem(list_name, container)
         or _program_problem(container, injection.config)

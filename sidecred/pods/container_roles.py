@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sidecred.pods.annotations import CONTAINER_ROLES_KEY, SKIP_CONTAINERS_KEY, annotations_of, q
+from sidecred.pods.dns_names import is_dns1123_label
 from sidecred.pods.names import CONTAINER_TOKEN_VOLUME_PREFIX, SIDECAR_NAME
 from sidecred.pods.pod import iter_containers
 from sidecred.pods.refusal import Refusal
@@ -30,7 +31,6 @@ MAX_ENTRIES = 64  # as many roles as one sidecar serves
 MAX_ROLE_CONTAINER_CHARS = 63 - len(CONTAINER_TOKEN_VOLUME_PREFIX)
 EXAMPLE = '{"backup": "backup-writer", "metrics": ""}'
 _JSON_TYPES = {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}
-_DNS_LABEL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
 
 
 @dataclass(frozen=True)
@@ -43,10 +43,6 @@ class ContainerRoles:
     def role_of(self, container: str) -> str | None:
         """The container's own role ARN, or None when it has none of its own."""
         return next((arn for name, arn in self.own if name == container), None)
-
-    @property
-    def named(self) -> frozenset[str]:
-        return frozenset(name for name, _ in self.own) | self.none
 
 
 NO_CONTAINER_ROLES = ContainerRoles()
@@ -72,13 +68,6 @@ def _object_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
             raise _refuse(f"{CONTAINER_ROLES_KEY} names container {q(key, 80)} twice")
         result[key] = value
     return result
-
-
-def is_container_name(name: str) -> bool:
-    """A DNS-1123 label, which is what Kubernetes allows as a container name."""
-    return (
-        0 < len(name) <= 63 and set(name) <= _DNS_LABEL_CHARS and name[0] != "-" and name[-1] != "-"
-    )
 
 
 def parse_container_roles(raw: str) -> dict[str, str]:
@@ -132,7 +121,7 @@ def _check_names(entries: Mapping[str, str], pod: Mapping[str, Any]) -> None:
     for name in entries:
         if name == SIDECAR_NAME:
             raise _refuse(f"{CONTAINER_ROLES_KEY} cannot name the sidecar {q(SIDECAR_NAME)}")
-        if not is_container_name(name):
+        if not is_dns1123_label(name):  # what Kubernetes allows as a container name
             raise _refuse(
                 f"{CONTAINER_ROLES_KEY} names {q(name, 80)}, which is not a container name"
             )

@@ -126,7 +126,7 @@ def plan_injection(
     existing = find_sidecar(pod)
     port, token_mode, token = config.sidecar_port, options.token_mode, None
     if existing is not None:
-        port = _port_of(existing[2]) or port
+        port = port_of(existing[2]) or port
         mode = env_value(existing[2], sc.ENV_TOKEN_MODE)
         token_mode = mode if mode in TOKEN_MODES else token_mode
         if token_mode == "env" and role_arn is not None:
@@ -140,7 +140,7 @@ def plan_injection(
     )
 
 
-def _port_of(sidecar: Mapping[str, Any]) -> int | None:
+def port_of(sidecar: Mapping[str, Any]) -> int | None:
     """The credential port a sidecar container serves on, if its env names a valid one."""
     value = env_value(sidecar, sc.ENV_PORT) or ""
     if value.isascii() and value.isdigit() and 0 < int(value) < 65536:
