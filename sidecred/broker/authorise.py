@@ -129,18 +129,19 @@ def _resolve(caller: Caller, pod: Mapping[str, Any], config: Settings) -> str:
 
 def _resolve_container(
     caller: Caller, pod: Mapping[str, Any], config: Settings, container: str
-) -> str:
-    """The role the pod's admitted annotations give `container` as its own, or a 403."""
+) -> tuple[str, PodOptions]:
+    """The role the pod's admitted annotations give `container` as its own, or a 403; and
+    the pod's options, read on the way."""
     annotations = annotations_of(pod)
     pod_role = _resolve(caller, pod, config) if config.annotation_key in annotations else None
     options = _pod_options(caller, pod, config)
     try:
         roles = read_container_roles(pod, pod_role, config.base_role_arn, options.skip_containers)
     except Refusal as exc:
-        raise Refusal("BadPodAnnotation", f"{exc.message} ({caller.label})") from None
+        raise _bad_annotation(caller, exc) from None
     role_arn = roles.role_of(container)
     if role_arn is not None:
-        return role_arn
+        return role_arn, options
     if container in roles.none:
         why = f'{CONTAINER_ROLES_KEY} gives it no credentials ("")'
     elif container in {str(c.get("name")) for _, _, c in iter_containers(pod)}:
@@ -176,11 +177,16 @@ def _check_policy(
         raise Refusal("RoleNotPermitted", message, 403)
 
 
+def _bad_annotation(caller: Caller, exc: Refusal) -> Refusal:
+    """A refusal of the pod's annotations, as the broker answers it (403, naming the pod)."""
+    return Refusal("BadPodAnnotation", f"{exc.message} ({caller.label})")
+
+
 def _pod_options(caller: Caller, pod: Mapping[str, Any], config: Settings) -> PodOptions:
     try:
         return read_pod_options(annotations_of(pod), config.session_duration, config.token_mode)
     except Refusal as exc:
-        raise Refusal("BadPodAnnotation", f"{exc.message} ({caller.label})") from None
+        raise _bad_annotation(caller, exc) from None
 
 
 def session_name_for(caller: Caller, override: str | None, container: str = "") -> str:
@@ -193,7 +199,7 @@ def session_name_for(caller: Caller, override: str | None, container: str = "") 
     try:
         return custom_session_name(caller.namespace, override)
     except Refusal as exc:
-        raise Refusal("BadPodAnnotation", f"{exc.message} ({caller.label})") from None
+        raise _bad_annotation(caller, exc) from None
 
 
 def authorise(
@@ -212,10 +218,10 @@ def authorise(
     try:
         pod_object = _check_pod(caller, pod)
         if container:
-            role_arn = _resolve_container(caller, pod_object, config, container)
+            role_arn, options = _resolve_container(caller, pod_object, config, container)
         else:
             role_arn = _resolve(caller, pod_object, config)
-        options = _pod_options(caller, pod_object, config)
+            options = _pod_options(caller, pod_object, config)
         whose = f"container {q(container)}'s role" if container else "role"
         problem = sidecar_problem(pod_object, config)
         if problem is not None:

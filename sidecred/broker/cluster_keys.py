@@ -51,7 +51,7 @@ def may_refetch(now: float, last_refetch: float | None) -> bool:
 
 class ClusterKeys:
     """The issuer and keys the broker verifies tokens with; `kind`, `synced` and
-    `last_error` as the watch caches have them, for /readyz."""
+    `progress` as the watch caches have them, for /readyz."""
 
     kind = "signing key"
 
@@ -125,9 +125,6 @@ class ClusterKeys:
     def progress(self) -> str:
         """Why the keys are not there yet, for /readyz (as the watch caches say it)."""
         return self.last_error or "waiting for the first fetch"
-
-    def key_set(self) -> KeySet | None:
-        return self._keys
 
     def _fetch(self, reason: str) -> KeySet | None:
         """Fetch issuer and keys; on failure keep the current ones and say why."""

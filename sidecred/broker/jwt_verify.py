@@ -272,15 +272,24 @@ def _text(container: object, *path: str) -> str:
     return container if isinstance(container, str) else ""
 
 
+def service_account_of(username: str) -> tuple[str, str] | None:
+    """(namespace, name) of `system:serviceaccount:<namespace>:<name>`, or None."""
+    namespace, _, account = username.removeprefix(SA_PREFIX).partition(":")
+    if not username.startswith(SA_PREFIX) or not namespace or not account:
+        return None
+    return namespace, account
+
+
 def caller_from_claims(claims: Mapping[str, Any]) -> Caller:
     """The pod and service account the `kubernetes.io` claims name (raises a 401 Refusal)."""
     subject = _text(claims, "sub")
-    namespace, _, account = subject.removeprefix(SA_PREFIX).partition(":")
-    if not subject.startswith(SA_PREFIX) or not namespace or not account:
+    found = service_account_of(subject)
+    if found is None:
         raise refusal(
             f"the token's subject {shown(subject, 200)} is not a pod's service account",
             "NotAServiceAccount",
         )
+    namespace, account = found
     bound = claims.get("kubernetes.io")
     if _text(bound, "namespace") != namespace or _text(bound, "serviceaccount", "name") != account:
         raise refusal(

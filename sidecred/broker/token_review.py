@@ -26,11 +26,10 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from sidecred.broker.authorise import Caller, unavailable
-from sidecred.broker.jwt_verify import Verified
+from sidecred.broker.jwt_verify import Verified, service_account_of
 from sidecred.pods.annotations import q
 from sidecred.pods.refusal import Refusal
 
-SA_PREFIX = "system:serviceaccount:"
 EXTRA_POD_NAME = "authentication.kubernetes.io/pod-name"
 EXTRA_POD_UID = "authentication.kubernetes.io/pod-uid"
 # A verified answer is reused until this long before the token expires, so a
@@ -76,11 +75,12 @@ def caller_from_review(review: Mapping[str, Any], audience: str) -> Caller | Ref
     user = status.get("user")
     user = user if isinstance(user, Mapping) else {}
     username = str(user.get("username") or "")
-    namespace, _, account = username.removeprefix(SA_PREFIX).partition(":")
-    if not username.startswith(SA_PREFIX) or not namespace or not account:
+    found = service_account_of(username)
+    if found is None:
         return _unauthorised(
             "NotAServiceAccount", f"the token belongs to {q(username)}, not a pod's service account"
         )
+    namespace, account = found
     extra = user.get("extra")
     extra = extra if isinstance(extra, Mapping) else {}
     pod_name, pod_uid = _first(extra, EXTRA_POD_NAME), _first(extra, EXTRA_POD_UID)
