@@ -25,7 +25,7 @@ from sidecred.pods.annotations import (
 )
 from sidecred.pods.container_roles import read_container_roles
 from sidecred.pods.pod import iter_containers
-from sidecred.pods.policy import evaluate_policy
+from sidecred.pods.policy import evaluate_policy, for_container
 from sidecred.pods.refusal import Refusal
 from sidecred.pods.roles import RoleError, resolve_role
 from sidecred.pods.session import custom_session_name
@@ -169,11 +169,7 @@ def _check_policy(
     annotations = annotations_of(obj)
     result = evaluate_policy(role_arn, caller.namespace, annotations, config.base_role_arn)
     if not result.permitted:
-        message = result.message
-        if container:
-            message = message.replace(
-                "sidecred: ", f"sidecred: container {q(container)} ({CONTAINER_ROLES_KEY}): ", 1
-            )
+        message = for_container(result.message, container) if container else result.message
         raise Refusal("RoleNotPermitted", message, 403)
 
 

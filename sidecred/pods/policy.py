@@ -24,7 +24,13 @@ from typing import NamedTuple
 
 import re2
 
-from sidecred.pods.annotations import ALLOWED_ROLES_KEY, PERMITTED_KEY, QUOTED_CHARS, q
+from sidecred.pods.annotations import (
+    ALLOWED_ROLES_KEY,
+    CONTAINER_ROLES_KEY,
+    PERMITTED_KEY,
+    QUOTED_CHARS,
+    q,
+)
 from sidecred.pods.roles import RoleError, resolve_role
 
 # Caps that keep evaluation cheap whatever a namespace owner writes. Real
@@ -158,6 +164,13 @@ def describe_policy(annotations: Mapping[str, str]) -> str:
         cut = value[:QUOTED_CHARS] + ("..." if len(value) > QUOTED_CHARS else "")
         parts.append(f"{ALLOWED_ROLES_KEY}={cut}")
     return "; ".join(parts)
+
+
+def for_container(message: str, container: str) -> str:
+    """A policy message about a container's own role: it names the container and where its
+    role comes from, after the "sidecred: " every message starts with."""
+    where = f"sidecred: container {q(container)} ({CONTAINER_ROLES_KEY}): "
+    return where + message.removeprefix("sidecred: ")
 
 
 def withheld_denial(role_arn: str, namespace_name: str) -> str:

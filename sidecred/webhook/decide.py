@@ -36,7 +36,7 @@ from sidecred.pods.pod import (
     pod_label,
     pod_namespace,
 )
-from sidecred.pods.policy import evaluate_policy, withheld_denial
+from sidecred.pods.policy import evaluate_policy, for_container, withheld_denial
 from sidecred.pods.refusal import Refusal
 from sidecred.pods.settings import Settings
 from sidecred.pods.sidecar_spec import plan_injection
@@ -131,22 +131,28 @@ def _check_roles_policy(
         return
     name = pod_namespace(request)
     pod_role = [("", read.role_arn)] if read.role_arn is not None else []
-    own = [(f"container {q(c)} ({CONTAINER_ROLES_KEY}): ", arn) for c, arn in read.roles.own]
-    for where, role_arn in pod_role + own:
+    for container, role_arn in pod_role + list(read.roles.own):
+        refusal = None
         if namespace is None:
             cause = namespace_error or "it could not be looked up"
-            raise Refusal(
+            refusal = Refusal(
                 "namespace-unavailable",
-                f"sidecred: {where}cannot check role {q(role_arn)}: the policy of namespace "
-                f"{q(name)} is unavailable ({cause}); pods with a role are refused until it can "
-                "be read",
+                f"sidecred: cannot check role {q(role_arn)}: the policy of namespace {q(name)} "
+                f"is unavailable ({cause}); pods with a role are refused until it can be read",
                 NAMESPACE_UNAVAILABLE_CODE,
             )
-        annotations = (namespace.get("metadata") or {}).get("annotations") or {}
-        result = evaluate_policy(role_arn, name, annotations, config.base_role_arn)
-        if not result.permitted:
-            message = result.message if config.explain_denials else withheld_denial(role_arn, name)
-            raise Refusal(result.reason, f"sidecred: {where}" + message.removeprefix("sidecred: "))
+        else:
+            annotations = (namespace.get("metadata") or {}).get("annotations") or {}
+            result = evaluate_policy(role_arn, name, annotations, config.base_role_arn)
+            if not result.permitted:
+                explained = config.explain_denials
+                message = result.message if explained else withheld_denial(role_arn, name)
+                refusal = Refusal(result.reason, message)
+        if refusal is not None:
+            if container:
+                message = for_container(refusal.message, container)
+                refusal = Refusal(refusal.reason, message, refusal.status)
+            raise refusal
 
 
 def _check_host_network(pod: Mapping[str, Any], request: Mapping[str, Any]) -> None:
