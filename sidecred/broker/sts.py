@@ -24,6 +24,7 @@ from sidecred.sidecar.assume_role import (
     is_role_chaining_refusal,
 )
 from sidecred.sidecar.credentials import Credentials, SourceError
+from sidecred.sidecar.session_name import sts_tags
 
 
 class RoleAssumer:
@@ -58,7 +59,7 @@ class RoleAssumer:
             "RoleSessionName": grant.session_name,
             "DurationSeconds": duration,
             "SourceIdentity": grant.source_identity,
-            "Tags": [{"Key": key, "Value": value} for key, value in grant.tags],
+            "Tags": sts_tags(grant.tags),
         }
         if grant.external_id:
             params["ExternalId"] = grant.external_id

@@ -19,7 +19,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from sidecred.sidecar.config import SidecarConfig
 from sidecred.sidecar.credentials import Credentials, SourceError, account_from_arn
-from sidecred.sidecar.session_name import build_session_name, session_tags
+from sidecred.sidecar.session_name import build_session_name, session_tags, sts_tags
 
 # STS caps sessions reached by role chaining at one hour.
 ROLE_CHAINING_MAX_DURATION = 3600
@@ -149,12 +149,9 @@ class AssumeRoleSource(_StsSource):
             # Set once per session and trusted by policies and CloudTrail: always
             # `<namespace>.<pod>` from the downward API, never an annotation.
             "SourceIdentity": build_session_name(c.pod_namespace, c.pod_name),
-            "Tags": [
-                {"Key": key, "Value": value}
-                for key, value in session_tags(
-                    c.pod_namespace, c.pod_name, c.pod_uid, c.service_account
-                )
-            ],
+            "Tags": sts_tags(
+                session_tags(c.pod_namespace, c.pod_name, c.pod_uid, c.service_account)
+            ),
         }
         if self.config.external_id:
             params["ExternalId"] = self.config.external_id

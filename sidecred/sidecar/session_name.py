@@ -62,3 +62,8 @@ def session_tags(
         ("kubernetes-pod-uid", pod_uid),
         ("kubernetes-service-account", service_account),
     )
+
+
+def sts_tags(tags: tuple[tuple[str, str], ...]) -> list[dict[str, str]]:
+    """Session tags as sts:AssumeRole's `Tags` parameter takes them."""
+    return [{"Key": key, "Value": value} for key, value in tags]
