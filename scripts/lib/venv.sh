@@ -34,3 +34,8 @@ use_project_venv() {
     export PATH=$VIRTUAL_ENV/bin:$PATH
     hash -r
 }
+
+# uv (installs, resolves and locks in seconds) into the active venv when it is missing.
+ensure_uv() {
+    command -v uv >/dev/null || python3 -m pip install -q 'uv>=0.4'
+}

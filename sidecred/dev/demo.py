@@ -580,7 +580,6 @@ class Demo:
         )
 
     def start_sidecar(self) -> None:
-        environment = self.environment()
         self.pod = self.local_pod(self.patched)
         self.stack.enter_context(self.pod)
         self.report.detail(
@@ -590,7 +589,8 @@ class Demo:
         sidecar = self.pod.sidecar
         command = " ".join(sidecar.get("command") or [])
         self.report.detail(f"sidecar: {command} (pid {self.pod.sidecar_process.pid})")  # type: ignore[union-attr]
-        self.report.detail(f"environment added for this machine: {', '.join(environment)}")
+        added = ", ".join(self.pod.environment)
+        self.report.detail(f"environment added for this machine: {added}")
         self.report.detail(
             f"startupProbe GET :{self.health_port}/readyz passed: credentials are cached"
         )
