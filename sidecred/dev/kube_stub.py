@@ -161,10 +161,7 @@ class _Stored:
     labels: dict[str, str]
     uid: str
     created: str
-
-    @property
-    def resource_version(self) -> str:
-        return str(json.loads(self.data)["metadata"].get("resourceVersion") or "")
+    resource_version: str  # as written into `data`, for a PUT's optimistic-concurrency check
 
 
 # (resourceVersion, plural, event type, object, its labels before a MODIFIED or None)
@@ -385,7 +382,8 @@ class KubeApiStub:
             self._resource_version += 1
             for plural in RESOURCES:
                 obj = {"metadata": {"resourceVersion": str(self._resource_version)}}
-                stored = _Stored(json.dumps(obj).encode(), None, "", {}, "", "")
+                version = str(self._resource_version)
+                stored = _Stored(json.dumps(obj).encode(), None, "", {}, "", "", version)
                 self._history.append((self._resource_version, plural, "BOOKMARK", stored, None))
             self._cond.notify_all()
 
@@ -414,6 +412,7 @@ class KubeApiStub:
             dict(meta.get("labels") or {}),
             str(meta.get("uid") or ""),
             str(meta.get("creationTimestamp") or ""),
+            meta["resourceVersion"],
         )
         old = self._objects[plural].get(key)
         before = dict(old.labels) if old and event == "MODIFIED" else None
