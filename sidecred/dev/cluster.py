@@ -17,6 +17,8 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+from sidecred.pods.names import SIDECAR_NAME
+from sidecred.pods.pod import find_sidecar
 from sidecred.pods.settings import Settings
 from sidecred.webhook.decide import decide_mutation
 from sidecred.webhook.mutate import apply_patch
@@ -153,8 +155,8 @@ def _app_pod(env_count: int, role: str | None) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _container_status(name: str, init: bool = False) -> dict[str, Any]:
-    status = {
+def _container_status(name: str) -> dict[str, Any]:
+    return {
         "name": name,
         "state": {"running": {"startedAt": STAMP}},
         "lastState": {},
@@ -165,9 +167,6 @@ def _container_status(name: str, init: bool = False) -> dict[str, Any]:
         "containerID": f"containerd://{'cd' * 32}",
         "started": True,
     }
-    if init:
-        status["name"] = "sidecred"
-    return status
 
 
 def _status(containers: list[dict[str, Any]], sidecar_list: str | None) -> dict[str, Any]:
@@ -187,9 +186,9 @@ def _status(containers: list[dict[str, Any]], sidecar_list: str | None) -> dict[
         "qosClass": "Burstable",
     }
     if sidecar_list == "initContainers":
-        status["initContainerStatuses"] = [_container_status("sidecred", init=True)]
+        status["initContainerStatuses"] = [_container_status(SIDECAR_NAME)]
     elif sidecar_list == "containers":
-        status["containerStatuses"].append(_container_status("sidecred", init=True))
+        status["containerStatuses"].append(_container_status(SIDECAR_NAME))
     return status
 
 
@@ -240,12 +239,10 @@ class PodFactory:
             decision = decide_mutation(request, namespace_object("ns"), self.config)
             if not decision.allowed:
                 raise ValueError(f"the webhook refused the template pod: {decision.message}")
-            pod = apply_patch(pod, decision.patch or [])
-            pod["metadata"].setdefault("labels", {})["sidecred.dev/injected"] = "true"
-            sidecar_list = (
-                "initContainers" if self.config.sidecar_mode == "native" else "containers"
-            )
-        apps = [c for c in pod["spec"]["containers"] if c["name"] != "sidecred"]
+            pod = apply_patch(pod, decision.patch or [])  # with the injected label
+            found = find_sidecar(pod)
+            sidecar_list = found[0] if found else None
+        apps = [c for c in pod["spec"]["containers"] if c["name"] != SIDECAR_NAME]
         pod["status"] = _status(apps, sidecar_list)
         pod["metadata"]["managedFields"] = _managed_fields(pod)
         return json.dumps(pod, separators=(",", ":")).encode()
