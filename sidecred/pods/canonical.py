@@ -41,7 +41,7 @@ for a role or option annotation that cannot be read.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,7 +55,7 @@ from sidecred.pods.names import (
     SIDECAR_COMMAND,
     SIDECAR_NAME,
 )
-from sidecred.pods.pod import find_sidecar, iter_containers, mounted_volumes
+from sidecred.pods.pod import all_containers, find_sidecar, mounted_volumes
 from sidecred.pods.refusal import Refusal
 from sidecred.pods.roles import RoleError, resolve_role
 from sidecred.pods.settings import Settings
@@ -496,13 +496,6 @@ def forged_reason(container: Mapping[str, Any], config: Settings) -> str | None:
     if SA_TOKEN_VOLUME in mounted_volumes(container):
         return f"mounts {q(SA_TOKEN_VOLUME)}, the token only the sidecar may read"
     return None
-
-
-def all_containers(pod: Mapping[str, Any]) -> Iterator[tuple[str, int, dict[str, Any]]]:
-    """Init, regular and ephemeral containers."""
-    yield from iter_containers(pod)
-    for index, container in enumerate((pod.get("spec") or {}).get("ephemeralContainers") or []):
-        yield "ephemeralContainers", index, container
 
 
 def token_audiences(volume: Mapping[str, Any]) -> list[str]:

@@ -21,7 +21,7 @@ from typing import Any
 from sidecred.pods.annotations import CONTAINER_ROLES_KEY, SKIP_CONTAINERS_KEY, annotations_of, q
 from sidecred.pods.dns_names import is_dns1123_label
 from sidecred.pods.names import CONTAINER_TOKEN_VOLUME_PREFIX, SIDECAR_NAME
-from sidecred.pods.pod import iter_containers
+from sidecred.pods.pod import all_containers
 from sidecred.pods.refusal import Refusal
 from sidecred.pods.roles import RoleError, resolve_role
 
@@ -104,8 +104,7 @@ def parse_container_roles(raw: str) -> dict[str, str]:
 
 def _pod_containers(pod: Mapping[str, Any]) -> Iterator[str]:
     """Names of the pod's init, regular and ephemeral containers, the sidecar's excepted."""
-    ephemeral = (pod.get("spec") or {}).get("ephemeralContainers") or []
-    for container in [c for _, _, c in iter_containers(pod)] + list(ephemeral):
+    for _, _, container in all_containers(pod):
         name = container.get("name")
         if isinstance(name, str) and name != SIDECAR_NAME:
             yield name

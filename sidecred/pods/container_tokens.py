@@ -16,12 +16,12 @@ Pure: plain pod dicts and the planned Injection in, the first problem out.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from sidecred.pods.annotations import CONTAINER_ROLES_KEY, q
 from sidecred.pods.names import SIDECAR_NAME, TOKEN_VOLUME, is_token_volume
-from sidecred.pods.pod import env_value, find_sidecar, iter_containers
+from sidecred.pods.pod import all_containers, env_value, find_sidecar
 from sidecred.pods.refusal import Refusal
 from sidecred.pods.sidecar_spec import (
     AUTH_TOKEN,
@@ -36,11 +36,6 @@ from sidecred.sidecar import config as sc
 
 def _forged(message: str) -> Refusal:
     return Refusal("forged-sidecar", f"sidecred: {message}")
-
-
-def _every_container(pod: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
-    yield from (c for _, _, c in iter_containers(pod))
-    yield from (pod.get("spec") or {}).get("ephemeralContainers") or []
 
 
 def sidecar_tokens(sidecar: Mapping[str, Any]) -> dict[str, str]:
@@ -155,7 +150,7 @@ def token_problem(pod: Mapping[str, Any], injection: Injection | None) -> Refusa
         if problem := _roles_env_problem(found[2], injection):
             return problem
     tokens = sidecar_tokens(found[2]) if found is not None and injection is not None else {}
-    for container in _every_container(pod):
+    for _, _, container in all_containers(pod):
         if container.get("name") == SIDECAR_NAME:
             continue
         if problem := _mount_problem(container, injection):

@@ -67,6 +67,13 @@ def iter_containers(pod: Mapping[str, Any]) -> Iterator[tuple[str, int, dict[str
             yield list_name, index, container
 
 
+def all_containers(pod: Mapping[str, Any]) -> Iterator[tuple[str, int, dict[str, Any]]]:
+    """Init, regular and ephemeral containers."""
+    yield from iter_containers(pod)
+    for index, container in enumerate((pod.get("spec") or {}).get("ephemeralContainers") or []):
+        yield "ephemeralContainers", index, container
+
+
 def env_value(container: Mapping[str, Any], name: str) -> str | None:
     """The literal value of an env entry; "" for a valueFrom entry; None if absent.
 
