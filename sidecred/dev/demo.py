@@ -67,6 +67,7 @@ from sidecred.pods.annotations import (
     PERMITTED_KEY,
     ROLE_KEY,
 )
+from sidecred.pods.container_roles import parse_container_roles
 from sidecred.pods.names import SA_TOKEN_VOLUME, SIDECAR_NAME
 from sidecred.pods.sidecar_spec import AUTH_TOKEN, AUTH_TOKEN_FILE, FULL_URI
 from sidecred.sidecar import config as contract
@@ -354,7 +355,7 @@ class Demo:
         annotations = (self.allowed_pod.get("metadata") or {}).get("annotations") or {}
         self.role = RoleRef.parse(annotations.get(ROLE_KEY, ""))
         roles = (self.roles_pod.get("metadata") or {}).get("annotations") or {}
-        own = json.loads(roles.get(CONTAINER_ROLES_KEY, "{}"))
+        own = parse_container_roles(roles.get(CONTAINER_ROLES_KEY, "{}"))
         self.backup_role = RoleRef.parse(str(own.get("backup", "")))
 
         with self.report.step(1, "Start an STS emulator and create the role"):

@@ -151,17 +151,19 @@ class _Flight:
 
 def _lines(response: Any) -> Iterator[bytes]:
     """The non-empty lines of a chunked watch response, as they arrive."""
-    pending = b""
+    pending: list[bytes] = []  # a line's chunks so far: joined once, when its end arrives
     for chunk in response.stream(amt=None, decode_content=False):
-        pending += chunk
+        pending.append(chunk)
         if b"\n" not in chunk:
             continue
-        *lines, pending = pending.split(b"\n")
+        *lines, rest = b"".join(pending).split(b"\n")
+        pending = [rest]
         for line in lines:
             if line.strip():
                 yield line
-    if pending.strip():
-        yield pending
+    tail = b"".join(pending)
+    if tail.strip():
+        yield tail
 
 
 def _uid_of(obj: Mapping[str, Any]) -> str:
