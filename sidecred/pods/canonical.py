@@ -45,7 +45,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sidecred.pods.annotations import CONTAINER_ROLES_KEY, annotations_of, q, read_pod_options
+from sidecred.pods.annotations import (
+    CONTAINER_ROLES_KEY,
+    PodOptions,
+    annotations_of,
+    q,
+    read_pod_options,
+)
 from sidecred.pods.container_roles import ContainerRoles, read_container_roles
 from sidecred.pods.container_tokens import token_problem
 from sidecred.pods.images import image_repository
@@ -164,6 +170,7 @@ class SidecarVerdict:
     canonical: bool
     problem: Refusal | None = None
     location: tuple[str, int] | None = None  # (list name, index) of the container named sidecred
+    injection: Injection | None = None  # what the webhook plans for the pod (None: no role)
 
 
 def pod_role(pod: Mapping[str, Any], config: Settings) -> str | None:
@@ -185,12 +192,15 @@ def wants_sidecar(pod: Mapping[str, Any], config: Settings) -> bool:
     return config.annotation_key in annotations or CONTAINER_ROLES_KEY in annotations
 
 
-def pod_roles(pod: Mapping[str, Any], config: Settings) -> tuple[str | None, ContainerRoles]:
-    """The pod's resolved role (None without one) and its containers' own; Refusal if unusable."""
+def pod_roles(
+    pod: Mapping[str, Any], config: Settings
+) -> tuple[str | None, PodOptions, ContainerRoles]:
+    """The pod's resolved role (None without one), its options and its containers' own
+    roles; Refusal if unusable."""
     role_arn = pod_role(pod, config)
     options = read_pod_options(annotations_of(pod), config.session_duration, config.token_mode)
     roles = read_container_roles(pod, role_arn, config.base_role_arn, options.skip_containers)
-    return role_arn, roles
+    return role_arn, options, roles
 
 
 def _namespace_of(pod: Mapping[str, Any], namespace: str | None) -> str:
@@ -203,8 +213,7 @@ def canonical_injection(
     """The Injection the webhook plans for this pod; None when the pod asks for no role."""
     if not wants_sidecar(pod, config):
         return None
-    role_arn, roles = pod_roles(pod, config)
-    options = read_pod_options(annotations_of(pod), config.session_duration, config.token_mode)
+    role_arn, options, roles = pod_roles(pod, config)
     return plan_injection(
         pod, role_arn, options, config, lambda: UNSET_TOKEN, _namespace_of(pod, namespace), roles
     )
@@ -604,4 +613,4 @@ def check_sidecar(
                 "the webhook adds may do that",
             )
     problem = problem or audience_problem(pod, config, injection) or token_problem(pod, injection)
-    return SidecarVerdict(canonical=canonical, problem=problem, location=location)
+    return SidecarVerdict(canonical, problem, location, injection)

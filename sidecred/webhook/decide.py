@@ -14,14 +14,11 @@ from typing import Any
 from sidecred.pods.annotations import (
     CONTAINER_ROLES_KEY,
     PodOptions,
-    annotations_of,
     q,
-    read_pod_options,
 )
 from sidecred.pods.canonical import (
     SidecarVerdict,
     all_containers,
-    canonical_injection,
     check_sidecar,
     pod_roles,
     wants_sidecar,
@@ -223,8 +220,7 @@ def _read_role_pod(request: Mapping[str, Any], config: Settings) -> _RolePod | N
         raise verdict.problem
     if not wanted:
         return None
-    role_arn, roles = pod_roles(pod, config)
-    options = read_pod_options(annotations_of(pod), config.session_duration, config.token_mode)
+    role_arn, options, roles = pod_roles(pod, config)
     return _RolePod(pod, role_arn, options, roles, verdict)
 
 
@@ -302,9 +298,8 @@ def _decide_pod_create(
             "sidecar: the sidecred mutating webhook did not run; check its registration",
         )
     _check_roles_policy(read, request, namespace, config, namespace_error)
-    injection = canonical_injection(read.pod, config, pod_namespace(request))
-    if injection is not None:
-        check_app_containers(read.pod, injection)
+    if read.verdict.injection is not None:  # planned by check_sidecar for this pod
+        check_app_containers(read.pod, read.verdict.injection)
     return Decision(allowed=True, warnings=tuple(warnings))
 
 
