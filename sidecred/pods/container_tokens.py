@@ -29,6 +29,7 @@ from sidecred.pods.sidecar_spec import (
     Injection,
     build_volumes,
     container_roles_env,
+    entry_field,
     token_mount,
 )
 from sidecred.sidecar import config as sc
@@ -43,18 +44,12 @@ def sidecar_tokens(sidecar: Mapping[str, Any]) -> dict[str, str]:
     tokens: dict[str, str] = {}
     if pod_token := env_value(sidecar, sc.ENV_AUTH_TOKEN):
         tokens[""] = pod_token
-    try:
-        entries = json.loads(env_value(sidecar, ENV_CONTAINER_ROLES) or "{}")
-    except (ValueError, RecursionError):
-        return tokens
-    for name, entry in entries.items() if isinstance(entries, dict) else ():
-        token = entry.get("auth_token") if isinstance(entry, dict) else None
-        if isinstance(token, str) and token:
-            tokens[str(name)] = token
-    return tokens
+    return tokens | entry_field(sidecar, "auth_token")
 
 
-def _roles_env_problem(sidecar: Mapping[str, Any], injection: Injection) -> Refusal | None:
+def _roles_env_problem(
+    sidecar: Mapping[str, Any], injection: Injection, tokens: Mapping[str, str]
+) -> Refusal | None:
     raw = env_value(sidecar, ENV_CONTAINER_ROLES)
     expected = container_roles_env(injection)
     try:
@@ -67,7 +62,6 @@ def _roles_env_problem(sidecar: Mapping[str, Any], injection: Injection) -> Refu
             f"builds from the pod's {CONTAINER_ROLES_KEY}; remove the sidecar and let the "
             "webhook add it"
         )
-    tokens = sidecar_tokens(sidecar)
     if len(set(tokens.values())) != len(tokens):
         return _forged(
             f"the {q(SIDECAR_NAME)} container gives two roles the same auth token; each role's "
@@ -146,10 +140,10 @@ def token_problem(pod: Mapping[str, Any], injection: Injection | None) -> Refusa
     if problem := _volume_problem(pod, injection):
         return problem
     found = find_sidecar(pod)
-    if injection is not None and found is not None:
-        if problem := _roles_env_problem(found[2], injection):
-            return problem
     tokens = sidecar_tokens(found[2]) if found is not None and injection is not None else {}
+    if injection is not None and found is not None:
+        if problem := _roles_env_problem(found[2], injection, tokens):
+            return problem
     for _, _, container in all_containers(pod):
         if container.get("name") == SIDECAR_NAME:
             continue

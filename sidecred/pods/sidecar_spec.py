@@ -86,10 +86,15 @@ class Injection:
 
 def sidecar_entry_field(pod: Mapping[str, Any], key: str) -> dict[str, str]:
     """container -> `key` of its entry in the pod's present sidecar's container roles
-    (`role_arn`, `auth_token`), for each entry where it is a non-empty string; {} when the
-    pod has no sidecar or its env is not a readable JSON object."""
+    (`role_arn`, `auth_token`); {} when the pod has no sidecar (see `entry_field`)."""
     sidecar = find_sidecar(pod)
-    raw = env_value(sidecar[2], ENV_CONTAINER_ROLES) if sidecar is not None else None
+    return entry_field(sidecar[2], key) if sidecar is not None else {}
+
+
+def entry_field(sidecar: Mapping[str, Any], key: str) -> dict[str, str]:
+    """container -> `key` of its entry in a sidecar container's container roles, for each
+    entry where it is a non-empty string; {} when the env is not a readable JSON object."""
+    raw = env_value(sidecar, ENV_CONTAINER_ROLES)
     try:
         entries = json.loads(raw) if raw else {}
     except (ValueError, RecursionError):
